@@ -1,0 +1,84 @@
+/**
+ * AWS client factories. Endpoints come the standard way (`AWS_ENDPOINT_URL_<SERVICE>`), so the
+ * sandbox needs no branch here; clients are created once per region and container.
+ */
+import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { GlobalAcceleratorClient } from "@aws-sdk/client-global-accelerator";
+import { RDSClient } from "@aws-sdk/client-rds";
+import { Route53Client } from "@aws-sdk/client-route-53";
+import { S3Client } from "@aws-sdk/client-s3";
+import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
+import { SFNClient } from "@aws-sdk/client-sfn";
+import { SNSClient } from "@aws-sdk/client-sns";
+import {
+  AwsThrottled,
+  AwsUnavailable,
+  describe,
+  FailoverError,
+} from "./errors.ts";
+
+/** The Global Accelerator control plane is served only from us-west-2. */
+export const GLOBAL_ACCELERATOR_REGION = "us-west-2";
+/** Route 53 is global; its API is in us-east-1. */
+export const ROUTE53_REGION = "us-east-1";
+
+const SDK_CONFIG = { maxAttempts: 3 } as const;
+
+function homeRegion(): string {
+  return process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? "us-east-1";
+}
+
+function memo<T>(make: (region: string) => T): (region?: string) => T {
+  const cache = new Map<string, T>();
+  return (region = homeRegion()) => {
+    let client = cache.get(region);
+    if (!client) {
+      client = make(region);
+      cache.set(region, client);
+    }
+    return client;
+  };
+}
+
+export const rdsClient = memo((region) => new RDSClient({ region, ...SDK_CONFIG }));
+export const cloudWatchClient = memo((region) => new CloudWatchClient({ region, ...SDK_CONFIG }));
+export const secretsClient = memo((region) => new SecretsManagerClient({ region, ...SDK_CONFIG }));
+export const dynamoClient = memo((region) => new DynamoDBClient({ region, ...SDK_CONFIG }));
+export const s3Client = memo((region) => new S3Client({ region, ...SDK_CONFIG }));
+export const snsClient = memo((region) => new SNSClient({ region, ...SDK_CONFIG }));
+export const sfnClient = memo((region) => new SFNClient({ region, ...SDK_CONFIG }));
+export const globalAcceleratorClient = () =>
+  gaMemo(GLOBAL_ACCELERATOR_REGION);
+const gaMemo = memo((region) => new GlobalAcceleratorClient({ region, ...SDK_CONFIG }));
+export const route53Client = () => r53Memo(ROUTE53_REGION);
+const r53Memo = memo((region) => new Route53Client({ region, ...SDK_CONFIG }));
+
+const THROTTLING = new Set([
+  "ThrottlingException",
+  "Throttling",
+  "ThrottledException",
+  "TooManyRequestsException",
+  "RequestLimitExceeded",
+  "PriorRequestNotComplete",
+  "ProvisionedThroughputExceededException",
+]);
+
+/**
+ * Maps an AWS SDK error to a named error the ASL can route: throttling and 5xx become
+ * retryable; anything else becomes `fallback` with the service's message (never a stack).
+ */
+export function awsError(
+  e: unknown,
+  what: string,
+  fallback: new (message: string, details?: string[], options?: { cause?: unknown }) => FailoverError,
+): FailoverError {
+  if (e instanceof FailoverError) return e;
+  const err = e as { name?: string; $metadata?: { httpStatusCode?: number }; $retryable?: unknown };
+  const status = err.$metadata?.httpStatusCode ?? 0;
+  if (err.name && THROTTLING.has(err.name)) return new AwsThrottled(`${what}: throttled by AWS`, [], { cause: e });
+  if (status >= 500 || err.name === "TimeoutError" || (e as { code?: string }).code === "ECONNREFUSED") {
+    return new AwsUnavailable(`${what}: AWS did not answer (${describe(e)})`, [], { cause: e });
+  }
+  return new fallback(`${what}: ${describe(e)}`, [], { cause: e });
+}

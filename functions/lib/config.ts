@@ -1,0 +1,320 @@
+/**
+ * The topology and the execution input: one zod schema each, used by the Lambdas at run time,
+ * by the CDK app at synth time and by the CLI's validators, so the three can never disagree.
+ */
+import { readFileSync, statSync } from "node:fs";
+import { parseDocument } from "yaml";
+import { z } from "zod";
+import { ConfigError, InputValidationError } from "./errors.ts";
+
+/** Files larger than this are refused before parsing: a topology is a few KiB. */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
+const REGION_PATTERN = /^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$/;
+
+/** An AWS region name such as `us-east-2`; never an endpoint or an ARN. */
+export const RegionName = z
+  .string()
+  .regex(REGION_PATTERN, "must be an AWS region name such as us-east-2 (not a URL or an ARN)");
+
+const SecretArn = z
+  .string()
+  .regex(
+    /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/,
+    "must be a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)",
+  );
+
+const HttpsUrl = z
+  .url({ protocol: /^https?$/ })
+  .refine((u) => !new URL(u).username && !new URL(u).password, {
+    message: "must not embed credentials; put them in Secrets Manager and name the secret ARN",
+  });
+
+const Name = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "must be a DNS-1123 name (lowercase, digits, '-', '.')");
+
+/** A YAML edit that makes a region active: `{{targetRegion}}` is replaced in `path` and `value`. */
+export const RetargetEdit = z.strictObject({
+  file: z
+    .string()
+    .min(1)
+    .refine((f) => !f.startsWith("/") && !f.split("/").includes(".."), {
+      message: "must be a relative path inside the repository (no leading '/' or '..')",
+    }),
+  path: z
+    .string()
+    .regex(/^[A-Za-z0-9_{}-]+(\.[A-Za-z0-9_{}-]+)*$/, "must be a dotted key path such as global.activeRegion"),
+  value: z.union([z.string(), z.number(), z.boolean()]),
+});
+export type RetargetEdit = z.infer<typeof RetargetEdit>;
+
+const SpokeSchema = z.strictObject({
+  name: Name,
+  /** The cluster name Argo CD knows this spoke by (the cluster Secret's `name`). */
+  argocdCluster: z.string().min(1),
+  apiServer: HttpsUrl,
+  /** PEM of the cluster CA (public); TLS is always verified against it. */
+  caData: z.string().includes("-----BEGIN CERTIFICATE-----", {
+    message: "must be a PEM certificate (the cluster CA)",
+  }),
+  tokenSecretArn: SecretArn,
+  minReadyNodes: z.int().min(1).default(1),
+  namespaces: z.array(Name).default([]),
+  secretOperators: z
+    .strictObject({
+      externalSecrets: z
+        .strictObject({ namespaces: z.array(Name).min(1) })
+        .optional()
+        .describe("ExternalSecrets in these namespaces must all be Ready"),
+      sealedSecrets: z
+        .strictObject({ namespace: Name.default("kube-system"), deployment: Name.default("sealed-secrets-controller") })
+        .optional(),
+    })
+    .default({}),
+});
+export type Spoke = z.infer<typeof SpokeSchema>;
+
+const RegionSchema = z.strictObject({
+  /** Lower numbers are preferred as failover targets. */
+  priority: z.int().min(0),
+  spokes: z.array(SpokeSchema).min(1),
+  aurora: z.strictObject({
+    clusterArn: z.string().regex(/^arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:cluster:[A-Za-z0-9-]+$/, "must be an RDS DB cluster ARN"),
+  }),
+  globalAccelerator: z
+    .strictObject({
+      endpointGroupArn: z
+        .string()
+        .regex(
+          /^arn:aws[a-z-]*:globalaccelerator::\d{12}:accelerator\/[a-z0-9-]+\/listener\/[a-z0-9]+\/endpoint-group\/[a-z0-9]+$/,
+          "must be a Global Accelerator endpoint group ARN",
+        ),
+    })
+    .optional(),
+  route53: z.strictObject({
+    healthCheckId: z.string().regex(/^[a-f0-9-]{36}$/, "must be a Route 53 health check id (UUID)"),
+    /** `SetIdentifier` of this region's weighted record, when traffic.mode is route53. */
+    setIdentifier: z.string().min(1).optional(),
+  }),
+  /** The regional endpoint the health check probes (hostname only). */
+  endpoint: z.string().regex(/^[a-z0-9.-]+$/, "must be a hostname"),
+});
+export type Region = z.infer<typeof RegionSchema>;
+
+const HubSchema = z.strictObject({
+  name: Name,
+  url: HttpsUrl,
+  tokenSecretArn: SecretArn,
+  /** PEM CA for a hub with a private certificate; public CAs need nothing. */
+  caData: z.string().includes("-----BEGIN CERTIFICATE-----").optional(),
+});
+export type Hub = z.infer<typeof HubSchema>;
+
+export const TopologySchema = z
+  .strictObject({
+    apiVersion: z.literal("gitops-failover/v1"),
+    platform: Name,
+    git: z.strictObject({
+      url: HttpsUrl,
+      branch: z.string().min(1).default("main"),
+      credentialsSecretArn: SecretArn,
+      author: z
+        .strictObject({ name: z.string().min(1), email: z.email() })
+        .default({ name: "gitops-failover", email: "gitops-failover@noreply.local" }),
+      retarget: z.array(RetargetEdit).min(1),
+      pushAttempts: z.int().min(1).max(10).default(5),
+    }),
+    argocd: z.strictObject({
+      /** Primary first; the rest are standby hubs tried when the one before is unreachable. */
+      hubs: z.array(HubSchema).min(1),
+      appSelector: z.string().min(1),
+      appNamespace: z.string().optional(),
+      refresh: z.enum(["hard", "normal", "none"]).default("hard"),
+      sync: z.boolean().default(false),
+      requestTimeoutSeconds: z.int().min(1).max(60).default(20),
+    }),
+    aurora: z.strictObject({
+      globalClusterIdentifier: z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,62}$/),
+      maxRpoSeconds: z.number().min(0).default(5),
+    }),
+    traffic: z.strictObject({
+      mode: z.enum(["global-accelerator", "route53"]).default("global-accelerator"),
+      /** Percent of traffic moved off the other regions per stage; the last must be 100. */
+      stages: z
+        .array(z.int().min(1).max(100))
+        .min(1)
+        .default([100])
+        .refine((s) => s.at(-1) === 100 && s.every((v, i) => i === 0 || v > (s[i - 1] ?? 0)), {
+          message: "must be strictly increasing and end at 100",
+        }),
+      hostedZoneId: z.string().optional(),
+      recordName: z.string().optional(),
+    }),
+    timeouts: z
+      .strictObject({
+        argoSyncSeconds: z.int().min(30).default(600),
+        auroraSeconds: z.int().min(30).default(600),
+        trafficVerifySeconds: z.int().min(30).default(300),
+        approvalSeconds: z.int().min(60).default(3600),
+      })
+      .default({ argoSyncSeconds: 600, auroraSeconds: 600, trafficVerifySeconds: 300, approvalSeconds: 3600 }),
+    regions: z.record(RegionName, RegionSchema).refine((r) => Object.keys(r).length >= 2, {
+      message: "needs at least two regions",
+    }),
+  })
+  .superRefine((t, ctx) => {
+    const regions = Object.entries(t.regions);
+    if (t.traffic.mode === "global-accelerator") {
+      for (const [name, r] of regions) {
+        if (!r.globalAccelerator) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["regions", name, "globalAccelerator"],
+            message: "is required when traffic.mode is global-accelerator",
+          });
+        }
+      }
+    } else {
+      for (const key of ["hostedZoneId", "recordName"] as const) {
+        if (!t.traffic[key]) {
+          ctx.addIssue({ code: "custom", path: ["traffic", key], message: "is required when traffic.mode is route53" });
+        }
+      }
+      for (const [name, r] of regions) {
+        if (!r.route53.setIdentifier) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["regions", name, "route53", "setIdentifier"],
+            message: "is required when traffic.mode is route53",
+          });
+        }
+      }
+    }
+    const clusters = regions.flatMap(([, r]) => r.spokes.map((s) => s.argocdCluster));
+    const duplicate = clusters.find((c, i) => clusters.indexOf(c) !== i);
+    if (duplicate) {
+      ctx.addIssue({ code: "custom", path: ["regions"], message: `argocdCluster "${duplicate}" is used by two spokes` });
+    }
+    if (!t.git.retarget.some((e) => `${e.path}${e.value}`.includes("{{targetRegion}}"))) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["git", "retarget"],
+        message: "no edit mentions {{targetRegion}}: the commit could not tell regions apart",
+      });
+    }
+  });
+export type Topology = z.infer<typeof TopologySchema>;
+
+/** The small console / CLI input. Region names only, so it cannot point anywhere new. */
+export const FailoverInputSchema = z.strictObject({
+  targetRegion: RegionName,
+  reason: z.string().trim().min(3, "must say why (at least 3 characters)").max(500),
+  mode: z.enum(["graceful", "ungraceful"]).default("graceful"),
+  dryRun: z.boolean().default(false),
+  allowDataLoss: z.boolean().default(false),
+  requestedBy: z.string().trim().min(1).max(128).default("console"),
+  requireApproval: z.boolean().default(false),
+  /** When the failure was detected (the alarm's time): RTO is measured from it. */
+  detectedAt: z.iso.datetime({ offset: true }).optional(),
+});
+export type FailoverInput = z.infer<typeof FailoverInputSchema>;
+
+/** One line per problem: `path: message`. */
+export function formatIssues(error: z.ZodError): string[] {
+  return error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`);
+}
+
+/** Parses YAML or JSON text strictly: duplicate keys, aliases bombs and syntax errors are refused. */
+export function parseDocumentText(text: string, source: string): unknown {
+  if (Buffer.byteLength(text) > MAX_CONFIG_BYTES) {
+    throw new ConfigError(`${source}: file is larger than ${MAX_CONFIG_BYTES} bytes`);
+  }
+  if (!text.trim()) throw new ConfigError(`${source}: file is empty`);
+  const doc = parseDocument(text, { uniqueKeys: true, maxAliasCount: 100, prettyErrors: false });
+  const problem = doc.errors[0];
+  if (problem) {
+    const at = problem.linePos?.[0];
+    throw new ConfigError(`${source}${at ? `:${at.line}:${at.col}` : ""}: ${problem.message.split("\n")[0]}`);
+  }
+  return doc.toJS({ maxAliasCount: 100 });
+}
+
+/** Reads a file with the size check done before reading it. */
+export function readConfigFile(path: string): string {
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch {
+    throw new ConfigError(`${path}: cannot read the file (does it exist?)`);
+  }
+  if (size > MAX_CONFIG_BYTES) throw new ConfigError(`${path}: file is larger than ${MAX_CONFIG_BYTES} bytes`);
+  return readFileSync(path, "utf8");
+}
+
+/** Validates a parsed topology, throwing ConfigError with one line per problem. */
+export function parseTopology(data: unknown, source = "topology"): Topology {
+  const result = TopologySchema.safeParse(data);
+  if (!result.success) throw new ConfigError(`${source} is invalid`, formatIssues(result.error));
+  return result.data;
+}
+
+/** Loads and validates a topology file (YAML or JSON). */
+export function loadTopology(path: string): Topology {
+  return parseTopology(parseDocumentText(readConfigFile(path), path), path);
+}
+
+/** Validates the execution input against the schema and the topology's regions. */
+export function parseInput(data: unknown, topology: Topology): FailoverInput {
+  const result = FailoverInputSchema.safeParse(data);
+  if (!result.success) throw new InputValidationError("execution input is invalid", formatIssues(result.error));
+  const input = result.data;
+  if (!topology.regions[input.targetRegion]) {
+    throw new InputValidationError("execution input is invalid", [
+      `targetRegion: "${input.targetRegion}" is not in the topology (known: ${Object.keys(topology.regions).join(", ")})`,
+    ]);
+  }
+  return input;
+}
+
+let cached: Topology | undefined;
+
+/**
+ * The topology a Lambda runs with: the `TOPOLOGY` environment variable holds it as JSON
+ * (written by CDK at synth time, already validated); parsed once per container.
+ */
+export function runtimeTopology(): Topology {
+  if (cached) return cached;
+  const raw = process.env.TOPOLOGY;
+  if (!raw) throw new ConfigError("TOPOLOGY is not set: the function was deployed without its topology");
+  cached = parseTopology(parseDocumentText(raw, "TOPOLOGY"), "TOPOLOGY");
+  return cached;
+}
+
+/** Forgets the cached topology (tests and the sandbox swap topologies between runs). */
+export function resetRuntimeTopology(): void {
+  cached = undefined;
+}
+
+/** Renders an edit for a target region: `{{targetRegion}}` in path and value. */
+export function renderEdit(edit: RetargetEdit, targetRegion: string): RetargetEdit {
+  const sub = (s: string) => s.replaceAll("{{targetRegion}}", targetRegion);
+  return { file: edit.file, path: sub(edit.path), value: typeof edit.value === "string" ? sub(edit.value) : edit.value };
+}
+
+/** Regions other than `region`, ordered by priority then name. */
+export function otherRegions(topology: Topology, region: string): string[] {
+  return Object.entries(topology.regions)
+    .filter(([name]) => name !== region)
+    .sort(([a, ra], [b, rb]) => ra.priority - rb.priority || a.localeCompare(b))
+    .map(([name]) => name);
+}
+
+/** The region entry, or a ConfigError naming the known ones. */
+export function regionOf(topology: Topology, region: string): Region {
+  const r = topology.regions[region];
+  if (!r) throw new ConfigError(`region "${region}" is not in the topology (known: ${Object.keys(topology.regions).join(", ")})`);
+  return r;
+}

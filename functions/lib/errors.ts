@@ -1,0 +1,149 @@
+/**
+ * Named errors. `error.name` is what Step Functions matches in `Retry`/`Catch` `ErrorEquals`,
+ * so each class sets it explicitly (minified bundles rename classes). A test checks that every
+ * name the ASL mentions is defined here and that every retryable error has a Retry rule.
+ */
+import { redact } from "./redact.ts";
+
+export interface ErrorData {
+  name: string;
+  message: string;
+  details?: string[];
+}
+
+export abstract class FailoverError extends Error {
+  abstract override readonly name: string;
+  /** Transient: the ASL retries it with backoff and jitter. */
+  abstract readonly retryable: boolean;
+  /** One line per problem, each saying what is wrong and where. */
+  readonly details: string[];
+
+  constructor(message: string, details: string[] = [], options?: { cause?: unknown }) {
+    super(redact(details.length ? `${message}: ${details.join("; ")}` : message), options);
+    this.details = details.map(redact);
+  }
+
+  /** The error as data, for a poller's `FAILED` result and the audit trail. */
+  toData(): ErrorData {
+    return { name: this.name, message: this.message, ...(this.details.length ? { details: this.details } : {}) };
+  }
+}
+
+// Configuration and input
+export class ConfigError extends FailoverError {
+  readonly name = "ConfigError";
+  readonly retryable = false;
+}
+export class InputValidationError extends FailoverError {
+  readonly name = "InputValidationError";
+  readonly retryable = false;
+}
+export class SecretUnavailable extends FailoverError {
+  readonly name = "SecretUnavailable";
+  readonly retryable = false;
+}
+
+// Spoke
+export class SpokeUnreachable extends FailoverError {
+  readonly name = "SpokeUnreachable";
+  readonly retryable = true;
+}
+export class SpokeAuthError extends FailoverError {
+  readonly name = "SpokeAuthError";
+  readonly retryable = false;
+}
+export class SpokeNotReady extends FailoverError {
+  readonly name = "SpokeNotReady";
+  readonly retryable = false;
+}
+
+// Git
+export class GitUnreachable extends FailoverError {
+  readonly name = "GitUnreachable";
+  readonly retryable = true;
+}
+export class GitAuthError extends FailoverError {
+  readonly name = "GitAuthError";
+  readonly retryable = false;
+}
+export class GitEditError extends FailoverError {
+  readonly name = "GitEditError";
+  readonly retryable = false;
+}
+export class GitPushConflict extends FailoverError {
+  readonly name = "GitPushConflict";
+  readonly retryable = true;
+}
+
+// Argo CD
+export class ArgoUnreachable extends FailoverError {
+  readonly name = "ArgoUnreachable";
+  readonly retryable = true;
+}
+export class ArgoAuthError extends FailoverError {
+  readonly name = "ArgoAuthError";
+  readonly retryable = false;
+}
+export class ArgoSyncFailed extends FailoverError {
+  readonly name = "ArgoSyncFailed";
+  readonly retryable = false;
+}
+export class ArgoSyncTimeout extends FailoverError {
+  readonly name = "ArgoSyncTimeout";
+  readonly retryable = false;
+}
+
+// Aurora
+export class AuroraPromotionRefused extends FailoverError {
+  readonly name = "AuroraPromotionRefused";
+  readonly retryable = false;
+}
+export class AuroraPromotionFailed extends FailoverError {
+  readonly name = "AuroraPromotionFailed";
+  readonly retryable = false;
+}
+export class AuroraPromotionTimeout extends FailoverError {
+  readonly name = "AuroraPromotionTimeout";
+  readonly retryable = false;
+}
+
+// Traffic
+export class TrafficPreconditionFailed extends FailoverError {
+  readonly name = "TrafficPreconditionFailed";
+  readonly retryable = false;
+}
+export class TrafficShiftFailed extends FailoverError {
+  readonly name = "TrafficShiftFailed";
+  readonly retryable = false;
+}
+export class TrafficVerifyTimeout extends FailoverError {
+  readonly name = "TrafficVerifyTimeout";
+  readonly retryable = false;
+}
+
+// AWS APIs in general
+export class AwsThrottled extends FailoverError {
+  readonly name = "AwsThrottled";
+  readonly retryable = true;
+}
+export class AwsUnavailable extends FailoverError {
+  readonly name = "AwsUnavailable";
+  readonly retryable = true;
+}
+
+// Workflow
+export class StepTimeout extends FailoverError {
+  readonly name = "StepTimeout";
+  readonly retryable = true;
+}
+
+/** True for our named errors (as opposed to bugs and library errors). */
+export function isFailoverError(e: unknown): e is FailoverError {
+  return e instanceof FailoverError;
+}
+
+/** A short, redacted description of any thrown value, for messages and logs. */
+export function describe(e: unknown): string {
+  if (e instanceof Error) return redact(`${e.name}: ${e.message}`);
+  return redact(String(e));
+}
