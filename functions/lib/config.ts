@@ -224,7 +224,12 @@ export type FailoverInput = z.infer<typeof FailoverInputSchema>;
 
 /** One line per problem: `path: message`. */
 export function formatIssues(error: z.ZodError): string[] {
-  return error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`);
+  return error.issues.map((i) => {
+    const where = i.path.length ? i.path.join(".") : "(root)";
+    // A bad record key (a region name) carries the key schema's own message inside.
+    const message = i.code === "invalid_key" ? i.issues.map((k) => k.message).join("; ") : i.message;
+    return `${where}: ${message}`;
+  });
 }
 
 /** Parses YAML or JSON text strictly: duplicate keys, aliases bombs and syntax errors are refused. */
@@ -233,7 +238,7 @@ export function parseDocumentText(text: string, source: string): unknown {
     throw new ConfigError(`${source}: file is larger than ${MAX_CONFIG_BYTES} bytes`);
   }
   if (!text.trim()) throw new ConfigError(`${source}: file is empty`);
-  const doc = parseDocument(text, { uniqueKeys: true, maxAliasCount: 100, prettyErrors: false });
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   const problem = doc.errors[0];
   if (problem) {
     const at = problem.linePos?.[0];

@@ -137,6 +137,12 @@ export class StepTimeout extends FailoverError {
   readonly retryable = true;
 }
 
+/** Anything that is not one of ours (a bug, a library error): reported by name, never with a stack. */
+export class UnexpectedError extends FailoverError {
+  readonly name = "UnexpectedError";
+  readonly retryable = false;
+}
+
 /** True for our named errors (as opposed to bugs and library errors). */
 export function isFailoverError(e: unknown): e is FailoverError {
   return e instanceof FailoverError;

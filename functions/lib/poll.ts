@@ -1,0 +1,38 @@
+/**
+ * Poll windows. A poller does one check per invocation; the window (start, deadline, count)
+ * travels in the execution state so the deadline is fixed when the step began, whatever the
+ * Wait states and retries in between.
+ */
+import type { PollProgress } from "./state.ts";
+
+export interface PollWindow {
+  startedAt: string;
+  deadline: string;
+  polls: number;
+  checkedAt: string;
+  /** True when this poll ran at or after the deadline. */
+  expired: boolean;
+}
+
+/**
+ * Continues the window in `previous`, or opens a new one of `seconds` when there is none
+ * (or when `stage` differs: each traffic stage has its own window).
+ */
+export function pollWindow(
+  previous: PollProgress | undefined,
+  seconds: number,
+  now: Date = new Date(),
+  stage?: number,
+): PollWindow {
+  const fresh = !previous?.deadline || !previous.startedAt || previous.stage !== stage;
+  const startedAt = fresh ? now.toISOString() : (previous.startedAt as string);
+  const deadline = fresh ? new Date(now.getTime() + seconds * 1000).toISOString() : (previous.deadline as string);
+  const polls = (fresh ? 0 : (previous.polls ?? 0)) + 1;
+  return {
+    startedAt,
+    deadline,
+    polls,
+    checkedAt: now.toISOString(),
+    expired: now.getTime() >= Date.parse(deadline),
+  };
+}

@@ -1,0 +1,381 @@
+/**
+ * The workflow's steps: each reads the topology, resolves its secrets, calls one domain module
+ * and returns a small summary for the execution state. Handlers wrap these in middy; the ASL
+ * decides the order. Every step reads the current state first, so re-runs and Redrive are safe.
+ */
+import { type ArgoHubConnection, checkSync } from "./argocd.ts";
+import { type AuroraTopology, checkAurora, describeAurora, promoteAurora } from "./aurora.ts";
+import {
+  type FailoverInput,
+  otherRegions,
+  parseInput,
+  regionOf,
+  renderEdit,
+  runtimeTopology,
+  type Topology,
+} from "./config.ts";
+import {
+  ArgoSyncTimeout,
+  AuroraPromotionTimeout,
+  type ErrorData,
+  TrafficPreconditionFailed,
+  TrafficVerifyTimeout,
+} from "./errors.ts";
+import { commitRetarget, type GitAuth, type GitRepo, readValues, type RenderedEdit } from "./gitops.ts";
+import { pollWindow } from "./poll.ts";
+import { getSecret } from "./secrets.ts";
+import { assertSpokeReady, inspectSpoke } from "./spoke.ts";
+import type {
+  ArgoProgress,
+  AuroraProgress,
+  ExecutionRef,
+  FailoverState,
+  Plan,
+  PlatformSnapshot,
+  PromotionState,
+  RetargetResultState,
+  SpokeResult,
+  TrafficHealthProgress,
+  TrafficProgress,
+} from "./state.ts";
+import { applyStage, checkTargetHealth, readTraffic, type TrafficTopology } from "./traffic.ts";
+
+/** Per-call HTTP bound for spokes: an unreachable region must fail fast. */
+const SPOKE_TIMEOUT_MS = 10_000;
+
+function gitRepo(t: Topology): GitRepo {
+  return { url: t.git.url, branch: t.git.branch, author: t.git.author };
+}
+
+async function gitAuth(t: Topology): Promise<GitAuth> {
+  const secret = await getSecret(t.git.credentialsSecretArn);
+  return { token: secret.token, ...(secret.username ? { username: secret.username } : {}) };
+}
+
+/** The topology's Aurora view: global cluster and one member per region. */
+export function auroraTopology(t: Topology): AuroraTopology {
+  return {
+    globalClusterIdentifier: t.aurora.globalClusterIdentifier,
+    maxRpoSeconds: t.aurora.maxRpoSeconds,
+    members: Object.fromEntries(Object.entries(t.regions).map(([name, r]) => [name, r.aurora.clusterArn])),
+  };
+}
+
+/** The topology's traffic view: endpoint groups or weighted records, and health checks. */
+export function trafficTopology(t: Topology): TrafficTopology {
+  return {
+    mode: t.traffic.mode,
+    ...(t.traffic.hostedZoneId ? { hostedZoneId: t.traffic.hostedZoneId } : {}),
+    ...(t.traffic.recordName ? { recordName: t.traffic.recordName } : {}),
+    regions: Object.fromEntries(
+      Object.entries(t.regions).map(([name, r]) => [
+        name,
+        {
+          healthCheckId: r.route53.healthCheckId,
+          ...(r.globalAccelerator ? { endpointGroupArn: r.globalAccelerator.endpointGroupArn } : {}),
+          ...(r.route53.setIdentifier ? { setIdentifier: r.route53.setIdentifier } : {}),
+        },
+      ]),
+    ),
+  };
+}
+
+function editsFor(t: Topology, region: string): RenderedEdit[] {
+  return t.git.retarget.map((e) => renderEdit(e, region));
+}
+
+/** Reads Git, Aurora and traffic as they are now; Aurora is asked in the target region first. */
+export async function snapshot(t: Topology, targetRegion: string): Promise<PlatformSnapshot> {
+  const regions = Object.keys(t.regions);
+  const edits = regions.flatMap((r) => editsFor(t, r));
+  const [git, aurora, traffic] = await Promise.all([
+    readValues(gitRepo(t), await gitAuth(t), edits),
+    describeAurora(auroraTopology(t), [targetRegion, ...otherRegions(t, targetRegion)]),
+    readTraffic(trafficTopology(t)),
+  ]);
+  const valueAt = (file: string, path: string) => git.values.find((v) => v.file === file && v.path === path)?.value;
+  const activeRegion =
+    regions.find((r) => editsFor(t, r).every((e) => valueAt(e.file, e.path) === e.value)) ?? null;
+  return {
+    activeRegion,
+    gitHead: git.head,
+    auroraWriterRegion: aurora.writerRegion ?? null,
+    trafficDials: traffic.dials,
+  };
+}
+
+function trafficAtTarget(dials: Record<string, number>, target: string): boolean {
+  return Object.entries(dials).every(([region, dial]) => (region === target ? dial === 100 : dial === 0));
+}
+
+/**
+ * Plan: validates the input against the topology, snapshots the platform and decides what is
+ * left to do. Nothing is changed here, so a dry run ends after it.
+ */
+export async function planStep(event: { input: unknown; execution: ExecutionRef }): Promise<FailoverState> {
+  const t = runtimeTopology();
+  const input = parseInput(event.input, t);
+  const target = input.targetRegion;
+  const before = await snapshot(t, target);
+  const sourceRegion =
+    [before.activeRegion, maxDialRegion(before.trafficDials), before.auroraWriterRegion].find(
+      (r): r is string => !!r && r !== target,
+    ) ?? null;
+  const needs = {
+    retarget: before.activeRegion !== target,
+    aurora: before.auroraWriterRegion !== target,
+    traffic: !trafficAtTarget(before.trafficDials, target),
+  };
+  const plan: Plan = {
+    sourceRegion,
+    targetRegion: target,
+    before,
+    needs,
+    noop: !needs.retarget && !needs.aurora && !needs.traffic,
+    approvalTimeoutSeconds: t.timeouts.approvalSeconds,
+    actions: planActions(t, input, before, needs),
+  };
+  return { execution: event.execution, input, plan };
+}
+
+function maxDialRegion(dials: Record<string, number>): string | null {
+  const top = Object.entries(dials).sort(([, a], [, b]) => b - a)[0];
+  return top && top[1] > 0 ? top[0] : null;
+}
+
+function planActions(t: Topology, input: FailoverInput, before: PlatformSnapshot, needs: Plan["needs"]): string[] {
+  const target = input.targetRegion;
+  const actions = [`verify spoke(s) ${regionOf(t, target).spokes.map((s) => s.name).join(", ")} in ${target}`];
+  if (needs.retarget) {
+    for (const e of editsFor(t, target)) actions.push(`commit ${e.file} ${e.path} = ${String(e.value)} on ${t.git.branch}`);
+    actions.push(`wait for Argo CD: apps matching ${t.argocd.appSelector} Synced at the commit and Healthy`);
+  }
+  if (needs.aurora) {
+    const how = input.mode === "graceful" ? "switchover" : "failover (AllowDataLoss, RPO guard)";
+    actions.push(`Aurora ${t.aurora.globalClusterIdentifier}: ${how} ${before.auroraWriterRegion ?? "?"} -> ${target}`);
+  }
+  if (needs.traffic) {
+    actions.push(`shift traffic to ${target} in stages ${t.traffic.stages.join("%, ")}% (${t.traffic.mode})`);
+  }
+  return actions;
+}
+
+/** VerifySpoke: every spoke of the target region reachable, Ready and with its secrets in place. */
+export async function verifySpokeStep(state: FailoverState): Promise<SpokeResult> {
+  const t = runtimeTopology();
+  const spokes = regionOf(t, state.plan.targetRegion).spokes;
+  const reports = await Promise.all(
+    spokes.map(async (s) => {
+      const { token } = await getSecret(s.tokenSecretArn);
+      const report = await inspectSpoke(
+        { name: s.name, apiServer: s.apiServer, caData: s.caData, token },
+        {
+          minReadyNodes: s.minReadyNodes,
+          namespaces: s.namespaces,
+          ...(s.secretOperators.externalSecrets ? { externalSecrets: s.secretOperators.externalSecrets } : {}),
+          ...(s.secretOperators.sealedSecrets ? { sealedSecrets: s.secretOperators.sealedSecrets } : {}),
+        },
+        { timeoutMs: SPOKE_TIMEOUT_MS },
+      );
+      assertSpokeReady(report);
+      return { spoke: report.spoke, readyNodes: report.readyNodes, checks: report.checks.length };
+    }),
+  );
+  return { status: "SUCCEEDED", spokes: reports };
+}
+
+/** One line, no control characters: a reason typed into the console goes into a Git trailer. */
+function trailerValue(text: string): string {
+  return text.replace(/\s+/g, " ").trim().slice(0, 200);
+}
+
+/** CommitRetarget: the Git commit that makes the target region active (fencing the old one). */
+export async function commitRetargetStep(state: FailoverState): Promise<RetargetResultState> {
+  const t = runtimeTopology();
+  const target = state.plan.targetRegion;
+  const subject = `failover(${t.platform}): make ${target} active`;
+  const result = await commitRetarget(gitRepo(t), await gitAuth(t), editsFor(t, target), {
+    subject,
+    body: `Source region: ${state.plan.sourceRegion ?? "unknown"}. Mode: ${state.input.mode}.`,
+    trailers: {
+      "Failover-Execution": state.execution.id,
+      "Failover-Reason": trailerValue(state.input.reason),
+      "Requested-By": trailerValue(state.input.requestedBy),
+    },
+  }, { maxAttempts: t.git.pushAttempts });
+  return {
+    status: "SUCCEEDED",
+    skipped: result.skipped,
+    sha: result.sha,
+    previousSha: result.previousSha,
+    attempts: result.attempts,
+    changes: result.changes,
+    subject,
+  };
+}
+
+async function argoHubs(t: Topology): Promise<ArgoHubConnection[]> {
+  return Promise.all(
+    t.argocd.hubs.map(async (h) => ({
+      name: h.name,
+      url: h.url,
+      token: (await getSecret(h.tokenSecretArn)).token,
+      ...(h.caData ? { caData: h.caData } : {}),
+    })),
+  );
+}
+
+function timedOut(error: ErrorData, window: { startedAt: string; deadline: string; polls: number }) {
+  return { status: "FAILED" as const, ...window, error };
+}
+
+/** AwaitArgoSync: one poll of Argo CD; FAILED with ArgoSyncTimeout once the deadline passes. */
+export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgress> {
+  const t = runtimeTopology();
+  const revision = state.retarget?.sha;
+  if (!revision) throw new TrafficPreconditionFailed("AwaitArgoSync ran without a commit (state.retarget.sha)");
+  const window = pollWindow(state.argo, t.timeouts.argoSyncSeconds);
+  const result = await checkSync({
+    hubs: await argoHubs(t),
+    selector: t.argocd.appSelector,
+    ...(t.argocd.appNamespace ? { appNamespace: t.argocd.appNamespace } : {}),
+    clusters: regionOf(t, state.plan.targetRegion).spokes.map((s) => s.argocdCluster),
+    revision,
+    refresh: t.argocd.refresh,
+    sync: t.argocd.sync,
+    firstPoll: window.polls === 1,
+    timeoutMs: t.argocd.requestTimeoutSeconds * 1000,
+  });
+  const progress = {
+    ...window,
+    hub: result.hub,
+    revision,
+    total: result.total,
+    done: result.done,
+    pending: result.pending.slice(0, 10),
+  };
+  if (result.status === "IN_PROGRESS" && window.expired) {
+    const pending = result.pending.slice(0, 5).map((p) => `${p.name}: ${p.reason}`);
+    return {
+      ...progress,
+      ...timedOut(
+        new ArgoSyncTimeout(
+          `[AwaitArgoSync] ${result.total - result.done} of ${result.total} apps not Synced at ${revision.slice(0, 7)} and Healthy after ${t.timeouts.argoSyncSeconds}s`,
+          pending,
+        ).toData(),
+        window,
+      ),
+    };
+  }
+  return { ...progress, status: result.status, ...(result.error ? { error: result.error } : {}) };
+}
+
+/** PromoteAurora: switchover (graceful) or guarded failover (ungraceful); skipped when already writer. */
+export async function promoteAuroraStep(state: FailoverState): Promise<PromotionState> {
+  const t = runtimeTopology();
+  const result = await promoteAurora(auroraTopology(t), {
+    targetRegion: state.plan.targetRegion,
+    mode: state.input.mode,
+    allowDataLoss: state.input.allowDataLoss,
+  });
+  return {
+    status: "SUCCEEDED",
+    skipped: result.skipped,
+    action: result.action,
+    ...(result.calledIn ? { calledIn: result.calledIn } : {}),
+    ...(result.rpoLagSeconds !== undefined ? { rpoLagSeconds: result.rpoLagSeconds } : {}),
+    writerBefore: result.before.writerRegion ?? null,
+  };
+}
+
+/** AwaitAurora: one poll; SUCCEEDED when the target is writer and the global cluster idle. */
+export async function awaitAuroraStep(state: FailoverState): Promise<AuroraProgress> {
+  const t = runtimeTopology();
+  const window = pollWindow(state.aurora, t.timeouts.auroraSeconds);
+  const result = await checkAurora(auroraTopology(t), state.plan.targetRegion);
+  const progress = {
+    ...window,
+    writerRegion: result.state.writerRegion ?? null,
+    failoverState: result.state.failoverState ?? null,
+  };
+  if (result.status === "IN_PROGRESS" && window.expired) {
+    return {
+      ...progress,
+      ...timedOut(
+        new AuroraPromotionTimeout(
+          `[AwaitAurora] ${state.plan.targetRegion} is not the writer after ${t.timeouts.auroraSeconds}s (writer ${progress.writerRegion ?? "unknown"}, failover state ${progress.failoverState ?? "none"})`,
+        ).toData(),
+        window,
+      ),
+    };
+  }
+  return { ...progress, status: result.status, ...(result.error ? { error: result.error } : {}) };
+}
+
+/**
+ * The guard in front of every traffic change: the target spoke was verified, Argo CD reported
+ * every app Synced at the committed SHA and Healthy, and Aurora's writer is the target. Checked
+ * on the state (what the earlier steps proved) and, for Aurora, live — whatever the ASL says.
+ */
+export async function assertTrafficMayMove(state: FailoverState, t: Topology): Promise<void> {
+  const target = state.plan.targetRegion;
+  const problems: string[] = [];
+  const c = state.converge;
+  if (state.spoke?.status !== "SUCCEEDED") problems.push("the target spoke was not verified");
+  if (!c?.retarget?.sha) problems.push("no retarget commit is recorded");
+  if (c?.argo?.status !== "SUCCEEDED" || !c.retarget || c.argo.revision !== c.retarget.sha) {
+    problems.push("Argo CD has not reported the target apps Synced at the committed SHA and Healthy");
+  }
+  if (c?.aurora?.status !== "SUCCEEDED" || c.aurora.writerRegion !== target) {
+    problems.push(`Aurora has not reported ${target} as writer`);
+  } else {
+    const live = await describeAurora(auroraTopology(t), [target, ...otherRegions(t, target)]);
+    if (live.writerRegion !== target || live.failoverState) {
+      problems.push(`Aurora's writer is ${live.writerRegion ?? "unknown"} now, not ${target}`);
+    }
+  }
+  if (problems.length) {
+    throw new TrafficPreconditionFailed("[ShiftTraffic] refusing to move traffic; nothing was changed", problems);
+  }
+}
+
+/** ShiftTraffic: applies the next stage of the traffic shift, after the guard above. */
+export async function shiftTrafficStep(state: FailoverState): Promise<TrafficProgress> {
+  const t = runtimeTopology();
+  await assertTrafficMayMove(state, t);
+  const stage = (state.traffic?.stage ?? -1) + 1;
+  const percent = t.traffic.stages[stage] ?? 100;
+  const result = await applyStage(trafficTopology(t), { targetRegion: state.plan.targetRegion, percent });
+  return {
+    status: "SUCCEEDED",
+    skipped: result.skipped,
+    stage,
+    percent,
+    complete: percent === 100,
+    changes: result.changes,
+    dials: result.after.dials,
+  };
+}
+
+/** VerifyTraffic: one health poll of the target's endpoints for the current stage. */
+export async function verifyTrafficStep(state: FailoverState): Promise<TrafficHealthProgress> {
+  const t = runtimeTopology();
+  const stage = state.traffic?.stage ?? 0;
+  const window = pollWindow(state.trafficHealth, t.timeouts.trafficVerifySeconds, new Date(), stage);
+  const health = await checkTargetHealth(trafficTopology(t), state.plan.targetRegion);
+  const progress = { ...window, stage, healthy: health.healthy, detail: health.detail.slice(0, 10) };
+  if (health.healthy) return { ...progress, status: "SUCCEEDED" };
+  if (window.expired) {
+    return {
+      ...progress,
+      ...timedOut(
+        new TrafficVerifyTimeout(
+          `[VerifyTraffic] ${state.plan.targetRegion} endpoints not healthy ${t.timeouts.trafficVerifySeconds}s after stage ${stage + 1}`,
+          health.detail.slice(0, 5),
+        ).toData(),
+        window,
+      ),
+    };
+  }
+  return { ...progress, status: "IN_PROGRESS" };
+}

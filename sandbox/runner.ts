@@ -1,0 +1,167 @@
+/**
+ * Runs statemachine/failover.asl.json unchanged with aws-local-stepfunctions, each Task state
+ * overridden to call the real handler in-process (through its middy wrapper, with a Lambda
+ * context), so the tests and the drill exercise the same definition that CDK deploys.
+ */
+import { randomUUID } from "node:crypto";
+import type { Context } from "aws-lambda";
+import { StateMachine } from "aws-local-stepfunctions";
+import { FUNCTIONS, type FunctionSpec, placeholderOf } from "../functions/catalog.ts";
+import { aslText, substitute } from "../statemachine/definition.ts";
+
+export const LOCAL_ACCOUNT = "000000000000";
+export const LOCAL_REGION = "us-east-1";
+export const LOCAL_STATE_MACHINE_ARN = `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:stateMachine:gitops-failover`;
+
+/** An execution's ARN, as Step Functions derives it from the state machine's. */
+export function executionArnOf(stateMachineArn: string, name: string): string {
+  return `${stateMachineArn.replace(":stateMachine:", ":execution:")}:${name}`;
+}
+
+/** One entry of aws-local-stepfunctions' execution event log (the package does not export the type). */
+export type EventLog = ReturnType<StateMachine["run"]>["eventLogs"] extends AsyncGenerator<infer E> ? E : never;
+
+type Handler = (event: unknown, context: Context) => Promise<unknown>;
+
+/** The fake ARN each `${XFunctionArn}` placeholder gets outside AWS. */
+export function localFunctionArn(spec: FunctionSpec): string {
+  return `arn:aws:lambda:${LOCAL_REGION}:${LOCAL_ACCOUNT}:function:gitops-failover-${spec.dir}`;
+}
+
+/** The ASL with local ARNs substituted, parsed. */
+export function localDefinition(): Record<string, unknown> {
+  const values = Object.fromEntries(FUNCTIONS.map((f) => [placeholderOf(f.state), localFunctionArn(f)]));
+  return JSON.parse(substitute(aslText(), values)) as Record<string, unknown>;
+}
+
+function lambdaContext(spec: FunctionSpec): Context {
+  const deadline = Date.now() + spec.timeoutSeconds * 1000;
+  const name = `gitops-failover-${spec.dir}`;
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName: name,
+    functionVersion: "$LATEST",
+    invokedFunctionArn: localFunctionArn(spec),
+    memoryLimitInMB: "256",
+    awsRequestId: randomUUID(),
+    logGroupName: `/aws/lambda/${name}`,
+    logStreamName: "local",
+    getRemainingTimeInMillis: () => deadline - Date.now(),
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+}
+
+const handlers = new Map<string, Handler>();
+
+async function handlerOf(spec: FunctionSpec): Promise<Handler> {
+  let h = handlers.get(spec.dir);
+  if (!h) {
+    const mod = (await import(`../functions/${spec.dir}/handler.ts`)) as { handler: Handler };
+    h = mod.handler;
+    handlers.set(spec.dir, h);
+  }
+  return h;
+}
+
+/** Invokes one function's real handler as Lambda would. */
+export async function invokeLocal(state: FunctionSpec["state"], event: unknown): Promise<unknown> {
+  const spec = FUNCTIONS.find((f) => f.state === state);
+  if (!spec) throw new Error(`no function for state ${state}`);
+  return (await handlerOf(spec))(event, lambdaContext(spec));
+}
+
+export interface LocalRunOptions {
+  input: unknown;
+  executionName: string;
+  stateMachineArn?: string;
+  /** Milliseconds each Wait state really waits (time is compressed locally). */
+  waitMs?: number;
+  /** Milliseconds between retries. */
+  retryMs?: number;
+  /**
+   * Called with the Approval task's payload after the approval function ran; resolves when
+   * approved (its value becomes the task output) and rejects to reject.
+   */
+  approve?: (payload: { taskToken: string; execution: unknown }) => Promise<unknown>;
+  onEvent?: (event: EventLog) => void;
+  /** Aborting stops the execution (StopExecution). */
+  signal?: AbortSignal;
+}
+
+export interface LocalRunResult {
+  executionArn: string;
+  status: "SUCCEEDED" | "FAILED" | "ABORTED";
+  output?: unknown;
+  error?: string;
+  cause?: string;
+  events: EventLog[];
+}
+
+function waitStates(definition: Record<string, unknown>): string[] {
+  const names: string[] = [];
+  const visit = (states: Record<string, { Type?: string; Branches?: { States: Record<string, unknown> }[] }>) => {
+    for (const [name, s] of Object.entries(states)) {
+      if (s.Type === "Wait") names.push(name);
+      for (const b of s.Branches ?? []) visit(b.States as Record<string, { Type?: string }>);
+    }
+  };
+  visit(definition.States as Record<string, { Type?: string }>);
+  return names;
+}
+
+/** Runs one execution to its end and returns its outcome and event log. */
+export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult> {
+  const definition = localDefinition();
+  const machine = new StateMachine(definition, { validationOptions: { checkArn: false } });
+  const executionArn = executionArnOf(options.stateMachineArn ?? LOCAL_STATE_MACHINE_ARN, options.executionName);
+  const overrides: Record<string, (input: unknown) => Promise<unknown>> = {};
+  for (const spec of FUNCTIONS) {
+    overrides[spec.state] =
+      spec.state === "Approval"
+        ? async (input) => {
+            const payload = (input as { Payload: { taskToken: string; execution: unknown } }).Payload;
+            await invokeLocal("Approval", payload);
+            if (!options.approve) throw Object.assign(new Error("no approver in this run"), { name: "States.Timeout" });
+            return options.approve(payload);
+          }
+        : (input) => invokeLocal(spec.state, input);
+  }
+  const waits = Object.fromEntries(waitStates(definition).map((n) => [n, options.waitMs ?? 0]));
+  const retries = Object.fromEntries(FUNCTIONS.map((f) => [f.state, options.retryMs ?? 0]));
+  const execution = machine.run(options.input as never, {
+    overrides: {
+      taskResourceLocalHandlers: overrides as never,
+      waitTimeOverrides: waits,
+      retryIntervalOverrides: retries,
+    },
+    context: {
+      Execution: {
+        Id: executionArn,
+        Name: options.executionName,
+        StartTime: new Date().toISOString(),
+        Input: options.input,
+      },
+      Task: { Token: `local-task-token-${randomUUID()}` },
+    } as never,
+  });
+  options.signal?.addEventListener("abort", () => execution.abort(), { once: true });
+  const events: EventLog[] = [];
+  const collecting = (async () => {
+    for await (const event of execution.eventLogs) {
+      events.push(event);
+      options.onEvent?.(event);
+    }
+  })();
+  try {
+    const output = await execution.result;
+    await collecting;
+    return { executionArn, status: "SUCCEEDED", output, events };
+  } catch (e) {
+    await collecting;
+    if (options.signal?.aborted) return { executionArn, status: "ABORTED", events };
+    const failure = (e as { cause?: { name?: string; message?: string } }).cause ?? (e as Error);
+    return { executionArn, status: "FAILED", error: failure.name ?? "Error", cause: failure.message ?? "", events };
+  }
+}
