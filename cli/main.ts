@@ -3,13 +3,17 @@
  * 2 invalid usage, configuration or input (one line per problem, never a stack trace).
  */
 import { Command, CommanderError } from "commander";
-import { FailoverError } from "../functions/lib/errors.ts";
+import { ConfigError, FailoverError, InputValidationError } from "../functions/lib/errors.ts";
 import { redact } from "../functions/lib/redact.ts";
+import { registerAuditCommands } from "./audit.ts";
+import { type CliIo, registerSandboxCommands } from "./drill.ts";
+import { registerOperatorCommands } from "./ops.ts";
 import { validateConfig, validateInput } from "./validate.ts";
 
 export const EXIT = { ok: 0, failed: 1, invalid: 2 } as const;
 
-function program(out: (line: string) => void): Command {
+function program(io: CliIo): Command {
+  const { out } = io;
   const cli = new Command("gitops-failover")
     .description("Regional failover for a GitOps-managed multi-cluster Kubernetes platform on AWS")
     .exitOverride()
@@ -25,21 +29,30 @@ function program(out: (line: string) => void): Command {
     .argument("<input>", "input JSON file")
     .requiredOption("-c, --config <topology>", "topology file")
     .action((path: string, opts: { config: string }) => out(validateInput(path, opts.config)));
+  registerSandboxCommands(cli, io);
+  registerAuditCommands(cli, io);
+  registerOperatorCommands(cli, out);
   return cli;
 }
 
 /** Runs the CLI and returns the exit code, printing errors as one line per problem. */
 export async function main(argv: string[]): Promise<number> {
-  const out = (line: string) => process.stdout.write(`${line}\n`);
+  let code: number = EXIT.ok;
+  const io: CliIo = {
+    out: (line: string) => process.stdout.write(`${line}\n`),
+    setExit: (c: number) => {
+      code = c;
+    },
+  };
   try {
-    await program(out).parseAsync(argv);
-    return EXIT.ok;
+    await program(io).parseAsync(argv);
+    return code;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.invalid;
     if (e instanceof FailoverError) {
       const lines = e.details.length ? [e.message.split(": ")[0] ?? e.message, ...e.details.map((d) => `  ${d}`)] : [e.message];
       process.stderr.write(`${lines.join("\n")}\n`);
-      return e.retryable ? EXIT.failed : EXIT.invalid;
+      return e instanceof ConfigError || e instanceof InputValidationError ? EXIT.invalid : EXIT.failed;
     }
     process.stderr.write(`error: ${redact(e instanceof Error ? e.message : String(e))}\n`);
     return EXIT.failed;

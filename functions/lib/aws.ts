@@ -23,7 +23,8 @@ export const GLOBAL_ACCELERATOR_REGION = "us-west-2";
 /** Route 53 is global; its API is in us-east-1. */
 export const ROUTE53_REGION = "us-east-1";
 
-const SDK_CONFIG = { maxAttempts: 3 } as const;
+/** Every call is bounded: a dead region's endpoint must fail fast, not hang the Lambda. */
+const SDK_CONFIG = { maxAttempts: 3, requestHandler: { connectionTimeout: 3_000, requestTimeout: 10_000 } } as const;
 
 function homeRegion(): string {
   return process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? "us-east-1";
@@ -64,6 +65,28 @@ const THROTTLING = new Set([
   "ProvisionedThroughputExceededException",
 ]);
 
+/** Errors that mean "the service did not answer" (as opposed to an answer we dislike). */
+const NO_ANSWER_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+
+/** True when a call got no answer: connection failures, timeouts, aborts and 5xx. */
+export function unanswered(e: unknown): boolean {
+  const err = e as { name?: string; code?: string; $metadata?: { httpStatusCode?: number } };
+  return (
+    err.name === "AbortError" ||
+    err.name === "TimeoutError" ||
+    (err.$metadata?.httpStatusCode ?? 0) >= 500 ||
+    (err.code !== undefined && NO_ANSWER_CODES.has(err.code))
+  );
+}
+
 /**
  * Maps an AWS SDK error to a named error the ASL can route: throttling and 5xx become
  * retryable; anything else becomes `fallback` with the service's message (never a stack).
@@ -74,10 +97,9 @@ export function awsError(
   fallback: new (message: string, details?: string[], options?: { cause?: unknown }) => FailoverError,
 ): FailoverError {
   if (e instanceof FailoverError) return e;
-  const err = e as { name?: string; $metadata?: { httpStatusCode?: number }; $retryable?: unknown };
-  const status = err.$metadata?.httpStatusCode ?? 0;
-  if (err.name && THROTTLING.has(err.name)) return new AwsThrottled(`${what}: throttled by AWS`, [], { cause: e });
-  if (status >= 500 || err.name === "TimeoutError" || (e as { code?: string }).code === "ECONNREFUSED") {
+  const name = (e as { name?: string }).name;
+  if (name && THROTTLING.has(name)) return new AwsThrottled(`${what}: throttled by AWS`, [], { cause: e });
+  if (unanswered(e)) {
     return new AwsUnavailable(`${what}: AWS did not answer (${describe(e)})`, [], { cause: e });
   }
   return new fallback(`${what}: ${describe(e)}`, [], { cause: e });

@@ -161,6 +161,26 @@ export const TopologySchema = z
         approvalSeconds: z.int().min(60).default(3600),
       })
       .default({ argoSyncSeconds: 600, auroraSeconds: 600, trafficVerifySeconds: 300, approvalSeconds: 3600 }),
+    trigger: z
+      .strictObject({
+        /** auto: start the failover; approval: start it with the approval gate; notify: SNS only. */
+        mode: z.enum(["auto", "approval", "notify"]).default("approval"),
+        /** Fraction of Route 53 checkers that must report the region failing to act. */
+        corroborationThreshold: z.number().gt(0).max(1).default(0.5),
+        /** No automatic failover within this many minutes of the last one. */
+        cooldownMinutes: z.int().min(0).default(60),
+        /** SSM parameter operators set to "on" to stop automatic failovers without a deploy. */
+        killSwitchParameter: z
+          .string()
+          .regex(/^\/[A-Za-z0-9_.\/-]+$/, "must be an SSM parameter name such as /gitops-failover/kill-switch")
+          .default("/gitops-failover/kill-switch"),
+      })
+      .default({
+        mode: "approval",
+        corroborationThreshold: 0.5,
+        cooldownMinutes: 60,
+        killSwitchParameter: "/gitops-failover/kill-switch",
+      }),
     regions: z.record(RegionName, RegionSchema).refine((r) => Object.keys(r).length >= 2, {
       message: "needs at least two regions",
     }),

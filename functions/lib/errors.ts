@@ -136,6 +136,21 @@ export class StepTimeout extends FailoverError {
   readonly name = "StepTimeout";
   readonly retryable = true;
 }
+/** Another failover of the same platform holds the single-flight lock. */
+export class FailoverInProgress extends FailoverError {
+  readonly name = "FailoverInProgress";
+  readonly retryable = false;
+}
+/** The target region's own health check says it is failing: moving there would not help. */
+export class TargetUnhealthy extends FailoverError {
+  readonly name = "TargetUnhealthy";
+  readonly retryable = false;
+}
+/** An operator rejected the failover at the Approval step. */
+export class ApprovalRejected extends FailoverError {
+  readonly name = "ApprovalRejected";
+  readonly retryable = false;
+}
 
 /** Anything that is not one of ours (a bug, a library error): reported by name, never with a stack. */
 export class UnexpectedError extends FailoverError {

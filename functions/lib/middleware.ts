@@ -1,12 +1,13 @@
 /**
  * The cross-cutting part of every handler: structured, redacted logging with the Lambda
- * context, an early named timeout before Lambda's own, and errors turned into named errors
- * whose messages carry no secrets and no stack.
+ * context, an early named timeout before Lambda's own, errors turned into named errors whose
+ * messages carry no secrets and no stack, and one audit event per step outcome.
  */
 import { Logger } from "@aws-lambda-powertools/logger";
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy, { type MiddlewareObj } from "@middy/core";
 import type { Context } from "aws-lambda";
+import { type AuditOutcome, appendAuditEvent } from "./audit.ts";
 import { describe, FailoverError, StepTimeout, UnexpectedError } from "./errors.ts";
 import { redact } from "./redact.ts";
 
@@ -30,23 +31,139 @@ function namedErrors(step: string): MiddlewareObj {
   };
 }
 
+/** What a step's event says about who asked and which execution it belongs to. */
+interface StepEvent {
+  execution?: { name?: string };
+  input?: { requestedBy?: string };
+  state?: { execution?: { name?: string }; input?: { requestedBy?: string } };
+}
+
+/** What a step's result says about its outcome; every step returns a subset of these. */
+interface StepResult {
+  status?: string;
+  skipped?: boolean;
+  polls?: number;
+  error?: { name: string; message: string };
+  [key: string]: unknown;
+}
+
+/** The action each step performs, as the audit trail and the report name it. */
+export const STEP_ACTIONS: Record<string, string> = {
+  Plan: "validate the input, snapshot the platform, plan the remaining steps",
+  Approval: "ask an operator to approve",
+  VerifySpoke: "verify the target spoke(s): readyz, nodes, namespaces, secret operators",
+  CommitRetarget: "commit the retarget to Git",
+  AwaitArgoSync: "wait for Argo CD: apps Synced at the commit and Healthy",
+  PromoteAurora: "promote Aurora in the target region",
+  AwaitAurora: "wait for the Aurora writer in the target region",
+  ShiftTraffic: "shift traffic to the target region",
+  VerifyTraffic: "verify the target's endpoints are healthy",
+  Notify: "notify operators",
+};
+
+function outcomeOf(result: StepResult): AuditOutcome {
+  if (result.status === "FAILED") return "FAILED";
+  if (result.status === "IN_PROGRESS") return "IN_PROGRESS";
+  return result.skipped ? "SKIPPED" : "SUCCEEDED";
+}
+
+/** The before/after a step's result carries, in the platform's terms. */
+function beforeAfter(step: string, result: StepResult): { before?: unknown; after: unknown } {
+  const r = result as Record<string, unknown> & StepResult;
+  switch (step) {
+    case "Plan": {
+      const plan = r.plan as { before?: unknown; needs?: unknown; actions?: unknown } | undefined;
+      return { before: plan?.before, after: { needs: plan?.needs, actions: plan?.actions } };
+    }
+    case "CommitRetarget":
+      return { before: { gitHead: r.previousSha }, after: { gitHead: r.sha, changes: r.changes } };
+    case "PromoteAurora":
+      return { before: { auroraWriterRegion: r.writerBefore }, after: { action: r.action, calledIn: r.calledIn } };
+    case "ShiftTraffic": {
+      const changes = (r.changes as { region: string; from: number }[] | undefined) ?? [];
+      const dials = (r.dials as Record<string, number> | undefined) ?? {};
+      const before = { ...dials, ...Object.fromEntries(changes.map((c) => [c.region, c.from])) };
+      return { before: { trafficDials: before }, after: { trafficDials: dials } };
+    }
+    default:
+      return { after: result };
+  }
+}
+
 /**
- * Wraps a step function as a Lambda handler. `step` is the ASL state name, used in logs and
- * error messages so a failure always says where it happened.
+ * Appends the step's outcome to the audit trail: one event per step, and for pollers only the
+ * first poll and the last (the trail records decisions, not every look). Report and
+ * RecordFailure close the chain themselves.
  */
-export function stepHandler<TEvent, TResult>(step: string, fn: (event: TEvent) => Promise<TResult>) {
-  return middy<TEvent, TResult, Error, Context>({
+function auditTrail(step: string): MiddlewareObj<StepEvent, StepResult> {
+  const startedAt = (request: { internal: unknown }) => {
+    const at = (request.internal as Record<string, unknown>).startedAt;
+    return typeof at === "string" ? at : new Date().toISOString();
+  };
+  const identity = (event: StepEvent) => ({
+    execution: event.execution?.name ?? event.state?.execution?.name,
+    actor: event.input?.requestedBy ?? event.state?.input?.requestedBy ?? "unknown",
+  });
+  return {
+    before: (request) => {
+      (request.internal as Record<string, unknown>).startedAt = new Date().toISOString();
+    },
+    after: async (request) => {
+      const { execution, actor } = identity(request.event);
+      const result = request.response ?? {};
+      const outcome = outcomeOf(result);
+      if (!execution || (outcome === "IN_PROGRESS" && (result.polls ?? 1) > 1)) return;
+      await appendAuditEvent({
+        execution,
+        step,
+        actor,
+        action: STEP_ACTIONS[step] ?? step,
+        outcome,
+        ...beforeAfter(step, result),
+        ...(result.error ? { detail: `${result.error.name}: ${result.error.message}` } : {}),
+        startedAt: startedAt(request),
+        endedAt: new Date().toISOString(),
+      });
+    },
+    onError: async (request) => {
+      const { execution, actor } = identity(request.event);
+      if (!execution) return;
+      await appendAuditEvent({
+        execution,
+        step,
+        actor,
+        action: STEP_ACTIONS[step] ?? step,
+        outcome: "FAILED",
+        detail: describe(request.error),
+        startedAt: startedAt(request),
+        endedAt: new Date().toISOString(),
+      }).catch((e: unknown) => logger.error("could not append to the audit trail", { error: describe(e) }));
+    },
+  };
+}
+
+/**
+ * Wraps a step function as a Lambda handler. `step` is the ASL state name, used in logs, error
+ * messages and the audit trail so a failure always says where it happened.
+ */
+export function stepHandler<TEvent, TResult>(
+  step: string,
+  fn: (event: TEvent) => Promise<TResult>,
+  options: { audit?: boolean } = {},
+) {
+  const handler = middy<TEvent, TResult, Error, Context>({
     timeoutEarlyInMillis: 2000,
     timeoutEarlyResponse: () => {
       throw new StepTimeout(`[${step}] stopped 2 s before the Lambda timeout; it is safe to retry`);
     },
   })
     .use(injectLambdaContext(logger, { resetKeys: true }))
-    .use(namedErrors(step))
-    .handler(async (event: TEvent) => {
-      logger.appendKeys({ step });
-      const result = await fn(event);
-      logger.info(`${step} done`, { result: result as Record<string, unknown> });
-      return result;
-    });
+    .use(namedErrors(step));
+  if (options.audit !== false) handler.use(auditTrail(step) as unknown as MiddlewareObj<TEvent, TResult>);
+  return handler.handler(async (event: TEvent) => {
+    logger.appendKeys({ step });
+    const result = await fn(event);
+    logger.info(`${step} done`, { result: result as Record<string, unknown> });
+    return result;
+  });
 }

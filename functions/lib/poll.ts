@@ -5,18 +5,23 @@
  */
 import type { PollProgress } from "./state.ts";
 
+/** Seconds of every polling Wait state in the ASL (a test holds the two together). */
+export const POLL_INTERVAL_SECONDS = 10;
+
 export interface PollWindow {
   startedAt: string;
   deadline: string;
   polls: number;
   checkedAt: string;
-  /** True when this poll ran at or after the deadline. */
+  /** True when this poll ran at or after the deadline, or used up the window's polls. */
   expired: boolean;
 }
 
 /**
  * Continues the window in `previous`, or opens a new one of `seconds` when there is none
- * (or when `stage` differs: each traffic stage has its own window).
+ * (or when `stage` differs: each traffic stage has its own window). A window also ends after
+ * `seconds / POLL_INTERVAL_SECONDS` polls: the loop stays bounded even where time runs
+ * compressed (the sandbox) or a clock misbehaves.
  */
 export function pollWindow(
   previous: PollProgress | undefined,
@@ -33,6 +38,6 @@ export function pollWindow(
     deadline,
     polls,
     checkedAt: now.toISOString(),
-    expired: now.getTime() >= Date.parse(deadline),
+    expired: now.getTime() >= Date.parse(deadline) || polls * POLL_INTERVAL_SECONDS >= seconds,
   };
 }

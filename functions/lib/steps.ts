@@ -18,10 +18,13 @@ import {
   ArgoSyncTimeout,
   AuroraPromotionTimeout,
   type ErrorData,
+  TargetUnhealthy,
   TrafficPreconditionFailed,
   TrafficVerifyTimeout,
 } from "./errors.ts";
 import { commitRetarget, type GitAuth, type GitRepo, readValues, type RenderedEdit } from "./gitops.ts";
+import { readHealthCheck } from "./health.ts";
+import { acquireLock } from "./lock.ts";
 import { pollWindow } from "./poll.ts";
 import { getSecret } from "./secrets.ts";
 import { assertSpokeReady, inspectSpoke } from "./spoke.ts";
@@ -126,16 +129,35 @@ export async function planStep(event: { input: unknown; execution: ExecutionRef 
     aurora: before.auroraWriterRegion !== target,
     traffic: !trafficAtTarget(before.trafficDials, target),
   };
+  const noop = !needs.retarget && !needs.aurora && !needs.traffic;
+  if (!noop) await assertTargetHealthy(t, target);
   const plan: Plan = {
     sourceRegion,
     targetRegion: target,
     before,
     needs,
-    noop: !needs.retarget && !needs.aurora && !needs.traffic,
+    noop,
     approvalTimeoutSeconds: t.timeouts.approvalSeconds,
     actions: planActions(t, input, before, needs),
   };
+  if (!input.dryRun) {
+    await acquireLock(t.platform, { name: event.execution.name, arn: event.execution.id }, LOCK_LEASE_SECONDS);
+  }
   return { execution: event.execution, input, plan };
+}
+
+/** The lock outlives the longest execution (the ASL's TimeoutSeconds) so it never lapses mid-run. */
+export const LOCK_LEASE_SECONDS = 7200 + 300;
+
+/** Refuses a target whose own Route 53 health check is failing: moving there would not help. */
+async function assertTargetHealthy(t: Topology, target: string): Promise<void> {
+  const health = await readHealthCheck(regionOf(t, target).route53.healthCheckId);
+  if (health.failingFraction >= t.trigger.corroborationThreshold) {
+    throw new TargetUnhealthy(
+      `[Plan] ${target} is failing its own health check (${health.failing}/${health.checkers} Route 53 checkers): refusing to fail over into it; nothing was changed`,
+      [`choose another region (gitops-failover validate-config lists them) or fix ${target} first`],
+    );
+  }
 }
 
 function maxDialRegion(dials: Record<string, number>): string | null {
@@ -292,7 +314,7 @@ export async function promoteAuroraStep(state: FailoverState): Promise<Promotion
 export async function awaitAuroraStep(state: FailoverState): Promise<AuroraProgress> {
   const t = runtimeTopology();
   const window = pollWindow(state.aurora, t.timeouts.auroraSeconds);
-  const result = await checkAurora(auroraTopology(t), state.plan.targetRegion);
+  const result = await checkAurora(auroraTopology(t), state.plan.targetRegion, state.promotion?.writerBefore);
   const progress = {
     ...window,
     writerRegion: result.state.writerRegion ?? null,

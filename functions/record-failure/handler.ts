@@ -2,4 +2,4 @@
 import { stepHandler } from "../lib/middleware.ts";
 import { recordFailureStep } from "../lib/report.ts";
 
-export const handler = stepHandler("RecordFailure", recordFailureStep);
+export const handler = stepHandler("RecordFailure", recordFailureStep, { audit: false });

@@ -2,4 +2,4 @@
 import { stepHandler } from "../lib/middleware.ts";
 import { reportStep } from "../lib/report.ts";
 
-export const handler = stepHandler("Report", reportStep);
+export const handler = stepHandler("Report", reportStep, { audit: false });

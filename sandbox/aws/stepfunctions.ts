@@ -56,7 +56,8 @@ const seconds = (ms: number) => ms / 1000;
 
 function requireString(input: Record<string, unknown>, key: string): string {
   const v = input[key];
-  if (typeof v !== "string" || !v) throw new AwsServiceError("ValidationException", `${key} is required`);
+  if (typeof v !== "string" || !v)
+    throw new AwsServiceError("ValidationException", `${key} is required`);
   return v;
 }
 
@@ -67,7 +68,13 @@ export function createStepFunctions(options: StepFunctionsOptions): StepFunction
 
   function record(exec: Execution, type: string, details: Record<string, unknown> = {}): void {
     const id = exec.history.length + 1;
-    exec.history.push({ id, previousEventId: id - 1, timestamp: seconds(Date.now()), type, ...details });
+    exec.history.push({
+      id,
+      previousEventId: id - 1,
+      timestamp: seconds(Date.now()),
+      type,
+      ...details,
+    });
   }
 
   function recordLog(exec: Execution, event: EventLog): void {
@@ -75,14 +82,21 @@ export function createStepFunctions(options: StepFunctionsOptions): StepFunction
     const { name, type } = event.state;
     const json = (v: unknown) => JSON.stringify(v ?? null);
     if (event.type === "StateEntered") {
-      record(exec, `${type}StateEntered`, { stateEnteredEventDetails: { name, input: json(event.state.input) } });
+      record(exec, `${type}StateEntered`, {
+        stateEnteredEventDetails: { name, input: json(event.state.input) },
+      });
     } else if (event.type === "StateExited") {
-      record(exec, `${type}StateExited`, { stateExitedEventDetails: { name, output: json(event.state.output) } });
+      record(exec, `${type}StateExited`, {
+        stateExitedEventDetails: { name, output: json(event.state.output) },
+      });
     } else if (event.type === "StateFailed" || event.type === "StateRetried") {
       const failure = event as { Error?: string; Cause?: unknown };
       if (type === "Task") {
         record(exec, "LambdaFunctionFailed", {
-          lambdaFunctionFailedEventDetails: { error: failure.Error ?? "States.TaskFailed", cause: String(failure.Cause ?? "") },
+          lambdaFunctionFailedEventDetails: {
+            error: failure.Error ?? "States.TaskFailed",
+            cause: String(failure.Cause ?? ""),
+          },
         });
       }
     }
@@ -90,16 +104,25 @@ export function createStepFunctions(options: StepFunctionsOptions): StepFunction
 
   function start(input: Record<string, unknown>) {
     const arn = requireString(input, "stateMachineArn");
-    if (arn !== options.stateMachineArn) throw new AwsServiceError("StateMachineDoesNotExist", `State Machine Does Not Exist: '${arn}'`);
+    if (arn !== options.stateMachineArn)
+      throw new AwsServiceError(
+        "StateMachineDoesNotExist",
+        `State Machine Does Not Exist: '${arn}'`,
+      );
     const name = typeof input.name === "string" && input.name ? input.name : crypto.randomUUID();
-    if (!/^[A-Za-z0-9_-]{1,80}$/.test(name)) throw new AwsServiceError("InvalidName", `Invalid Name: '${name}'`);
+    if (!/^[A-Za-z0-9_-]{1,80}$/.test(name))
+      throw new AwsServiceError("InvalidName", `Invalid Name: '${name}'`);
     const text = typeof input.input === "string" ? input.input : "{}";
-    if (Buffer.byteLength(text) > MAX_INPUT_BYTES) throw new AwsServiceError("InvalidExecutionInput", "input is larger than 256 KiB");
+    if (Buffer.byteLength(text) > MAX_INPUT_BYTES)
+      throw new AwsServiceError("InvalidExecutionInput", "input is larger than 256 KiB");
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
     } catch {
-      throw new AwsServiceError("InvalidExecutionInput", "Invalid State Machine Execution Input: not JSON");
+      throw new AwsServiceError(
+        "InvalidExecutionInput",
+        "Invalid State Machine Execution Input: not JSON",
+      );
     }
     const executionArn = executionArnOf(arn, name);
     const existing = executions.get(executionArn);
@@ -108,7 +131,10 @@ export function createStepFunctions(options: StepFunctionsOptions): StepFunction
       if (existing.status === "RUNNING" && existing.input === text) {
         return { executionArn, startDate: seconds(existing.startDate) };
       }
-      throw new AwsServiceError("ExecutionAlreadyExists", `Execution Already Exists: '${executionArn}'`);
+      throw new AwsServiceError(
+        "ExecutionAlreadyExists",
+        `Execution Already Exists: '${executionArn}'`,
+      );
     }
     const abort = new AbortController();
     const exec: Execution = {
@@ -149,13 +175,19 @@ export function createStepFunctions(options: StepFunctionsOptions): StepFunction
       for (const [token, t] of tasks) if (t.executionArn === executionArn) tasks.delete(token);
       if (result.status === "SUCCEEDED") {
         exec.output = JSON.stringify(result.output ?? null);
-        record(exec, "ExecutionSucceeded", { executionSucceededEventDetails: { output: exec.output } });
+        record(exec, "ExecutionSucceeded", {
+          executionSucceededEventDetails: { output: exec.output },
+        });
       } else if (result.status === "FAILED") {
         exec.error = result.error;
         exec.cause = result.cause;
-        record(exec, "ExecutionFailed", { executionFailedEventDetails: { error: exec.error, cause: exec.cause } });
+        record(exec, "ExecutionFailed", {
+          executionFailedEventDetails: { error: exec.error, cause: exec.cause },
+        });
       } else {
-        record(exec, "ExecutionAborted", { executionAbortedEventDetails: { error: exec.error, cause: exec.cause } });
+        record(exec, "ExecutionAborted", {
+          executionAbortedEventDetails: { error: exec.error, cause: exec.cause },
+        });
       }
     });
     return { executionArn, startDate: seconds(exec.startDate) };
@@ -164,7 +196,8 @@ export function createStepFunctions(options: StepFunctionsOptions): StepFunction
   function find(input: Record<string, unknown>): Execution {
     const arn = requireString(input, "executionArn");
     const exec = executions.get(arn);
-    if (!exec) throw new AwsServiceError("ExecutionDoesNotExist", `Execution Does Not Exist: '${arn}'`);
+    if (!exec)
+      throw new AwsServiceError("ExecutionDoesNotExist", `Execution Does Not Exist: '${arn}'`);
     return exec;
   }
 
@@ -208,7 +241,13 @@ export function createStepFunctions(options: StepFunctionsOptions): StepFunction
           .filter((e) => !input.statusFilter || e.status === input.statusFilter)
           .sort((a, b) => b.startDate - a.startDate)
           .map((e) => {
-            const { input: _input, output: _output, error: _error, cause: _cause, ...rest } = describeExecution(e);
+            const {
+              input: _input,
+              output: _output,
+              error: _error,
+              cause: _cause,
+              ...rest
+            } = describeExecution(e);
             return rest;
           });
         return { executions: list };
@@ -231,7 +270,11 @@ export function createStepFunctions(options: StepFunctionsOptions): StepFunction
       case "SendTaskFailure": {
         const t = task(input);
         const error = typeof input.error === "string" ? input.error : "TaskFailed";
-        t.reject(Object.assign(new Error(typeof input.cause === "string" ? input.cause : ""), { name: error }));
+        t.reject(
+          Object.assign(new Error(typeof input.cause === "string" ? input.cause : ""), {
+            name: error,
+          }),
+        );
         return {};
       }
       default:

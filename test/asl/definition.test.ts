@@ -2,6 +2,7 @@ import validator from "asl-validator";
 import { describe, expect, it } from "vitest";
 import { FUNCTIONS, placeholderOf } from "../../functions/catalog.ts";
 import * as errors from "../../functions/lib/errors.ts";
+import { POLL_INTERVAL_SECONDS } from "../../functions/lib/poll.ts";
 import { localDefinition } from "../../sandbox/runner.ts";
 import { aslText, placeholders, substitute } from "../../statemachine/definition.ts";
 
@@ -87,6 +88,8 @@ describe("statemachine/failover.asl.json", () => {
     expect(waits.map(([n]) => n).sort()).toEqual(
       ["AwaitArgoSyncWait", "AwaitAuroraWait", "NextTrafficStage", "VerifyTrafficWait"].sort(),
     );
+    const pollWaits = waits.filter(([, s]) => s.Next !== "ShiftTraffic");
+    for (const [name, s] of pollWaits) expect((s as { Seconds?: number }).Seconds, name).toBe(POLL_INTERVAL_SECONDS);
   });
 
   it("moves traffic only from the Converge state's success path", () => {

@@ -1,0 +1,217 @@
+/**
+ * CloudWatch (awsJson1_0 with awsQueryCompatible, as the installed SDK speaks it): the Aurora
+ * RPO lag the ungraceful-failover guard reads, per region (published in secondary regions
+ * only, so a region without a value has no datapoints), and PutMetricData recorded for the
+ * report's RTO metric.
+ */
+import {
+  AwsServiceError,
+  type JsonServiceHandler,
+  optionalString,
+  type RequestContext,
+  requireString,
+} from "./protocol.ts";
+
+/** CloudWatch errors by `__type`, with the awsQuery code the compatible SDK resolves them by. */
+export const CLOUDWATCH_QUERY_ERRORS: Record<string, string> = {
+  InvalidParameterValueException: "InvalidParameterValue",
+  InvalidParameterCombinationException: "InvalidParameterCombination",
+  MissingRequiredParameterException: "MissingParameter",
+};
+
+/** One datum PutMetricData accepted. */
+export interface RecordedMetric {
+  region: string;
+  namespace: string;
+  metricName: string;
+  dimensions: Record<string, string>;
+  value: number | undefined;
+  unit: string | undefined;
+  timestamp: number;
+}
+
+/** Control surface of the CloudWatch emulator. */
+export interface CloudWatchEmulator {
+  handler: JsonServiceHandler;
+  /** AWS/RDS AuroraGlobalDBRPOLag in `region`; null: the metric has no datapoints there. */
+  setRpoLagMs(region: string, ms: number | null): void;
+  metrics(): RecordedMetric[];
+}
+
+const RPO_NAMESPACE = "AWS/RDS";
+const RPO_METRIC = "AuroraGlobalDBRPOLag";
+const MAX_POINTS = 60;
+const STATISTICS = new Set(["SampleCount", "Average", "Sum", "Minimum", "Maximum"]);
+
+function missing(key: string): AwsServiceError {
+  return new AwsServiceError(
+    "MissingRequiredParameterException",
+    `The parameter ${key} is required.`,
+  );
+}
+
+function invalid(message: string): AwsServiceError {
+  return new AwsServiceError("InvalidParameterValueException", message);
+}
+
+function requireNumber(input: Record<string, unknown>, key: string): number {
+  const v = input[key];
+  if (v === undefined || v === null) throw missing(key);
+  if (typeof v !== "number" || !Number.isFinite(v)) {
+    throw invalid(`The value for parameter ${key} is invalid.`);
+  }
+  return v;
+}
+
+function record(v: unknown): Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v)
+    ? (v as Record<string, unknown>)
+    : {};
+}
+
+function list(input: Record<string, unknown>, key: string): Record<string, unknown>[] {
+  const v = input[key];
+  if (!Array.isArray(v) || v.length === 0) throw missing(key);
+  return v.map(record);
+}
+
+function dimensionsOf(v: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const d of Array.isArray(v) ? v.map(record) : []) {
+    out[requireString(d, "Name", missing)] = requireString(d, "Value", missing);
+  }
+  return out;
+}
+
+/** Creates the emulator; `handler` serves the `monitoring` credential scope. */
+export function createCloudWatch(): CloudWatchEmulator {
+  const rpoLag = new Map<string, number>();
+  const recorded: RecordedMetric[] = [];
+
+  /** Period start times (epoch s), newest first, and the value, for a metric with data. */
+  function series(
+    ctx: RequestContext,
+    namespace: string,
+    metricName: string,
+    start: number,
+    end: number,
+    period: number,
+  ): { timestamps: number[]; value: number } | undefined {
+    if (period <= 0) throw invalid("The parameter Period must be greater than 0.");
+    if (end <= start) throw invalid("The parameter StartTime must be less than EndTime.");
+    const value = rpoLag.get(ctx.region);
+    if (namespace !== RPO_NAMESPACE || metricName !== RPO_METRIC || value === undefined) {
+      return undefined;
+    }
+    const timestamps: number[] = [];
+    let t = Math.floor((end - period) / period) * period;
+    while (t >= start && timestamps.length < MAX_POINTS) {
+      timestamps.push(t);
+      t -= period;
+    }
+    return { timestamps, value };
+  }
+
+  function getMetricData(input: Record<string, unknown>, ctx: RequestContext) {
+    const queries = list(input, "MetricDataQueries");
+    const start = requireNumber(input, "StartTime");
+    const end = requireNumber(input, "EndTime");
+    const results = queries.map((q) => {
+      const id = requireString(q, "Id", missing);
+      if (q.Expression !== undefined) {
+        throw invalid(`Query ${id}: the sandbox serves MetricStat queries only.`);
+      }
+      const stat = record(q.MetricStat);
+      const metric = record(stat.Metric);
+      const metricName = requireString(metric, "MetricName", missing);
+      const points = series(
+        ctx,
+        requireString(metric, "Namespace", missing),
+        metricName,
+        start,
+        end,
+        requireNumber(stat, "Period"),
+      );
+      return {
+        Id: id,
+        Label: optionalString(q, "Label") ?? metricName,
+        Timestamps: points?.timestamps ?? [],
+        Values: points?.timestamps.map(() => points.value) ?? [],
+        StatusCode: "Complete",
+      };
+    });
+    return { MetricDataResults: results, Messages: [] };
+  }
+
+  function getMetricStatistics(input: Record<string, unknown>, ctx: RequestContext) {
+    const metricName = requireString(input, "MetricName", missing);
+    const statistics = Array.isArray(input.Statistics) ? input.Statistics.map(String) : [];
+    if (statistics.length === 0) {
+      throw new AwsServiceError(
+        "InvalidParameterCombinationException",
+        "Must specify either Statistics or ExtendedStatistics, but not both.",
+      );
+    }
+    for (const s of statistics) {
+      if (!STATISTICS.has(s)) throw invalid(`The value ${s} for parameter Statistics is invalid.`);
+    }
+    const points = series(
+      ctx,
+      requireString(input, "Namespace", missing),
+      metricName,
+      requireNumber(input, "StartTime"),
+      requireNumber(input, "EndTime"),
+      requireNumber(input, "Period"),
+    );
+    const datapoints = (points?.timestamps ?? []).map((t) => ({
+      Timestamp: t,
+      Unit: "Milliseconds",
+      ...Object.fromEntries(
+        statistics.map((s) => [s, s === "SampleCount" ? 1 : (points?.value ?? 0)]),
+      ),
+    }));
+    return { Label: metricName, Datapoints: datapoints };
+  }
+
+  function putMetricData(input: Record<string, unknown>, ctx: RequestContext) {
+    const namespace = requireString(input, "Namespace", missing);
+    if (namespace.startsWith("AWS/")) {
+      throw invalid(`The value ${namespace} for parameter Namespace is invalid.`);
+    }
+    for (const datum of list(input, "MetricData")) {
+      const ts = datum.Timestamp;
+      recorded.push({
+        region: ctx.region,
+        namespace,
+        metricName: requireString(datum, "MetricName", missing),
+        dimensions: dimensionsOf(datum.Dimensions),
+        value: typeof datum.Value === "number" ? datum.Value : undefined,
+        unit: optionalString(datum, "Unit"),
+        timestamp: typeof ts === "number" ? ts : Date.now() / 1000,
+      });
+    }
+    return {};
+  }
+
+  const handler: JsonServiceHandler = (action, input, ctx) => {
+    switch (action) {
+      case "GetMetricData":
+        return getMetricData(input, ctx);
+      case "GetMetricStatistics":
+        return getMetricStatistics(input, ctx);
+      case "PutMetricData":
+        return putMetricData(input, ctx);
+      default:
+        throw new AwsServiceError("UnknownOperationException", `Unknown operation ${action}`);
+    }
+  };
+
+  return {
+    handler,
+    setRpoLagMs(region, ms) {
+      if (ms === null) rpoLag.delete(region);
+      else rpoLag.set(region, ms);
+    },
+    metrics: () => recorded.map((m) => ({ ...m, dimensions: { ...m.dimensions } })),
+  };
+}

@@ -1,0 +1,205 @@
+/**
+ * Global Accelerator control plane (awsJson1_1): endpoint groups with their traffic dials and
+ * endpoint weights, UpdateEndpointGroup's replace-the-whole-list semantics (an omitted Weight
+ * becomes 128, as on AWS), health per endpoint, and the faults the drill needs (throttling,
+ * update refused). The server only routes us-west-2 here: the API has no other endpoint.
+ */
+import { AwsServiceError, type JsonServiceHandler, requireString } from "./protocol.ts";
+
+/** The only region serving the Global Accelerator API. */
+export const GA_REGION = "us-west-2";
+
+/** The weight AWS gives an endpoint configuration sent without one. */
+export const DEFAULT_WEIGHT = 128;
+
+/** An endpoint group as the drill defines it (one per region). */
+export interface EndpointGroupDefinition {
+  arn: string;
+  region: string;
+  dial: number;
+  endpoints: { id: string; weight: number; healthy: boolean }[];
+}
+
+/** One call the emulator answered (or refused). */
+export interface GaCall {
+  action: string;
+  endpointGroupArn?: string;
+}
+
+/** Control surface of the Global Accelerator emulator. */
+export interface GaEmulator {
+  handler: JsonServiceHandler;
+  defineEndpointGroup(definition: EndpointGroupDefinition): void;
+  /** Sets the health of every endpoint of a group (new endpoints get it too). */
+  setHealthy(arn: string, healthy: boolean): void;
+  /** Fault ga-throttled: the next `n` calls answer ThrottlingException. */
+  throttleNext(n: number): void;
+  /** Fault ga-update-fails: UpdateEndpointGroup answers AccessDeniedException. */
+  setUpdatesFail(fail: boolean): void;
+  /** Traffic dial per endpoint-group region. */
+  dials(): Record<string, number>;
+  /** Current endpoint weights of a group. */
+  weights(arn: string): Record<string, number>;
+  calls(): GaCall[];
+}
+
+interface Endpoint {
+  id: string;
+  weight: number;
+  healthy: boolean;
+  clientIpPreservation: boolean;
+}
+
+interface EndpointGroup {
+  arn: string;
+  region: string;
+  dial: number;
+  healthy: boolean;
+  endpoints: Endpoint[];
+}
+
+function invalidArgument(message: string): AwsServiceError {
+  return new AwsServiceError("InvalidArgumentException", message);
+}
+
+function listenerOf(groupArn: string): string {
+  return groupArn.split("/endpoint-group/")[0] ?? groupArn;
+}
+
+function describe(g: EndpointGroup) {
+  return {
+    EndpointGroupArn: g.arn,
+    EndpointGroupRegion: g.region,
+    EndpointDescriptions: g.endpoints.map((e) => ({
+      EndpointId: e.id,
+      Weight: e.weight,
+      HealthState: e.healthy ? "HEALTHY" : "UNHEALTHY",
+      ...(e.healthy ? {} : { HealthReason: "Health checks failed" }),
+      ClientIPPreservationEnabled: e.clientIpPreservation,
+    })),
+    TrafficDialPercentage: g.dial,
+    HealthCheckPort: 443,
+    HealthCheckProtocol: "HTTPS",
+    HealthCheckPath: "/healthz",
+    HealthCheckIntervalSeconds: 10,
+    ThresholdCount: 3,
+  };
+}
+
+function endpointConfigurations(value: unknown, old: EndpointGroup): Endpoint[] {
+  if (!Array.isArray(value)) throw invalidArgument("EndpointConfigurations must be a list.");
+  const seen = new Set<string>();
+  return value.map((raw) => {
+    const c = (typeof raw === "object" && raw !== null ? raw : {}) as Record<string, unknown>;
+    const id = requireString(c, "EndpointId");
+    if (seen.has(id)) throw invalidArgument(`Duplicate endpoint ${id}.`);
+    seen.add(id);
+    const weight = c.Weight ?? DEFAULT_WEIGHT;
+    if (typeof weight !== "number" || !Number.isInteger(weight) || weight < 0 || weight > 255) {
+      throw invalidArgument(`Weight for ${id} must be an integer from 0 to 255.`);
+    }
+    const previous = old.endpoints.find((e) => e.id === id);
+    return {
+      id,
+      weight,
+      healthy: previous?.healthy ?? old.healthy,
+      clientIpPreservation: c.ClientIPPreservationEnabled === true,
+    };
+  });
+}
+
+/** Creates the emulator; `handler` serves the `globalaccelerator` credential scope. */
+export function createGlobalAccelerator(): GaEmulator {
+  const groups = new Map<string, EndpointGroup>();
+  const log: GaCall[] = [];
+  let throttle = 0;
+  let updatesFail = false;
+
+  function find(input: Record<string, unknown>): EndpointGroup {
+    const arn = requireString(input, "EndpointGroupArn");
+    const g = groups.get(arn);
+    if (!g) throw new AwsServiceError("EndpointGroupNotFoundException", `${arn} not found.`);
+    return g;
+  }
+
+  function update(input: Record<string, unknown>) {
+    const g = find(input);
+    if (updatesFail) {
+      throw new AwsServiceError(
+        "AccessDeniedException",
+        "User is not authorized to perform: globalaccelerator:UpdateEndpointGroup",
+      );
+    }
+    const dial = input.TrafficDialPercentage;
+    if (dial !== undefined && (typeof dial !== "number" || dial < 0 || dial > 100)) {
+      throw invalidArgument("TrafficDialPercentage must be from 0 to 100.");
+    }
+    const endpoints =
+      input.EndpointConfigurations === undefined
+        ? g.endpoints
+        : endpointConfigurations(input.EndpointConfigurations, g);
+    g.endpoints = endpoints;
+    if (typeof dial === "number") g.dial = dial;
+    return { EndpointGroup: describe(g) };
+  }
+
+  function listEndpointGroups(input: Record<string, unknown>) {
+    const listener = requireString(input, "ListenerArn");
+    const found = [...groups.values()].filter((g) => listenerOf(g.arn) === listener);
+    if (found.length === 0) {
+      throw new AwsServiceError("ListenerNotFoundException", `${listener} not found.`);
+    }
+    return { EndpointGroups: found.map(describe) };
+  }
+
+  const handler: JsonServiceHandler = (action, input) => {
+    const arn = input.EndpointGroupArn;
+    log.push({ action, ...(typeof arn === "string" ? { endpointGroupArn: arn } : {}) });
+    if (throttle > 0) {
+      throttle--;
+      throw new AwsServiceError("ThrottlingException", "Rate exceeded");
+    }
+    switch (action) {
+      case "DescribeEndpointGroup":
+        return { EndpointGroup: describe(find(input)) };
+      case "UpdateEndpointGroup":
+        return update(input);
+      case "ListEndpointGroups":
+        return listEndpointGroups(input);
+      default:
+        throw new AwsServiceError("UnknownOperationException", `Unknown operation ${action}`);
+    }
+  };
+
+  return {
+    handler,
+    defineEndpointGroup({ arn, region, dial, endpoints }) {
+      groups.set(arn, {
+        arn,
+        region,
+        dial,
+        healthy: endpoints.every((e) => e.healthy),
+        endpoints: endpoints.map((e) => ({ ...e, clientIpPreservation: false })),
+      });
+    },
+    setHealthy(arn, healthy) {
+      const g = groups.get(arn);
+      if (!g) throw new Error(`no endpoint group ${arn}`);
+      g.healthy = healthy;
+      for (const e of g.endpoints) e.healthy = healthy;
+    },
+    throttleNext(n) {
+      throttle = n;
+    },
+    setUpdatesFail(fail) {
+      updatesFail = fail;
+    },
+    dials: () => Object.fromEntries([...groups.values()].map((g) => [g.region, g.dial])),
+    weights(arn) {
+      const g = groups.get(arn);
+      if (!g) throw new Error(`no endpoint group ${arn}`);
+      return Object.fromEntries(g.endpoints.map((e) => [e.id, e.weight]));
+    },
+    calls: () => log.map((c) => ({ ...c })),
+  };
+}

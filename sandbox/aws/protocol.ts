@@ -1,0 +1,169 @@
+/**
+ * What every AWS emulator in the sandbox shares: the error a handler throws (the server renders
+ * it in its protocol's real error shape), the handler signatures per protocol, SigV4
+ * Authorization parsing, an XML writer for awsQuery / restXml answers and required-parameter
+ * checks with the messages AWS gives. Emulators stay protocol-agnostic apart from the shape of
+ * what they return.
+ */
+
+/** The account every sandbox ARN belongs to (the same as the local Step Functions runner's). */
+export const SANDBOX_ACCOUNT = "000000000000";
+
+/**
+ * A service error as AWS sends it: `code` is the wire error code (`__type`, `<Code>`), so the
+ * real SDK clients raise their modeled exception for it.
+ */
+export class AwsServiceError extends Error {
+  readonly code: string;
+  readonly statusCode: number;
+
+  constructor(code: string, message: string, statusCode = 400) {
+    super(message);
+    this.name = code;
+    this.code = code;
+    this.statusCode = statusCode;
+  }
+}
+
+/** Per-request facts a handler may depend on: the SigV4 credential scope's region. */
+export interface RequestContext {
+  region: string;
+}
+
+/** An awsJson1_0 / awsJson1_1 operation: `action` is the X-Amz-Target operation name. */
+export type JsonServiceHandler = (
+  action: string,
+  input: Record<string, unknown>,
+  ctx: RequestContext,
+) => unknown | Promise<unknown>;
+
+/** A value the XML writer can render; an array renders its parent element once per item. */
+export type XmlValue = string | number | boolean | Date | undefined | XmlObject | XmlValue[];
+
+/** An XML element's children by element name. */
+export interface XmlObject {
+  [element: string]: XmlValue;
+}
+
+/** An awsQuery operation: flat form parameters in, the `<Action>Result` children out. */
+export type QueryServiceHandler = (
+  action: string,
+  params: Record<string, string>,
+  ctx: RequestContext,
+) => XmlObject | Promise<XmlObject>;
+
+/** A restXml request as the service sees it. */
+export interface RestRequest {
+  method: string;
+  path: string;
+  query: URLSearchParams;
+  body: string;
+}
+
+/** A restXml answer: the root element's name and children, and the HTTP status. */
+export interface RestResponse {
+  status?: number;
+  root: string;
+  body: XmlObject;
+}
+
+/** A restXml service (one per API version path). */
+export type RestXmlServiceHandler = (
+  req: RestRequest,
+  ctx: RequestContext,
+) => RestResponse | Promise<RestResponse>;
+
+/** The parts of a SigV4 `Authorization` header the sandbox checks. */
+export interface SigV4Credential {
+  accessKeyId: string;
+  date: string;
+  region: string;
+  service: string;
+  signedHeaders: string[];
+}
+
+const SIGV4 =
+  /^AWS4-HMAC-SHA256 Credential=([A-Za-z0-9]+)\/(\d{8})\/([a-z0-9-]+)\/([a-z0-9-]+)\/aws4_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=[0-9a-f]{64}$/;
+
+/** Parses a SigV4 Authorization header; undefined when it is not well-formed. */
+export function parseSigV4(header: string): SigV4Credential | undefined {
+  const m = SIGV4.exec(header);
+  if (!m) return undefined;
+  const [, accessKeyId = "", date = "", region = "", service = "", signed = ""] = m;
+  return { accessKeyId, date, region, service, signedHeaders: signed.split(";") };
+}
+
+function escapeXml(text: string): string {
+  return text
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;")
+    .replace(/'/g, "&apos;");
+}
+
+function renderValue(value: Exclude<XmlValue, undefined | XmlValue[]>): string {
+  if (value instanceof Date) return value.toISOString();
+  if (typeof value === "object") return renderChildren(value);
+  return escapeXml(String(value));
+}
+
+function renderChildren(obj: XmlObject): string {
+  let out = "";
+  for (const [name, value] of Object.entries(obj)) {
+    for (const item of Array.isArray(value) ? value : [value]) {
+      if (item === undefined || Array.isArray(item)) continue;
+      out += `<${name}>${renderValue(item)}</${name}>`;
+    }
+  }
+  return out;
+}
+
+/** Renders a whole XML document with `root` as its element. */
+export function xmlDocument(root: string, body: XmlObject, xmlns?: string): string {
+  const ns = xmlns ? ` xmlns="${escapeXml(xmlns)}"` : "";
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<${root}${ns}>${renderChildren(body)}</${root}>`;
+}
+
+function lowerFirst(key: string): string {
+  return key.charAt(0).toLowerCase() + key.slice(1);
+}
+
+/** The error JSON (Coral) services answer for a missing required member. */
+export function coralMissing(key: string): AwsServiceError {
+  return new AwsServiceError(
+    "ValidationException",
+    `1 validation error detected: Value null at '${lowerFirst(key)}' failed to satisfy constraint: Member must not be null`,
+  );
+}
+
+/** The error awsQuery services answer for a missing required parameter. */
+export function queryMissing(key: string): AwsServiceError {
+  return new AwsServiceError("MissingParameter", `The request must contain the parameter ${key}`);
+}
+
+/** Reads a required non-empty string member, throwing `missing(key)` otherwise. */
+export function requireString(
+  input: Record<string, unknown>,
+  key: string,
+  missing: (key: string) => AwsServiceError = coralMissing,
+): string {
+  const v = input[key];
+  if (typeof v !== "string" || v === "") throw missing(key);
+  return v;
+}
+
+/** Reads an optional string member (a wrong type is a validation error, as in AWS). */
+export function optionalString(input: Record<string, unknown>, key: string): string | undefined {
+  const v = input[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "string") {
+    throw new AwsServiceError("SerializationException", `${key} must be a string`);
+  }
+  return v;
+}
+
+/** The region part of an ARN (`arn:aws:svc:<region>:...`). */
+export function regionOfArn(arn: string): string | undefined {
+  return arn.split(":")[3] || undefined;
+}

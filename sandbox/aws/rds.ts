@@ -1,0 +1,225 @@
+/**
+ * Aurora Global Database control plane (RDS awsQuery, 2014-10-31): describe, switchover and
+ * failover with the region rules AWS applies, a promotion that takes time (FailoverState, then
+ * the writer flips), and the faults the drill needs (stuck promotion, region outage).
+ */
+import {
+  AwsServiceError,
+  type QueryServiceHandler,
+  queryMissing,
+  requireString,
+  SANDBOX_ACCOUNT,
+  type XmlObject,
+} from "./protocol.ts";
+
+/** A global cluster as the drill defines it: one member cluster ARN per region. */
+export interface GlobalClusterDefinition {
+  identifier: string;
+  members: Record<string, string>;
+  writerRegion: string;
+}
+
+/** One control-plane call the emulator answered (or refused), for assertions. */
+export interface RdsCall {
+  action: string;
+  region: string;
+}
+
+/** Control surface of the RDS emulator. */
+export interface RdsEmulator {
+  handler: QueryServiceHandler;
+  defineGlobalCluster(definition: GlobalClusterDefinition): void;
+  /** How long a promotion stays in FailoverState before the writer flips (in-flight ones too). */
+  setPromotionDelayMs(ms: number): void;
+  /** Fault aurora-failover-stuck: a promotion never completes. */
+  setStuck(stuck: boolean): void;
+  /** Calls signed for `region` are answered 503 ServiceUnavailable. */
+  setRegionDown(region: string, down: boolean): void;
+  /** The current writer region of a global cluster (the only one when omitted). */
+  writerRegion(identifier?: string): string;
+  calls(): RdsCall[];
+}
+
+interface Promotion {
+  status: "switching-over" | "failing-over";
+  from: string;
+  to: string;
+  dataLoss: boolean;
+  startedAt: number;
+}
+
+interface GlobalCluster {
+  identifier: string;
+  members: Record<string, string>;
+  writer: string;
+  promotion?: Promotion;
+}
+
+const DEFAULT_PROMOTION_DELAY_MS = 500;
+
+/** Creates the emulator; `handler` serves the `rds` credential scope. */
+export function createRds(): RdsEmulator {
+  const clusters = new Map<string, GlobalCluster>();
+  const down = new Set<string>();
+  const log: RdsCall[] = [];
+  let delayMs = DEFAULT_PROMOTION_DELAY_MS;
+  let stuck = false;
+
+  function settle(c: GlobalCluster): void {
+    if (c.promotion && !stuck && Date.now() >= c.promotion.startedAt + delayMs) {
+      c.writer = c.promotion.to;
+      delete c.promotion;
+    }
+  }
+
+  function find(identifier: string): GlobalCluster {
+    const c = clusters.get(identifier);
+    if (!c) {
+      throw new AwsServiceError(
+        "GlobalClusterNotFoundFault",
+        `GlobalCluster ${identifier} not found.`,
+        404,
+      );
+    }
+    settle(c);
+    return c;
+  }
+
+  function describe(c: GlobalCluster): XmlObject {
+    const arns = Object.values(c.members);
+    const writerArn = c.members[c.writer] ?? "";
+    const p = c.promotion;
+    return {
+      GlobalClusterIdentifier: c.identifier,
+      GlobalClusterResourceId: `cluster-${c.identifier}`,
+      GlobalClusterArn: `arn:aws:rds::${SANDBOX_ACCOUNT}:global-cluster:${c.identifier}`,
+      Status: p ? "modifying" : "available",
+      Engine: "aurora-postgresql",
+      EngineVersion: "16.6",
+      StorageEncrypted: true,
+      DeletionProtection: true,
+      GlobalClusterMembers: {
+        GlobalClusterMember: Object.values(c.members).map((arn) => ({
+          DBClusterArn: arn,
+          Readers: arn === writerArn ? { member: arns.filter((a) => a !== arn) } : undefined,
+          IsWriter: arn === writerArn,
+          SynchronizationStatus: "connected",
+        })),
+      },
+      FailoverState: p
+        ? {
+            Status: p.status,
+            FromDbClusterArn: c.members[p.from],
+            ToDbClusterArn: c.members[p.to],
+            IsDataLossAllowed: p.dataLoss,
+          }
+        : undefined,
+    };
+  }
+
+  /** The region of the member named by ARN or by cluster identifier. */
+  function memberRegion(c: GlobalCluster, target: string): string {
+    for (const [region, arn] of Object.entries(c.members)) {
+      if (arn === target || arn.endsWith(`:cluster:${target}`)) return region;
+    }
+    throw new AwsServiceError("DBClusterNotFoundFault", `DBCluster ${target} not found.`, 404);
+  }
+
+  function promote(
+    params: Record<string, string>,
+    ctx: { region: string },
+    kind: "switchover" | "failover",
+  ): XmlObject {
+    const c = find(requireString(params, "GlobalClusterIdentifier", queryMissing));
+    const target = memberRegion(
+      c,
+      requireString(params, "TargetDbClusterIdentifier", queryMissing),
+    );
+    const allowDataLoss = kind === "failover" && params.AllowDataLoss === "true";
+    if (allowDataLoss && params.Switchover === "true") {
+      throw new AwsServiceError(
+        "InvalidParameterCombination",
+        "AllowDataLoss and Switchover can't be specified together.",
+      );
+    }
+    if (c.promotion) {
+      throw new AwsServiceError(
+        "InvalidGlobalClusterStateFault",
+        `Global cluster ${c.identifier} is already ${c.promotion.status}.`,
+      );
+    }
+    if (target === c.writer) {
+      throw new AwsServiceError(
+        "InvalidParameterValue",
+        `${c.members[target]} is already the primary cluster of global cluster ${c.identifier}.`,
+      );
+    }
+    const callRegion = allowDataLoss ? target : c.writer;
+    if (ctx.region !== callRegion) {
+      const what = allowDataLoss ? "a failover with data loss" : "a switchover";
+      throw new AwsServiceError(
+        "InvalidGlobalClusterStateFault",
+        `Global cluster ${c.identifier}: ${what} must be requested in ${callRegion}, not ${ctx.region}.`,
+      );
+    }
+    c.promotion = {
+      status: allowDataLoss ? "failing-over" : "switching-over",
+      from: c.writer,
+      to: target,
+      dataLoss: allowDataLoss,
+      startedAt: Date.now(),
+    };
+    return { GlobalCluster: describe(c) };
+  }
+
+  const handler: QueryServiceHandler = (action, params, ctx) => {
+    log.push({ action, region: ctx.region });
+    if (down.has(ctx.region)) {
+      throw new AwsServiceError("ServiceUnavailable", "Service Unavailable", 503);
+    }
+    switch (action) {
+      case "DescribeGlobalClusters": {
+        const id = params.GlobalClusterIdentifier;
+        const list = id ? [find(id)] : [...clusters.values()];
+        for (const c of list) settle(c);
+        return { GlobalClusters: { GlobalClusterMember: list.map(describe) } };
+      }
+      case "SwitchoverGlobalCluster":
+        return promote(params, ctx, "switchover");
+      case "FailoverGlobalCluster":
+        return promote(params, ctx, "failover");
+      default:
+        throw new AwsServiceError(
+          "InvalidAction",
+          `Could not find operation ${action} for version 2014-10-31`,
+        );
+    }
+  };
+
+  return {
+    handler,
+    defineGlobalCluster({ identifier, members, writerRegion }) {
+      if (!members[writerRegion]) {
+        throw new Error(`writer region ${writerRegion} has no member in ${identifier}`);
+      }
+      clusters.set(identifier, { identifier, members: { ...members }, writer: writerRegion });
+    },
+    setPromotionDelayMs(ms) {
+      delayMs = ms;
+    },
+    setStuck(value) {
+      stuck = value;
+    },
+    setRegionDown(region, value) {
+      if (value) down.add(region);
+      else down.delete(region);
+    },
+    writerRegion(identifier) {
+      const c = identifier ? clusters.get(identifier) : [...clusters.values()][0];
+      if (!c) throw new Error(`no global cluster ${identifier ?? "defined"}`);
+      settle(c);
+      return c.writer;
+    },
+    calls: () => log.map((c) => ({ ...c })),
+  };
+}

@@ -1,0 +1,877 @@
+/**
+ * The sandbox's AWS emulators through the real SDK v3 clients over HTTP, configured only by the
+ * env the sandbox hands out (AWS_ENDPOINT_URL_<SERVICE>, credentials, region), as production is.
+ */
+import {
+  CloudWatchClient,
+  GetMetricDataCommand,
+  GetMetricStatisticsCommand,
+  PutMetricDataCommand,
+} from "@aws-sdk/client-cloudwatch";
+import {
+  CreateTableCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+} from "@aws-sdk/client-dynamodb";
+import {
+  DescribeEndpointGroupCommand,
+  GlobalAcceleratorClient,
+  ListEndpointGroupsCommand,
+  UpdateEndpointGroupCommand,
+} from "@aws-sdk/client-global-accelerator";
+import {
+  DescribeGlobalClustersCommand,
+  FailoverGlobalClusterCommand,
+  RDSClient,
+  SwitchoverGlobalClusterCommand,
+} from "@aws-sdk/client-rds";
+import {
+  ChangeResourceRecordSetsCommand,
+  GetChangeCommand,
+  GetHealthCheckCommand,
+  GetHealthCheckStatusCommand,
+  ListResourceRecordSetsCommand,
+  Route53Client,
+} from "@aws-sdk/client-route-53";
+import {
+  CreateSecretCommand,
+  GetSecretValueCommand,
+  PutSecretValueCommand,
+  SecretsManagerClient,
+} from "@aws-sdk/client-secrets-manager";
+import { DescribeExecutionCommand, SFNClient } from "@aws-sdk/client-sfn";
+import { CreateTopicCommand, PublishCommand, SNSClient } from "@aws-sdk/client-sns";
+import { GetParameterCommand, PutParameterCommand, SSMClient } from "@aws-sdk/client-ssm";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { type AwsSandbox, startAwsSandbox } from "../../sandbox/aws/server.ts";
+import { createStepFunctions } from "../../sandbox/aws/stepfunctions.ts";
+
+const EAST = "us-east-1";
+const WEST = "us-east-2";
+const EAST_ARN = "arn:aws:rds:us-east-1:000000000000:cluster:platform-east";
+const WEST_ARN = "arn:aws:rds:us-east-2:000000000000:cluster:platform-west";
+const GROUP_EAST =
+  "arn:aws:globalaccelerator::000000000000:accelerator/a1/listener/l1/endpoint-group/east";
+const GROUP_WEST =
+  "arn:aws:globalaccelerator::000000000000:accelerator/a1/listener/l1/endpoint-group/west";
+const SDK = { maxAttempts: 1 } as const;
+
+let sandbox: AwsSandbox;
+const savedEnv: Record<string, string | undefined> = {};
+
+/** The error a promise rejects with (fails the test if it resolves). */
+async function failure(p: Promise<unknown>): Promise<Error & Record<string, unknown>> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error & Record<string, unknown>;
+  }
+  throw new Error("expected the call to fail");
+}
+
+function status(e: Record<string, unknown>): number | undefined {
+  return (e.$metadata as { httpStatusCode?: number } | undefined)?.httpStatusCode;
+}
+
+/** A well-formed SigV4 header for raw requests (the sandbox checks form and key, not the MAC). */
+function rawHeaders(service: string, extra: Record<string, string>): Record<string, string> {
+  return {
+    authorization: `AWS4-HMAC-SHA256 Credential=${sandbox.env.AWS_ACCESS_KEY_ID}/20250101/us-east-1/${service}/aws4_request, SignedHeaders=host;x-amz-date, Signature=${"0".repeat(64)}`,
+    "x-amz-date": "20250101T000000Z",
+    ...extra,
+  };
+}
+
+beforeAll(async () => {
+  sandbox = await startAwsSandbox();
+  for (const [k, v] of Object.entries(sandbox.env)) {
+    savedEnv[k] = process.env[k];
+    process.env[k] = v;
+  }
+});
+
+afterAll(async () => {
+  for (const [k, v] of Object.entries(savedEnv)) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+  await sandbox?.stop();
+});
+
+describe("sandbox env", () => {
+  it("names an endpoint for every service the orchestrator uses", () => {
+    // Assess
+    for (const service of [
+      "RDS",
+      "CLOUDWATCH",
+      "GLOBAL_ACCELERATOR",
+      "SECRETS_MANAGER",
+      "ROUTE_53",
+      "SNS",
+      "SSM",
+      "SFN",
+    ]) {
+      expect(sandbox.env[`AWS_ENDPOINT_URL_${service}`]).toBe(sandbox.endpoint);
+    }
+    expect(sandbox.env.AWS_ENDPOINT_URL_DYNAMODB).toBe(sandbox.dynamo.endpoint);
+    expect(sandbox.env.AWS_REGION).toBe("us-east-1");
+  });
+});
+
+describe("RDS Aurora Global Database", () => {
+  const rds = (region: string) => new RDSClient({ region, ...SDK });
+
+  beforeEach(() => {
+    sandbox.rds.defineGlobalCluster({
+      identifier: "platform",
+      members: { [EAST]: EAST_ARN, [WEST]: WEST_ARN },
+      writerRegion: EAST,
+    });
+    sandbox.rds.setPromotionDelayMs(60_000);
+  });
+
+  afterEach(() => {
+    sandbox.rds.setStuck(false);
+    sandbox.rds.setRegionDown(EAST, false);
+  });
+
+  it("describes the global cluster with its writer", async () => {
+    // Act
+    const out = await rds(WEST).send(
+      new DescribeGlobalClustersCommand({ GlobalClusterIdentifier: "platform" }),
+    );
+    // Assess
+    const members = out.GlobalClusters?.[0]?.GlobalClusterMembers ?? [];
+    expect(out.GlobalClusters?.[0]?.Status).toBe("available");
+    expect(members.map((m) => [m.DBClusterArn, m.IsWriter])).toEqual([
+      [EAST_ARN, true],
+      [WEST_ARN, false],
+    ]);
+    expect(members[0]?.Readers).toEqual([WEST_ARN]);
+    expect(out.GlobalClusters?.[0]?.FailoverState).toBeUndefined();
+  });
+
+  it("answers GlobalClusterNotFoundFault (404) for an unknown cluster", async () => {
+    // Act
+    const e = await failure(
+      rds(EAST).send(new DescribeGlobalClustersCommand({ GlobalClusterIdentifier: "nope" })),
+    );
+    // Assess
+    expect(e.name).toBe("GlobalClusterNotFoundFault");
+    expect(status(e)).toBe(404);
+  });
+
+  it("refuses a switchover requested outside the writer's region", async () => {
+    // Act
+    const e = await failure(
+      rds(WEST).send(
+        new SwitchoverGlobalClusterCommand({
+          GlobalClusterIdentifier: "platform",
+          TargetDbClusterIdentifier: WEST_ARN,
+        }),
+      ),
+    );
+    // Assess
+    expect(e.name).toBe("InvalidGlobalClusterStateFault");
+    expect(sandbox.rds.writerRegion("platform")).toBe(EAST);
+  });
+
+  it("answers MissingParameter when the target is not given", async () => {
+    // Act
+    const e = await failure(
+      rds(EAST).send(
+        new SwitchoverGlobalClusterCommand({
+          GlobalClusterIdentifier: "platform",
+        } as never),
+      ),
+    );
+    // Assess
+    expect(e.name).toBe("MissingParameter");
+  });
+
+  it("shows a switchover as FailoverState until the promotion completes", async () => {
+    // Prepare
+    const client = rds(EAST);
+    const describe = async () =>
+      (
+        await client.send(
+          new DescribeGlobalClustersCommand({ GlobalClusterIdentifier: "platform" }),
+        )
+      ).GlobalClusters?.[0];
+    // Act
+    const started = await client.send(
+      new SwitchoverGlobalClusterCommand({
+        GlobalClusterIdentifier: "platform",
+        TargetDbClusterIdentifier: WEST_ARN,
+      }),
+    );
+    const during = await describe();
+    sandbox.rds.setPromotionDelayMs(0);
+    const after = await describe();
+    // Assess
+    expect(started.GlobalCluster?.FailoverState?.Status).toBe("switching-over");
+    expect(during?.Status).toBe("modifying");
+    expect(during?.FailoverState).toEqual({
+      Status: "switching-over",
+      FromDbClusterArn: EAST_ARN,
+      ToDbClusterArn: WEST_ARN,
+      IsDataLossAllowed: false,
+    });
+    expect(after?.Status).toBe("available");
+    expect(after?.FailoverState).toBeUndefined();
+    expect(after?.GlobalClusterMembers?.find((m) => m.IsWriter)?.DBClusterArn).toBe(WEST_ARN);
+    expect(sandbox.rds.writerRegion("platform")).toBe(WEST);
+  });
+
+  it("runs a failover with data loss only from the target's region", async () => {
+    // Prepare
+    const input = {
+      GlobalClusterIdentifier: "platform",
+      TargetDbClusterIdentifier: WEST_ARN,
+      AllowDataLoss: true,
+    };
+    // Act
+    const wrong = await failure(rds(EAST).send(new FailoverGlobalClusterCommand(input)));
+    const right = await rds(WEST).send(new FailoverGlobalClusterCommand(input));
+    // Assess
+    expect(wrong.name).toBe("InvalidGlobalClusterStateFault");
+    expect(right.GlobalCluster?.FailoverState).toMatchObject({
+      Status: "failing-over",
+      IsDataLossAllowed: true,
+    });
+  });
+
+  it("keeps FailoverState forever when the promotion is stuck", async () => {
+    // Prepare
+    sandbox.rds.setStuck(true);
+    sandbox.rds.setPromotionDelayMs(0);
+    // Act
+    await rds(EAST).send(
+      new FailoverGlobalClusterCommand({
+        GlobalClusterIdentifier: "platform",
+        TargetDbClusterIdentifier: WEST_ARN,
+      }),
+    );
+    const out = await rds(EAST).send(new DescribeGlobalClustersCommand({}));
+    // Assess
+    expect(out.GlobalClusters?.[0]?.FailoverState?.Status).toBe("switching-over");
+    expect(sandbox.rds.writerRegion("platform")).toBe(EAST);
+  });
+
+  it("answers 5xx to calls signed for a region that is down, and logs calls by region", async () => {
+    // Prepare
+    sandbox.rds.setRegionDown(EAST, true);
+    const before = sandbox.rds.calls().length;
+    // Act
+    const e = await failure(rds(EAST).send(new DescribeGlobalClustersCommand({})));
+    await rds(WEST).send(new DescribeGlobalClustersCommand({}));
+    // Assess
+    expect(status(e)).toBe(503);
+    expect(sandbox.rds.calls().slice(before)).toEqual([
+      { action: "DescribeGlobalClusters", region: EAST },
+      { action: "DescribeGlobalClusters", region: WEST },
+    ]);
+  });
+});
+
+describe("CloudWatch", () => {
+  const cw = (region: string) => new CloudWatchClient({ region, ...SDK });
+  const window = { StartTime: new Date(Date.now() - 600_000), EndTime: new Date() };
+  const rpoQuery = {
+    Id: "rpo",
+    MetricStat: {
+      Metric: {
+        Namespace: "AWS/RDS",
+        MetricName: "AuroraGlobalDBRPOLag",
+        Dimensions: [{ Name: "DBClusterIdentifier", Value: "platform-west" }],
+      },
+      Period: 60,
+      Stat: "Maximum",
+    },
+  };
+
+  it("serves the RPO lag set for a secondary region, and none elsewhere", async () => {
+    // Prepare
+    sandbox.cloudwatch.setRpoLagMs(WEST, 1500);
+    sandbox.cloudwatch.setRpoLagMs(EAST, null);
+    const input = { MetricDataQueries: [rpoQuery], ...window };
+    // Act
+    const west = await cw(WEST).send(new GetMetricDataCommand(input));
+    const east = await cw(EAST).send(new GetMetricDataCommand(input));
+    // Assess
+    const result = west.MetricDataResults?.[0];
+    expect(result?.Id).toBe("rpo");
+    expect(result?.StatusCode).toBe("Complete");
+    expect(result?.Values?.length).toBeGreaterThan(0);
+    expect(new Set(result?.Values)).toEqual(new Set([1500]));
+    expect(result?.Timestamps?.[0]).toBeInstanceOf(Date);
+    expect(east.MetricDataResults?.[0]?.Values).toEqual([]);
+  });
+
+  it("serves the RPO lag through GetMetricStatistics", async () => {
+    // Prepare
+    sandbox.cloudwatch.setRpoLagMs(WEST, 250);
+    // Act
+    const out = await cw(WEST).send(
+      new GetMetricStatisticsCommand({
+        Namespace: "AWS/RDS",
+        MetricName: "AuroraGlobalDBRPOLag",
+        Period: 60,
+        Statistics: ["Maximum"],
+        ...window,
+      }),
+    );
+    // Assess
+    expect(out.Datapoints?.[0]?.Maximum).toBe(250);
+    expect(out.Datapoints?.[0]?.Unit).toBe("Milliseconds");
+  });
+
+  it("answers the modeled exceptions for a missing or invalid parameter", async () => {
+    // Act
+    const noQueries = await failure(
+      cw(WEST).send(new GetMetricDataCommand({ MetricDataQueries: [], ...window })),
+    );
+    const awsNamespace = await failure(
+      cw(EAST).send(
+        new PutMetricDataCommand({ Namespace: "AWS/RDS", MetricData: [{ MetricName: "x" }] }),
+      ),
+    );
+    // Assess
+    expect(noQueries.name).toBe("MissingRequiredParameterException");
+    expect(awsNamespace.name).toBe("InvalidParameterValueException");
+  });
+
+  it("records PutMetricData", async () => {
+    // Act
+    await cw(EAST).send(
+      new PutMetricDataCommand({
+        Namespace: "GitopsFailover",
+        MetricData: [
+          {
+            MetricName: "RecoveryTimeSeconds",
+            Dimensions: [{ Name: "TargetRegion", Value: WEST }],
+            Value: 42,
+            Unit: "Seconds",
+          },
+        ],
+      }),
+    );
+    // Assess
+    expect(sandbox.cloudwatch.metrics()).toContainEqual(
+      expect.objectContaining({
+        region: EAST,
+        namespace: "GitopsFailover",
+        metricName: "RecoveryTimeSeconds",
+        dimensions: { TargetRegion: WEST },
+        value: 42,
+        unit: "Seconds",
+      }),
+    );
+  });
+});
+
+describe("Global Accelerator", () => {
+  const ga = (region = "us-west-2") => new GlobalAcceleratorClient({ region, ...SDK });
+
+  afterEach(() => {
+    sandbox.ga.throttleNext(0);
+    sandbox.ga.setUpdatesFail(false);
+  });
+
+  beforeEach(() => {
+    sandbox.ga.defineEndpointGroup({
+      arn: GROUP_EAST,
+      region: EAST,
+      dial: 100,
+      endpoints: [{ id: "alb-east", weight: 200, healthy: true }],
+    });
+    sandbox.ga.defineEndpointGroup({
+      arn: GROUP_WEST,
+      region: WEST,
+      dial: 0,
+      endpoints: [{ id: "alb-west", weight: 0, healthy: false }],
+    });
+  });
+
+  it("describes and lists endpoint groups with health", async () => {
+    // Act
+    const one = await ga().send(new DescribeEndpointGroupCommand({ EndpointGroupArn: GROUP_WEST }));
+    const all = await ga().send(
+      new ListEndpointGroupsCommand({
+        ListenerArn: "arn:aws:globalaccelerator::000000000000:accelerator/a1/listener/l1",
+      }),
+    );
+    // Assess
+    expect(one.EndpointGroup?.TrafficDialPercentage).toBe(0);
+    expect(one.EndpointGroup?.EndpointDescriptions?.[0]).toMatchObject({
+      EndpointId: "alb-west",
+      Weight: 0,
+      HealthState: "UNHEALTHY",
+    });
+    expect(all.EndpointGroups?.map((g) => g.EndpointGroupRegion)).toEqual([EAST, WEST]);
+  });
+
+  it("replaces the endpoint list on update; an omitted Weight becomes 128", async () => {
+    // Prepare
+    sandbox.ga.setHealthy(GROUP_WEST, true);
+    // Act
+    const out = await ga().send(
+      new UpdateEndpointGroupCommand({
+        EndpointGroupArn: GROUP_WEST,
+        TrafficDialPercentage: 100,
+        EndpointConfigurations: [{ EndpointId: "alb-west" }, { EndpointId: "nlb-west", Weight: 5 }],
+      }),
+    );
+    // Assess
+    expect(out.EndpointGroup?.EndpointDescriptions?.map((e) => [e.EndpointId, e.Weight])).toEqual([
+      ["alb-west", 128],
+      ["nlb-west", 5],
+    ]);
+    expect(out.EndpointGroup?.EndpointDescriptions?.[0]?.HealthState).toBe("HEALTHY");
+    expect(sandbox.ga.dials()).toEqual({ [EAST]: 100, [WEST]: 100 });
+    expect(sandbox.ga.weights(GROUP_WEST)).toEqual({ "alb-west": 128, "nlb-west": 5 });
+  });
+
+  it("throttles the next n calls with ThrottlingException", async () => {
+    // Prepare
+    sandbox.ga.throttleNext(1);
+    const input = { EndpointGroupArn: GROUP_EAST };
+    // Act
+    const e = await failure(ga().send(new DescribeEndpointGroupCommand(input)));
+    const next = await ga().send(new DescribeEndpointGroupCommand(input));
+    // Assess
+    expect(e.name).toBe("ThrottlingException");
+    expect(status(e)).toBe(400);
+    expect(next.EndpointGroup?.EndpointGroupArn).toBe(GROUP_EAST);
+  });
+
+  it("refuses updates with AccessDeniedException when updates fail", async () => {
+    // Prepare
+    sandbox.ga.setUpdatesFail(true);
+    // Act
+    const e = await failure(
+      ga().send(
+        new UpdateEndpointGroupCommand({ EndpointGroupArn: GROUP_EAST, TrafficDialPercentage: 0 }),
+      ),
+    );
+    // Assess
+    expect(e.name).toBe("AccessDeniedException");
+    expect(sandbox.ga.dials()[EAST]).toBe(100);
+  });
+
+  it("answers EndpointGroupNotFoundException and InvalidArgumentException", async () => {
+    // Act
+    const missing = await failure(
+      ga().send(new DescribeEndpointGroupCommand({ EndpointGroupArn: `${GROUP_EAST}x` })),
+    );
+    const badWeight = await failure(
+      ga().send(
+        new UpdateEndpointGroupCommand({
+          EndpointGroupArn: GROUP_EAST,
+          EndpointConfigurations: [{ EndpointId: "alb-east", Weight: 256 }],
+        }),
+      ),
+    );
+    // Assess
+    expect(missing.name).toBe("EndpointGroupNotFoundException");
+    expect(badWeight.name).toBe("InvalidArgumentException");
+  });
+
+  it("has no endpoint outside us-west-2: the connection is reset", async () => {
+    // Prepare
+    const before = sandbox.ga.calls().length;
+    // Act
+    const e = await failure(
+      ga(EAST).send(new DescribeEndpointGroupCommand({ EndpointGroupArn: GROUP_EAST })),
+    );
+    // Assess
+    expect(e.code).toBe("ECONNRESET");
+    expect(status(e)).toBeUndefined();
+    expect(sandbox.ga.calls().length).toBe(before);
+  });
+});
+
+describe("Secrets Manager", () => {
+  const sm = (region: string) => new SecretsManagerClient({ region, ...SDK });
+  const ARN = "arn:aws:secretsmanager:us-east-1:000000000000:secret:gitops/git-token-AbC123";
+
+  it("reads a secret by ARN or name, only in its region", async () => {
+    // Prepare
+    sandbox.secrets.put(ARN, '{"token":"s3cr3t"}');
+    // Act
+    const byArn = await sm(EAST).send(new GetSecretValueCommand({ SecretId: ARN }));
+    const byName = await sm(EAST).send(new GetSecretValueCommand({ SecretId: "gitops/git-token" }));
+    const elsewhere = await failure(sm(WEST).send(new GetSecretValueCommand({ SecretId: ARN })));
+    // Assess
+    expect(byArn.SecretString).toBe('{"token":"s3cr3t"}');
+    expect(byArn.VersionStages).toEqual(["AWSCURRENT"]);
+    expect(byArn.CreatedDate).toBeInstanceOf(Date);
+    expect(byName.ARN).toBe(ARN);
+    expect(elsewhere.name).toBe("ResourceNotFoundException");
+  });
+
+  it("creates a secret and stores a new current version", async () => {
+    // Prepare
+    const client = sm(WEST);
+    // Act
+    const created = await client.send(
+      new CreateSecretCommand({ Name: "argocd-token", SecretString: "one" }),
+    );
+    const duplicate = await failure(
+      client.send(new CreateSecretCommand({ Name: "argocd-token", SecretString: "again" })),
+    );
+    await client.send(new PutSecretValueCommand({ SecretId: "argocd-token", SecretString: "two" }));
+    const current = await client.send(new GetSecretValueCommand({ SecretId: created.ARN }));
+    const previous = await client.send(
+      new GetSecretValueCommand({ SecretId: created.ARN, VersionStage: "AWSPREVIOUS" }),
+    );
+    // Assess
+    expect(created.ARN).toMatch(
+      /^arn:aws:secretsmanager:us-east-2:000000000000:secret:argocd-token-\w{6}$/,
+    );
+    expect(duplicate.name).toBe("ResourceExistsException");
+    expect(current.SecretString).toBe("two");
+    expect(previous.SecretString).toBe("one");
+  });
+
+  it("answers ValidationException when SecretId is missing", async () => {
+    // Act
+    const e = await failure(sm(EAST).send(new GetSecretValueCommand({} as never)));
+    // Assess
+    expect(e.name).toBe("ValidationException");
+  });
+});
+
+describe("Route 53", () => {
+  const r53 = () => new Route53Client({ region: "us-east-1", ...SDK });
+  const ZONE = "Z0SANDBOX";
+  const weighted = (id: string, weight: number, ip: string) => ({
+    Name: "app.example.com",
+    Type: "A" as const,
+    SetIdentifier: id,
+    Weight: weight,
+    TTL: 60,
+    ResourceRecords: [{ Value: ip }],
+  });
+
+  beforeEach(() => {
+    sandbox.route53.defineWeightedRecords(ZONE, [
+      weighted("east", 100, "192.0.2.1"),
+      weighted("west", 0, "192.0.2.2"),
+    ]);
+  });
+
+  it("reports health check observations per checker region", async () => {
+    // Prepare
+    sandbox.route53.defineHealthCheck("hc-east", { failingFraction: 0, fqdn: "east.example.com" });
+    sandbox.route53.setFailingFraction("hc-east", 0.5);
+    // Act
+    const out = await r53().send(new GetHealthCheckStatusCommand({ HealthCheckId: "hc-east" }));
+    const config = await r53().send(new GetHealthCheckCommand({ HealthCheckId: "hc-east" }));
+    // Assess
+    const statuses = out.HealthCheckObservations?.map((o) => o.StatusReport?.Status ?? "") ?? [];
+    expect(statuses).toHaveLength(8);
+    expect(statuses.filter((s) => s.startsWith("Failure"))).toHaveLength(4);
+    expect(statuses).toContain("Success: HTTP Status Code 200, OK");
+    expect(out.HealthCheckObservations?.[0]?.StatusReport?.CheckedTime).toBeInstanceOf(Date);
+    expect(config.HealthCheck?.HealthCheckConfig?.FullyQualifiedDomainName).toBe(
+      "east.example.com",
+    );
+  });
+
+  it("answers NoSuchHealthCheck (404) for an unknown check", async () => {
+    // Act
+    const e = await failure(r53().send(new GetHealthCheckStatusCommand({ HealthCheckId: "nope" })));
+    // Assess
+    expect(e.name).toBe("NoSuchHealthCheck");
+    expect(status(e)).toBe(404);
+  });
+
+  it("lists and upserts weighted records atomically", async () => {
+    // Act
+    const change = await r53().send(
+      new ChangeResourceRecordSetsCommand({
+        HostedZoneId: `/hostedzone/${ZONE}`,
+        ChangeBatch: {
+          Changes: [
+            { Action: "UPSERT", ResourceRecordSet: weighted("east", 0, "192.0.2.1") },
+            { Action: "UPSERT", ResourceRecordSet: weighted("west", 100, "192.0.2.2") },
+          ],
+        },
+      }),
+    );
+    const listed = await r53().send(new ListResourceRecordSetsCommand({ HostedZoneId: ZONE }));
+    const synced = await r53().send(new GetChangeCommand({ Id: change.ChangeInfo?.Id }));
+    // Assess
+    expect(change.ChangeInfo?.Status).toBe("PENDING");
+    expect(synced.ChangeInfo?.Status).toBe("INSYNC");
+    expect(listed.ResourceRecordSets?.map((r) => [r.Name, r.SetIdentifier, r.Weight])).toEqual([
+      ["app.example.com.", "east", 0],
+      ["app.example.com.", "west", 100],
+    ]);
+    expect(listed.ResourceRecordSets?.[1]?.ResourceRecords).toEqual([{ Value: "192.0.2.2" }]);
+  });
+
+  it("rejects an invalid batch with InvalidChangeBatch and changes nothing", async () => {
+    // Act
+    const e = await failure(
+      r53().send(
+        new ChangeResourceRecordSetsCommand({
+          HostedZoneId: ZONE,
+          ChangeBatch: {
+            Changes: [
+              { Action: "UPSERT", ResourceRecordSet: weighted("east", 0, "192.0.2.1") },
+              { Action: "CREATE", ResourceRecordSet: weighted("west", 100, "192.0.2.2") },
+              { Action: "DELETE", ResourceRecordSet: weighted("south", 1, "192.0.2.3") },
+            ],
+          },
+        }),
+      ),
+    );
+    // Assess
+    expect(e.name).toBe("InvalidChangeBatch");
+    expect(e.message).toContain("but it already exists");
+    expect(e.message).toContain("but it was not found");
+    expect(sandbox.route53.records(ZONE).map((r) => r.Weight)).toEqual([100, 0]);
+  });
+
+  it("deletes a record only when every value matches", async () => {
+    // Prepare
+    const remove = (record: ReturnType<typeof weighted>) =>
+      r53().send(
+        new ChangeResourceRecordSetsCommand({
+          HostedZoneId: ZONE,
+          ChangeBatch: { Changes: [{ Action: "DELETE", ResourceRecordSet: record }] },
+        }),
+      );
+    // Act
+    const mismatch = await failure(remove({ ...weighted("east", 100, "192.0.2.1"), TTL: 300 }));
+    await remove(weighted("west", 0, "192.0.2.2"));
+    // Assess
+    expect(mismatch.name).toBe("InvalidChangeBatch");
+    expect(mismatch.message).toContain("do not match");
+    expect(sandbox.route53.records(ZONE).map((r) => r.SetIdentifier)).toEqual(["east"]);
+  });
+
+  it("answers InvalidInput for a record without values", async () => {
+    // Act
+    const e = await failure(
+      r53().send(
+        new ChangeResourceRecordSetsCommand({
+          HostedZoneId: ZONE,
+          ChangeBatch: {
+            Changes: [
+              {
+                Action: "UPSERT",
+                ResourceRecordSet: {
+                  Name: "x.example.com",
+                  Type: "A",
+                  SetIdentifier: "x",
+                  Weight: 1,
+                },
+              },
+            ],
+          },
+        }),
+      ),
+    );
+    // Assess
+    expect(e.name).toBe("InvalidInput");
+  });
+});
+
+describe("SNS", () => {
+  const sns = (region: string) => new SNSClient({ region, ...SDK });
+
+  it("publishes to a created topic and keeps the message", async () => {
+    // Prepare
+    const { TopicArn } = await sns(EAST).send(new CreateTopicCommand({ Name: "failover" }));
+    // Act
+    const out = await sns(EAST).send(
+      new PublishCommand({ TopicArn, Subject: "Failover done", Message: "us-east-2 is primary" }),
+    );
+    // Assess
+    expect(TopicArn).toBe("arn:aws:sns:us-east-1:000000000000:failover");
+    expect(sandbox.sns.messages()).toContainEqual({
+      messageId: out.MessageId,
+      topicArn: TopicArn,
+      region: EAST,
+      subject: "Failover done",
+      message: "us-east-2 is primary",
+    });
+  });
+
+  it("answers NotFound for an unknown topic and InvalidParameter without one", async () => {
+    // Act
+    const unknown = await failure(
+      sns(EAST).send(
+        new PublishCommand({ TopicArn: "arn:aws:sns:us-east-1:000000000000:nope", Message: "m" }),
+      ),
+    );
+    const none = await failure(sns(EAST).send(new PublishCommand({ Message: "m" })));
+    // Assess
+    expect(unknown.name).toBe("NotFoundException");
+    expect(status(unknown)).toBe(404);
+    expect(none.name).toBe("InvalidParameterException");
+  });
+});
+
+describe("SSM", () => {
+  const ssm = (region: string) => new SSMClient({ region, ...SDK });
+
+  it("reads a parameter set through the control and one put through the API", async () => {
+    // Prepare
+    sandbox.ssm.set("/gitops-failover/kill-switch", "off");
+    // Act
+    const first = await ssm(EAST).send(
+      new GetParameterCommand({ Name: "/gitops-failover/kill-switch" }),
+    );
+    const put = await ssm(EAST).send(
+      new PutParameterCommand({
+        Name: "/gitops-failover/kill-switch",
+        Value: "on",
+        Overwrite: true,
+      }),
+    );
+    const second = await ssm(EAST).send(
+      new GetParameterCommand({ Name: "/gitops-failover/kill-switch" }),
+    );
+    // Assess
+    expect(first.Parameter?.Value).toBe("off");
+    expect(put.Version).toBe(2);
+    expect(second.Parameter).toMatchObject({ Value: "on", Version: 2, Type: "String" });
+    expect(second.Parameter?.LastModifiedDate).toBeInstanceOf(Date);
+  });
+
+  it("answers ParameterNotFound, ParameterAlreadyExists and ValidationException", async () => {
+    // Prepare
+    sandbox.ssm.set("/p", "v");
+    // Act
+    const otherRegion = await failure(ssm(WEST).send(new GetParameterCommand({ Name: "/p" })));
+    const exists = await failure(
+      ssm(EAST).send(new PutParameterCommand({ Name: "/p", Value: "w", Type: "String" })),
+    );
+    const untyped = await failure(
+      ssm(EAST).send(new PutParameterCommand({ Name: "/new", Value: "w" })),
+    );
+    // Assess
+    expect(otherRegion.name).toBe("ParameterNotFound");
+    expect(exists.name).toBe("ParameterAlreadyExists");
+    expect(untyped.name).toBe("ValidationException");
+  });
+});
+
+describe("DynamoDB (dynalite)", () => {
+  it("serves tables and conditional writes at the env endpoint", async () => {
+    // Prepare
+    const ddb = new DynamoDBClient({ region: EAST, ...SDK });
+    await ddb.send(
+      new CreateTableCommand({
+        TableName: "audit",
+        AttributeDefinitions: [{ AttributeName: "pk", AttributeType: "S" }],
+        KeySchema: [{ AttributeName: "pk", KeyType: "HASH" }],
+        BillingMode: "PAY_PER_REQUEST",
+      }),
+    );
+    const lock = {
+      TableName: "audit",
+      Item: { pk: { S: "lock" } },
+      ConditionExpression: "attribute_not_exists(pk)",
+    };
+    // Act
+    await ddb.send(new PutItemCommand(lock));
+    const second = await failure(ddb.send(new PutItemCommand(lock)));
+    const item = await ddb.send(
+      new GetItemCommand({ TableName: "audit", Key: { pk: { S: "lock" } } }),
+    );
+    // Assess
+    expect(second.name).toBe("ConditionalCheckFailedException");
+    expect(item.Item).toEqual({ pk: { S: "lock" } });
+  });
+});
+
+describe("protocol checks", () => {
+  it("refuses a request without Authorization with 403 in the service's shape", async () => {
+    // Act
+    const res = await fetch(sandbox.endpoint, {
+      method: "POST",
+      headers: {
+        "content-type": "application/x-amz-json-1.1",
+        "x-amz-target": "secretsmanager.GetSecretValue",
+      },
+      body: "{}",
+    });
+    // Assess
+    expect(res.status).toBe(403);
+    expect(await res.json()).toEqual({
+      __type: "MissingAuthenticationTokenException",
+      message: "Request is missing Authentication Token",
+    });
+  });
+
+  it("refuses an unknown access key through the SDK", async () => {
+    // Prepare
+    const client = new SSMClient({
+      region: EAST,
+      ...SDK,
+      credentials: { accessKeyId: "AKIAOTHER00000000000", secretAccessKey: "x" },
+    });
+    // Act
+    const e = await failure(client.send(new GetParameterCommand({ Name: "/p" })));
+    // Assess
+    expect(e.name).toBe("UnrecognizedClientException");
+    expect(status(e)).toBe(403);
+  });
+
+  it("refuses an unknown X-Amz-Target with UnknownOperationException", async () => {
+    // Act
+    const res = await fetch(sandbox.endpoint, {
+      method: "POST",
+      headers: rawHeaders("ssm", {
+        "content-type": "application/x-amz-json-1.1",
+        "x-amz-target": "AmazonSSM.DeleteEverything",
+      }),
+      body: "{}",
+    });
+    // Assess
+    expect(res.status).toBe(400);
+    expect(res.headers.get("x-amzn-errortype")).toBe("UnknownOperationException");
+  });
+
+  it("refuses an unknown awsQuery Action with InvalidAction", async () => {
+    // Act
+    const res = await fetch(sandbox.endpoint, {
+      method: "POST",
+      headers: rawHeaders("rds", { "content-type": "application/x-www-form-urlencoded" }),
+      body: "Action=DeleteGlobalCluster&Version=2014-10-31&GlobalClusterIdentifier=platform",
+    });
+    // Assess
+    expect(res.status).toBe(400);
+    expect(await res.text()).toContain("<Code>InvalidAction</Code>");
+  });
+});
+
+describe("registered services", () => {
+  it("serves Step Functions registered as states / json1.0", async () => {
+    // Prepare
+    const arn = "arn:aws:states:us-east-1:000000000000:stateMachine:gitops-failover";
+    sandbox.register(
+      "states",
+      "json1.0",
+      createStepFunctions({ stateMachineArn: arn, waitMs: 0, retryMs: 0 }).handler,
+    );
+    const sfn = new SFNClient({ region: EAST, ...SDK });
+    // Act
+    const e = await failure(
+      sfn.send(
+        new DescribeExecutionCommand({
+          executionArn: "arn:aws:states:us-east-1:000000000000:execution:gitops-failover:none",
+        }),
+      ),
+    );
+    // Assess
+    expect(e.name).toBe("ExecutionDoesNotExist");
+    expect(status(e)).toBe(400);
+  });
+});
