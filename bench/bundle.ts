@@ -19,7 +19,7 @@ export const BUNDLE_OPTIONS = {
   platform: "node",
   target: "node22",
   format: "esm",
-  mainFields: ["module", "main"],
+  mainFields: ["module", "main"] as string[],
   banner: { js: "import { createRequire } from 'module'; const require = createRequire(import.meta.url);" },
   legalComments: "none",
 } as const;

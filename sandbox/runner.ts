@@ -114,7 +114,9 @@ function waitStates(definition: Record<string, unknown>): string[] {
 /** Runs one execution to its end and returns its outcome and event log. */
 export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult> {
   const definition = localDefinition();
-  const machine = new StateMachine(definition, { validationOptions: { checkArn: false } });
+  const machine = new StateMachine(definition as unknown as ConstructorParameters<typeof StateMachine>[0], {
+    validationOptions: { checkArn: false },
+  });
   const executionArn = executionArnOf(options.stateMachineArn ?? LOCAL_STATE_MACHINE_ARN, options.executionName);
   const overrides: Record<string, (input: unknown) => Promise<unknown>> = {};
   for (const spec of FUNCTIONS) {

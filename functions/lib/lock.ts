@@ -35,15 +35,19 @@ async function holderOf(tableName: string, platform: string): Promise<LockHolder
   return out.Item as LockHolder | undefined;
 }
 
-/** True when the holder's execution has ended (so its lease is stale whatever its expiry). */
+/**
+ * True only when Step Functions says the holder's execution has ended (so its lease is stale
+ * whatever its expiry). Anything uncertain — no answer, an unknown execution — counts as
+ * running: the lease's expiry is the fallback, never a guess.
+ */
 async function holderEnded(holder: LockHolder): Promise<boolean> {
   try {
     const out = await sfnClient(holder.executionArn.split(":")[3]).send(
       new DescribeExecutionCommand({ executionArn: holder.executionArn }),
     );
-    return out.status !== "RUNNING" && out.status !== "PENDING_REDRIVE";
-  } catch (e) {
-    return (e as { name?: string }).name === "ExecutionDoesNotExist";
+    return out.status !== undefined && out.status !== "RUNNING" && out.status !== "PENDING_REDRIVE";
+  } catch {
+    return false;
   }
 }
 

@@ -263,7 +263,13 @@ export function renderGantt(r: FailoverReport): string[] {
   const timed = r.steps.filter((s) => s.startedAt && s.endedAt);
   if (!timed.length) return [];
   const section = (name: StepName) =>
-    APPS_BRANCH.includes(name) ? "Apps" : DATA_BRANCH.includes(name) ? "Data" : "Sequence";
+    APPS_BRANCH.includes(name)
+      ? "Apps"
+      : DATA_BRANCH.includes(name)
+        ? "Data"
+        : name === "ShiftTraffic" || name === "VerifyTraffic"
+          ? "Traffic"
+          : "Prepare";
   const lines = ["```mermaid", "gantt", `  title Failover ${r.sourceRegion ?? "?"} -> ${r.targetRegion ?? "?"}`, "  dateFormat x", "  axisFormat %M:%S"];
   let current = "";
   for (const s of timed) {

@@ -28,9 +28,9 @@ const definition = JSON.parse(aslText()) as { States: Record<string, State>; Tim
 const states = allStates(definition.States);
 /** Names defined by AWS (Step Functions and the Lambda service), not by us. */
 const awsDefined = (name: string) => name.startsWith("States.") || name.startsWith("Lambda.");
-const errorClasses = Object.values(errors).filter(
-  (v): v is new (m: string) => errors.FailoverError =>
-    typeof v === "function" && v.prototype instanceof errors.FailoverError,
+type ErrorClass = new (m: string) => errors.FailoverError;
+const errorClasses = (Object.values(errors) as unknown[]).filter(
+  (v): v is ErrorClass => typeof v === "function" && v.prototype instanceof errors.FailoverError,
 );
 const errorNames = new Map(errorClasses.map((C) => [new C("x").name, new C("x")]));
 

@@ -34,7 +34,7 @@ describe("topology schema", () => {
   it("names the path of each problem", () => {
     const t = example();
     t.regions["us-east-2"] = { ...t.regions["us-east-2"], priority: "high", surprise: true };
-    (t as { git: Record<string, unknown> }).git.credentialsSecretArn = "my-token-value";
+    (t as unknown as { git: Record<string, unknown> }).git.credentialsSecretArn = "my-token-value";
     const found = problems(() => parseTopology(t));
     expect(found).toContainEqual(expect.stringMatching(/^regions\.us-east-2\.priority: /));
     expect(found).toContainEqual(expect.stringMatching(/^regions\.us-east-2: Unrecognized key: "surprise"/));
@@ -44,7 +44,7 @@ describe("topology schema", () => {
   it("refuses a region key that is not a region name, and credentials in URLs", () => {
     const t = example();
     t.regions["https://evil.example.com"] = t.regions["eu-west-1"] ?? {};
-    (t as { git: Record<string, unknown> }).git.url = "https://user:hunter2@git.example.com/x.git";
+    (t as unknown as { git: Record<string, unknown> }).git.url = "https://user:hunter2@git.example.com/x.git";
     const found = problems(() => parseTopology(t)).join("\n");
     expect(found).toMatch(/regions.*must be an AWS region name/);
     expect(found).toMatch(/git\.url: must not embed credentials/);
@@ -53,7 +53,7 @@ describe("topology schema", () => {
 
   it("requires what the traffic mode needs", () => {
     const t = example();
-    (t as { traffic: Record<string, unknown> }).traffic = { mode: "route53" };
+    (t as unknown as { traffic: Record<string, unknown> }).traffic = { mode: "route53" };
     const found = problems(() => parseTopology(t));
     expect(found).toContain("traffic.hostedZoneId: is required when traffic.mode is route53");
     expect(found).toContain("regions.us-west-2.route53.setIdentifier: is required when traffic.mode is route53");
@@ -61,7 +61,7 @@ describe("topology schema", () => {
 
   it("refuses retarget edits that cannot tell regions apart, and paths escaping the repo", () => {
     const t = example();
-    (t as { git: Record<string, unknown> }).git.retarget = [{ file: "../etc/passwd", path: "a.b", value: "x" }];
+    (t as unknown as { git: Record<string, unknown> }).git.retarget = [{ file: "../etc/passwd", path: "a.b", value: "x" }];
     const found = problems(() => parseTopology(t)).join("\n");
     expect(found).toMatch(/git\.retarget\.0\.file: must be a relative path inside the repository/);
     expect(found).toMatch(/git\.retarget: no edit mentions \{\{targetRegion\}\}/);

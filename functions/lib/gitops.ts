@@ -1,0 +1,664 @@
+/**
+ * Git from Lambda (no git binary): a shallow clone into a fresh directory under /tmp, YAML
+ * edits that change only the edited values' bytes, one commit with trailers, and a push that
+ * is the failover's compare-and-swap: when someone else moved the branch first, the edits
+ * are re-applied on the new head (or found already there) and pushed again, a bounded number
+ * of times. Each call starts from a fresh clone so no state from an earlier invocation (or an
+ * earlier, failed push) can leak into a commit.
+ */
+import * as fs from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { isDeepStrictEqual } from "node:util";
+import {
+  clone,
+  fetch,
+  type HttpClient,
+  push,
+  readBlob,
+  readCommit,
+  readTree,
+  resolveRef,
+  writeBlob,
+  writeCommit,
+  writeRef,
+  writeTree,
+} from "isomorphic-git";
+import http from "isomorphic-git/http/node";
+import {
+  Document,
+  isMap,
+  isScalar,
+  isSeq,
+  type Pair,
+  parseDocument,
+  Scalar,
+  type YAMLMap,
+} from "yaml";
+import type { RetargetEdit } from "./config.ts";
+import {
+  ConfigError,
+  type FailoverError,
+  GitAuthError,
+  GitEditError,
+  GitPushConflict,
+  GitUnreachable,
+  isFailoverError,
+  UnexpectedError,
+} from "./errors.ts";
+import { redact, registerSecret } from "./redact.ts";
+
+export interface GitRepo {
+  url: string;
+  branch: string;
+  author: { name: string; email: string };
+}
+
+/** Basic auth: `username` (default `x-access-token`) with the token as the password. */
+export interface GitAuth {
+  token: string;
+  username?: string;
+}
+
+/** An edit already rendered for a region (`{{targetRegion}}` substituted). */
+export type RenderedEdit = RetargetEdit;
+
+export interface ValueChange {
+  file: string;
+  path: string;
+  from: unknown;
+  to: unknown;
+}
+
+export interface RetargetResult {
+  /** True when every edit was already at its value: no commit, no push. */
+  skipped: boolean;
+  /** The commit that carries the edits (ours, or the branch head when skipped). */
+  sha: string;
+  /** The branch head our commit was made on (equal to `sha` when skipped). */
+  previousSha: string;
+  /** Pushes tried. */
+  attempts: number;
+  changes: ValueChange[];
+}
+
+export interface CommitMessage {
+  subject: string;
+  body: string;
+  trailers: Record<string, string>;
+}
+
+/** Per HTTP request (discovery, pack download, push): an unresponsive server must fail the step, not hang it. */
+const HTTP_TIMEOUT_MS = 30_000;
+
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EPIPE",
+  "ABORT_ERR",
+]);
+
+const boundedHttp: HttpClient = {
+  request: (request) =>
+    http.request({ ...request, signal: request.signal ?? AbortSignal.timeout(HTTP_TIMEOUT_MS) }),
+};
+
+interface Clone {
+  dir: string;
+  repo: GitRepo;
+  /** The URL as it may be printed: never with credentials. */
+  where: string;
+  headers: Record<string, string>;
+  cache: object;
+}
+
+/**
+ * Reads the values the edits would set, at the branch head, so Plan can tell which region is
+ * active and whether the commit is still needed. An absent key reads as `undefined`.
+ */
+export async function readValues(
+  repo: GitRepo,
+  auth: GitAuth,
+  edits: RenderedEdit[],
+): Promise<{ head: string; values: { file: string; path: string; value: unknown }[] }> {
+  return withClone(repo, auth, async (c) => {
+    const head = await remoteHead(c);
+    const docs = new Map<string, Document.Parsed>();
+    const values: { file: string; path: string; value: unknown }[] = [];
+    for (const edit of edits) {
+      let doc = docs.get(edit.file);
+      if (!doc) {
+        doc = parseYaml(await readText(c, head, edit.file), edit.file);
+        docs.set(edit.file, doc);
+      }
+      const found = locate(doc, edit.path);
+      const value = found.kind === "found" ? plainValue(found.pair.value, doc) : undefined;
+      values.push({ file: edit.file, path: edit.path, value });
+    }
+    return { head, values };
+  });
+}
+
+/**
+ * Commits the edits to the branch and pushes, retrying on a concurrent change (fetch, re-apply
+ * on the new head, push) up to `maxAttempts` pushes. Idempotent: when the branch already has
+ * every value it returns `skipped: true` without committing, so re-runs and a second
+ * concurrent execution never add a duplicate commit.
+ */
+export async function commitRetarget(
+  repo: GitRepo,
+  auth: GitAuth,
+  edits: RenderedEdit[],
+  message: CommitMessage,
+  options: { maxAttempts: number },
+): Promise<RetargetResult> {
+  const unique = uniqueEdits(edits);
+  const text = commitText(message);
+  return withClone(repo, auth, async (c) => {
+    let base = await remoteHead(c);
+    let attempts = 0;
+    let rejection: unknown;
+    for (;;) {
+      const { tree, changes } = await applyEdits(c, base, unique);
+      if (!tree) return { skipped: true, sha: base, previousSha: base, attempts, changes };
+      if (attempts >= options.maxAttempts) {
+        throw new GitPushConflict(
+          `${c.where}: ${repo.branch} moved under every one of ${attempts} push attempt(s); another writer keeps committing`,
+          ["the step is retried; if it persists, pause the other automation writing to the branch"],
+          { cause: rejection },
+        );
+      }
+      attempts++;
+      const sha = await commitTree(c, tree, base, text);
+      const outcome = await pushCommit(c, sha, base);
+      if (!outcome) return { skipped: false, sha, previousSha: base, attempts, changes };
+      base = outcome.head;
+      rejection = outcome.rejection;
+    }
+  });
+}
+
+async function withClone<T>(
+  repo: GitRepo,
+  auth: GitAuth,
+  work: (c: Clone) => Promise<T>,
+): Promise<T> {
+  registerSecret(auth.token);
+  const credentials = Buffer.from(`${auth.username ?? "x-access-token"}:${auth.token}`).toString(
+    "base64",
+  );
+  registerSecret(credentials);
+  const dir = await mkdtemp(join(tmpdir(), "gitops-failover-"));
+  const c: Clone = {
+    dir,
+    repo,
+    where: printableUrl(repo.url),
+    headers: { Authorization: `Basic ${credentials}` },
+    cache: {},
+  };
+  try {
+    try {
+      await clone({
+        fs,
+        http: boundedHttp,
+        dir,
+        url: repo.url,
+        ref: repo.branch,
+        singleBranch: true,
+        depth: 1,
+        noCheckout: true,
+        noTags: true,
+        headers: { ...c.headers },
+        cache: c.cache,
+      });
+    } catch (e) {
+      throw gitError(e, c, "cloning");
+    }
+    return await work(c);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function remoteHead(c: Clone): Promise<string> {
+  try {
+    return await resolveRef({ fs, dir: c.dir, ref: `refs/remotes/origin/${c.repo.branch}` });
+  } catch (e) {
+    throw missingBranch(c, e);
+  }
+}
+
+/** Fetches the branch again; returns its new head. */
+async function refresh(c: Clone): Promise<string> {
+  try {
+    await fetch({
+      fs,
+      http: boundedHttp,
+      dir: c.dir,
+      remote: "origin",
+      ref: c.repo.branch,
+      singleBranch: true,
+      depth: 1,
+      tags: false,
+      headers: { ...c.headers },
+      cache: c.cache,
+    });
+  } catch (e) {
+    throw gitError(e, c, "fetching");
+  }
+  return remoteHead(c);
+}
+
+/** Pushes `sha`; returns undefined when it landed, or the branch's new head when someone moved it first. */
+async function pushCommit(
+  c: Clone,
+  sha: string,
+  base: string,
+): Promise<{ head: string; rejection: unknown } | undefined> {
+  const branch = c.repo.branch;
+  await writeRef({ fs, dir: c.dir, ref: `refs/heads/${branch}`, value: sha, force: true });
+  try {
+    await push({
+      fs,
+      http: boundedHttp,
+      dir: c.dir,
+      remote: "origin",
+      ref: branch,
+      remoteRef: branch,
+      headers: { ...c.headers },
+      cache: c.cache,
+    });
+    return undefined;
+  } catch (e) {
+    const code = errorCode(e);
+    if (code !== "PushRejectedError" && code !== "GitPushError") throw gitError(e, c, "pushing");
+    const head = await refresh(c);
+    if (head !== base) return { head, rejection: e };
+    throw new GitAuthError(
+      `${c.where} refused the push to ${branch} although the branch did not move (${errorText(e)})`,
+      [
+        `a branch protection rule or hook blocks it: allow the token in git.credentialsSecretArn to push to ${branch}`,
+      ],
+      { cause: e },
+    );
+  }
+}
+
+async function commitTree(
+  c: Clone,
+  tree: string,
+  parent: string,
+  message: string,
+): Promise<string> {
+  const person = {
+    name: c.repo.author.name,
+    email: c.repo.author.email,
+    timestamp: Math.floor(Date.now() / 1000),
+    timezoneOffset: 0,
+  };
+  return writeCommit({
+    fs,
+    dir: c.dir,
+    commit: { message, tree, parent: [parent], author: person, committer: person },
+  });
+}
+
+/** `subject`, a blank line, `body`, a blank line, then one `Key: value` trailer per line. */
+function commitText(message: CommitMessage): string {
+  const oneLine = (s: string) => s.replace(/\s*[\r\n]+\s*/g, " ").trim();
+  const trailers = Object.entries(message.trailers).map(
+    ([key, value]) => `${oneLine(key)}: ${oneLine(value)}`,
+  );
+  const parts = [oneLine(message.subject), message.body.trim(), trailers.join("\n")].filter(
+    (p) => p.length > 0,
+  );
+  return `${parts.join("\n\n")}\n`;
+}
+
+/** Drops exact repeats; two different values for one key cannot both be made true. */
+function uniqueEdits(edits: RenderedEdit[]): RenderedEdit[] {
+  const byKey = new Map<string, RenderedEdit>();
+  for (const edit of edits) {
+    const key = `${edit.file}\0${edit.path}`;
+    const seen = byKey.get(key);
+    if (seen && seen.value !== edit.value) {
+      throw new GitEditError(
+        `edits set ${edit.file} ${edit.path} to both ${JSON.stringify(seen.value)} and ${JSON.stringify(edit.value)}`,
+        ["fix git.retarget in the topology so each key is set once"],
+      );
+    }
+    if (!seen) byKey.set(key, edit);
+  }
+  return [...byKey.values()];
+}
+
+/** Applies the edits on top of commit `base`; returns the new root tree, or none when nothing changes. */
+async function applyEdits(
+  c: Clone,
+  base: string,
+  edits: RenderedEdit[],
+): Promise<{ tree?: string; changes: ValueChange[] }> {
+  const files = new Map<string, RenderedEdit[]>();
+  for (const edit of edits) files.set(edit.file, [...(files.get(edit.file) ?? []), edit]);
+  const changes = new Map<RenderedEdit, ValueChange>();
+  let tree = (await readCommit({ fs, dir: c.dir, oid: base, cache: c.cache })).commit.tree;
+  let changed = false;
+  for (const [file, fileEdits] of files) {
+    const before = await readText(c, base, file);
+    const after = editYaml(before, file, fileEdits);
+    fileEdits.forEach((edit, i) => {
+      const change = after.changes[i];
+      if (change) changes.set(edit, change);
+    });
+    if (after.text === before) continue;
+    const blob = await writeBlob({ fs, dir: c.dir, blob: Buffer.from(after.text, "utf8") });
+    tree = await replaceBlob(c, tree, pathSegments(file), blob);
+    changed = true;
+  }
+  const ordered = edits.flatMap((e) => changes.get(e) ?? []);
+  return changed ? { tree, changes: ordered } : { changes: ordered };
+}
+
+/** Writes new trees from the file up to the root, keeping every other entry (and the file's mode). */
+async function replaceBlob(
+  c: Clone,
+  treeOid: string,
+  segments: string[],
+  blob: string,
+): Promise<string> {
+  const [name, ...rest] = segments;
+  const { tree } = await readTree({ fs, dir: c.dir, oid: treeOid, cache: c.cache });
+  const entry = tree.find((e) => e.path === name);
+  if (!entry)
+    throw new UnexpectedError(`tree ${treeOid} lost entry ${name} between reading and writing`);
+  const oid = rest.length ? await replaceBlob(c, entry.oid, rest, blob) : blob;
+  return writeTree({ fs, dir: c.dir, tree: tree.map((e) => (e === entry ? { ...e, oid } : e)) });
+}
+
+function pathSegments(file: string): string[] {
+  return file.split("/").filter((s) => s !== "" && s !== ".");
+}
+
+async function readText(c: Clone, commit: string, file: string): Promise<string> {
+  try {
+    const { blob } = await readBlob({
+      fs,
+      dir: c.dir,
+      oid: commit,
+      filepath: pathSegments(file).join("/"),
+      cache: c.cache,
+    });
+    return Buffer.from(blob).toString("utf8");
+  } catch (e) {
+    const code = errorCode(e);
+    const what =
+      code === "NotFoundError"
+        ? "does not exist"
+        : code === "ObjectTypeError"
+          ? "is a directory, not a file"
+          : undefined;
+    if (!what) throw gitError(e, c, `reading ${file}`);
+    throw new GitEditError(
+      `${file} ${what} on ${c.repo.branch} (commit ${commit.slice(0, 12)}) in ${c.where}`,
+      ["fix git.retarget[].file in the topology, or add the file to the repository"],
+      { cause: e },
+    );
+  }
+}
+
+function parseYaml(text: string, file: string): Document.Parsed {
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+  const problem = doc.errors[0];
+  if (problem) {
+    const at = problem.linePos?.[0];
+    throw new GitEditError(
+      `${file}${at ? `:${at.line}:${at.col}` : ""} is not valid YAML: ${problem.message.split("\n")[0]}`,
+      [
+        "fix the file in the repository (one YAML document, no duplicate keys), or point git.retarget at the right file",
+      ],
+      { cause: problem },
+    );
+  }
+  return doc;
+}
+
+type Lookup =
+  | { kind: "found"; parent: YAMLMap; pair: Pair<unknown, unknown> }
+  | { kind: "absent"; parent: YAMLMap; key: string }
+  | { kind: "blocked"; at: string; found: string };
+
+/** Walks a dotted path; every key before the last must be a map. */
+function locate(doc: Document.Parsed, path: string): Lookup {
+  const keys = path.split(".");
+  const leaf = keys.pop() ?? path;
+  let current: unknown = doc.contents;
+  for (const [i, key] of keys.entries()) {
+    if (!isMap(current))
+      return {
+        kind: "blocked",
+        at: keys.slice(0, i).join(".") || "the document root",
+        found: describeNode(current),
+      };
+    const pair = current.items.find((p) => keyText(p.key) === key);
+    if (!pair) return { kind: "blocked", at: keys.slice(0, i + 1).join("."), found: "missing" };
+    current = pair.value;
+  }
+  if (!isMap(current))
+    return {
+      kind: "blocked",
+      at: keys.join(".") || "the document root",
+      found: describeNode(current),
+    };
+  const pair = current.items.find((p) => keyText(p.key) === leaf);
+  return pair
+    ? { kind: "found", parent: current, pair }
+    : { kind: "absent", parent: current, key: leaf };
+}
+
+function keyText(key: unknown): string {
+  return String(isScalar(key) ? key.value : key);
+}
+
+function describeNode(node: unknown): string {
+  if (node === null || node === undefined) return "empty";
+  if (isSeq(node)) return "a list";
+  if (isMap(node)) return "a map";
+  if (isScalar(node))
+    return node.value === null ? "null" : `the ${typeof node.value} ${JSON.stringify(node.value)}`;
+  return "an alias or other non-map node";
+}
+
+function plainValue(node: unknown, doc: Document.Parsed): unknown {
+  if (isScalar(node)) return node.value;
+  if (node && typeof node === "object" && "toJS" in node && typeof node.toJS === "function") {
+    return node.toJS(doc, { maxAliasCount: 100 });
+  }
+  return node ?? null;
+}
+
+interface Splice {
+  start: number;
+  end: number;
+  text: string;
+}
+
+/**
+ * Sets the edits in one file. Existing scalar values are replaced in the original text (same
+ * quoting style), so comments, formatting and every other byte stay as they were; the result
+ * is re-parsed and must equal the Document API's result. New keys (and anything the splice
+ * cannot express) go through the Document API, which keeps comments but may reformat.
+ */
+function editYaml(
+  text: string,
+  file: string,
+  edits: RenderedEdit[],
+): { text: string; changes: ValueChange[] } {
+  const doc = parseYaml(text, file);
+  const splices: Splice[] = [];
+  let reformat = false;
+  const changes: ValueChange[] = [];
+  for (const edit of edits) {
+    const found = locate(doc, edit.path);
+    if (found.kind === "blocked") {
+      throw new GitEditError(
+        `${file}: cannot set ${edit.path}: ${found.at} is ${found.found}, not a map`,
+        [
+          "every key before the last in git.retarget[].path must exist as a map; fix the path in the topology or the file",
+        ],
+      );
+    }
+    const from = found.kind === "found" ? plainValue(found.pair.value, doc) : undefined;
+    changes.push({ file, path: edit.path, from, to: edit.value });
+    if (from === edit.value) continue;
+    if (found.kind === "absent") {
+      found.parent.set(found.key, edit.value);
+      reformat = true;
+      continue;
+    }
+    const node = found.pair.value;
+    if (!isScalar(node)) {
+      throw new GitEditError(
+        `${file}: ${edit.path} is ${describeNode(node)}; an edit may only replace a single value`,
+        ["point git.retarget[].path at a scalar key inside it"],
+      );
+    }
+    const rendered = renderScalar(edit.value, node);
+    if (rendered !== undefined && node.range && node.range[1] > node.range[0]) {
+      splices.push({ start: node.range[0], end: node.range[1], text: rendered });
+    } else {
+      reformat = true;
+    }
+    node.value = edit.value;
+  }
+  if (!reformat) {
+    const spliced = splices
+      .sort((a, b) => b.start - a.start)
+      .reduce((out, s) => out.slice(0, s.start) + s.text + out.slice(s.end), text);
+    const check = parseDocument(spliced, { uniqueKeys: true });
+    if (!check.errors.length && isDeepStrictEqual(check.toJS(), doc.toJS()))
+      return { text: spliced, changes };
+  }
+  return { text: doc.toString({ lineWidth: 0 }), changes };
+}
+
+/** The value as YAML source on one line, in the original's quoting style when both are strings. */
+function renderScalar(value: RenderedEdit["value"], original: Scalar): string | undefined {
+  const scalar = new Scalar(value);
+  const inlineStyles: unknown[] = [Scalar.PLAIN, Scalar.QUOTE_SINGLE, Scalar.QUOTE_DOUBLE];
+  if (
+    typeof value === "string" &&
+    typeof original.value === "string" &&
+    inlineStyles.includes(original.type)
+  ) {
+    scalar.type = original.type;
+  }
+  const text = new Document(scalar).toString({ lineWidth: 0 }).replace(/\n$/, "");
+  return text.includes("\n") ? undefined : text;
+}
+
+function printableUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = "";
+    u.password = "";
+    return u.toString().replace(/\/$/, "");
+  } catch {
+    return redact(url);
+  }
+}
+
+function errorCode(e: unknown): string | undefined {
+  if (e && typeof e === "object" && "code" in e && typeof e.code === "string") return e.code;
+  return undefined;
+}
+
+function errorText(e: unknown): string {
+  return redact(e instanceof Error ? e.message : String(e))
+    .replace(/\s+/g, " ")
+    .trim()
+    .slice(0, 300);
+}
+
+/** The first network-level failure in the cause chain, if any. */
+function networkFailure(e: unknown): string | undefined {
+  for (let cur: unknown = e, depth = 0; cur && depth < 5; depth++) {
+    const code = errorCode(cur);
+    if (code && (NETWORK_CODES.has(code) || code.startsWith("UND_ERR"))) return code;
+    if (cur instanceof Error && (cur.name === "AbortError" || cur.name === "TimeoutError"))
+      return "timed out";
+    cur = cur instanceof Error ? cur.cause : undefined;
+  }
+  return undefined;
+}
+
+function missingBranch(c: Clone, cause: unknown): GitEditError {
+  return new GitEditError(
+    `branch ${c.repo.branch} does not exist in ${c.where}`,
+    ["set git.branch in the topology to an existing branch (or create it)"],
+    { cause },
+  );
+}
+
+/** Maps a library or network error to the named error the state machine routes on. */
+function gitError(e: unknown, c: Clone, doing: string): FailoverError {
+  if (isFailoverError(e)) return e;
+  const code = errorCode(e);
+  const data = (
+    e as { data?: { statusCode?: unknown; statusMessage?: unknown; response?: unknown } }
+  ).data;
+  const status =
+    code === "HttpError" && typeof data?.statusCode === "number" ? data.statusCode : undefined;
+  if (status === 401 || status === 403) {
+    return new GitAuthError(
+      `${c.where} rejected the credentials (HTTP ${status}): the token in git.credentialsSecretArn must be able to push to ${c.repo.branch}`,
+      [],
+      { cause: e },
+    );
+  }
+  if (status === 404) {
+    return new ConfigError(
+      `${c.where} answered HTTP 404 while ${doing}: no such repository`,
+      [
+        "check git.url in the topology, and that the token in git.credentialsSecretArn can see the repository",
+      ],
+      { cause: e },
+    );
+  }
+  if (status !== undefined) {
+    const said =
+      typeof data?.response === "string" ? data.response.trim().split("\n")[0]?.slice(0, 200) : "";
+    return new GitUnreachable(
+      `${c.where} answered HTTP ${status} while ${doing}${said ? `: ${said}` : ""}`,
+      ["the Git server is failing; the step is retried"],
+      { cause: e },
+    );
+  }
+  const network = networkFailure(e);
+  if (network) {
+    return new GitUnreachable(
+      `${c.where} is unreachable while ${doing} (${network})`,
+      [
+        "check the server and the network path from the function (VPC, NAT, security groups); the step is retried",
+      ],
+      { cause: e },
+    );
+  }
+  if (code === "NotFoundError" && doing === "cloning") return missingBranch(c, e);
+  if (code === "SmartHttpError") {
+    return new ConfigError(
+      `${c.where} is not a Git smart-HTTP endpoint`,
+      [
+        "check git.url in the topology: it must be the repository's clone URL (https://host/org/repo.git)",
+      ],
+      { cause: e },
+    );
+  }
+  return new UnexpectedError(`${doing} ${c.where} failed: ${errorText(e)}`, [], { cause: e });
+}

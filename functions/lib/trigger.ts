@@ -1,0 +1,467 @@
+/**
+ * The automatic trigger: turns a Route 53 health-check alarm ("CloudWatch Alarm State Change"
+ * from EventBridge) into one decision. Guards run in a fixed order — event shape, ALARM state,
+ * topology mapping, corroboration by Route 53 checkers, kill switch, cooldown, healthy target —
+ * and only then does the configured mode act. Every decision, including "did nothing, because
+ * …", is logged and appended to the audit trail under the incident's deterministic name; a bad
+ * event is a decision too, never an exception.
+ */
+import { ListExecutionsCommand, type SFNClient, StartExecutionCommand } from "@aws-sdk/client-sfn";
+import { PublishCommand } from "@aws-sdk/client-sns";
+import { GetParameterCommand, SSMClient } from "@aws-sdk/client-ssm";
+import { z } from "zod";
+import { type AuditOutcome, appendAuditEvent } from "./audit.ts";
+import { awsError, sfnClient, snsClient } from "./aws.ts";
+import {
+  type FailoverInput,
+  FailoverInputSchema,
+  formatIssues,
+  otherRegions,
+  runtimeTopology,
+  type Topology,
+} from "./config.ts";
+import { ConfigError, describe, UnexpectedError } from "./errors.ts";
+import { type HealthCheckView, readHealthCheck } from "./health.ts";
+import { logger } from "./middleware.ts";
+
+/** What the trigger did with one event. */
+export type TriggerOutcome =
+  | "ignored"
+  | "not-corroborated"
+  | "kill-switch-on"
+  | "cooldown"
+  | "no-healthy-target"
+  | "started"
+  | "already-started"
+  | "notified";
+
+/** The execution input the trigger sends (FailoverInputSchema, defaults left to Plan). */
+export type TriggerInput = Omit<FailoverInput, "dryRun">;
+
+export interface TriggerDecision {
+  decision: TriggerOutcome;
+  /** One sentence a human can act on. */
+  reason: string;
+  alarmName?: string;
+  failedRegion?: string;
+  /** The deterministic execution name of this incident (also its audit chain). */
+  incident?: string;
+  mode?: Topology["trigger"]["mode"];
+  corroboration?: HealthCheckView;
+  /** Target candidates checked, in priority order, until a healthy one was found. */
+  candidates?: { region: string; failing: number; checkers: number; healthy: boolean }[];
+  targetRegion?: string;
+  input?: TriggerInput;
+  executionArn?: string;
+  /** True when an SNS message went out for this decision. */
+  notified: boolean;
+  /** Set when publishing or auditing failed: the decision stands, the gap is logged. */
+  problems?: string[];
+}
+
+/** Values of the kill-switch parameter that stop automatic failovers (trimmed, any case). */
+export const KILL_SWITCH_ON = ["on", "true", "enabled"] as const;
+
+const Dimensions = z.record(z.string(), z.string());
+
+/** The part of EventBridge's "CloudWatch Alarm State Change" event the trigger reads. */
+export const AlarmEventSchema = z.object({
+  "detail-type": z.literal("CloudWatch Alarm State Change"),
+  detail: z.object({
+    alarmName: z.string().min(1).max(255),
+    state: z.object({
+      value: z.string().min(1),
+      timestamp: z.string().refine((t) => !Number.isNaN(Date.parse(t)), "must be a timestamp"),
+    }),
+    configuration: z.object({
+      metrics: z
+        .array(
+          z.object({
+            metricStat: z
+              .object({ metric: z.object({ dimensions: Dimensions.optional() }) })
+              .optional(),
+          }),
+        )
+        .default([]),
+    }),
+  }),
+});
+export type AlarmEvent = z.infer<typeof AlarmEventSchema>;
+
+/**
+ * The execution name for one incident: `auto-<failedRegion>-<yyyymmddThhmmssZ>` from the alarm
+ * state's timestamp, so duplicate or replayed deliveries of the same alarm start one execution.
+ */
+export function incidentName(failedRegion: string, alarmTimestamp: string): string {
+  const stamp = new Date(alarmTimestamp)
+    .toISOString()
+    .replace(/\.\d+Z$/, "Z")
+    .replace(/[-:]/g, "");
+  return `auto-${failedRegion}-${stamp}`.slice(0, 80);
+}
+
+function requiredEnv(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new ConfigError(`${name} is not set: the trigger was deployed without it`);
+  return value;
+}
+
+const regionOfArn = (arn: string) => arn.split(":")[3] || undefined;
+
+let ssm: SSMClient | undefined;
+function ssmClient(): SSMClient {
+  ssm ??= new SSMClient({ region: process.env.AWS_REGION ?? "us-east-1", maxAttempts: 3 });
+  return ssm;
+}
+
+/** The regions whose health check the alarm watches (by its `HealthCheckId` dimensions). */
+function regionsOfAlarm(
+  event: AlarmEvent,
+  topology: Topology,
+): { ids: string[]; regions: string[] } {
+  const ids = event.detail.configuration.metrics.flatMap((m) => {
+    const id = m.metricStat?.metric.dimensions?.HealthCheckId;
+    return id ? [id] : [];
+  });
+  const regions = Object.entries(topology.regions)
+    .filter(([, r]) => ids.includes(r.route53.healthCheckId))
+    .map(([name]) => name);
+  return { ids, regions };
+}
+
+const healthCheckOf = (topology: Topology, region: string) =>
+  topology.regions[region]?.route53.healthCheckId ?? "";
+
+/** On, off, or unreadable (treated as on: automation must not run when the switch cannot be read). */
+async function readKillSwitch(name: string): Promise<{ on: boolean; why: string }> {
+  try {
+    const out = await ssmClient().send(new GetParameterCommand({ Name: name }));
+    const value = (out.Parameter?.Value ?? "").trim().toLowerCase();
+    return {
+      on: (KILL_SWITCH_ON as readonly string[]).includes(value),
+      why: `${name} = "${value.slice(0, 20)}"`,
+    };
+  } catch (e) {
+    if ((e as { name?: string }).name === "ParameterNotFound")
+      return { on: false, why: `${name} is not set` };
+    return { on: true, why: `${name} could not be read (${describe(e)}), treated as on` };
+  }
+}
+
+async function listExecutions(
+  client: SFNClient,
+  stateMachineArn: string,
+  statusFilter: "RUNNING" | "SUCCEEDED",
+  all: boolean,
+) {
+  const items = [];
+  let nextToken: string | undefined;
+  do {
+    const out = await client.send(
+      new ListExecutionsCommand({
+        stateMachineArn,
+        statusFilter,
+        maxResults: 100,
+        ...(nextToken ? { nextToken } : {}),
+      }),
+    );
+    items.push(...(out.executions ?? []));
+    nextToken = all ? out.nextToken : undefined;
+  } while (nextToken);
+  return items;
+}
+
+/**
+ * Why a new failover must wait, or null. An execution with this incident's own name does not
+ * count: StartExecution then dedupes it (running, same input) or answers ExecutionAlreadyExists.
+ */
+async function cooldownReason(
+  stateMachineArn: string,
+  incident: string,
+  minutes: number,
+): Promise<{ wait: string | null; sameRunning: boolean }> {
+  const client = sfnClient(regionOfArn(stateMachineArn));
+  try {
+    const running = await listExecutions(client, stateMachineArn, "RUNNING", true);
+    const sameRunning = running.some((e) => e.name === incident);
+    const other = running.find((e) => e.name !== incident);
+    if (other) return { wait: `execution ${other.name} is running`, sameRunning };
+    if (minutes === 0) return { wait: null, sameRunning };
+    const now = Date.now();
+    // Newest first: the first page holds everything that can have ended within a cooldown.
+    const ended = await listExecutions(client, stateMachineArn, "SUCCEEDED", false);
+    const recent = ended.find(
+      (e) => e.name !== incident && e.stopDate && now - e.stopDate.getTime() < minutes * 60_000,
+    );
+    if (!recent?.stopDate) return { wait: null, sameRunning };
+    const ago = Math.floor((now - recent.stopDate.getTime()) / 60_000);
+    return {
+      wait: `cooldown: execution ${recent.name} ended ${ago} min ago (cooldown ${minutes} min)`,
+      sameRunning,
+    };
+  } catch (e) {
+    throw awsError(e, `listing executions of ${stateMachineArn}`, UnexpectedError);
+  }
+}
+
+/** Starts the failover; a name already used for this incident means it was started before. */
+async function startFailover(
+  stateMachineArn: string,
+  incident: string,
+  input: TriggerInput,
+): Promise<{ executionArn: string; existed: boolean }> {
+  try {
+    const out = await sfnClient(regionOfArn(stateMachineArn)).send(
+      new StartExecutionCommand({ stateMachineArn, name: incident, input: JSON.stringify(input) }),
+    );
+    return { executionArn: out.executionArn ?? "", existed: false };
+  } catch (e) {
+    if ((e as { name?: string }).name === "ExecutionAlreadyExists") {
+      return {
+        executionArn: `${stateMachineArn.replace(":stateMachine:", ":execution:")}:${incident}`,
+        existed: true,
+      };
+    }
+    throw awsError(e, `starting execution ${incident}`, UnexpectedError);
+  }
+}
+
+const NOTIFY: Partial<Record<TriggerOutcome, string>> = {
+  "kill-switch-on": "automatic failover suppressed (kill switch on)",
+  "no-healthy-target": "no healthy failover target",
+  notified: "failover recommended",
+  started: "automatic failover started",
+};
+
+/** Publishes the decision for humans; a failure is recorded on the decision, not thrown. */
+async function publish(d: TriggerDecision): Promise<TriggerDecision> {
+  const what = NOTIFY[d.decision];
+  const topic = process.env.TOPIC_ARN;
+  if (!what || (d.decision === "started" && d.mode !== "auto")) return d;
+  if (!topic)
+    return { ...d, problems: [...(d.problems ?? []), "TOPIC_ARN is not set: nobody was told"] };
+  const subject = `[gitops-failover] ${d.failedRegion}: ${what}`;
+  const lines = [
+    subject,
+    `Alarm: ${d.alarmName}`,
+    `Decision: ${d.decision}: ${d.reason}`,
+    ...(d.corroboration
+      ? [
+          `Checkers failing: ${d.corroboration.failing}/${d.corroboration.checkers} (${d.corroboration.healthCheckId})`,
+        ]
+      : []),
+    ...(d.executionArn
+      ? [`Execution: ${d.executionArn}`, `Watch: npx gitops-failover watch ${d.incident}`]
+      : []),
+    ...(d.decision === "notified" && d.input
+      ? [
+          `Start: npx gitops-failover start --target ${d.input.targetRegion} --mode ungraceful --reason "${d.input.reason}"`,
+        ]
+      : []),
+  ];
+  try {
+    await snsClient(regionOfArn(topic)).send(
+      new PublishCommand({
+        TopicArn: topic,
+        Subject: subject.slice(0, 99),
+        Message: lines.join("\n"),
+      }),
+    );
+    return { ...d, notified: true };
+  } catch (e) {
+    return {
+      ...d,
+      problems: [...(d.problems ?? []), `publishing to ${topic} failed: ${describe(e)}`],
+    };
+  }
+}
+
+const OUTCOME: Record<TriggerOutcome, AuditOutcome> = {
+  ignored: "SKIPPED",
+  "not-corroborated": "SKIPPED",
+  "kill-switch-on": "SKIPPED",
+  cooldown: "SKIPPED",
+  "no-healthy-target": "SKIPPED",
+  "already-started": "SKIPPED",
+  notified: "DECIDED",
+  started: "SUCCEEDED",
+};
+
+/** Events that never name an incident (malformed, unknown alarm) share one chain. */
+const UNMATCHED_CHAIN = "trigger-unmatched";
+
+async function record(d: TriggerDecision, startedAt: string): Promise<TriggerDecision> {
+  let result = d;
+  try {
+    await appendAuditEvent({
+      execution: d.incident ?? UNMATCHED_CHAIN,
+      step: "Trigger",
+      actor: d.alarmName ? `trigger:${d.alarmName}` : "trigger",
+      action: d.targetRegion
+        ? `${d.decision} (${d.failedRegion} -> ${d.targetRegion})`
+        : d.decision,
+      outcome: OUTCOME[d.decision],
+      ...(d.corroboration
+        ? { before: { corroboration: d.corroboration, candidates: d.candidates } }
+        : {}),
+      after: {
+        decision: d.decision,
+        executionArn: d.executionArn,
+        input: d.input,
+        notified: d.notified,
+      },
+      detail: d.reason,
+      startedAt,
+      endedAt: new Date().toISOString(),
+    });
+  } catch (e) {
+    result = { ...d, problems: [...(d.problems ?? []), `audit append failed: ${describe(e)}`] };
+  }
+  const level = result.problems?.length
+    ? "error"
+    : NOTIFY[d.decision] && d.decision !== "started"
+      ? "warn"
+      : "info";
+  logger[level](`trigger decision: ${d.decision}`, { decision: result });
+  return result;
+}
+
+async function decide(raw: unknown): Promise<TriggerDecision> {
+  const parsed = AlarmEventSchema.safeParse(raw);
+  if (!parsed.success) {
+    return {
+      decision: "ignored",
+      reason: `malformed event: ${formatIssues(parsed.error).join("; ")}`,
+      notified: false,
+    };
+  }
+  const event = parsed.data;
+  const alarmName = event.detail.alarmName;
+  const base = { alarmName, notified: false };
+  if (event.detail.state.value !== "ALARM") {
+    return {
+      ...base,
+      decision: "ignored",
+      reason: `alarm state is ${event.detail.state.value}, not ALARM`,
+    };
+  }
+  const topology = runtimeTopology();
+  const { ids, regions } = regionsOfAlarm(event, topology);
+  if (ids.length === 0) {
+    return {
+      ...base,
+      decision: "ignored",
+      reason: "unknown alarm: its metric has no HealthCheckId dimension",
+    };
+  }
+  const [failedRegion, ...more] = regions;
+  if (!failedRegion) {
+    return {
+      ...base,
+      decision: "ignored",
+      reason: `unknown alarm: health check ${ids.join(", ")} belongs to no region of the topology`,
+    };
+  }
+  if (more.length) {
+    return {
+      ...base,
+      decision: "ignored",
+      reason: `ambiguous alarm: it watches several regions (${regions.join(", ")})`,
+    };
+  }
+  const settings = topology.trigger;
+  const incident = incidentName(failedRegion, event.detail.state.timestamp);
+  const known = { ...base, failedRegion, incident, mode: settings.mode };
+
+  const corroboration = await readHealthCheck(healthCheckOf(topology, failedRegion));
+  const counted = `${corroboration.failing}/${corroboration.checkers} checkers failing`;
+  const withHealth = { ...known, corroboration };
+  if (
+    corroboration.checkers === 0 ||
+    corroboration.failingFraction < settings.corroborationThreshold
+  ) {
+    return {
+      ...withHealth,
+      decision: "not-corroborated",
+      reason: `${counted}, below the threshold ${settings.corroborationThreshold}`,
+    };
+  }
+
+  const candidates: NonNullable<TriggerDecision["candidates"]> = [];
+  for (const region of otherRegions(topology, failedRegion)) {
+    const view = await readHealthCheck(healthCheckOf(topology, region));
+    const healthy = view.checkers > 0 && view.failingFraction < settings.corroborationThreshold;
+    candidates.push({ region, failing: view.failing, checkers: view.checkers, healthy });
+    if (healthy) break;
+  }
+  const targetRegion = candidates.find((c) => c.healthy)?.region;
+  const assessed = { ...withHealth, candidates, ...(targetRegion ? { targetRegion } : {}) };
+
+  const killSwitch = await readKillSwitch(settings.killSwitchParameter);
+  if (killSwitch.on) {
+    return {
+      ...assessed,
+      decision: "kill-switch-on",
+      reason: `kill switch on (${killSwitch.why}); would have failed over to ${targetRegion ?? "no healthy region"}`,
+    };
+  }
+  const stateMachineArn = requiredEnv("STATE_MACHINE_ARN");
+  const cooldown = await cooldownReason(stateMachineArn, incident, settings.cooldownMinutes);
+  if (cooldown.wait) return { ...assessed, decision: "cooldown", reason: cooldown.wait };
+  if (!targetRegion) {
+    return {
+      ...assessed,
+      decision: "no-healthy-target",
+      reason: `no healthy target: ${candidates.map((c) => `${c.region} ${c.failing}/${c.checkers} failing`).join(", ")}`,
+    };
+  }
+
+  const input: TriggerInput = {
+    targetRegion,
+    reason: `${failedRegion} health check ${corroboration.healthCheckId} in ALARM: ${counted}`,
+    mode: "ungraceful",
+    allowDataLoss: false,
+    requestedBy: `trigger:${alarmName}`.slice(0, 128),
+    detectedAt: new Date(event.detail.state.timestamp).toISOString(),
+    requireApproval: settings.mode === "approval",
+  };
+  const valid = FailoverInputSchema.safeParse(input);
+  if (!valid.success)
+    throw new ConfigError(
+      "the trigger built an invalid execution input",
+      formatIssues(valid.error),
+    );
+  const decided = { ...assessed, targetRegion, input };
+  if (settings.mode === "notify") {
+    return {
+      ...decided,
+      decision: "notified",
+      reason: `notify mode: failover to ${targetRegion} recommended (${counted})`,
+    };
+  }
+  const started = await startFailover(stateMachineArn, incident, input);
+  if (started.existed || cooldown.sameRunning) {
+    return {
+      ...decided,
+      decision: "already-started",
+      reason: `already started for this incident: ${incident}`,
+      executionArn: started.executionArn,
+    };
+  }
+  const gate = settings.mode === "approval" ? "waiting for approval" : "automatic";
+  return {
+    ...decided,
+    decision: "started",
+    reason: `started ${incident} (${gate}): ${counted}`,
+    executionArn: started.executionArn,
+  };
+}
+
+/**
+ * Handles one EventBridge alarm event: decides, tells humans where it matters (notify mode,
+ * kill switch, no healthy target, automatic start), records and logs the decision, returns it.
+ */
+export async function triggerOnAlarm(event: unknown): Promise<TriggerDecision> {
+  const startedAt = new Date().toISOString();
+  return record(await publish(await decide(event)), startedAt);
+}

@@ -1,0 +1,141 @@
+/**
+ * statemachine/failover.asl.json executed by aws-local-stepfunctions with the real handlers; their
+ * dependencies are the sandbox's stand-ins (real Git, HTTPS Kubernetes and Argo CD servers,
+ * protocol-level AWS emulators), so every write is observable where it would land.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import { type LocalRunResult, runLocal } from "../../sandbox/runner.ts";
+import { type Sandbox, startSandbox } from "../../sandbox/index.ts";
+
+const root = mkdtempSync(join(tmpdir(), "gf-asl-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+let sandbox: Sandbox;
+let runs = 0;
+beforeEach(async () => {
+  sandbox = await startSandbox({ reportDir: join(root, `r${++runs}`), waitMs: 5 });
+});
+afterEach(async () => {
+  await sandbox.stop();
+});
+
+const input = (extra: Record<string, unknown> = {}) => ({
+  targetRegion: "us-east-2",
+  reason: "us-west-2 is failing its health checks",
+  requestedBy: "asl-test",
+  ...extra,
+});
+
+function run(extra: Record<string, unknown> = {}, name = `exec-${runs}-${Math.random().toString(36).slice(2, 8)}`) {
+  return runLocal({ input: input(extra), executionName: name, waitMs: 5, retryMs: 5 });
+}
+
+/** Every call that changes something, wherever it would land. */
+function writes(s: Sandbox) {
+  return {
+    gitPushes: s.git.stats().pushes,
+    auroraPromotions: s.aws.rds.calls().filter((c) => /Switchover|Failover/.test(c.action)).length,
+    trafficUpdates: s.aws.ga.calls().filter((c) => c.action === "UpdateEndpointGroup").length,
+  };
+}
+
+function entered(result: LocalRunResult): string[] {
+  return result.events.flatMap((e) => (e.type === "StateEntered" && "state" in e && e.state ? [e.state.name] : []));
+}
+
+describe("failover.asl.json executed with the real handlers", () => {
+  it("happy path: traffic moves only after apps and data both converged on the target", async () => {
+    const result = await run();
+
+    expect(result.status).toBe("SUCCEEDED");
+    const order = entered(result);
+    const shift = order.indexOf("ShiftTraffic");
+    expect(order.lastIndexOf("AwaitArgoSync")).toBeLessThan(shift);
+    expect(order.lastIndexOf("AwaitAurora")).toBeLessThan(shift);
+    expect(order.indexOf("VerifySpoke")).toBeLessThan(order.indexOf("CommitRetarget"));
+    expect(await sandbox.state()).toMatchObject({
+      activeRegion: "us-east-2",
+      auroraWriterRegion: "us-east-2",
+      trafficDials: { "us-west-2": 0, "us-east-2": 100, "eu-west-1": 0 },
+    });
+    expect(writes(sandbox)).toEqual({ gitPushes: 1, auroraPromotions: 1, trafficUpdates: 2 });
+  });
+
+  it("already on target: every step skipped, no write call made", async () => {
+    await run();
+    const before = writes(sandbox);
+
+    const again = await run();
+
+    expect(again.status).toBe("SUCCEEDED");
+    expect((again.output as { plan: { noop: boolean } }).plan.noop).toBe(true);
+    expect(entered(again)).not.toContain("CommitRetarget");
+    expect(writes(sandbox)).toEqual(before);
+  });
+
+  it("dryRun: the plan as output, no write call made", async () => {
+    const result = await run({ dryRun: true });
+
+    expect(result.status).toBe("SUCCEEDED");
+    expect((result.output as { plan: { actions: string[] } }).plan.actions.length).toBeGreaterThan(2);
+    expect(entered(result).at(-1)).toBe("DryRunComplete");
+    expect(writes(sandbox)).toEqual({ gitPushes: 0, auroraPromotions: 0, trafficUpdates: 0 });
+  });
+
+  it.each<[string, (s: Sandbox) => void, Record<string, unknown>, string]>([
+    ["Plan (input)", () => undefined, { targetRegion: "ap-south-1" }, "InputValidationError"],
+    [
+      "Plan (unhealthy target)",
+      (s) => s.aws.route53.setFailingFraction(s.topology.regions["us-east-2"]?.route53.healthCheckId ?? "", 1),
+      {},
+      "TargetUnhealthy",
+    ],
+    ["VerifySpoke", (s) => s.injectFault("spoke-nodes-not-ready", "us-east-2"), {}, "SpokeNotReady"],
+    ["CommitRetarget", (s) => s.injectFault("git-auth-failure", "us-east-2"), {}, "GitAuthError"],
+    ["AwaitArgoSync", (s) => s.injectFault("argocd-sync-timeout", "us-east-2"), {}, "ArgoSyncTimeout"],
+    ["PromoteAurora", (s) => s.aws.rds.setRegionDown("us-west-2", true), {}, "AuroraPromotionRefused"],
+    ["AwaitAurora", (s) => s.injectFault("aurora-failover-stuck", "us-east-2"), {}, "AuroraPromotionTimeout"],
+    ["ShiftTraffic", (s) => s.injectFault("ga-update-fails", "us-east-2"), {}, "TrafficShiftFailed"],
+  ])("a failure in %s fails the execution with its name, and traffic never moves", async (_step, fault, extra, error) => {
+    fault(sandbox);
+
+    const result = await run(extra);
+
+    expect(result.status).toBe("FAILED");
+    expect(result.error).toBe(error);
+    expect(entered(result)).toContain("RecordFailure");
+    expect(writes(sandbox).trafficUpdates).toBe(0);
+    expect((await sandbox.state()).trafficDials).toEqual({ "us-west-2": 100, "us-east-2": 0, "eu-west-1": 0 });
+  });
+
+  it("a failure in VerifyTraffic (target endpoints unhealthy after the shift) fails with its name", async () => {
+    sandbox.aws.ga.setHealthy(sandbox.topology.regions["us-east-2"]?.globalAccelerator?.endpointGroupArn ?? "", false);
+
+    const result = await run();
+
+    expect(result.status).toBe("FAILED");
+    expect(result.error).toBe("TrafficVerifyTimeout");
+  });
+
+  it("Argo CD never Synced at the commit: times out after a bounded number of polls, no traffic shift", async () => {
+    sandbox.injectFault("argocd-sync-timeout", "us-east-2");
+
+    const result = await run();
+
+    const polls = entered(result).filter((s) => s === "AwaitArgoSync").length;
+    expect(result.error).toBe("ArgoSyncTimeout");
+    expect(polls).toBe(sandbox.topology.timeouts.argoSyncSeconds / 10);
+    expect(entered(result)).not.toContain("ShiftTraffic");
+  });
+
+  it("a second concurrent failover is refused by the single-flight lock", async () => {
+    const [a, b] = await Promise.all([run({}, "first-failover"), run({}, "second-failover")]);
+
+    const outcomes = [a, b].map((r) => r.status === "SUCCEEDED" || r.error).sort();
+    expect(outcomes).toEqual(["FailoverInProgress", true]);
+    expect(writes(sandbox).gitPushes).toBe(1);
+  });
+});

@@ -1,0 +1,112 @@
+/**
+ * The guard in front of every traffic change, whatever the ASL did: ShiftTraffic refuses unless
+ * the spoke was verified, Argo CD reported Synced at the committed SHA and Healthy, and Aurora's
+ * writer is the target — on the state and, for Aurora, live. Global Accelerator is the sandbox's
+ * emulator, so "no write" is observed where it would land.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { loadTopology, resetRuntimeTopology, type Topology } from "../../functions/lib/config.ts";
+import type { FailoverState } from "../../functions/lib/state.ts";
+import { shiftTrafficStep } from "../../functions/lib/steps.ts";
+import { type AwsSandbox, startAwsSandbox } from "../../sandbox/aws/server.ts";
+
+const saved = { ...process.env };
+let aws: AwsSandbox;
+let topology: Topology;
+const TARGET = "us-east-2";
+const SHA = "0123456789abcdef0123456789abcdef01234567";
+
+beforeAll(async () => {
+  aws = await startAwsSandbox();
+  topology = loadTopology("config/topology.example.yaml");
+  Object.assign(process.env, aws.env, { TOPOLOGY: JSON.stringify(topology) });
+  resetRuntimeTopology();
+});
+
+afterAll(async () => {
+  process.env = saved;
+  resetRuntimeTopology();
+  await aws.stop();
+});
+
+beforeEach(() => {
+  for (const [region, r] of Object.entries(topology.regions)) {
+    aws.ga.defineEndpointGroup({
+      arn: r.globalAccelerator?.endpointGroupArn ?? "",
+      region,
+      dial: region === "us-west-2" ? 100 : 0,
+      endpoints: [{ id: `endpoint-${region}`, weight: 128, healthy: true }],
+    });
+  }
+  aws.rds.defineGlobalCluster({
+    identifier: topology.aurora.globalClusterIdentifier,
+    members: Object.fromEntries(Object.entries(topology.regions).map(([region, r]) => [region, r.aurora.clusterArn])),
+    writerRegion: TARGET,
+  });
+});
+
+/** A state in which every precondition holds; each test breaks one. */
+function provenState(): FailoverState {
+  return {
+    execution: { id: "arn:aws:states:us-east-1:111122223333:execution:sm:x", name: "x", startTime: new Date().toISOString() },
+    input: { targetRegion: TARGET, reason: "test", mode: "graceful", dryRun: false, allowDataLoss: false, requestedBy: "t", requireApproval: false },
+    plan: {
+      sourceRegion: "us-west-2",
+      targetRegion: TARGET,
+      before: { activeRegion: "us-west-2", gitHead: "a", auroraWriterRegion: "us-west-2", trafficDials: {} },
+      needs: { retarget: true, aurora: true, traffic: true },
+      noop: false,
+      approvalTimeoutSeconds: 3600,
+      actions: [],
+    },
+    spoke: { status: "SUCCEEDED", spokes: [{ spoke: "spoke-use2", readyNodes: 3, checks: 4 }] },
+    converge: {
+      retarget: { status: "SUCCEEDED", skipped: false, sha: SHA, previousSha: "a", attempts: 1, changes: [], subject: "s" },
+      argo: { status: "SUCCEEDED", revision: SHA, hub: "hub-primary", total: 2, done: 2 },
+      promotion: { status: "SUCCEEDED", skipped: false, action: "switchover", writerBefore: "us-west-2" },
+      aurora: { status: "SUCCEEDED", writerRegion: TARGET, failoverState: null },
+    },
+  };
+}
+
+const updates = () => aws.ga.calls().filter((c) => c.action === "UpdateEndpointGroup").length;
+
+describe("ShiftTraffic's guard", () => {
+  it("moves traffic when every precondition holds", async () => {
+    const result = await shiftTrafficStep(provenState());
+
+    expect(result.dials).toMatchObject({ [TARGET]: 100, "us-west-2": 0 });
+    expect(aws.ga.dials()).toMatchObject({ [TARGET]: 100, "us-west-2": 0 });
+  });
+
+  it.each<[string, (s: FailoverState) => void, RegExp]>([
+    ["spoke not verified", (s) => delete s.spoke, /target spoke was not verified/],
+    ["no commit", (s) => s.converge && (s.converge.retarget.sha = ""), /no retarget commit/],
+    ["Argo CD still syncing", (s) => s.converge && (s.converge.argo.status = "IN_PROGRESS"), /Synced at the committed SHA/],
+    ["Argo CD Synced at an older SHA", (s) => s.converge && (s.converge.argo.revision = "f".repeat(40)), /Synced at the committed SHA/],
+    ["Aurora writer elsewhere (state)", (s) => s.converge && (s.converge.aurora.writerRegion = "us-west-2"), /Aurora has not reported/],
+  ])("refuses, changing nothing, when %s", async (_case, breakIt, why) => {
+    const state = provenState();
+    breakIt(state);
+    const before = updates();
+
+    await expect(shiftTrafficStep(state)).rejects.toMatchObject({ name: "TrafficPreconditionFailed", message: expect.stringMatching(why) });
+    expect(updates()).toBe(before);
+    expect(aws.ga.dials()).toMatchObject({ "us-west-2": 100, [TARGET]: 0 });
+  });
+
+  it("refuses when the state says the target is writer but Aurora, asked live, disagrees", async () => {
+    aws.rds.defineGlobalCluster({
+      identifier: topology.aurora.globalClusterIdentifier,
+      members: Object.fromEntries(Object.entries(topology.regions).map(([region, r]) => [region, r.aurora.clusterArn])),
+      writerRegion: "us-west-2",
+    });
+    const before = updates();
+
+    await expect(shiftTrafficStep(provenState())).rejects.toMatchObject({
+      name: "TrafficPreconditionFailed",
+      message: expect.stringContaining("writer is us-west-2 now"),
+    });
+    expect(updates()).toBe(before);
+  });
+});
