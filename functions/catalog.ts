@@ -8,7 +8,7 @@ export const FUNCTIONS = [
   { state: "Approval", dir: "approval", timeoutSeconds: 30 },
   { state: "VerifySpoke", dir: "verify-spoke", timeoutSeconds: 60 },
   { state: "CommitRetarget", dir: "commit-retarget", timeoutSeconds: 120 },
-  { state: "AwaitArgoSync", dir: "await-argo-sync", timeoutSeconds: 60 },
+  { state: "AwaitArgoSync", dir: "await-argo-sync", timeoutSeconds: 120 },
   { state: "PromoteAurora", dir: "promote-aurora", timeoutSeconds: 60 },
   { state: "AwaitAurora", dir: "await-aurora", timeoutSeconds: 30 },
   { state: "ShiftTraffic", dir: "shift-traffic", timeoutSeconds: 60 },

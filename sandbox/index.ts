@@ -10,7 +10,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
-import { dynamoClient } from "../functions/lib/aws.ts";
+import { dynamoClient, resetClients } from "../functions/lib/aws.ts";
 import { parseTopology, resetRuntimeTopology, type Topology } from "../functions/lib/config.ts";
 import { clearSecretCache } from "../functions/lib/secrets.ts";
 import { type ArgoEmulator, startArgoCd } from "./argocd.ts";
@@ -148,6 +148,13 @@ function buildTopology(
   );
 }
 
+/** What the functions cache per container: dropped whenever the sandbox points them elsewhere. */
+function forgetRuntimeState(): void {
+  resetRuntimeTopology();
+  clearSecretCache();
+  resetClients();
+}
+
 /** Starts every stand-in, seeds it, and points this process's functions at it. */
 export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const dir = await mkdtemp(join(tmpdir(), "gitops-failover-sandbox-"));
@@ -240,11 +247,9 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         if (v === undefined) delete process.env[k];
         else process.env[k] = v;
       }
-      resetRuntimeTopology();
-      clearSecretCache();
+      forgetRuntimeState();
     });
-    resetRuntimeTopology();
-    clearSecretCache();
+    forgetRuntimeState();
 
     await seedAws(aws, topology, activeRegion, {
       git: gitCredentials,

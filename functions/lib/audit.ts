@@ -58,12 +58,9 @@ export function hashEvent(event: Omit<AuditEvent, "hash"> & { hash?: string }): 
 const pkOf = (execution: string) => `exec#${execution}`;
 const skOf = (seq: number) => String(seq).padStart(8, "0");
 
-let documentClient: DynamoDBDocumentClient | undefined;
+/** A thin document view over the shared (cached) DynamoDB client. */
 function db(): DynamoDBDocumentClient {
-  documentClient ??= DynamoDBDocumentClient.from(dynamoClient(), {
-    marshallOptions: { removeUndefinedValues: true },
-  });
-  return documentClient;
+  return DynamoDBDocumentClient.from(dynamoClient(), { marshallOptions: { removeUndefinedValues: true } });
 }
 
 async function lastEvent(table: string, execution: string): Promise<AuditEvent | undefined> {

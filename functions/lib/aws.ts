@@ -30,8 +30,16 @@ function homeRegion(): string {
   return process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? "us-east-1";
 }
 
+const caches: Map<string, unknown>[] = [];
+
+/** Forgets every client: the sandbox and tests point the endpoints elsewhere between runs. */
+export function resetClients(): void {
+  for (const cache of caches) cache.clear();
+}
+
 function memo<T>(make: (region: string) => T): (region?: string) => T {
   const cache = new Map<string, T>();
+  caches.push(cache);
   return (region = homeRegion()) => {
     let client = cache.get(region);
     if (!client) {

@@ -20,10 +20,9 @@ export interface LockHolder {
 
 const keyOf = (platform: string) => ({ pk: `lock#${platform}`, sk: "lock" });
 
-let documentClient: DynamoDBDocumentClient | undefined;
+/** A thin document view over the shared (cached) DynamoDB client. */
 function db(): DynamoDBDocumentClient {
-  documentClient ??= DynamoDBDocumentClient.from(dynamoClient());
-  return documentClient;
+  return DynamoDBDocumentClient.from(dynamoClient());
 }
 
 function table(): string | undefined {

@@ -1,0 +1,255 @@
+/**
+ * The GitOps repository the sandbox seeds its Git server with: what a platform team would keep
+ * for a multi-region service, small enough to read and large enough to exercise the failover.
+ *
+ * - `applicationsets/<component>.yaml`: one ApplicationSet per component, cluster generator over
+ *   the production spokes, automated sync with prune + selfHeal, and
+ *   `preserveResourcesOnDeletion: true` so a cluster that stops matching keeps its workloads.
+ * - `apps/<component>/`: a Deployment and an ExternalSecret.
+ * - `envs/production/values.yaml`: `global.activeRegion` and `replicas.{active,passive}`.
+ *
+ * The "chart" rule (applied by the Argo CD emulator, as a Helm template would): a Deployment runs
+ * `replicas.active` where the cluster's `region` label equals `global.activeRegion`, and
+ * `replicas.passive` (0) elsewhere. So the one-line retarget commit scales the target region up
+ * and fences the old one in the same commit.
+ */
+
+/** What to seed: regions with their spokes, the active region and the app count per spoke. */
+export interface LayoutOptions {
+  platform: string;
+  regions: { region: string; clusters: string[] }[];
+  activeRegion: string;
+  /** Components (Applications) per cluster. */
+  components: number;
+  replicas?: { active: number; passive: number };
+}
+
+/** The file holding `global.activeRegion`: the topology's retarget edit points here. */
+export const VALUES_FILE = "envs/production/values.yaml";
+
+/** Where the ApplicationSets live (what an app-of-apps would apply to the hub). */
+export const APPLICATIONSETS_DIR = "applicationsets";
+
+/** The repoURL the ApplicationSets name; the emulator serves every source from its own repo. */
+export function repoUrl(platform: string): string {
+  return `https://git.sandbox.local/${platform}/gitops.git`;
+}
+
+const NAMED_COMPONENTS = [
+  "api",
+  "web",
+  "worker",
+  "payments",
+  "orders",
+  "catalog",
+  "search",
+  "cart",
+  "checkout",
+  "inventory",
+  "notifications",
+  "accounts",
+];
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** Component names: a dozen familiar ones, then `svc-13`, `svc-14`, ... */
+export function componentNames(count: number): string[] {
+  return Array.from({ length: count }, (_, i) =>
+    i < NAMED_COMPONENTS.length
+      ? (NAMED_COMPONENTS[i] as string)
+      : `svc-${String(i + 1).padStart(2, "0")}`,
+  );
+}
+
+function validate(o: LayoutOptions): void {
+  const problems: string[] = [];
+  if (!DNS_LABEL.test(o.platform)) problems.push(`platform "${o.platform}" must be a DNS label`);
+  if (!Number.isInteger(o.components) || o.components < 1) {
+    problems.push(`components must be an integer >= 1, got ${o.components}`);
+  }
+  if (!o.regions.some((r) => r.region === o.activeRegion)) {
+    problems.push(`activeRegion "${o.activeRegion}" is not one of the regions`);
+  }
+  const clusters = o.regions.flatMap((r) => r.clusters);
+  for (const c of clusters) {
+    if (!DNS_LABEL.test(c)) problems.push(`cluster "${c}" must be a DNS label`);
+  }
+  const duplicate = clusters.find((c, i) => clusters.indexOf(c) !== i);
+  if (duplicate) problems.push(`cluster "${duplicate}" appears twice`);
+  const r = o.replicas;
+  if (
+    r &&
+    !(Number.isInteger(r.active) && Number.isInteger(r.passive) && r.active >= 0 && r.passive >= 0)
+  ) {
+    problems.push("replicas.active and replicas.passive must be integers >= 0");
+  }
+  if (problems.length) throw new Error(`gitopsLayout: ${problems.join("; ")}`);
+}
+
+function applicationSet(platform: string, component: string): string {
+  return `# ${component}: one Application per production spoke, named <cluster>-${component}.
+# Clusters are selected by the labels on their Argo CD cluster Secret; the region label
+# reaches the chart as the "region" parameter, which decides active or passive replicas.
+apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata:
+  name: ${component}
+  namespace: argocd
+  labels:
+    app.kubernetes.io/part-of: ${platform}
+spec:
+  generators:
+    - clusters:
+        selector:
+          matchLabels:
+            environment: production
+  # Never delete workloads when a cluster stops matching (argo-cd #18480, #16838):
+  # failover moves traffic by values in Git, not by relabelling clusters.
+  syncPolicy:
+    preserveResourcesOnDeletion: true
+  template:
+    metadata:
+      name: '{{name}}-${component}'
+      labels:
+        app.kubernetes.io/part-of: ${platform}
+        app.kubernetes.io/component: ${component}
+        region: '{{metadata.labels.region}}'
+    spec:
+      project: default
+      source:
+        repoURL: ${repoUrl(platform)}
+        targetRevision: HEAD
+        path: apps/${component}
+        helm:
+          valueFiles:
+            - ../../${VALUES_FILE}
+          parameters:
+            - name: region
+              value: '{{metadata.labels.region}}'
+      destination:
+        name: '{{name}}'
+        namespace: ${platform}
+      syncPolicy:
+        automated:
+          prune: true
+          selfHeal: true
+        syncOptions:
+          - CreateNamespace=true
+`;
+}
+
+function deployment(platform: string, component: string): string {
+  return `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ${component}
+  labels:
+    app.kubernetes.io/name: ${component}
+    app.kubernetes.io/part-of: ${platform}
+spec:
+  # Set by the chart from ${VALUES_FILE}: replicas.active in global.activeRegion,
+  # replicas.passive everywhere else.
+  replicas: 0
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: ${component}
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: ${component}
+        app.kubernetes.io/part-of: ${platform}
+    spec:
+      containers:
+        - name: ${component}
+          image: registry.sandbox.local/${platform}/${component}:1.0.0
+          ports:
+            - containerPort: 8080
+          envFrom:
+            - secretRef:
+                name: ${component}-secrets
+          readinessProbe:
+            httpGet:
+              path: /healthz
+              port: 8080
+`;
+}
+
+function externalSecret(platform: string, component: string): string {
+  return `# Credentials come from the region's own Secrets Manager, never from Git.
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata:
+  name: ${component}-secrets
+  labels:
+    app.kubernetes.io/name: ${component}
+    app.kubernetes.io/part-of: ${platform}
+spec:
+  refreshInterval: 1h
+  secretStoreRef:
+    kind: ClusterSecretStore
+    name: aws-secrets-manager
+  target:
+    name: ${component}-secrets
+    creationPolicy: Owner
+  dataFrom:
+    - extract:
+        key: ${platform}/${component}
+`;
+}
+
+function values(o: LayoutOptions, replicas: { active: number; passive: number }): string {
+  return `# Production values shared by every component of ${o.platform}.
+global:
+  # The region that serves traffic. A failover changes only this line, in one commit
+  # (retarget edit: file ${VALUES_FILE}, path global.activeRegion).
+  activeRegion: ${o.activeRegion}
+replicas:
+  # Replicas of each Deployment in the active region.
+  active: ${replicas.active}
+  # Replicas in every other region: ${replicas.passive === 0 ? "0 fences them (nothing runs there)" : "a warm standby"}.
+  passive: ${replicas.passive}
+`;
+}
+
+function readme(o: LayoutOptions, components: string[]): string {
+  const rows = o.regions.map(
+    (r) =>
+      `| ${r.region}${r.region === o.activeRegion ? " (active)" : ""} | ${r.clusters.join(", ")} |`,
+  );
+  return `# ${o.platform} GitOps repository
+
+Argo CD on the hub deploys every component to every production spoke through the
+ApplicationSets in \`${APPLICATIONSETS_DIR}/\` (cluster generator, label \`environment: production\`).
+
+| Region | Spokes |
+| --- | --- |
+${rows.join("\n")}
+
+Components: ${components.join(", ")}.
+
+## Failover
+
+Only \`${VALUES_FILE}\` decides where traffic is served: \`global.activeRegion\`. Each Deployment
+runs \`replicas.active\` in that region and \`replicas.passive\` elsewhere, so one commit both
+scales the new region up and fences the old one, and a region that comes back stays passive.
+Never relabel cluster Secrets to move workloads: a cluster that stops matching an
+ApplicationSet loses its Applications.
+`;
+}
+
+/** The repository's files (path -> content) for `o`, deterministic for the same options. */
+export function gitopsLayout(o: LayoutOptions): Record<string, string> {
+  validate(o);
+  const replicas = o.replicas ?? { active: 2, passive: 0 };
+  const components = componentNames(o.components);
+  const files: Record<string, string> = {
+    "README.md": readme(o, components),
+    [VALUES_FILE]: values(o, replicas),
+  };
+  for (const c of components) {
+    files[`${APPLICATIONSETS_DIR}/${c}.yaml`] = applicationSet(o.platform, c);
+    files[`apps/${c}/deployment.yaml`] = deployment(o.platform, c);
+    files[`apps/${c}/externalsecret.yaml`] = externalSecret(o.platform, c);
+  }
+  return files;
+}

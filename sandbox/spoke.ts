@@ -1,0 +1,894 @@
+/**
+ * A strict HTTPS fake of a spoke's kube-apiserver, one per spoke, for the sandbox and the tests.
+ * It serves the subset the orchestrator and the Argo CD emulator use — health, discovery, nodes,
+ * namespaces, apps/v1 Deployments and external-secrets.io/v1 ExternalSecrets — the way
+ * kube-apiserver does: bearer-token authentication, `Status` error bodies with the same reasons
+ * and codes, 415 on an unsupported patch type, 409 on conflicts, resourceVersion/generation
+ * bookkeeping and Deployment status derived from the spec. Faults (unreachable, nodes not Ready,
+ * failing rollouts, ExternalSecrets not Ready) are switched on and off by method calls.
+ *
+ * Deliberate simplifications: no watch, no dryRun, no protobuf/YAML bodies (415 / 400 say so),
+ * `limit` is ignored (allowed by the API), strategic merge patches are applied as JSON merge
+ * patches (lists are replaced, not merged by key) and JSON patches are refused with 415.
+ */
+import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { createServer } from "node:https";
+import type { Socket } from "node:net";
+import type { Ca } from "./ca.ts";
+
+export interface FakeSpokeOptions {
+  name: string;
+  region: string;
+  /** The bearer token every request must carry. */
+  token: string;
+  ca: Ca;
+  /** Node count, all Ready at start (default 3). */
+  nodes?: number;
+  /** Namespaces besides default, kube-system, kube-public and kube-node-lease. */
+  namespaces?: string[];
+  /** ExternalSecrets present at start, all Ready (their namespaces are created). */
+  externalSecrets?: { namespace: string; name: string }[];
+  /** The Sealed Secrets controller Deployment, present and available at start. */
+  sealedSecrets?: { namespace: string; deployment: string };
+}
+
+export interface FakeDeployment {
+  namespace: string;
+  name: string;
+  replicas: number;
+  readyReplicas: number;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+}
+
+export interface FakeSpoke {
+  name: string;
+  region: string;
+  /** `https://127.0.0.1:<port>` */
+  url: string;
+  /** The CA that issued the server certificate: what clients must trust. */
+  caPem: string;
+  /** false: new connections are reset and open ones destroyed (fault spoke-unreachable). */
+  setReachable(reachable: boolean): void;
+  /** The first `n` nodes are Ready, the others NotReady (fault spoke-nodes-not-ready). */
+  setReadyNodes(n: number): void;
+  /** true: rollouts from now on never become ready; false: failed rollouts complete. */
+  setRolloutsFail(fail: boolean): void;
+  /** Sets an existing ExternalSecret's Ready condition (a secret store outage). */
+  setExternalSecretReady(namespace: string, name: string, ready: boolean): void;
+  deployments(): FakeDeployment[];
+  /** Requests received so far, rejected ones included. */
+  requests(): number;
+  stop(): Promise<void>;
+}
+
+type Json = Record<string, unknown>;
+
+interface Meta {
+  name: string;
+  namespace?: string;
+  uid: string;
+  resourceVersion: string;
+  generation?: number;
+  creationTimestamp: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  [field: string]: unknown;
+}
+
+interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: Meta;
+  spec?: Json;
+  status?: Json;
+  [field: string]: unknown;
+}
+
+/** One namespaced resource type held in memory, keyed by `namespace/name`. */
+interface Resource {
+  group: string;
+  apiVersion: string;
+  kind: string;
+  plural: string;
+  /** Custom resources list their items with apiVersion/kind; built-in types do not. */
+  itemsTyped: boolean;
+  store: Map<string, KubeObject>;
+  validate(obj: KubeObject): string[];
+  /** Called after a create or a change: sets status (and generation-driven fields). */
+  reconcile(obj: KubeObject, previous: KubeObject | undefined): void;
+}
+
+const MAX_BODY_BYTES = 3 * 1024 * 1024;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const SYSTEM_NAMESPACES = ["default", "kube-system", "kube-public", "kube-node-lease"];
+const MERGE_PATCH_TYPES = new Set([
+  "application/merge-patch+json",
+  "application/strategic-merge-patch+json",
+]);
+
+/** An error answered as a kube `Status` body. */
+class StatusError extends Error {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+    readonly details?: Json,
+  ) {
+    super(message);
+  }
+}
+
+const notFound = (plural: string, group: string, name: string) =>
+  new StatusError(
+    404,
+    "NotFound",
+    `${plural}${group ? `.${group}` : ""} "${name}" not found`,
+    group ? { name, group, kind: plural } : { name, kind: plural },
+  );
+const noRoute = () =>
+  new StatusError(404, "NotFound", "the server could not find the requested resource", {});
+const badRequest = (message: string) => new StatusError(400, "BadRequest", message);
+
+function isObject(v: unknown): v is Json {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function isStringMap(v: unknown): v is Record<string, string> {
+  return isObject(v) && Object.values(v).every((x) => typeof x === "string");
+}
+
+/** JSON with sorted keys: compares specs regardless of key order. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
+  if (isObject(v)) {
+    const keys = Object.keys(v).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(v[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(v) ?? "null";
+}
+
+/** RFC 7386 JSON merge patch. */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (!isObject(patch)) return patch;
+  const out: Json = isObject(target) ? { ...target } : {};
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete out[key];
+    else out[key] = mergePatch(out[key], value);
+  }
+  return out;
+}
+
+type Requirement = (values: Record<string, string>) => boolean;
+
+/** Parses a label (or field) selector: `k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a,b)`. */
+function parseSelector(selector: string, what: string): Requirement[] {
+  if (!selector.trim()) return [];
+  return selector.split(/,(?![^(]*\))/).map((raw) => {
+    const part = raw.trim();
+    const set = /^([A-Za-z0-9_./-]+)\s+(in|notin)\s+\(([^)]*)\)$/.exec(part);
+    if (set?.[1] && set[3] !== undefined) {
+      const [key, op] = [set[1], set[2]];
+      const options = new Set(set[3].split(",").map((o) => o.trim()));
+      return op === "in"
+        ? (v) => v[key] !== undefined && options.has(v[key])
+        : (v) => v[key] === undefined || !options.has(v[key]);
+    }
+    const cmp = /^([A-Za-z0-9_./-]+)\s*(==|=|!=)\s*([A-Za-z0-9_./-]*)$/.exec(part);
+    if (cmp?.[1] && cmp[3] !== undefined) {
+      const [key, op, want] = [cmp[1], cmp[2], cmp[3]];
+      return op === "!=" ? (v) => v[key] !== want : (v) => v[key] === want;
+    }
+    const exists = /^(!?)([A-Za-z0-9_./-]+)$/.exec(part);
+    if (exists?.[2]) {
+      const key = exists[2];
+      return exists[1] ? (v) => v[key] === undefined : (v) => v[key] !== undefined;
+    }
+    throw badRequest(`unable to parse requirement: ${what} "${part}"`);
+  });
+}
+
+function selects(requirements: Requirement[], values: Record<string, string>): boolean {
+  return requirements.every((r) => r(values));
+}
+
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const match = /^Bearer (.+)$/.exec(header ?? "");
+  if (!match?.[1]) return false;
+  const digest = (s: string) => createHash("sha256").update(s).digest();
+  return timingSafeEqual(digest(match[1]), digest(token));
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= MAX_BODY_BYTES) chunks.push(chunk);
+    });
+    req.on("end", () => {
+      if (size > MAX_BODY_BYTES) {
+        reject(new StatusError(413, "RequestEntityTooLarge", "request entity too large"));
+      } else resolve(Buffer.concat(chunks));
+    });
+    req.on("error", reject);
+  });
+}
+
+function mediaType(req: IncomingMessage): string {
+  return (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+}
+
+async function jsonBody(req: IncomingMessage): Promise<Json> {
+  const body = await readBody(req);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString("utf8"));
+  } catch (e) {
+    throw badRequest(`the request body is not valid JSON: ${(e as Error).message}`);
+  }
+  if (!isObject(parsed)) throw badRequest("the request body must be a JSON object");
+  return parsed;
+}
+
+function deploymentProblems(obj: KubeObject): string[] {
+  const problems: string[] = [];
+  const spec = obj.spec;
+  if (!isObject(spec)) return ["spec: Required value"];
+  const replicas = spec.replicas;
+  if (replicas !== undefined && !(Number.isInteger(replicas) && (replicas as number) >= 0)) {
+    problems.push(`spec.replicas: Invalid value: ${JSON.stringify(replicas)}: must be an integer >= 0`);
+  }
+  const selector = spec.selector;
+  const template = spec.template;
+  const templateLabels = isObject(template) && isObject(template.metadata) ? template.metadata.labels : undefined;
+  if (!isObject(selector)) problems.push("spec.selector: Required value");
+  else if (selector.matchLabels !== undefined && !isStringMap(selector.matchLabels)) {
+    problems.push("spec.selector.matchLabels: Invalid value: must be a map of strings");
+  }
+  if (!isStringMap(templateLabels) || Object.keys(templateLabels).length === 0) {
+    problems.push("spec.template.metadata.labels: Required value");
+  } else if (isObject(selector) && isStringMap(selector.matchLabels)) {
+    for (const [k, v] of Object.entries(selector.matchLabels)) {
+      if (templateLabels[k] !== v) {
+        problems.push(
+          "spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`",
+        );
+        break;
+      }
+    }
+  }
+  return problems;
+}
+
+/** Starts a fake spoke API server on 127.0.0.1 with an ephemeral port. */
+export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> {
+  if (!DNS_SUBDOMAIN.test(options.name)) {
+    throw new Error(`spoke name "${options.name}" must be a DNS-1123 name`);
+  }
+  const totalNodes = options.nodes ?? 3;
+  if (!Number.isInteger(totalNodes) || totalNodes < 0) {
+    throw new Error(`nodes must be an integer >= 0, got ${totalNodes}`);
+  }
+  const { certPem, keyPem } = await options.ca.issue(options.name);
+  const startedAt = new Date().toISOString();
+
+  let reachable = true;
+  let readyNodes = totalNodes;
+  let rolloutsFail = false;
+  let requestCount = 0;
+  let revision = 1000;
+  const nextVersion = () => String(++revision);
+
+  const namespaces = new Map<string, KubeObject>();
+
+  function addNamespace(name: string): KubeObject {
+    const existing = namespaces.get(name);
+    if (existing) return existing;
+    const ns: KubeObject = {
+      apiVersion: "v1",
+      kind: "Namespace",
+      metadata: {
+        name,
+        uid: randomUUID(),
+        resourceVersion: nextVersion(),
+        creationTimestamp: new Date().toISOString(),
+        labels: { "kubernetes.io/metadata.name": name },
+      },
+      spec: { finalizers: ["kubernetes"] },
+      status: { phase: "Active" },
+    };
+    namespaces.set(name, ns);
+    return ns;
+  }
+
+  function deploymentStatus(obj: KubeObject): Json {
+    const spec = obj.spec ?? {};
+    const replicas = typeof spec.replicas === "number" ? spec.replicas : 1;
+    const now = new Date().toISOString();
+    const failing = rolloutsFail && replicas > 0;
+    const condition = (type: string, status: string, reason: string, message: string) => ({
+      type,
+      status,
+      lastUpdateTime: now,
+      lastTransitionTime: now,
+      reason,
+      message,
+    });
+    const rs = `${obj.metadata.name}-${createHash("sha256").update(canonical(spec.template)).digest("hex").slice(0, 10)}`;
+    // Like kube-apiserver, zero counts are omitted from the JSON.
+    const count = (n: number) => (n > 0 ? n : undefined);
+    return {
+      observedGeneration: obj.metadata.generation,
+      replicas: count(replicas),
+      updatedReplicas: count(replicas),
+      readyReplicas: count(failing ? 0 : replicas),
+      availableReplicas: count(failing ? 0 : replicas),
+      unavailableReplicas: count(failing ? replicas : 0),
+      conditions: failing
+        ? [
+            condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability."),
+            condition("Progressing", "False", "ProgressDeadlineExceeded", `ReplicaSet "${rs}" has timed out progressing.`),
+          ]
+        : [
+            condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."),
+            condition("Progressing", "True", "NewReplicaSetAvailable", `ReplicaSet "${rs}" has successfully progressed.`),
+          ],
+    };
+  }
+
+  function externalSecretStatus(ready: boolean): Json {
+    const now = new Date().toISOString();
+    return {
+      refreshTime: now,
+      conditions: [
+        ready
+          ? { type: "Ready", status: "True", reason: "SecretSynced", message: "secret synced", lastTransitionTime: now }
+          : {
+              type: "Ready",
+              status: "False",
+              reason: "SecretSyncedError",
+              message: "could not get secret data from provider",
+              lastTransitionTime: now,
+            },
+      ],
+    };
+  }
+
+  const deployments: Resource = {
+    group: "apps",
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    plural: "deployments",
+    itemsTyped: false,
+    store: new Map(),
+    validate: deploymentProblems,
+    reconcile(obj, previous) {
+      if (!previous || canonical(previous.spec) !== canonical(obj.spec)) {
+        obj.metadata.generation = (previous?.metadata.generation ?? 0) + 1;
+        obj.status = deploymentStatus(obj);
+      } else {
+        obj.metadata.generation = previous.metadata.generation;
+        obj.status = previous.status;
+      }
+    },
+  };
+
+  const externalSecrets: Resource = {
+    group: "external-secrets.io",
+    apiVersion: "external-secrets.io/v1",
+    kind: "ExternalSecret",
+    plural: "externalsecrets",
+    itemsTyped: true,
+    store: new Map(),
+    validate: (obj) => (isObject(obj.spec) ? [] : ["spec: Required value"]),
+    reconcile(obj, previous) {
+      obj.metadata.generation =
+        (previous?.metadata.generation ?? 0) + (previous && canonical(previous.spec) === canonical(obj.spec) ? 0 : 1);
+      obj.status = previous?.status ?? externalSecretStatus(true);
+    },
+  };
+
+  const resources = new Map<string, Resource>([
+    ["apps/deployments", deployments],
+    ["external-secrets.io/externalsecrets", externalSecrets],
+  ]);
+
+  /** Checks the body's identity against the URL and the type, and fills server-owned metadata. */
+  function admit(res: Resource, body: Json, namespace: string, urlName?: string): KubeObject {
+    if (body.apiVersion !== res.apiVersion || body.kind !== res.kind) {
+      throw badRequest(
+        `the API version and kind in the data (${String(body.apiVersion)}, ${String(body.kind)}) do not match the expected ${res.apiVersion}, ${res.kind}`,
+      );
+    }
+    const meta = isObject(body.metadata) ? body.metadata : {};
+    const name = meta.name;
+    if (meta.namespace !== undefined && meta.namespace !== namespace) {
+      throw badRequest("the namespace of the provided object does not match the namespace sent on the request");
+    }
+    if (urlName !== undefined && name !== urlName) {
+      throw badRequest(`the name of the object (${String(name)}) does not match the name on the URL (${urlName})`);
+    }
+    const problems: string[] = [];
+    if (typeof name !== "string" || !name) problems.push("metadata.name: Required value: name is required");
+    else if (name.length > 253 || !DNS_SUBDOMAIN.test(name)) {
+      problems.push(`metadata.name: Invalid value: "${name}": must be a lowercase RFC 1123 subdomain`);
+    }
+    for (const field of ["labels", "annotations"] as const) {
+      if (meta[field] !== undefined && !isStringMap(meta[field])) {
+        problems.push(`metadata.${field}: Invalid value: must be a map of strings`);
+      }
+    }
+    const obj = { ...body, metadata: { ...meta, namespace } } as KubeObject;
+    problems.push(...res.validate(obj));
+    if (problems.length) {
+      throw new StatusError(
+        422,
+        "Invalid",
+        `${res.kind}.${res.group} "${String(name)}" is invalid: ${problems.join(", ")}`,
+        { name, group: res.group, kind: res.kind, causes: problems.map((message) => ({ message })) },
+      );
+    }
+    return obj;
+  }
+
+  function create(res: Resource, namespace: string, body: Json): KubeObject {
+    if (!namespaces.has(namespace)) throw notFound("namespaces", "", namespace);
+    const obj = admit(res, body, namespace);
+    const key = `${namespace}/${obj.metadata.name}`;
+    if (res.store.has(key)) {
+      throw new StatusError(409, "AlreadyExists", `${res.plural}.${res.group} "${obj.metadata.name}" already exists`, {
+        name: obj.metadata.name,
+        group: res.group,
+        kind: res.plural,
+      });
+    }
+    obj.metadata = {
+      ...obj.metadata,
+      uid: randomUUID(),
+      resourceVersion: nextVersion(),
+      creationTimestamp: new Date().toISOString(),
+    };
+    delete obj.status;
+    res.reconcile(obj, undefined);
+    res.store.set(key, obj);
+    return obj;
+  }
+
+  function replace(res: Resource, namespace: string, name: string, body: Json): KubeObject {
+    const key = `${namespace}/${name}`;
+    const previous = res.store.get(key);
+    if (!previous) throw notFound(res.plural, res.group, name);
+    const obj = admit(res, body, namespace, name);
+    const sent = obj.metadata.resourceVersion;
+    if (sent !== undefined && sent !== previous.metadata.resourceVersion) {
+      throw new StatusError(
+        409,
+        "Conflict",
+        `Operation cannot be fulfilled on ${res.plural}.${res.group} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+        { name, group: res.group, kind: res.plural },
+      );
+    }
+    obj.metadata = {
+      ...obj.metadata,
+      uid: previous.metadata.uid,
+      creationTimestamp: previous.metadata.creationTimestamp,
+      resourceVersion: previous.metadata.resourceVersion,
+    };
+    res.reconcile(obj, previous);
+    if (canonical(obj) === canonical(previous)) return previous;
+    obj.metadata.resourceVersion = nextVersion();
+    res.store.set(key, obj);
+    return obj;
+  }
+
+  function output(obj: KubeObject): KubeObject {
+    const { apiVersion, kind, metadata, ...rest } = obj;
+    return { apiVersion, kind, metadata, ...rest };
+  }
+
+  function list(res: Resource, namespace: string | undefined, url: URL): Json {
+    const labels = parseSelector(url.searchParams.get("labelSelector") ?? "", "label selector");
+    const fields = parseSelector(url.searchParams.get("fieldSelector") ?? "", "field selector");
+    const items: KubeObject[] = [];
+    for (const [key, obj] of [...res.store.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      if (namespace !== undefined && !key.startsWith(`${namespace}/`)) continue;
+      const fieldValues = { "metadata.name": obj.metadata.name, "metadata.namespace": obj.metadata.namespace ?? "" };
+      if (!selects(labels, obj.metadata.labels ?? {}) || !selects(fields, fieldValues)) continue;
+      if (res.itemsTyped) items.push(output(obj));
+      else {
+        const { apiVersion: _v, kind: _k, ...item } = obj;
+        items.push(item as KubeObject);
+      }
+    }
+    return {
+      apiVersion: res.apiVersion,
+      kind: `${res.kind}List`,
+      metadata: { resourceVersion: String(revision) },
+      items,
+    };
+  }
+
+  function nodes(): KubeObject[] {
+    return Array.from({ length: totalNodes }, (_, i) => {
+      const ready = i < readyNodes;
+      const name = `${options.name}-node-${i + 1}`;
+      return {
+        apiVersion: "v1",
+        kind: "Node",
+        metadata: {
+          name,
+          uid: createHash("sha256").update(name).digest("hex").slice(0, 32),
+          resourceVersion: String(revision),
+          creationTimestamp: startedAt,
+          labels: {
+            "kubernetes.io/hostname": name,
+            "kubernetes.io/os": "linux",
+            "topology.kubernetes.io/region": options.region,
+            "topology.kubernetes.io/zone": `${options.region}${"abc"[i % 3]}`,
+          },
+        },
+        spec: {},
+        status: {
+          conditions: [
+            ready
+              ? { type: "Ready", status: "True", reason: "KubeletReady", message: "kubelet is posting ready status" }
+              : { type: "Ready", status: "Unknown", reason: "NodeStatusUnknown", message: "Kubelet stopped posting node status." },
+          ],
+        },
+      };
+    });
+  }
+
+  function discovery(path: string): Json | undefined {
+    const resourceList = (groupVersion: string, items: [string, string, boolean, string[]][]) => ({
+      kind: "APIResourceList",
+      apiVersion: "v1",
+      groupVersion,
+      resources: items.map(([name, kind, namespaced, verbs]) => ({ name, singularName: "", namespaced, kind, verbs })),
+    });
+    const group = (name: string) => ({
+      name,
+      versions: [{ groupVersion: `${name}/v1`, version: "v1" }],
+      preferredVersion: { groupVersion: `${name}/v1`, version: "v1" },
+    });
+    switch (path) {
+      case "/api":
+        return {
+          kind: "APIVersions",
+          versions: ["v1"],
+          serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: new URL(url).host }],
+        };
+      case "/apis":
+        return { kind: "APIGroupList", apiVersion: "v1", groups: [group("apps"), group("external-secrets.io")] };
+      case "/api/v1":
+        return resourceList("v1", [
+          ["namespaces", "Namespace", false, ["create", "get", "list"]],
+          ["nodes", "Node", false, ["get", "list"]],
+        ]);
+      case "/apis/apps/v1":
+        return resourceList("apps/v1", [
+          ["deployments", "Deployment", true, ["create", "delete", "get", "list", "patch", "update"]],
+        ]);
+      case "/apis/external-secrets.io/v1":
+        return resourceList("external-secrets.io/v1", [
+          ["externalsecrets", "ExternalSecret", true, ["create", "get", "list", "update"]],
+        ]);
+      default:
+        return undefined;
+    }
+  }
+
+  type Reply = { code: number; body: Json | string };
+  const methodNotAllowed = () =>
+    new StatusError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", {});
+
+  /** Routes one authenticated request; throws StatusError for every refusal. */
+  async function route(req: IncomingMessage, url: URL): Promise<Reply> {
+    const method = req.method ?? "GET";
+    const path = url.pathname.length > 1 ? url.pathname.replace(/\/$/, "") : url.pathname;
+    const only = (...allowed: string[]) => {
+      if (!allowed.includes(method)) throw methodNotAllowed();
+    };
+    if (url.searchParams.get("watch") === "true" || url.searchParams.get("watch") === "1") {
+      throw badRequest("watch is not supported by the sandbox fake spoke");
+    }
+    if (url.searchParams.has("dryRun")) throw badRequest("dryRun is not supported by the sandbox fake spoke");
+
+    if (path === "/readyz" || path === "/livez" || path === "/healthz") {
+      only("GET");
+      return { code: 200, body: "ok" };
+    }
+    if (path === "/version") {
+      only("GET");
+      return {
+        code: 200,
+        body: {
+          major: "1",
+          minor: "31",
+          gitVersion: "v1.31.0-sandbox",
+          gitTreeState: "clean",
+          goVersion: "go1.22.5",
+          compiler: "gc",
+          platform: "linux/amd64",
+        },
+      };
+    }
+    const doc = discovery(path);
+    if (doc) {
+      only("GET");
+      return { code: 200, body: doc };
+    }
+
+    const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+    if (parts[0] === "api" && parts[1] === "v1") {
+      const [, , collection, name, ...rest] = parts;
+      if (rest.length) throw noRoute();
+      if (collection === "nodes") {
+        only("GET");
+        const all = nodes();
+        if (name === undefined) {
+          const items = all.map(({ apiVersion: _v, kind: _k, ...n }) => n);
+          return { code: 200, body: { apiVersion: "v1", kind: "NodeList", metadata: { resourceVersion: String(revision) }, items } };
+        }
+        const node = all.find((n) => n.metadata.name === name);
+        if (!node) throw notFound("nodes", "", name);
+        return { code: 200, body: node };
+      }
+      if (collection === "namespaces") {
+        if (name === undefined) {
+          only("GET", "POST");
+          if (method === "GET") {
+            const labels = parseSelector(url.searchParams.get("labelSelector") ?? "", "label selector");
+            const items = [...namespaces.values()]
+              .filter((n) => selects(labels, n.metadata.labels ?? {}))
+              .map(({ apiVersion: _v, kind: _k, ...n }) => n);
+            return { code: 200, body: { apiVersion: "v1", kind: "NamespaceList", metadata: { resourceVersion: String(revision) }, items } };
+          }
+          requireJson(req);
+          const body = await jsonBody(req);
+          const nsName = isObject(body.metadata) ? body.metadata.name : undefined;
+          if (body.apiVersion !== "v1" || body.kind !== "Namespace") {
+            throw badRequest("the API version and kind in the data do not match the expected v1, Namespace");
+          }
+          if (typeof nsName !== "string" || nsName.length > 63 || !DNS_LABEL.test(nsName)) {
+            throw new StatusError(422, "Invalid", `Namespace "${String(nsName)}" is invalid: metadata.name: Invalid value: must be a lowercase RFC 1123 label`, {
+              name: nsName,
+              kind: "Namespace",
+            });
+          }
+          if (namespaces.has(nsName)) {
+            throw new StatusError(409, "AlreadyExists", `namespaces "${nsName}" already exists`, { name: nsName, kind: "namespaces" });
+          }
+          return { code: 201, body: addNamespace(nsName) };
+        }
+        only("GET");
+        const ns = namespaces.get(name);
+        if (!ns) throw notFound("namespaces", "", name);
+        return { code: 200, body: ns };
+      }
+      throw noRoute();
+    }
+
+    if (parts[0] !== "apis" || parts[2] !== "v1" || parts[1] === undefined) throw noRoute();
+    const group = parts[1];
+    const namespaced = parts[3] === "namespaces";
+    const namespace = namespaced ? parts[4] : undefined;
+    const plural = namespaced ? parts[5] : parts[3];
+    const name = namespaced ? parts[6] : undefined;
+    const res = resources.get(`${group}/${plural}`);
+    if (!res || parts.length > (namespaced ? 7 : 4) || (namespaced && namespace === undefined)) throw noRoute();
+
+    if (namespace === undefined) {
+      only("GET");
+      return { code: 200, body: list(res, undefined, url) };
+    }
+    if (name === undefined) {
+      only("GET", "POST");
+      if (method === "GET") return { code: 200, body: list(res, namespace, url) };
+      requireJson(req);
+      return { code: 201, body: output(create(res, namespace, await jsonBody(req))) };
+    }
+    const verbs = res === deployments ? ["GET", "PUT", "PATCH", "DELETE"] : ["GET", "PUT"];
+    only(...verbs);
+    const key = `${namespace}/${name}`;
+    if (method === "GET") {
+      const obj = res.store.get(key);
+      if (!obj) throw notFound(res.plural, res.group, name);
+      return { code: 200, body: output(obj) };
+    }
+    if (method === "PUT") {
+      requireJson(req);
+      return { code: 200, body: output(replace(res, namespace, name, await jsonBody(req))) };
+    }
+    if (method === "PATCH") {
+      const type = mediaType(req);
+      if (!MERGE_PATCH_TYPES.has(type)) {
+        throw new StatusError(
+          415,
+          "UnsupportedMediaType",
+          `the body of the request was in an unknown format - accepted media types include: ${[...MERGE_PATCH_TYPES].join(", ")}`,
+        );
+      }
+      const patch = await jsonBody(req);
+      const current = res.store.get(key);
+      if (!current) throw notFound(res.plural, res.group, name);
+      const patched = mergePatch(current, patch) as Json;
+      return { code: 200, body: output(replace(res, namespace, name, patched)) };
+    }
+    const obj = res.store.get(key);
+    if (!obj) throw notFound(res.plural, res.group, name);
+    res.store.delete(key);
+    return {
+      code: 200,
+      body: {
+        kind: "Status",
+        apiVersion: "v1",
+        metadata: {},
+        status: "Success",
+        details: { name, group: res.group, kind: res.plural, uid: obj.metadata.uid },
+      },
+    };
+  }
+
+  function requireJson(req: IncomingMessage): void {
+    const type = mediaType(req);
+    if (type !== "application/json") {
+      throw new StatusError(
+        415,
+        "UnsupportedMediaType",
+        `the body of the request was in an unknown format (${type || "no Content-Type"}) - accepted media types include: application/json`,
+      );
+    }
+  }
+
+  function send(response: ServerResponse, reply: Reply): void {
+    const text = typeof reply.body === "string" ? reply.body : JSON.stringify(reply.body);
+    response.writeHead(reply.code, {
+      "Content-Type": typeof reply.body === "string" ? "text/plain; charset=utf-8" : "application/json",
+      "Content-Length": Buffer.byteLength(text),
+      "X-Content-Type-Options": "nosniff",
+      "Cache-Control": "no-cache, private",
+    });
+    response.end(text);
+  }
+
+  async function handle(req: IncomingMessage, response: ServerResponse): Promise<void> {
+    requestCount++;
+    try {
+      if (!tokenMatches(req.headers.authorization, options.token)) {
+        throw new StatusError(401, "Unauthorized", "Unauthorized");
+      }
+      send(response, await route(req, new URL(req.url ?? "/", url)));
+    } catch (e) {
+      const error =
+        e instanceof StatusError
+          ? e
+          : new StatusError(500, "InternalError", `Internal error occurred: ${(e as Error).message}`);
+      req.resume();
+      send(response, {
+        code: error.code,
+        body: {
+          kind: "Status",
+          apiVersion: "v1",
+          metadata: {},
+          status: "Failure",
+          message: error.message,
+          reason: error.reason,
+          ...(error.details ? { details: error.details } : {}),
+          code: error.code,
+        },
+      });
+    }
+  }
+
+  const server = createServer({ cert: certPem, key: keyPem }, (req, response) => {
+    void handle(req, response);
+  });
+  const sockets = new Set<Socket>();
+  server.on("connection", (socket: Socket) => {
+    if (!reachable) {
+      socket.resetAndDestroy();
+      return;
+    }
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  if (!address || typeof address === "string") throw new Error("the fake spoke has no TCP address");
+  const url = `https://127.0.0.1:${address.port}`;
+
+  for (const ns of [...SYSTEM_NAMESPACES, ...(options.namespaces ?? [])]) addNamespace(ns);
+  for (const es of options.externalSecrets ?? []) {
+    addNamespace(es.namespace);
+    create(externalSecrets, es.namespace, {
+      apiVersion: "external-secrets.io/v1",
+      kind: "ExternalSecret",
+      metadata: { name: es.name },
+      spec: { refreshInterval: "1h", secretStoreRef: { kind: "ClusterSecretStore", name: "aws-secrets-manager" } },
+    });
+  }
+  if (options.sealedSecrets) {
+    const { namespace, deployment } = options.sealedSecrets;
+    const labels = { "app.kubernetes.io/name": "sealed-secrets" };
+    addNamespace(namespace);
+    create(deployments, namespace, {
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      metadata: { name: deployment, labels },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: labels },
+        template: { metadata: { labels }, spec: { containers: [{ name: "controller", image: "sealed-secrets-controller" }] } },
+      },
+    });
+  }
+
+  return {
+    name: options.name,
+    region: options.region,
+    url,
+    caPem: options.ca.caPem,
+    setReachable(value) {
+      reachable = value;
+      if (!value) {
+        for (const socket of sockets) socket.resetAndDestroy();
+        sockets.clear();
+      }
+    },
+    setReadyNodes(n) {
+      if (!Number.isInteger(n) || n < 0 || n > totalNodes) {
+        throw new RangeError(`ready nodes must be an integer from 0 to ${totalNodes}, got ${n}`);
+      }
+      readyNodes = n;
+    },
+    setRolloutsFail(fail) {
+      rolloutsFail = fail;
+      if (fail) return;
+      for (const obj of deployments.store.values()) {
+        const progressing = (obj.status?.conditions as Json[] | undefined)?.find((c) => c.type === "Progressing");
+        if (progressing?.reason === "ProgressDeadlineExceeded") {
+          obj.status = deploymentStatus(obj);
+          obj.metadata.resourceVersion = nextVersion();
+        }
+      }
+    },
+    setExternalSecretReady(namespace, name, ready) {
+      const obj = externalSecrets.store.get(`${namespace}/${name}`);
+      if (!obj) throw new Error(`ExternalSecret ${namespace}/${name} does not exist on ${options.name}`);
+      obj.status = externalSecretStatus(ready);
+      obj.metadata.resourceVersion = nextVersion();
+    },
+    deployments() {
+      return [...deployments.store.values()].map((d) => ({
+        namespace: d.metadata.namespace ?? "",
+        name: d.metadata.name,
+        replicas: typeof d.spec?.replicas === "number" ? d.spec.replicas : 1,
+        readyReplicas: typeof d.status?.readyReplicas === "number" ? d.status.readyReplicas : 0,
+        labels: { ...(d.metadata.labels ?? {}) },
+        annotations: { ...(d.metadata.annotations ?? {}) },
+      }));
+    },
+    requests: () => requestCount,
+    stop() {
+      reachable = false;
+      return new Promise<void>((resolve, reject) => {
+        server.close((error) => (error ? reject(error) : resolve()));
+        server.closeAllConnections();
+        for (const socket of sockets) socket.destroy();
+        sockets.clear();
+      });
+    },
+  };
+}
