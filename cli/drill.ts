@@ -47,6 +47,10 @@ interface DrillFlags {
   fault: string[];
   json: boolean;
   reportDir: string;
+  via: "api" | "alarm";
+  alarmRepeats: number;
+  killSwitch: boolean;
+  cooldownHit: boolean;
 }
 
 /** Registers `drill` and `sandbox up` on the CLI. */
@@ -62,6 +66,14 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
     .option("--repeat <n>", "executions against the same sandbox (every one after the first must change nothing)", intIn(1, 10), 1)
     .option("--fault <name>", "inject a fault (repeatable; 'list' prints them)", collectFault, [])
     .option("--report-dir <dir>", "where report.md, report.json and audit.jsonl go", "drill-report")
+    .addOption(
+      new Option("--via <path>", "api: start like an operator; alarm: the active region's health check fails and the trigger decides")
+        .choices(["api", "alarm"])
+        .default("api"),
+    )
+    .option("--alarm-repeats <n>", "deliver the same alarm event n times (implies --via alarm)", intIn(1, 10), 1)
+    .option("--kill-switch", "operators flipped the kill switch: no execution may start (implies --via alarm)", false)
+    .option("--cooldown-hit", "an alarm right after a failover: no execution may start (implies --via alarm)", false)
     .option("--json", "print the result as JSON", false)
     .action(async (flags: DrillFlags) => {
       if (flags.fault.includes("list")) {
@@ -69,6 +81,7 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
         return;
       }
       const faults = faultsOf(flags.fault);
+      const viaAlarm = flags.via === "alarm" || flags.alarmRepeats > 1 || flags.killSwitch || flags.cooldownHit;
       const { runDrill, summaryTable } = await import("../sandbox/drill.ts");
       const live = process.stdout.isTTY && !flags.json;
       const result = await runDrill({
@@ -80,6 +93,10 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
         repeat: flags.repeat,
         faults,
         reportDir: resolve(flags.reportDir),
+        via: viaAlarm ? "alarm" : "api",
+        alarmRepeats: flags.alarmRepeats,
+        killSwitch: flags.killSwitch,
+        cooldownHit: flags.cooldownHit,
         ...(flags.json
           ? {}
           : {
@@ -98,7 +115,9 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
       if (laterChanged.length) {
         io.out(`repeat: ${laterChanged.map((e) => e.name).join(", ")} changed something; every run after the first must skip every step`);
       }
-      io.setExit(result.status === "SUCCEEDED" && !laterChanged.length ? 0 : 1);
+      const guarded = flags.killSwitch || flags.cooldownHit;
+      const expected = guarded ? result.status === "NOT_STARTED" : result.status === "SUCCEEDED";
+      io.setExit(expected && !laterChanged.length ? 0 : 1);
     });
 
   cli

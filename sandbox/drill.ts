@@ -13,6 +13,7 @@ import {
   StartExecutionCommand,
 } from "@aws-sdk/client-sfn";
 import { sfnClient } from "../functions/lib/aws.ts";
+import { type TriggerDecision, triggerOnAlarm } from "../functions/lib/trigger.ts";
 import { aslText } from "../statemachine/definition.ts";
 import { FAULTS, type FaultName } from "./faults.ts";
 import { type Sandbox, type SandboxState, startSandbox } from "./index.ts";
@@ -26,6 +27,14 @@ export interface DrillOptions {
   repeat: number;
   faults: FaultName[];
   reportDir: string;
+  /** `api`: StartExecution as an operator would; `alarm`: the source region's health check fails and its alarm reaches the trigger. */
+  via?: "api" | "alarm";
+  /** How many times the same alarm event is delivered (duplicates must start one execution). */
+  alarmRepeats?: number;
+  /** Operators flipped the kill switch: the trigger must start nothing. */
+  killSwitch?: boolean;
+  /** A failover just happened: a new alarm inside the cooldown must start nothing. */
+  cooldownHit?: boolean;
   /** Lines for people; nothing is printed when absent (--json, tests). */
   print?: (line: string) => void;
   /** Redraws a live status line (a spinner on a terminal). */
@@ -63,7 +72,9 @@ export interface DrillReport {
 }
 
 export interface DrillResult {
-  status: "SUCCEEDED" | "FAILED";
+  /** NOT_STARTED: the trigger decided not to fail over (kill switch, cooldown); `trigger` says why. */
+  status: "SUCCEEDED" | "FAILED" | "NOT_STARTED";
+  trigger: TriggerDecision[];
   failedStep: string | null;
   error: string | null;
   executions: DrillExecution[];
@@ -231,6 +242,141 @@ async function dryRunReport(dir: string, plan: unknown, after: SandboxState): Pr
   return report;
 }
 
+async function startByApi(sandbox: Sandbox, name: string, options: DrillOptions): Promise<string | undefined> {
+  const input = {
+    targetRegion: options.target,
+    reason: `sandbox drill${options.faults.length ? ` with ${options.faults.join(", ")}` : ""}`,
+    mode: options.mode,
+    dryRun: options.dryRun,
+    requestedBy: "drill",
+  };
+  const started = await sfnClient().send(
+    new StartExecutionCommand({ stateMachineArn: sandbox.stateMachineArn, name, input: JSON.stringify(input) }),
+  );
+  return started.executionArn;
+}
+
+/** Follows an execution to its end and reads back what it reported. */
+async function observe(
+  sandbox: Sandbox,
+  name: string,
+  executionArn: string,
+  options: DrillOptions,
+  waitMs: number,
+): Promise<DrillExecution> {
+  const run = await follow(executionArn, options, waitMs);
+  const output = await sfnClient().send(new DescribeExecutionCommand({ executionArn }));
+  const report = options.dryRun
+    ? await dryRunReport(options.reportDir, (JSON.parse(output.output ?? "{}") as { plan?: unknown }).plan, await sandbox.state())
+    : await readReport(options.reportDir);
+  const statusOf = new Map(report?.steps.map((s) => [s.name, s.status]) ?? []);
+  return {
+    name,
+    executionArn,
+    status: run.status,
+    error: run.error,
+    cause: run.cause,
+    wallMs: run.wallMs,
+    steps: run.steps.map((s) => ({ ...s, status: statusOf.get(s.name) ?? (s.name === "Notify" ? "SUCCEEDED" : run.status) })),
+    report,
+  };
+}
+
+/** The CloudWatch alarm state change EventBridge delivers when a region's health check fails. */
+function alarmEvent(sandbox: Sandbox, region: string, at: Date): Record<string, unknown> {
+  const healthCheckId = sandbox.topology.regions[region]?.route53.healthCheckId ?? "";
+  return {
+    version: "0",
+    id: `drill-${at.getTime()}`,
+    "detail-type": "CloudWatch Alarm State Change",
+    source: "aws.cloudwatch",
+    account: sandbox.stateMachineArn.split(":")[4],
+    time: at.toISOString(),
+    region: "us-east-1",
+    resources: [`arn:aws:cloudwatch:us-east-1:000000000000:alarm:gitops-failover-${region}`],
+    detail: {
+      alarmName: `gitops-failover-${region}`,
+      state: { value: "ALARM", reason: "Threshold Crossed", timestamp: at.toISOString() },
+      previousState: { value: "OK", timestamp: new Date(at.getTime() - 60_000).toISOString() },
+      configuration: {
+        metrics: [
+          {
+            id: "m1",
+            metricStat: {
+              metric: { namespace: "AWS/Route53", name: "HealthCheckStatus", dimensions: { HealthCheckId: healthCheckId } },
+              period: 60,
+              stat: "Minimum",
+            },
+            returnData: true,
+          },
+        ],
+      },
+    },
+  };
+}
+
+/**
+ * The automatic path: the active region's health check fails, its alarm reaches the trigger
+ * (`alarmRepeats` times), and whatever the trigger decides is what happens.
+ */
+async function alarmDrill(
+  sandbox: Sandbox,
+  options: DrillOptions,
+  decisions: TriggerDecision[],
+  execute: (name: string, start: () => Promise<string | undefined>) => Promise<void>,
+): Promise<void> {
+  const failing = (await sandbox.state()).activeRegion ?? "us-west-2";
+  if (options.killSwitch) {
+    sandbox.aws.ssm.set(sandbox.topology.trigger.killSwitchParameter, "on");
+    options.print?.(`kill switch ${sandbox.topology.trigger.killSwitchParameter} = on`);
+  }
+  if (options.cooldownHit) {
+    options.print?.("cooldown: a failover to the drill target happens first");
+    await execute("drill-before-cooldown", () => startByApi(sandbox, "drill-before-cooldown", options));
+  }
+  const region = options.cooldownHit ? options.target : failing;
+  sandbox.aws.route53.setFailingFraction(sandbox.topology.regions[region]?.route53.healthCheckId ?? "", 1);
+  options.print?.(`${region}: every Route 53 checker now reports failure; the alarm fires`);
+  const event = alarmEvent(sandbox, region, new Date());
+  for (let i = 1; i <= (options.alarmRepeats ?? 1); i++) {
+    const decision = await triggerOnAlarm(event);
+    decisions.push(decision);
+    options.print?.(`alarm delivery ${i}: trigger ${decision.decision}: ${decision.reason}`);
+  }
+  const started = decisions.find((d) => d.decision === "started");
+  if (started?.incident && started.executionArn) {
+    const arn = started.executionArn;
+    await execute(started.incident, async () => arn);
+  }
+}
+
+/** When the trigger started nothing, the report is its decisions and an unchanged platform. */
+async function notStartedReport(
+  dir: string,
+  decisions: TriggerDecision[],
+  before: SandboxState,
+  after: SandboxState,
+): Promise<void> {
+  const { replicas: _b, ...platformBefore } = before;
+  const { replicas: _a, ...platformAfter } = after;
+  const report = {
+    status: "NOT_STARTED",
+    failedStep: null,
+    error: null,
+    reason: decisions.map((d) => `${d.decision}: ${d.reason}`).join("; "),
+    trigger: decisions,
+    steps: [],
+    before: platformBefore,
+    after: platformAfter,
+  };
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(
+    join(dir, "report.md"),
+    `# No failover\n\nThe trigger started no execution.\n\n${decisions.map((d) => `- ${d.decision}: ${d.reason}`).join("\n")}\n`,
+  );
+}
+
 /** Runs `repeat` executions against one sandbox and returns what each did. */
 export async function runDrill(options: DrillOptions): Promise<DrillResult> {
   const t0 = Date.now();
@@ -256,41 +402,27 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     }
     const before = await sandbox.state();
     const executions: DrillExecution[] = [];
-    for (let i = 1; i <= options.repeat; i++) {
-      const name = `drill-${new Date().toISOString().replace(/[-:.TZ]/g, "").slice(0, 14)}-${i}`;
-      options.print?.(`execution ${name}: failover to ${options.target} (${options.mode}${options.dryRun ? ", dry run" : ""})`);
-      const input = {
-        targetRegion: options.target,
-        reason: `sandbox drill${options.faults.length ? ` with ${options.faults.join(", ")}` : ""}`,
-        mode: options.mode,
-        dryRun: options.dryRun,
-        requestedBy: "drill",
-      };
-      const started = await sfnClient().send(
-        new StartExecutionCommand({ stateMachineArn: sandbox.stateMachineArn, name, input: JSON.stringify(input) }),
-      );
-      const executionArn = started.executionArn ?? "";
-      const run = await follow(executionArn, options, waitMs);
-      const output = await sfnClient().send(new DescribeExecutionCommand({ executionArn }));
-      const report = options.dryRun
-        ? await dryRunReport(options.reportDir, (JSON.parse(output.output ?? "{}") as { plan?: unknown }).plan, await sandbox.state())
-        : await readReport(options.reportDir);
-      const statusOf = new Map(report?.steps.map((s) => [s.name, s.status]) ?? []);
-      executions.push({
-        name,
-        executionArn,
-        status: run.status,
-        error: run.error,
-        cause: run.cause,
-        wallMs: run.wallMs,
-        steps: run.steps.map((s) => ({ ...s, status: statusOf.get(s.name) ?? (s.name === "Notify" ? "SUCCEEDED" : run.status) })),
-        report,
-      });
+    const trigger: TriggerDecision[] = [];
+    const execute = async (name: string, start: () => Promise<string | undefined>) => {
+      const executionArn = await start();
+      if (executionArn) executions.push(await observe(sandbox, name, executionArn, options, waitMs));
+    };
+    if (options.via === "alarm") {
+      await alarmDrill(sandbox, options, trigger, execute);
+    } else {
+      for (let i = 1; i <= options.repeat; i++) {
+        const name = `drill-${new Date().toISOString().replace(/[-:.TZ]/g, "").slice(0, 14)}-${i}`;
+        options.print?.(`execution ${name}: failover to ${options.target} (${options.mode}${options.dryRun ? ", dry run" : ""})`);
+        await execute(name, () => startByApi(sandbox, name, options));
+      }
     }
     const after = await sandbox.state();
     const failed = executions.find((e) => e.status !== "SUCCEEDED");
+    const notStarted = options.via === "alarm" && !trigger.some((d) => d.decision === "started");
+    if (notStarted) await notStartedReport(options.reportDir, trigger, before, after);
     return {
-      status: failed ? "FAILED" : "SUCCEEDED",
+      status: failed ? "FAILED" : notStarted ? "NOT_STARTED" : "SUCCEEDED",
+      trigger,
       failedStep: failed?.report?.failedStep ?? null,
       error: failed ? `${failed.error ?? "unknown"}: ${failed.cause ?? ""}` : null,
       executions,
@@ -307,7 +439,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
 
 /** The summary table printed at the end of a drill. */
 export function summaryTable(result: DrillResult): string[] {
-  const lines: string[] = [];
+  const lines: string[] = result.trigger.map((d) => `trigger: ${d.decision}: ${d.reason}`);
   for (const e of result.executions) {
     lines.push("", `${e.name}: ${e.status}${e.error ? ` (${e.error})` : ""}`);
     lines.push(`${"step".padEnd(15)}${"outcome".padEnd(11)}${"on AWS ~".padStart(10)}${"here".padStart(9)}  calls`);

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import { dynamoClient, resetClients } from "../functions/lib/aws.ts";
 import { parseTopology, resetRuntimeTopology, type Topology } from "../functions/lib/config.ts";
+import { logger } from "../functions/lib/middleware.ts";
 import { clearSecretCache } from "../functions/lib/secrets.ts";
 import { type ArgoEmulator, startArgoCd } from "./argocd.ts";
 import { type AwsSandbox, startAwsSandbox } from "./aws/server.ts";
@@ -242,6 +243,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     };
     const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
     Object.assign(process.env, env);
+    logger.setLogLevel(env.POWERTOOLS_LOG_LEVEL as Parameters<typeof logger.setLogLevel>[0]);
     stops.push(async () => {
       for (const [k, v] of Object.entries(saved)) {
         if (v === undefined) delete process.env[k];

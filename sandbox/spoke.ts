@@ -49,7 +49,7 @@ export interface FakeSpoke {
   url: string;
   /** The CA that issued the server certificate: what clients must trust. */
   caPem: string;
-  /** false: new connections are reset and open ones destroyed (fault spoke-unreachable). */
+  /** false: new connections are dropped before the TLS handshake and open ones destroyed (fault spoke-unreachable). */
   setReachable(reachable: boolean): void;
   /** The first `n` nodes are Ready, the others NotReady (fault spoke-nodes-not-ready). */
   setReadyNodes(n: number): void;
@@ -240,11 +240,14 @@ function deploymentProblems(obj: KubeObject): string[] {
   if (!isObject(spec)) return ["spec: Required value"];
   const replicas = spec.replicas;
   if (replicas !== undefined && !(Number.isInteger(replicas) && (replicas as number) >= 0)) {
-    problems.push(`spec.replicas: Invalid value: ${JSON.stringify(replicas)}: must be an integer >= 0`);
+    problems.push(
+      `spec.replicas: Invalid value: ${JSON.stringify(replicas)}: must be an integer >= 0`,
+    );
   }
   const selector = spec.selector;
   const template = spec.template;
-  const templateLabels = isObject(template) && isObject(template.metadata) ? template.metadata.labels : undefined;
+  const templateLabels =
+    isObject(template) && isObject(template.metadata) ? template.metadata.labels : undefined;
   if (!isObject(selector)) problems.push("spec.selector: Required value");
   else if (selector.matchLabels !== undefined && !isStringMap(selector.matchLabels)) {
     problems.push("spec.selector.matchLabels: Invalid value: must be a map of strings");
@@ -330,12 +333,32 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
       unavailableReplicas: count(failing ? replicas : 0),
       conditions: failing
         ? [
-            condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability."),
-            condition("Progressing", "False", "ProgressDeadlineExceeded", `ReplicaSet "${rs}" has timed out progressing.`),
+            condition(
+              "Available",
+              "False",
+              "MinimumReplicasUnavailable",
+              "Deployment does not have minimum availability.",
+            ),
+            condition(
+              "Progressing",
+              "False",
+              "ProgressDeadlineExceeded",
+              `ReplicaSet "${rs}" has timed out progressing.`,
+            ),
           ]
         : [
-            condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."),
-            condition("Progressing", "True", "NewReplicaSetAvailable", `ReplicaSet "${rs}" has successfully progressed.`),
+            condition(
+              "Available",
+              "True",
+              "MinimumReplicasAvailable",
+              "Deployment has minimum availability.",
+            ),
+            condition(
+              "Progressing",
+              "True",
+              "NewReplicaSetAvailable",
+              `ReplicaSet "${rs}" has successfully progressed.`,
+            ),
           ],
     };
   }
@@ -346,7 +369,13 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
       refreshTime: now,
       conditions: [
         ready
-          ? { type: "Ready", status: "True", reason: "SecretSynced", message: "secret synced", lastTransitionTime: now }
+          ? {
+              type: "Ready",
+              status: "True",
+              reason: "SecretSynced",
+              message: "secret synced",
+              lastTransitionTime: now,
+            }
           : {
               type: "Ready",
               status: "False",
@@ -387,7 +416,8 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
     validate: (obj) => (isObject(obj.spec) ? [] : ["spec: Required value"]),
     reconcile(obj, previous) {
       obj.metadata.generation =
-        (previous?.metadata.generation ?? 0) + (previous && canonical(previous.spec) === canonical(obj.spec) ? 0 : 1);
+        (previous?.metadata.generation ?? 0) +
+        (previous && canonical(previous.spec) === canonical(obj.spec) ? 0 : 1);
       obj.status = previous?.status ?? externalSecretStatus(true);
     },
   };
@@ -407,15 +437,22 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
     const meta = isObject(body.metadata) ? body.metadata : {};
     const name = meta.name;
     if (meta.namespace !== undefined && meta.namespace !== namespace) {
-      throw badRequest("the namespace of the provided object does not match the namespace sent on the request");
+      throw badRequest(
+        "the namespace of the provided object does not match the namespace sent on the request",
+      );
     }
     if (urlName !== undefined && name !== urlName) {
-      throw badRequest(`the name of the object (${String(name)}) does not match the name on the URL (${urlName})`);
+      throw badRequest(
+        `the name of the object (${String(name)}) does not match the name on the URL (${urlName})`,
+      );
     }
     const problems: string[] = [];
-    if (typeof name !== "string" || !name) problems.push("metadata.name: Required value: name is required");
+    if (typeof name !== "string" || !name)
+      problems.push("metadata.name: Required value: name is required");
     else if (name.length > 253 || !DNS_SUBDOMAIN.test(name)) {
-      problems.push(`metadata.name: Invalid value: "${name}": must be a lowercase RFC 1123 subdomain`);
+      problems.push(
+        `metadata.name: Invalid value: "${name}": must be a lowercase RFC 1123 subdomain`,
+      );
     }
     for (const field of ["labels", "annotations"] as const) {
       if (meta[field] !== undefined && !isStringMap(meta[field])) {
@@ -429,7 +466,12 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
         422,
         "Invalid",
         `${res.kind}.${res.group} "${String(name)}" is invalid: ${problems.join(", ")}`,
-        { name, group: res.group, kind: res.kind, causes: problems.map((message) => ({ message })) },
+        {
+          name,
+          group: res.group,
+          kind: res.kind,
+          causes: problems.map((message) => ({ message })),
+        },
       );
     }
     return obj;
@@ -440,11 +482,16 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
     const obj = admit(res, body, namespace);
     const key = `${namespace}/${obj.metadata.name}`;
     if (res.store.has(key)) {
-      throw new StatusError(409, "AlreadyExists", `${res.plural}.${res.group} "${obj.metadata.name}" already exists`, {
-        name: obj.metadata.name,
-        group: res.group,
-        kind: res.plural,
-      });
+      throw new StatusError(
+        409,
+        "AlreadyExists",
+        `${res.plural}.${res.group} "${obj.metadata.name}" already exists`,
+        {
+          name: obj.metadata.name,
+          group: res.group,
+          kind: res.plural,
+        },
+      );
     }
     obj.metadata = {
       ...obj.metadata,
@@ -493,17 +540,22 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
   function list(res: Resource, namespace: string | undefined, url: URL): Json {
     const labels = parseSelector(url.searchParams.get("labelSelector") ?? "", "label selector");
     const fields = parseSelector(url.searchParams.get("fieldSelector") ?? "", "field selector");
-    const items: KubeObject[] = [];
-    for (const [key, obj] of [...res.store.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-      if (namespace !== undefined && !key.startsWith(`${namespace}/`)) continue;
-      const fieldValues = { "metadata.name": obj.metadata.name, "metadata.namespace": obj.metadata.namespace ?? "" };
-      if (!selects(labels, obj.metadata.labels ?? {}) || !selects(fields, fieldValues)) continue;
-      if (res.itemsTyped) items.push(output(obj));
-      else {
+    const matching = [...res.store.entries()].filter(([key, obj]) => {
+      if (namespace !== undefined && !key.startsWith(`${namespace}/`)) return false;
+      const fieldValues = {
+        "metadata.name": obj.metadata.name,
+        "metadata.namespace": obj.metadata.namespace ?? "",
+      };
+      return selects(labels, obj.metadata.labels ?? {}) && selects(fields, fieldValues);
+    });
+    // Sorted by key like etcd's range reads; built-in types list their items untyped.
+    const items = matching
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([, obj]) => {
+        if (res.itemsTyped) return output(obj);
         const { apiVersion: _v, kind: _k, ...item } = obj;
-        items.push(item as KubeObject);
-      }
-    }
+        return item;
+      });
     return {
       apiVersion: res.apiVersion,
       kind: `${res.kind}List`,
@@ -535,8 +587,18 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
         status: {
           conditions: [
             ready
-              ? { type: "Ready", status: "True", reason: "KubeletReady", message: "kubelet is posting ready status" }
-              : { type: "Ready", status: "Unknown", reason: "NodeStatusUnknown", message: "Kubelet stopped posting node status." },
+              ? {
+                  type: "Ready",
+                  status: "True",
+                  reason: "KubeletReady",
+                  message: "kubelet is posting ready status",
+                }
+              : {
+                  type: "Ready",
+                  status: "Unknown",
+                  reason: "NodeStatusUnknown",
+                  message: "Kubelet stopped posting node status.",
+                },
           ],
         },
       };
@@ -548,7 +610,13 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
       kind: "APIResourceList",
       apiVersion: "v1",
       groupVersion,
-      resources: items.map(([name, kind, namespaced, verbs]) => ({ name, singularName: "", namespaced, kind, verbs })),
+      resources: items.map(([name, kind, namespaced, verbs]) => ({
+        name,
+        singularName: "",
+        namespaced,
+        kind,
+        verbs,
+      })),
     });
     const group = (name: string) => ({
       name,
@@ -560,10 +628,16 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
         return {
           kind: "APIVersions",
           versions: ["v1"],
-          serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: new URL(url).host }],
+          serverAddressByClientCIDRs: [
+            { clientCIDR: "0.0.0.0/0", serverAddress: new URL(url).host },
+          ],
         };
       case "/apis":
-        return { kind: "APIGroupList", apiVersion: "v1", groups: [group("apps"), group("external-secrets.io")] };
+        return {
+          kind: "APIGroupList",
+          apiVersion: "v1",
+          groups: [group("apps"), group("external-secrets.io")],
+        };
       case "/api/v1":
         return resourceList("v1", [
           ["namespaces", "Namespace", false, ["create", "get", "list"]],
@@ -571,7 +645,12 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
         ]);
       case "/apis/apps/v1":
         return resourceList("apps/v1", [
-          ["deployments", "Deployment", true, ["create", "delete", "get", "list", "patch", "update"]],
+          [
+            "deployments",
+            "Deployment",
+            true,
+            ["create", "delete", "get", "list", "patch", "update"],
+          ],
         ]);
       case "/apis/external-secrets.io/v1":
         return resourceList("external-secrets.io/v1", [
@@ -584,7 +663,12 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
 
   type Reply = { code: number; body: Json | string };
   const methodNotAllowed = () =>
-    new StatusError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", {});
+    new StatusError(
+      405,
+      "MethodNotAllowed",
+      "the server does not allow this method on the requested resource",
+      {},
+    );
 
   /** Routes one authenticated request; throws StatusError for every refusal. */
   async function route(req: IncomingMessage, url: URL): Promise<Reply> {
@@ -596,7 +680,8 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
     if (url.searchParams.get("watch") === "true" || url.searchParams.get("watch") === "1") {
       throw badRequest("watch is not supported by the sandbox fake spoke");
     }
-    if (url.searchParams.has("dryRun")) throw badRequest("dryRun is not supported by the sandbox fake spoke");
+    if (url.searchParams.has("dryRun"))
+      throw badRequest("dryRun is not supported by the sandbox fake spoke");
 
     if (path === "/readyz" || path === "/livez" || path === "/healthz") {
       only("GET");
@@ -632,7 +717,15 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
         const all = nodes();
         if (name === undefined) {
           const items = all.map(({ apiVersion: _v, kind: _k, ...n }) => n);
-          return { code: 200, body: { apiVersion: "v1", kind: "NodeList", metadata: { resourceVersion: String(revision) }, items } };
+          return {
+            code: 200,
+            body: {
+              apiVersion: "v1",
+              kind: "NodeList",
+              metadata: { resourceVersion: String(revision) },
+              items,
+            },
+          };
         }
         const node = all.find((n) => n.metadata.name === name);
         if (!node) throw notFound("nodes", "", name);
@@ -642,26 +735,47 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
         if (name === undefined) {
           only("GET", "POST");
           if (method === "GET") {
-            const labels = parseSelector(url.searchParams.get("labelSelector") ?? "", "label selector");
+            const labels = parseSelector(
+              url.searchParams.get("labelSelector") ?? "",
+              "label selector",
+            );
             const items = [...namespaces.values()]
               .filter((n) => selects(labels, n.metadata.labels ?? {}))
               .map(({ apiVersion: _v, kind: _k, ...n }) => n);
-            return { code: 200, body: { apiVersion: "v1", kind: "NamespaceList", metadata: { resourceVersion: String(revision) }, items } };
+            return {
+              code: 200,
+              body: {
+                apiVersion: "v1",
+                kind: "NamespaceList",
+                metadata: { resourceVersion: String(revision) },
+                items,
+              },
+            };
           }
           requireJson(req);
           const body = await jsonBody(req);
           const nsName = isObject(body.metadata) ? body.metadata.name : undefined;
           if (body.apiVersion !== "v1" || body.kind !== "Namespace") {
-            throw badRequest("the API version and kind in the data do not match the expected v1, Namespace");
+            throw badRequest(
+              "the API version and kind in the data do not match the expected v1, Namespace",
+            );
           }
           if (typeof nsName !== "string" || nsName.length > 63 || !DNS_LABEL.test(nsName)) {
-            throw new StatusError(422, "Invalid", `Namespace "${String(nsName)}" is invalid: metadata.name: Invalid value: must be a lowercase RFC 1123 label`, {
-              name: nsName,
-              kind: "Namespace",
-            });
+            throw new StatusError(
+              422,
+              "Invalid",
+              `Namespace "${String(nsName)}" is invalid: metadata.name: Invalid value: must be a lowercase RFC 1123 label`,
+              {
+                name: nsName,
+                kind: "Namespace",
+              },
+            );
           }
           if (namespaces.has(nsName)) {
-            throw new StatusError(409, "AlreadyExists", `namespaces "${nsName}" already exists`, { name: nsName, kind: "namespaces" });
+            throw new StatusError(409, "AlreadyExists", `namespaces "${nsName}" already exists`, {
+              name: nsName,
+              kind: "namespaces",
+            });
           }
           return { code: 201, body: addNamespace(nsName) };
         }
@@ -680,7 +794,8 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
     const plural = namespaced ? parts[5] : parts[3];
     const name = namespaced ? parts[6] : undefined;
     const res = resources.get(`${group}/${plural}`);
-    if (!res || parts.length > (namespaced ? 7 : 4) || (namespaced && namespace === undefined)) throw noRoute();
+    if (!res || parts.length > (namespaced ? 7 : 4) || (namespaced && namespace === undefined))
+      throw noRoute();
 
     if (namespace === undefined) {
       only("GET");
@@ -748,7 +863,8 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
   function send(response: ServerResponse, reply: Reply): void {
     const text = typeof reply.body === "string" ? reply.body : JSON.stringify(reply.body);
     response.writeHead(reply.code, {
-      "Content-Type": typeof reply.body === "string" ? "text/plain; charset=utf-8" : "application/json",
+      "Content-Type":
+        typeof reply.body === "string" ? "text/plain; charset=utf-8" : "application/json",
       "Content-Length": Buffer.byteLength(text),
       "X-Content-Type-Options": "nosniff",
       "Cache-Control": "no-cache, private",
@@ -767,7 +883,11 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
       const error =
         e instanceof StatusError
           ? e
-          : new StatusError(500, "InternalError", `Internal error occurred: ${(e as Error).message}`);
+          : new StatusError(
+              500,
+              "InternalError",
+              `Internal error occurred: ${(e as Error).message}`,
+            );
       req.resume();
       send(response, {
         code: error.code,
@@ -788,10 +908,13 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
   const server = createServer({ cert: certPem, key: keyPem }, (req, response) => {
     void handle(req, response);
   });
+  // Raw TCP sockets, so that "unreachable" also cuts connections mid-handshake. They are
+  // destroy()ed, never resetAndDestroy()ed: resetting the TCP handle under a TLS socket leaves a
+  // handle that never closes, and Node then spins at process exit.
   const sockets = new Set<Socket>();
   server.on("connection", (socket: Socket) => {
     if (!reachable) {
-      socket.resetAndDestroy();
+      socket.destroy();
       return;
     }
     sockets.add(socket);
@@ -816,7 +939,10 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
       apiVersion: "external-secrets.io/v1",
       kind: "ExternalSecret",
       metadata: { name: es.name },
-      spec: { refreshInterval: "1h", secretStoreRef: { kind: "ClusterSecretStore", name: "aws-secrets-manager" } },
+      spec: {
+        refreshInterval: "1h",
+        secretStoreRef: { kind: "ClusterSecretStore", name: "aws-secrets-manager" },
+      },
     });
   }
   if (options.sealedSecrets) {
@@ -830,7 +956,10 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
       spec: {
         replicas: 1,
         selector: { matchLabels: labels },
-        template: { metadata: { labels }, spec: { containers: [{ name: "controller", image: "sealed-secrets-controller" }] } },
+        template: {
+          metadata: { labels },
+          spec: { containers: [{ name: "controller", image: "sealed-secrets-controller" }] },
+        },
       },
     });
   }
@@ -843,7 +972,7 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
     setReachable(value) {
       reachable = value;
       if (!value) {
-        for (const socket of sockets) socket.resetAndDestroy();
+        for (const socket of sockets) socket.destroy();
         sockets.clear();
       }
     },
@@ -857,7 +986,9 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
       rolloutsFail = fail;
       if (fail) return;
       for (const obj of deployments.store.values()) {
-        const progressing = (obj.status?.conditions as Json[] | undefined)?.find((c) => c.type === "Progressing");
+        const progressing = (obj.status?.conditions as Json[] | undefined)?.find(
+          (c) => c.type === "Progressing",
+        );
         if (progressing?.reason === "ProgressDeadlineExceeded") {
           obj.status = deploymentStatus(obj);
           obj.metadata.resourceVersion = nextVersion();
@@ -866,7 +997,8 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
     },
     setExternalSecretReady(namespace, name, ready) {
       const obj = externalSecrets.store.get(`${namespace}/${name}`);
-      if (!obj) throw new Error(`ExternalSecret ${namespace}/${name} does not exist on ${options.name}`);
+      if (!obj)
+        throw new Error(`ExternalSecret ${namespace}/${name} does not exist on ${options.name}`);
       obj.status = externalSecretStatus(ready);
       obj.metadata.resourceVersion = nextVersion();
     },

@@ -11,6 +11,7 @@ import { S3Client } from "@aws-sdk/client-s3";
 import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { SFNClient } from "@aws-sdk/client-sfn";
 import { SNSClient } from "@aws-sdk/client-sns";
+import { SSMClient } from "@aws-sdk/client-ssm";
 import {
   AwsThrottled,
   AwsUnavailable,
@@ -57,6 +58,7 @@ export const dynamoClient = memo((region) => new DynamoDBClient({ region, ...SDK
 export const s3Client = memo((region) => new S3Client({ region, ...SDK_CONFIG }));
 export const snsClient = memo((region) => new SNSClient({ region, ...SDK_CONFIG }));
 export const sfnClient = memo((region) => new SFNClient({ region, ...SDK_CONFIG }));
+export const ssmClient = memo((region) => new SSMClient({ region, ...SDK_CONFIG }));
 export const globalAcceleratorClient = () =>
   gaMemo(GLOBAL_ACCELERATOR_REGION);
 const gaMemo = memo((region) => new GlobalAcceleratorClient({ region, ...SDK_CONFIG }));

@@ -239,6 +239,8 @@ export const FailoverInputSchema = z.strictObject({
   requireApproval: z.boolean().default(false),
   /** When the failure was detected (the alarm's time): RTO is measured from it. */
   detectedAt: z.iso.datetime({ offset: true }).optional(),
+  /** The region an alarm saw fail: Plan does nothing unless it is the one serving traffic. */
+  failedRegion: RegionName.optional(),
 });
 export type FailoverInput = z.infer<typeof FailoverInputSchema>;
 

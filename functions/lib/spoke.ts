@@ -147,7 +147,12 @@ class SpokeClient {
     }
   }
 
-  httpFailure(what: string, status: number, message: string, cause: unknown): FailoverError {
+  private httpFailure(
+    what: string,
+    status: number,
+    message: string,
+    cause: unknown,
+  ): FailoverError {
     const where = `spoke ${this.conn.name} (${this.server})`;
     const said = message ? `: ${message}` : "";
     if (status === 401) {
@@ -203,7 +208,8 @@ class SpokeClient {
 
   /** Server-provided text, bounded and without the token (which a server could echo back). */
   scrub(text: string): string {
-    const clean = text.split(this.conn.token).join("[REDACTED]").replace(/\s+/g, " ").trim();
+    const token = this.conn.token;
+    const clean = (token ? text.split(token).join("[REDACTED]") : text).replace(/\s+/g, " ").trim();
     return clean.length > MAX_TEXT ? `${clean.slice(0, MAX_TEXT)}…` : clean;
   }
 }
@@ -243,7 +249,8 @@ async function readyzCheck(client: SpokeClient): Promise<SpokeCheck> {
     }
     return response;
   });
-  const response = "value" in answer ? answer.value : { status: answer.status, text: answer.message };
+  const response =
+    "value" in answer ? answer.value : { status: answer.status, text: answer.message };
   if (response.status === 200 && response.text.trim() === "ok") {
     return { check: "readyz", ok: true, detail: "/readyz answered ok" };
   }
@@ -252,7 +259,11 @@ async function readyzCheck(client: SpokeClient): Promise<SpokeCheck> {
     .filter((line) => line.startsWith("[-]"))
     .map((line) => line.slice(3));
   const said = failed.length ? `failing: ${listNames(failed)}` : client.scrub(response.text);
-  return { check: "readyz", ok: false, detail: `/readyz answered HTTP ${response.status}: ${said}` };
+  return {
+    check: "readyz",
+    ok: false,
+    detail: `/readyz answered HTTP ${response.status}: ${said}`,
+  };
 }
 
 async function nodesCheck(
@@ -263,7 +274,11 @@ async function nodesCheck(
   if (!("value" in answer)) {
     return {
       readyNodes: 0,
-      check: { check: "nodes", ok: false, detail: `listing nodes answered HTTP ${answer.status}: ${answer.message}` },
+      check: {
+        check: "nodes",
+        ok: false,
+        detail: `listing nodes answered HTTP ${answer.status}: ${answer.message}`,
+      },
     };
   }
   const nodes = answer.value.items;
@@ -306,7 +321,9 @@ async function externalSecretsCheck(client: SpokeClient, namespace: string): Pro
         version: "v1",
         namespace,
         plural: "externalsecrets",
-      }) as Promise<{ items?: { metadata?: { name?: string }; status?: { conditions?: Condition[] } }[] }>,
+      }) as Promise<{
+        items?: { metadata?: { name?: string }; status?: { conditions?: Condition[] } }[];
+      }>,
   );
   if (!("value" in answer)) {
     const detail =
@@ -319,7 +336,9 @@ async function externalSecretsCheck(client: SpokeClient, namespace: string): Pro
   const notReady = items.flatMap((item) => {
     const ready = readyCondition(item.status?.conditions);
     if (ready?.status === "True") return [];
-    const why = ready ? `${ready.reason ?? ready.status}: ${ready.message ?? ""}` : "no Ready condition";
+    const why = ready
+      ? `${ready.reason ?? ready.status}: ${ready.message ?? ""}`
+      : "no Ready condition";
     return [`${item.metadata?.name ?? "?"} (${client.scrub(why)})`];
   });
   if (notReady.length) {
@@ -340,7 +359,11 @@ async function sealedSecretsCheck(
   const id = `${target.namespace}/${target.deployment}`;
   const answer = await client.call(
     `GET /apis/apps/v1/namespaces/${target.namespace}/deployments/${target.deployment}`,
-    () => client.apps.readNamespacedDeployment({ name: target.deployment, namespace: target.namespace }),
+    () =>
+      client.apps.readNamespacedDeployment({
+        name: target.deployment,
+        namespace: target.namespace,
+      }),
   );
   if (!("value" in answer)) {
     const detail =
@@ -396,7 +419,11 @@ export async function inspectSpoke(
     errors[0];
   if (first !== undefined) throw first;
   const { check: nodeCheck, readyNodes } = await nodes;
-  return { spoke: conn.name, readyNodes, checks: [await readyz, nodeCheck, ...(await Promise.all(others))] };
+  return {
+    spoke: conn.name,
+    readyNodes,
+    checks: [await readyz, nodeCheck, ...(await Promise.all(others))],
+  };
 }
 
 /** Turns a report into the step's verdict: SpokeNotReady listing every failed check, or nothing. */

@@ -124,10 +124,12 @@ export async function planStep(event: { input: unknown; execution: ExecutionRef 
     [before.activeRegion, maxDialRegion(before.trafficDials), before.auroraWriterRegion].find(
       (r): r is string => !!r && r !== target,
     ) ?? null;
+  // An alarm on a region that is not serving (a passive one) is no reason to move anything.
+  const bystander = !!input.failedRegion && input.failedRegion !== sourceRegion;
   const needs = {
-    retarget: before.activeRegion !== target,
-    aurora: before.auroraWriterRegion !== target,
-    traffic: !trafficAtTarget(before.trafficDials, target),
+    retarget: !bystander && before.activeRegion !== target,
+    aurora: !bystander && before.auroraWriterRegion !== target,
+    traffic: !bystander && !trafficAtTarget(before.trafficDials, target),
   };
   const noop = !needs.retarget && !needs.aurora && !needs.traffic;
   if (!noop) await assertTargetHealthy(t, target);
@@ -138,7 +140,9 @@ export async function planStep(event: { input: unknown; execution: ExecutionRef 
     needs,
     noop,
     approvalTimeoutSeconds: t.timeouts.approvalSeconds,
-    actions: planActions(t, input, before, needs),
+    actions: bystander
+      ? [`nothing to do: ${input.failedRegion} failed but ${sourceRegion ?? "another region"} is serving`]
+      : planActions(t, input, before, needs),
   };
   if (!input.dryRun) {
     await acquireLock(t.platform, { name: event.execution.name, arn: event.execution.id }, LOCK_LEASE_SECONDS);

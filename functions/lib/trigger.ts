@@ -8,10 +8,10 @@
  */
 import { ListExecutionsCommand, type SFNClient, StartExecutionCommand } from "@aws-sdk/client-sfn";
 import { PublishCommand } from "@aws-sdk/client-sns";
-import { GetParameterCommand, SSMClient } from "@aws-sdk/client-ssm";
+import { GetParameterCommand } from "@aws-sdk/client-ssm";
 import { z } from "zod";
 import { type AuditOutcome, appendAuditEvent } from "./audit.ts";
-import { awsError, sfnClient, snsClient } from "./aws.ts";
+import { awsError, sfnClient, snsClient, ssmClient } from "./aws.ts";
 import {
   type FailoverInput,
   FailoverInputSchema,
@@ -107,12 +107,6 @@ function requiredEnv(name: string): string {
 }
 
 const regionOfArn = (arn: string) => arn.split(":")[3] || undefined;
-
-let ssm: SSMClient | undefined;
-function ssmClient(): SSMClient {
-  ssm ??= new SSMClient({ region: process.env.AWS_REGION ?? "us-east-1", maxAttempts: 3 });
-  return ssm;
-}
 
 /** The regions whose health check the alarm watches (by its `HealthCheckId` dimensions). */
 function regionsOfAlarm(
@@ -424,6 +418,7 @@ async function decide(raw: unknown): Promise<TriggerDecision> {
     requestedBy: `trigger:${alarmName}`.slice(0, 128),
     detectedAt: new Date(event.detail.state.timestamp).toISOString(),
     requireApproval: settings.mode === "approval",
+    failedRegion,
   };
   const valid = FailoverInputSchema.safeParse(input);
   if (!valid.success)

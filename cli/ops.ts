@@ -1,0 +1,714 @@
+/**
+ * The operator commands: `start`, `status`, `watch`, `approve`, `reject`, `list`. They talk to
+ * the state machine through the Step Functions API only (`@aws-sdk/client-sfn`), so they work
+ * the same against AWS and against a running `sandbox up` (`--sandbox <endpoint file>`).
+ * Approval tokens are read from the execution history and never printed.
+ *
+ * Exit codes: 0 success; 1 the operation failed, or the execution it reports on failed;
+ * 2 invalid usage or input (one line per problem).
+ */
+import { userInfo } from "node:os";
+import {
+  DescribeExecutionCommand,
+  type DescribeExecutionCommandOutput,
+  type ExecutionStatus,
+  GetExecutionHistoryCommand,
+  type HistoryEvent,
+  ListExecutionsCommand,
+  SendTaskFailureCommand,
+  SendTaskSuccessCommand,
+  SFNClient,
+  StartExecutionCommand,
+} from "@aws-sdk/client-sfn";
+import { type Command, InvalidArgumentError, Option } from "commander";
+import { z } from "zod";
+import {
+  type FailoverInput,
+  FailoverInputSchema,
+  formatIssues,
+  loadTopology,
+  parseDocumentText,
+  parseInput,
+  readConfigFile,
+} from "../functions/lib/config.ts";
+import { ConfigError, describe, InputValidationError } from "../functions/lib/errors.ts";
+import { registerSecret } from "../functions/lib/redact.ts";
+
+/** The operation ran and failed (AWS refused it, or the execution it watched failed): exit 1. */
+export class OperationFailed extends Error {
+  override readonly name = "OperationFailed";
+}
+
+const EXIT_CODES_HELP = `
+Exit codes:
+  0  success
+  1  the operation failed, or the execution it reports on failed
+  2  invalid usage or input`;
+
+const STATE_MACHINE_ARN =
+  /^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$/;
+const EXECUTION_ARN =
+  /^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:execution:[A-Za-z0-9_-]{1,80}:[A-Za-z0-9_-]{1,80}$/;
+const EXECUTION_NAME = /^[A-Za-z0-9_-]{1,80}$/;
+const ENDED: ReadonlySet<string> = new Set(["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]);
+const END_STATUS: Record<string, ExecutionStatus> = {
+  ExecutionSucceeded: "SUCCEEDED",
+  ExecutionFailed: "FAILED",
+  ExecutionAborted: "ABORTED",
+  ExecutionTimedOut: "TIMED_OUT",
+};
+const STATUSES = [
+  "RUNNING",
+  "SUCCEEDED",
+  "FAILED",
+  "TIMED_OUT",
+  "ABORTED",
+  "PENDING_REDRIVE",
+] as const;
+
+/** The file `sandbox up` writes: where a running sandbox's emulators listen. */
+const SandboxFileSchema = z.object({
+  stateMachineArn: z.string().regex(STATE_MACHINE_ARN, "must be a state machine ARN"),
+  region: z.string().min(1),
+  /** Only its AWS_* variables are applied: the SDK needs nothing else from it. */
+  env: z.record(z.string(), z.string()),
+  reportDir: z.string().optional(),
+});
+
+interface ConnectionFlags {
+  sandbox?: string;
+  stateMachine?: string;
+  region?: string;
+  profile?: string;
+  json: boolean;
+}
+
+interface Connection {
+  client: SFNClient;
+  stateMachineArn: string;
+}
+
+/** Adds the options every operator command shares. */
+function connectionOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      "--sandbox <file>",
+      "a running `sandbox up`'s endpoint file (sets endpoints, credentials, state machine)",
+    )
+    .option(
+      "--state-machine <arn>",
+      "the state machine (default: $GITOPS_FAILOVER_STATE_MACHINE_ARN)",
+    )
+    .option(
+      "--region <region>",
+      "AWS region of the Step Functions API (default: the state machine's)",
+    )
+    .option("--profile <profile>", "AWS profile from ~/.aws/config (default: $AWS_PROFILE)")
+    .option("--json", "print JSON for scripts", false)
+    .addHelpText("after", EXIT_CODES_HELP);
+}
+
+function readSandboxFile(path: string): z.infer<typeof SandboxFileSchema> {
+  let data: unknown;
+  try {
+    data = parseDocumentText(readConfigFile(path), path);
+  } catch (e) {
+    throw new ConfigError(
+      `${path}: cannot read the sandbox endpoint file (is \`sandbox up\` running?): ${describe(e)}`,
+    );
+  }
+  const parsed = SandboxFileSchema.safeParse(data);
+  if (!parsed.success)
+    throw new ConfigError(`${path} is not a sandbox endpoint file`, formatIssues(parsed.error));
+  return parsed.data;
+}
+
+/** Resolves where to talk to: the sandbox file's endpoints, or AWS with region and profile. */
+function connect(flags: ConnectionFlags): Connection {
+  let stateMachineArn = flags.stateMachine ?? process.env.GITOPS_FAILOVER_STATE_MACHINE_ARN;
+  let region = flags.region;
+  if (flags.sandbox) {
+    const sandbox = readSandboxFile(flags.sandbox);
+    for (const [key, value] of Object.entries(sandbox.env)) {
+      if (/^AWS_[A-Z0-9_]+$/.test(key)) process.env[key] = value;
+    }
+    stateMachineArn = flags.stateMachine ?? sandbox.stateMachineArn;
+    region ??= sandbox.region;
+  }
+  if (!stateMachineArn) {
+    throw new InputValidationError(
+      "no state machine: pass --state-machine <arn>, set GITOPS_FAILOVER_STATE_MACHINE_ARN, or use --sandbox <file>",
+    );
+  }
+  if (!STATE_MACHINE_ARN.test(stateMachineArn)) {
+    throw new InputValidationError(
+      `--state-machine: "${stateMachineArn}" is not a state machine ARN`,
+    );
+  }
+  region ??= stateMachineArn.split(":")[3];
+  const client = new SFNClient({
+    region,
+    maxAttempts: 3,
+    ...(flags.profile ? { profile: flags.profile } : {}),
+  });
+  return { client, stateMachineArn };
+}
+
+/** An execution name or ARN, as the API wants it (an ARN of this state machine). */
+function executionArn(conn: Connection, ref: string): string {
+  if (ref.startsWith("arn:")) {
+    if (!EXECUTION_ARN.test(ref))
+      throw new InputValidationError(`<execution>: "${ref}" is not an execution ARN`);
+    return ref;
+  }
+  if (!EXECUTION_NAME.test(ref)) {
+    throw new InputValidationError(
+      `<execution>: "${ref}" is not an execution name (1-80 of A-Z a-z 0-9 _ -)`,
+    );
+  }
+  return `${conn.stateMachineArn.replace(":stateMachine:", ":execution:")}:${ref}`;
+}
+
+const USAGE_ERRORS = new Set([
+  "ExecutionDoesNotExist",
+  "StateMachineDoesNotExist",
+  "InvalidArn",
+  "InvalidName",
+  "InvalidExecutionInput",
+  "ValidationException",
+]);
+
+/** Sends one API call; AWS's refusal becomes exit 2 when it is about the input, 1 otherwise. */
+async function call<T>(what: string, send: () => Promise<T>): Promise<T> {
+  try {
+    return await send();
+  } catch (e) {
+    const name = (e as { name?: string }).name ?? "";
+    if (USAGE_ERRORS.has(name)) throw new InputValidationError(`${what}: ${describe(e)}`);
+    throw new OperationFailed(`${what}: ${describe(e)}`);
+  }
+}
+
+/** The whole history, oldest first (a failover stays far below 1,000 events per page). */
+async function history(
+  conn: Connection,
+  arn: string,
+  includeExecutionData: boolean,
+): Promise<HistoryEvent[]> {
+  const events: HistoryEvent[] = [];
+  let nextToken: string | undefined;
+  do {
+    const page = await call(`reading the history of ${nameOf(arn)}`, () =>
+      conn.client.send(
+        new GetExecutionHistoryCommand({
+          executionArn: arn,
+          maxResults: 1000,
+          includeExecutionData,
+          ...(nextToken ? { nextToken } : {}),
+        }),
+      ),
+    );
+    events.push(...(page.events ?? []));
+    nextToken = page.nextToken;
+  } while (nextToken);
+  return events.sort((a, b) => (a.id ?? 0) - (b.id ?? 0));
+}
+
+/** Events newer than `after`, oldest first: reads the history backwards until it reaches `after`. */
+async function newEvents(conn: Connection, arn: string, after: number): Promise<HistoryEvent[]> {
+  const fresh: HistoryEvent[] = [];
+  let nextToken: string | undefined;
+  do {
+    const page = await call(`reading the history of ${nameOf(arn)}`, () =>
+      conn.client.send(
+        new GetExecutionHistoryCommand({
+          executionArn: arn,
+          reverseOrder: true,
+          maxResults: 100,
+          includeExecutionData: false,
+          ...(nextToken ? { nextToken } : {}),
+        }),
+      ),
+    );
+    const events = page.events ?? [];
+    fresh.push(...events.filter((e) => (e.id ?? 0) > after));
+    nextToken = events.some((e) => (e.id ?? 0) <= after) ? undefined : page.nextToken;
+  } while (nextToken);
+  return fresh.sort((a, b) => (a.id ?? 0) - (b.id ?? 0));
+}
+
+const nameOf = (arn: string) => arn.split(":").at(-1) ?? arn;
+const WAIT_FOR_TOKEN = /\.waitForTaskToken$/;
+const TASK_OUTCOMES =
+  /^(Task(Succeeded|Failed|TimedOut|StartFailed|SubmitFailed|StateExited|StateAborted)|Execution[A-Za-z]+)$/;
+
+/** The Approval task token still waiting in this history, if any (never printed). */
+function pendingApprovalToken(events: HistoryEvent[]): string | undefined {
+  const scheduled = events.findLast(
+    (e) =>
+      e.type === "TaskScheduled" &&
+      WAIT_FOR_TOKEN.test(e.taskScheduledEventDetails?.resource ?? ""),
+  );
+  if (!scheduled) return undefined;
+  const done = events.some(
+    (e) => (e.id ?? 0) > (scheduled.id ?? 0) && TASK_OUTCOMES.test(e.type ?? ""),
+  );
+  if (done) return undefined;
+  try {
+    const params = JSON.parse(scheduled.taskScheduledEventDetails?.parameters ?? "{}") as {
+      Payload?: { taskToken?: unknown };
+    };
+    const token = params.Payload?.taskToken;
+    if (typeof token !== "string" || !token) return undefined;
+    registerSecret(token);
+    return token;
+  } catch {
+    return undefined;
+  }
+}
+
+/** States entered and not yet exited, in order. */
+function currentStates(events: HistoryEvent[]): string[] {
+  const open: string[] = [];
+  for (const e of events) {
+    const entered = e.stateEnteredEventDetails?.name;
+    const exited = e.stateExitedEventDetails?.name;
+    if (entered) open.push(entered);
+    const at = exited ? open.lastIndexOf(exited) : -1;
+    if (at >= 0) open.splice(at, 1);
+  }
+  return open;
+}
+
+function failureOf(e: HistoryEvent): { error?: string; cause?: string } | undefined {
+  return (
+    e.executionFailedEventDetails ??
+    e.executionAbortedEventDetails ??
+    e.executionTimedOutEventDetails ??
+    e.lambdaFunctionFailedEventDetails ??
+    e.taskFailedEventDetails ??
+    e.taskTimedOutEventDetails ??
+    undefined
+  );
+}
+
+/** `+m:ss.t` since the execution started. */
+function elapsed(ms: number): string {
+  const tenths = Math.round(Math.max(0, ms) / 100);
+  const minutes = Math.floor(tenths / 600);
+  return `+${minutes}:${((tenths % 600) / 10).toFixed(1).padStart(4, "0")}`;
+}
+
+/** A duration: `1.5s` under a minute, `2m5s` above. */
+function seconds(ms: number): string {
+  if (ms < 59_950) return `${(Math.max(0, ms) / 1000).toFixed(1)}s`;
+  const total = Math.round(ms / 1000);
+  return `${Math.floor(total / 60)}m${total % 60}s`;
+}
+
+const iso = (d: Date | undefined) => d?.toISOString();
+
+function inputSummary(text: string | undefined): Partial<FailoverInput> {
+  try {
+    const input = JSON.parse(text ?? "{}") as Partial<FailoverInput>;
+    const { targetRegion, mode, dryRun, requireApproval, requestedBy, reason } = input;
+    return { targetRegion, mode, dryRun, requireApproval, requestedBy, reason };
+  } catch {
+    return {};
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function positiveInt(max: number) {
+  return (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1 || n > max)
+      throw new InvalidArgumentError(`must be a whole number from 1 to ${max}`);
+    return n;
+  };
+}
+
+function operator(): string {
+  try {
+    return process.env.GITOPS_FAILOVER_USER ?? userInfo().username;
+  } catch {
+    return "unknown";
+  }
+}
+
+function stamp(d: Date): string {
+  return d
+    .toISOString()
+    .replace(/\.\d+Z$/, "Z")
+    .replace(/[-:]/g, "");
+}
+
+interface StartFlags extends ConnectionFlags {
+  target: string;
+  reason: string;
+  mode: "graceful" | "ungraceful";
+  dryRun: boolean;
+  allowDataLoss: boolean;
+  requireApproval: boolean;
+  requestedBy?: string;
+  name?: string;
+  config?: string;
+}
+
+/** Builds and validates the execution input exactly as Plan will (and against a topology if given). */
+function startInput(flags: StartFlags): FailoverInput {
+  const raw = {
+    targetRegion: flags.target,
+    reason: flags.reason,
+    mode: flags.mode,
+    dryRun: flags.dryRun,
+    allowDataLoss: flags.allowDataLoss,
+    requireApproval: flags.requireApproval,
+    requestedBy: flags.requestedBy ?? `cli:${operator()}`,
+  };
+  if (flags.config) return parseInput(raw, loadTopology(flags.config));
+  const parsed = FailoverInputSchema.safeParse(raw);
+  if (!parsed.success)
+    throw new InputValidationError("execution input is invalid", formatIssues(parsed.error));
+  return parsed.data;
+}
+
+async function describeExec(
+  conn: Connection,
+  arn: string,
+): Promise<DescribeExecutionCommandOutput> {
+  return call(`describing ${nameOf(arn)}`, () =>
+    conn.client.send(new DescribeExecutionCommand({ executionArn: arn })),
+  );
+}
+
+/** The execution if it is waiting for approval; OperationFailed naming what it is doing otherwise. */
+async function pendingApproval(
+  conn: Connection,
+  ref: string,
+): Promise<{ arn: string; token: string }> {
+  const arn = executionArn(conn, ref);
+  const exec = await describeExec(conn, arn);
+  if (exec.status !== "RUNNING") {
+    throw new OperationFailed(
+      `execution ${nameOf(arn)} is ${exec.status}, not waiting for approval`,
+    );
+  }
+  const events = await history(conn, arn, true);
+  const token = pendingApprovalToken(events);
+  if (!token) {
+    const at = currentStates(events).join(", ") || "between states";
+    throw new OperationFailed(
+      `execution ${nameOf(arn)} is not waiting for approval (now at: ${at})`,
+    );
+  }
+  return { arn, token };
+}
+
+/** Registers the operator commands on the CLI; `out` prints one line. */
+export function registerOperatorCommands(cli: Command, out: (line: string) => void): void {
+  connectionOptions(
+    cli
+      .command("start")
+      .description("start a failover (validated with the same schema Plan uses)")
+      .requiredOption("--target <region>", "region to fail over to, e.g. us-east-2")
+      .requiredOption("--reason <text>", "why (recorded in Git, the audit trail and the report)")
+      .addOption(
+        new Option(
+          "--mode <mode>",
+          "Aurora promotion: graceful (switchover) or ungraceful (failover)",
+        )
+          .choices(["graceful", "ungraceful"])
+          .default("graceful"),
+      )
+      .option("--dry-run", "plan only: the execution ends with the plan and changes nothing", false)
+      .option(
+        "--allow-data-loss",
+        "let an ungraceful failover lose writes within the RPO guard",
+        false,
+      )
+      .option("--require-approval", "stop at the Approval step until `approve`", false)
+      .option("--requested-by <who>", "who asks (default: cli:<your user name>)")
+      .option("--name <execution>", "execution name (default: manual-<target>-<UTC time>)")
+      .option("-c, --config <topology>", "also check the target against this topology file"),
+  ).action(async (flags: StartFlags) => {
+    const input = startInput(flags);
+    const name =
+      flags.name ??
+      `${input.dryRun ? "dryrun" : "manual"}-${input.targetRegion}-${stamp(new Date())}`;
+    if (!EXECUTION_NAME.test(name))
+      throw new InputValidationError(`--name: "${name}" is not an execution name`);
+    const conn = connect(flags);
+    const started = await call(`starting ${name}`, () =>
+      conn.client.send(
+        new StartExecutionCommand({
+          stateMachineArn: conn.stateMachineArn,
+          name,
+          input: JSON.stringify(input),
+        }),
+      ),
+    );
+    if (flags.json) {
+      out(
+        JSON.stringify({
+          name,
+          executionArn: started.executionArn,
+          startDate: iso(started.startDate),
+          input,
+        }),
+      );
+      return;
+    }
+    const notes = [
+      input.mode,
+      input.dryRun && "dry run",
+      input.requireApproval && "approval required",
+    ].filter(Boolean);
+    out(`started ${name}: failover to ${input.targetRegion} (${notes.join(", ")})`);
+    out(`  ${started.executionArn}`);
+    out(`  follow it: npx gitops-failover watch ${name}`);
+  });
+
+  connectionOptions(
+    cli
+      .command("status")
+      .description(
+        "an execution's status, current step and whether it waits for approval (default: the newest)",
+      )
+      .argument("[execution]", "execution name or ARN"),
+  ).action(async (ref: string | undefined, flags: ConnectionFlags) => {
+    const conn = connect(flags);
+    let arn = ref ? executionArn(conn, ref) : undefined;
+    if (!arn) {
+      const newest = await call("listing executions", () =>
+        conn.client.send(
+          new ListExecutionsCommand({ stateMachineArn: conn.stateMachineArn, maxResults: 1 }),
+        ),
+      );
+      arn = newest.executions?.[0]?.executionArn;
+      if (!arn) {
+        out(flags.json ? "null" : "no executions");
+        return;
+      }
+    }
+    const exec = await describeExec(conn, arn);
+    const events = await history(conn, arn, true);
+    const awaitingApproval =
+      exec.status === "RUNNING" && pendingApprovalToken(events) !== undefined;
+    const status = {
+      name: exec.name ?? nameOf(arn),
+      executionArn: arn,
+      status: exec.status,
+      startDate: iso(exec.startDate),
+      stopDate: iso(exec.stopDate),
+      input: inputSummary(exec.input),
+      current: exec.status === "RUNNING" ? currentStates(events) : [],
+      awaitingApproval,
+      ...(exec.error ? { error: exec.error } : {}),
+      ...(exec.cause ? { cause: exec.cause } : {}),
+    };
+    if (flags.json) out(JSON.stringify(status));
+    else {
+      const took =
+        (exec.stopDate ?? new Date()).getTime() - (exec.startDate ?? new Date()).getTime();
+      const i = status.input;
+      out(
+        `${status.name}  ${exec.status}  started ${status.startDate} (${seconds(took)}${exec.stopDate ? "" : " so far"})`,
+      );
+      out(
+        `  failover to ${i.targetRegion ?? "?"} (${i.mode ?? "?"}${i.dryRun ? ", dry run" : ""}), requested by ${i.requestedBy ?? "?"}: ${i.reason ?? ""}`,
+      );
+      if (status.current.length) out(`  now at: ${status.current.join(", ")}`);
+      if (awaitingApproval) {
+        out(
+          `  waiting for approval: npx gitops-failover approve ${status.name}  (or reject ${status.name} --reason ...)`,
+        );
+      }
+      if (exec.error || exec.cause) out(`  error: ${exec.error ?? ""}: ${exec.cause ?? ""}`);
+    }
+    if (ENDED.has(exec.status ?? "") && exec.status !== "SUCCEEDED") {
+      throw new OperationFailed(`execution ${status.name} ${exec.status}`);
+    }
+  });
+
+  connectionOptions(
+    cli
+      .command("watch")
+      .description(
+        "follow an execution step by step until it ends (exit 0 when it succeeded, 1 otherwise)",
+      )
+      .argument("<execution>", "execution name or ARN")
+      .option(
+        "--interval <ms>",
+        "milliseconds between polls of the history",
+        positiveInt(60_000),
+        2000,
+      )
+      .option(
+        "--timeout <seconds>",
+        "give up watching after this long (exit 1)",
+        positiveInt(86_400),
+      ),
+  ).action(async (ref: string, flags: ConnectionFlags & { interval: number; timeout?: number }) => {
+    const conn = connect(flags);
+    const arn = executionArn(conn, ref);
+    const name = nameOf(arn);
+    const exec = await describeExec(conn, arn);
+    const start = exec.startDate?.getTime() ?? Date.now();
+    const deadline = flags.timeout ? Date.now() + flags.timeout * 1000 : Number.POSITIVE_INFINITY;
+    const entered = new Map<string, number>();
+    const emit = (at: number, event: string, text: string, extra: Record<string, unknown> = {}) =>
+      out(
+        flags.json
+          ? JSON.stringify({
+              at: new Date(at).toISOString(),
+              elapsedMs: at - start,
+              event,
+              ...extra,
+            })
+          : `${elapsed(at - start).padStart(8)}  ${text}`,
+      );
+    let seen = 0;
+    let ended: { status: ExecutionStatus; error?: string; cause?: string } | undefined;
+    while (!ended) {
+      for (const e of await newEvents(conn, arn, seen)) {
+        seen = Math.max(seen, e.id ?? 0);
+        const at = e.timestamp?.getTime() ?? Date.now();
+        const failure = failureOf(e);
+        if (e.stateEnteredEventDetails?.name) {
+          const state = e.stateEnteredEventDetails.name;
+          entered.set(state, at);
+          emit(at, "entered", `entered ${state}`, { state });
+        } else if (e.stateExitedEventDetails?.name) {
+          const state = e.stateExitedEventDetails.name;
+          const took = at - (entered.get(state) ?? at);
+          emit(at, "exited", `exited  ${state} (${seconds(took)})`, { state, durationMs: took });
+        } else if (
+          e.type === "TaskScheduled" &&
+          WAIT_FOR_TOKEN.test(e.taskScheduledEventDetails?.resource ?? "")
+        ) {
+          emit(
+            at,
+            "awaiting-approval",
+            `waiting for approval: npx gitops-failover approve ${name}`,
+          );
+        } else if (e.type && END_STATUS[e.type]) {
+          ended = { status: END_STATUS[e.type] ?? "FAILED", ...(failure ?? {}) };
+          const why = failure?.error
+            ? `: ${failure.error}${failure.cause ? `: ${failure.cause}` : ""}`
+            : "";
+          emit(at, "ended", `${ended.status}${why}`, { status: ended.status, ...(failure ?? {}) });
+        } else if (failure?.error) {
+          emit(
+            at,
+            "failed",
+            `  ${failure.error}${failure.cause ? `: ${failure.cause}` : ""}`,
+            failure,
+          );
+        }
+      }
+      if (ended) break;
+      if (Date.now() >= deadline) {
+        throw new OperationFailed(
+          `execution ${name} still running after ${flags.timeout}s of watching`,
+        );
+      }
+      await sleep(flags.interval);
+    }
+    if (ended.status !== "SUCCEEDED")
+      throw new OperationFailed(`execution ${name} ${ended.status}`);
+  });
+
+  connectionOptions(
+    cli
+      .command("approve")
+      .description("approve a failover waiting at its Approval step")
+      .argument("<execution>", "execution name or ARN")
+      .option("--by <name>", "who approves (default: $GITOPS_FAILOVER_USER or your user name)"),
+  ).action(async (ref: string, flags: ConnectionFlags & { by?: string }) => {
+    const conn = connect(flags);
+    const { arn, token } = await pendingApproval(conn, ref);
+    const approvedBy = flags.by ?? operator();
+    await call(`approving ${nameOf(arn)}`, () =>
+      conn.client.send(
+        new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify({ approvedBy }) }),
+      ),
+    );
+    if (flags.json) out(JSON.stringify({ name: nameOf(arn), executionArn: arn, approvedBy }));
+    else
+      out(
+        `approved ${nameOf(arn)} as ${approvedBy}; follow it: npx gitops-failover watch ${nameOf(arn)}`,
+      );
+  });
+
+  connectionOptions(
+    cli
+      .command("reject")
+      .description(
+        "reject a failover waiting at its Approval step (the execution fails with ApprovalRejected)",
+      )
+      .argument("<execution>", "execution name or ARN")
+      .requiredOption("--reason <text>", "why (becomes the failure's cause)"),
+  ).action(async (ref: string, flags: ConnectionFlags & { reason: string }) => {
+    const reason = flags.reason.trim();
+    if (reason.length < 3 || reason.length > 500) {
+      throw new InputValidationError("--reason: must say why in 3 to 500 characters");
+    }
+    const conn = connect(flags);
+    const { arn, token } = await pendingApproval(conn, ref);
+    await call(`rejecting ${nameOf(arn)}`, () =>
+      conn.client.send(
+        new SendTaskFailureCommand({ taskToken: token, error: "ApprovalRejected", cause: reason }),
+      ),
+    );
+    if (flags.json)
+      out(JSON.stringify({ name: nameOf(arn), executionArn: arn, rejected: true, reason }));
+    else out(`rejected ${nameOf(arn)}: ${reason}`);
+  });
+
+  connectionOptions(
+    cli
+      .command("list")
+      .description("recent executions, newest first")
+      .addOption(
+        new Option("--status <status>", "only executions with this status").choices([...STATUSES]),
+      )
+      .option("--limit <n>", "how many", positiveInt(1000), 20),
+  ).action(
+    async (flags: ConnectionFlags & { status?: (typeof STATUSES)[number]; limit: number }) => {
+      const conn = connect(flags);
+      const page = await call("listing executions", () =>
+        conn.client.send(
+          new ListExecutionsCommand({
+            stateMachineArn: conn.stateMachineArn,
+            maxResults: flags.limit,
+            ...(flags.status ? { statusFilter: flags.status } : {}),
+          }),
+        ),
+      );
+      const rows = (page.executions ?? []).map((e) => ({
+        name: e.name ?? "",
+        executionArn: e.executionArn ?? "",
+        status: e.status ?? "",
+        startDate: iso(e.startDate),
+        stopDate: iso(e.stopDate),
+      }));
+      if (flags.json) {
+        out(JSON.stringify(rows));
+        return;
+      }
+      if (!rows.length) {
+        out("no executions");
+        return;
+      }
+      const width = Math.max(4, ...rows.map((r) => r.name.length));
+      out(`${"NAME".padEnd(width)}  ${"STATUS".padEnd(15)}  ${"STARTED".padEnd(24)}  ENDED`);
+      for (const r of rows) {
+        out(
+          `${r.name.padEnd(width)}  ${r.status.padEnd(15)}  ${(r.startDate ?? "").padEnd(24)}  ${r.stopDate ?? "-"}`,
+        );
+      }
+    },
+  );
+}

@@ -1,0 +1,315 @@
+/**
+ * IAM sufficiency: every function's role allows exactly the AWS calls its code makes — derived
+ * now, from the code as it is (esbuild bundle + our modules' imports) — on the topology's
+ * resources, plus only what the runtime needs (its log group, the key its table and topic use).
+ * The derivation itself is checked against an independent scan of the handlers' source.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, normalize } from "node:path";
+import type { CfnElement, Stack } from "aws-cdk-lib";
+import { beforeAll, describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import type { Topology } from "../../functions/lib/config.ts";
+import { FUNCTION_ENTRIES } from "../../infra/lib/app.ts";
+import type { OrchestratorStack } from "../../infra/lib/orchestrator-stack.ts";
+import { DEFAULT_TOPOLOGY } from "../../infra/lib/settings.ts";
+import { deriveAll, type Synthesized, synthesize } from "./synth.ts";
+
+type Json = Record<string, unknown>;
+interface Statement {
+  Action: string | string[];
+  Resource: unknown;
+  Condition?: Record<string, Record<string, unknown>>;
+}
+
+/** Calls the Lambda service makes with a role (not the code): the trigger's failure destination. */
+const SERVICE_ACTIONS: Record<string, string[]> = { Trigger: ["sns:Publish"] };
+/** The actions AWS gives no resource-level permissions (granted on "*"). */
+const NO_RESOURCE_LEVEL = ["cloudwatch:GetMetricData", "cloudwatch:PutMetricData"];
+
+const list = <T>(v: T | T[]): T[] => (Array.isArray(v) ? v : [v]);
+const logicalId = (s: Stack, c: { node: { defaultChild?: unknown } }) =>
+  s.getLogicalId(c.node.defaultChild as CfnElement);
+
+let gaSynth: Synthesized;
+let r53Synth: Synthesized;
+
+/** The example topology moved to Route 53 weighted records (no Global Accelerator). */
+function route53Topology(): string {
+  const doc = parse(readFileSync(DEFAULT_TOPOLOGY, "utf8")) as Topology;
+  doc.traffic = {
+    ...doc.traffic,
+    mode: "route53",
+    hostedZoneId: "Z0123456789ABCDEFGHIJ",
+    recordName: "API.payments.example.com.",
+  };
+  for (const [name, region] of Object.entries(doc.regions)) {
+    delete region.globalAccelerator;
+    region.route53.setIdentifier = name;
+  }
+  const file = join(mkdtempSync(join(tmpdir(), "gf-topology-")), "route53.json");
+  writeFileSync(file, JSON.stringify(doc));
+  return file;
+}
+
+beforeAll(async () => {
+  const access = await deriveAll();
+  gaSynth = synthesize({}, access);
+  r53Synth = synthesize({ topology: route53Topology(), orchestratorRegions: "us-west-2" }, access);
+});
+
+/** Statements of each function's role, from the synthesized template. */
+function rolesOf(
+  synth: Synthesized,
+): Map<string, { stack: OrchestratorStack; statements: Statement[]; logGroup: string }> {
+  const roles = new Map<
+    string,
+    { stack: OrchestratorStack; statements: Statement[]; logGroup: string }
+  >();
+  const stack = synth.deployment.orchestrators[0];
+  if (!stack) throw new Error("no orchestrator");
+  const resources = synth.template(stack).toJSON().Resources as Record<string, Json>;
+  for (const [name, f] of stack.functions) {
+    const role = resources[logicalId(stack, f.role)]?.Properties as {
+      Policies: { PolicyDocument: { Statement: Statement[] } }[];
+    };
+    const fn = resources[logicalId(stack, f.function)]?.Properties as {
+      LoggingConfig: { LogGroup: { Ref: string } };
+    };
+    roles.set(name, {
+      stack,
+      statements: role.Policies.flatMap((p) => p.PolicyDocument.Statement),
+      logGroup: fn.LoggingConfig.LogGroup.Ref,
+    });
+  }
+  return roles;
+}
+
+const granted = (statements: Statement[], filter: (a: string) => boolean = () => true) =>
+  [...new Set(statements.flatMap((s) => list(s.Action)).filter(filter))].sort();
+const isCodeAction = (a: string) => !a.startsWith("logs:") && !a.startsWith("kms:");
+
+describe.each([
+  [
+    "Global Accelerator topology",
+    () => gaSynth,
+    ["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"],
+  ],
+  [
+    "Route 53 topology",
+    () => r53Synth,
+    ["globalaccelerator:DescribeEndpointGroup", "globalaccelerator:UpdateEndpointGroup"],
+  ],
+])("%s", (_, synth, nothingToActOn) => {
+  it("grants each function exactly the actions its code sends (derived now), less those the topology gives nothing to act on", () => {
+    const s = synth();
+    for (const [name, role] of rolesOf(s)) {
+      const derived = s.access.get(name)?.actions ?? [];
+      const expected = [...new Set([...derived, ...(SERVICE_ACTIONS[name] ?? [])])]
+        .filter((a) => !nothingToActOn.includes(a))
+        .sort();
+      expect(granted(role.statements, isCodeAction), name).toEqual(expected);
+    }
+  });
+
+  it("grants the runtime only its own log group, and the key only through the services that use it", () => {
+    const s = synth();
+    for (const [name, role] of rolesOf(s)) {
+      const logs = role.statements.filter((st) =>
+        list(st.Action).some((a) => a.startsWith("logs:")),
+      );
+      expect(logs, name).toEqual([
+        {
+          Action: ["logs:CreateLogStream", "logs:PutLogEvents"],
+          Effect: "Allow",
+          Resource: { "Fn::GetAtt": [role.logGroup, "Arn"] },
+        },
+      ]);
+      const code = granted(role.statements, isCodeAction);
+      const keyUse = role.statements.filter((st) =>
+        list(st.Action).some((a) => a.startsWith("kms:")),
+      );
+      const services = keyUse
+        .map((st) => String(st.Condition?.StringEquals?.["kms:ViaService"]))
+        .sort();
+      const expectedServices = ["dynamodb", "sns"]
+        .filter((svc) => code.some((a) => a.startsWith(`${svc}:`)))
+        .map((svc) => `${svc}.us-west-2.amazonaws.com`);
+      expect(services, name).toEqual(expectedServices);
+      for (const st of keyUse) {
+        expect(JSON.stringify(st.Resource), name).toMatch(
+          /"Fn::GetAtt":\["DataKey[0-9A-F]+","Arn"\]/,
+        );
+        for (const a of list(st.Action))
+          expect(["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"], name).toContain(a);
+      }
+    }
+  });
+
+  it("scopes every action to the topology's and the stack's own resources", () => {
+    const s = synth();
+    const t = s.settings.topology;
+    const regions = Object.values(t.regions);
+    const secrets = [
+      t.git.credentialsSecretArn,
+      ...t.argocd.hubs.map((h) => h.tokenSecretArn),
+      ...regions.flatMap((r) => r.spokes.map((x) => x.tokenSecretArn)),
+    ];
+    const clusters = [
+      "arn:aws:rds::111122223333:global-cluster:payments-global",
+      ...regions.map((r) => r.aurora.clusterArn),
+    ];
+    const groups = regions.flatMap((r) =>
+      r.globalAccelerator ? [r.globalAccelerator.endpointGroupArn] : [],
+    );
+    const route53 = [
+      ...regions.map((r) => `arn:aws:route53:::healthcheck/${r.route53.healthCheckId}`),
+      "arn:aws:route53:::hostedzone/Z0123456789ABCDEFGHIJ",
+    ];
+    for (const [name, role] of rolesOf(s)) {
+      const stack = role.stack;
+      const own = (c: { node: { defaultChild?: unknown } }) => logicalId(stack, c);
+      for (const st of role.statements) {
+        const resources = list(st.Resource).map((r) =>
+          typeof r === "string" ? r : JSON.stringify(r),
+        );
+        for (const action of list(st.Action)) {
+          const [service] = action.split(":");
+          const where = `${name} ${action}`;
+          expect(action, where).not.toContain("*");
+          if (resources.includes("*")) {
+            expect(NO_RESOURCE_LEVEL, where).toContain(action);
+            continue;
+          }
+          const allowed: Record<string, (r: string) => boolean> = {
+            secretsmanager: (r) => secrets.includes(r),
+            rds: (r) => clusters.includes(r),
+            globalaccelerator: (r) => groups.includes(r),
+            route53: (r) => route53.includes(r),
+            dynamodb: (r) => r === JSON.stringify({ "Fn::GetAtt": [own(stack.table), "Arn"] }),
+            s3: (r) =>
+              r.includes(`"Fn::GetAtt":["${own(stack.bucket)}","Arn"]`) &&
+              r.endsWith(`"/reports/*"]]}`),
+            sns: (r) => r === JSON.stringify({ Ref: own(stack.topic) }),
+            states: (r) =>
+              /:states:us-west-2:.*:(stateMachine|execution):gitops-failover-payments(:\*)?"\]\]\}$/.test(
+                r,
+              ),
+            ssm: (r) => r.includes(":parameter") && r.includes("KillSwitch"),
+            logs: (r) => r === JSON.stringify({ "Fn::GetAtt": [role.logGroup, "Arn"] }),
+            kms: (r) => r.includes("DataKey"),
+          };
+          const check = allowed[service ?? ""];
+          expect(check, `${where}: no expectation for this service`).toBeDefined();
+          for (const r of resources) expect(check?.(r), `${where} on ${r}`).toBe(true);
+        }
+      }
+      for (const st of role.statements.filter((x) =>
+        list(x.Action).includes("cloudwatch:PutMetricData"),
+      )) {
+        expect(st.Condition, name).toEqual({
+          StringEquals: { "cloudwatch:namespace": "GitopsFailover" },
+        });
+      }
+    }
+  });
+});
+
+describe("the Route 53 topology", () => {
+  it("lets ShiftTraffic change only the platform's record (UPSERT) in its hosted zone", () => {
+    const role = rolesOf(r53Synth).get("ShiftTraffic");
+    const change = role?.statements.find((st) =>
+      list(st.Action).includes("route53:ChangeResourceRecordSets"),
+    );
+    expect(change?.Resource).toBe("arn:aws:route53:::hostedzone/Z0123456789ABCDEFGHIJ");
+    expect(change?.Condition).toEqual({
+      "ForAllValues:StringEquals": {
+        "route53:ChangeResourceRecordSetsNormalizedRecordNames": ["api.payments.example.com"],
+        "route53:ChangeResourceRecordSetsActions": ["UPSERT"],
+      },
+    });
+  });
+});
+
+describe("no wildcard action anywhere", () => {
+  it("in any identity policy of any stack (roles' inline policies and attached policies)", () => {
+    for (const s of [gaSynth, r53Synth]) {
+      for (const stack of [...s.deployment.orchestrators, s.deployment.health]) {
+        const resources = Object.values(
+          s.template(stack).toJSON().Resources as Record<string, Json>,
+        );
+        const documents = resources.flatMap((r) => {
+          const props = (r.Properties ?? {}) as Json;
+          if (r.Type === "AWS::IAM::Policy")
+            return [props.PolicyDocument as { Statement: Statement[] }];
+          if (r.Type === "AWS::IAM::Role")
+            return ((props.Policies ?? []) as { PolicyDocument: { Statement: Statement[] } }[]).map(
+              (p) => p.PolicyDocument,
+            );
+          return [];
+        });
+        const actions = documents.flatMap((d) => d.Statement.flatMap((st) => list(st.Action)));
+        expect(actions.length, stack.stackName).toBeGreaterThan(0);
+        for (const a of actions) expect(a, stack.stackName).not.toContain("*");
+      }
+    }
+  });
+});
+
+/**
+ * An independent reading of the code: follow each handler's relative imports and collect the
+ * SDK commands its modules construct (`new XCommand(`, `paginateX(`), by their import source.
+ */
+function scanSource(entry: string): Set<string> {
+  const seen = new Set<string>();
+  const commands = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const text = readFileSync(file, "utf8");
+    const origin = new Map<string, string>();
+    for (const m of text.matchAll(/import\s*\{([^}]*)\}\s*from\s*"(@aws-sdk\/[^"]+)"/g)) {
+      for (const part of (m[1] ?? "").split(",")) {
+        const name = part
+          .replace(/^\s*type\s+/, "")
+          .split(/\s+as\s+/)[0]
+          ?.trim();
+        if (name) origin.set(name, m[2] ?? "");
+      }
+    }
+    for (const m of text.matchAll(/new\s+(\w+Command)\s*\(/g)) {
+      const pkg = origin.get(m[1] ?? "");
+      if (pkg) commands.add(`${pkg}|${m[1]}`);
+    }
+    for (const m of text.matchAll(/\bpaginate(\w+)\s*\(/g)) {
+      const pkg = origin.get(`paginate${m[1]}`);
+      if (pkg) commands.add(`${pkg}|${m[1]}Command`);
+    }
+    for (const m of text.matchAll(/from\s+"(\.{1,2}\/[^"]+\.ts)"/g))
+      visit(normalize(join(dirname(file), m[1] ?? "")));
+  };
+  visit(entry);
+  return commands;
+}
+
+describe("the derivation", () => {
+  it("never finds a call the handler's own source does not make, and misses none that any handler makes", () => {
+    const union = new Set<string>();
+    const scanned = new Set<string>();
+    for (const { name, entry } of FUNCTION_ENTRIES) {
+      const source = scanSource(entry);
+      for (const c of source) scanned.add(c);
+      const calls = gaSynth.access.get(name)?.calls ?? [];
+      expect(calls.length, name).toBeGreaterThan(0);
+      for (const call of calls) {
+        expect(
+          source.has(`${call.pkg}|${call.command}`),
+          `${name}: ${call.command} from ${call.module}`,
+        ).toBe(true);
+        union.add(`${call.pkg}|${call.command}`);
+      }
+    }
+    expect([...union].sort()).toEqual([...scanned].sort());
+  });
+});

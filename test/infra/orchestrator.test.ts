@@ -1,0 +1,354 @@
+/**
+ * The orchestrator stack as deployed: state machine (from the committed ASL, every placeholder
+ * substituted), functions, audit table, report bucket, topic, kill switch, outputs, the alarm
+ * relay, cdk-nag cleanliness with a reason for every acknowledgment, and a snapshot.
+ */
+import type { CfnElement, Stack } from "aws-cdk-lib";
+import { Match, type Template } from "aws-cdk-lib/assertions";
+import { AwsSolutionsChecks } from "cdk-nag";
+import type { IConstruct } from "constructs";
+import { beforeAll, describe, expect, it } from "vitest";
+import { FUNCTIONS, placeholderOf } from "../../functions/catalog.ts";
+import { alarmName, METRICS_NAMESPACE } from "../../infra/lib/naming.ts";
+import type { OrchestratorStack } from "../../infra/lib/orchestrator-stack.ts";
+import { aslText, placeholders } from "../../statemachine/definition.ts";
+import { deriveAll, type Synthesized, synthesize } from "./synth.ts";
+
+type Json = Record<string, unknown>;
+
+let synth: Synthesized;
+let stack: OrchestratorStack;
+let template: Template;
+let resources: Record<string, Json>;
+
+const logicalId = (s: Stack, c: IConstruct) => s.getLogicalId(c.node.defaultChild as CfnElement);
+const propsOf = (id: string) => (resources[id]?.Properties ?? {}) as Json;
+/** The logical id of a function of `s` (the first orchestrator unless given). */
+const fnId = (name: string, s: OrchestratorStack = stack) => {
+  const f = s.functions.get(name);
+  if (!f) throw new Error(`no function ${name}`);
+  return logicalId(s, f.function);
+};
+const functionOf = (name: string) => propsOf(fnId(name));
+
+beforeAll(async () => {
+  synth = synthesize({}, await deriveAll());
+  const first = synth.deployment.orchestrators[0];
+  if (!first) throw new Error("no orchestrator stack");
+  stack = first;
+  template = synth.template(stack);
+  resources = template.toJSON().Resources as Record<string, Json>;
+});
+
+describe("deployment", () => {
+  it("runs an orchestrator in the two most preferred regions and the Health stack in us-east-1", () => {
+    expect(synth.deployment.orchestrators.map((o) => o.region)).toEqual(["us-west-2", "us-east-2"]);
+    expect(synth.deployment.health.region).toBe("us-east-1");
+    expect(synth.deployment.health.dependencies.map((d) => d.stackName).sort()).toEqual(
+      synth.deployment.orchestrators.map((o) => o.stackName).sort(),
+    );
+  });
+});
+
+describe("state machine", () => {
+  it("is a Standard workflow named after the platform, logging ALL with retention, traced", () => {
+    template.hasResourceProperties("AWS::StepFunctions::StateMachine", {
+      StateMachineType: "STANDARD",
+      StateMachineName: "gitops-failover-payments",
+      TracingConfiguration: { Enabled: true },
+      LoggingConfiguration: {
+        Level: "ALL",
+        IncludeExecutionData: true,
+        Destinations: [{ CloudWatchLogsLogGroup: { LogGroupArn: Match.anyValue() } }],
+      },
+    });
+    template.hasResourceProperties("AWS::Logs::LogGroup", {
+      LogGroupName: "/aws/vendedlogs/states/gitops-failover-payments",
+      RetentionInDays: 365,
+    });
+  });
+
+  it("deploys the committed ASL text itself (not an S3 asset) with one substitution per placeholder", () => {
+    const sm = propsOf(logicalId(stack, stack.stateMachine));
+    expect(sm.DefinitionString).toBe(aslText());
+    expect(sm.DefinitionS3Location).toBeUndefined();
+    const substitutions = sm.DefinitionSubstitutions as Record<string, unknown>;
+    expect(Object.keys(substitutions).sort()).toEqual(placeholders(aslText()));
+    for (const f of FUNCTIONS) {
+      expect(substitutions[placeholderOf(f.state)], f.state).toEqual({
+        "Fn::GetAtt": [fnId(f.state), "Arn"],
+      });
+    }
+  });
+
+  it("leaves no placeholder unresolved once CloudFormation substitutes, and every Task calls one of its functions", () => {
+    const sm = propsOf(logicalId(stack, stack.stateMachine));
+    const substitutions = sm.DefinitionSubstitutions as Record<
+      string,
+      { "Fn::GetAtt": [string, string] }
+    >;
+    const deployed = String(sm.DefinitionString).replace(
+      /\$\{([A-Za-z0-9_]+)\}/g,
+      (whole, name: string) => {
+        const ref = substitutions[name];
+        return ref
+          ? `arn:aws:lambda:us-west-2:111122223333:function:${ref["Fn::GetAtt"][0]}`
+          : whole;
+      },
+    );
+    expect(deployed).not.toMatch(/\$\{/);
+    const called = new Set<string>();
+    const visit = (states: Record<string, Json>) => {
+      for (const state of Object.values(states)) {
+        if (state.Type === "Task") {
+          const params = (state.Parameters ?? {}) as Json;
+          called.add(String(params.FunctionName ?? state.Resource).split(":function:")[1] ?? "");
+        }
+        for (const branch of (state.Branches ?? []) as { States: Record<string, Json> }[])
+          visit(branch.States);
+      }
+    };
+    visit((JSON.parse(deployed) as { States: Record<string, Json> }).States);
+    expect([...called].sort()).toEqual(FUNCTIONS.map((f) => fnId(f.state)).sort());
+  });
+
+  it("may invoke exactly the twelve step functions (not the trigger, nothing else)", () => {
+    const policies = Object.values(resources).filter((r) => r.Type === "AWS::IAM::Policy");
+    const invoke = policies.flatMap((p) =>
+      ((p.Properties as Json).PolicyDocument as { Statement: Json[] }).Statement.filter(
+        (s) => s.Action === "lambda:InvokeFunction",
+      ),
+    );
+    expect(invoke).toHaveLength(1);
+    const arns = ((invoke[0]?.Resource ?? []) as { "Fn::GetAtt": [string, string] }[]).map(
+      (r) => r["Fn::GetAtt"][0],
+    );
+    expect(arns.sort()).toEqual(FUNCTIONS.map((f) => fnId(f.state)).sort());
+  });
+});
+
+describe("functions", () => {
+  it("are one per Task state plus the trigger: nodejs22.x on arm64, ESM bundle, own log group with retention", () => {
+    expect([...stack.functions.keys()].sort()).toEqual(
+      [...FUNCTIONS.map((f) => f.state), "Trigger"].sort(),
+    );
+    template.resourceCountIs("AWS::Lambda::Function", FUNCTIONS.length + 1);
+    for (const name of stack.functions.keys()) {
+      const fn = functionOf(name);
+      expect(fn.Runtime, name).toBe("nodejs22.x");
+      expect(fn.Architectures, name).toEqual(["arm64"]);
+      expect(fn.Handler, name).toBe("index.handler");
+      expect(fn.MemorySize, name).toBeGreaterThanOrEqual(512);
+      const logGroup = (fn.LoggingConfig as { LogGroup: { Ref: string } }).LogGroup.Ref;
+      expect(propsOf(logGroup).RetentionInDays, name).toBe(90);
+    }
+  });
+
+  it("time out at the catalog's deadline for the step (the trigger at 60 s)", () => {
+    for (const f of FUNCTIONS) expect(functionOf(f.state).Timeout, f.state).toBe(f.timeoutSeconds);
+    expect(functionOf("Trigger").Timeout).toBe(60);
+    expect(functionOf("Trigger").FunctionName).toBe("gitops-failover-payments-trigger");
+  });
+
+  it("get the contract's environment, and the topology compiled in rather than as a (4 KB-capped) variable", () => {
+    const table = { Ref: logicalId(stack, stack.table) };
+    const topic = { Ref: logicalId(stack, stack.topic) };
+    const bucket = { Ref: logicalId(stack, stack.bucket) };
+    const env = (name: string) => (functionOf(name).Environment as { Variables: Json }).Variables;
+    for (const name of stack.functions.keys()) {
+      expect(env(name), name).toMatchObject({
+        AUDIT_TABLE: table,
+        POWERTOOLS_SERVICE_NAME: "gitops-failover",
+        LOG_LEVEL: "INFO",
+      });
+      expect(env(name).TOPOLOGY, name).toBeUndefined();
+    }
+    for (const name of ["Report", "RecordFailure"]) {
+      expect(env(name), name).toMatchObject({ REPORT_BUCKET: bucket, METRICS_NAMESPACE });
+    }
+    for (const name of ["Notify", "Approval"]) expect(env(name).TOPIC_ARN, name).toEqual(topic);
+    expect(env("Trigger").TOPIC_ARN).toEqual(topic);
+    expect(JSON.stringify(env("Trigger").STATE_MACHINE_ARN)).toContain(
+      ":stateMachine:gitops-failover-payments",
+    );
+  });
+
+  it("tell the operators through the topic when the trigger fails after Lambda's retries", () => {
+    template.hasResourceProperties("AWS::Lambda::EventInvokeConfig", {
+      FunctionName: { Ref: fnId("Trigger") },
+      MaximumRetryAttempts: 2,
+      DestinationConfig: { OnFailure: { Destination: { Ref: logicalId(stack, stack.topic) } } },
+    });
+  });
+});
+
+describe("audit trail, reports, notifications", () => {
+  it("keep the audit trail and the lock in a pk/sk table with PITR, a rotated customer-managed key and deletion protection", () => {
+    template.hasResourceProperties("AWS::DynamoDB::Table", {
+      KeySchema: [
+        { AttributeName: "pk", KeyType: "HASH" },
+        { AttributeName: "sk", KeyType: "RANGE" },
+      ],
+      AttributeDefinitions: Match.arrayWith([
+        { AttributeName: "pk", AttributeType: "S" },
+        { AttributeName: "sk", AttributeType: "S" },
+      ]),
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      SSESpecification: { SSEEnabled: true, SSEType: "KMS", KMSMasterKeyId: Match.anyValue() },
+      DeletionProtectionEnabled: true,
+    });
+    template.hasResourceProperties("AWS::KMS::Key", { EnableKeyRotation: true });
+    template.hasResource("AWS::DynamoDB::Table", { DeletionPolicy: "Retain" });
+  });
+
+  it("write reports to a versioned, encrypted, private, TLS-only bucket with a lifecycle", () => {
+    template.hasResourceProperties("AWS::S3::Bucket", {
+      VersioningConfiguration: { Status: "Enabled" },
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [
+          { ServerSideEncryptionByDefault: { SSEAlgorithm: "AES256" } },
+        ],
+      },
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+      LifecycleConfiguration: {
+        Rules: [
+          Match.objectLike({
+            Status: "Enabled",
+            NoncurrentVersionExpiration: { NoncurrentDays: 365 },
+            AbortIncompleteMultipartUpload: { DaysAfterInitiation: 7 },
+          }),
+        ],
+      },
+    });
+    template.hasResourceProperties("AWS::S3::BucketPolicy", {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: "Deny",
+            Condition: { Bool: { "aws:SecureTransport": "false" } },
+          }),
+        ]),
+      },
+    });
+  });
+
+  it("notify through a topic encrypted with the customer-managed key that refuses plain HTTP", () => {
+    template.hasResourceProperties("AWS::SNS::Topic", {
+      KmsMasterKeyId: { "Fn::GetAtt": [Match.stringLikeRegexp("^DataKey"), "Arn"] },
+    });
+    template.hasResourceProperties("AWS::SNS::TopicPolicy", {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: "Deny",
+            Condition: { Bool: { "aws:SecureTransport": "false" } },
+          }),
+        ]),
+      },
+    });
+  });
+
+  it("creates the topology's kill switch, off", () => {
+    template.hasResourceProperties("AWS::SSM::Parameter", {
+      Name: synth.settings.topology.trigger.killSwitchParameter,
+      Value: "off",
+      Type: "String",
+    });
+  });
+
+  it("outputs the state machine, a console link to start an execution, the bucket and the topic", () => {
+    const outputs = template.toJSON().Outputs as Record<
+      string,
+      { Value: unknown; Description?: string }
+    >;
+    expect(outputs.StateMachineArn?.Value).toEqual({ Ref: logicalId(stack, stack.stateMachine) });
+    expect(JSON.stringify(outputs.StartExecutionUrl?.Value)).toContain(
+      "https://us-west-2.console.aws.amazon.com/states/home?region=us-west-2#/statemachines/view/",
+    );
+    expect(outputs.StartExecutionUrl?.Description).toContain('"targetRegion":"us-east-2"');
+    expect(outputs.ReportBucketName?.Value).toEqual({ Ref: logicalId(stack, stack.bucket) });
+    expect(outputs.NotificationTopicArn?.Value).toEqual({ Ref: logicalId(stack, stack.topic) });
+  });
+});
+
+describe("alarm relay", () => {
+  it("forwards to the trigger exactly the us-east-1 alarms routed to this region", () => {
+    const [west, east] = synth.deployment.orchestrators;
+    const relayed = (s: OrchestratorStack | undefined) => {
+      if (!s) return [];
+      const rules = Object.values(
+        synth.template(s).toJSON().Resources as Record<string, Json>,
+      ).filter((r) => r.Type === "AWS::Events::Rule");
+      expect(rules).toHaveLength(1);
+      const props = rules[0]?.Properties as Json;
+      expect(props.Targets).toEqual([
+        expect.objectContaining({ Arn: { "Fn::GetAtt": [fnId("Trigger", s), "Arn"] } }),
+      ]);
+      const pattern = props.EventPattern as {
+        detail: { alarmName: string[]; state: Json };
+        region: string[];
+      };
+      expect(pattern.region).toEqual(["us-east-1"]);
+      expect(pattern.detail.state).toEqual({ value: ["ALARM"] });
+      return pattern.detail.alarmName;
+    };
+    expect(relayed(west)).toEqual([
+      alarmName("payments", "us-east-2"),
+      alarmName("payments", "eu-west-1"),
+    ]);
+    expect(relayed(east)).toEqual([alarmName("payments", "us-west-2")]);
+  });
+});
+
+describe("cdk-nag", () => {
+  it("finds nothing unacknowledged under AwsSolutions (synth would have failed)", () => {
+    expect(new AwsSolutionsChecks().validateScope(synth.app)).toEqual({
+      success: true,
+      violations: [],
+    });
+  });
+
+  it("every acknowledgment carries a reason, and the list of them is the reviewed one", () => {
+    const acknowledged: Record<string, string> = {};
+    for (const c of stack.node.findAll()) {
+      for (const entry of c.node.metadata.filter((m) => m.type === "aws:cdk:acknowledged-rules")) {
+        for (const [id, reason] of Object.entries(entry.data as Record<string, string>)) {
+          acknowledged[
+            `${c.node.path.slice(stack.node.path.length + 1)}: ${id.replace(/^Annotation::/, "")}`
+          ] = reason;
+        }
+      }
+    }
+    for (const [id, reason] of Object.entries(acknowledged))
+      expect(reason.length, id).toBeGreaterThan(40);
+    expect(Object.keys(acknowledged).sort()).toMatchSnapshot();
+  });
+});
+
+describe("snapshot", () => {
+  it("matches, with asset hashes and the code-derived parts normalized", () => {
+    const json = template.toJSON() as { Resources: Record<string, Json> };
+    for (const r of Object.values(json.Resources)) {
+      const props = (r.Properties ?? {}) as Json;
+      if (r.Type === "AWS::Lambda::Function") props.Code = "<bundle>";
+      if (r.Type === "AWS::StepFunctions::StateMachine")
+        props.DefinitionString = "<statemachine/failover.asl.json>";
+      if (
+        r.Type === "AWS::IAM::Role" &&
+        String(props.Description ?? "").includes("exactly the AWS calls")
+      ) {
+        props.Policies = "<derived from the code: see iam.test.ts>";
+      }
+      if (r.Type === "AWS::Lambda::Function") {
+        const env = props.Environment as { Variables: unknown };
+        env.Variables = Object.keys(env.Variables as Json).sort();
+      }
+    }
+    expect(json).toMatchSnapshot();
+  });
+});

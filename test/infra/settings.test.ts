@@ -1,0 +1,139 @@
+/**
+ * What a synth reads before building anything: the topology through the functions' own schema
+ * and the context values. A problem stops `cdk synth` with one line per problem and exit code
+ * 1 — tested through the real entry point, the way the CDK CLI runs it.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { REPO_ROOT } from "../../infra/lib/sdk-access.ts";
+import { DEFAULT_TOPOLOGY, loadSettings, SettingsError } from "../../infra/lib/settings.ts";
+
+const BAD_TOPOLOGY = `apiVersion: gitops-failover/v1
+platform: Payments
+git:
+  url: https://user:secret@git.example.com/platform.git
+  credentialsSecretArn: arn:aws:secretsmanager:us-west-2:111122223333:secret:git-AbCdEf
+  retarget:
+    - file: values.yaml
+      path: global.activeRegion
+      value: "{{targetRegion}}"
+`;
+
+function file(name: string, text: string): string {
+  const path = join(mkdtempSync(join(tmpdir(), "gf-settings-")), name);
+  writeFileSync(path, text);
+  return path;
+}
+
+function settingsError(context: Record<string, unknown>): SettingsError {
+  try {
+    loadSettings((key) => context[key]);
+  } catch (e) {
+    if (e instanceof SettingsError) return e;
+    throw e;
+  }
+  throw new Error("loadSettings accepted it");
+}
+
+describe("loadSettings", () => {
+  it("defaults to the example topology, the two most preferred regions, created checks on /healthz", () => {
+    const s = loadSettings(() => undefined);
+    expect(s.topologyPath).toBe(DEFAULT_TOPOLOGY);
+    expect(s.topology.platform).toBe("payments");
+    expect(s.orchestratorRegions).toEqual(["us-west-2", "us-east-2"]);
+    expect(s.healthChecks).toBe("create");
+    expect(s.healthCheckPath).toBe("/healthz");
+  });
+
+  it("takes orchestrator regions as a comma list (-c) or an array (cdk.json)", () => {
+    expect(
+      loadSettings((k) => (k === "orchestratorRegions" ? "us-east-1, eu-west-1" : undefined))
+        .orchestratorRegions,
+    ).toEqual(["us-east-1", "eu-west-1"]);
+    expect(
+      loadSettings((k) => (k === "orchestratorRegions" ? ["ap-south-1"] : undefined))
+        .orchestratorRegions,
+    ).toEqual(["ap-south-1"]);
+  });
+
+  it("reports every problem of a bad topology, one line each, with the schema's words", () => {
+    const path = file("bad.yaml", BAD_TOPOLOGY);
+    const e = settingsError({ topology: path });
+    expect(e.message.split("\n")[0]).toBe(`topology ${path} is invalid:`);
+    expect(e.problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^platform: must be a DNS-1123 name/),
+        expect.stringMatching(/^git\.url: must not embed credentials/),
+        expect.stringMatching(/^argocd: /),
+        expect.stringMatching(/^regions: /),
+      ]),
+    );
+    expect(e.message.split("\n").slice(1)).toEqual(e.problems.map((p) => `  - ${p}`));
+  });
+
+  it("reports an unreadable or unparsable topology in one line", () => {
+    expect(settingsError({ topology: "config/missing.yaml" }).message).toBe(
+      "config/missing.yaml: cannot read the file (does it exist?)",
+    );
+    expect(settingsError({ topology: file("broken.yaml", "a: [1,\n") }).message).toMatch(
+      /broken\.yaml:\d+:\d+: /,
+    );
+  });
+
+  it("reports bad context values as -c lines", () => {
+    const e = settingsError({
+      orchestratorRegions: "us-west-2,https://evil.example.com",
+      healthCheckPath: "healthz",
+    });
+    expect(e.problems).toEqual([
+      expect.stringMatching(/^-c orchestratorRegions\.1: must be an AWS region name/),
+      expect.stringMatching(/^-c healthCheckPath: must be an absolute URL path/),
+    ]);
+    expect(settingsError({ orchestratorRegions: "us-west-2,us-west-2" }).problems).toEqual([
+      "-c orchestratorRegions: must not repeat a region",
+    ]);
+  });
+
+  it("refuses a platform name too long to name the trigger function", () => {
+    const example = readFileSync(DEFAULT_TOPOLOGY, "utf8");
+    const path = file(
+      "long.yaml",
+      example.replace(/^platform: payments$/m, `platform: ${"p".repeat(30)}`),
+    );
+    expect(settingsError({ topology: path }).problems).toEqual([
+      `platform: "${"p".repeat(30)}" is too long to name AWS resources (at most 24 characters)`,
+    ]);
+  });
+});
+
+describe("cdk synth with a bad topology", () => {
+  it("exits 1 with one line per problem and no stack trace", () => {
+    const path = file("bad.yaml", BAD_TOPOLOGY);
+    let stderr = "";
+    let status: number | null = 0;
+    try {
+      execFileSync(process.execPath, ["--import", "tsx", "infra/bin/app.ts"], {
+        cwd: REPO_ROOT,
+        env: {
+          ...process.env,
+          CDK_CONTEXT_JSON: JSON.stringify({ topology: path }),
+          CDK_OUTDIR: mkdtempSync(join(tmpdir(), "gf-out-")),
+        },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+    } catch (e) {
+      const err = e as { status: number | null; stderr: Buffer };
+      status = err.status;
+      stderr = err.stderr.toString();
+    }
+    expect(status).toBe(1);
+    const lines = stderr.trim().split("\n");
+    expect(lines[0]).toBe(`gitops-failover: cannot synth: topology ${path} is invalid:`);
+    expect(lines.length).toBeGreaterThan(3);
+    for (const line of lines.slice(1)) expect(line).toMatch(/^ {2}- [a-z.]+(\.\d+)?[a-zA-Z.]*: /);
+    expect(stderr).not.toMatch(/^\s+at /m);
+  });
+});

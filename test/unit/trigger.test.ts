@@ -1,0 +1,605 @@
+/**
+ * The trigger's decisions, one test per branch: AWS APIs are mocked at the SDK client (Route 53,
+ * SSM, Step Functions, SNS), the audit trail is real (a dynalite DynamoDB on 127.0.0.1).
+ */
+import type { Server } from "node:http";
+import { createRequire } from "node:module";
+import type { AddressInfo } from "node:net";
+import { CreateTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { GetHealthCheckStatusCommand, Route53Client } from "@aws-sdk/client-route-53";
+import {
+  ExecutionAlreadyExists,
+  type ExecutionListItem,
+  ListExecutionsCommand,
+  SFNClient,
+  StartExecutionCommand,
+} from "@aws-sdk/client-sfn";
+import { PublishCommand, SNSClient } from "@aws-sdk/client-sns";
+import { GetParameterCommand, ParameterNotFound, SSMClient } from "@aws-sdk/client-ssm";
+import type { Context } from "aws-lambda";
+import { mockClient } from "aws-sdk-client-mock";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { readAuditTrail, verifyChain } from "../../functions/lib/audit.ts";
+import { loadTopology, resetRuntimeTopology, type Topology } from "../../functions/lib/config.ts";
+import { logger } from "../../functions/lib/middleware.ts";
+import { incidentName, type TriggerDecision, triggerOnAlarm } from "../../functions/lib/trigger.ts";
+import { handler } from "../../functions/trigger/handler.ts";
+
+const STATE_MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:gitops-failover";
+const TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:gitops-failover";
+const CHECK = {
+  "us-west-2": "11111111-1111-4111-8111-111111111111",
+  "us-east-2": "22222222-2222-4222-8222-222222222222",
+  "eu-west-1": "33333333-3333-4333-8333-333333333333",
+} as const;
+const ALARM_TIME = "2024-05-01T12:34:56.789+0000";
+const INCIDENT = "auto-us-west-2-20240501T123456Z";
+
+const route53 = mockClient(Route53Client);
+const ssm = mockClient(SSMClient);
+const sfn = mockClient(SFNClient);
+const sns = mockClient(SNSClient);
+
+let dynamo: Server;
+
+const TRIGGER: Topology["trigger"] = {
+  mode: "auto",
+  corroborationThreshold: 0.5,
+  cooldownMinutes: 60,
+  killSwitchParameter: "/gitops-failover/kill-switch",
+};
+
+/** The example topology with the test's trigger settings, changed by `trigger`. */
+function useTopology(trigger: Partial<Topology["trigger"]> = {}): void {
+  const t = loadTopology("config/topology.example.yaml");
+  process.env.TOPOLOGY = JSON.stringify({ ...t, trigger: { ...TRIGGER, ...trigger } });
+  resetRuntimeTopology();
+}
+
+function alarmEvent(
+  overrides: {
+    state?: string;
+    timestamp?: string;
+    healthCheckId?: string | null;
+    alarmName?: string;
+  } = {},
+) {
+  const id = overrides.healthCheckId === undefined ? CHECK["us-west-2"] : overrides.healthCheckId;
+  return {
+    version: "0",
+    id: "c4c1c1c9-6542-e61b-6ef0-8c4d36933a92",
+    "detail-type": "CloudWatch Alarm State Change",
+    source: "aws.cloudwatch",
+    account: "123456789012",
+    time: "2024-05-01T12:34:57Z",
+    region: "us-east-1",
+    resources: ["arn:aws:cloudwatch:us-east-1:123456789012:alarm:usw2-endpoint-down"],
+    detail: {
+      alarmName: overrides.alarmName ?? "usw2-endpoint-down",
+      state: {
+        value: overrides.state ?? "ALARM",
+        reason: "Threshold Crossed: 1 datapoint [0.0] was less than the threshold (1.0).",
+        timestamp: overrides.timestamp ?? ALARM_TIME,
+      },
+      previousState: { value: "OK", timestamp: "2024-05-01T10:00:00.000+0000" },
+      configuration: {
+        description: "us-west-2 endpoint health",
+        metrics: [
+          {
+            id: "m1",
+            metricStat: {
+              metric: {
+                namespace: "AWS/Route53",
+                name: "HealthCheckStatus",
+                dimensions: id === null ? {} : { HealthCheckId: id },
+              },
+              period: 60,
+              stat: "Minimum",
+            },
+            returnData: true,
+          },
+        ],
+      },
+    },
+  };
+}
+
+/** `failing` of `total` Route 53 checkers report a failure. */
+function checkers(failing: number, total = 8) {
+  return {
+    HealthCheckObservations: Array.from({ length: total }, (_, i) => ({
+      Region: "us-east-1" as const,
+      IPAddress: `15.177.0.${i}`,
+      StatusReport: {
+        Status:
+          i < failing ? "Failure: Connection timed out." : "Success: HTTP Status Code 200, OK",
+        CheckedTime: new Date(),
+      },
+    })),
+  };
+}
+
+function health(byRegion: Partial<Record<keyof typeof CHECK, [number, number?]>>): void {
+  for (const [region, [failing, total]] of Object.entries(byRegion)) {
+    route53
+      .on(GetHealthCheckStatusCommand, { HealthCheckId: CHECK[region as keyof typeof CHECK] })
+      .resolves(checkers(failing, total));
+  }
+}
+
+function execution(
+  name: string,
+  status: "RUNNING" | "SUCCEEDED",
+  stoppedMinutesAgo?: number,
+): ExecutionListItem {
+  return {
+    executionArn: `${STATE_MACHINE_ARN.replace(":stateMachine:", ":execution:")}:${name}`,
+    stateMachineArn: STATE_MACHINE_ARN,
+    name,
+    status,
+    startDate: new Date(Date.now() - 3_600_000 * 3),
+    ...(stoppedMinutesAgo === undefined
+      ? {}
+      : { stopDate: new Date(Date.now() - stoppedMinutesAgo * 60_000) }),
+  };
+}
+
+function startCalls() {
+  return sfn.commandCalls(StartExecutionCommand).map((c) => c.args[0].input);
+}
+
+/** Asserts the decision is the last event of its audit chain, and the chain is intact. */
+async function expectAudited(d: TriggerDecision): Promise<void> {
+  const trail = await readAuditTrail(d.incident ?? "trigger-unmatched");
+  expect(verifyChain(trail)).toMatchObject({ intact: true });
+  expect(trail.at(-1)).toMatchObject({
+    step: "Trigger",
+    action: expect.stringContaining(d.decision),
+    detail: d.reason,
+  });
+  expect(d.problems).toBeUndefined();
+}
+
+beforeAll(async () => {
+  const dynalite = createRequire(import.meta.url)("dynalite") as (o: {
+    createTableMs: number;
+  }) => Server;
+  dynamo = dynalite({ createTableMs: 0 });
+  await new Promise<void>((resolve) => dynamo.listen(0, "127.0.0.1", resolve));
+  Object.assign(process.env, {
+    AWS_REGION: "us-east-1",
+    AWS_ACCESS_KEY_ID: "test",
+    AWS_SECRET_ACCESS_KEY: "test",
+    AWS_ENDPOINT_URL_DYNAMODB: `http://127.0.0.1:${(dynamo.address() as AddressInfo).port}`,
+    AUDIT_TABLE: "audit",
+  });
+  await new DynamoDBClient({}).send(
+    new CreateTableCommand({
+      TableName: "audit",
+      AttributeDefinitions: [
+        { AttributeName: "pk", AttributeType: "S" },
+        { AttributeName: "sk", AttributeType: "S" },
+      ],
+      KeySchema: [
+        { AttributeName: "pk", KeyType: "HASH" },
+        { AttributeName: "sk", KeyType: "RANGE" },
+      ],
+      BillingMode: "PAY_PER_REQUEST",
+    }),
+  );
+});
+
+afterAll(async () => {
+  await new Promise((resolve) => dynamo.close(resolve));
+});
+
+beforeEach(() => {
+  for (const m of [route53, ssm, sfn, sns]) m.reset();
+  process.env.STATE_MACHINE_ARN = STATE_MACHINE_ARN;
+  process.env.TOPIC_ARN = TOPIC_ARN;
+  useTopology();
+  health({ "us-west-2": [8], "us-east-2": [0], "eu-west-1": [0] });
+  ssm
+    .on(GetParameterCommand)
+    .rejects(new ParameterNotFound({ message: "not found", $metadata: {} }));
+  sfn.on(ListExecutionsCommand).resolves({ executions: [] });
+  sfn.on(StartExecutionCommand).callsFake((input: { name: string }) => ({
+    executionArn: `${STATE_MACHINE_ARN.replace(":stateMachine:", ":execution:")}:${input.name}`,
+    startDate: new Date(),
+  }));
+  sns.on(PublishCommand).resolves({ MessageId: "m-1" });
+});
+
+describe("trigger: events it must ignore", () => {
+  it.each([
+    ["null", null, /malformed event: \(root\)/],
+    ["a string", "ALARM", /malformed event/],
+    [
+      "another detail-type",
+      { ...alarmEvent(), "detail-type": "EC2 Instance State-change Notification" },
+      /detail-type/,
+    ],
+    [
+      "no state",
+      { ...alarmEvent(), detail: { alarmName: "x", configuration: { metrics: [] } } },
+      /detail\.state/,
+    ],
+    [
+      "a bad timestamp",
+      alarmEvent({ timestamp: "yesterday" }),
+      /detail\.state\.timestamp: must be a timestamp/,
+    ],
+  ])(
+    "ignores %s as malformed, with the reason, and touches nothing",
+    async (_name, event, reason) => {
+      const d = await triggerOnAlarm(event);
+      expect(d).toMatchObject({ decision: "ignored", notified: false });
+      expect(d.reason).toMatch(reason);
+      expect(route53.calls()).toHaveLength(0);
+      expect(sfn.calls()).toHaveLength(0);
+      await expectAudited(d);
+    },
+  );
+
+  it.each(["OK", "INSUFFICIENT_DATA"])("ignores an alarm going to %s", async (state) => {
+    const d = await triggerOnAlarm(alarmEvent({ state }));
+    expect(d).toMatchObject({ decision: "ignored", reason: `alarm state is ${state}, not ALARM` });
+    expect(route53.calls()).toHaveLength(0);
+    expect(startCalls()).toHaveLength(0);
+    await expectAudited(d);
+  });
+
+  it("ignores an alarm on a health check outside the topology (a region it does not know)", async () => {
+    const d = await triggerOnAlarm(
+      alarmEvent({ healthCheckId: "99999999-9999-4999-8999-999999999999" }),
+    );
+    expect(d.decision).toBe("ignored");
+    expect(d.reason).toBe(
+      "unknown alarm: health check 99999999-9999-4999-8999-999999999999 belongs to no region of the topology",
+    );
+    expect(startCalls()).toHaveLength(0);
+    await expectAudited(d);
+  });
+
+  it("ignores an alarm whose metric has no HealthCheckId dimension", async () => {
+    const d = await triggerOnAlarm(alarmEvent({ healthCheckId: null }));
+    expect(d).toMatchObject({
+      decision: "ignored",
+      reason: "unknown alarm: its metric has no HealthCheckId dimension",
+    });
+    expect(startCalls()).toHaveLength(0);
+  });
+
+  it("returns the decision through the Lambda handler instead of throwing", async () => {
+    const context = {
+      functionName: "gitops-failover-trigger",
+      functionVersion: "$LATEST",
+      invokedFunctionArn: "arn:aws:lambda:us-east-1:123456789012:function:gitops-failover-trigger",
+      memoryLimitInMB: "256",
+      awsRequestId: "req-1",
+      getRemainingTimeInMillis: () => 30_000,
+    } as unknown as Context;
+    await expect(handler({ not: "an alarm" }, context)).resolves.toMatchObject({
+      decision: "ignored",
+    });
+  });
+});
+
+describe("trigger: corroboration", () => {
+  it("does nothing when fewer checkers than the threshold see the region failing", async () => {
+    health({ "us-west-2": [3, 8] });
+    const d = await triggerOnAlarm(alarmEvent());
+    expect(d).toMatchObject({
+      decision: "not-corroborated",
+      failedRegion: "us-west-2",
+      incident: INCIDENT,
+      reason: "3/8 checkers failing, below the threshold 0.5",
+    });
+    expect(startCalls()).toHaveLength(0);
+    expect(sns.calls()).toHaveLength(0);
+    await expectAudited(d);
+  });
+
+  it("acts at exactly the threshold", async () => {
+    health({ "us-west-2": [4, 8] });
+    expect((await triggerOnAlarm(alarmEvent())).decision).toBe("started");
+  });
+
+  it("does not act on a health check without observations", async () => {
+    health({ "us-west-2": [0, 0] });
+    const d = await triggerOnAlarm(alarmEvent());
+    expect(d).toMatchObject({
+      decision: "not-corroborated",
+      reason: "0/0 checkers failing, below the threshold 0.5",
+    });
+    expect(startCalls()).toHaveLength(0);
+  });
+});
+
+describe("trigger: kill switch", () => {
+  it.each(["on", " TRUE\n", "Enabled"])(
+    "does nothing but tell humans when the kill switch is %j",
+    async (value) => {
+      ssm
+        .on(GetParameterCommand, { Name: "/gitops-failover/kill-switch" })
+        .resolves({ Parameter: { Value: value } });
+      const d = await triggerOnAlarm(alarmEvent());
+      expect(d).toMatchObject({
+        decision: "kill-switch-on",
+        targetRegion: "us-east-2",
+        notified: true,
+      });
+      expect(d.reason).toMatch(
+        /^kill switch on \(\/gitops-failover\/kill-switch = ".+"\); would have failed over to us-east-2$/,
+      );
+      expect(startCalls()).toHaveLength(0);
+      expect(sns.commandCalls(PublishCommand)[0]?.args[0].input).toMatchObject({
+        TopicArn: TOPIC_ARN,
+        Subject: "[gitops-failover] us-west-2: automatic failover suppressed (kill switch on)",
+      });
+      await expectAudited(d);
+    },
+  );
+
+  it("reads the parameter the topology names, and proceeds when it is off", async () => {
+    useTopology({ killSwitchParameter: "/payments/failover/kill" });
+    ssm
+      .on(GetParameterCommand, { Name: "/payments/failover/kill" })
+      .resolves({ Parameter: { Value: "off" } });
+    expect((await triggerOnAlarm(alarmEvent())).decision).toBe("started");
+    expect(ssm.commandCalls(GetParameterCommand)[0]?.args[0].input.Name).toBe(
+      "/payments/failover/kill",
+    );
+  });
+
+  it("treats a kill switch it cannot read as on", async () => {
+    ssm
+      .on(GetParameterCommand)
+      .rejects(Object.assign(new Error("not authorized"), { name: "AccessDeniedException" }));
+    const d = await triggerOnAlarm(alarmEvent());
+    expect(d.decision).toBe("kill-switch-on");
+    expect(d.reason).toMatch(
+      /could not be read \(AccessDeniedException: not authorized\), treated as on/,
+    );
+    expect(startCalls()).toHaveLength(0);
+  });
+});
+
+describe("trigger: cooldown", () => {
+  it("does nothing while another execution runs", async () => {
+    sfn
+      .on(ListExecutionsCommand, { statusFilter: "RUNNING" })
+      .resolves({ executions: [execution("cli-us-east-2-20240501T120000Z", "RUNNING")] });
+    const d = await triggerOnAlarm(alarmEvent());
+    expect(d).toMatchObject({
+      decision: "cooldown",
+      reason: "execution cli-us-east-2-20240501T120000Z is running",
+    });
+    expect(startCalls()).toHaveLength(0);
+    expect(sns.calls()).toHaveLength(0);
+    await expectAudited(d);
+  });
+
+  it("does nothing within the cooldown after a failover ended", async () => {
+    sfn
+      .on(ListExecutionsCommand, { statusFilter: "SUCCEEDED" })
+      .resolves({ executions: [execution("auto-eu-west-1-20240501T110000Z", "SUCCEEDED", 12.5)] });
+    const d = await triggerOnAlarm(alarmEvent());
+    expect(d).toMatchObject({
+      decision: "cooldown",
+      reason:
+        "cooldown: execution auto-eu-west-1-20240501T110000Z ended 12 min ago (cooldown 60 min)",
+    });
+    expect(startCalls()).toHaveLength(0);
+    await expectAudited(d);
+  });
+
+  it("acts once the cooldown has passed", async () => {
+    sfn
+      .on(ListExecutionsCommand, { statusFilter: "SUCCEEDED" })
+      .resolves({ executions: [execution("auto-eu-west-1-20240501T090000Z", "SUCCEEDED", 61)] });
+    expect((await triggerOnAlarm(alarmEvent())).decision).toBe("started");
+  });
+
+  it("does not count this incident's own running execution: it is the same failover", async () => {
+    sfn
+      .on(ListExecutionsCommand, { statusFilter: "RUNNING" })
+      .resolves({ executions: [execution(INCIDENT, "RUNNING")] });
+    const d = await triggerOnAlarm(alarmEvent());
+    expect(d).toMatchObject({
+      decision: "already-started",
+      reason: `already started for this incident: ${INCIDENT}`,
+    });
+    expect(startCalls().map((c) => c.name)).toEqual([INCIDENT]);
+  });
+});
+
+describe("trigger: target", () => {
+  it("skips an unhealthy higher-priority region for the next healthy one", async () => {
+    health({ "us-east-2": [6, 8], "eu-west-1": [1, 8] });
+    const d = await triggerOnAlarm(alarmEvent());
+    expect(d).toMatchObject({
+      decision: "started",
+      targetRegion: "eu-west-1",
+      candidates: [
+        { region: "us-east-2", failing: 6, checkers: 8, healthy: false },
+        { region: "eu-west-1", failing: 1, checkers: 8, healthy: true },
+      ],
+    });
+    expect(startCalls()[0]?.input).toContain('"targetRegion":"eu-west-1"');
+  });
+
+  it("notifies and starts nothing when no other region is healthy", async () => {
+    health({ "us-east-2": [8, 8], "eu-west-1": [0, 0] });
+    const d = await triggerOnAlarm(alarmEvent());
+    expect(d).toMatchObject({
+      decision: "no-healthy-target",
+      reason: "no healthy target: us-east-2 8/8 failing, eu-west-1 0/0 failing",
+      notified: true,
+    });
+    expect(d.targetRegion).toBeUndefined();
+    expect(startCalls()).toHaveLength(0);
+    expect(sns.commandCalls(PublishCommand)[0]?.args[0].input.Subject).toBe(
+      "[gitops-failover] us-west-2: no healthy failover target",
+    );
+    await expectAudited(d);
+  });
+});
+
+describe("trigger: modes", () => {
+  const expectedInput = (requireApproval: boolean) => ({
+    targetRegion: "us-east-2",
+    reason: `us-west-2 health check ${CHECK["us-west-2"]} in ALARM: 8/8 checkers failing`,
+    mode: "ungraceful",
+    allowDataLoss: false,
+    requestedBy: "trigger:usw2-endpoint-down",
+    detectedAt: "2024-05-01T12:34:56.789Z",
+    requireApproval,
+  });
+
+  it("auto: starts the failover with the deterministic name and the exact input, and says so", async () => {
+    const d = await triggerOnAlarm(alarmEvent());
+    expect(d).toMatchObject({
+      decision: "started",
+      incident: INCIDENT,
+      executionArn: `arn:aws:states:us-east-1:123456789012:execution:gitops-failover:${INCIDENT}`,
+      notified: true,
+    });
+    const [call, ...more] = startCalls();
+    expect(more).toHaveLength(0);
+    expect(call?.stateMachineArn).toBe(STATE_MACHINE_ARN);
+    expect(call?.name).toBe(INCIDENT);
+    expect(JSON.parse(call?.input ?? "")).toEqual(expectedInput(false));
+    expect(sns.commandCalls(PublishCommand)[0]?.args[0].input.Message).toContain(
+      `npx gitops-failover watch ${INCIDENT}`,
+    );
+    await expectAudited(d);
+  });
+
+  it("approval: starts the failover with the approval gate on (the Approval step asks humans)", async () => {
+    useTopology({ mode: "approval" });
+    const d = await triggerOnAlarm(alarmEvent());
+    expect(d).toMatchObject({ decision: "started", mode: "approval", notified: false });
+    expect(JSON.parse(startCalls()[0]?.input ?? "")).toEqual(expectedInput(true));
+    expect(sns.calls()).toHaveLength(0);
+    await expectAudited(d);
+  });
+
+  it("notify: publishes the recommendation with the command to start it, starts nothing", async () => {
+    useTopology({ mode: "notify" });
+    const d = await triggerOnAlarm(alarmEvent());
+    expect(d).toMatchObject({ decision: "notified", targetRegion: "us-east-2", notified: true });
+    expect(startCalls()).toHaveLength(0);
+    const message = sns.commandCalls(PublishCommand)[0]?.args[0].input.Message ?? "";
+    expect(message).toContain(
+      "Decision: notified: notify mode: failover to us-east-2 recommended (8/8 checkers failing)",
+    );
+    expect(message).toContain(
+      "npx gitops-failover start --target us-east-2 --mode ungraceful --reason",
+    );
+    await expectAudited(d);
+  });
+
+  it("records a notification that could not be sent, without losing the decision", async () => {
+    useTopology({ mode: "notify" });
+    sns
+      .on(PublishCommand)
+      .rejects(Object.assign(new Error("topic gone"), { name: "NotFoundException" }));
+    const d = await triggerOnAlarm(alarmEvent());
+    expect(d).toMatchObject({ decision: "notified", notified: false });
+    expect(d.problems).toEqual([
+      `publishing to ${TOPIC_ARN} failed: NotFoundException: topic gone`,
+    ]);
+  });
+});
+
+describe("trigger: idempotence", () => {
+  it("names the incident after the alarm state's time", () => {
+    expect(incidentName("us-west-2", ALARM_TIME)).toBe(INCIDENT);
+    expect(incidentName("eu-west-1", "2024-12-31T23:59:59Z")).toMatch(
+      /^auto-eu-west-1-20241231T235959Z$/,
+    );
+    expect(incidentName("us-gov-west-1", ALARM_TIME)).toMatch(/^[A-Za-z0-9_-]{1,80}$/);
+  });
+
+  it("starts one execution for the same alarm delivered three times", async () => {
+    // Step Functions as it behaves: the name is unique; the same name and input while it runs
+    // returns the running execution, anything else is ExecutionAlreadyExists.
+    const started = new Map<string, string>();
+    sfn.on(ListExecutionsCommand, { statusFilter: "RUNNING" }).callsFake(() => ({
+      executions: [...started.keys()].map((name) => execution(name, "RUNNING")),
+    }));
+    sfn.on(StartExecutionCommand).callsFake((input: { name: string; input: string }) => {
+      const previous = started.get(input.name);
+      if (previous !== undefined && previous !== input.input) {
+        throw new ExecutionAlreadyExists({ message: "Execution Already Exists", $metadata: {} });
+      }
+      started.set(input.name, input.input);
+      return {
+        executionArn: `arn:aws:states:us-east-1:123456789012:execution:gitops-failover:${input.name}`,
+        startDate: new Date(),
+      };
+    });
+    const first = await triggerOnAlarm(alarmEvent());
+    health({ "us-west-2": [7, 8] });
+    const second = await triggerOnAlarm(alarmEvent());
+    const third = await triggerOnAlarm(alarmEvent());
+    expect([first.decision, second.decision, third.decision]).toEqual([
+      "started",
+      "already-started",
+      "already-started",
+    ]);
+    expect(new Set(startCalls().map((c) => c.name))).toEqual(new Set([INCIDENT]));
+    expect(started.size).toBe(1);
+    const trail = await readAuditTrail(INCIDENT);
+    expect(trail.slice(-3).map((e) => e.outcome)).toEqual(["SUCCEEDED", "SKIPPED", "SKIPPED"]);
+  });
+
+  it("treats ExecutionAlreadyExists as already started, not as an error", async () => {
+    sfn
+      .on(StartExecutionCommand)
+      .rejects(new ExecutionAlreadyExists({ message: "Execution Already Exists", $metadata: {} }));
+    const d = await triggerOnAlarm(alarmEvent());
+    expect(d).toMatchObject({
+      decision: "already-started",
+      reason: `already started for this incident: ${INCIDENT}`,
+      executionArn: `arn:aws:states:us-east-1:123456789012:execution:gitops-failover:${INCIDENT}`,
+      notified: false,
+    });
+    await expectAudited(d);
+  });
+
+  it("a new alarm time is a new incident, held back by the cooldown", async () => {
+    sfn
+      .on(ListExecutionsCommand, { statusFilter: "SUCCEEDED" })
+      .resolves({ executions: [execution(INCIDENT, "SUCCEEDED", 5)] });
+    sfn
+      .on(StartExecutionCommand, { name: INCIDENT })
+      .rejects(new ExecutionAlreadyExists({ message: "Execution Already Exists", $metadata: {} }));
+    expect((await triggerOnAlarm(alarmEvent())).decision).toBe("already-started");
+    const later = await triggerOnAlarm(alarmEvent({ timestamp: "2024-05-01T12:50:00.000+0000" }));
+    expect(later).toMatchObject({
+      decision: "cooldown",
+      incident: "auto-us-west-2-20240501T125000Z",
+    });
+  });
+});
+
+describe("trigger: logging", () => {
+  it("logs every decision with its reason", async () => {
+    const info = vi.spyOn(logger, "info");
+    const warn = vi.spyOn(logger, "warn");
+    await triggerOnAlarm(alarmEvent({ state: "OK" }));
+    ssm.on(GetParameterCommand).resolves({ Parameter: { Value: "on" } });
+    await triggerOnAlarm(alarmEvent());
+    expect(info).toHaveBeenCalledWith(
+      "trigger decision: ignored",
+      expect.objectContaining({
+        decision: expect.objectContaining({ reason: "alarm state is OK, not ALARM" }),
+      }),
+    );
+    expect(warn).toHaveBeenCalledWith("trigger decision: kill-switch-on", expect.anything());
+    info.mockRestore();
+    warn.mockRestore();
+  });
+});
