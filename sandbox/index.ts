@@ -228,7 +228,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     const waitMs = options.waitMs ?? 20;
     const sfn = createStepFunctions({ stateMachineArn: LOCAL_STATE_MACHINE_ARN, waitMs, retryMs: waitMs });
     aws.register("states", "json1.0", sfn.handler);
-    stops.push(() => sfn.idle());
+    stops.push(() => sfn.stopAll());
 
     const env: Record<string, string> = {
       ...aws.env,

@@ -111,9 +111,34 @@ function waitStates(definition: Record<string, unknown>): string[] {
   return names;
 }
 
+interface TaskDefinition {
+  Type?: string;
+  TimeoutSecondsPath?: string;
+  Parameters?: { Payload?: Record<string, unknown> };
+  Branches?: { States: Record<string, TaskDefinition> }[];
+}
+
+/**
+ * aws-local-stepfunctions reads `TimeoutSecondsPath` from the effective input (after
+ * `Parameters`); Step Functions reads it from the state input. Where the path's first key is
+ * passed through unchanged into the Lambda `Payload`, the same value sits under `$.Payload`, so
+ * the local run points there and both honour the same timeout.
+ */
+function alignTimeoutPaths(states: Record<string, TaskDefinition>): void {
+  for (const state of Object.values(states)) {
+    const path = state.TimeoutSecondsPath;
+    const key = path?.match(/^\$\.([A-Za-z0-9_]+)/)?.[1];
+    if (path && key && state.Parameters?.Payload?.[`${key}.$`] === `$.${key}`) {
+      state.TimeoutSecondsPath = path.replace(/^\$\./, "$.Payload.");
+    }
+    for (const branch of state.Branches ?? []) alignTimeoutPaths(branch.States);
+  }
+}
+
 /** Runs one execution to its end and returns its outcome and event log. */
 export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult> {
   const definition = localDefinition();
+  alignTimeoutPaths(definition.States as Record<string, TaskDefinition>);
   const machine = new StateMachine(definition as unknown as ConstructorParameters<typeof StateMachine>[0], {
     validationOptions: { checkArn: false },
   });

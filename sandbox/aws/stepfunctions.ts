@@ -50,6 +50,8 @@ export interface StepFunctions {
   handler: JsonServiceHandler;
   /** Resolves when every execution started so far has ended. */
   idle(): Promise<void>;
+  /** Stops every running execution (as StopExecution would) and waits for them to end. */
+  stopAll(): Promise<void>;
 }
 
 const seconds = (ms: number) => ms / 1000;
@@ -285,6 +287,10 @@ export function createStepFunctions(options: StepFunctionsOptions): StepFunction
   return {
     handler,
     idle: async () => {
+      await Promise.all([...executions.values()].map((e) => e.done));
+    },
+    stopAll: async () => {
+      for (const e of executions.values()) if (e.status === "RUNNING") e.abort.abort();
       await Promise.all([...executions.values()].map((e) => e.done));
     },
   };

@@ -1,0 +1,274 @@
+/**
+ * Least privilege for the functions: each IAM action a function's code sends (see
+ * sdk-access.ts) is granted only on the resources the topology and the orchestrator stack name
+ * for it. An action with no scope here fails the synth, so a new SDK call in the code is a
+ * conscious IAM decision, never a silent wildcard.
+ */
+import { ArnFormat, type Stack } from "aws-cdk-lib";
+import { Effect, PolicyStatement } from "aws-cdk-lib/aws-iam";
+import type { Topology } from "../../functions/lib/config.ts";
+
+/** The resources of one orchestrator that grants point at. */
+export interface AccessTargets {
+  stack: Stack;
+  topology: Topology;
+  tableArn: string;
+  /** The customer-managed key of the table and the topic. */
+  keyArn: string;
+  bucketArn: string;
+  topicArn: string;
+  /** Named, not referenced: a step function's grant must not depend on the state machine that invokes it. */
+  stateMachineName: string;
+  killSwitchParameterArn: string;
+  metricsNamespace: string;
+}
+
+type Conditions = Record<string, Record<string, string | string[]>>;
+
+/** Where one action may act: resource ARNs, plus conditions where the service has useful keys. */
+interface Scope {
+  resources: string[];
+  conditions?: Conditions;
+}
+
+/** Actions that have no resource-level permissions, granted on "*" — with why, for cdk-nag. */
+const UNSCOPED_ACTIONS: Readonly<Record<string, string>> = {
+  "cloudwatch:GetMetricData":
+    "cloudwatch:GetMetricData has no resource-level permissions; it reads the Aurora RPO lag metrics before an ungraceful failover",
+  "cloudwatch:PutMetricData":
+    "cloudwatch:PutMetricData has no resource-level permissions; the cloudwatch:namespace condition limits it to the orchestrator's namespace",
+};
+
+/** Why an object-level or execution-level wildcard is as narrow as the resource allows. */
+const WILDCARD_REASONS: Readonly<Record<string, string>> = {
+  "s3:PutObject":
+    "report objects are keyed by execution name under the reports/ prefix of the orchestrator's own bucket",
+  "states:DescribeExecution":
+    "executions are named per incident; the grant covers only executions of the orchestrator's own state machine",
+};
+
+interface TopologyArns {
+  partition: string;
+  account: string;
+}
+
+/** Partition and account of the platform, from the Aurora cluster ARNs the topology names. */
+function platformArns(t: Topology): TopologyArns {
+  const arn = Object.values(t.regions)[0]?.aurora.clusterArn ?? "";
+  const [, partition = "aws", , , account = ""] = arn.split(":");
+  return { partition, account };
+}
+
+function globalClusterArn(t: Topology): string {
+  const { partition, account } = platformArns(t);
+  return `arn:${partition}:rds::${account}:global-cluster:${t.aurora.globalClusterIdentifier}`;
+}
+
+function memberClusterArns(t: Topology): string[] {
+  return Object.values(t.regions).map((r) => r.aurora.clusterArn);
+}
+
+function secretArns(t: Topology): string[] {
+  const arns = [
+    t.git.credentialsSecretArn,
+    ...t.argocd.hubs.map((h) => h.tokenSecretArn),
+    ...Object.values(t.regions).flatMap((r) => r.spokes.map((s) => s.tokenSecretArn)),
+  ];
+  return [...new Set(arns)];
+}
+
+function endpointGroupArns(t: Topology): string[] {
+  return Object.values(t.regions).flatMap((r) =>
+    r.globalAccelerator ? [r.globalAccelerator.endpointGroupArn] : [],
+  );
+}
+
+function healthCheckArns(t: Topology): string[] {
+  const { partition } = platformArns(t);
+  return Object.values(t.regions).map(
+    (r) => `arn:${partition}:route53:::healthcheck/${r.route53.healthCheckId}`,
+  );
+}
+
+function hostedZoneArns(t: Topology): string[] {
+  const { partition } = platformArns(t);
+  const zone = t.traffic.hostedZoneId?.replace(/^\/?hostedzone\//, "");
+  return zone ? [`arn:${partition}:route53:::hostedzone/${zone}`] : [];
+}
+
+/** Route 53 compares record names lowercased and without the trailing dot. */
+function normalizedRecordName(name: string): string {
+  return name.toLowerCase().replace(/\.$/, "");
+}
+
+function executionArns(t: AccessTargets): string {
+  return t.stack.formatArn({
+    service: "states",
+    resource: "execution",
+    resourceName: `${t.stateMachineName}:*`,
+    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+  });
+}
+
+/** The state machine's ARN built from its name (no reference, so no dependency cycle). */
+export function stateMachineArnOf(t: AccessTargets): string {
+  return t.stack.formatArn({
+    service: "states",
+    resource: "stateMachine",
+    resourceName: t.stateMachineName,
+    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+  });
+}
+
+const onTable = (t: AccessTargets): Scope => ({ resources: [t.tableArn] });
+
+/** The scope of every action the functions may send. */
+const SCOPES: Readonly<Record<string, (t: AccessTargets) => Scope>> = {
+  "secretsmanager:GetSecretValue": (t) => ({ resources: secretArns(t.topology) }),
+
+  "rds:DescribeGlobalClusters": (t) => ({ resources: [globalClusterArn(t.topology)] }),
+  "rds:SwitchoverGlobalCluster": (t) => ({
+    resources: [globalClusterArn(t.topology), ...memberClusterArns(t.topology)],
+  }),
+  "rds:FailoverGlobalCluster": (t) => ({
+    resources: [globalClusterArn(t.topology), ...memberClusterArns(t.topology)],
+  }),
+  "rds:DescribeDBClusters": (t) => ({ resources: memberClusterArns(t.topology) }),
+
+  "cloudwatch:GetMetricData": () => ({ resources: ["*"] }),
+  "cloudwatch:PutMetricData": (t) => ({
+    resources: ["*"],
+    conditions: { StringEquals: { "cloudwatch:namespace": t.metricsNamespace } },
+  }),
+
+  "globalaccelerator:DescribeEndpointGroup": (t) => ({ resources: endpointGroupArns(t.topology) }),
+  "globalaccelerator:UpdateEndpointGroup": (t) => ({ resources: endpointGroupArns(t.topology) }),
+
+  "route53:GetHealthCheckStatus": (t) => ({ resources: healthCheckArns(t.topology) }),
+  "route53:ListResourceRecordSets": (t) => ({ resources: hostedZoneArns(t.topology) }),
+  "route53:ChangeResourceRecordSets": (t) => ({
+    resources: hostedZoneArns(t.topology),
+    conditions: {
+      "ForAllValues:StringEquals": {
+        "route53:ChangeResourceRecordSetsNormalizedRecordNames": [
+          normalizedRecordName(t.topology.traffic.recordName ?? ""),
+        ],
+        "route53:ChangeResourceRecordSetsActions": ["UPSERT"],
+      },
+    },
+  }),
+
+  "dynamodb:GetItem": onTable,
+  "dynamodb:PutItem": onTable,
+  "dynamodb:UpdateItem": onTable,
+  "dynamodb:DeleteItem": onTable,
+  "dynamodb:Query": onTable,
+
+  "s3:PutObject": (t) => ({ resources: [`${t.bucketArn}/reports/*`] }),
+
+  "sns:Publish": (t) => ({ resources: [t.topicArn] }),
+
+  "states:StartExecution": (t) => ({ resources: [stateMachineArnOf(t)] }),
+  "states:ListExecutions": (t) => ({ resources: [stateMachineArnOf(t)] }),
+  "states:DescribeExecution": (t) => ({ resources: [executionArns(t)] }),
+
+  "ssm:GetParameter": (t) => ({ resources: [t.killSwitchParameterArn] }),
+};
+
+/** Key use implied by an action on a resource encrypted with the orchestrator's key. */
+const KEY_USE: Readonly<Record<string, { service: string; actions: string[] }>> = {
+  "dynamodb:GetItem": { service: "dynamodb", actions: ["kms:Decrypt"] },
+  "dynamodb:Query": { service: "dynamodb", actions: ["kms:Decrypt"] },
+  "dynamodb:PutItem": {
+    service: "dynamodb",
+    actions: ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+  },
+  "dynamodb:UpdateItem": {
+    service: "dynamodb",
+    actions: ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+  },
+  "dynamodb:DeleteItem": {
+    service: "dynamodb",
+    actions: ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+  },
+  "sns:Publish": { service: "sns", actions: ["kms:Decrypt", "kms:GenerateDataKey"] },
+};
+
+/** The scope of an action for these targets; throws for an action nobody has scoped yet. */
+function scopeOf(action: string, targets: AccessTargets): Scope {
+  const scope = SCOPES[action];
+  if (!scope) {
+    throw new Error(
+      `no IAM scope known for ${action}: add it to SCOPES in infra/lib/access.ts (the resources it may act on)`,
+    );
+  }
+  return scope(targets);
+}
+
+/** The KMS actions the given actions need on the orchestrator's key (sorted, unique). */
+function impliedKeyActions(actions: string[]): string[] {
+  return [...new Set(actions.flatMap((a) => KEY_USE[a]?.actions ?? []))].sort();
+}
+
+/** A granted statement with the wildcard resources it contains and why they are needed. */
+export interface Grant {
+  statement: PolicyStatement;
+  wildcardReasons: string[];
+}
+
+/** What a set of actions becomes: statements, and the actions left out for lack of resources. */
+export interface AccessPlan {
+  grants: Grant[];
+  /** Actions whose resources the topology does not have (e.g. Route 53 records in GA mode). */
+  omitted: string[];
+}
+
+/**
+ * Statements granting exactly `actions` (plus the key use they imply), one statement per
+ * distinct scope. Actions with nothing to act on in this topology are omitted, not widened.
+ */
+export function accessPlan(actions: string[], targets: AccessTargets): AccessPlan {
+  const groups = new Map<string, { actions: string[]; scope: Scope }>();
+  const omitted: string[] = [];
+  for (const action of [...new Set(actions)].sort()) {
+    const scope = scopeOf(action, targets);
+    if (scope.resources.length === 0) {
+      omitted.push(action);
+      continue;
+    }
+    const key = JSON.stringify(targets.stack.resolve(scope));
+    const group = groups.get(key);
+    if (group) group.actions.push(action);
+    else groups.set(key, { actions: [action], scope });
+  }
+  const grants: Grant[] = [...groups.values()].map(({ actions: list, scope }) => ({
+    statement: new PolicyStatement({
+      effect: Effect.ALLOW,
+      actions: list,
+      resources: scope.resources,
+      ...(scope.conditions ? { conditions: scope.conditions } : {}),
+    }),
+    wildcardReasons: list.flatMap((a) => {
+      const why = UNSCOPED_ACTIONS[a] ?? WILDCARD_REASONS[a];
+      return why ? [why] : [];
+    }),
+  }));
+  const granted = actions.filter((a) => !omitted.includes(a));
+  const services = [
+    ...new Set(granted.flatMap((a) => (KEY_USE[a] ? [KEY_USE[a].service] : []))),
+  ].sort();
+  for (const service of services) {
+    grants.push({
+      statement: new PolicyStatement({
+        effect: Effect.ALLOW,
+        actions: impliedKeyActions(granted.filter((a) => KEY_USE[a]?.service === service)),
+        resources: [targets.keyArn],
+        conditions: {
+          StringEquals: { "kms:ViaService": `${service}.${targets.stack.region}.amazonaws.com` },
+        },
+      }),
+      wildcardReasons: [],
+    });
+  }
+  return { grants, omitted };
+}

@@ -1,0 +1,117 @@
+/**
+ * One Lambda of the orchestrator: bundled from its handler with the shared esbuild options, with
+ * its own log group and a role that allows exactly the calls its code makes (derived, see
+ * sdk-access.ts) on exactly the resources access.ts scopes them to — and nothing else.
+ */
+import { join } from "node:path";
+import { Duration, Stack, Validations } from "aws-cdk-lib";
+import { PolicyDocument, PolicyStatement, Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
+import { Architecture, Runtime } from "aws-cdk-lib/aws-lambda";
+import { type BundlingOptions, NodejsFunction } from "aws-cdk-lib/aws-lambda-nodejs";
+import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
+import { flattenCfnReference } from "cdk-nag/lib/utils/flatten-cfn-reference.js";
+import { Construct } from "constructs";
+import { type AccessTargets, accessPlan } from "./access.ts";
+import { type FunctionAccess, REPO_ROOT } from "./sdk-access.ts";
+
+/** What the Lambda runtime itself writes with the role: its logs. */
+const RUNTIME_LOG_ACTIONS = ["logs:CreateLogStream", "logs:PutLogEvents"] as const;
+
+export interface FailoverFunctionProps {
+  /** The ASL state it serves, or `Trigger`. */
+  step: string;
+  /** Handler file relative to the repository root. */
+  entry: string;
+  functionName?: string;
+  timeoutSeconds: number;
+  memoryMb: number;
+  /** Variables beyond the shared ones (`POWERTOOLS_SERVICE_NAME`, `LOG_LEVEL`). */
+  environment: Record<string, string>;
+  /** The SDK calls derived from the function's bundle. */
+  access: FunctionAccess;
+  /** Calls the Lambda service makes with the role on the function's behalf (e.g. an async failure destination). */
+  serviceActions?: string[];
+  targets: AccessTargets;
+  bundling: BundlingOptions;
+}
+
+export class FailoverFunction extends Construct {
+  readonly function: NodejsFunction;
+  readonly role: Role;
+  /** Actions granted for the code and the service (key use and logs not included). */
+  readonly grantedActions: string[];
+  /** Derived actions not granted because the topology has nothing for them to act on. */
+  readonly omittedActions: string[];
+
+  constructor(scope: Construct, id: string, props: FailoverFunctionProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const logGroup = new LogGroup(this, "Logs", { retention: RetentionDays.THREE_MONTHS });
+    const plan = accessPlan(
+      [...props.access.actions, ...(props.serviceActions ?? [])],
+      props.targets,
+    );
+    this.omittedActions = plan.omitted;
+    this.grantedActions = [...new Set([...props.access.actions, ...(props.serviceActions ?? [])])]
+      .filter((a) => !plan.omitted.includes(a))
+      .sort();
+
+    this.role = new Role(this, "Role", {
+      assumedBy: new ServicePrincipal("lambda.amazonaws.com"),
+      description: `gitops-failover ${props.step}: exactly the AWS calls its code makes`,
+      inlinePolicies: {
+        Access: new PolicyDocument({
+          statements: [
+            new PolicyStatement({
+              actions: [...RUNTIME_LOG_ACTIONS],
+              resources: [logGroup.logGroupArn],
+            }),
+            ...plan.grants.map((g) => g.statement),
+          ],
+        }),
+      },
+    });
+    for (const grant of plan.grants) {
+      const wildcards = grant.statement.resources
+        .map((r) => flattenCfnReference(stack.resolve(r)))
+        .filter((r) => r.includes("*"));
+      for (const resource of wildcards) {
+        if (!grant.wildcardReasons.length) {
+          throw new Error(
+            `${props.step}: ${grant.statement.actions.join(", ")} on ${resource} has no recorded reason`,
+          );
+        }
+        Validations.of(this.role).acknowledge({
+          id: `AwsSolutions-IAM5[Resource::${resource}]`,
+          reason: grant.wildcardReasons.join("; "),
+        });
+      }
+    }
+
+    this.function = new NodejsFunction(this, "Function", {
+      entry: join(REPO_ROOT, props.entry),
+      handler: "handler",
+      projectRoot: REPO_ROOT,
+      depsLockFilePath: join(REPO_ROOT, "package-lock.json"),
+      runtime: Runtime.NODEJS_22_X,
+      architecture: Architecture.ARM_64,
+      memorySize: props.memoryMb,
+      timeout: Duration.seconds(props.timeoutSeconds),
+      description: `gitops-failover ${props.step}`,
+      ...(props.functionName ? { functionName: props.functionName } : {}),
+      role: this.role,
+      logGroup,
+      environment: {
+        POWERTOOLS_SERVICE_NAME: "gitops-failover",
+        LOG_LEVEL: "INFO",
+        ...props.environment,
+      },
+      bundling: props.bundling,
+    });
+    Validations.of(this.function).acknowledge({
+      id: "AwsSolutions-L1",
+      reason:
+        "Node.js 22 is the project's runtime decision (DESIGN.md): the code and its tests run on Node 22",
+    });
+  }
+}

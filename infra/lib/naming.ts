@@ -1,0 +1,55 @@
+/**
+ * Deterministic names shared by the stacks. The Health stack (us-east-1) and the orchestrator
+ * stacks (any region) refer to each other's resources by these names instead of cross-stack
+ * references, which CloudFormation does not allow across regions.
+ */
+
+/** Route 53 publishes `AWS/Route53 HealthCheckStatus` only here: alarms and their rule live here. */
+export const HEALTH_REGION = "us-east-1";
+
+/** The CloudWatch namespace of the orchestrator's own metrics (the RTO). */
+export const METRICS_NAMESPACE = "GitopsFailover";
+
+/** `gitops-failover-<platform>`, with the characters Lambda and Step Functions refuse replaced. */
+export function namePrefix(platform: string): string {
+  return `gitops-failover-${platform.replaceAll(".", "-")}`;
+}
+
+export function stateMachineName(platform: string): string {
+  return namePrefix(platform);
+}
+
+export function triggerFunctionName(platform: string): string {
+  return `${namePrefix(platform)}-trigger`;
+}
+
+/** The alarm on a region's health check; the trigger finds the region by its HealthCheckId. */
+export function alarmName(platform: string, region: string): string {
+  return `${namePrefix(platform)}-${region}-unhealthy`;
+}
+
+export function orchestratorStackName(platform: string, region: string): string {
+  return `GitopsFailover-${platform.replaceAll(".", "-")}-Orchestrator-${region}`;
+}
+
+export function healthStackName(platform: string): string {
+  return `GitopsFailover-${platform.replaceAll(".", "-")}-Health`;
+}
+
+/**
+ * Which orchestrator handles the alarm of each endpoint region: the first orchestrator region
+ * that is not the failing region itself (an orchestrator in a failing region may be failing
+ * too), or the only orchestrator when there is just one. Each alarm goes to exactly one
+ * orchestrator, so one incident never starts two failovers.
+ */
+export function alarmRoutes(
+  endpointRegions: string[],
+  orchestratorRegions: string[],
+): Map<string, string[]> {
+  const routes = new Map<string, string[]>(orchestratorRegions.map((r) => [r, []]));
+  for (const region of endpointRegions) {
+    const handler = orchestratorRegions.find((o) => o !== region) ?? orchestratorRegions[0];
+    if (handler) routes.get(handler)?.push(region);
+  }
+  return routes;
+}

@@ -1,0 +1,122 @@
+/**
+ * What one synth deploys, read from CDK context: the topology (validated by the functions' own
+ * zod schema, so synth time and run time cannot disagree), the regions that run an
+ * orchestrator, and how the regional endpoints are health-checked. Bad input stops the synth
+ * with one line per problem instead of a stack trace.
+ */
+import { z } from "zod";
+import {
+  formatIssues,
+  loadTopology,
+  RegionName,
+  type Topology,
+} from "../../functions/lib/config.ts";
+import { isFailoverError } from "../../functions/lib/errors.ts";
+import { namePrefix } from "./naming.ts";
+
+/** The topology synthesized when `-c topology=<file>` is not given. */
+export const DEFAULT_TOPOLOGY = "config/topology.example.yaml";
+
+/** How the Health stack gets its Route 53 health checks. */
+export type HealthCheckSource = "create" | "topology";
+
+export interface Settings {
+  topologyPath: string;
+  topology: Topology;
+  /**
+   * Regions that each run a full orchestrator (state machine, functions, table, bucket, topic).
+   * An alarm about a region is delivered to the first of them that is not that region.
+   */
+  orchestratorRegions: string[];
+  /**
+   * `create`: one new HTTPS health check per regional endpoint (their ids are stack outputs that
+   * the topology must then name); `topology`: alarm on the checks the topology already names.
+   */
+  healthChecks: HealthCheckSource;
+  /** Path the created health checks probe on each `regions.<r>.endpoint`. */
+  healthCheckPath: string;
+}
+
+/** Input a synth cannot proceed with: `problems` holds one line each. */
+export class SettingsError extends Error {
+  override readonly name = "SettingsError";
+  constructor(
+    message: string,
+    readonly problems: string[] = [],
+  ) {
+    super(problems.length ? `${message}:\n${problems.map((p) => `  - ${p}`).join("\n")}` : message);
+  }
+}
+
+const RegionList = z
+  .union([z.string(), z.array(z.string())])
+  .transform((v) => (typeof v === "string" ? v.split(",").map((r) => r.trim()) : v).filter(Boolean))
+  .pipe(
+    z
+      .array(RegionName)
+      .min(1, "must name at least one region")
+      .refine((l) => new Set(l).size === l.length, "must not repeat a region"),
+  );
+
+const ContextSchema = z.strictObject({
+  topology: z.string().min(1).default(DEFAULT_TOPOLOGY),
+  orchestratorRegions: RegionList.optional(),
+  healthChecks: z.enum(["create", "topology"]).default("create"),
+  healthCheckPath: z
+    .string()
+    .regex(/^\/[A-Za-z0-9._~/-]{0,254}$/, "must be an absolute URL path such as /healthz")
+    .default("/healthz"),
+});
+
+/** The context keys this app reads (`-c key=value`). */
+const CONTEXT_KEYS = Object.keys(ContextSchema.shape) as (keyof typeof ContextSchema.shape)[];
+
+/** The two most preferred regions: each can fail over the other's alarms. */
+function defaultOrchestratorRegions(topology: Topology): string[] {
+  return Object.entries(topology.regions)
+    .sort(([a, ra], [b, rb]) => ra.priority - rb.priority || a.localeCompare(b))
+    .slice(0, 2)
+    .map(([name]) => name);
+}
+
+/**
+ * Reads and validates the settings from context values (`tryGetContext` for each of
+ * CONTEXT_KEYS); throws SettingsError naming every problem.
+ */
+export function loadSettings(context: (key: string) => unknown): Settings {
+  const raw = Object.fromEntries(
+    CONTEXT_KEYS.map((k) => [k, context(k)]).filter(([, v]) => v !== undefined),
+  );
+  const parsed = ContextSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new SettingsError(
+      "CDK context is invalid",
+      formatIssues(parsed.error).map((l) => `-c ${l}`),
+    );
+  }
+  const ctx = parsed.data;
+  let topology: Topology;
+  try {
+    topology = loadTopology(ctx.topology);
+  } catch (e) {
+    if (isFailoverError(e) && e.details.length) {
+      throw new SettingsError(`topology ${ctx.topology} is invalid`, e.details);
+    }
+    throw new SettingsError(
+      isFailoverError(e) ? e.message : `cannot load ${ctx.topology}: ${String(e)}`,
+    );
+  }
+  const prefix = namePrefix(topology.platform);
+  if (prefix.length > 40) {
+    throw new SettingsError(`topology ${ctx.topology} is invalid`, [
+      `platform: "${topology.platform}" is too long to name AWS resources (at most ${40 - (prefix.length - topology.platform.length)} characters)`,
+    ]);
+  }
+  return {
+    topologyPath: ctx.topology,
+    topology,
+    orchestratorRegions: ctx.orchestratorRegions ?? defaultOrchestratorRegions(topology),
+    healthChecks: ctx.healthChecks,
+    healthCheckPath: ctx.healthCheckPath,
+  };
+}
