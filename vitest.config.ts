@@ -7,5 +7,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ["default"],
+    // The functions log structured JSON; tests that read logs turn them on themselves.
+    env: { POWERTOOLS_LOG_LEVEL: "SILENT" },
   },
 });

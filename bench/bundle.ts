@@ -20,7 +20,9 @@ export const BUNDLE_OPTIONS = {
   target: "node22",
   format: "esm",
   mainFields: ["module", "main"] as string[],
-  banner: { js: "import { createRequire } from 'module'; const require = createRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire } from 'module'; const require = createRequire(import.meta.url);",
+  },
   legalComments: "none",
 } as const;
 

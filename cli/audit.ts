@@ -12,7 +12,10 @@ import { ConfigError, InputValidationError, UnexpectedError } from "../functions
 import type { CliIo } from "./drill.ts";
 
 /** Parses audit.jsonl strictly: a line that is not JSON is itself a broken chain. */
-export function parseAuditJsonl(text: string, source: string): { events: AuditEvent[]; badLine?: number } {
+export function parseAuditJsonl(
+  text: string,
+  source: string,
+): { events: AuditEvent[]; badLine?: number } {
   const events: AuditEvent[] = [];
   const lines = text.split("\n").filter((l) => l.trim());
   for (const [i, line] of lines.entries()) {
@@ -33,7 +36,9 @@ function applySandbox(file: string | undefined): { reportDir?: string } {
   try {
     data = JSON.parse(readFileSync(file, "utf8")) as typeof data;
   } catch {
-    throw new ConfigError(`${file}: not a sandbox endpoint file (written by \`gitops-failover sandbox up\`)`);
+    throw new ConfigError(
+      `${file}: not a sandbox endpoint file (written by \`gitops-failover sandbox up\`)`,
+    );
   }
   Object.assign(process.env, data.env ?? {});
   return data.reportDir ? { reportDir: data.reportDir } : {};
@@ -46,8 +51,13 @@ export function registerAuditCommands(cli: Command, io: CliIo): void {
   const audit = cli.command("audit").description("the tamper-evident audit trail");
   audit
     .command("verify")
-    .description("recompute an execution's hash chain: exit 0 when intact, 1 naming the first bad event")
-    .argument("<source>", "a report directory holding audit.jsonl, or an execution name/ARN (read from AUDIT_TABLE)")
+    .description(
+      "recompute an execution's hash chain: exit 0 when intact, 1 naming the first bad event",
+    )
+    .argument(
+      "<source>",
+      "a report directory holding audit.jsonl, or an execution name/ARN (read from AUDIT_TABLE)",
+    )
     .option("--table <name>", "the audit table (default: $AUDIT_TABLE)")
     .option("--sandbox <file>", "a running sandbox's endpoint file")
     .option("--json", "print the verdict as JSON", false)
@@ -56,23 +66,32 @@ export function registerAuditCommands(cli: Command, io: CliIo): void {
       let badLine: number | undefined;
       if (existsSync(source) && statSync(source).isDirectory()) {
         const file = join(source, "audit.jsonl");
-        if (!existsSync(file)) throw new InputValidationError(`${file} does not exist: is ${source} a report directory?`);
+        if (!existsSync(file))
+          throw new InputValidationError(
+            `${file} does not exist: is ${source} a report directory?`,
+          );
         ({ events, badLine } = parseAuditJsonl(readFileSync(file, "utf8"), file));
       } else {
         applySandbox(flags.sandbox);
         if (flags.table) process.env.AUDIT_TABLE = flags.table;
         if (!process.env.AUDIT_TABLE) {
-          throw new InputValidationError(`no audit table: pass --table <name>, --sandbox <file> or a report directory`);
+          throw new InputValidationError(
+            `no audit table: pass --table <name>, --sandbox <file> or a report directory`,
+          );
         }
         events = await readAuditTrail(executionName(source));
-        if (!events.length) throw new InputValidationError(`no audit events for ${executionName(source)} in ${process.env.AUDIT_TABLE}`);
+        if (!events.length)
+          throw new InputValidationError(
+            `no audit events for ${executionName(source)} in ${process.env.AUDIT_TABLE}`,
+          );
       }
       const verdict =
         badLine !== undefined
           ? { intact: false as const, seq: badLine, problem: `line ${badLine} is not JSON` }
           : verifyChain(events);
       if (flags.json) io.out(JSON.stringify(verdict));
-      else if (verdict.intact) io.out(`audit trail intact: ${verdict.events} events, head ${verdict.head}`);
+      else if (verdict.intact)
+        io.out(`audit trail intact: ${verdict.events} events, head ${verdict.head}`);
       else io.out(`audit trail BROKEN at event ${verdict.seq}: ${verdict.problem}`);
       io.setExit(verdict.intact ? 0 : 1);
     });
@@ -90,12 +109,18 @@ export function registerAuditCommands(cli: Command, io: CliIo): void {
       const dir = existsSync(ref) && statSync(ref).isDirectory() ? ref : sandbox.reportDir;
       if (dir) {
         const file = join(dir, name);
-        if (!existsSync(file)) throw new InputValidationError(`${file} does not exist: no report has been written there yet`);
+        if (!existsSync(file))
+          throw new InputValidationError(
+            `${file} does not exist: no report has been written there yet`,
+          );
         io.out(readFileSync(file, "utf8").trimEnd());
         return;
       }
       const bucket = flags.bucket ?? process.env.REPORT_BUCKET;
-      if (!bucket) throw new InputValidationError("no report bucket: pass --bucket <name> (the stack's ReportBucket output)");
+      if (!bucket)
+        throw new InputValidationError(
+          "no report bucket: pass --bucket <name> (the stack's ReportBucket output)",
+        );
       const key = `reports/${executionName(ref)}/${name}`;
       try {
         const out = await s3Client().send(new GetObjectCommand({ Bucket: bucket, Key: key }));

@@ -20,7 +20,9 @@ function program(io: CliIo): Command {
     .showHelpAfterError();
   cli
     .command("validate-config")
-    .description("validate a topology file (YAML or JSON) against the schema the functions and CDK use")
+    .description(
+      "validate a topology file (YAML or JSON) against the schema the functions and CDK use",
+    )
     .argument("<topology>", "topology file, e.g. config/topology.example.yaml")
     .action((path: string) => out(validateConfig(path)));
   cli
@@ -50,9 +52,13 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.invalid;
     if (e instanceof FailoverError) {
-      const lines = e.details.length ? [e.message.split(": ")[0] ?? e.message, ...e.details.map((d) => `  ${d}`)] : [e.message];
+      const lines = e.details.length
+        ? [e.message.split(": ")[0] ?? e.message, ...e.details.map((d) => `  ${d}`)]
+        : [e.message];
       process.stderr.write(`${lines.join("\n")}\n`);
-      return e instanceof ConfigError || e instanceof InputValidationError ? EXIT.invalid : EXIT.failed;
+      return e instanceof ConfigError || e instanceof InputValidationError
+        ? EXIT.invalid
+        : EXIT.failed;
     }
     process.stderr.write(`error: ${redact(e instanceof Error ? e.message : String(e))}\n`);
     return EXIT.failed;

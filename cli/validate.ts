@@ -2,7 +2,12 @@
  * `validate-config` and `validate-input`: the same schemas the functions and CDK use, so a
  * file that passes here passes at synth time and in Plan.
  */
-import { loadTopology, parseDocumentText, parseInput, readConfigFile } from "../functions/lib/config.ts";
+import {
+  loadTopology,
+  parseDocumentText,
+  parseInput,
+  readConfigFile,
+} from "../functions/lib/config.ts";
 
 /** Throws ConfigError / InputValidationError with one line per problem. */
 export function validateConfig(path: string): string {

@@ -8,8 +8,8 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   DescribeExecutionCommand,
-  type HistoryEvent,
   GetExecutionHistoryCommand,
+  type HistoryEvent,
   StartExecutionCommand,
 } from "@aws-sdk/client-sfn";
 import { sfnClient } from "../functions/lib/aws.ts";
@@ -123,7 +123,8 @@ const TASK_STEPS = [
   "Notify",
 ];
 
-const fmt = (ms: number) => (ms >= 60_000 ? `${(ms / 60_000).toFixed(1)} min` : `${(ms / 1000).toFixed(1)} s`);
+const fmt = (ms: number) =>
+  ms >= 60_000 ? `${(ms / 60_000).toFixed(1)} min` : `${(ms / 1000).toFixed(1)} s`;
 const SPINNER = ["|", "/", "-", "\\"];
 
 /** Follows one execution's history until it ends, reporting each step as it finishes. */
@@ -131,14 +132,25 @@ async function follow(
   executionArn: string,
   options: DrillOptions,
   waitMs: number,
-): Promise<{ status: string; error: string | null; cause: string | null; steps: StepTiming[]; wallMs: number }> {
+): Promise<{
+  status: string;
+  error: string | null;
+  cause: string | null;
+  steps: StepTiming[];
+  wallMs: number;
+}> {
   const waits = waitsOfPollers();
   const started = Date.now();
-  const timings = new Map<string, { first: number; last: number; invocations: number; waits: number; waitSeconds: number }>();
+  const timings = new Map<
+    string,
+    { first: number; last: number; invocations: number; waits: number; waitSeconds: number }
+  >();
   let seen = 0;
   let tick = 0;
   for (;;) {
-    const history = await sfnClient().send(new GetExecutionHistoryCommand({ executionArn, maxResults: 1000 }));
+    const history = await sfnClient().send(
+      new GetExecutionHistoryCommand({ executionArn, maxResults: 1000 }),
+    );
     const events: HistoryEvent[] = history.events ?? [];
     for (const e of events.slice(seen)) {
       const name = e.stateEnteredEventDetails?.name ?? e.stateExitedEventDetails?.name;
@@ -154,15 +166,26 @@ async function follow(
         continue;
       }
       if (!TASK_STEPS.includes(name)) continue;
-      const t = timings.get(name) ?? { first: at, last: at, invocations: 0, waits: 0, waitSeconds: 0 };
+      const t = timings.get(name) ?? {
+        first: at,
+        last: at,
+        invocations: 0,
+        waits: 0,
+        waitSeconds: 0,
+      };
       if (e.type?.endsWith("Entered")) t.invocations += 1;
       t.last = at;
       timings.set(name, t);
       if (e.type?.endsWith("Exited")) {
-        const output = JSON.parse(e.stateExitedEventDetails?.output ?? "{}") as Record<string, unknown>;
+        const output = JSON.parse(e.stateExitedEventDetails?.output ?? "{}") as Record<
+          string,
+          unknown
+        >;
         const status = stepStatus(name, output);
         if (status === "IN_PROGRESS") {
-          options.live?.(`${SPINNER[tick++ % SPINNER.length]} ${name}: poll ${t.invocations} (${fmt(Date.now() - started)})`);
+          options.live?.(
+            `${SPINNER[tick++ % SPINNER.length]} ${name}: poll ${t.invocations} (${fmt(Date.now() - started)})`,
+          );
         } else {
           options.print?.(`[${fmt(at - started).padStart(7)}] ${name.padEnd(14)} ${status}`);
         }
@@ -206,10 +229,14 @@ function stepStatus(name: string, state: Record<string, unknown>): string {
     Report: "report",
     RecordFailure: "report",
   };
-  const result = (key[name] ? state[key[name] as string] : undefined) as { status?: string; skipped?: boolean } | undefined;
+  const result = (key[name] ? state[key[name] as string] : undefined) as
+    | { status?: string; skipped?: boolean }
+    | undefined;
   if (name === "Plan") {
     const plan = state.plan as { noop?: boolean; actions?: string[] } | undefined;
-    return plan?.noop ? "SKIPPED (already on target)" : `SUCCEEDED (${plan?.actions?.length ?? 0} actions)`;
+    return plan?.noop
+      ? "SKIPPED (already on target)"
+      : `SUCCEEDED (${plan?.actions?.length ?? 0} actions)`;
   }
   if (!result) return "done";
   if (result.skipped) return "SKIPPED";
@@ -232,7 +259,10 @@ async function dryRunReport(dir: string, plan: unknown, after: SandboxState): Pr
     dryRun: true,
     failedStep: null,
     error: null,
-    steps: TASK_STEPS.slice(0, 9).map((name) => ({ name, status: name === "Plan" ? "SUCCEEDED" : "NOT_RUN" })),
+    steps: TASK_STEPS.slice(0, 9).map((name) => ({
+      name,
+      status: name === "Plan" ? "SUCCEEDED" : "NOT_RUN",
+    })),
     plan,
     before: (plan as { before?: unknown } | undefined)?.before ?? null,
     after: platform,
@@ -242,7 +272,11 @@ async function dryRunReport(dir: string, plan: unknown, after: SandboxState): Pr
   return report;
 }
 
-async function startByApi(sandbox: Sandbox, name: string, options: DrillOptions): Promise<string | undefined> {
+async function startByApi(
+  sandbox: Sandbox,
+  name: string,
+  options: DrillOptions,
+): Promise<string | undefined> {
   const input = {
     targetRegion: options.target,
     reason: `sandbox drill${options.faults.length ? ` with ${options.faults.join(", ")}` : ""}`,
@@ -251,7 +285,11 @@ async function startByApi(sandbox: Sandbox, name: string, options: DrillOptions)
     requestedBy: "drill",
   };
   const started = await sfnClient().send(
-    new StartExecutionCommand({ stateMachineArn: sandbox.stateMachineArn, name, input: JSON.stringify(input) }),
+    new StartExecutionCommand({
+      stateMachineArn: sandbox.stateMachineArn,
+      name,
+      input: JSON.stringify(input),
+    }),
   );
   return started.executionArn;
 }
@@ -267,7 +305,11 @@ async function observe(
   const run = await follow(executionArn, options, waitMs);
   const output = await sfnClient().send(new DescribeExecutionCommand({ executionArn }));
   const report = options.dryRun
-    ? await dryRunReport(options.reportDir, (JSON.parse(output.output ?? "{}") as { plan?: unknown }).plan, await sandbox.state())
+    ? await dryRunReport(
+        options.reportDir,
+        (JSON.parse(output.output ?? "{}") as { plan?: unknown }).plan,
+        await sandbox.state(),
+      )
     : await readReport(options.reportDir);
   const statusOf = new Map(report?.steps.map((s) => [s.name, s.status]) ?? []);
   return {
@@ -277,7 +319,10 @@ async function observe(
     error: run.error,
     cause: run.cause,
     wallMs: run.wallMs,
-    steps: run.steps.map((s) => ({ ...s, status: statusOf.get(s.name) ?? (s.name === "Notify" ? "SUCCEEDED" : run.status) })),
+    steps: run.steps.map((s) => ({
+      ...s,
+      status: statusOf.get(s.name) ?? (s.name === "Notify" ? "SUCCEEDED" : run.status),
+    })),
     report,
   };
 }
@@ -303,7 +348,11 @@ function alarmEvent(sandbox: Sandbox, region: string, at: Date): Record<string, 
           {
             id: "m1",
             metricStat: {
-              metric: { namespace: "AWS/Route53", name: "HealthCheckStatus", dimensions: { HealthCheckId: healthCheckId } },
+              metric: {
+                namespace: "AWS/Route53",
+                name: "HealthCheckStatus",
+                dimensions: { HealthCheckId: healthCheckId },
+              },
               period: 60,
               stat: "Minimum",
             },
@@ -332,10 +381,15 @@ async function alarmDrill(
   }
   if (options.cooldownHit) {
     options.print?.("cooldown: a failover to the drill target happens first");
-    await execute("drill-before-cooldown", () => startByApi(sandbox, "drill-before-cooldown", options));
+    await execute("drill-before-cooldown", () =>
+      startByApi(sandbox, "drill-before-cooldown", options),
+    );
   }
   const region = options.cooldownHit ? options.target : failing;
-  sandbox.aws.route53.setFailingFraction(sandbox.topology.regions[region]?.route53.healthCheckId ?? "", 1);
+  sandbox.aws.route53.setFailingFraction(
+    sandbox.topology.regions[region]?.route53.healthCheckId ?? "",
+    1,
+  );
   options.print?.(`${region}: every Route 53 checker now reports failure; the alarm fires`);
   const event = alarmEvent(sandbox, region, new Date());
   for (let i = 1; i <= (options.alarmRepeats ?? 1); i++) {
@@ -405,14 +459,20 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     const trigger: TriggerDecision[] = [];
     const execute = async (name: string, start: () => Promise<string | undefined>) => {
       const executionArn = await start();
-      if (executionArn) executions.push(await observe(sandbox, name, executionArn, options, waitMs));
+      if (executionArn)
+        executions.push(await observe(sandbox, name, executionArn, options, waitMs));
     };
     if (options.via === "alarm") {
       await alarmDrill(sandbox, options, trigger, execute);
     } else {
       for (let i = 1; i <= options.repeat; i++) {
-        const name = `drill-${new Date().toISOString().replace(/[-:.TZ]/g, "").slice(0, 14)}-${i}`;
-        options.print?.(`execution ${name}: failover to ${options.target} (${options.mode}${options.dryRun ? ", dry run" : ""})`);
+        const name = `drill-${new Date()
+          .toISOString()
+          .replace(/[-:.TZ]/g, "")
+          .slice(0, 14)}-${i}`;
+        options.print?.(
+          `execution ${name}: failover to ${options.target} (${options.mode}${options.dryRun ? ", dry run" : ""})`,
+        );
         await execute(name, () => startByApi(sandbox, name, options));
       }
     }
@@ -442,7 +502,9 @@ export function summaryTable(result: DrillResult): string[] {
   const lines: string[] = result.trigger.map((d) => `trigger: ${d.decision}: ${d.reason}`);
   for (const e of result.executions) {
     lines.push("", `${e.name}: ${e.status}${e.error ? ` (${e.error})` : ""}`);
-    lines.push(`${"step".padEnd(15)}${"outcome".padEnd(11)}${"on AWS ~".padStart(10)}${"here".padStart(9)}  calls`);
+    lines.push(
+      `${"step".padEnd(15)}${"outcome".padEnd(11)}${"on AWS ~".padStart(10)}${"here".padStart(9)}  calls`,
+    );
     for (const s of e.steps) {
       lines.push(
         `${s.name.padEnd(15)}${s.status.padEnd(11)}${fmt(s.emulatedMs).padStart(10)}${fmt(s.wallMs).padStart(9)}  ${s.invocations}`,
@@ -451,13 +513,17 @@ export function summaryTable(result: DrillResult): string[] {
   }
   const b = result.before;
   const a = result.after;
-  const dials = (d: Record<string, number>) => Object.entries(d).map(([r, v]) => `${r}=${v}%`).join(" ");
+  const dials = (d: Record<string, number>) =>
+    Object.entries(d)
+      .map(([r, v]) => `${r}=${v}%`)
+      .join(" ");
   lines.push(
     "",
     `before: active ${b.activeRegion}, Aurora writer ${b.auroraWriterRegion}, dials ${dials(b.trafficDials)}, git ${b.gitHead.slice(0, 12)}`,
     `after:  active ${a.activeRegion}, Aurora writer ${a.auroraWriterRegion}, dials ${dials(a.trafficDials)}, git ${a.gitHead.slice(0, 12)}`,
     `drill ${result.status} in ${fmt(result.sandbox.wallMs)} wall (sandbox start ${fmt(result.sandbox.startMs)}), peak RSS ${result.sandbox.peakRssMb} MB; report in ${result.reportDir}/`,
   );
-  if (result.status === "FAILED") lines.push(`failed step: ${result.failedStep ?? "?"}: ${result.error ?? ""}`);
+  if (result.status === "FAILED")
+    lines.push(`failed step: ${result.failedStep ?? "?"}: ${result.error ?? ""}`);
   return lines;
 }

@@ -9,7 +9,8 @@ export const FAULTS = {
   "spoke-unreachable": "the target region's spokes refuse connections",
   "spoke-nodes-not-ready": "the target region's spokes have 1 Ready node (3 required)",
   "git-auth-failure": "the Git server's password was rotated; the secret still holds the old one",
-  "git-push-conflict": "a concurrent commit lands just before the first push (must be retried and succeed)",
+  "git-push-conflict":
+    "a concurrent commit lands just before the first push (must be retried and succeed)",
   "argocd-hub-down": "the primary Argo CD hub is unreachable (must succeed via the standby)",
   "argocd-degraded": "the target's rollouts never become ready: Argo CD reports Degraded",
   "argocd-sync-timeout": "Argo CD never applies the new commit",

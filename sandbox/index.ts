@@ -18,7 +18,7 @@ import { type ArgoEmulator, startArgoCd } from "./argocd.ts";
 import { type AwsSandbox, startAwsSandbox } from "./aws/server.ts";
 import { createStepFunctions, type StepFunctions } from "./aws/stepfunctions.ts";
 import { createCa } from "./ca.ts";
-import { FAULTS, type FaultName, SANDBOX_REGIONS } from "./faults.ts";
+import { type FaultName, SANDBOX_REGIONS } from "./faults.ts";
 import { type GitServer, startGitServer } from "./git.ts";
 import { gitopsLayout, VALUES_FILE } from "./gitops-layout.ts";
 import { LOCAL_ACCOUNT, LOCAL_REGION, LOCAL_STATE_MACHINE_ARN } from "./runner.ts";
@@ -28,8 +28,11 @@ export const PLATFORM = "payments";
 export const AUDIT_TABLE = "gitops-failover-audit";
 export const TOPIC_ARN = `arn:aws:sns:${LOCAL_REGION}:${LOCAL_ACCOUNT}:gitops-failover`;
 const GLOBAL_CLUSTER = "payments-global";
-const SHORT: Record<string, string> = { "us-west-2": "usw2", "us-east-2": "use2", "eu-west-1": "euw1" };
-
+const SHORT: Record<string, string> = {
+  "us-west-2": "usw2",
+  "us-east-2": "use2",
+  "eu-west-1": "euw1",
+};
 
 export interface SandboxOptions {
   /** Total spokes, spread over the three regions (default 3: one per region). */
@@ -61,7 +64,11 @@ export interface Sandbox {
   /** Environment the functions and the CLI need (endpoints, credentials, table, report dir). */
   env: Record<string, string>;
   /** Credentials for poking at the stand-ins with ordinary tools. */
-  credentials: { git: { username: string; password: string }; argocdToken: string; spokeToken: string };
+  credentials: {
+    git: { username: string; password: string };
+    argocdToken: string;
+    spokeToken: string;
+  };
   dir: string;
   ca: { caPem: string };
   git: GitServer;
@@ -111,7 +118,9 @@ function buildTopology(
             namespaces: [PLATFORM, "external-secrets"],
             secretOperators: { externalSecrets: { namespaces: [PLATFORM] } },
           })),
-        aurora: { clusterArn: `arn:aws:rds:${region}:${LOCAL_ACCOUNT}:cluster:${PLATFORM}-${SHORT[region]}` },
+        aurora: {
+          clusterArn: `arn:aws:rds:${region}:${LOCAL_ACCOUNT}:cluster:${PLATFORM}-${SHORT[region]}`,
+        },
         globalAccelerator: {
           endpointGroupArn: `arn:aws:globalaccelerator::${LOCAL_ACCOUNT}:accelerator/00000000-0000-4000-8000-000000000001/listener/0000abcd/endpoint-group/${SHORT[region]}${hex(i + 1, 12)}`,
         },
@@ -142,7 +151,12 @@ function buildTopology(
       },
       aurora: { globalClusterIdentifier: GLOBAL_CLUSTER, maxRpoSeconds: 5 },
       traffic: { mode: "global-accelerator", stages: [100] },
-      trigger: { mode: "auto", corroborationThreshold: 0.5, cooldownMinutes: 30, killSwitchParameter: "/gitops-failover/payments/kill-switch" },
+      trigger: {
+        mode: "auto",
+        corroborationThreshold: 0.5,
+        cooldownMinutes: 30,
+        killSwitchParameter: "/gitops-failover/payments/kill-switch",
+      },
       regions,
     },
     "sandbox topology",
@@ -226,7 +240,11 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
 
     const topology = buildTopology(git, argo, spokes, ca.caPem);
     const waitMs = options.waitMs ?? 20;
-    const sfn = createStepFunctions({ stateMachineArn: LOCAL_STATE_MACHINE_ARN, waitMs, retryMs: waitMs });
+    const sfn = createStepFunctions({
+      stateMachineArn: LOCAL_STATE_MACHINE_ARN,
+      waitMs,
+      retryMs: waitMs,
+    });
     aws.register("states", "json1.0", sfn.handler);
     stops.push(() => sfn.stopAll());
 
@@ -287,12 +305,22 @@ async function seedAws(
   aws: AwsSandbox,
   t: Topology,
   activeRegion: string,
-  s: { git: { username: string; password: string }; spokeToken: string; argocdToken: string; promotionDelayMs: number },
+  s: {
+    git: { username: string; password: string };
+    spokeToken: string;
+    argocdToken: string;
+    promotionDelayMs: number;
+  },
 ): Promise<void> {
-  aws.secrets.put(t.git.credentialsSecretArn, JSON.stringify({ username: s.git.username, token: s.git.password }));
-  for (const hub of t.argocd.hubs) aws.secrets.put(hub.tokenSecretArn, JSON.stringify({ token: s.argocdToken }));
+  aws.secrets.put(
+    t.git.credentialsSecretArn,
+    JSON.stringify({ username: s.git.username, token: s.git.password }),
+  );
+  for (const hub of t.argocd.hubs)
+    aws.secrets.put(hub.tokenSecretArn, JSON.stringify({ token: s.argocdToken }));
   for (const [region, r] of Object.entries(t.regions)) {
-    for (const spoke of r.spokes) aws.secrets.put(spoke.tokenSecretArn, JSON.stringify({ token: s.spokeToken }));
+    for (const spoke of r.spokes)
+      aws.secrets.put(spoke.tokenSecretArn, JSON.stringify({ token: s.spokeToken }));
     aws.ga.defineEndpointGroup({
       arn: r.globalAccelerator?.endpointGroupArn ?? "",
       region,
@@ -310,7 +338,9 @@ async function seedAws(
   }
   aws.rds.defineGlobalCluster({
     identifier: t.aurora.globalClusterIdentifier,
-    members: Object.fromEntries(Object.entries(t.regions).map(([region, r]) => [region, r.aurora.clusterArn])),
+    members: Object.fromEntries(
+      Object.entries(t.regions).map(([region, r]) => [region, r.aurora.clusterArn]),
+    ),
     writerRegion: activeRegion,
   });
   aws.rds.setPromotionDelayMs(s.promotionDelayMs);
@@ -373,7 +403,8 @@ async function readState(s: Sandbox): Promise<SandboxState> {
   const active = /^\s*activeRegion:\s*"?([a-z0-9-]+)"?/m.exec(values)?.[1] ?? null;
   const replicas: Record<string, number> = Object.fromEntries(SANDBOX_REGIONS.map((r) => [r, 0]));
   for (const spoke of s.spokes) {
-    for (const d of spoke.deployments()) replicas[spoke.region] = (replicas[spoke.region] ?? 0) + d.replicas;
+    for (const d of spoke.deployments())
+      replicas[spoke.region] = (replicas[spoke.region] ?? 0) + d.replicas;
   }
   return {
     activeRegion: active,

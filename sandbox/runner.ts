@@ -19,7 +19,8 @@ export function executionArnOf(stateMachineArn: string, name: string): string {
 }
 
 /** One entry of aws-local-stepfunctions' execution event log (the package does not export the type). */
-export type EventLog = ReturnType<StateMachine["run"]>["eventLogs"] extends AsyncGenerator<infer E> ? E : never;
+export type EventLog =
+  ReturnType<StateMachine["run"]>["eventLogs"] extends AsyncGenerator<infer E> ? E : never;
 
 type Handler = (event: unknown, context: Context) => Promise<unknown>;
 
@@ -30,7 +31,9 @@ export function localFunctionArn(spec: FunctionSpec): string {
 
 /** The ASL with local ARNs substituted, parsed. */
 export function localDefinition(): Record<string, unknown> {
-  const values = Object.fromEntries(FUNCTIONS.map((f) => [placeholderOf(f.state), localFunctionArn(f)]));
+  const values = Object.fromEntries(
+    FUNCTIONS.map((f) => [placeholderOf(f.state), localFunctionArn(f)]),
+  );
   return JSON.parse(substitute(aslText(), values)) as Record<string, unknown>;
 }
 
@@ -101,7 +104,9 @@ export interface LocalRunResult {
 
 function waitStates(definition: Record<string, unknown>): string[] {
   const names: string[] = [];
-  const visit = (states: Record<string, { Type?: string; Branches?: { States: Record<string, unknown> }[] }>) => {
+  const visit = (
+    states: Record<string, { Type?: string; Branches?: { States: Record<string, unknown> }[] }>,
+  ) => {
     for (const [name, s] of Object.entries(states)) {
       if (s.Type === "Wait") names.push(name);
       for (const b of s.Branches ?? []) visit(b.States as Record<string, { Type?: string }>);
@@ -139,18 +144,26 @@ function alignTimeoutPaths(states: Record<string, TaskDefinition>): void {
 export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult> {
   const definition = localDefinition();
   alignTimeoutPaths(definition.States as Record<string, TaskDefinition>);
-  const machine = new StateMachine(definition as unknown as ConstructorParameters<typeof StateMachine>[0], {
-    validationOptions: { checkArn: false },
-  });
-  const executionArn = executionArnOf(options.stateMachineArn ?? LOCAL_STATE_MACHINE_ARN, options.executionName);
+  const machine = new StateMachine(
+    definition as unknown as ConstructorParameters<typeof StateMachine>[0],
+    {
+      validationOptions: { checkArn: false },
+    },
+  );
+  const executionArn = executionArnOf(
+    options.stateMachineArn ?? LOCAL_STATE_MACHINE_ARN,
+    options.executionName,
+  );
   const overrides: Record<string, (input: unknown) => Promise<unknown>> = {};
   for (const spec of FUNCTIONS) {
     overrides[spec.state] =
       spec.state === "Approval"
         ? async (input) => {
-            const payload = (input as { Payload: { taskToken: string; execution: unknown } }).Payload;
+            const payload = (input as { Payload: { taskToken: string; execution: unknown } })
+              .Payload;
             await invokeLocal("Approval", payload);
-            if (!options.approve) throw Object.assign(new Error("no approver in this run"), { name: "States.Timeout" });
+            if (!options.approve)
+              throw Object.assign(new Error("no approver in this run"), { name: "States.Timeout" });
             return options.approve(payload);
           }
         : (input) => invokeLocal(spec.state, input);
@@ -189,6 +202,12 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
     await collecting;
     if (options.signal?.aborted) return { executionArn, status: "ABORTED", events };
     const failure = (e as { cause?: { name?: string; message?: string } }).cause ?? (e as Error);
-    return { executionArn, status: "FAILED", error: failure.name ?? "Error", cause: failure.message ?? "", events };
+    return {
+      executionArn,
+      status: "FAILED",
+      error: failure.name ?? "Error",
+      cause: failure.message ?? "",
+      events,
+    };
   }
 }

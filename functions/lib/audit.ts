@@ -42,7 +42,8 @@ const APPEND_ATTEMPTS = 8;
 /** JSON with sorted keys and no whitespace: the form that is hashed, so it must never vary. */
 export function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
-  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v === undefined ? null : v)).join(",")}]`;
+  if (Array.isArray(value))
+    return `[${value.map((v) => canonicalJson(v === undefined ? null : v)).join(",")}]`;
   const entries = Object.entries(value as Record<string, unknown>)
     .filter(([, v]) => v !== undefined)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
@@ -60,7 +61,9 @@ const skOf = (seq: number) => String(seq).padStart(8, "0");
 
 /** A thin document view over the shared (cached) DynamoDB client. */
 function db(): DynamoDBDocumentClient {
-  return DynamoDBDocumentClient.from(dynamoClient(), { marshallOptions: { removeUndefinedValues: true } });
+  return DynamoDBDocumentClient.from(dynamoClient(), {
+    marshallOptions: { removeUndefinedValues: true },
+  });
 }
 
 async function lastEvent(table: string, execution: string): Promise<AuditEvent | undefined> {
@@ -87,7 +90,12 @@ export async function appendAuditEvent(input: AuditEventInput): Promise<AuditEve
   const clean = redactDeep(input);
   const table = process.env.AUDIT_TABLE;
   if (!table) {
-    const unchained = { ...clean, seq: 0, recordedAt: new Date().toISOString(), prevHash: GENESIS_HASH };
+    const unchained = {
+      ...clean,
+      seq: 0,
+      recordedAt: new Date().toISOString(),
+      prevHash: GENESIS_HASH,
+    };
     return { ...unchained, hash: hashEvent(unchained) };
   }
   for (let attempt = 1; ; attempt++) {
@@ -103,7 +111,12 @@ export async function appendAuditEvent(input: AuditEventInput): Promise<AuditEve
       await db().send(
         new PutCommand({
           TableName: table,
-          Item: { pk: pkOf(input.execution), sk: skOf(event.seq), hash: event.hash, event: canonicalJson(event) },
+          Item: {
+            pk: pkOf(input.execution),
+            sk: skOf(event.seq),
+            hash: event.hash,
+            event: canonicalJson(event),
+          },
           ConditionExpression: "attribute_not_exists(pk)",
         }),
       );
@@ -141,7 +154,9 @@ export async function readAuditTrail(execution: string): Promise<AuditEvent[]> {
   return events;
 }
 
-export type ChainVerdict = { intact: true; events: number; head: string } | { intact: false; seq: number; problem: string };
+export type ChainVerdict =
+  | { intact: true; events: number; head: string }
+  | { intact: false; seq: number; problem: string };
 
 /**
  * Recomputes the chain: each event's hash over its canonical body, each `prevHash` against the
@@ -152,10 +167,18 @@ export function verifyChain(events: AuditEvent[]): ChainVerdict {
   for (const [i, event] of events.entries()) {
     const seq = typeof event.seq === "number" ? event.seq : i + 1;
     if (event.seq !== i + 1) {
-      return { intact: false, seq, problem: `event ${i + 1} has sequence ${String(event.seq)} (deleted or reordered)` };
+      return {
+        intact: false,
+        seq,
+        problem: `event ${i + 1} has sequence ${String(event.seq)} (deleted or reordered)`,
+      };
     }
     if (event.prevHash !== prev) {
-      return { intact: false, seq, problem: "prevHash does not match the previous event (deleted or reordered)" };
+      return {
+        intact: false,
+        seq,
+        problem: "prevHash does not match the previous event (deleted or reordered)",
+      };
     }
     if (hashEvent(event) !== event.hash) {
       return { intact: false, seq, problem: "hash does not match the event's content (edited)" };

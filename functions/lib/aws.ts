@@ -12,12 +12,7 @@ import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { SFNClient } from "@aws-sdk/client-sfn";
 import { SNSClient } from "@aws-sdk/client-sns";
 import { SSMClient } from "@aws-sdk/client-ssm";
-import {
-  AwsThrottled,
-  AwsUnavailable,
-  describe,
-  FailoverError,
-} from "./errors.ts";
+import { AwsThrottled, AwsUnavailable, describe, FailoverError } from "./errors.ts";
 
 /** The Global Accelerator control plane is served only from us-west-2. */
 export const GLOBAL_ACCELERATOR_REGION = "us-west-2";
@@ -25,7 +20,10 @@ export const GLOBAL_ACCELERATOR_REGION = "us-west-2";
 export const ROUTE53_REGION = "us-east-1";
 
 /** Every call is bounded: a dead region's endpoint must fail fast, not hang the Lambda. */
-const SDK_CONFIG = { maxAttempts: 3, requestHandler: { connectionTimeout: 3_000, requestTimeout: 10_000 } } as const;
+const SDK_CONFIG = {
+  maxAttempts: 3,
+  requestHandler: { connectionTimeout: 3_000, requestTimeout: 10_000 },
+} as const;
 
 function homeRegion(): string {
   return process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? "us-east-1";
@@ -59,8 +57,7 @@ export const s3Client = memo((region) => new S3Client({ region, ...SDK_CONFIG })
 export const snsClient = memo((region) => new SNSClient({ region, ...SDK_CONFIG }));
 export const sfnClient = memo((region) => new SFNClient({ region, ...SDK_CONFIG }));
 export const ssmClient = memo((region) => new SSMClient({ region, ...SDK_CONFIG }));
-export const globalAcceleratorClient = () =>
-  gaMemo(GLOBAL_ACCELERATOR_REGION);
+export const globalAcceleratorClient = () => gaMemo(GLOBAL_ACCELERATOR_REGION);
 const gaMemo = memo((region) => new GlobalAcceleratorClient({ region, ...SDK_CONFIG }));
 export const route53Client = () => r53Memo(ROUTE53_REGION);
 const r53Memo = memo((region) => new Route53Client({ region, ...SDK_CONFIG }));
@@ -104,11 +101,16 @@ export function unanswered(e: unknown): boolean {
 export function awsError(
   e: unknown,
   what: string,
-  fallback: new (message: string, details?: string[], options?: { cause?: unknown }) => FailoverError,
+  fallback: new (
+    message: string,
+    details?: string[],
+    options?: { cause?: unknown },
+  ) => FailoverError,
 ): FailoverError {
   if (e instanceof FailoverError) return e;
   const name = (e as { name?: string }).name;
-  if (name && THROTTLING.has(name)) return new AwsThrottled(`${what}: throttled by AWS`, [], { cause: e });
+  if (name && THROTTLING.has(name))
+    return new AwsThrottled(`${what}: throttled by AWS`, [], { cause: e });
   if (unanswered(e)) {
     return new AwsUnavailable(`${what}: AWS did not answer (${describe(e)})`, [], { cause: e });
   }

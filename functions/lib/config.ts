@@ -34,7 +34,10 @@ const Name = z
   .string()
   .min(1)
   .max(253)
-  .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "must be a DNS-1123 name (lowercase, digits, '-', '.')");
+  .regex(
+    /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/,
+    "must be a DNS-1123 name (lowercase, digits, '-', '.')",
+  );
 
 /** A YAML edit that makes a region active: `{{targetRegion}}` is replaced in `path` and `value`. */
 export const RetargetEdit = z.strictObject({
@@ -46,7 +49,10 @@ export const RetargetEdit = z.strictObject({
     }),
   path: z
     .string()
-    .regex(/^[A-Za-z0-9_{}-]+(\.[A-Za-z0-9_{}-]+)*$/, "must be a dotted key path such as global.activeRegion"),
+    .regex(
+      /^[A-Za-z0-9_{}-]+(\.[A-Za-z0-9_{}-]+)*$/,
+      "must be a dotted key path such as global.activeRegion",
+    ),
   value: z.union([z.string(), z.number(), z.boolean()]),
 });
 export type RetargetEdit = z.infer<typeof RetargetEdit>;
@@ -70,7 +76,10 @@ const SpokeSchema = z.strictObject({
         .optional()
         .describe("ExternalSecrets in these namespaces must all be Ready"),
       sealedSecrets: z
-        .strictObject({ namespace: Name.default("kube-system"), deployment: Name.default("sealed-secrets-controller") })
+        .strictObject({
+          namespace: Name.default("kube-system"),
+          deployment: Name.default("sealed-secrets-controller"),
+        })
         .optional(),
     })
     .default({}),
@@ -82,7 +91,12 @@ const RegionSchema = z.strictObject({
   priority: z.int().min(0),
   spokes: z.array(SpokeSchema).min(1),
   aurora: z.strictObject({
-    clusterArn: z.string().regex(/^arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:cluster:[A-Za-z0-9-]+$/, "must be an RDS DB cluster ARN"),
+    clusterArn: z
+      .string()
+      .regex(
+        /^arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:cluster:[A-Za-z0-9-]+$/,
+        "must be an RDS DB cluster ARN",
+      ),
   }),
   globalAccelerator: z
     .strictObject({
@@ -160,7 +174,12 @@ export const TopologySchema = z
         trafficVerifySeconds: z.int().min(30).default(300),
         approvalSeconds: z.int().min(60).default(3600),
       })
-      .default({ argoSyncSeconds: 600, auroraSeconds: 600, trafficVerifySeconds: 300, approvalSeconds: 3600 }),
+      .default({
+        argoSyncSeconds: 600,
+        auroraSeconds: 600,
+        trafficVerifySeconds: 300,
+        approvalSeconds: 3600,
+      }),
     trigger: z
       .strictObject({
         /** auto: start the failover; approval: start it with the approval gate; notify: SNS only. */
@@ -172,7 +191,10 @@ export const TopologySchema = z
         /** SSM parameter operators set to "on" to stop automatic failovers without a deploy. */
         killSwitchParameter: z
           .string()
-          .regex(/^\/[A-Za-z0-9_.\/-]+$/, "must be an SSM parameter name such as /gitops-failover/kill-switch")
+          .regex(
+            /^\/[A-Za-z0-9_./-]+$/,
+            "must be an SSM parameter name such as /gitops-failover/kill-switch",
+          )
           .default("/gitops-failover/kill-switch"),
       })
       .default({
@@ -200,7 +222,11 @@ export const TopologySchema = z
     } else {
       for (const key of ["hostedZoneId", "recordName"] as const) {
         if (!t.traffic[key]) {
-          ctx.addIssue({ code: "custom", path: ["traffic", key], message: "is required when traffic.mode is route53" });
+          ctx.addIssue({
+            code: "custom",
+            path: ["traffic", key],
+            message: "is required when traffic.mode is route53",
+          });
         }
       }
       for (const [name, r] of regions) {
@@ -216,7 +242,11 @@ export const TopologySchema = z
     const clusters = regions.flatMap(([, r]) => r.spokes.map((s) => s.argocdCluster));
     const duplicate = clusters.find((c, i) => clusters.indexOf(c) !== i);
     if (duplicate) {
-      ctx.addIssue({ code: "custom", path: ["regions"], message: `argocdCluster "${duplicate}" is used by two spokes` });
+      ctx.addIssue({
+        code: "custom",
+        path: ["regions"],
+        message: `argocdCluster "${duplicate}" is used by two spokes`,
+      });
     }
     if (!t.git.retarget.some((e) => `${e.path}${e.value}`.includes("{{targetRegion}}"))) {
       ctx.addIssue({
@@ -249,7 +279,8 @@ export function formatIssues(error: z.ZodError): string[] {
   return error.issues.map((i) => {
     const where = i.path.length ? i.path.join(".") : "(root)";
     // A bad record key (a region name) carries the key schema's own message inside.
-    const message = i.code === "invalid_key" ? i.issues.map((k) => k.message).join("; ") : i.message;
+    const message =
+      i.code === "invalid_key" ? i.issues.map((k) => k.message).join("; ") : i.message;
     return `${where}: ${message}`;
   });
 }
@@ -264,7 +295,9 @@ export function parseDocumentText(text: string, source: string): unknown {
   const problem = doc.errors[0];
   if (problem) {
     const at = problem.linePos?.[0];
-    throw new ConfigError(`${source}${at ? `:${at.line}:${at.col}` : ""}: ${problem.message.split("\n")[0]}`);
+    throw new ConfigError(
+      `${source}${at ? `:${at.line}:${at.col}` : ""}: ${problem.message.split("\n")[0]}`,
+    );
   }
   return doc.toJS({ maxAliasCount: 100 });
 }
@@ -277,7 +310,8 @@ export function readConfigFile(path: string): string {
   } catch {
     throw new ConfigError(`${path}: cannot read the file (does it exist?)`);
   }
-  if (size > MAX_CONFIG_BYTES) throw new ConfigError(`${path}: file is larger than ${MAX_CONFIG_BYTES} bytes`);
+  if (size > MAX_CONFIG_BYTES)
+    throw new ConfigError(`${path}: file is larger than ${MAX_CONFIG_BYTES} bytes`);
   return readFileSync(path, "utf8");
 }
 
@@ -296,7 +330,8 @@ export function loadTopology(path: string): Topology {
 /** Validates the execution input against the schema and the topology's regions. */
 export function parseInput(data: unknown, topology: Topology): FailoverInput {
   const result = FailoverInputSchema.safeParse(data);
-  if (!result.success) throw new InputValidationError("execution input is invalid", formatIssues(result.error));
+  if (!result.success)
+    throw new InputValidationError("execution input is invalid", formatIssues(result.error));
   const input = result.data;
   if (!topology.regions[input.targetRegion]) {
     throw new InputValidationError("execution input is invalid", [
@@ -315,7 +350,8 @@ let cached: Topology | undefined;
 export function runtimeTopology(): Topology {
   if (cached) return cached;
   const raw = process.env.TOPOLOGY;
-  if (!raw) throw new ConfigError("TOPOLOGY is not set: the function was deployed without its topology");
+  if (!raw)
+    throw new ConfigError("TOPOLOGY is not set: the function was deployed without its topology");
   cached = parseTopology(parseDocumentText(raw, "TOPOLOGY"), "TOPOLOGY");
   return cached;
 }
@@ -328,7 +364,11 @@ export function resetRuntimeTopology(): void {
 /** Renders an edit for a target region: `{{targetRegion}}` in path and value. */
 export function renderEdit(edit: RetargetEdit, targetRegion: string): RetargetEdit {
   const sub = (s: string) => s.replaceAll("{{targetRegion}}", targetRegion);
-  return { file: edit.file, path: sub(edit.path), value: typeof edit.value === "string" ? sub(edit.value) : edit.value };
+  return {
+    file: edit.file,
+    path: sub(edit.path),
+    value: typeof edit.value === "string" ? sub(edit.value) : edit.value,
+  };
 }
 
 /** Regions other than `region`, ordered by priority then name. */
@@ -342,6 +382,9 @@ export function otherRegions(topology: Topology, region: string): string[] {
 /** The region entry, or a ConfigError naming the known ones. */
 export function regionOf(topology: Topology, region: string): Region {
   const r = topology.regions[region];
-  if (!r) throw new ConfigError(`region "${region}" is not in the topology (known: ${Object.keys(topology.regions).join(", ")})`);
+  if (!r)
+    throw new ConfigError(
+      `region "${region}" is not in the topology (known: ${Object.keys(topology.regions).join(", ")})`,
+    );
   return r;
 }

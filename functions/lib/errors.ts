@@ -25,7 +25,11 @@ export abstract class FailoverError extends Error {
 
   /** The error as data, for a poller's `FAILED` result and the audit trail. */
   toData(): ErrorData {
-    return { name: this.name, message: this.message, ...(this.details.length ? { details: this.details } : {}) };
+    return {
+      name: this.name,
+      message: this.message,
+      ...(this.details.length ? { details: this.details } : {}),
+    };
   }
 }
 

@@ -19,7 +19,9 @@ export interface HealthCheckView {
 export async function readHealthCheck(healthCheckId: string): Promise<HealthCheckView> {
   let observations: { StatusReport?: { Status?: string } }[];
   try {
-    const out = await route53Client().send(new GetHealthCheckStatusCommand({ HealthCheckId: healthCheckId }));
+    const out = await route53Client().send(
+      new GetHealthCheckStatusCommand({ HealthCheckId: healthCheckId }),
+    );
     observations = out.HealthCheckObservations ?? [];
   } catch (e) {
     throw awsError(e, `reading Route 53 health check ${healthCheckId}`, UnexpectedError);

@@ -5,9 +5,15 @@
  * execution that is no longer running) is taken over with a second conditional write, so two
  * contenders can never both win.
  */
-import { DescribeExecutionCommand } from "@aws-sdk/client-sfn";
+
 import { ConditionalCheckFailedException } from "@aws-sdk/client-dynamodb";
-import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
+import { DescribeExecutionCommand } from "@aws-sdk/client-sfn";
+import {
+  DeleteCommand,
+  DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+} from "@aws-sdk/lib-dynamodb";
 import { awsError, dynamoClient, sfnClient } from "./aws.ts";
 import { FailoverInProgress, UnexpectedError } from "./errors.ts";
 
@@ -30,7 +36,9 @@ function table(): string | undefined {
 }
 
 async function holderOf(tableName: string, platform: string): Promise<LockHolder | undefined> {
-  const out = await db().send(new GetCommand({ TableName: tableName, Key: keyOf(platform), ConsistentRead: true }));
+  const out = await db().send(
+    new GetCommand({ TableName: tableName, Key: keyOf(platform), ConsistentRead: true }),
+  );
   return out.Item as LockHolder | undefined;
 }
 
@@ -91,17 +99,23 @@ export async function acquireLock(
     if (holder.expiresAt > now && !(await holderEnded(holder))) {
       throw new FailoverInProgress(
         `another failover of ${platform} is running: ${holder.owner} holds the lock until ${new Date(holder.expiresAt * 1000).toISOString()}`,
-        [`wait for ${holder.owner} to end (gitops-failover status ${holder.owner}), or stop it, then start again`],
+        [
+          `wait for ${holder.owner} to end (gitops-failover status ${holder.owner}), or stop it, then start again`,
+        ],
       );
     }
-    await put("#owner = :stale AND expiresAt = :expires", { ":stale": holder.owner, ":expires": holder.expiresAt });
+    await put("#owner = :stale AND expiresAt = :expires", {
+      ":stale": holder.owner,
+      ":expires": holder.expiresAt,
+    });
     return item;
   } catch (e) {
     if (e instanceof FailoverInProgress) throw e;
     if (e instanceof ConditionalCheckFailedException) {
-      throw new FailoverInProgress(`another failover of ${platform} took the lock at the same moment`, [
-        "start again once it has ended",
-      ]);
+      throw new FailoverInProgress(
+        `another failover of ${platform} took the lock at the same moment`,
+        ["start again once it has ended"],
+      );
     }
     throw awsError(e, `taking the failover lock in ${tableName}`, UnexpectedError);
   }

@@ -14,7 +14,8 @@ import { redact } from "./redact.ts";
 /** One logger per container; every string it writes passes through `redact`. */
 export const logger = new Logger({
   serviceName: "gitops-failover",
-  jsonReplacerFn: (_key: string, value: unknown) => (typeof value === "string" ? redact(value) : value),
+  jsonReplacerFn: (_key: string, value: unknown) =>
+    typeof value === "string" ? redact(value) : value,
 });
 
 function namedErrors(step: string): MiddlewareObj {
@@ -78,7 +79,10 @@ function beforeAfter(step: string, result: StepResult): { before?: unknown; afte
     case "CommitRetarget":
       return { before: { gitHead: r.previousSha }, after: { gitHead: r.sha, changes: r.changes } };
     case "PromoteAurora":
-      return { before: { auroraWriterRegion: r.writerBefore }, after: { action: r.action, calledIn: r.calledIn } };
+      return {
+        before: { auroraWriterRegion: r.writerBefore },
+        after: { action: r.action, calledIn: r.calledIn },
+      };
     case "ShiftTraffic": {
       const changes = (r.changes as { region: string; from: number }[] | undefined) ?? [];
       const dials = (r.dials as Record<string, number> | undefined) ?? {};
@@ -137,7 +141,9 @@ function auditTrail(step: string): MiddlewareObj<StepEvent, StepResult> {
         detail: describe(request.error),
         startedAt: startedAt(request),
         endedAt: new Date().toISOString(),
-      }).catch((e: unknown) => logger.error("could not append to the audit trail", { error: describe(e) }));
+      }).catch((e: unknown) =>
+        logger.error("could not append to the audit trail", { error: describe(e) }),
+      );
     },
   };
 }
@@ -159,7 +165,8 @@ export function stepHandler<TEvent, TResult>(
   })
     .use(injectLambdaContext(logger, { resetKeys: true }))
     .use(namedErrors(step));
-  if (options.audit !== false) handler.use(auditTrail(step) as unknown as MiddlewareObj<TEvent, TResult>);
+  if (options.audit !== false)
+    handler.use(auditTrail(step) as unknown as MiddlewareObj<TEvent, TResult>);
   return handler.handler(async (event: TEvent) => {
     logger.appendKeys({ step });
     const result = await fn(event);

@@ -15,7 +15,9 @@ async function publish(subject: string, message: string): Promise<boolean> {
   const topic = process.env.TOPIC_ARN;
   if (!topic) return false;
   try {
-    await snsClient().send(new PublishCommand({ TopicArn: topic, Subject: subject.slice(0, 99), Message: message }));
+    await snsClient().send(
+      new PublishCommand({ TopicArn: topic, Subject: subject.slice(0, 99), Message: message }),
+    );
   } catch (e) {
     throw awsError(e, `publishing to ${topic}`, UnexpectedError);
   }
@@ -33,7 +35,9 @@ export async function notifyStep(
   const lines = [
     subject,
     `Execution: ${state.execution?.id ?? "?"}`,
-    ...(r?.failedStep ? [`Failed step: ${r.failedStep}: ${r.error?.name}: ${r.error?.message}`] : []),
+    ...(r?.failedStep
+      ? [`Failed step: ${r.failedStep}: ${r.error?.name}: ${r.error?.message}`]
+      : []),
     ...(r?.rtoSeconds != null ? [`RTO: ${r.rtoSeconds}s`] : []),
     ...(r?.changed.length ? ["Changed:", ...r.changed.map((c) => `- ${c}`)] : ["Changed: nothing"]),
     `Report: ${r?.location ?? "not written"}`,

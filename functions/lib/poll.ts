@@ -31,7 +31,9 @@ export function pollWindow(
 ): PollWindow {
   const fresh = !previous?.deadline || !previous.startedAt || previous.stage !== stage;
   const startedAt = fresh ? now.toISOString() : (previous.startedAt as string);
-  const deadline = fresh ? new Date(now.getTime() + seconds * 1000).toISOString() : (previous.deadline as string);
+  const deadline = fresh
+    ? new Date(now.getTime() + seconds * 1000).toISOString()
+    : (previous.deadline as string);
   const polls = (fresh ? 0 : (previous.polls ?? 0)) + 1;
   return {
     startedAt,

@@ -17,7 +17,10 @@ const PATTERNS: [RegExp, string][] = [
   [/\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g, "[REDACTED]"],
   [/\b(ghp|gho|ghs|ghu|github_pat|glpat|xox[abp])[-_][A-Za-z0-9_-]{10,}/g, "[REDACTED]"],
   [/\b(AKIA|ASIA)[A-Z0-9]{16}\b/g, "[REDACTED]"],
-  [/("?(?:token|password|secret|apiKey|api_key|accessKey|secretAccessKey)"?\s*[:=]\s*"?)[^"\s,}]{4,}/gi, "$1[REDACTED]"],
+  [
+    /("?(?:token|password|secret|apiKey|api_key|accessKey|secretAccessKey)"?\s*[:=]\s*"?)[^"\s,}]{4,}/gi,
+    "$1[REDACTED]",
+  ],
 ];
 
 /** Returns the string with secrets and token-shaped substrings replaced by `[REDACTED]`. */

@@ -43,10 +43,23 @@ export interface FailoverReport {
   requestedBy: string | null;
   failedStep: StepName | null;
   error: { name: string; message: string } | null;
-  steps: { name: StepName; status: StepOutcome; detail: string; startedAt: string | null; endedAt: string | null }[];
+  steps: {
+    name: StepName;
+    status: StepOutcome;
+    detail: string;
+    startedAt: string | null;
+    endedAt: string | null;
+  }[];
   /** The longer of the two Parallel branches: what bounded the failover's duration. */
   criticalPath: StepName[];
-  timeline: { seq: number; at: string; step: string; outcome: string; action: string; detail: string }[];
+  timeline: {
+    seq: number;
+    at: string;
+    step: string;
+    outcome: string;
+    action: string;
+    detail: string;
+  }[];
   audit: { events: number; head: string | null; intact: boolean };
   links: { execution: string; commit: string | null };
   before: PlatformSnapshot | null;
@@ -73,7 +86,10 @@ export function errorOf(caught: CaughtError): { name: string; message: string } 
 const STEP_TAG = /^\[([A-Za-z]+)\]/;
 
 /** The step that failed: named in the message by our middleware, else deduced from the state. */
-export function failedStepOf(state: Partial<FailoverState>, error: { name: string; message: string }): StepName {
+export function failedStepOf(
+  state: Partial<FailoverState>,
+  error: { name: string; message: string },
+): StepName {
   const tagged = STEP_TAG.exec(error.message)?.[1];
   if (tagged && (STEPS as readonly string[]).includes(tagged)) return tagged as StepName;
   if (!state.plan) return "Plan";
@@ -103,32 +119,58 @@ function spansOf(events: AuditEvent[]): Map<string, Span> {
   return spans;
 }
 
-function stepOutcomes(state: Partial<FailoverState>, failed: StepName | null, spans: Map<string, Span>): FailoverReport["steps"] {
+function stepOutcomes(
+  state: Partial<FailoverState>,
+  failed: StepName | null,
+  spans: Map<string, Span>,
+): FailoverReport["steps"] {
   const c = state.converge;
   const retarget = c?.retarget ?? state.retarget;
   const known: Partial<Record<StepName, [StepOutcome, string]>> = {
     Plan: state.plan ? ["SUCCEEDED", state.plan.actions.join("; ") || "nothing to do"] : undefined,
-    Approval: state.approval ? ["SUCCEEDED", "approved"] : state.input?.requireApproval ? undefined : ["SKIPPED", "not required"],
+    Approval: state.approval
+      ? ["SUCCEEDED", "approved"]
+      : state.input?.requireApproval
+        ? undefined
+        : ["SKIPPED", "not required"],
     VerifySpoke: state.spoke
-      ? ["SUCCEEDED", state.spoke.spokes.map((s) => `${s.spoke}: ${s.readyNodes} nodes Ready`).join(", ")]
+      ? [
+          "SUCCEEDED",
+          state.spoke.spokes.map((s) => `${s.spoke}: ${s.readyNodes} nodes Ready`).join(", "),
+        ]
       : undefined,
     CommitRetarget: retarget
-      ? [retarget.skipped ? "SKIPPED" : "SUCCEEDED", `${retarget.skipped ? "already at" : "committed"} ${retarget.sha.slice(0, 12)}`]
+      ? [
+          retarget.skipped ? "SKIPPED" : "SUCCEEDED",
+          `${retarget.skipped ? "already at" : "committed"} ${retarget.sha.slice(0, 12)}`,
+        ]
       : undefined,
-    AwaitArgoSync: c?.argo ? ["SUCCEEDED", `${c.argo.done}/${c.argo.total} apps Synced and Healthy via ${c.argo.hub}`] : undefined,
+    AwaitArgoSync: c?.argo
+      ? ["SUCCEEDED", `${c.argo.done}/${c.argo.total} apps Synced and Healthy via ${c.argo.hub}`]
+      : undefined,
     PromoteAurora: c?.promotion
-      ? [c.promotion.skipped ? "SKIPPED" : "SUCCEEDED", c.promotion.skipped ? "target already writer" : c.promotion.action]
+      ? [
+          c.promotion.skipped ? "SKIPPED" : "SUCCEEDED",
+          c.promotion.skipped ? "target already writer" : c.promotion.action,
+        ]
       : undefined,
     AwaitAurora: c?.aurora ? ["SUCCEEDED", `writer ${c.aurora.writerRegion}`] : undefined,
     ShiftTraffic: state.traffic
-      ? [state.traffic.skipped ? "SKIPPED" : "SUCCEEDED", `stage ${state.traffic.stage + 1}: ${state.traffic.percent}%`]
+      ? [
+          state.traffic.skipped ? "SKIPPED" : "SUCCEEDED",
+          `stage ${state.traffic.stage + 1}: ${state.traffic.percent}%`,
+        ]
       : undefined,
-    VerifyTraffic: state.trafficHealth?.status === "SUCCEEDED" ? ["SUCCEEDED", "target endpoints healthy"] : undefined,
+    VerifyTraffic:
+      state.trafficHealth?.status === "SUCCEEDED"
+        ? ["SUCCEEDED", "target endpoints healthy"]
+        : undefined,
   };
   return STEPS.map((name) => {
     const span = spans.get(name) ?? { startedAt: null, endedAt: null };
     if (name === failed) return { name, status: "FAILED" as const, detail: "see error", ...span };
-    if (state.plan?.noop && name !== "Plan") return { name, status: "SKIPPED" as const, detail: "already on target", ...span };
+    if (state.plan?.noop && name !== "Plan")
+      return { name, status: "SKIPPED" as const, detail: "already on target", ...span };
     const [status, detail] = known[name] ?? ["NOT_RUN", ""];
     return { name, status, detail, ...span };
   });
@@ -140,18 +182,26 @@ const DATA_BRANCH: StepName[] = ["PromoteAurora", "AwaitAurora"];
 /** The steps that bounded the duration: everything in sequence, plus the Parallel branch that ended last. */
 function criticalPath(steps: FailoverReport["steps"]): StepName[] {
   const end = (names: StepName[]) =>
-    names.map((n) => steps.find((s) => s.name === n)?.endedAt ?? "").reduce((a, b) => (a > b ? a : b), "");
+    Math.max(0, ...names.map((n) => Date.parse(steps.find((s) => s.name === n)?.endedAt ?? "") || 0));
   const branch = end(APPS_BRANCH) >= end(DATA_BRANCH) ? APPS_BRANCH : DATA_BRANCH;
   return steps
-    .filter((s) => s.startedAt && (!APPS_BRANCH.includes(s.name) && !DATA_BRANCH.includes(s.name) ? true : branch.includes(s.name)))
+    .filter(
+      (s) =>
+        s.startedAt &&
+        (!APPS_BRANCH.includes(s.name) && !DATA_BRANCH.includes(s.name)
+          ? true
+          : branch.includes(s.name)),
+    )
     .map((s) => s.name);
 }
 
 function changesBetween(before: PlatformSnapshot | null, after: PlatformSnapshot | null): string[] {
   if (!before || !after) return [];
   const out: string[] = [];
-  if (before.gitHead !== after.gitHead) out.push(`Git: branch moved ${before.gitHead.slice(0, 12)} -> ${after.gitHead.slice(0, 12)}`);
-  if (before.activeRegion !== after.activeRegion) out.push(`Git: active region ${before.activeRegion} -> ${after.activeRegion}`);
+  if (before.gitHead !== after.gitHead)
+    out.push(`Git: branch moved ${before.gitHead.slice(0, 12)} -> ${after.gitHead.slice(0, 12)}`);
+  if (before.activeRegion !== after.activeRegion)
+    out.push(`Git: active region ${before.activeRegion} -> ${after.activeRegion}`);
   if (before.auroraWriterRegion !== after.auroraWriterRegion) {
     out.push(`Aurora: writer ${before.auroraWriterRegion} -> ${after.auroraWriterRegion}`);
   }
@@ -168,9 +218,14 @@ function manualSteps(report: Omit<FailoverReport, "manualSteps">, t: Topology): 
   const source = report.sourceRegion ?? "the previous region";
   const target = report.targetRegion ?? "the target region";
   const moved = (prefix: string) => report.changed.some((c) => c.startsWith(prefix));
-  if (report.after === null) steps.push("The platform could not be read after the failure: check Git, Aurora and traffic by hand.");
+  if (report.after === null)
+    steps.push(
+      "The platform could not be read after the failure: check Git, Aurora and traffic by hand.",
+    );
   if (moved("Traffic")) {
-    steps.push(`Traffic already moved: finish the shift to ${target} (Redrive the execution) or set the dials back to ${source}.`);
+    steps.push(
+      `Traffic already moved: finish the shift to ${target} (Redrive the execution) or set the dials back to ${source}.`,
+    );
   } else {
     steps.push(`Traffic was not moved: users are still served by ${source}.`);
   }
@@ -180,11 +235,17 @@ function manualSteps(report: Omit<FailoverReport, "manualSteps">, t: Topology): 
     );
   }
   if (moved("Aurora")) {
-    steps.push(`Aurora's writer is now ${report.after?.auroraWriterRegion}: applications must write there; switch back only with a planned switchover.`);
+    steps.push(
+      `Aurora's writer is now ${report.after?.auroraWriterRegion}: applications must write there; switch back only with a planned switchover.`,
+    );
   } else if (report.failedStep === "PromoteAurora" || report.failedStep === "AwaitAurora") {
-    steps.push(`Check global cluster ${t.aurora.globalClusterIdentifier}: a promotion may still be under way (DescribeGlobalClusters FailoverState).`);
+    steps.push(
+      `Check global cluster ${t.aurora.globalClusterIdentifier}: a promotion may still be under way (DescribeGlobalClusters FailoverState).`,
+    );
   }
-  steps.push(`Fix the cause (${report.error?.name ?? "unknown"}), then Redrive the execution: every step skips what is already done.`);
+  steps.push(
+    `Fix the cause (${report.error?.name ?? "unknown"}), then Redrive the execution: every step skips what is already done.`,
+  );
   return steps;
 }
 
@@ -217,7 +278,10 @@ function buildReport(
   const retarget = state.converge?.retarget ?? state.retarget;
   const before = state.plan?.before ?? null;
   const from = state.input?.detectedAt ?? execution.startTime;
-  const shifted = state.trafficHealth?.status === "SUCCEEDED" && state.traffic?.complete && !state.traffic.skipped;
+  const shifted =
+    state.trafficHealth?.status === "SUCCEEDED" &&
+    state.traffic?.complete &&
+    !state.traffic.skipped;
   const trafficShiftedAt = shifted ? (state.trafficHealth?.checkedAt ?? null) : null;
   const steps = stepOutcomes(state, failedStep, spansOf(events));
   const chain = verifyChain(events);
@@ -243,15 +307,22 @@ function buildReport(
       detail: e.detail ?? "",
     })),
     audit: { events: events.length, head: events.at(-1)?.hash ?? null, intact: chain.intact },
-    links: { execution: consoleLink(execution), commit: retarget ? commitLink(t, retarget.sha) : null },
+    links: {
+      execution: consoleLink(execution),
+      commit: retarget ? commitLink(t, retarget.sha) : null,
+    },
     before,
     after,
-    commit: retarget ? { sha: retarget.sha, previousSha: retarget.previousSha, subject: retarget.subject } : null,
+    commit: retarget
+      ? { sha: retarget.sha, previousSha: retarget.previousSha, subject: retarget.subject }
+      : null,
     changed: changesBetween(before, after),
     rto: {
       from,
       trafficShiftedAt,
-      seconds: trafficShiftedAt ? Math.round((Date.parse(trafficShiftedAt) - Date.parse(from)) / 1000) : null,
+      seconds: trafficShiftedAt
+        ? Math.round((Date.parse(trafficShiftedAt) - Date.parse(from)) / 1000)
+        : null,
     },
     generatedAt: new Date().toISOString(),
   };
@@ -270,7 +341,13 @@ export function renderGantt(r: FailoverReport): string[] {
         : name === "ShiftTraffic" || name === "VerifyTraffic"
           ? "Traffic"
           : "Prepare";
-  const lines = ["```mermaid", "gantt", `  title Failover ${r.sourceRegion ?? "?"} -> ${r.targetRegion ?? "?"}`, "  dateFormat x", "  axisFormat %M:%S"];
+  const lines = [
+    "```mermaid",
+    "gantt",
+    `  title Failover ${r.sourceRegion ?? "?"} -> ${r.targetRegion ?? "?"}`,
+    "  dateFormat x",
+    "  axisFormat %M:%S",
+  ];
   let current = "";
   for (const s of timed) {
     if (section(s.name) !== current) {
@@ -291,7 +368,9 @@ export function renderGantt(r: FailoverReport): string[] {
 
 const cell = (text: string) => text.replaceAll("|", "\\|").replaceAll("\n", " ");
 const seconds = (s: { startedAt: string | null; endedAt: string | null }) =>
-  s.startedAt && s.endedAt ? `${((Date.parse(s.endedAt) - Date.parse(s.startedAt)) / 1000).toFixed(1)} s` : "";
+  s.startedAt && s.endedAt
+    ? `${((Date.parse(s.endedAt) - Date.parse(s.startedAt)) / 1000).toFixed(1)} s`
+    : "";
 
 /** Renders the report as Markdown for people. */
 export function renderMarkdown(r: FailoverReport): string {
@@ -304,7 +383,9 @@ export function renderMarkdown(r: FailoverReport): string {
     `- Platform: ${r.platform}; mode: ${r.mode ?? "?"}; requested by: ${r.requestedBy ?? "?"}`,
     `- Reason: ${r.reason ?? "?"}`,
     `- Execution: [${r.execution.name}](${r.links.execution})`,
-    ...(r.commit ? [`- Commit: [${r.commit.sha.slice(0, 12)}](${r.links.commit ?? ""}) ${r.commit.subject}`] : []),
+    ...(r.commit
+      ? [`- Commit: [${r.commit.sha.slice(0, 12)}](${r.links.commit ?? ""}) ${r.commit.subject}`]
+      : []),
     `- RTO: ${r.rto.seconds !== null ? `${r.rto.seconds} s from ${r.rto.from} to traffic shifted` : "traffic was not shifted by this execution"}`,
     `- Critical path: ${r.criticalPath.join(" -> ") || "none"}`,
     `- Audit trail: ${r.audit.events} events, chain ${r.audit.intact ? "intact" : "BROKEN"}, head ${r.audit.head ?? "none"}`,
@@ -335,14 +416,22 @@ export function renderMarkdown(r: FailoverReport): string {
     "",
     "| # | time | step | outcome | action | detail |",
     "| --- | --- | --- | --- | --- | --- |",
-    ...r.timeline.map((e) => `| ${e.seq} | ${e.at} | ${e.step} | ${e.outcome} | ${cell(e.action)} | ${cell(e.detail)} |`),
+    ...r.timeline.map(
+      (e) =>
+        `| ${e.seq} | ${e.at} | ${e.step} | ${e.outcome} | ${cell(e.action)} | ${cell(e.detail)} |`,
+    ),
   ];
-  if (r.manualSteps.length) lines.push("", "## Manual steps", "", ...r.manualSteps.map((s, i) => `${i + 1}. ${s}`));
+  if (r.manualSteps.length)
+    lines.push("", "## Manual steps", "", ...r.manualSteps.map((s, i) => `${i + 1}. ${s}`));
   return `${lines.join("\n")}\n`;
 }
 
 function dials(s: PlatformSnapshot | null): string {
-  return s ? Object.entries(s.trafficDials).map(([r, d]) => `${r} ${d}%`).join(", ") : "?";
+  return s
+    ? Object.entries(s.trafficDials)
+        .map(([r, d]) => `${r} ${d}%`)
+        .join(", ")
+    : "?";
 }
 
 /** The audit trail as JSON lines: one event a line, exactly as hashed. */
@@ -369,7 +458,14 @@ async function writeReport(r: FailoverReport, events: AuditEvent[]): Promise<str
   try {
     await Promise.all(
       files.map(([name, body, type]) =>
-        s3Client().send(new PutObjectCommand({ Bucket: bucket, Key: `${prefix}/${name}`, Body: body, ContentType: type })),
+        s3Client().send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: `${prefix}/${name}`,
+            Body: body,
+            ContentType: type,
+          }),
+        ),
       ),
     );
   } catch (e) {
@@ -386,7 +482,12 @@ async function emitRto(r: FailoverReport): Promise<void> {
       new PutMetricDataCommand({
         Namespace: namespace,
         MetricData: [
-          { MetricName: "RtoSeconds", Value: r.rto.seconds, Unit: "Seconds", Dimensions: [{ Name: "Platform", Value: r.platform }] },
+          {
+            MetricName: "RtoSeconds",
+            Value: r.rto.seconds,
+            Unit: "Seconds",
+            Dimensions: [{ Name: "Platform", Value: r.platform }],
+          },
         ],
       }),
     );
@@ -405,14 +506,25 @@ export interface ReportSummary {
 }
 
 function summary(r: FailoverReport, location: string): ReportSummary {
-  return { status: r.status, location, failedStep: r.failedStep, error: r.error, rtoSeconds: r.rto.seconds, changed: r.changed };
+  return {
+    status: r.status,
+    location,
+    failedStep: r.failedStep,
+    error: r.error,
+    rtoSeconds: r.rto.seconds,
+    changed: r.changed,
+  };
 }
 
 /**
  * Closes the execution's audit chain with one last event, then writes the report from the
  * whole chain and releases the single-flight lock. Shared by Report and RecordFailure.
  */
-async function closeAndReport(state: Partial<FailoverState>, execution: ExecutionRef, step: "Report" | "RecordFailure"): Promise<ReportSummary> {
+async function closeAndReport(
+  state: Partial<FailoverState>,
+  execution: ExecutionRef,
+  step: "Report" | "RecordFailure",
+): Promise<ReportSummary> {
   const t = runtimeTopology();
   const after = await afterSnapshot(t, state.plan?.targetRegion ?? null);
   const draft = buildReport(state, execution, t, after, []);
@@ -420,11 +532,21 @@ async function closeAndReport(state: Partial<FailoverState>, execution: Executio
     execution: execution.name,
     step,
     actor: state.input?.requestedBy ?? "unknown",
-    action: step === "Report" ? "close the audit chain and write the report" : "record the failure and write the report",
+    action:
+      step === "Report"
+        ? "close the audit chain and write the report"
+        : "record the failure and write the report",
     outcome: draft.status === "SUCCEEDED" ? "SUCCEEDED" : "FAILED",
     before: draft.before,
-    after: { snapshot: after, changed: draft.changed, failedStep: draft.failedStep, error: draft.error },
-    ...(draft.error ? { detail: `${draft.failedStep}: ${draft.error.name}: ${draft.error.message}` } : {}),
+    after: {
+      snapshot: after,
+      changed: draft.changed,
+      failedStep: draft.failedStep,
+      error: draft.error,
+    },
+    ...(draft.error
+      ? { detail: `${draft.failedStep}: ${draft.error.name}: ${draft.error.message}` }
+      : {}),
     startedAt: draft.generatedAt,
     endedAt: new Date().toISOString(),
   });
@@ -445,6 +567,9 @@ export async function reportStep(state: FailoverState): Promise<ReportSummary> {
  * RecordFailure: runs on any caught error, possibly before Plan produced anything, so every
  * part of the state is optional; the after-snapshot is best effort.
  */
-export async function recordFailureStep(event: { state: Partial<FailoverState>; execution: ExecutionRef }): Promise<ReportSummary> {
+export async function recordFailureStep(event: {
+  state: Partial<FailoverState>;
+  execution: ExecutionRef;
+}): Promise<ReportSummary> {
   return closeAndReport(event.state, event.execution, "RecordFailure");
 }

@@ -27,7 +27,9 @@ function parseSecret(arn: string, raw: string): SecretValue {
     try {
       data = JSON.parse(raw);
     } catch {
-      throw new SecretUnavailable(`secret ${name} is not valid JSON`, ['store {"token": "..."} or a plain token']);
+      throw new SecretUnavailable(`secret ${name} is not valid JSON`, [
+        'store {"token": "..."} or a plain token',
+      ]);
     }
   }
   if (typeof data === "string") return { token: data.trim() };
@@ -47,7 +49,9 @@ export async function getSecret(arn: string): Promise<SecretValue> {
   if (hit && Date.now() - hit.at < TTL_MS) return hit.value;
   let raw: string | undefined;
   try {
-    const out = await secretsClient(regionOfArn(arn)).send(new GetSecretValueCommand({ SecretId: arn }));
+    const out = await secretsClient(regionOfArn(arn)).send(
+      new GetSecretValueCommand({ SecretId: arn }),
+    );
     raw = out.SecretString;
   } catch (e) {
     throw awsError(e, `reading secret ${arn}`, SecretUnavailable);

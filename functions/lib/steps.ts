@@ -22,7 +22,13 @@ import {
   TrafficPreconditionFailed,
   TrafficVerifyTimeout,
 } from "./errors.ts";
-import { commitRetarget, type GitAuth, type GitRepo, readValues, type RenderedEdit } from "./gitops.ts";
+import {
+  commitRetarget,
+  type GitAuth,
+  type GitRepo,
+  type RenderedEdit,
+  readValues,
+} from "./gitops.ts";
 import { readHealthCheck } from "./health.ts";
 import { acquireLock } from "./lock.ts";
 import { pollWindow } from "./poll.ts";
@@ -60,7 +66,9 @@ export function auroraTopology(t: Topology): AuroraTopology {
   return {
     globalClusterIdentifier: t.aurora.globalClusterIdentifier,
     maxRpoSeconds: t.aurora.maxRpoSeconds,
-    members: Object.fromEntries(Object.entries(t.regions).map(([name, r]) => [name, r.aurora.clusterArn])),
+    members: Object.fromEntries(
+      Object.entries(t.regions).map(([name, r]) => [name, r.aurora.clusterArn]),
+    ),
   };
 }
 
@@ -75,7 +83,9 @@ export function trafficTopology(t: Topology): TrafficTopology {
         name,
         {
           healthCheckId: r.route53.healthCheckId,
-          ...(r.globalAccelerator ? { endpointGroupArn: r.globalAccelerator.endpointGroupArn } : {}),
+          ...(r.globalAccelerator
+            ? { endpointGroupArn: r.globalAccelerator.endpointGroupArn }
+            : {}),
           ...(r.route53.setIdentifier ? { setIdentifier: r.route53.setIdentifier } : {}),
         },
       ]),
@@ -96,7 +106,8 @@ export async function snapshot(t: Topology, targetRegion: string): Promise<Platf
     describeAurora(auroraTopology(t), [targetRegion, ...otherRegions(t, targetRegion)]),
     readTraffic(trafficTopology(t)),
   ]);
-  const valueAt = (file: string, path: string) => git.values.find((v) => v.file === file && v.path === path)?.value;
+  const valueAt = (file: string, path: string) =>
+    git.values.find((v) => v.file === file && v.path === path)?.value;
   const activeRegion =
     regions.find((r) => editsFor(t, r).every((e) => valueAt(e.file, e.path) === e.value)) ?? null;
   return {
@@ -108,14 +119,19 @@ export async function snapshot(t: Topology, targetRegion: string): Promise<Platf
 }
 
 function trafficAtTarget(dials: Record<string, number>, target: string): boolean {
-  return Object.entries(dials).every(([region, dial]) => (region === target ? dial === 100 : dial === 0));
+  return Object.entries(dials).every(([region, dial]) =>
+    region === target ? dial === 100 : dial === 0,
+  );
 }
 
 /**
  * Plan: validates the input against the topology, snapshots the platform and decides what is
  * left to do. Nothing is changed here, so a dry run ends after it.
  */
-export async function planStep(event: { input: unknown; execution: ExecutionRef }): Promise<FailoverState> {
+export async function planStep(event: {
+  input: unknown;
+  execution: ExecutionRef;
+}): Promise<FailoverState> {
   const t = runtimeTopology();
   const input = parseInput(event.input, t);
   const target = input.targetRegion;
@@ -141,11 +157,17 @@ export async function planStep(event: { input: unknown; execution: ExecutionRef 
     noop,
     approvalTimeoutSeconds: t.timeouts.approvalSeconds,
     actions: bystander
-      ? [`nothing to do: ${input.failedRegion} failed but ${sourceRegion ?? "another region"} is serving`]
+      ? [
+          `nothing to do: ${input.failedRegion} failed but ${sourceRegion ?? "another region"} is serving`,
+        ]
       : planActions(t, input, before, needs),
   };
   if (!input.dryRun) {
-    await acquireLock(t.platform, { name: event.execution.name, arn: event.execution.id }, LOCK_LEASE_SECONDS);
+    await acquireLock(
+      t.platform,
+      { name: event.execution.name, arn: event.execution.id },
+      LOCK_LEASE_SECONDS,
+    );
   }
   return { execution: event.execution, input, plan };
 }
@@ -169,19 +191,35 @@ function maxDialRegion(dials: Record<string, number>): string | null {
   return top && top[1] > 0 ? top[0] : null;
 }
 
-function planActions(t: Topology, input: FailoverInput, before: PlatformSnapshot, needs: Plan["needs"]): string[] {
+function planActions(
+  t: Topology,
+  input: FailoverInput,
+  before: PlatformSnapshot,
+  needs: Plan["needs"],
+): string[] {
   const target = input.targetRegion;
-  const actions = [`verify spoke(s) ${regionOf(t, target).spokes.map((s) => s.name).join(", ")} in ${target}`];
+  const actions = [
+    `verify spoke(s) ${regionOf(t, target)
+      .spokes.map((s) => s.name)
+      .join(", ")} in ${target}`,
+  ];
   if (needs.retarget) {
-    for (const e of editsFor(t, target)) actions.push(`commit ${e.file} ${e.path} = ${String(e.value)} on ${t.git.branch}`);
-    actions.push(`wait for Argo CD: apps matching ${t.argocd.appSelector} Synced at the commit and Healthy`);
+    for (const e of editsFor(t, target))
+      actions.push(`commit ${e.file} ${e.path} = ${String(e.value)} on ${t.git.branch}`);
+    actions.push(
+      `wait for Argo CD: apps matching ${t.argocd.appSelector} Synced at the commit and Healthy`,
+    );
   }
   if (needs.aurora) {
     const how = input.mode === "graceful" ? "switchover" : "failover (AllowDataLoss, RPO guard)";
-    actions.push(`Aurora ${t.aurora.globalClusterIdentifier}: ${how} ${before.auroraWriterRegion ?? "?"} -> ${target}`);
+    actions.push(
+      `Aurora ${t.aurora.globalClusterIdentifier}: ${how} ${before.auroraWriterRegion ?? "?"} -> ${target}`,
+    );
   }
   if (needs.traffic) {
-    actions.push(`shift traffic to ${target} in stages ${t.traffic.stages.join("%, ")}% (${t.traffic.mode})`);
+    actions.push(
+      `shift traffic to ${target} in stages ${t.traffic.stages.join("%, ")}% (${t.traffic.mode})`,
+    );
   }
   return actions;
 }
@@ -198,8 +236,12 @@ export async function verifySpokeStep(state: FailoverState): Promise<SpokeResult
         {
           minReadyNodes: s.minReadyNodes,
           namespaces: s.namespaces,
-          ...(s.secretOperators.externalSecrets ? { externalSecrets: s.secretOperators.externalSecrets } : {}),
-          ...(s.secretOperators.sealedSecrets ? { sealedSecrets: s.secretOperators.sealedSecrets } : {}),
+          ...(s.secretOperators.externalSecrets
+            ? { externalSecrets: s.secretOperators.externalSecrets }
+            : {}),
+          ...(s.secretOperators.sealedSecrets
+            ? { sealedSecrets: s.secretOperators.sealedSecrets }
+            : {}),
         },
         { timeoutMs: SPOKE_TIMEOUT_MS },
       );
@@ -220,15 +262,21 @@ export async function commitRetargetStep(state: FailoverState): Promise<Retarget
   const t = runtimeTopology();
   const target = state.plan.targetRegion;
   const subject = `failover(${t.platform}): make ${target} active`;
-  const result = await commitRetarget(gitRepo(t), await gitAuth(t), editsFor(t, target), {
-    subject,
-    body: `Source region: ${state.plan.sourceRegion ?? "unknown"}. Mode: ${state.input.mode}.`,
-    trailers: {
-      "Failover-Execution": state.execution.id,
-      "Failover-Reason": trailerValue(state.input.reason),
-      "Requested-By": trailerValue(state.input.requestedBy),
+  const result = await commitRetarget(
+    gitRepo(t),
+    await gitAuth(t),
+    editsFor(t, target),
+    {
+      subject,
+      body: `Source region: ${state.plan.sourceRegion ?? "unknown"}. Mode: ${state.input.mode}.`,
+      trailers: {
+        "Failover-Execution": state.execution.id,
+        "Failover-Reason": trailerValue(state.input.reason),
+        "Requested-By": trailerValue(state.input.requestedBy),
+      },
     },
-  }, { maxAttempts: t.git.pushAttempts });
+    { maxAttempts: t.git.pushAttempts },
+  );
   return {
     status: "SUCCEEDED",
     skipped: result.skipped,
@@ -251,7 +299,10 @@ async function argoHubs(t: Topology): Promise<ArgoHubConnection[]> {
   );
 }
 
-function timedOut(error: ErrorData, window: { startedAt: string; deadline: string; polls: number }) {
+function timedOut(
+  error: ErrorData,
+  window: { startedAt: string; deadline: string; polls: number },
+) {
   return { status: "FAILED" as const, ...window, error };
 }
 
@@ -259,7 +310,8 @@ function timedOut(error: ErrorData, window: { startedAt: string; deadline: strin
 export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgress> {
   const t = runtimeTopology();
   const revision = state.retarget?.sha;
-  if (!revision) throw new TrafficPreconditionFailed("AwaitArgoSync ran without a commit (state.retarget.sha)");
+  if (!revision)
+    throw new TrafficPreconditionFailed("AwaitArgoSync ran without a commit (state.retarget.sha)");
   const window = pollWindow(state.argo, t.timeouts.argoSyncSeconds);
   const result = await checkSync({
     hubs: await argoHubs(t),
@@ -318,7 +370,11 @@ export async function promoteAuroraStep(state: FailoverState): Promise<Promotion
 export async function awaitAuroraStep(state: FailoverState): Promise<AuroraProgress> {
   const t = runtimeTopology();
   const window = pollWindow(state.aurora, t.timeouts.auroraSeconds);
-  const result = await checkAurora(auroraTopology(t), state.plan.targetRegion, state.promotion?.writerBefore);
+  const result = await checkAurora(
+    auroraTopology(t),
+    state.plan.targetRegion,
+    state.promotion?.writerBefore,
+  );
   const progress = {
     ...window,
     writerRegion: result.state.writerRegion ?? null,
@@ -350,7 +406,9 @@ export async function assertTrafficMayMove(state: FailoverState, t: Topology): P
   if (state.spoke?.status !== "SUCCEEDED") problems.push("the target spoke was not verified");
   if (!c?.retarget?.sha) problems.push("no retarget commit is recorded");
   if (c?.argo?.status !== "SUCCEEDED" || !c.retarget || c.argo.revision !== c.retarget.sha) {
-    problems.push("Argo CD has not reported the target apps Synced at the committed SHA and Healthy");
+    problems.push(
+      "Argo CD has not reported the target apps Synced at the committed SHA and Healthy",
+    );
   }
   if (c?.aurora?.status !== "SUCCEEDED" || c.aurora.writerRegion !== target) {
     problems.push(`Aurora has not reported ${target} as writer`);
@@ -361,7 +419,10 @@ export async function assertTrafficMayMove(state: FailoverState, t: Topology): P
     }
   }
   if (problems.length) {
-    throw new TrafficPreconditionFailed("[ShiftTraffic] refusing to move traffic; nothing was changed", problems);
+    throw new TrafficPreconditionFailed(
+      "[ShiftTraffic] refusing to move traffic; nothing was changed",
+      problems,
+    );
   }
 }
 
@@ -371,7 +432,10 @@ export async function shiftTrafficStep(state: FailoverState): Promise<TrafficPro
   await assertTrafficMayMove(state, t);
   const stage = (state.traffic?.stage ?? -1) + 1;
   const percent = t.traffic.stages[stage] ?? 100;
-  const result = await applyStage(trafficTopology(t), { targetRegion: state.plan.targetRegion, percent });
+  const result = await applyStage(trafficTopology(t), {
+    targetRegion: state.plan.targetRegion,
+    percent,
+  });
   return {
     status: "SUCCEEDED",
     skipped: result.skipped,
@@ -387,9 +451,19 @@ export async function shiftTrafficStep(state: FailoverState): Promise<TrafficPro
 export async function verifyTrafficStep(state: FailoverState): Promise<TrafficHealthProgress> {
   const t = runtimeTopology();
   const stage = state.traffic?.stage ?? 0;
-  const window = pollWindow(state.trafficHealth, t.timeouts.trafficVerifySeconds, new Date(), stage);
+  const window = pollWindow(
+    state.trafficHealth,
+    t.timeouts.trafficVerifySeconds,
+    new Date(),
+    stage,
+  );
   const health = await checkTargetHealth(trafficTopology(t), state.plan.targetRegion);
-  const progress = { ...window, stage, healthy: health.healthy, detail: health.detail.slice(0, 10) };
+  const progress = {
+    ...window,
+    stage,
+    healthy: health.healthy,
+    detail: health.detail.slice(0, 10),
+  };
   if (health.healthy) return { ...progress, status: "SUCCEEDED" };
   if (window.expired) {
     return {

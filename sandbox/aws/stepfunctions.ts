@@ -3,7 +3,7 @@
  * drill start, watch, approve and stop executions through the real SFN client, and the history
  * they read has the shape AWS gives (so `watch` and `approve` work the same against AWS).
  */
-import { executionArnOf, type EventLog, runLocal } from "../runner.ts";
+import { type EventLog, executionArnOf, runLocal } from "../runner.ts";
 import { AwsServiceError, type JsonServiceHandler } from "./protocol.ts";
 
 const MAX_INPUT_BYTES = 256 * 1024;

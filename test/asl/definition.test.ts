@@ -24,7 +24,10 @@ function allStates(states: Record<string, State>, out: [string, State][] = []): 
   return out;
 }
 
-const definition = JSON.parse(aslText()) as { States: Record<string, State>; TimeoutSeconds?: number };
+const definition = JSON.parse(aslText()) as {
+  States: Record<string, State>;
+  TimeoutSeconds?: number;
+};
 const states = allStates(definition.States);
 /** Names defined by AWS (Step Functions and the Lambda service), not by us. */
 const awsDefined = (name: string) => name.startsWith("States.") || name.startsWith("Lambda.");
@@ -42,14 +45,18 @@ describe("statemachine/failover.asl.json", () => {
   });
 
   it("names in every ErrorEquals an error that errors.ts defines (or one AWS defines)", () => {
-    const named = states.flatMap(([, s]) => [...(s.Retry ?? []), ...(s.Catch ?? [])].flatMap((r) => r.ErrorEquals));
+    const named = states.flatMap(([, s]) =>
+      [...(s.Retry ?? []), ...(s.Catch ?? [])].flatMap((r) => r.ErrorEquals),
+    );
     const unknown = named.filter((n) => !awsDefined(n) && !errorNames.has(n));
     expect(named.length).toBeGreaterThan(10);
     expect(unknown).toEqual([]);
   });
 
   it("retries every retryable error somewhere, and never a non-retryable one", () => {
-    const retried = new Set(states.flatMap(([, s]) => (s.Retry ?? []).flatMap((r) => r.ErrorEquals)));
+    const retried = new Set(
+      states.flatMap(([, s]) => (s.Retry ?? []).flatMap((r) => r.ErrorEquals)),
+    );
     const retryable = [...errorNames.values()].filter((e) => e.retryable).map((e) => e.name);
     const nonRetryable = [...errorNames.values()].filter((e) => !e.retryable).map((e) => e.name);
     expect(retryable.filter((n) => !retried.has(n))).toEqual([]);
@@ -78,7 +85,10 @@ describe("statemachine/failover.asl.json", () => {
     const exempt = new Set(["RecordFailure", "Notify"]);
     for (const [name, s] of tasks) {
       if (exempt.has(name)) continue;
-      expect(s.Catch?.map((c) => [c.ErrorEquals.join(), c.Next]), name).toEqual([["States.ALL", "RecordFailure"]]);
+      expect(
+        s.Catch?.map((c) => [c.ErrorEquals.join(), c.Next]),
+        name,
+      ).toEqual([["States.ALL", "RecordFailure"]]);
     }
   });
 
@@ -89,7 +99,8 @@ describe("statemachine/failover.asl.json", () => {
       ["AwaitArgoSyncWait", "AwaitAuroraWait", "NextTrafficStage", "VerifyTrafficWait"].sort(),
     );
     const pollWaits = waits.filter(([, s]) => s.Next !== "ShiftTraffic");
-    for (const [name, s] of pollWaits) expect((s as { Seconds?: number }).Seconds, name).toBe(POLL_INTERVAL_SECONDS);
+    for (const [name, s] of pollWaits)
+      expect((s as { Seconds?: number }).Seconds, name).toBe(POLL_INTERVAL_SECONDS);
   });
 
   it("moves traffic only from the Converge state's success path", () => {

@@ -7,8 +7,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
-import { type LocalRunResult, runLocal } from "../../sandbox/runner.ts";
 import { type Sandbox, startSandbox } from "../../sandbox/index.ts";
+import { type LocalRunResult, runLocal } from "../../sandbox/runner.ts";
 
 const root = mkdtempSync(join(tmpdir(), "gf-asl-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -29,7 +29,10 @@ const input = (extra: Record<string, unknown> = {}) => ({
   ...extra,
 });
 
-function run(extra: Record<string, unknown> = {}, name = `exec-${runs}-${Math.random().toString(36).slice(2, 8)}`) {
+function run(
+  extra: Record<string, unknown> = {},
+  name = `exec-${runs}-${Math.random().toString(36).slice(2, 8)}`,
+) {
   return runLocal({ input: input(extra), executionName: name, waitMs: 5, retryMs: 5 });
 }
 
@@ -43,7 +46,9 @@ function writes(s: Sandbox) {
 }
 
 function entered(result: LocalRunResult): string[] {
-  return result.events.flatMap((e) => (e.type === "StateEntered" && "state" in e && e.state ? [e.state.name] : []));
+  return result.events.flatMap((e) =>
+    e.type === "StateEntered" && "state" in e && e.state ? [e.state.name] : [],
+  );
 }
 
 describe("failover.asl.json executed with the real handlers", () => {
@@ -76,11 +81,24 @@ describe("failover.asl.json executed with the real handlers", () => {
     expect(writes(sandbox)).toEqual(before);
   });
 
+  it("an alarm on a region that is not serving (failedRegion) changes nothing", async () => {
+    const result = await run({ failedRegion: "eu-west-1" });
+
+    expect(result.status).toBe("SUCCEEDED");
+    expect((result.output as { plan: { noop: boolean; actions: string[] } }).plan).toMatchObject({
+      noop: true,
+      actions: ["nothing to do: eu-west-1 failed but us-west-2 is serving"],
+    });
+    expect(writes(sandbox)).toEqual({ gitPushes: 0, auroraPromotions: 0, trafficUpdates: 0 });
+  });
+
   it("dryRun: the plan as output, no write call made", async () => {
     const result = await run({ dryRun: true });
 
     expect(result.status).toBe("SUCCEEDED");
-    expect((result.output as { plan: { actions: string[] } }).plan.actions.length).toBeGreaterThan(2);
+    expect((result.output as { plan: { actions: string[] } }).plan.actions.length).toBeGreaterThan(
+      2,
+    );
     expect(entered(result).at(-1)).toBe("DryRunComplete");
     expect(writes(sandbox)).toEqual({ gitPushes: 0, auroraPromotions: 0, trafficUpdates: 0 });
   });
@@ -89,31 +107,70 @@ describe("failover.asl.json executed with the real handlers", () => {
     ["Plan (input)", () => undefined, { targetRegion: "ap-south-1" }, "InputValidationError"],
     [
       "Plan (unhealthy target)",
-      (s) => s.aws.route53.setFailingFraction(s.topology.regions["us-east-2"]?.route53.healthCheckId ?? "", 1),
+      (s) =>
+        s.aws.route53.setFailingFraction(
+          s.topology.regions["us-east-2"]?.route53.healthCheckId ?? "",
+          1,
+        ),
       {},
       "TargetUnhealthy",
     ],
-    ["VerifySpoke", (s) => s.injectFault("spoke-nodes-not-ready", "us-east-2"), {}, "SpokeNotReady"],
+    [
+      "VerifySpoke",
+      (s) => s.injectFault("spoke-nodes-not-ready", "us-east-2"),
+      {},
+      "SpokeNotReady",
+    ],
     ["CommitRetarget", (s) => s.injectFault("git-auth-failure", "us-east-2"), {}, "GitAuthError"],
-    ["AwaitArgoSync", (s) => s.injectFault("argocd-sync-timeout", "us-east-2"), {}, "ArgoSyncTimeout"],
-    ["PromoteAurora", (s) => s.aws.rds.setRegionDown("us-west-2", true), {}, "AuroraPromotionRefused"],
-    ["AwaitAurora", (s) => s.injectFault("aurora-failover-stuck", "us-east-2"), {}, "AuroraPromotionTimeout"],
-    ["ShiftTraffic", (s) => s.injectFault("ga-update-fails", "us-east-2"), {}, "TrafficShiftFailed"],
-  ])("a failure in %s fails the execution with its name, and traffic never moves", async (step, fault, extra, error) => {
-    fault(sandbox);
+    [
+      "AwaitArgoSync",
+      (s) => s.injectFault("argocd-sync-timeout", "us-east-2"),
+      {},
+      "ArgoSyncTimeout",
+    ],
+    [
+      "PromoteAurora",
+      (s) => s.aws.rds.setRegionDown("us-west-2", true),
+      {},
+      "AuroraPromotionRefused",
+    ],
+    [
+      "AwaitAurora",
+      (s) => s.injectFault("aurora-failover-stuck", "us-east-2"),
+      {},
+      "AuroraPromotionTimeout",
+    ],
+    [
+      "ShiftTraffic",
+      (s) => s.injectFault("ga-update-fails", "us-east-2"),
+      {},
+      "TrafficShiftFailed",
+    ],
+  ])(
+    "a failure in %s fails the execution with its name, and traffic never moves",
+    async (step, fault, extra, error) => {
+      fault(sandbox);
 
-    const result = await run(extra);
+      const result = await run(extra);
 
-    expect(result.status).toBe("FAILED");
-    expect(result.error).toBe(error);
-    expect(entered(result)).toContain("RecordFailure");
-    // Before ShiftTraffic no traffic call is even attempted; ShiftTraffic's own attempt is refused.
-    expect(writes(sandbox).trafficUpdates).toBe(step === "ShiftTraffic" ? 1 : 0);
-    expect((await sandbox.state()).trafficDials).toEqual({ "us-west-2": 100, "us-east-2": 0, "eu-west-1": 0 });
-  });
+      expect(result.status).toBe("FAILED");
+      expect(result.error).toBe(error);
+      expect(entered(result)).toContain("RecordFailure");
+      // Before ShiftTraffic no traffic call is even attempted; ShiftTraffic's own attempt is refused.
+      expect(writes(sandbox).trafficUpdates).toBe(step === "ShiftTraffic" ? 1 : 0);
+      expect((await sandbox.state()).trafficDials).toEqual({
+        "us-west-2": 100,
+        "us-east-2": 0,
+        "eu-west-1": 0,
+      });
+    },
+  );
 
   it("a failure in VerifyTraffic (target endpoints unhealthy after the shift) fails with its name", async () => {
-    sandbox.aws.ga.setHealthy(sandbox.topology.regions["us-east-2"]?.globalAccelerator?.endpointGroupArn ?? "", false);
+    sandbox.aws.ga.setHealthy(
+      sandbox.topology.regions["us-east-2"]?.globalAccelerator?.endpointGroupArn ?? "",
+      false,
+    );
 
     const result = await run();
 

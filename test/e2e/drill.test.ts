@@ -47,7 +47,8 @@ function expectFailedBeforeTraffic(result: DrillResult, step: string, error: str
   expect(result.after.trafficDials).toEqual(UNCHANGED_TRAFFIC);
   const report = result.executions[0]?.report;
   expect(report?.steps.find((s) => s.name === step)?.status).toBe("FAILED");
-  if (step !== "ShiftTraffic") expect(report?.steps.find((s) => s.name === "ShiftTraffic")?.status).toBe("NOT_RUN");
+  if (step !== "ShiftTraffic")
+    expect(report?.steps.find((s) => s.name === "ShiftTraffic")?.status).toBe("NOT_RUN");
   expect(readFileSync(join(result.reportDir, "report.md"), "utf8")).toContain("## Manual steps");
 }
 
@@ -56,8 +57,16 @@ describe("drill: happy path", () => {
     const result = await drill();
 
     expect(result.status).toBe("SUCCEEDED");
-    expect(result.before).toMatchObject({ activeRegion: "us-west-2", auroraWriterRegion: "us-west-2", trafficDials: UNCHANGED_TRAFFIC });
-    expect(result.after).toMatchObject({ activeRegion: "us-east-2", auroraWriterRegion: "us-east-2", trafficDials: MOVED_TRAFFIC });
+    expect(result.before).toMatchObject({
+      activeRegion: "us-west-2",
+      auroraWriterRegion: "us-west-2",
+      trafficDials: UNCHANGED_TRAFFIC,
+    });
+    expect(result.after).toMatchObject({
+      activeRegion: "us-east-2",
+      auroraWriterRegion: "us-east-2",
+      trafficDials: MOVED_TRAFFIC,
+    });
     expect(result.after.gitHead).not.toBe(result.before.gitHead);
     expect(result.before.replicas["us-west-2"]).toBeGreaterThan(0);
     expect(result.after.replicas).toMatchObject({ "us-west-2": 0, "eu-west-1": 0 });
@@ -87,7 +96,9 @@ describe("drill: happy path", () => {
     expect(result.status).toBe("SUCCEEDED");
     const [first, second] = result.executions;
     expect(first?.report?.status).toBe("SUCCEEDED");
-    expect(second?.report?.steps.filter((s) => s.name !== "Plan").every((s) => s.status === "SKIPPED")).toBe(true);
+    expect(
+      second?.report?.steps.filter((s) => s.name !== "Plan").every((s) => s.status === "SKIPPED"),
+    ).toBe(true);
     expect(second?.report?.before).toEqual(second?.report?.after);
     expect(result.after).toMatchObject({ activeRegion: "us-east-2", trafficDials: MOVED_TRAFFIC });
   });
@@ -97,9 +108,14 @@ describe("drill: happy path", () => {
 
     expect(result.status).toBe("SUCCEEDED");
     expect(result.after).toEqual(result.before);
-    const plan = result.executions[0]?.report?.plan as { actions: string[]; needs: Record<string, boolean> };
+    const plan = result.executions[0]?.report?.plan as {
+      actions: string[];
+      needs: Record<string, boolean>;
+    };
     expect(plan.needs).toEqual({ retarget: true, aurora: true, traffic: true });
-    expect(plan.actions.join("\n")).toMatch(/commit envs\/production\/values.yaml global.activeRegion = us-east-2/);
+    expect(plan.actions.join("\n")).toMatch(
+      /commit envs\/production\/values.yaml global.activeRegion = us-east-2/,
+    );
   });
 });
 
@@ -128,15 +144,18 @@ describe("drill: faults", () => {
     ["argocd-degraded", "AwaitArgoSync", "ArgoSyncTimeout"],
     ["aurora-failover-stuck", "AwaitAurora", "AuroraPromotionTimeout"],
     ["ga-update-fails", "ShiftTraffic", "TrafficShiftFailed"],
-  ])("%s stops at %s with %s, traffic where it was, and the report says what changed", async (fault, step, error) => {
-    const result = await drill({ faults: [fault] });
+  ])(
+    "%s stops at %s with %s, traffic where it was, and the report says what changed",
+    async (fault, step, error) => {
+      const result = await drill({ faults: [fault] });
 
-    expectFailedBeforeTraffic(result, step, error);
-    const report = result.executions[0]?.report as { changed: string[] } | null | undefined;
-    if (result.after.gitHead !== result.before.gitHead) {
-      expect(report?.changed.join("\n")).toContain("Git: active region us-west-2 -> us-east-2");
-    }
-  });
+      expectFailedBeforeTraffic(result, step, error);
+      const report = result.executions[0]?.report as { changed: string[] } | null | undefined;
+      if (result.after.gitHead !== result.before.gitHead) {
+        expect(report?.changed.join("\n")).toContain("Git: active region us-west-2 -> us-east-2");
+      }
+    },
+  );
 
   it("git-push-conflict: the concurrent commit lands first, the retarget is retried on top of it", async () => {
     const result = await drill({ faults: ["git-push-conflict"] });
@@ -147,10 +166,17 @@ describe("drill: faults", () => {
     expect(commit?.after).toMatchObject({ changes: [{ from: "us-west-2", to: "us-east-2" }] });
   });
 
-  it.each<[FaultName]>([["argocd-hub-down"], ["ga-throttled"]])("%s is absorbed: the failover succeeds", async (fault) => {
-    const result = await drill({ faults: [fault] });
+  it.each<[FaultName]>([["argocd-hub-down"], ["ga-throttled"]])(
+    "%s is absorbed: the failover succeeds",
+    async (fault) => {
+      const result = await drill({ faults: [fault] });
 
-    expect(result.status).toBe("SUCCEEDED");
-    expect(result.after).toMatchObject({ activeRegion: "us-east-2", auroraWriterRegion: "us-east-2", trafficDials: MOVED_TRAFFIC });
-  });
+      expect(result.status).toBe("SUCCEEDED");
+      expect(result.after).toMatchObject({
+        activeRegion: "us-east-2",
+        auroraWriterRegion: "us-east-2",
+        trafficDials: MOVED_TRAFFIC,
+      });
+    },
+  );
 });

@@ -24,8 +24,12 @@ async function cli(...args: string[]): Promise<{ code: number; out: string }> {
     if (typeof callback === "function") callback();
     return true;
   };
-  const write = vi.spyOn(process.stdout, "write").mockImplementation(capture as typeof process.stdout.write);
-  const err = vi.spyOn(process.stderr, "write").mockImplementation(capture as typeof process.stderr.write);
+  const write = vi
+    .spyOn(process.stdout, "write")
+    .mockImplementation(capture as typeof process.stdout.write);
+  const err = vi
+    .spyOn(process.stderr, "write")
+    .mockImplementation(capture as typeof process.stderr.write);
   try {
     return { code: await main(["node", "gitops-failover", ...args]), out };
   } finally {
@@ -52,7 +56,12 @@ describe("operator CLI against a running sandbox", () => {
     endpointFile = join(root, `sandbox-${n}.json`);
     writeFileSync(
       endpointFile,
-      JSON.stringify({ stateMachineArn: sandbox.stateMachineArn, region: "us-east-1", env: sandbox.env, reportDir: join(root, `op-${n}`) }),
+      JSON.stringify({
+        stateMachineArn: sandbox.stateMachineArn,
+        region: "us-east-1",
+        env: sandbox.env,
+        reportDir: join(root, `op-${n}`),
+      }),
     );
   });
   afterEach(async () => {
@@ -63,12 +72,23 @@ describe("operator CLI against a running sandbox", () => {
     until(async () => {
       const { out } = await cli("status", name, "--sandbox", endpointFile, "--json");
       const line = out.split("\n").find((l) => l.includes('"awaitingApproval"')) ?? "{}";
-      return (JSON.parse(line) as { awaitingApproval?: boolean }).awaitingApproval ? true : undefined;
+      return (JSON.parse(line) as { awaitingApproval?: boolean }).awaitingApproval
+        ? true
+        : undefined;
     }, "the execution to wait at Approval");
 
   it("start --require-approval waits at Approval; approve releases it; watch follows it to SUCCEEDED", async () => {
     const started = await cli(
-      "start", "--sandbox", endpointFile, "--target", "us-east-2", "--reason", "planned region move", "--require-approval", "--name", "approve-me",
+      "start",
+      "--sandbox",
+      endpointFile,
+      "--target",
+      "us-east-2",
+      "--reason",
+      "planned region move",
+      "--require-approval",
+      "--name",
+      "approve-me",
     );
     expect(started.code).toBe(0);
     await waitingAtApproval("approve-me");
@@ -79,27 +99,58 @@ describe("operator CLI against a running sandbox", () => {
 
     expect(approved.code).toBe(0);
     expect(watched.code).toBe(0);
-    for (const step of ["Approval", "VerifySpoke", "CommitRetarget", "AwaitArgoSync", "ShiftTraffic", "Report"]) {
+    for (const step of [
+      "Approval",
+      "VerifySpoke",
+      "CommitRetarget",
+      "AwaitArgoSync",
+      "ShiftTraffic",
+      "Report",
+    ]) {
       expect(watched.out).toContain(step);
     }
     expect(watched.out).toMatch(/SUCCEEDED/);
     expect(watched.out).not.toMatch(/local-task-token/);
-    expect(await sandbox.state()).toMatchObject({ activeRegion: "us-east-2", trafficDials: { "us-east-2": 100 } });
+    expect(await sandbox.state()).toMatchObject({
+      activeRegion: "us-east-2",
+      trafficDials: { "us-east-2": 100 },
+    });
   });
 
   it("reject ends the execution with ApprovalRejected and nothing changed", async () => {
     const before = await sandbox.state();
-    await cli("start", "--sandbox", endpointFile, "--target", "us-east-2", "--reason", "maybe not", "--require-approval", "--name", "reject-me");
+    await cli(
+      "start",
+      "--sandbox",
+      endpointFile,
+      "--target",
+      "us-east-2",
+      "--reason",
+      "maybe not",
+      "--require-approval",
+      "--name",
+      "reject-me",
+    );
     await waitingAtApproval("reject-me");
 
-    const rejected = await cli("reject", "reject-me", "--sandbox", endpointFile, "--reason", "primary recovered");
+    const rejected = await cli(
+      "reject",
+      "reject-me",
+      "--sandbox",
+      endpointFile,
+      "--reason",
+      "primary recovered",
+    );
     const watched = await cli("watch", "reject-me", "--sandbox", endpointFile);
 
     expect(rejected.code).toBe(0);
     expect(watched.code).toBe(1);
     expect(watched.out).toContain("ApprovalRejected");
     expect(await sandbox.state()).toEqual(before);
-    const report = JSON.parse(readFileSync(join(root, `op-${n}`, "report.json"), "utf8")) as { failedStep: string; changed: string[] };
+    const report = JSON.parse(readFileSync(join(root, `op-${n}`, "report.json"), "utf8")) as {
+      failedStep: string;
+      changed: string[];
+    };
     expect(report.failedStep).toBe("Approval");
     expect(report.changed).toEqual([]);
   });
@@ -128,7 +179,10 @@ describe("drills through the trigger (--via alarm)", () => {
     expect(result.trigger.map((d) => d.decision)).toEqual(["started"]);
     expect(result.status).toBe("SUCCEEDED");
     expect(result.executions).toHaveLength(1);
-    expect(result.after).toMatchObject({ activeRegion: "us-east-2", auroraWriterRegion: "us-east-2" });
+    expect(result.after).toMatchObject({
+      activeRegion: "us-east-2",
+      auroraWriterRegion: "us-east-2",
+    });
     const audit = readFileSync(join(result.reportDir, "audit.jsonl"), "utf8");
     expect(audit).toContain('"step":"Trigger"');
   });
@@ -136,7 +190,11 @@ describe("drills through the trigger (--via alarm)", () => {
   it("the same alarm delivered three times starts exactly one execution", async () => {
     const result = await drill({ alarmRepeats: 3 });
 
-    expect(result.trigger.map((d) => d.decision)).toEqual(["started", "already-started", "already-started"]);
+    expect(result.trigger.map((d) => d.decision)).toEqual([
+      "started",
+      "already-started",
+      "already-started",
+    ]);
     expect(new Set(result.trigger.map((d) => d.incident)).size).toBe(1);
     expect(result.executions).toHaveLength(1);
     expect(result.status).toBe("SUCCEEDED");

@@ -78,7 +78,9 @@ describe("audit trail (DynamoDB through dynalite)", () => {
   });
 
   it("keeps every event when concurrent writers (the Parallel branches) append at once", async () => {
-    await Promise.all(["a", "b", "c", "d", "e", "f"].map((s) => appendAuditEvent(event("exec-race", s))));
+    await Promise.all(
+      ["a", "b", "c", "d", "e", "f"].map((s) => appendAuditEvent(event("exec-race", s))),
+    );
 
     const events = await readAuditTrail("exec-race");
 
@@ -90,7 +92,11 @@ describe("audit trail (DynamoDB through dynalite)", () => {
     const events = await chainOf("exec-edit", ["Plan", "ShiftTraffic", "Report"]);
     const edited = events.map((e) => (e.seq === 2 ? { ...e, after: { dial: 50 } } : e));
 
-    expect(verifyChain(edited)).toMatchObject({ intact: false, seq: 2, problem: expect.stringMatching(/edited/) });
+    expect(verifyChain(edited)).toMatchObject({
+      intact: false,
+      seq: 2,
+      problem: expect.stringMatching(/edited/),
+    });
   });
 
   it("detects a deleted event and a reordered pair", async () => {
@@ -117,14 +123,18 @@ describe("audit trail (DynamoDB through dynalite)", () => {
       }),
     );
 
-    expect(verifyChain(await readAuditTrail("exec-table"))).toMatchObject({ intact: false, seq: 2 });
+    expect(verifyChain(await readAuditTrail("exec-table"))).toMatchObject({
+      intact: false,
+      seq: 2,
+    });
   });
 
   it("never stores a secret, whether registered or only token-shaped", async () => {
     registerSecret("s3cr3t-registered-value");
     await appendAuditEvent({
       ...event("exec-secret", "CommitRetarget"),
-      detail: "push failed: Authorization: Bearer ghp_abcdefghijklmnopqrstuvwxyz123456 and s3cr3t-registered-value",
+      detail:
+        "push failed: Authorization: Bearer ghp_abcdefghijklmnopqrstuvwxyz123456 and s3cr3t-registered-value",
     });
 
     const [stored] = await readAuditTrail("exec-secret");
@@ -137,7 +147,10 @@ describe("audit trail (DynamoDB through dynalite)", () => {
 });
 
 describe("single-flight lock", () => {
-  const exec = (name: string) => ({ name, arn: `arn:aws:states:us-east-1:000000000000:execution:sm:${name}` });
+  const exec = (name: string) => ({
+    name,
+    arn: `arn:aws:states:us-east-1:000000000000:execution:sm:${name}`,
+  });
 
   it("lets one execution hold the platform's lock and refuses a second, naming the holder", async () => {
     await acquireLock("lock-a", exec("first"), 600);
@@ -154,7 +167,9 @@ describe("single-flight lock", () => {
 
     expect(await releaseLock("lock-b", "second")).toBe(false);
     expect(await releaseLock("lock-b", "first")).toBe(true);
-    await expect(acquireLock("lock-b", exec("second"), 600)).resolves.toMatchObject({ owner: "second" });
+    await expect(acquireLock("lock-b", exec("second"), 600)).resolves.toMatchObject({
+      owner: "second",
+    });
   });
 
   it("takes over a stale (expired) lease, and only one of two contenders wins it", async () => {
@@ -166,8 +181,10 @@ describe("single-flight lock", () => {
     ]);
 
     expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
-    expect(results.filter((r) => r.status === "rejected").map((r) => (r as PromiseRejectedResult).reason.name)).toEqual([
-      "FailoverInProgress",
-    ]);
+    expect(
+      results
+        .filter((r) => r.status === "rejected")
+        .map((r) => (r as PromiseRejectedResult).reason.name),
+    ).toEqual(["FailoverInProgress"]);
   });
 });

@@ -30,21 +30,49 @@ describe("gitops-failover validate-config / validate-input", () => {
     const config = await cli("validate-config", EXAMPLE);
     expect(config).toMatchObject({ code: 0, stderr: "" });
     expect(config.stdout).toContain("valid (3 regions: us-west-2, us-east-2, eu-west-1)");
-    const input = file("ok.json", JSON.stringify({ targetRegion: "us-east-2", reason: "usw2 down", dryRun: true }));
+    const input = file(
+      "ok.json",
+      JSON.stringify({ targetRegion: "us-east-2", reason: "usw2 down", dryRun: true }),
+    );
     const result = await cli("validate-input", input, "--config", EXAMPLE);
     expect(result.code).toBe(0);
     expect(result.stdout).toContain("failover to us-east-2, graceful, dry run");
   });
 
   it.each([
-    ["unknown region", { targetRegion: "ap-south-1", reason: "drill" }, /targetRegion: "ap-south-1" is not in the topology/],
-    ["a URL for a region", { targetRegion: "https://x.example.com", reason: "drill" }, /targetRegion: must be an AWS region name/],
-    ["an ARN for a region", { targetRegion: "arn:aws:rds:us-east-2:1:cluster:a", reason: "drill" }, /targetRegion: must be an AWS region name/],
-    ["an unknown field", { targetRegion: "us-east-2", reason: "drill", endpoint: "x" }, /\(root\): Unrecognized key: "endpoint"/],
-    ["a wrong type", { targetRegion: "us-east-2", reason: "drill", dryRun: "yes" }, /dryRun: Invalid input: expected boolean/],
+    [
+      "unknown region",
+      { targetRegion: "ap-south-1", reason: "drill" },
+      /targetRegion: "ap-south-1" is not in the topology/,
+    ],
+    [
+      "a URL for a region",
+      { targetRegion: "https://x.example.com", reason: "drill" },
+      /targetRegion: must be an AWS region name/,
+    ],
+    [
+      "an ARN for a region",
+      { targetRegion: "arn:aws:rds:us-east-2:1:cluster:a", reason: "drill" },
+      /targetRegion: must be an AWS region name/,
+    ],
+    [
+      "an unknown field",
+      { targetRegion: "us-east-2", reason: "drill", endpoint: "x" },
+      /\(root\): Unrecognized key: "endpoint"/,
+    ],
+    [
+      "a wrong type",
+      { targetRegion: "us-east-2", reason: "drill", dryRun: "yes" },
+      /dryRun: Invalid input: expected boolean/,
+    ],
     ["a missing reason", { targetRegion: "us-east-2" }, /reason: /],
   ])("exits 2 with one line per problem for %s", async (_name, input, message) => {
-    const result = await cli("validate-input", file("bad.json", JSON.stringify(input)), "--config", EXAMPLE);
+    const result = await cli(
+      "validate-input",
+      file("bad.json", JSON.stringify(input)),
+      "--config",
+      EXAMPLE,
+    );
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(message);
     expect(result.stderr).not.toMatch(/\n\s+at /);
@@ -64,7 +92,12 @@ describe("gitops-failover validate-config / validate-input", () => {
   });
 
   it("exits 2 for an input that is not JSON or YAML", async () => {
-    const result = await cli("validate-input", file("in.json", '{"targetRegion": '), "--config", EXAMPLE);
+    const result = await cli(
+      "validate-input",
+      file("in.json", '{"targetRegion": '),
+      "--config",
+      EXAMPLE,
+    );
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/in\.json:\d+:\d+: /);
   });

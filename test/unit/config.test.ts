@@ -11,13 +11,17 @@ import {
 import { ConfigError, InputValidationError } from "../../functions/lib/errors.ts";
 
 const EXAMPLE = "config/topology.example.yaml";
-const example = () => parse(readFileSync(EXAMPLE, "utf8")) as Record<string, unknown> & { regions: Record<string, Record<string, unknown>> };
+const example = () =>
+  parse(readFileSync(EXAMPLE, "utf8")) as Record<string, unknown> & {
+    regions: Record<string, Record<string, unknown>>;
+  };
 
 function problems(fn: () => unknown): string[] {
   try {
     fn();
   } catch (e) {
-    if (e instanceof ConfigError || e instanceof InputValidationError) return e.details.length ? e.details : [e.message];
+    if (e instanceof ConfigError || e instanceof InputValidationError)
+      return e.details.length ? e.details : [e.message];
     throw e;
   }
   return [];
@@ -37,14 +41,19 @@ describe("topology schema", () => {
     (t as unknown as { git: Record<string, unknown> }).git.credentialsSecretArn = "my-token-value";
     const found = problems(() => parseTopology(t));
     expect(found).toContainEqual(expect.stringMatching(/^regions\.us-east-2\.priority: /));
-    expect(found).toContainEqual(expect.stringMatching(/^regions\.us-east-2: Unrecognized key: "surprise"/));
-    expect(found).toContainEqual(expect.stringMatching(/^git\.credentialsSecretArn: must be a Secrets Manager secret ARN/));
+    expect(found).toContainEqual(
+      expect.stringMatching(/^regions\.us-east-2: Unrecognized key: "surprise"/),
+    );
+    expect(found).toContainEqual(
+      expect.stringMatching(/^git\.credentialsSecretArn: must be a Secrets Manager secret ARN/),
+    );
   });
 
   it("refuses a region key that is not a region name, and credentials in URLs", () => {
     const t = example();
     t.regions["https://evil.example.com"] = t.regions["eu-west-1"] ?? {};
-    (t as unknown as { git: Record<string, unknown> }).git.url = "https://user:hunter2@git.example.com/x.git";
+    (t as unknown as { git: Record<string, unknown> }).git.url =
+      "https://user:hunter2@git.example.com/x.git";
     const found = problems(() => parseTopology(t)).join("\n");
     expect(found).toMatch(/regions.*must be an AWS region name/);
     expect(found).toMatch(/git\.url: must not embed credentials/);
@@ -56,12 +65,16 @@ describe("topology schema", () => {
     (t as unknown as { traffic: Record<string, unknown> }).traffic = { mode: "route53" };
     const found = problems(() => parseTopology(t));
     expect(found).toContain("traffic.hostedZoneId: is required when traffic.mode is route53");
-    expect(found).toContain("regions.us-west-2.route53.setIdentifier: is required when traffic.mode is route53");
+    expect(found).toContain(
+      "regions.us-west-2.route53.setIdentifier: is required when traffic.mode is route53",
+    );
   });
 
   it("refuses retarget edits that cannot tell regions apart, and paths escaping the repo", () => {
     const t = example();
-    (t as unknown as { git: Record<string, unknown> }).git.retarget = [{ file: "../etc/passwd", path: "a.b", value: "x" }];
+    (t as unknown as { git: Record<string, unknown> }).git.retarget = [
+      { file: "../etc/passwd", path: "a.b", value: "x" },
+    ];
     const found = problems(() => parseTopology(t)).join("\n");
     expect(found).toMatch(/git\.retarget\.0\.file: must be a relative path inside the repository/);
     expect(found).toMatch(/git\.retarget: no edit mentions \{\{targetRegion\}\}/);
@@ -69,13 +82,24 @@ describe("topology schema", () => {
 
   it("refuses empty, malformed, duplicate-key and oversized documents with a located message", () => {
     expect(problems(() => parseDocumentText("  \n", "t.yaml"))).toEqual(["t.yaml: file is empty"]);
-    expect(problems(() => parseDocumentText("a: [1, 2", "t.yaml"))[0]).toMatch(/^t\.yaml:\d+:\d+: /);
-    expect(problems(() => parseDocumentText("a: 1\na: 2\n", "t.yaml"))[0]).toMatch(/^t\.yaml:2:1: .*unique/i);
-    expect(problems(() => parseDocumentText("x".repeat(1024 * 1024 + 1), "big.yaml"))[0]).toMatch(/larger than/);
+    expect(problems(() => parseDocumentText("a: [1, 2", "t.yaml"))[0]).toMatch(
+      /^t\.yaml:\d+:\d+: /,
+    );
+    expect(problems(() => parseDocumentText("a: 1\na: 2\n", "t.yaml"))[0]).toMatch(
+      /^t\.yaml:2:1: .*unique/i,
+    );
+    expect(problems(() => parseDocumentText("x".repeat(1024 * 1024 + 1), "big.yaml"))[0]).toMatch(
+      /larger than/,
+    );
   });
 
   it("renders {{targetRegion}} in edit paths and values", () => {
-    expect(renderEdit({ file: "v.yaml", path: "regions.{{targetRegion}}.mode", value: "{{targetRegion}}" }, "eu-west-1")).toEqual({
+    expect(
+      renderEdit(
+        { file: "v.yaml", path: "regions.{{targetRegion}}.mode", value: "{{targetRegion}}" },
+        "eu-west-1",
+      ),
+    ).toEqual({
       file: "v.yaml",
       path: "regions.eu-west-1.mode",
       value: "eu-west-1",
@@ -99,20 +123,32 @@ describe("execution input schema", () => {
   });
 
   it("refuses unknown regions, URLs and ARNs where a region belongs, unknown fields, wrong types, missing reason", () => {
-    expect(problems(() => parseInput({ targetRegion: "ap-south-1", reason: "drill" }, topology))).toEqual([
+    expect(
+      problems(() => parseInput({ targetRegion: "ap-south-1", reason: "drill" }, topology)),
+    ).toEqual([
       'targetRegion: "ap-south-1" is not in the topology (known: us-west-2, us-east-2, eu-west-1)',
     ]);
     const found = problems(() =>
-      parseInput({ targetRegion: "arn:aws:rds:us-east-2:1:cluster:x", dryRun: "yes", endpoint: "https://x" }, topology),
+      parseInput(
+        { targetRegion: "arn:aws:rds:us-east-2:1:cluster:x", dryRun: "yes", endpoint: "https://x" },
+        topology,
+      ),
     );
-    expect(found).toContain("targetRegion: must be an AWS region name such as us-east-2 (not a URL or an ARN)");
+    expect(found).toContain(
+      "targetRegion: must be an AWS region name such as us-east-2 (not a URL or an ARN)",
+    );
     expect(found).toContainEqual(expect.stringMatching(/^reason: /));
     expect(found).toContainEqual(expect.stringMatching(/^dryRun: /));
     expect(found).toContain('(root): Unrecognized key: "endpoint"');
   });
 
   it("round-trips through YAML the way the CLI reads it", () => {
-    const text = stringify({ targetRegion: "eu-west-1", reason: "drill", mode: "ungraceful", allowDataLoss: true });
+    const text = stringify({
+      targetRegion: "eu-west-1",
+      reason: "drill",
+      mode: "ungraceful",
+      allowDataLoss: true,
+    });
     expect(parseInput(parseDocumentText(text, "in.yaml"), topology).mode).toBe("ungraceful");
   });
 });

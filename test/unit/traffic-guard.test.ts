@@ -40,7 +40,9 @@ beforeEach(() => {
   }
   aws.rds.defineGlobalCluster({
     identifier: topology.aurora.globalClusterIdentifier,
-    members: Object.fromEntries(Object.entries(topology.regions).map(([region, r]) => [region, r.aurora.clusterArn])),
+    members: Object.fromEntries(
+      Object.entries(topology.regions).map(([region, r]) => [region, r.aurora.clusterArn]),
+    ),
     writerRegion: TARGET,
   });
 });
@@ -48,12 +50,29 @@ beforeEach(() => {
 /** A state in which every precondition holds; each test breaks one. */
 function provenState(): FailoverState {
   return {
-    execution: { id: "arn:aws:states:us-east-1:111122223333:execution:sm:x", name: "x", startTime: new Date().toISOString() },
-    input: { targetRegion: TARGET, reason: "test", mode: "graceful", dryRun: false, allowDataLoss: false, requestedBy: "t", requireApproval: false },
+    execution: {
+      id: "arn:aws:states:us-east-1:111122223333:execution:sm:x",
+      name: "x",
+      startTime: new Date().toISOString(),
+    },
+    input: {
+      targetRegion: TARGET,
+      reason: "test",
+      mode: "graceful",
+      dryRun: false,
+      allowDataLoss: false,
+      requestedBy: "t",
+      requireApproval: false,
+    },
     plan: {
       sourceRegion: "us-west-2",
       targetRegion: TARGET,
-      before: { activeRegion: "us-west-2", gitHead: "a", auroraWriterRegion: "us-west-2", trafficDials: {} },
+      before: {
+        activeRegion: "us-west-2",
+        gitHead: "a",
+        auroraWriterRegion: "us-west-2",
+        trafficDials: {},
+      },
       needs: { retarget: true, aurora: true, traffic: true },
       noop: false,
       approvalTimeoutSeconds: 3600,
@@ -61,9 +80,22 @@ function provenState(): FailoverState {
     },
     spoke: { status: "SUCCEEDED", spokes: [{ spoke: "spoke-use2", readyNodes: 3, checks: 4 }] },
     converge: {
-      retarget: { status: "SUCCEEDED", skipped: false, sha: SHA, previousSha: "a", attempts: 1, changes: [], subject: "s" },
+      retarget: {
+        status: "SUCCEEDED",
+        skipped: false,
+        sha: SHA,
+        previousSha: "a",
+        attempts: 1,
+        changes: [],
+        subject: "s",
+      },
       argo: { status: "SUCCEEDED", revision: SHA, hub: "hub-primary", total: 2, done: 2 },
-      promotion: { status: "SUCCEEDED", skipped: false, action: "switchover", writerBefore: "us-west-2" },
+      promotion: {
+        status: "SUCCEEDED",
+        skipped: false,
+        action: "switchover",
+        writerBefore: "us-west-2",
+      },
       aurora: { status: "SUCCEEDED", writerRegion: TARGET, failoverState: null },
     },
   };
@@ -79,18 +111,52 @@ describe("ShiftTraffic's guard", () => {
     expect(aws.ga.dials()).toMatchObject({ [TARGET]: 100, "us-west-2": 0 });
   });
 
-  it.each<[string, (s: FailoverState) => void, RegExp]>([
-    ["spoke not verified", (s) => delete s.spoke, /target spoke was not verified/],
-    ["no commit", (s) => s.converge && (s.converge.retarget.sha = ""), /no retarget commit/],
-    ["Argo CD still syncing", (s) => s.converge && (s.converge.argo.status = "IN_PROGRESS"), /Synced at the committed SHA/],
-    ["Argo CD Synced at an older SHA", (s) => s.converge && (s.converge.argo.revision = "f".repeat(40)), /Synced at the committed SHA/],
-    ["Aurora writer elsewhere (state)", (s) => s.converge && (s.converge.aurora.writerRegion = "us-west-2"), /Aurora has not reported/],
+  type Converged = NonNullable<FailoverState["converge"]>;
+  it.each<[string, (s: FailoverState, c: Converged) => void, RegExp]>([
+    [
+      "spoke not verified",
+      (s) => {
+        delete s.spoke;
+      },
+      /target spoke was not verified/,
+    ],
+    [
+      "no commit",
+      (_s, c) => {
+        c.retarget.sha = "";
+      },
+      /no retarget commit/,
+    ],
+    [
+      "Argo CD still syncing",
+      (_s, c) => {
+        c.argo.status = "IN_PROGRESS";
+      },
+      /Synced at the committed SHA/,
+    ],
+    [
+      "Argo CD Synced at an older SHA",
+      (_s, c) => {
+        c.argo.revision = "f".repeat(40);
+      },
+      /Synced at the committed SHA/,
+    ],
+    [
+      "Aurora writer elsewhere (state)",
+      (_s, c) => {
+        c.aurora.writerRegion = "us-west-2";
+      },
+      /Aurora has not reported/,
+    ],
   ])("refuses, changing nothing, when %s", async (_case, breakIt, why) => {
     const state = provenState();
-    breakIt(state);
+    if (state.converge) breakIt(state, state.converge);
     const before = updates();
 
-    await expect(shiftTrafficStep(state)).rejects.toMatchObject({ name: "TrafficPreconditionFailed", message: expect.stringMatching(why) });
+    await expect(shiftTrafficStep(state)).rejects.toMatchObject({
+      name: "TrafficPreconditionFailed",
+      message: expect.stringMatching(why),
+    });
     expect(updates()).toBe(before);
     expect(aws.ga.dials()).toMatchObject({ "us-west-2": 100, [TARGET]: 0 });
   });
@@ -98,7 +164,9 @@ describe("ShiftTraffic's guard", () => {
   it("refuses when the state says the target is writer but Aurora, asked live, disagrees", async () => {
     aws.rds.defineGlobalCluster({
       identifier: topology.aurora.globalClusterIdentifier,
-      members: Object.fromEntries(Object.entries(topology.regions).map(([region, r]) => [region, r.aurora.clusterArn])),
+      members: Object.fromEntries(
+        Object.entries(topology.regions).map(([region, r]) => [region, r.aurora.clusterArn]),
+      ),
       writerRegion: "us-west-2",
     });
     const before = updates();

@@ -454,6 +454,7 @@ describe("trigger: modes", () => {
     allowDataLoss: false,
     requestedBy: "trigger:usw2-endpoint-down",
     detectedAt: "2024-05-01T12:34:56.789Z",
+    failedRegion: "us-west-2",
     requireApproval,
   });
 
