@@ -182,7 +182,10 @@ const DATA_BRANCH: StepName[] = ["PromoteAurora", "AwaitAurora"];
 /** The steps that bounded the duration: everything in sequence, plus the Parallel branch that ended last. */
 function criticalPath(steps: FailoverReport["steps"]): StepName[] {
   const end = (names: StepName[]) =>
-    Math.max(0, ...names.map((n) => Date.parse(steps.find((s) => s.name === n)?.endedAt ?? "") || 0));
+    Math.max(
+      0,
+      ...names.map((n) => Date.parse(steps.find((s) => s.name === n)?.endedAt ?? "") || 0),
+    );
   const branch = end(APPS_BRANCH) >= end(DATA_BRANCH) ? APPS_BRANCH : DATA_BRANCH;
   return steps
     .filter(
