@@ -1,0 +1,37 @@
+/**
+ * The README's commands exactly as a newcomer types them: through npm, which must put the
+ * project's Node 22 and CLI on the PATH. The drill itself is tested in drill.test.ts; this
+ * guards the wiring between package.json and the CLI.
+ */
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, describe, expect, it } from "vitest";
+
+const run = promisify(execFile);
+const dir = mkdtempSync(join(tmpdir(), "gf-npm-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("npm scripts from the README", () => {
+  it("npm run drill -- --json runs a whole failover and writes the report", async () => {
+    const reportDir = join(dir, "report");
+    const { stdout } = await run("npm", [
+      "run",
+      "--silent",
+      "drill",
+      "--",
+      "--json",
+      "--report-dir",
+      reportDir,
+    ]);
+    const result = JSON.parse(stdout) as { status: string; after: { activeRegion: string } };
+    expect(result.status).toBe("SUCCEEDED");
+    expect(result.after.activeRegion).toBe("us-east-2");
+    const report = JSON.parse(readFileSync(join(reportDir, "report.json"), "utf8")) as {
+      status: string;
+    };
+    expect(report.status).toBe("SUCCEEDED");
+  });
+});
