@@ -20,8 +20,8 @@ export const RegionName = z
 const SecretArn = z
   .string()
   .regex(
-    /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/,
-    "must be a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)",
+    /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$/,
+    "must be a complete Secrets Manager secret ARN, with the 6-character suffix AWS appends (arn:aws:secretsmanager:<region>:<account>:secret:<name>-AbCdEf); IAM grants on a partial ARN do not match the secret",
   );
 
 const HttpsUrl = z
@@ -127,6 +127,33 @@ const HubSchema = z.strictObject({
 });
 export type Hub = z.infer<typeof HubSchema>;
 
+/** The state machine's TimeoutSeconds: every deadline in a topology must fit inside it. */
+export const EXECUTION_TIMEOUT_SECONDS = 7200;
+
+/** Time left for Plan, VerifySpoke, the stage Waits, Report and retries. */
+const MARGIN_SECONDS = 600;
+
+interface TimeoutBudget {
+  timeouts: {
+    approvalSeconds: number;
+    argoSyncSeconds: number;
+    auroraSeconds: number;
+    trafficVerifySeconds: number;
+  };
+  traffic: { stages: number[] };
+}
+
+/** The longest an execution can run when every loop uses its whole deadline. */
+export function worstCaseSeconds(t: TimeoutBudget): number {
+  const o = t.timeouts;
+  return (
+    o.approvalSeconds +
+    Math.max(o.argoSyncSeconds, o.auroraSeconds) +
+    o.trafficVerifySeconds * t.traffic.stages.length +
+    MARGIN_SECONDS
+  );
+}
+
 export const TopologySchema = z
   .strictObject({
     apiVersion: z.literal("gitops-failover/v1"),
@@ -169,10 +196,10 @@ export const TopologySchema = z
     }),
     timeouts: z
       .strictObject({
-        argoSyncSeconds: z.int().min(30).default(600),
-        auroraSeconds: z.int().min(30).default(600),
-        trafficVerifySeconds: z.int().min(30).default(300),
-        approvalSeconds: z.int().min(60).default(3600),
+        argoSyncSeconds: z.int().min(30).max(3600).default(600),
+        auroraSeconds: z.int().min(30).max(3600).default(600),
+        trafficVerifySeconds: z.int().min(30).max(1800).default(300),
+        approvalSeconds: z.int().min(60).max(3600).default(3600),
       })
       .default({
         argoSyncSeconds: 600,
@@ -246,6 +273,14 @@ export const TopologySchema = z
         code: "custom",
         path: ["regions"],
         message: `argocdCluster "${duplicate}" is used by two spokes`,
+      });
+    }
+    const budget = worstCaseSeconds(t);
+    if (budget > EXECUTION_TIMEOUT_SECONDS) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["timeouts"],
+        message: `approval + max(argoSync, aurora) + trafficVerify per stage + margin add up to ${budget}s, over the execution's ${EXECUTION_TIMEOUT_SECONDS}s limit: the execution would time out with no report and no notification; lower them`,
       });
     }
     if (!t.git.retarget.some((e) => `${e.path}${e.value}`.includes("{{targetRegion}}"))) {
@@ -333,11 +368,26 @@ export function parseInput(data: unknown, topology: Topology): FailoverInput {
   if (!result.success)
     throw new InputValidationError("execution input is invalid", formatIssues(result.error));
   const input = result.data;
+  const known = Object.keys(topology.regions).join(", ");
+  const problems: string[] = [];
   if (!topology.regions[input.targetRegion]) {
-    throw new InputValidationError("execution input is invalid", [
-      `targetRegion: "${input.targetRegion}" is not in the topology (known: ${Object.keys(topology.regions).join(", ")})`,
-    ]);
+    problems.push(`targetRegion: "${input.targetRegion}" is not in the topology (known: ${known})`);
   }
+  if (input.failedRegion !== undefined) {
+    if (!topology.regions[input.failedRegion]) {
+      problems.push(
+        `failedRegion: "${input.failedRegion}" is not in the topology (known: ${known})`,
+      );
+    } else if (input.failedRegion === input.targetRegion) {
+      problems.push("failedRegion: is the same as targetRegion; fail over to another region");
+    }
+  }
+  if (input.allowDataLoss && input.mode !== "ungraceful") {
+    problems.push(
+      'allowDataLoss: only applies to mode "ungraceful" (a graceful switchover loses no data); remove it or set mode',
+    );
+  }
+  if (problems.length) throw new InputValidationError("execution input is invalid", problems);
   return input;
 }
 

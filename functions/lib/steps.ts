@@ -6,6 +6,7 @@
 import { type ArgoHubConnection, checkSync } from "./argocd.ts";
 import { type AuroraTopology, checkAurora, describeAurora, promoteAurora } from "./aurora.ts";
 import {
+  EXECUTION_TIMEOUT_SECONDS,
   type FailoverInput,
   otherRegions,
   parseInput,
@@ -173,7 +174,7 @@ export async function planStep(event: {
 }
 
 /** The lock outlives the longest execution (the ASL's TimeoutSeconds) so it never lapses mid-run. */
-export const LOCK_LEASE_SECONDS = 7200 + 300;
+export const LOCK_LEASE_SECONDS = EXECUTION_TIMEOUT_SECONDS + 300;
 
 /** Refuses a target whose own Route 53 health check is failing: moving there would not help. */
 async function assertTargetHealthy(t: Topology, target: string): Promise<void> {

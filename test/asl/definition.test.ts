@@ -1,8 +1,10 @@
 import validator from "asl-validator";
 import { describe, expect, it } from "vitest";
 import { FUNCTIONS, placeholderOf } from "../../functions/catalog.ts";
+import { EXECUTION_TIMEOUT_SECONDS } from "../../functions/lib/config.ts";
 import * as errors from "../../functions/lib/errors.ts";
 import { POLL_INTERVAL_SECONDS } from "../../functions/lib/poll.ts";
+import { LOCK_LEASE_SECONDS } from "../../functions/lib/steps.ts";
 import { localDefinition } from "../../sandbox/runner.ts";
 import { aslText, placeholders, substitute } from "../../statemachine/definition.ts";
 
@@ -93,7 +95,8 @@ describe("statemachine/failover.asl.json", () => {
   });
 
   it("bounds every loop: each Wait leads back to a poller whose result has a deadline, and the machine has a timeout", () => {
-    expect(definition.TimeoutSeconds).toBeGreaterThan(0);
+    expect(definition.TimeoutSeconds).toBe(EXECUTION_TIMEOUT_SECONDS);
+    expect(LOCK_LEASE_SECONDS).toBeGreaterThan(EXECUTION_TIMEOUT_SECONDS);
     const waits = states.filter(([, s]) => s.Type === "Wait");
     expect(waits.map(([n]) => n).sort()).toEqual(
       ["AwaitArgoSyncWait", "AwaitAuroraWait", "NextTrafficStage", "VerifyTrafficWait"].sort(),

@@ -45,8 +45,32 @@ describe("topology schema", () => {
       expect.stringMatching(/^regions\.us-east-2: Unrecognized key: "surprise"/),
     );
     expect(found).toContainEqual(
-      expect.stringMatching(/^git\.credentialsSecretArn: must be a Secrets Manager secret ARN/),
+      expect.stringMatching(
+        /^git\.credentialsSecretArn: must be a complete Secrets Manager secret ARN/,
+      ),
     );
+  });
+
+  it("refuses a secret ARN without its suffix: an IAM grant on it would not match the secret", () => {
+    const t = example();
+    (t as unknown as { git: Record<string, unknown> }).git.credentialsSecretArn =
+      "arn:aws:secretsmanager:us-west-2:111122223333:secret:gitops-failover/git";
+    expect(problems(() => parseTopology(t))).toEqual([
+      expect.stringMatching(/^git\.credentialsSecretArn: .*6-character suffix/),
+    ]);
+  });
+
+  it("refuses deadlines that cannot fit in the execution's timeout", () => {
+    const t = example();
+    (t as unknown as { timeouts: Record<string, number> }).timeouts = {
+      approvalSeconds: 3600,
+      argoSyncSeconds: 3600,
+      auroraSeconds: 600,
+      trafficVerifySeconds: 300,
+    };
+    expect(problems(() => parseTopology(t))).toEqual([
+      expect.stringMatching(/^timeouts: .* add up to 8100s, over the execution's 7200s limit/),
+    ]);
   });
 
   it("refuses a region key that is not a region name, and credentials in URLs", () => {
@@ -140,6 +164,32 @@ describe("execution input schema", () => {
     expect(found).toContainEqual(expect.stringMatching(/^reason: /));
     expect(found).toContainEqual(expect.stringMatching(/^dryRun: /));
     expect(found).toContain('(root): Unrecognized key: "endpoint"');
+  });
+
+  it("refuses a failedRegion outside the topology or equal to the target, and allowDataLoss with a graceful switchover", () => {
+    expect(
+      problems(() =>
+        parseInput(
+          { targetRegion: "us-east-2", reason: "alarm", failedRegion: "us-west-9" },
+          topology,
+        ),
+      ),
+    ).toEqual([
+      'failedRegion: "us-west-9" is not in the topology (known: us-west-2, us-east-2, eu-west-1)',
+    ]);
+    expect(
+      problems(() =>
+        parseInput(
+          { targetRegion: "us-east-2", reason: "alarm", failedRegion: "us-east-2" },
+          topology,
+        ),
+      ),
+    ).toEqual(["failedRegion: is the same as targetRegion; fail over to another region"]);
+    expect(
+      problems(() =>
+        parseInput({ targetRegion: "us-east-2", reason: "drill", allowDataLoss: true }, topology),
+      ),
+    ).toEqual([expect.stringMatching(/^allowDataLoss: only applies to mode "ungraceful"/)]);
   });
 
   it("round-trips through YAML the way the CLI reads it", () => {
