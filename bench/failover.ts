@@ -51,6 +51,8 @@ interface RunResult {
   /** Argo CD calls made by each AwaitArgoSync poll, by kind (list, refresh, sync, clusters, other). */
   argoCallsPerPoll: Record<string, number>[];
   argoCallsOutsidePolls: number;
+  /** Largest Argo CD application-list answer (bytes). */
+  maxListBytes: number;
   /** Our requests by client library, and how many never reported their end. */
   requests: Record<string, number>;
 }
@@ -64,6 +66,8 @@ interface Request {
   path: string;
   start: number;
   end?: number;
+  /** Response content-length, when the server sent one. */
+  bytes?: number;
 }
 
 /** Records every outgoing HTTP(S) request of this process (node:http and undici) as it ends. */
@@ -80,6 +84,10 @@ function recordRequests(): Request[] {
       start: Date.now(),
     };
     seen.push(r);
+    req.once("response", (res) => {
+      const length = Number(res.headers["content-length"]);
+      if (Number.isFinite(length)) r.bytes = length;
+    });
     req.once("close", () => {
       r.end = Date.now();
     });
@@ -234,9 +242,11 @@ async function child(spokes: number, apps: number, waitMs: number): Promise<RunR
     const ours = requests.filter((r) => !(r.client === "node" && spokePorts.has(r.port)));
     const argoCallsPerPoll: Record<string, number>[] = pollEnds.map(() => ({}));
     let argoCallsOutsidePolls = 0;
+    let maxListBytes = 0;
     for (const r of ours.filter((x) => x.client === "node" && argoPorts.has(x.port))) {
       const poll = argoCallsPerPoll[pollEnds.findIndex((end) => r.start <= end)];
       const kind = argoKind(r);
+      if (kind === "list") maxListBytes = Math.max(maxListBytes, r.bytes ?? 0);
       if (poll) poll[kind] = (poll[kind] ?? 0) + 1;
       else argoCallsOutsidePolls += 1;
     }
@@ -279,6 +289,7 @@ async function child(spokes: number, apps: number, waitMs: number): Promise<RunR
       handlerByState,
       argoCallsPerPoll,
       argoCallsOutsidePolls,
+      maxListBytes,
       requests: {
         node: ours.filter((r) => r.client === "node").length,
         undici: ours.filter((r) => r.client === "undici").length,
@@ -328,6 +339,8 @@ const total = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a
 function table(rs: RunResult[]): string[] {
   const m = (f: (r: RunResult) => number) => median(rs.map(f));
   const pass = (ok: boolean) => (ok ? "PASS" : "FAIL");
+  const range = (f: (r: RunResult) => number) =>
+    `${Math.min(...rs.map(f))}-${Math.max(...rs.map(f))}`;
   const r0 = rs[0];
   const lists = Math.max(...rs.flatMap((r) => r.argoCallsPerPoll.map((p) => p.list ?? 0)));
   const later = rs.flatMap((r) => r.argoCallsPerPoll.slice(1).map(total));
@@ -348,13 +361,14 @@ function table(rs: RunResult[]): string[] {
     `| Argo CD calls in a poll after the first (max) | ${later.length ? laterMax : "n/a (one poll)"} | 1 | ${later.length ? pass(laterMax <= 1) : ""} |`,
     `| first poll, one-time calls: refresh / sync / clusters | ${first("refresh")} / ${first("sync")} / ${first("clusters")} | (reported) | |`,
     `| AwaitArgoSync polls per run | ${polls} | (reported) | |`,
+    `| size of one list answer (content-length) | ${(m((r) => r.maxListBytes) / 1024).toFixed(0)} KiB | (reported) | |`,
     `| Argo CD calls outside AwaitArgoSync (max) | ${outside} | 0 | ${pass(outside === 0)} |`,
     `| largest state payload | ${(bytes / 1024).toFixed(1)} KiB (${r0?.maxPayloadAt}) | < 256 KiB | ${pass(bytes < MAX_STATE_BYTES)} |`,
     `| state transitions (StateEntered) | ${transitions} (${transitions - loops} + ${loops} in repeat polls) | < 200 | ${pass(transitions < 200)} |`,
-    `| handler time, sum of Task states | ${m((r) => r.handlerSumMs)} ms | < 5 s | ${pass(m((r) => r.handlerSumMs) < 5000)} |`,
+    `| handler time, sum of Task states (min-max) | ${m((r) => r.handlerSumMs)} ms (${range((r) => r.handlerSumMs)}) | < 5 s | ${pass(m((r) => r.handlerSumMs) < 5000)} |`,
     `| handler time, critical path | ${m((r) => r.handlerCriticalMs)} ms | (reported) | |`,
-    `| handler time with none of our requests in flight | ${m((r) => r.handlerNotWaitingMs)} ms | < 5 s | ${pass(m((r) => r.handlerNotWaitingMs) < 5000)} |`,
-    `| execution wall time (StartExecution -> end) | ${m((r) => r.execMs)} ms | (reported) | |`,
+    `| handler time with none of our requests in flight (min-max) | ${m((r) => r.handlerNotWaitingMs)} ms (${range((r) => r.handlerNotWaitingMs)}) | < 5 s | ${pass(m((r) => r.handlerNotWaitingMs) < 5000)} |`,
+    `| execution wall time, StartExecution -> end (min-max) | ${m((r) => r.execMs)} ms (${range((r) => r.execMs)}) | (reported) | |`,
     `| sandbox start | ${m((r) => r.startMs)} ms | (reported) | |`,
     `| peak RSS (process maxRSS) | ${m((r) => r.maxRssMb)} MB | (reported) | |`,
     "",

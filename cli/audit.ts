@@ -1,14 +1,30 @@
 /**
  * `audit verify` and `report`: read an execution's audit trail and report back, from a report
  * directory (the sandbox's drill-report/), from DynamoDB and S3, or from a running sandbox.
+ * The chain detects an edited, deleted or reordered event by itself; a truncated one only
+ * against its anchor, the count and head the report recorded (report.json, and the Report
+ * step's output in the Step Functions history, which no one can edit).
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { DescribeExecutionCommand, GetExecutionHistoryCommand } from "@aws-sdk/client-sfn";
 import type { Command } from "commander";
-import { type AuditEvent, readAuditTrail, verifyChain } from "../functions/lib/audit.ts";
-import { awsError, s3Client } from "../functions/lib/aws.ts";
-import { ConfigError, InputValidationError, UnexpectedError } from "../functions/lib/errors.ts";
+import {
+  type AuditEvent,
+  type ChainAnchor,
+  type ChainVerdict,
+  checkAnchor,
+  readAuditTrail,
+  verifyChain,
+} from "../functions/lib/audit.ts";
+import { awsError, s3Client, sfnClient } from "../functions/lib/aws.ts";
+import {
+  ConfigError,
+  describe,
+  InputValidationError,
+  UnexpectedError,
+} from "../functions/lib/errors.ts";
 import type { CliIo } from "./drill.ts";
 
 /** Parses audit.jsonl strictly: a line that is not JSON is itself a broken chain. */
@@ -30,9 +46,9 @@ export function parseAuditJsonl(
 }
 
 /** The sandbox endpoint file's environment, applied before any client is created. */
-function applySandbox(file: string | undefined): { reportDir?: string } {
+function applySandbox(file: string | undefined): { reportDir?: string; stateMachineArn?: string } {
   if (!file) return {};
-  let data: { env?: Record<string, string>; reportDir?: string };
+  let data: { env?: Record<string, string>; reportDir?: string; stateMachineArn?: string };
   try {
     data = JSON.parse(readFileSync(file, "utf8")) as typeof data;
   } catch {
@@ -41,10 +57,176 @@ function applySandbox(file: string | undefined): { reportDir?: string } {
     );
   }
   Object.assign(process.env, data.env ?? {});
-  return data.reportDir ? { reportDir: data.reportDir } : {};
+  return {
+    ...(data.reportDir ? { reportDir: data.reportDir } : {}),
+    ...(data.stateMachineArn ? { stateMachineArn: data.stateMachineArn } : {}),
+  };
 }
 
 const executionName = (ref: string) => ref.split(":").at(-1) ?? ref;
+
+/** An audit chain to verify, where it came from, and what its report recorded about it. */
+interface Loaded {
+  events: AuditEvent[];
+  badLine?: number;
+  chain: string;
+  /** The anchor, or why there is none. */
+  anchor: { source: string; value: ChainAnchor } | { missing: string };
+  /** Without an anchor truncation cannot be ruled out: a report directory always has one. */
+  anchorRequired: boolean;
+  /** Events allowed after the anchor: none in a report directory; in the table, the trigger's. */
+  mayFollow: (e: AuditEvent) => boolean;
+}
+
+/** `report.audit` of report.json or of a Report / RecordFailure output, when it is one. */
+function anchorIn(doc: unknown): ChainAnchor | undefined {
+  const audit = (doc as { audit?: { events?: unknown; head?: unknown } } | null)?.audit;
+  if (typeof audit?.events !== "number") return undefined;
+  if (typeof audit.head !== "string" && audit.head !== null) return undefined;
+  return { events: audit.events, head: audit.head };
+}
+
+function parseJson(text: string | undefined): unknown {
+  try {
+    return JSON.parse(text ?? "");
+  } catch {
+    return undefined;
+  }
+}
+
+function loadDirectory(dir: string): Loaded {
+  const file = join(dir, "audit.jsonl");
+  if (!existsSync(file))
+    throw new InputValidationError(`${file} does not exist: is ${dir} a report directory?`);
+  const reportFile = join(dir, "report.json");
+  const value = existsSync(reportFile)
+    ? anchorIn(parseJson(readFileSync(reportFile, "utf8")))
+    : undefined;
+  return {
+    ...parseAuditJsonl(readFileSync(file, "utf8"), file),
+    chain: "audit.jsonl",
+    anchor: value
+      ? { source: "report.json", value }
+      : { missing: `${reportFile} is missing or records no audit count and head` },
+    anchorRequired: true,
+    mayFollow: () => false,
+  };
+}
+
+/**
+ * The Report (or RecordFailure) step's output, as Step Functions keeps it: the execution's
+ * output when it succeeded, else the last such state's output in its history.
+ */
+async function executionAnchor(arn: string): Promise<Loaded["anchor"]> {
+  const source = "the execution history";
+  try {
+    const client = sfnClient(arn.split(":")[3]);
+    const described = await client.send(new DescribeExecutionCommand({ executionArn: arn }));
+    if (described.status === "RUNNING") return { missing: `${arn} is still running` };
+    const output = anchorIn((parseJson(described.output) as { report?: unknown })?.report);
+    if (output) return { source, value: output };
+    let nextToken: string | undefined;
+    do {
+      const page = await client.send(
+        new GetExecutionHistoryCommand({
+          executionArn: arn,
+          reverseOrder: true,
+          includeExecutionData: true,
+          maxResults: 1000,
+          nextToken,
+        }),
+      );
+      for (const e of page.events ?? []) {
+        const exited = e.stateExitedEventDetails;
+        if (exited?.name !== "Report" && exited?.name !== "RecordFailure") continue;
+        const value = anchorIn((parseJson(exited.output) as { report?: unknown })?.report);
+        if (value) return { source, value };
+      }
+      nextToken = page.nextToken;
+    } while (nextToken);
+    return { missing: `the history of ${arn} holds no Report or RecordFailure output` };
+  } catch (e) {
+    return { missing: `could not read ${arn} from Step Functions (${describe(e)})` };
+  }
+}
+
+async function loadTable(
+  source: string,
+  flags: { table?: string; sandbox?: string; stateMachine?: string },
+): Promise<Loaded> {
+  const sandbox = applySandbox(flags.sandbox);
+  if (flags.table) process.env.AUDIT_TABLE = flags.table;
+  const table = process.env.AUDIT_TABLE;
+  if (!table) {
+    throw new InputValidationError(
+      `no audit table: pass --table <name>, --sandbox <file> or a report directory`,
+    );
+  }
+  const name = executionName(source);
+  const events = await readAuditTrail(name);
+  if (!events.length) throw new InputValidationError(`no audit events for ${name} in ${table}`);
+  const stateMachine =
+    flags.stateMachine ??
+    sandbox.stateMachineArn ??
+    process.env.GITOPS_FAILOVER_STATE_MACHINE_ARN ??
+    process.env.STATE_MACHINE_ARN;
+  const arn = source.startsWith("arn:")
+    ? source
+    : stateMachine && `${stateMachine.replace(":stateMachine:", ":execution:")}:${name}`;
+  return {
+    events,
+    chain: `the audit table ${table}`,
+    anchor: arn
+      ? await executionAnchor(arn)
+      : { missing: "no state machine to read the execution from (pass --state-machine <arn>)" },
+    anchorRequired: false,
+    mayFollow: (e) => e.step === "Trigger",
+  };
+}
+
+interface Verdict {
+  intact: boolean;
+  events: number;
+  head: string | null;
+  /** The first event that does not hold, when the chain itself is broken. */
+  seq?: number;
+  problem?: string;
+  anchor: { source: string; events: number; head: string | null } | null;
+  notes: string[];
+}
+
+/** The chain, then the chain against its anchor. */
+function judge(l: Loaded): Verdict {
+  const base = { events: l.events.length, head: l.events.at(-1)?.hash ?? null, notes: [] };
+  const chain: ChainVerdict =
+    l.badLine !== undefined
+      ? { intact: false, seq: l.badLine, problem: `line ${l.badLine} is not JSON` }
+      : verifyChain(l.events);
+  if (!chain.intact)
+    return { ...base, intact: false, seq: chain.seq, problem: chain.problem, anchor: null };
+  if ("missing" in l.anchor) {
+    const note = `not anchored: ${l.anchor.missing}; truncation cannot be ruled out`;
+    return l.anchorRequired
+      ? { ...base, intact: false, problem: note, anchor: null }
+      : { ...base, intact: true, anchor: null, notes: [note] };
+  }
+  const anchor = { source: l.anchor.source, ...l.anchor.value };
+  const checked = checkAnchor(l.events, l.anchor.value, { chain: l.chain, anchor: anchor.source });
+  if (!checked.ok) return { ...base, intact: false, problem: checked.problem, anchor };
+  const stray = checked.later.filter((e) => !l.mayFollow(e));
+  if (stray.length) {
+    return {
+      ...base,
+      intact: false,
+      problem: `${l.chain} has ${l.events.length} events, ${anchor.source} recorded ${anchor.events}: ${stray.map((e) => `event ${e.seq} (${e.step})`).join(", ")} came after the report closed the chain`,
+      anchor,
+    };
+  }
+  const later = checked.later.length
+    ? [`${checked.later.length} later trigger decision(s) (a repeated alarm) after the report`]
+    : [];
+  return { ...base, intact: true, anchor, notes: later };
+}
 
 /** Registers `audit verify` and `report`. */
 export function registerAuditCommands(cli: Command, io: CliIo): void {
@@ -52,49 +234,49 @@ export function registerAuditCommands(cli: Command, io: CliIo): void {
   audit
     .command("verify")
     .description(
-      "recompute an execution's hash chain: exit 0 when intact, 1 naming the first bad event",
+      "recompute an execution's hash chain and compare it with the count and head its report recorded (report.json, or the execution's Report output): exit 0 when intact, 1 naming the problem",
     )
     .argument(
       "<source>",
-      "a report directory holding audit.jsonl, or an execution name/ARN (read from AUDIT_TABLE)",
+      "a report directory holding audit.jsonl and report.json, or an execution name/ARN (read from AUDIT_TABLE)",
     )
     .option("--table <name>", "the audit table (default: $AUDIT_TABLE)")
+    .option(
+      "--state-machine <arn>",
+      "where an execution name's output is read (default: $GITOPS_FAILOVER_STATE_MACHINE_ARN)",
+    )
     .option("--sandbox <file>", "a running sandbox's endpoint file")
     .option("--json", "print the verdict as JSON", false)
-    .action(async (source: string, flags: { table?: string; sandbox?: string; json: boolean }) => {
-      let events: AuditEvent[];
-      let badLine: number | undefined;
-      if (existsSync(source) && statSync(source).isDirectory()) {
-        const file = join(source, "audit.jsonl");
-        if (!existsSync(file))
-          throw new InputValidationError(
-            `${file} does not exist: is ${source} a report directory?`,
+    .action(
+      async (
+        source: string,
+        flags: { table?: string; stateMachine?: string; sandbox?: string; json: boolean },
+      ) => {
+        const loaded =
+          existsSync(source) && statSync(source).isDirectory()
+            ? loadDirectory(source)
+            : await loadTable(source, flags);
+        const v = judge(loaded);
+        if (flags.json) io.out(JSON.stringify(v));
+        else if (!v.intact)
+          io.out(
+            v.seq !== undefined
+              ? `audit trail BROKEN at event ${v.seq}: ${v.problem}`
+              : `audit trail BROKEN: ${v.problem}`,
           );
-        ({ events, badLine } = parseAuditJsonl(readFileSync(file, "utf8"), file));
-      } else {
-        applySandbox(flags.sandbox);
-        if (flags.table) process.env.AUDIT_TABLE = flags.table;
-        if (!process.env.AUDIT_TABLE) {
-          throw new InputValidationError(
-            `no audit table: pass --table <name>, --sandbox <file> or a report directory`,
+        else
+          io.out(
+            [
+              `audit trail intact: ${v.events} events, head ${v.head}`,
+              ...(v.anchor
+                ? [`matches ${v.anchor.source} (${v.anchor.events} events, same head)`]
+                : []),
+              ...v.notes,
+            ].join("; "),
           );
-        }
-        events = await readAuditTrail(executionName(source));
-        if (!events.length)
-          throw new InputValidationError(
-            `no audit events for ${executionName(source)} in ${process.env.AUDIT_TABLE}`,
-          );
-      }
-      const verdict =
-        badLine !== undefined
-          ? { intact: false as const, seq: badLine, problem: `line ${badLine} is not JSON` }
-          : verifyChain(events);
-      if (flags.json) io.out(JSON.stringify(verdict));
-      else if (verdict.intact)
-        io.out(`audit trail intact: ${verdict.events} events, head ${verdict.head}`);
-      else io.out(`audit trail BROKEN at event ${verdict.seq}: ${verdict.problem}`);
-      io.setExit(verdict.intact ? 0 : 1);
-    });
+        io.setExit(v.intact ? 0 : 1);
+      },
+    );
 
   cli
     .command("report")

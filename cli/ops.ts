@@ -2,10 +2,12 @@
  * The operator commands: `start`, `status`, `watch`, `approve`, `reject`, `list`. They talk to
  * the state machine through the Step Functions API only (`@aws-sdk/client-sfn`), so they work
  * the same against AWS and against a running `sandbox up` (`--sandbox <endpoint file>`).
- * Approval tokens are read from the execution history and never printed.
+ * Approval tokens are read from the execution history and never printed. An execution ARN (as
+ * the SNS messages print it) names its state machine, so `approve <ARN>` works as pasted.
  *
- * Exit codes: 0 success; 1 the operation failed, or the execution it reports on failed;
- * 2 invalid usage or input (one line per problem).
+ * Exit codes: 0 success; 1 the operation failed, or the execution it reports on failed
+ * (`status`: FAILED, TIMED_OUT or ABORTED — a RUNNING execution is 0; `watch`: anything but
+ * SUCCEEDED); 2 invalid usage or input (one line per problem).
  */
 import { userInfo } from "node:os";
 import {
@@ -43,6 +45,7 @@ const EXIT_CODES_HELP = `
 Exit codes:
   0  success
   1  the operation failed, or the execution it reports on failed
+     (status: FAILED, TIMED_OUT or ABORTED; watch: anything but SUCCEEDED)
   2  invalid usage or input`;
 
 const STATE_MACHINE_ARN =
@@ -123,16 +126,39 @@ function readSandboxFile(path: string): z.infer<typeof SandboxFileSchema> {
   return parsed.data;
 }
 
-/** Resolves where to talk to: the sandbox file's endpoints, or AWS with region and profile. */
-function connect(flags: ConnectionFlags): Connection {
-  let stateMachineArn = flags.stateMachine ?? process.env.GITOPS_FAILOVER_STATE_MACHINE_ARN;
+/**
+ * The state machine an execution ARN belongs to:
+ * `arn:aws:states:<region>:<account>:execution:<machine>:<name>` →
+ * `arn:aws:states:<region>:<account>:stateMachine:<machine>`.
+ */
+export function stateMachineOfExecution(executionArn: string): string | undefined {
+  if (!EXECUTION_ARN.test(executionArn)) return undefined;
+  const parts = executionArn.split(":");
+  return [...parts.slice(0, 5), "stateMachine", parts[6]].join(":");
+}
+
+/**
+ * Resolves where to talk to: the sandbox file's endpoints, or AWS with region and profile.
+ * An execution ARN (`ref`, as the SNS messages print it) names its own state machine and
+ * region, so it needs neither --state-machine nor the environment; an explicit
+ * --state-machine that disagrees with it is a usage error.
+ */
+function connect(flags: ConnectionFlags, ref?: string): Connection {
+  const owner = ref?.startsWith("arn:") ? stateMachineOfExecution(ref) : undefined;
+  if (owner && flags.stateMachine && flags.stateMachine !== owner) {
+    throw new InputValidationError(
+      `<execution>: "${ref}" belongs to ${owner}, not to --state-machine ${flags.stateMachine}`,
+    );
+  }
+  let stateMachineArn =
+    flags.stateMachine ?? owner ?? process.env.GITOPS_FAILOVER_STATE_MACHINE_ARN;
   let region = flags.region;
   if (flags.sandbox) {
     const sandbox = readSandboxFile(flags.sandbox);
     for (const [key, value] of Object.entries(sandbox.env)) {
       if (/^AWS_[A-Z0-9_]+$/.test(key)) process.env[key] = value;
     }
-    stateMachineArn = flags.stateMachine ?? sandbox.stateMachineArn;
+    stateMachineArn = flags.stateMachine ?? owner ?? sandbox.stateMachineArn;
     region ??= sandbox.region;
   }
   if (!stateMachineArn) {
@@ -476,9 +502,9 @@ export function registerOperatorCommands(cli: Command, out: (line: string) => vo
       .description(
         "an execution's status, current step and whether it waits for approval (default: the newest)",
       )
-      .argument("[execution]", "execution name or ARN"),
+      .argument("[execution]", "execution name, or its ARN (which needs no --state-machine)"),
   ).action(async (ref: string | undefined, flags: ConnectionFlags) => {
-    const conn = connect(flags);
+    const conn = connect(flags, ref);
     let arn = ref ? executionArn(conn, ref) : undefined;
     if (!arn) {
       const newest = await call("listing executions", () =>
@@ -538,7 +564,7 @@ export function registerOperatorCommands(cli: Command, out: (line: string) => vo
       .description(
         "follow an execution step by step until it ends (exit 0 when it succeeded, 1 otherwise)",
       )
-      .argument("<execution>", "execution name or ARN")
+      .argument("<execution>", "execution name, or its ARN (which needs no --state-machine)")
       .option(
         "--interval <ms>",
         "milliseconds between polls of the history",
@@ -551,7 +577,7 @@ export function registerOperatorCommands(cli: Command, out: (line: string) => vo
         positiveInt(86_400),
       ),
   ).action(async (ref: string, flags: ConnectionFlags & { interval: number; timeout?: number }) => {
-    const conn = connect(flags);
+    const conn = connect(flags, ref);
     const arn = executionArn(conn, ref);
     const name = nameOf(arn);
     const exec = await describeExec(conn, arn);
@@ -624,10 +650,10 @@ export function registerOperatorCommands(cli: Command, out: (line: string) => vo
     cli
       .command("approve")
       .description("approve a failover waiting at its Approval step")
-      .argument("<execution>", "execution name or ARN")
+      .argument("<execution>", "execution name, or its ARN (which needs no --state-machine)")
       .option("--by <name>", "who approves (default: $GITOPS_FAILOVER_USER or your user name)"),
   ).action(async (ref: string, flags: ConnectionFlags & { by?: string }) => {
-    const conn = connect(flags);
+    const conn = connect(flags, ref);
     const { arn, token } = await pendingApproval(conn, ref);
     const approvedBy = flags.by ?? operator();
     await call(`approving ${nameOf(arn)}`, () =>
@@ -648,14 +674,14 @@ export function registerOperatorCommands(cli: Command, out: (line: string) => vo
       .description(
         "reject a failover waiting at its Approval step (the execution fails with ApprovalRejected)",
       )
-      .argument("<execution>", "execution name or ARN")
+      .argument("<execution>", "execution name, or its ARN (which needs no --state-machine)")
       .requiredOption("--reason <text>", "why (becomes the failure's cause)"),
   ).action(async (ref: string, flags: ConnectionFlags & { reason: string }) => {
     const reason = flags.reason.trim();
     if (reason.length < 3 || reason.length > 500) {
       throw new InputValidationError("--reason: must say why in 3 to 500 characters");
     }
-    const conn = connect(flags);
+    const conn = connect(flags, ref);
     const { arn, token } = await pendingApproval(conn, ref);
     await call(`rejecting ${nameOf(arn)}`, () =>
       conn.client.send(

@@ -187,3 +187,36 @@ export function verifyChain(events: AuditEvent[]): ChainVerdict {
   }
   return { intact: true, events: events.length, head: prev };
 }
+
+/** What a report recorded about the chain it closed: report.json, and the Report step's output. */
+export interface ChainAnchor {
+  events: number;
+  head: string | null;
+}
+
+/**
+ * Checks an intact chain against the anchor its report recorded: it must hold at least that
+ * many events, and the event at that count must hash to the recorded head. Shorter means
+ * truncated; another hash means the chain up to there was replaced. Events past the anchor are
+ * returned for the caller to judge (only the trigger may append after the report).
+ */
+export function checkAnchor(
+  events: AuditEvent[],
+  anchor: ChainAnchor,
+  names: { chain: string; anchor: string },
+): { ok: true; later: AuditEvent[] } | { ok: false; problem: string } {
+  if (events.length < anchor.events) {
+    return {
+      ok: false,
+      problem: `${names.chain} has ${events.length} events, ${names.anchor} recorded ${anchor.events} (truncated?)`,
+    };
+  }
+  const head = anchor.events > 0 ? (events[anchor.events - 1]?.hash ?? null) : null;
+  if (head !== anchor.head) {
+    return {
+      ok: false,
+      problem: `event ${anchor.events} of ${names.chain} hashes to ${head ?? "nothing"}, ${names.anchor} recorded head ${anchor.head ?? "none"} (replaced?)`,
+    };
+  }
+  return { ok: true, later: events.slice(anchor.events) };
+}

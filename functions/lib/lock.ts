@@ -4,6 +4,13 @@
  * it by re-acquiring, releases it at every end, and a stale lease (expired, or held by an
  * execution that is no longer running) is taken over with a second conditional write, so two
  * contenders can never both win.
+ *
+ * Two more items of the same table serve the trigger:
+ * - the last failover (`pk` = `failover#<platform>`, `sk` = `last`): written at release by an
+ *   execution whose report lists changes (succeeded or failed half-way), never by a dry run or a
+ *   no-op; the trigger's cooldown counts from it;
+ * - one claim per incident (`pk` = `incident#<platform>`, `sk` = the execution name): a
+ *   conditional put, so of two concurrent deliveries of one alarm exactly one says "started".
  */
 
 import { ConditionalCheckFailedException } from "@aws-sdk/client-dynamodb";
@@ -15,7 +22,7 @@ import {
   PutCommand,
 } from "@aws-sdk/lib-dynamodb";
 import { awsError, dynamoClient, sfnClient } from "./aws.ts";
-import { FailoverInProgress, UnexpectedError } from "./errors.ts";
+import { ConfigError, FailoverInProgress, UnexpectedError } from "./errors.ts";
 
 export interface LockHolder {
   owner: string;
@@ -121,10 +128,69 @@ export async function acquireLock(
   }
 }
 
-/** Releases the lock if `owner` still holds it; someone else's lock is left alone. */
-export async function releaseLock(platform: string, owner: string): Promise<boolean> {
+/** What an execution changed, as its report lists it (`ReportSummary.changed`). */
+export interface ReleaseOutcome {
+  changed: string[];
+}
+
+/** The last execution that changed the platform: what the trigger's cooldown counts from. */
+export interface LastFailover {
+  execution: string;
+  endedAt: string;
+  /** The report's change list (at most MAX_CHANGES_KEPT lines). */
+  changed: string[];
+}
+
+const lastFailoverKey = (platform: string) => ({ pk: `failover#${platform}`, sk: "last" });
+const MAX_CHANGES_KEPT = 20;
+
+/**
+ * Records `owner` as the platform's last failover. Conditional on being newer than the marker
+ * there, so a late Report (a redrive) never moves the cooldown back in time.
+ */
+async function recordLastFailover(
+  tableName: string,
+  platform: string,
+  owner: string,
+  changed: string[],
+): Promise<void> {
+  const endedAt = new Date();
+  try {
+    await db().send(
+      new PutCommand({
+        TableName: tableName,
+        Item: {
+          ...lastFailoverKey(platform),
+          execution: owner,
+          endedAt: endedAt.toISOString(),
+          endedAtMs: endedAt.getTime(),
+          changed: changed.slice(0, MAX_CHANGES_KEPT),
+        },
+        ConditionExpression: "attribute_not_exists(pk) OR endedAtMs <= :now",
+        ExpressionAttributeValues: { ":now": endedAt.getTime() },
+      }),
+    );
+  } catch (e) {
+    if (e instanceof ConditionalCheckFailedException) return;
+    throw awsError(e, `recording the last failover in ${tableName}`, UnexpectedError);
+  }
+}
+
+/**
+ * Releases the lock if `owner` still holds it; someone else's lock is left alone. When the
+ * execution changed something (`outcome.changed` not empty: a failover, finished or half-done),
+ * it is first recorded as the platform's last failover, whoever holds the lock by now.
+ */
+export async function releaseLock(
+  platform: string,
+  owner: string,
+  outcome?: ReleaseOutcome,
+): Promise<boolean> {
   const tableName = table();
   if (!tableName) return false;
+  if (outcome?.changed.length) {
+    await recordLastFailover(tableName, platform, owner, outcome.changed);
+  }
   try {
     await db().send(
       new DeleteCommand({
@@ -139,5 +205,81 @@ export async function releaseLock(platform: string, owner: string): Promise<bool
   } catch (e) {
     if (e instanceof ConditionalCheckFailedException) return false;
     throw awsError(e, `releasing the failover lock in ${tableName}`, UnexpectedError);
+  }
+}
+
+function requiredTable(what: string): string {
+  const tableName = table();
+  if (!tableName) throw new ConfigError(`AUDIT_TABLE is not set: cannot ${what}`);
+  return tableName;
+}
+
+/** The platform's last failover that changed something, if any (strongly consistent read). */
+export async function lastFailover(platform: string): Promise<LastFailover | undefined> {
+  const tableName = requiredTable("read the last failover");
+  try {
+    const out = await db().send(
+      new GetCommand({
+        TableName: tableName,
+        Key: lastFailoverKey(platform),
+        ConsistentRead: true,
+      }),
+    );
+    const item = out.Item;
+    if (!item || typeof item.execution !== "string" || typeof item.endedAt !== "string")
+      return undefined;
+    const changed = Array.isArray(item.changed) ? item.changed.map(String) : [];
+    return { execution: item.execution, endedAt: item.endedAt, changed };
+  } catch (e) {
+    throw awsError(e, `reading the last failover in ${tableName}`, UnexpectedError);
+  }
+}
+
+const incidentKey = (platform: string, incident: string) => ({
+  pk: `incident#${platform}`,
+  sk: incident,
+});
+
+/** Step Functions keeps execution names unique for 90 days; a claim never needs to outlive that. */
+const CLAIM_SECONDS = 90 * 24 * 3600;
+
+/**
+ * Claims an incident for the caller: true for exactly one caller per incident, however many
+ * deliveries of the alarm race (a conditional put).
+ */
+export async function claimIncident(platform: string, incident: string): Promise<boolean> {
+  const tableName = requiredTable("claim the incident");
+  try {
+    await db().send(
+      new PutCommand({
+        TableName: tableName,
+        Item: {
+          ...incidentKey(platform, incident),
+          claimedAt: new Date().toISOString(),
+          expiresAt: Math.floor(Date.now() / 1000) + CLAIM_SECONDS,
+        },
+        ConditionExpression: "attribute_not_exists(pk)",
+      }),
+    );
+    return true;
+  } catch (e) {
+    if (e instanceof ConditionalCheckFailedException) return false;
+    throw awsError(e, `claiming incident ${incident} in ${tableName}`, UnexpectedError);
+  }
+}
+
+/** Gives a claim back (the start it was taken for failed), so a retried delivery can act. */
+export async function unclaimIncident(platform: string, incident: string): Promise<void> {
+  const tableName = requiredTable("release the incident claim");
+  try {
+    await db().send(
+      new DeleteCommand({ TableName: tableName, Key: incidentKey(platform, incident) }),
+    );
+  } catch (e) {
+    throw awsError(
+      e,
+      `releasing the claim on incident ${incident} in ${tableName}`,
+      UnexpectedError,
+    );
   }
 }

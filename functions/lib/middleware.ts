@@ -59,7 +59,6 @@ export const STEP_ACTIONS: Record<string, string> = {
   AwaitAurora: "wait for the Aurora writer in the target region",
   ShiftTraffic: "shift traffic to the target region",
   VerifyTraffic: "verify the target's endpoints are healthy",
-  Notify: "notify operators",
 };
 
 function outcomeOf(result: StepResult): AuditOutcome {
@@ -77,7 +76,10 @@ function beforeAfter(step: string, result: StepResult): { before?: unknown; afte
       return { before: plan?.before, after: { needs: plan?.needs, actions: plan?.actions } };
     }
     case "CommitRetarget":
-      return { before: { gitHead: r.previousSha }, after: { gitHead: r.sha, changes: r.changes } };
+      return {
+        before: { gitHead: r.previousSha },
+        after: { gitHead: r.sha, subject: r.subject, changes: r.changes },
+      };
     case "PromoteAurora":
       return {
         before: { auroraWriterRegion: r.writerBefore },
@@ -87,7 +89,10 @@ function beforeAfter(step: string, result: StepResult): { before?: unknown; afte
       const changes = (r.changes as { region: string; from: number }[] | undefined) ?? [];
       const dials = (r.dials as Record<string, number> | undefined) ?? {};
       const before = { ...dials, ...Object.fromEntries(changes.map((c) => [c.region, c.from])) };
-      return { before: { trafficDials: before }, after: { trafficDials: dials } };
+      return {
+        before: { trafficDials: before },
+        after: { trafficDials: dials, stage: r.stage, percent: r.percent },
+      };
     }
     default:
       return { after: result };
@@ -97,7 +102,8 @@ function beforeAfter(step: string, result: StepResult): { before?: unknown; afte
 /**
  * Appends the step's outcome to the audit trail: one event per step, and for pollers only the
  * first poll and the last (the trail records decisions, not every look). Report and
- * RecordFailure close the chain themselves.
+ * RecordFailure close the chain themselves (the report records the closed chain's length and
+ * head); Notify runs after the close and appends nothing, so that closing event stays last.
  */
 function auditTrail(step: string): MiddlewareObj<StepEvent, StepResult> {
   const startedAt = (request: { internal: unknown }) => {

@@ -61,8 +61,10 @@ export async function approvalStep(event: {
     "Plan:",
     ...event.plan.actions.map((a) => `- ${a}`),
     "",
+    // The execution ARN names its state machine and region: these commands work as pasted.
     `Approve: npx gitops-failover approve ${event.execution.id}`,
     `Reject:  npx gitops-failover reject ${event.execution.id} --reason "..."`,
+    `Unanswered, the failover fails after ${Math.round(event.plan.approvalTimeoutSeconds / 60)} min and nothing is changed.`,
   ].join("\n");
   return { requested: await publish(subject, message) };
 }

@@ -10,16 +10,46 @@ export function registerSecret(value: string): void {
   if (value.length >= 6) known.add(value);
 }
 
+/** Characters of a token as services print them (base64, base64url, hex, JWT). */
+const TOKEN_CHARS = "A-Za-z0-9._~+/=-";
+
+/**
+ * Token shapes, each anchored on a name or a prefix that says "secret": a bare hex string is
+ * never redacted, because commit SHAs and audit hashes must stay readable in reports.
+ */
 const PATTERNS: [RegExp, string][] = [
+  [
+    /-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)/g,
+    "-----BEGIN $1PRIVATE KEY----- [REDACTED]",
+  ],
   [/(authorization\s*[:=]\s*)(bearer|basic|token)?\s*[^\s,;"']+/gi, "$1$2 [REDACTED]"],
-  [/\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}/gi, "$1 [REDACTED]"],
+  // A credential after "Bearer"/"Basic" has a digit or is long; "Basic authentication" is prose.
+  [
+    new RegExp(
+      `\\b(bearer|basic)(\\s*[:=]?\\s*)(?=[${TOKEN_CHARS}]*\\d|[${TOKEN_CHARS}]{24})[${TOKEN_CHARS}]{8,}`,
+      "gi",
+    ),
+    "$1$2[REDACTED]",
+  ],
   [/(\/\/)[^/\s:@]+:[^/\s@]+@/g, "$1[REDACTED]@"],
   [/\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g, "[REDACTED]"],
   [/\b(ghp|gho|ghs|ghu|github_pat|glpat|xox[abp])[-_][A-Za-z0-9_-]{10,}/g, "[REDACTED]"],
   [/\b(AKIA|ASIA)[A-Z0-9]{16}\b/g, "[REDACTED]"],
+  // The sandbox Argo CD's session tokens (and its cookie), as a real hub's would be named.
+  [/\bargocd-session-[0-9a-f]{16,}/g, "[REDACTED]"],
+  // Not after ":" — `:secret:name` inside a Secrets Manager ARN names the secret, it is not one.
   [
-    /("?(?:token|password|secret|apiKey|api_key|accessKey|secretAccessKey)"?\s*[:=]\s*"?)[^"\s,}]{4,}/gi,
+    /(?<!:)("?(?:[a-z0-9_.-]*token|password|passwd|secret|client_secret|x-api-key|api[-_]?key|access[-_]?key|secret[-_]?access[-_]?key|aws_secret_access_key|aws_session_token|private[-_]?key)"?\s*[:=]\s*"?)[^"\s,;}]{4,}/gi,
     "$1[REDACTED]",
+  ],
+  // `token <value>` in prose ("rejected token abc123..."): only a value with a digit and a
+  // letter, so "token was rejected" and "token from tokenSecretArn" stay as they are.
+  [
+    new RegExp(
+      `\\b(token|password|secret)(\\s+)(?=[${TOKEN_CHARS}]*\\d)(?=[${TOKEN_CHARS}]*[A-Za-z])[${TOKEN_CHARS}]{8,}`,
+      "gi",
+    ),
+    "$1$2[REDACTED]",
   ],
 ];
 

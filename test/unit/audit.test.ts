@@ -1,3 +1,6 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { CreateTableCommand, DynamoDBClient, UpdateItemCommand } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -8,8 +11,12 @@ import {
   readAuditTrail,
   verifyChain,
 } from "../../functions/lib/audit.ts";
+import { resetClients } from "../../functions/lib/aws.ts";
+import { loadTopology, resetRuntimeTopology } from "../../functions/lib/config.ts";
 import { acquireLock, releaseLock } from "../../functions/lib/lock.ts";
 import { registerSecret } from "../../functions/lib/redact.ts";
+import { type FailoverReport, recordFailureStep, reportStep } from "../../functions/lib/report.ts";
+import type { FailoverState, PlatformSnapshot } from "../../functions/lib/state.ts";
 import { startDynamo } from "../../sandbox/aws/dynamodb.ts";
 
 const TABLE = "audit-test";
@@ -186,5 +193,149 @@ describe("single-flight lock", () => {
         .filter((r) => r.status === "rejected")
         .map((r) => (r as PromiseRejectedResult).reason.name),
     ).toEqual(["FailoverInProgress"]);
+  });
+});
+
+describe("closing the chain: Report and RecordFailure", () => {
+  const dir = mkdtempSync(join(tmpdir(), "gf-close-"));
+  const WEST: PlatformSnapshot = {
+    activeRegion: "us-west-2",
+    gitHead: "1".repeat(40),
+    auroraWriterRegion: "us-west-2",
+    trafficDials: { "us-west-2": 100, "us-east-2": 0 },
+  };
+  const execution = {
+    id: "arn:aws:states:us-east-1:000000000000:execution:sm:report-s3-down",
+    name: "report-s3-down",
+    startTime: new Date().toISOString(),
+  };
+  /** A failover that did everything: only Report is left. */
+  const completed: FailoverState = {
+    execution,
+    input: {
+      targetRegion: "us-east-2",
+      reason: "region move",
+      mode: "graceful",
+      dryRun: false,
+      allowDataLoss: false,
+      requestedBy: "jane",
+      requireApproval: false,
+    },
+    plan: {
+      sourceRegion: "us-west-2",
+      targetRegion: "us-east-2",
+      before: WEST,
+      needs: { retarget: true, aurora: true, traffic: true },
+      noop: false,
+      approvalTimeoutSeconds: 3600,
+      actions: [],
+    },
+    spoke: { status: "SUCCEEDED", spokes: [] },
+    traffic: {
+      status: "SUCCEEDED",
+      skipped: false,
+      stage: 0,
+      percent: 100,
+      complete: true,
+      changes: [],
+      dials: { "us-west-2": 0, "us-east-2": 100 },
+    },
+    trafficHealth: { status: "SUCCEEDED", stage: 0, checkedAt: new Date().toISOString() },
+  };
+
+  beforeAll(() => {
+    Object.assign(process.env, {
+      TOPOLOGY: JSON.stringify(loadTopology("config/topology.example.yaml")),
+      // Everything but DynamoDB (dynalite) is unreachable: S3, and the after-snapshot's APIs.
+      AWS_ENDPOINT_URL: "http://127.0.0.1:9",
+      AWS_ENDPOINT_URL_S3: "http://127.0.0.1:9",
+      REPORT_BUCKET: "gitops-failover-reports",
+    });
+    resetRuntimeTopology();
+    resetClients();
+  });
+  afterAll(() => {
+    resetRuntimeTopology();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("a Report that cannot write to S3 still releases the lock; RecordFailure then pins the failure on Report", async () => {
+    await acquireLock("payments", { name: execution.name, arn: execution.id }, 600);
+
+    const failed = await reportStep(completed).catch((e: Error) => e);
+    const next = await acquireLock("payments", { name: "next", arn: `${execution.id}-next` }, 600)
+      .then((holder) => holder?.owner)
+      .catch((e: Error) => e.name);
+    process.env.REPORT_DIR = dir;
+    const recorded = await recordFailureStep({
+      state: {
+        ...completed,
+        error: { Error: (failed as Error).name, Cause: (failed as Error).message },
+      },
+      execution,
+    });
+    delete process.env.REPORT_DIR;
+
+    expect(failed).toMatchObject({ message: expect.stringMatching(/writing the report to s3:/) });
+    expect(next).toBe("next");
+    expect(recorded).toMatchObject({ status: "FAILED", failedStep: "Report" });
+    const report = JSON.parse(readFileSync(join(dir, "report.json"), "utf8")) as FailoverReport;
+    expect(report.steps.find((s) => s.name === "VerifyTraffic")?.status).toBe("SUCCEEDED");
+    expect(report.manualSteps.join("\n")).toMatch(/failover itself completed.*nothing to undo/);
+    const trail = await readAuditTrail(execution.name);
+    expect(trail.map((e) => e.step)).toEqual(["Report", "RecordFailure"]);
+    expect(recorded.audit).toEqual({ events: 2, head: trail[1]?.hash });
+  });
+
+  it("after traffic moved and VerifyTraffic failed, the manual steps undo traffic first, then Git, then Aurora", async () => {
+    const t = loadTopology("config/topology.example.yaml");
+    const arn = (region: string) => t.regions[region]?.globalAccelerator?.endpointGroupArn;
+    const sha = "9".repeat(40);
+    process.env.REPORT_DIR = dir;
+
+    await recordFailureStep({
+      state: {
+        ...completed,
+        execution: { ...execution, name: "verify-traffic-failed" },
+        converge: {
+          retarget: {
+            status: "SUCCEEDED",
+            skipped: false,
+            sha,
+            previousSha: WEST.gitHead,
+            attempts: 1,
+            changes: [],
+            subject: "failover(payments): make us-east-2 active",
+          },
+          argo: { status: "SUCCEEDED", done: 2, total: 2, hub: "primary" },
+          promotion: {
+            status: "SUCCEEDED",
+            skipped: false,
+            action: "switchover",
+            writerBefore: "us-west-2",
+          },
+          aurora: { status: "SUCCEEDED", writerRegion: "us-east-2" },
+        },
+        trafficHealth: { status: "FAILED", stage: 0 },
+        error: {
+          Error: "TrafficVerifyTimeout",
+          Cause: "[VerifyTraffic] us-east-2 endpoints not healthy 300s after stage 1",
+        },
+      },
+      execution: { ...execution, name: "verify-traffic-failed" },
+    });
+    delete process.env.REPORT_DIR;
+
+    const report = JSON.parse(readFileSync(join(dir, "report.json"), "utf8")) as FailoverReport;
+    const [check, traffic, git, aurora, forward] = report.manualSteps;
+    expect(report.failedStep).toBe("VerifyTraffic");
+    expect(check).toMatch(/^The platform could not be read after the failure/);
+    expect(traffic).toMatch(/^Undo traffic first/);
+    expect(traffic).toContain(
+      `\`aws globalaccelerator update-endpoint-group --region us-west-2 --endpoint-group-arn ${arn("us-west-2")} --traffic-dial-percentage 100\`, then \`aws globalaccelerator update-endpoint-group --region us-west-2 --endpoint-group-arn ${arn("us-east-2")} --traffic-dial-percentage 0\``,
+    );
+    expect(git).toContain(`git revert --no-edit ${sha}`);
+    expect(aurora).toMatch(/^Undo Aurora last: .*switchover-global-cluster --region us-east-2 /);
+    expect(forward).toMatch(/^Or finish forward/);
   });
 });

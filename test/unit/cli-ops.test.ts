@@ -371,6 +371,20 @@ beforeEach(() => {
   delete process.env.GITOPS_FAILOVER_STATE_MACHINE_ARN;
 });
 
+describe("operator CLI: state machine of an execution ARN", () => {
+  it("derives arn:...:stateMachine:<sm> from arn:...:execution:<sm>:<name>", async () => {
+    const { stateMachineOfExecution } = await import("../../cli/ops.ts");
+    expect(
+      stateMachineOfExecution("arn:aws:states:eu-west-1:123456789012:execution:gf-payments:auto-x"),
+    ).toBe("arn:aws:states:eu-west-1:123456789012:stateMachine:gf-payments");
+    expect(
+      stateMachineOfExecution("arn:aws-us-gov:states:us-gov-west-1:123456789012:execution:a:b"),
+    ).toBe("arn:aws-us-gov:states:us-gov-west-1:123456789012:stateMachine:a");
+    expect(stateMachineOfExecution(STATE_MACHINE_ARN)).toBeUndefined();
+    expect(stateMachineOfExecution("arn:aws:rds:us-east-1:000000000000:cluster:x")).toBeUndefined();
+  });
+});
+
 describe("operator CLI: help and usage", () => {
   it.each(["start", "status", "watch", "approve", "reject", "list"])(
     "%s --help documents flags and exit codes",
@@ -651,6 +665,34 @@ describe("operator CLI: approve and reject", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("TaskTimedOut");
     expect(r.stderr + r.stdout).not.toContain(TOKEN);
+  });
+
+  it("approve and reject take the execution ARN from the SNS message alone: no --state-machine", async () => {
+    await cli("list", ...sb()); // the endpoint (AWS_ENDPOINT_URL_SFN) stays in the environment
+    const approved = await cli("approve", arnOf(WAITING), "--by", "bob");
+    expect(approved).toMatchObject({ code: 0, stderr: "" });
+    expect(approved.stdout).toContain(`approved ${WAITING} as bob`);
+    expect(callsOf("DescribeExecution").at(-1)).toEqual({ executionArn: arnOf(WAITING) });
+    expect(callsOf("SendTaskSuccess")).toEqual([
+      { taskToken: TOKEN, output: '{"approvedBy":"bob"}' },
+    ]);
+
+    executions = fixtures();
+    const rejected = await cli("reject", arnOf(WAITING), "--reason", "primary recovered");
+    expect(rejected.code).toBe(0);
+    expect(callsOf("SendTaskFailure")).toHaveLength(1);
+    const status = await cli("status", arnOf(WAITING), "--json");
+    expect(JSON.parse(status.stdout)).toMatchObject({ name: WAITING });
+    // A bare name still needs to know the state machine.
+    expect((await cli("approve", WAITING)).code).toBe(2);
+  });
+
+  it("exits 2 when --state-machine contradicts the execution ARN", async () => {
+    const other = STATE_MACHINE_ARN.replace("gitops-failover", "other-platform");
+    const r = await cli("approve", arnOf(WAITING), "--state-machine", other, ...sb());
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`belongs to ${STATE_MACHINE_ARN}, not to --state-machine ${other}`);
+    expect(callsOf("SendTaskSuccess")).toHaveLength(0);
   });
 
   it("refuses an execution that is not running", async () => {

@@ -13,6 +13,7 @@ import { readAuditTrail } from "../../functions/lib/audit.ts";
 import { dynamoClient, resetClients } from "../../functions/lib/aws.ts";
 import { loadTopology, resetRuntimeTopology } from "../../functions/lib/config.ts";
 import { logger, stepHandler } from "../../functions/lib/middleware.ts";
+import { redact } from "../../functions/lib/redact.ts";
 import { recordFailureStep } from "../../functions/lib/report.ts";
 import { type AwsSandbox, startAwsSandbox } from "../../sandbox/aws/server.ts";
 
@@ -129,5 +130,62 @@ describe("redaction", () => {
       expect(text, file).not.toContain(TOKEN);
       expect(text, file).toContain("GitAuthError");
     }
+    const head = readFileSync(join(dir, "audit.jsonl"), "utf8").trim().split("\n").at(-1);
+    const sha256 = (JSON.parse(head ?? "{}") as { hash: string }).hash;
+    expect(sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(readFileSync(join(dir, "report.md"), "utf8")).toContain(`head ${sha256}`);
+  });
+});
+
+describe("token shapes redacted without being registered", () => {
+  const PEM = [
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "MIIEowIBAAKCAQEAzH8y3Lw0a9bQ7x1m2N3o4P5q6R7s8T9u0V1w2X3y4Z5a6B7c",
+    "-----END RSA PRIVATE KEY-----",
+  ].join("\n");
+  it.each<[string, string, string]>([
+    ["token <value>", "push rejected token Zx8kQ2mN4pR6sT8v", "Zx8kQ2mN4pR6sT8v"],
+    ["token: value", "config token: 5f3a9c1e7b2d", "5f3a9c1e7b2d"],
+    [
+      "aws_secret_access_key = ...",
+      "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+      "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    ],
+    [
+      "x-api-key: <hex>",
+      "header x-api-key: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+      "9f86d081884c7d659a2feaa0c55ad015",
+    ],
+    ["a PEM private key block", `key was ${PEM} in the chart`, "MIIEowIBAAKCAQEA"],
+    ["a truncated PEM block", `${PEM.slice(0, 60)}`, "MIIEowIBAAK"],
+    ["a bearer token", "curl -H 'Authorization: Bearer 7Hq2kP9xVm4tL8wZ' x", "7Hq2kP9xVm4tL8wZ"],
+    ["a bearer token in JSON", '{"authorization":"Bearer 7Hq2kP9xVm4tL8wZ"}', "7Hq2kP9xVm4tL8wZ"],
+    [
+      "the sandbox Argo CD's session token",
+      "session argocd-session-0123456789abcdef0123456789abcdef0123456789abcdef expired",
+      "0123456789abcdef0123456789abcdef",
+    ],
+    [
+      "Argo CD's token cookie",
+      "cookie argocd.token=Zm9vYmFyYmF6cXV4MTIz; Path=/",
+      "Zm9vYmFyYmF6cXV4MTIz",
+    ],
+  ])("%s", (_shape, text, secret) => {
+    const out = redact(text);
+
+    expect(out).not.toContain(secret);
+    expect(out).toContain("[REDACTED]");
+  });
+
+  it("leaves commit SHAs, audit hashes, ARNs and prose about tokens alone", () => {
+    const texts = [
+      "committed 7e006064bcd8c9b441fba0bee21a8ceaa1236781 (git revert --no-edit 7e006064bcd8c9b441fba0bee21a8ceaa1236781)",
+      "head a9b7279a0db4e4952978a30771635ac4b8bffcbc0b0dd01b5f9531642056cc2e",
+      "tokenSecretArn arn:aws:secretsmanager:us-west-2:111122223333:secret:argocd/token-AbCdEf",
+      "the token from tokenSecretArn was rejected; Bearer tokens need an RBAC role",
+      "Basic authentication failed for the spoke",
+    ];
+
+    for (const text of texts) expect(redact(text)).toBe(text);
   });
 });

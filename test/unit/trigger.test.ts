@@ -1,11 +1,17 @@
 /**
  * The trigger's decisions, one test per branch: AWS APIs are mocked at the SDK client (Route 53,
- * SSM, Step Functions, SNS), the audit trail is real (a dynalite DynamoDB on 127.0.0.1).
+ * SSM, Step Functions, SNS); the audit trail, the lock, the last-failover marker and the incident
+ * claims are real (a dynalite DynamoDB on 127.0.0.1, emptied before each test).
  */
 import type { Server } from "node:http";
 import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
-import { CreateTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import {
+  CreateTableCommand,
+  DeleteItemCommand,
+  DynamoDBClient,
+  ScanCommand,
+} from "@aws-sdk/client-dynamodb";
 import { GetHealthCheckStatusCommand, Route53Client } from "@aws-sdk/client-route-53";
 import {
   ExecutionAlreadyExists,
@@ -21,8 +27,14 @@ import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { readAuditTrail, verifyChain } from "../../functions/lib/audit.ts";
 import { loadTopology, resetRuntimeTopology, type Topology } from "../../functions/lib/config.ts";
+import { acquireLock, lastFailover, releaseLock } from "../../functions/lib/lock.ts";
 import { logger } from "../../functions/lib/middleware.ts";
-import { incidentName, type TriggerDecision, triggerOnAlarm } from "../../functions/lib/trigger.ts";
+import {
+  incidentName,
+  shellQuote,
+  type TriggerDecision,
+  triggerOnAlarm,
+} from "../../functions/lib/trigger.ts";
 import { handler } from "../../functions/trigger/handler.ts";
 
 const STATE_MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:gitops-failover";
@@ -34,6 +46,38 @@ const CHECK = {
 } as const;
 const ALARM_TIME = "2024-05-01T12:34:56.789+0000";
 const INCIDENT = "auto-us-west-2-20240501T123456Z";
+const PLATFORM = "payments";
+const CHANGED = [
+  "Git: active region us-west-2 -> us-east-2",
+  "Aurora: writer us-west-2 -> us-east-2",
+];
+
+/** An execution of `name` that takes the lock and ends, having changed `changed`, `endedMinutesAgo` ago. */
+async function failoverEnded(name: string, changed: string[], endedMinutesAgo = 0): Promise<void> {
+  const arn = `${STATE_MACHINE_ARN.replace(":stateMachine:", ":execution:")}:${name}`;
+  vi.useFakeTimers({ toFake: ["Date"] });
+  vi.setSystemTime(Date.now() - endedMinutesAgo * 60_000);
+  try {
+    await acquireLock(PLATFORM, { name, arn }, 3600);
+    expect(await releaseLock(PLATFORM, name, { changed })).toBe(true);
+  } finally {
+    vi.useRealTimers();
+  }
+}
+
+/** Empties the table: every test starts without lock, marker, claims or audit chains. */
+async function emptyTable(): Promise<void> {
+  const client = new DynamoDBClient({});
+  const { Items = [] } = await client.send(new ScanCommand({ TableName: "audit" }));
+  for (const item of Items) {
+    await client.send(
+      new DeleteItemCommand({
+        TableName: "audit",
+        Key: { pk: item.pk as { S: string }, sk: item.sk as { S: string } },
+      }),
+    );
+  }
+}
 
 const route53 = mockClient(Route53Client);
 const ssm = mockClient(SSMClient);
@@ -193,7 +237,8 @@ afterAll(async () => {
   await new Promise((resolve) => dynamo.close(resolve));
 });
 
-beforeEach(() => {
+beforeEach(async () => {
+  await emptyTable();
   for (const m of [route53, ssm, sfn, sns]) m.reset();
   process.env.STATE_MACHINE_ARN = STATE_MACHINE_ARN;
   process.env.TOPIC_ARN = TOPIC_ARN;
@@ -227,7 +272,17 @@ describe("trigger: events it must ignore", () => {
     [
       "a bad timestamp",
       alarmEvent({ timestamp: "yesterday" }),
-      /detail\.state\.timestamp: must be a timestamp/,
+      /detail\.state\.timestamp: must be an ISO 8601 timestamp with a 4-digit year/,
+    ],
+    [
+      "an extended-year timestamp (it would put '+' in the execution name)",
+      alarmEvent({ timestamp: "+010000-01-01T00:00:00Z" }),
+      /detail\.state\.timestamp: must be an ISO 8601 timestamp with a 4-digit year/,
+    ],
+    [
+      "a date without a time",
+      alarmEvent({ timestamp: "2024-05-01" }),
+      /detail\.state\.timestamp: must be an ISO 8601 timestamp/,
     ],
   ])(
     "ignores %s as malformed, with the reason, and touches nothing",
@@ -374,30 +429,78 @@ describe("trigger: cooldown", () => {
     expect(d).toMatchObject({
       decision: "cooldown",
       reason: "execution cli-us-east-2-20240501T120000Z is running",
+      notified: true,
     });
     expect(startCalls()).toHaveLength(0);
-    expect(sns.calls()).toHaveLength(0);
+    expect(sns.commandCalls(PublishCommand)[0]?.args[0].input.Subject).toBe(
+      "[gitops-failover] us-west-2: automatic failover held back (cooldown)",
+    );
     await expectAudited(d);
   });
 
-  it("does nothing within the cooldown after a failover ended", async () => {
-    sfn
-      .on(ListExecutionsCommand, { statusFilter: "SUCCEEDED" })
-      .resolves({ executions: [execution("auto-eu-west-1-20240501T110000Z", "SUCCEEDED", 12.5)] });
+  it("does nothing within the cooldown after a failover that changed the platform, and says so", async () => {
+    await failoverEnded("auto-eu-west-1-20240501T110000Z", CHANGED, 12.5);
     const d = await triggerOnAlarm(alarmEvent());
     expect(d).toMatchObject({
       decision: "cooldown",
       reason:
-        "cooldown: execution auto-eu-west-1-20240501T110000Z ended 12 min ago (cooldown 60 min)",
+        "cooldown: failover auto-eu-west-1-20240501T110000Z changed the platform 12 min ago (2 changes; cooldown 60 min)",
+      targetRegion: "us-east-2",
+      notified: true,
     });
     expect(startCalls()).toHaveLength(0);
+    const sent = sns.commandCalls(PublishCommand)[0]?.args[0].input;
+    expect(sent?.Subject).toBe(
+      "[gitops-failover] us-west-2: automatic failover held back (cooldown)",
+    );
+    expect(sent?.Message).toContain(
+      `To fail over anyway: npx gitops-failover start --state-machine ${STATE_MACHINE_ARN} --target us-east-2 --mode ungraceful --reason`,
+    );
     await expectAudited(d);
   });
 
+  it("counts a failover that failed half-way, even when its lock was no longer its own", async () => {
+    // RecordFailure releases with the report's changes, whoever holds the lock by then.
+    const changed = ["Git: active region us-west-2 -> us-east-2"];
+    expect(await releaseLock(PLATFORM, "auto-eu-west-1-20240501T110000Z", { changed })).toBe(false);
+    const d = await triggerOnAlarm(alarmEvent());
+    expect(d.decision).toBe("cooldown");
+    expect(d.reason).toMatch(/changed the platform 0 min ago \(1 change; cooldown 60 min\)$/);
+  });
+
+  it("does not count executions that changed nothing: dry runs, no-ops, rejected approvals", async () => {
+    // Step Functions lists them as SUCCEEDED (or FAILED) minutes ago; none wrote the marker.
+    sfn.on(ListExecutionsCommand, { statusFilter: "SUCCEEDED" }).resolves({
+      executions: [
+        execution("auto-us-east-2-20240501T120000Z", "SUCCEEDED", 2),
+        execution("dryrun-us-east-2-20240501T121000Z", "SUCCEEDED", 1),
+      ],
+    });
+    await failoverEnded("auto-us-east-2-20240501T120000Z", [], 2);
+    expect(await lastFailover(PLATFORM)).toBeUndefined();
+    const d = await triggerOnAlarm(alarmEvent());
+    expect(d.decision).toBe("started");
+    expect(startCalls().map((c) => c.name)).toEqual([INCIDENT]);
+  });
+
+  it("a no-op never hides an earlier failover: the marker keeps the last one that changed something", async () => {
+    await failoverEnded("auto-eu-west-1-20240501T110000Z", CHANGED, 20);
+    await failoverEnded("auto-us-east-2-20240501T120000Z", [], 1);
+    expect(await lastFailover(PLATFORM)).toMatchObject({
+      execution: "auto-eu-west-1-20240501T110000Z",
+      changed: CHANGED,
+    });
+    expect((await triggerOnAlarm(alarmEvent())).decision).toBe("cooldown");
+  });
+
   it("acts once the cooldown has passed", async () => {
-    sfn
-      .on(ListExecutionsCommand, { statusFilter: "SUCCEEDED" })
-      .resolves({ executions: [execution("auto-eu-west-1-20240501T090000Z", "SUCCEEDED", 61)] });
+    await failoverEnded("auto-eu-west-1-20240501T090000Z", CHANGED, 61);
+    expect((await triggerOnAlarm(alarmEvent())).decision).toBe("started");
+  });
+
+  it("acts at once with a cooldown of 0 minutes", async () => {
+    useTopology({ cooldownMinutes: 0 });
+    await failoverEnded("auto-eu-west-1-20240501T110000Z", CHANGED, 0);
     expect((await triggerOnAlarm(alarmEvent())).decision).toBe("started");
   });
 
@@ -471,8 +574,9 @@ describe("trigger: modes", () => {
     expect(call?.stateMachineArn).toBe(STATE_MACHINE_ARN);
     expect(call?.name).toBe(INCIDENT);
     expect(JSON.parse(call?.input ?? "")).toEqual(expectedInput(false));
+    // The execution ARN names the state machine: the command works as pasted.
     expect(sns.commandCalls(PublishCommand)[0]?.args[0].input.Message).toContain(
-      `npx gitops-failover watch ${INCIDENT}`,
+      `Watch: npx gitops-failover watch arn:aws:states:us-east-1:123456789012:execution:gitops-failover:${INCIDENT}`,
     );
     await expectAudited(d);
   });
@@ -496,7 +600,7 @@ describe("trigger: modes", () => {
       "Decision: notified: notify mode: failover to us-east-2 recommended (8/8 checkers failing)",
     );
     expect(message).toContain(
-      "npx gitops-failover start --target us-east-2 --mode ungraceful --reason",
+      `Start: npx gitops-failover start --state-machine ${STATE_MACHINE_ARN} --target us-east-2 --mode ungraceful --reason 'us-west-2 health check ${CHECK["us-west-2"]} in ALARM: 8/8 checkers failing'`,
     );
     await expectAudited(d);
   });
@@ -521,6 +625,58 @@ describe("trigger: idempotence", () => {
       /^auto-eu-west-1-20241231T235959Z$/,
     );
     expect(incidentName("us-gov-west-1", ALARM_TIME)).toMatch(/^[A-Za-z0-9_-]{1,80}$/);
+  });
+
+  it.each([
+    ["an extended year", "us-west-2", "+010000-01-01T00:00:00Z"],
+    ["a negative year", "us-west-2", "-000001-01-01T00:00:00Z"],
+    ["no time at all", "us-west-2", "not a time"],
+    ["an odd region and a long one", `eu west/1:${"x".repeat(100)}`, ALARM_TIME],
+  ])("always makes a valid execution name, even from %s", (_name, region, time) => {
+    expect(incidentName(region, time)).toMatch(/^[A-Za-z0-9_-]{1,80}$/);
+  });
+
+  it("of two concurrent deliveries, exactly one says started (AWS answers both with the running execution)", async () => {
+    // ListExecutions is eventually consistent: neither delivery sees the other's execution. A
+    // second StartExecution with the same name and input succeeds, returning the first.
+    const started = new Map<string, { input: string; startDate: Date }>();
+    sfn.on(StartExecutionCommand).callsFake((input: { name: string; input: string }) => {
+      const previous = started.get(input.name);
+      if (previous && previous.input !== input.input)
+        throw new ExecutionAlreadyExists({ message: "Execution Already Exists", $metadata: {} });
+      const run = previous ?? { input: input.input, startDate: new Date() };
+      started.set(input.name, run);
+      return {
+        executionArn: `arn:aws:states:us-east-1:123456789012:execution:gitops-failover:${input.name}`,
+        startDate: run.startDate,
+      };
+    });
+    const decisions = await Promise.all([
+      triggerOnAlarm(alarmEvent()),
+      triggerOnAlarm(alarmEvent()),
+    ]);
+    expect(decisions.map((d) => d.decision).sort()).toEqual(["already-started", "started"]);
+    expect(new Set(decisions.map((d) => d.executionArn)).size).toBe(1);
+    expect(started.size).toBe(1);
+    const subjects = sns.commandCalls(PublishCommand).map((c) => c.args[0].input.Subject);
+    expect(subjects).toEqual(["[gitops-failover] us-west-2: automatic failover started"]);
+    const trail = await readAuditTrail(INCIDENT);
+    expect(verifyChain(trail)).toMatchObject({ intact: true });
+    expect(trail.map((e) => e.outcome).sort()).toEqual(["SKIPPED", "SUCCEEDED"]);
+  });
+
+  it("gives the claim back when the start fails, so Lambda's retry of the event starts it", async () => {
+    sfn
+      .on(StartExecutionCommand)
+      .rejectsOnce(Object.assign(new Error("Rate exceeded"), { name: "ThrottlingException" }))
+      .callsFake((input: { name: string }) => ({
+        executionArn: `arn:aws:states:us-east-1:123456789012:execution:gitops-failover:${input.name}`,
+        startDate: new Date(),
+      }));
+    await expect(triggerOnAlarm(alarmEvent())).rejects.toThrow(/throttled by AWS/);
+    const retried = await triggerOnAlarm(alarmEvent());
+    expect(retried.decision).toBe("started");
+    expect(startCalls()).toHaveLength(2);
   });
 
   it("starts one execution for the same alarm delivered three times", async () => {
@@ -571,9 +727,7 @@ describe("trigger: idempotence", () => {
   });
 
   it("a new alarm time is a new incident, held back by the cooldown", async () => {
-    sfn
-      .on(ListExecutionsCommand, { statusFilter: "SUCCEEDED" })
-      .resolves({ executions: [execution(INCIDENT, "SUCCEEDED", 5)] });
+    await failoverEnded(INCIDENT, CHANGED, 5);
     sfn
       .on(StartExecutionCommand, { name: INCIDENT })
       .rejects(new ExecutionAlreadyExists({ message: "Execution Already Exists", $metadata: {} }));
@@ -583,6 +737,75 @@ describe("trigger: idempotence", () => {
       decision: "cooldown",
       incident: "auto-us-west-2-20240501T125000Z",
     });
+  });
+});
+
+describe("trigger: its own failures are audited, then rethrown", () => {
+  const lambdaContext = {
+    functionName: "gitops-failover-trigger",
+    functionVersion: "$LATEST",
+    invokedFunctionArn: "arn:aws:lambda:us-east-1:123456789012:function:gitops-failover-trigger",
+    memoryLimitInMB: "256",
+    awsRequestId: "req-2",
+    getRemainingTimeInMillis: () => 30_000,
+  } as unknown as Context;
+
+  async function lastTriggerEvent() {
+    const trail = await readAuditTrail(INCIDENT);
+    expect(verifyChain(trail)).toMatchObject({ intact: true });
+    return trail.at(-1);
+  }
+
+  it("Route 53 failing: an error decision in the incident's chain, and the Lambda fails", async () => {
+    route53
+      .on(GetHealthCheckStatusCommand)
+      .rejects(Object.assign(new Error("Rate exceeded"), { name: "Throttling" }));
+    await expect(handler(alarmEvent(), lambdaContext)).rejects.toThrow(
+      /reading Route 53 health check .*: throttled by AWS/,
+    );
+    expect(await lastTriggerEvent()).toMatchObject({
+      step: "Trigger",
+      action: "error",
+      outcome: "FAILED",
+      actor: "trigger:usw2-endpoint-down",
+      detail: expect.stringMatching(
+        /^the trigger failed: .*reading Route 53 health check .*throttled/,
+      ),
+    });
+    expect(startCalls()).toHaveLength(0);
+  });
+
+  it("no STATE_MACHINE_ARN: the error names what is missing and what was decided so far", async () => {
+    delete process.env.STATE_MACHINE_ARN;
+    await expect(triggerOnAlarm(alarmEvent())).rejects.toThrow(/STATE_MACHINE_ARN is not set/);
+    const event = await lastTriggerEvent();
+    expect(event).toMatchObject({
+      action: "error (us-west-2 -> us-east-2)",
+      outcome: "FAILED",
+      detail: expect.stringContaining("STATE_MACHINE_ARN is not set"),
+    });
+    expect(event?.before).toMatchObject({ corroboration: { failing: 8, checkers: 8 } });
+  });
+
+  it("Step Functions failing: audited with the input it was about to start", async () => {
+    sfn
+      .on(StartExecutionCommand)
+      .rejects(Object.assign(new Error("access denied"), { name: "AccessDeniedException" }));
+    await expect(triggerOnAlarm(alarmEvent())).rejects.toThrow(/access denied/);
+    const event = await lastTriggerEvent();
+    expect(event).toMatchObject({ action: "error (us-west-2 -> us-east-2)", outcome: "FAILED" });
+    expect(event?.after).toMatchObject({ decision: "error", input: { targetRegion: "us-east-2" } });
+  });
+});
+
+describe("trigger: notification commands", () => {
+  it.each([
+    ["plain", "us-east-2", "us-east-2"],
+    ["spaces", "a b", "'a b'"],
+    ["a quote", "it's down", "'it'\\''s down'"],
+    ["shell syntax", "$(rm -rf /); `x`", "'$(rm -rf /); `x`'"],
+  ])("quotes %s for a POSIX shell", (_name, word, quoted) => {
+    expect(shellQuote(word)).toBe(quoted);
   });
 });
 
