@@ -29,38 +29,43 @@ function homeRegion(): string {
   return process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? "us-east-1";
 }
 
-const caches: Map<string, unknown>[] = [];
+const caches = new Set<Map<string, unknown>>();
 
 /** Forgets every client: the sandbox and tests point the endpoints elsewhere between runs. */
 export function resetClients(): void {
   for (const cache of caches) cache.clear();
 }
 
+/**
+ * One client per region, made on first use. Calling `memo` has no side effect (the cache joins
+ * `caches` only when it gets its first client), so the bundler may drop the clients a function
+ * never uses: each call below is marked pure.
+ */
 function memo<T>(make: (region: string) => T): (region?: string) => T {
   const cache = new Map<string, T>();
-  caches.push(cache);
   return (region = homeRegion()) => {
     let client = cache.get(region);
     if (!client) {
       client = make(region);
       cache.set(region, client);
+      caches.add(cache);
     }
     return client;
   };
 }
 
-export const rdsClient = memo((region) => new RDSClient({ region, ...SDK_CONFIG }));
-export const cloudWatchClient = memo((region) => new CloudWatchClient({ region, ...SDK_CONFIG }));
-export const secretsClient = memo((region) => new SecretsManagerClient({ region, ...SDK_CONFIG }));
-export const dynamoClient = memo((region) => new DynamoDBClient({ region, ...SDK_CONFIG }));
-export const s3Client = memo((region) => new S3Client({ region, ...SDK_CONFIG }));
-export const snsClient = memo((region) => new SNSClient({ region, ...SDK_CONFIG }));
-export const sfnClient = memo((region) => new SFNClient({ region, ...SDK_CONFIG }));
-export const ssmClient = memo((region) => new SSMClient({ region, ...SDK_CONFIG }));
+export const rdsClient = /* @__PURE__ */ memo((region) => new RDSClient({ region, ...SDK_CONFIG }));
+export const cloudWatchClient = /* @__PURE__ */ memo((region) => new CloudWatchClient({ region, ...SDK_CONFIG }));
+export const secretsClient = /* @__PURE__ */ memo((region) => new SecretsManagerClient({ region, ...SDK_CONFIG }));
+export const dynamoClient = /* @__PURE__ */ memo((region) => new DynamoDBClient({ region, ...SDK_CONFIG }));
+export const s3Client = /* @__PURE__ */ memo((region) => new S3Client({ region, ...SDK_CONFIG }));
+export const snsClient = /* @__PURE__ */ memo((region) => new SNSClient({ region, ...SDK_CONFIG }));
+export const sfnClient = /* @__PURE__ */ memo((region) => new SFNClient({ region, ...SDK_CONFIG }));
+export const ssmClient = /* @__PURE__ */ memo((region) => new SSMClient({ region, ...SDK_CONFIG }));
 export const globalAcceleratorClient = () => gaMemo(GLOBAL_ACCELERATOR_REGION);
-const gaMemo = memo((region) => new GlobalAcceleratorClient({ region, ...SDK_CONFIG }));
+const gaMemo = /* @__PURE__ */ memo((region) => new GlobalAcceleratorClient({ region, ...SDK_CONFIG }));
 export const route53Client = () => r53Memo(ROUTE53_REGION);
-const r53Memo = memo((region) => new Route53Client({ region, ...SDK_CONFIG }));
+const r53Memo = /* @__PURE__ */ memo((region) => new Route53Client({ region, ...SDK_CONFIG }));
 
 const THROTTLING = new Set([
   "ThrottlingException",
