@@ -13,7 +13,7 @@ import {
 } from "../../functions/lib/audit.ts";
 import { resetClients } from "../../functions/lib/aws.ts";
 import { loadTopology, resetRuntimeTopology } from "../../functions/lib/config.ts";
-import { acquireLock, releaseLock } from "../../functions/lib/lock.ts";
+import { acquireLock, lastFailover, releaseLock } from "../../functions/lib/lock.ts";
 import { registerSecret } from "../../functions/lib/redact.ts";
 import { type FailoverReport, recordFailureStep, reportStep } from "../../functions/lib/report.ts";
 import type { FailoverState, PlatformSnapshot } from "../../functions/lib/state.ts";
@@ -337,5 +337,14 @@ describe("closing the chain: Report and RecordFailure", () => {
     expect(git).toContain(`git revert --no-edit ${sha}`);
     expect(aurora).toMatch(/^Undo Aurora last: .*switchover-global-cluster --region us-east-2 /);
     expect(forward).toMatch(/^Or finish forward/);
+    // The after-state was unreadable, yet the steps that ran start the trigger's cooldown.
+    expect(await lastFailover("payments")).toMatchObject({
+      execution: "verify-traffic-failed",
+      changed: [
+        "traffic: may have changed (the after-state could not be read)",
+        "git: may have changed (the after-state could not be read)",
+        "aurora: may have changed (the after-state could not be read)",
+      ],
+    });
   });
 });
