@@ -2,29 +2,81 @@
  * The sandbox commands: `drill` (a whole failover on this machine) and `sandbox up` (the same
  * stand-ins kept running for poking at with git, kubectl and the AWS CLI).
  */
-import { writeFile } from "node:fs/promises";
+import { rm, writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { InputValidationError } from "../functions/lib/errors.ts";
-import { FAULTS, type FaultName, SANDBOX_REGIONS } from "../sandbox/faults.ts";
+import {
+  FAULTS,
+  type FaultName,
+  MIN_SPOKES,
+  SANDBOX_REGIONS,
+  sizeProblems,
+} from "../sandbox/faults.ts";
+import type { Sandbox } from "../sandbox/index.ts";
 
+/** How a command talks back: lines on stdout and the process's exit code. */
 export interface CliIo {
   out: (line: string) => void;
   setExit: (code: number) => void;
 }
 
-function intIn(min: number, max: number) {
+function intIn(min: number, max: number, why = "") {
   return (value: string) => {
     const n = Number(value);
     if (!Number.isInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`must be a whole number from ${min} to ${max}`);
+      throw new InvalidArgumentError(`must be a whole number from ${min}${why} to ${max}`);
     }
     return n;
   };
 }
 
+/** --spokes: every region needs one. */
+const spokeCount = intIn(MIN_SPOKES, 300, " (one spoke per region)");
+
 function collectFault(value: string, previous: string[]): string[] {
   return [...previous, value];
+}
+
+/** The sandbox's size, exactly as asked, or an InputValidationError saying why not. */
+function sizeOf(flags: { spokes: number; apps?: number }): { spokes: number; apps: number } {
+  const size = { spokes: flags.spokes, apps: flags.apps ?? flags.spokes * 2 };
+  const problems = sizeProblems(size.spokes, size.apps);
+  if (problems.length) throw new InputValidationError("impossible sandbox size", problems);
+  return size;
+}
+
+const SIZE_HELP = `spokes across the three regions, round-robin (at least ${MIN_SPOKES}: one per region)`;
+const APPS_HELP =
+  "Argo CD Applications in total: every component runs on every spoke, so a multiple of --spokes (default 2 per spoke)";
+
+/**
+ * Runs `work` with Ctrl-C / SIGTERM turned into an abort: the work stops what it started, then
+ * the command exits 130. A second signal kills the process as usual.
+ */
+async function interruptible<T>(
+  io: CliIo,
+  work: (signal: AbortSignal) => Promise<T>,
+): Promise<T | undefined> {
+  const controller = new AbortController();
+  const stop = (signal: NodeJS.Signals) => {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+    io.out(`\n${signal}: stopping the sandbox`);
+    controller.abort(new Error(`interrupted by ${signal}`));
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  try {
+    return await work(controller.signal);
+  } catch (e) {
+    if (!controller.signal.aborted) throw e;
+    io.setExit(130);
+    return undefined;
+  } finally {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+  }
 }
 
 function faultsOf(names: string[]): FaultName[] {
@@ -71,8 +123,8 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
         .default("graceful"),
     )
     .option("--dry-run", "plan only: change nothing", false)
-    .option("--spokes <n>", "spokes across the three regions", intIn(1, 300), 3)
-    .option("--apps <n>", "Argo CD Applications in total (default 2 per spoke)", intIn(1, 20_000))
+    .option("--spokes <n>", SIZE_HELP, spokeCount, MIN_SPOKES)
+    .option("--apps <n>", APPS_HELP, intIn(1, 20_000))
     .option(
       "--repeat <n>",
       "executions against the same sandbox (every one after the first must change nothing)",
@@ -112,20 +164,20 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
         return;
       }
       const faults = faultsOf(flags.fault);
+      const size = sizeOf(flags);
       const viaAlarm =
         flags.via === "alarm" || flags.alarmRepeats > 1 || flags.killSwitch || flags.cooldownHit;
-      const { runDrill, summaryTable } = await import("../sandbox/drill.ts");
+      const { drillProblems, runDrill, summaryTable } = await import("../sandbox/drill.ts");
       const live = process.stdout.isTTY && !flags.json;
-      const result = await runDrill({
+      const options = {
         target: flags.target,
         mode: flags.mode,
         dryRun: flags.dryRun,
-        spokes: flags.spokes,
-        apps: flags.apps ?? flags.spokes * 2,
+        ...size,
         repeat: flags.repeat,
         faults,
         reportDir: resolve(flags.reportDir),
-        via: viaAlarm ? "alarm" : "api",
+        via: viaAlarm ? ("alarm" as const) : ("api" as const),
         alarmRepeats: flags.alarmRepeats,
         killSwitch: flags.killSwitch,
         cooldownHit: flags.cooldownHit,
@@ -138,20 +190,14 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
               },
             }),
         ...(live ? { live: (line: string) => process.stdout.write(`\r\x1b[K${line}`) } : {}),
-      });
+      };
+      const result = await interruptible(io, (signal) => runDrill({ ...options, signal }));
+      if (!result) return;
       if (flags.json) io.out(JSON.stringify(result, null, 2));
       else for (const line of summaryTable(result)) io.out(line);
-      const laterChanged = result.executions
-        .slice(1)
-        .filter((e) => e.report?.steps.some((s) => s.status !== "SKIPPED" && s.name !== "Plan"));
-      if (laterChanged.length) {
-        io.out(
-          `repeat: ${laterChanged.map((e) => e.name).join(", ")} changed something; every run after the first must skip every step`,
-        );
-      }
-      const guarded = flags.killSwitch || flags.cooldownHit;
-      const expected = guarded ? result.status === "NOT_STARTED" : result.status === "SUCCEEDED";
-      io.setExit(expected && !laterChanged.length ? 0 : 1);
+      const problems = drillProblems(result, flags);
+      if (!flags.json) for (const p of problems) io.out(`verdict: ${p}`);
+      io.setExit(problems.length ? 1 : 0);
     });
 
   cli
@@ -161,55 +207,84 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
     .description(
       "start the sandbox and keep it running, printing every endpoint and credential, until interrupted",
     )
-    .option("--spokes <n>", "spokes across the three regions", intIn(1, 300), 3)
-    .option("--apps <n>", "Argo CD Applications in total", intIn(1, 20_000))
+    .option("--spokes <n>", SIZE_HELP, spokeCount, MIN_SPOKES)
+    .option("--apps <n>", APPS_HELP, intIn(1, 20_000))
     .option(
       "--endpoint-file <file>",
-      "where to write the endpoints for `--sandbox <file>`",
+      "where to write the endpoints for `--sandbox <file>` (removed on stop)",
       "sandbox.json",
     )
     .option("--report-dir <dir>", "where executions write their reports", "drill-report")
     .action(
       async (flags: { spokes: number; apps?: number; endpointFile: string; reportDir: string }) => {
-        const { startSandbox } = await import("../sandbox/index.ts");
+        const size = sizeOf(flags);
+        const { startSandbox, GLOBAL_CLUSTER, LISTENER_ARN } = await import("../sandbox/index.ts");
         const sandbox = await startSandbox({
-          spokes: flags.spokes,
-          apps: flags.apps ?? flags.spokes * 2,
+          ...size,
           reportDir: resolve(flags.reportDir),
           waitMs: 1000,
         });
         const endpointFile = resolve(flags.endpointFile);
-        await writeFile(
-          endpointFile,
-          `${JSON.stringify({ stateMachineArn: sandbox.stateMachineArn, region: sandbox.env.AWS_REGION, env: sandbox.env, reportDir: resolve(flags.reportDir) }, null, 2)}\n`,
-          { mode: 0o600 },
-        );
-        const c = sandbox.credentials;
-        const lines = [
-          `sandbox up (${sandbox.spokes.length} spokes); endpoint file: ${endpointFile}`,
-          `Git:        ${sandbox.git.url}  (user ${c.git.username}, password ${c.git.password})`,
-          `            git clone http://${c.git.username}:${c.git.password}@${sandbox.git.url.replace(/^http:\/\//, "")}`,
-          ...Object.entries(sandbox.argo.urls).map(
-            ([hub, url]) => `Argo CD:    ${hub} ${url}  (Authorization: Bearer ${c.argocdToken})`,
-          ),
-          ...sandbox.spokes.map(
-            (s) => `Spoke:      ${s.name} (${s.region}) ${s.url}  (bearer token ${c.spokeToken})`,
-          ),
-          `CA:         ${sandbox.dir}/ca/ca.pem (kubectl --certificate-authority, curl --cacert)`,
-          `AWS:        ${sandbox.aws.endpoint}  (AWS_ACCESS_KEY_ID=${sandbox.env.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=${sandbox.env.AWS_SECRET_ACCESS_KEY} AWS_REGION=${sandbox.env.AWS_REGION})`,
-          `            aws --endpoint-url ${sandbox.aws.endpoint} globalaccelerator describe-endpoint-group --region us-west-2 --endpoint-group-arn ...`,
-          `DynamoDB:   ${sandbox.aws.dynamo.endpoint} (table ${sandbox.env.AUDIT_TABLE})`,
-          `Workflow:   ${sandbox.stateMachineArn}`,
-          `            npx gitops-failover start --sandbox ${endpointFile} --target us-east-2 --reason "try it"`,
-          "Ctrl-C stops everything.",
-        ];
-        for (const line of lines) io.out(line);
-        await new Promise<void>((resolveStop) => {
-          process.once("SIGINT", () => resolveStop());
-          process.once("SIGTERM", () => resolveStop());
-        });
-        await sandbox.stop();
+        try {
+          await writeFile(
+            endpointFile,
+            `${JSON.stringify({ stateMachineArn: sandbox.stateMachineArn, region: sandbox.env.AWS_REGION, env: sandbox.env, reportDir: resolve(flags.reportDir) }, null, 2)}\n`,
+            { mode: 0o600 },
+          );
+          for (const line of sandboxLines(sandbox, endpointFile, GLOBAL_CLUSTER, LISTENER_ARN))
+            io.out(line);
+          await new Promise<void>((resolveStop) => {
+            process.once("SIGINT", () => resolveStop());
+            process.once("SIGTERM", () => resolveStop());
+          });
+        } finally {
+          await sandbox.stop();
+          await rm(endpointFile, { force: true });
+        }
         io.out("sandbox stopped");
       },
     );
+}
+
+/** What `sandbox up` prints: every endpoint and credential, with a command to try each. */
+function sandboxLines(
+  sandbox: Sandbox,
+  endpointFile: string,
+  globalCluster: string,
+  listenerArn: string,
+): string[] {
+  const c = sandbox.credentials;
+  const env = sandbox.env;
+  const ca = sandbox.caFile;
+  const [firstHub] = Object.values(sandbox.argo.urls);
+  const [firstSpoke] = sandbox.spokes;
+  const aws = `aws --endpoint-url ${sandbox.aws.endpoint}`;
+  return [
+    `sandbox up (${sandbox.spokes.length} spokes); endpoint file: ${endpointFile}`,
+    `Git:        ${sandbox.git.url}  (user ${c.git.username}, password ${c.git.password})`,
+    `            git clone http://${c.git.username}:${c.git.password}@${sandbox.git.url.replace(/^http:\/\//, "")}`,
+    ...Object.entries(sandbox.argo.urls).map(
+      ([hub, url]) => `Argo CD:    ${hub} ${url}  (Authorization: Bearer ${c.argocdToken})`,
+    ),
+    `            admin login: user ${c.argocdAdmin.username}, password ${c.argocdAdmin.password}`,
+    `            curl --cacert ${ca} -d '{"username":"${c.argocdAdmin.username}","password":"${c.argocdAdmin.password}"}' ${firstHub}/api/v1/session`,
+    ...sandbox.spokes.map(
+      (s) => `Spoke:      ${s.name} (${s.region}) ${s.url}  (bearer token ${c.spokeToken})`,
+    ),
+    `            kubectl --server ${firstSpoke?.url} --token ${c.spokeToken} --certificate-authority ${ca} get deploy -A`,
+    `CA:         ${ca} (kubectl --certificate-authority, curl --cacert)`,
+    `AWS:        ${sandbox.aws.endpoint}  (one endpoint for every service; DynamoDB ${sandbox.aws.dynamo.endpoint}, table ${env.AUDIT_TABLE})`,
+    `            export AWS_ACCESS_KEY_ID=${env.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=${env.AWS_SECRET_ACCESS_KEY} AWS_REGION=${env.AWS_REGION} AWS_DEFAULT_REGION=${env.AWS_REGION}`,
+    `Traffic:    Global Accelerator listener ${listenerArn} (its API is only in us-west-2)`,
+    ...Object.entries(sandbox.topology.regions).map(
+      ([region, r]) =>
+        `            ${region.padEnd(10)} endpoint group ${r.globalAccelerator?.endpointGroupArn}`,
+    ),
+    `            ${aws} --region us-west-2 globalaccelerator list-endpoint-groups --listener-arn ${listenerArn}`,
+    `Aurora:     global cluster ${globalCluster}`,
+    `            ${aws} rds describe-global-clusters --global-cluster-identifier ${globalCluster}`,
+    `Workflow:   ${sandbox.stateMachineArn}`,
+    `            npx gitops-failover start --sandbox ${endpointFile} --target us-east-2 --reason "try it"`,
+    "Ctrl-C stops everything and removes the endpoint file.",
+  ];
 }

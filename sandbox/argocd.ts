@@ -41,6 +41,7 @@ export interface ArgoClusterSecret {
   caPem: string;
 }
 
+/** What the emulator serves: the repository it reads, the clusters it deploys to, its credentials. */
 export interface ArgoEmulatorOptions {
   /** The bare repository on disk (the Git server's repoDir). */
   gitRepoDir: string;
@@ -57,11 +58,14 @@ export interface ArgoEmulatorOptions {
   hubs?: string[];
 }
 
+/** A running emulator: its hub URLs, fault switches, what it manages, and stop(). */
 export interface ArgoEmulator {
   /** Hub name -> `https://127.0.0.1:<port>`; every listener serves the same state. */
   urls: Record<string, string>;
   /** false: connections to that listener are reset (fault argocd-hub-down). */
   setHubReachable(hub: string, reachable: boolean): void;
+  /** Per hub: API requests answered (errors included) and connections reset while unreachable. */
+  requests(): Record<string, { served: number; refused: number }>;
   /** true: the controller never applies anything new (fault argocd-sync-timeout). */
   setSyncStalled(stalled: boolean): void;
   applications(): {
@@ -1399,7 +1403,8 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
     res.end(text);
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function handle(hub: Listener, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    hub.served++;
     try {
       const body = await route(req, new URL(req.url ?? "/", "https://127.0.0.1"));
       send(res, 200, body);
@@ -1416,6 +1421,8 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
     server: https.Server;
     sockets: Set<Socket>;
     reachable: boolean;
+    served: number;
+    refused: number;
   }
   const listeners = new Map<string, Listener>();
   const urls: Record<string, string> = {};
@@ -1437,13 +1444,16 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
     for (const name of hubNames) {
       const listener: Listener = {
         server: https.createServer({ cert: o.tls.certPem, key: o.tls.keyPem }, (req, res) => {
-          void handle(req, res);
+          void handle(listener, req, res);
         }),
         sockets: new Set(),
         reachable: true,
+        served: 0,
+        refused: 0,
       };
       listener.server.on("connection", (socket: Socket) => {
         if (!listener.reachable) {
+          listener.refused++;
           socket.resetAndDestroy();
           return;
         }
@@ -1482,6 +1492,10 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
         listener.sockets.clear();
       }
     },
+    requests: () =>
+      Object.fromEntries(
+        [...listeners].map(([name, l]) => [name, { served: l.served, refused: l.refused }]),
+      ),
     setSyncStalled(value) {
       stalled = value;
     },

@@ -20,6 +20,7 @@ const VALID_DAYS = "7";
 const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
 
+/** The sandbox CA (`dir/ca.crt`, `dir/ca.key`) and the server certificates it issues. */
 export interface Ca {
   /** PEM of the CA certificate: what clients trust. */
   caPem: string;

@@ -6,6 +6,7 @@
  */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   DescribeExecutionCommand,
   GetExecutionHistoryCommand,
@@ -15,14 +16,19 @@ import {
 import { sfnClient } from "../functions/lib/aws.ts";
 import { type TriggerDecision, triggerOnAlarm } from "../functions/lib/trigger.ts";
 import { aslText } from "../statemachine/definition.ts";
+import { SANDBOX_ACCOUNT } from "./aws/protocol.ts";
 import { FAULTS, type FaultName } from "./faults.ts";
-import { type Sandbox, type SandboxState, startSandbox } from "./index.ts";
+import { type Sandbox, type SandboxCalls, type SandboxState, startSandbox } from "./index.ts";
+import { type AslState, allStates } from "./runner.ts";
 
+/** What a drill does: the failover asked for, the sandbox's size, the faults, where it reports. */
 export interface DrillOptions {
   target: string;
   mode: "graceful" | "ungraceful";
   dryRun: boolean;
+  /** Spokes, at least one per region (see sizeProblems). */
   spokes: number;
+  /** Argo CD Applications in total, a multiple of `spokes`. */
   apps: number;
   repeat: number;
   faults: FaultName[];
@@ -39,25 +45,43 @@ export interface DrillOptions {
   print?: (line: string) => void;
   /** Redraws a live status line (a spinner on a terminal). */
   live?: (line: string) => void;
+  /** Aborting (Ctrl-C) stops the executions and the sandbox; runDrill then rejects. */
+  signal?: AbortSignal;
 }
 
+/** One step of an execution as the summary shows it. */
 export interface StepTiming {
   name: string;
+  /**
+   * How the step ended: from the execution history when it ran (FAILED when its function's last
+   * attempt failed, STOPPED when the execution ended while it ran), else from the report
+   * (SKIPPED, NOT_RUN).
+   */
   status: string;
+  /** Function invocations, retries included (0 when the step did not run). */
   invocations: number;
+  /** How many of them were the ASL's Retry. */
+  retries: number;
   wallMs: number;
+  /** What it would take on AWS: real Wait and Retry intervals instead of the compressed ones. */
   emulatedMs: number;
 }
 
+/** One execution of a drill. */
 export interface DrillExecution {
   name: string;
   executionArn: string;
   status: string;
   error: string | null;
   cause: string | null;
+  /** From StartExecution to the end of the execution. */
   wallMs: number;
   steps: StepTiming[];
   report: DrillReport | null;
+  /** The platform just before the execution started. */
+  before: SandboxState;
+  /** The platform once it ended and Argo CD reconciled (the spokes run what Git says). */
+  after: SandboxState;
 }
 
 /** report.json as the drill reads it back (written by the Report / RecordFailure function). */
@@ -71,6 +95,7 @@ export interface DrillReport {
   [key: string]: unknown;
 }
 
+/** Everything a drill did, read from the stand-ins and the executions. */
 export interface DrillResult {
   /** NOT_STARTED: the trigger decided not to fail over (kill switch, cooldown); `trigger` says why. */
   status: "SUCCEEDED" | "FAILED" | "NOT_STARTED";
@@ -80,34 +105,13 @@ export interface DrillResult {
   executions: DrillExecution[];
   before: SandboxState;
   after: SandboxState;
+  /** What the stand-ins saw of the orchestrator's calls during the drill. */
+  calls: SandboxCalls;
   reportDir: string;
   sandbox: { wallMs: number; startMs: number; peakRssMb: number };
 }
 
-interface AslState {
-  Type: string;
-  Next?: string;
-  Seconds?: number;
-  ResultPath?: string;
-  Branches?: { States: Record<string, AslState> }[];
-}
-
-/** From the ASL: which Wait state belongs to which poller, and how long it waits on AWS. */
-function waitsOfPollers(): Map<string, { poller: string; seconds: number }> {
-  const waits = new Map<string, { poller: string; seconds: number }>();
-  const visit = (states: Record<string, AslState>) => {
-    for (const [name, s] of Object.entries(states)) {
-      if (s.Type === "Wait" && s.Next) {
-        const poller = s.Next === "ShiftTraffic" ? "VerifyTraffic" : s.Next;
-        waits.set(name, { poller, seconds: s.Seconds ?? 0 });
-      }
-      for (const b of s.Branches ?? []) visit(b.States);
-    }
-  };
-  visit((JSON.parse(aslText()) as { States: Record<string, AslState> }).States);
-  return waits;
-}
-
+/** The Task states, in the order the summary lists them. */
 const TASK_STEPS = [
   "Plan",
   "Approval",
@@ -122,10 +126,226 @@ const TASK_STEPS = [
   "RecordFailure",
   "Notify",
 ];
+/** The steps that change (or check) the platform: on a repeat every one must be SKIPPED. */
+const FAILOVER_STEPS = TASK_STEPS.slice(0, 9);
 
 const fmt = (ms: number) =>
   ms >= 60_000 ? `${(ms / 60_000).toFixed(1)} min` : `${(ms / 1000).toFixed(1)} s`;
 const SPINNER = ["|", "/", "-", "\\"];
+
+/** The ASL's states, and from them which Wait state belongs to which poller. */
+function aslStates(): {
+  states: Map<string, AslState>;
+  waits: Map<string, { poller: string; seconds: number }>;
+} {
+  const states = allStates(JSON.parse(aslText()) as Record<string, unknown>);
+  const waits = new Map<string, { poller: string; seconds: number }>();
+  for (const [name, s] of states) {
+    if (s.Type === "Wait" && s.Next) {
+      const poller = s.Next === "ShiftTraffic" ? "VerifyTraffic" : s.Next;
+      waits.set(name, { poller, seconds: s.Seconds ?? 0 });
+    }
+  }
+  return { states, waits };
+}
+
+/** What AWS would wait before retry `attempt` (1-based) of `state` after `error`: the mean, in ms. */
+function retryDelayMs(state: AslState | undefined, error: string, attempt: number): number {
+  const retrier = state?.Retry?.find(
+    (r) => r.ErrorEquals.includes(error) || r.ErrorEquals.includes("States.ALL"),
+  );
+  if (!retrier) return 0;
+  const seconds = Math.min(
+    (retrier.IntervalSeconds ?? 1) * (retrier.BackoffRate ?? 2) ** (attempt - 1),
+    retrier.MaxDelaySeconds ?? Number.POSITIVE_INFINITY,
+  );
+  return seconds * 1000 * (retrier.JitterStrategy === "FULL" ? 0.5 : 1);
+}
+
+interface StepTrack {
+  first: number;
+  last: number;
+  invocations: number;
+  retries: number;
+  /** Function attempts in the current entry of the state. */
+  attempts: number;
+  /** Retry attempts per retrier, in the current entry. */
+  retrierAttempts: Map<string, number>;
+  waits: number;
+  waitSeconds: number;
+  /** Emulated minus real time spent before retries. */
+  retryExtraMs: number;
+  open: boolean;
+  failed: boolean;
+  lastError: string;
+  status: string;
+}
+
+/** The outcome of one step from its own output (status, skipped, a no-op plan), and a detail. */
+function stepOutcome(name: string, state: Record<string, unknown>): [string, string] {
+  const key: Record<string, string> = {
+    VerifySpoke: "spoke",
+    CommitRetarget: "retarget",
+    AwaitArgoSync: "argo",
+    PromoteAurora: "promotion",
+    AwaitAurora: "aurora",
+    ShiftTraffic: "traffic",
+    VerifyTraffic: "trafficHealth",
+  };
+  if (name === "Plan") {
+    const plan = state.plan as { noop?: boolean; actions?: string[] } | undefined;
+    return plan?.noop
+      ? ["SKIPPED", "already on target"]
+      : ["SUCCEEDED", `${plan?.actions?.length ?? 0} actions`];
+  }
+  const field = key[name];
+  const result = (field ? state[field] : undefined) as
+    | { status?: string; skipped?: boolean; hub?: string }
+    | undefined;
+  if (result?.skipped) return ["SKIPPED", ""];
+  // Report, RecordFailure, Notify, Approval: the function returning is the step succeeding.
+  return [result?.status ?? "SUCCEEDED", result?.hub ? `via ${result.hub}` : ""];
+}
+
+/** Reads an execution's history as it grows: steps, attempts, retries, waits. */
+class HistoryReader {
+  readonly tracks = new Map<string, StepTrack>();
+  startedAt: number | undefined;
+  private readonly stateOf = new Map<number, string>();
+  private readonly asl = aslStates();
+  private tick = 0;
+
+  constructor(
+    private readonly options: DrillOptions,
+    private readonly waitMs: number,
+  ) {}
+
+  private track(name: string, at: number): StepTrack {
+    let t = this.tracks.get(name);
+    if (!t) {
+      t = {
+        first: at,
+        last: at,
+        invocations: 0,
+        retries: 0,
+        attempts: 0,
+        retrierAttempts: new Map(),
+        waits: 0,
+        waitSeconds: 0,
+        retryExtraMs: 0,
+        open: false,
+        failed: false,
+        lastError: "",
+        status: "",
+      };
+      this.tracks.set(name, t);
+    }
+    return t;
+  }
+
+  private elapsed(at: number): string {
+    return fmt(at - (this.startedAt ?? at)).padStart(7);
+  }
+
+  read(e: HistoryEvent): void {
+    const at = e.timestamp ? new Date(e.timestamp).getTime() : Date.now();
+    if (e.type === "ExecutionStarted") this.startedAt ??= at;
+    const name =
+      e.stateEnteredEventDetails?.name ??
+      e.stateExitedEventDetails?.name ??
+      this.stateOf.get(e.previousEventId ?? 0);
+    if (!name) return;
+    if (e.id !== undefined) this.stateOf.set(e.id, name);
+    const wait = this.asl.waits.get(name);
+    if (wait) {
+      const t = e.type?.endsWith("StateEntered") ? this.tracks.get(wait.poller) : undefined;
+      if (t) {
+        t.waits += 1;
+        t.waitSeconds = wait.seconds;
+      }
+      return;
+    }
+    if (!TASK_STEPS.includes(name)) return;
+    const t = this.track(name, at);
+    t.last = at;
+    switch (e.type) {
+      case "TaskStateEntered":
+        t.open = true;
+        t.attempts = 0;
+        t.retrierAttempts.clear();
+        return;
+      case "LambdaFunctionScheduled":
+      case "TaskScheduled":
+        t.invocations += 1;
+        t.attempts += 1;
+        if (t.attempts > 1) this.retried(name, t, at);
+        t.failed = false;
+        return;
+      case "LambdaFunctionFailed":
+      case "TaskFailed":
+        t.failed = true;
+        t.lastError =
+          e.lambdaFunctionFailedEventDetails?.error ?? e.taskFailedEventDetails?.error ?? "";
+        return;
+      case "TaskStateExited": {
+        t.open = false;
+        const output = JSON.parse(e.stateExitedEventDetails?.output ?? "{}") as Record<
+          string,
+          unknown
+        >;
+        const [status, detail] = t.failed ? ["FAILED", t.lastError] : stepOutcome(name, output);
+        t.status = status;
+        if (status === "IN_PROGRESS") {
+          this.options.live?.(
+            `${SPINNER[this.tick++ % SPINNER.length]} ${name}: poll ${t.invocations} (${fmt(Date.now() - (this.startedAt ?? at))})`,
+          );
+        } else {
+          this.options.print?.(
+            `[${this.elapsed(at)}] ${name.padEnd(14)} ${status}${detail ? ` (${detail})` : ""}`,
+          );
+        }
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  /** A new attempt after a failed one in the same entry: the ASL's Retry. */
+  private retried(name: string, t: StepTrack, at: number): void {
+    t.retries += 1;
+    const n = (t.retrierAttempts.get(t.lastError) ?? 0) + 1;
+    t.retrierAttempts.set(t.lastError, n);
+    const onAws = retryDelayMs(this.asl.states.get(name), t.lastError, n);
+    t.retryExtraMs += Math.max(0, onAws - this.waitMs);
+    this.options.print?.(
+      `[${this.elapsed(at)}] ${name.padEnd(14)} retry ${n} after ${t.lastError}`,
+    );
+  }
+
+  /** The steps that ran, once the execution ended. */
+  steps(): Map<string, StepTiming> {
+    const out = new Map<string, StepTiming>();
+    for (const [name, t] of this.tracks) {
+      const wallMs = t.last - t.first;
+      out.set(name, {
+        name,
+        status: t.open || t.status === "IN_PROGRESS" || !t.status ? "STOPPED" : t.status,
+        invocations: t.invocations,
+        retries: t.retries,
+        wallMs,
+        emulatedMs:
+          wallMs + t.waits * Math.max(0, t.waitSeconds * 1000 - this.waitMs) + t.retryExtraMs,
+      });
+    }
+    return out;
+  }
+}
+
+/** Resolves after the delay; rejects at once when the drill is interrupted. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return sleep(ms, undefined, signal ? { signal } : {});
+}
 
 /** Follows one execution's history until it ends, reporting each step as it finishes. */
 async function follow(
@@ -136,111 +356,39 @@ async function follow(
   status: string;
   error: string | null;
   cause: string | null;
-  steps: StepTiming[];
+  steps: Map<string, StepTiming>;
   wallMs: number;
+  output: string | undefined;
 }> {
-  const waits = waitsOfPollers();
-  const started = Date.now();
-  const timings = new Map<
-    string,
-    { first: number; last: number; invocations: number; waits: number; waitSeconds: number }
-  >();
+  const reader = new HistoryReader(options, waitMs);
   let seen = 0;
-  let tick = 0;
   for (;;) {
+    options.signal?.throwIfAborted();
     const history = await sfnClient().send(
       new GetExecutionHistoryCommand({ executionArn, maxResults: 1000 }),
     );
     const events: HistoryEvent[] = history.events ?? [];
-    for (const e of events.slice(seen)) {
-      const name = e.stateEnteredEventDetails?.name ?? e.stateExitedEventDetails?.name;
-      if (!name) continue;
-      const at = e.timestamp ? new Date(e.timestamp).getTime() : Date.now();
-      const wait = waits.get(name);
-      if (wait && e.type?.endsWith("Entered")) {
-        const t = timings.get(wait.poller);
-        if (t) {
-          t.waits += 1;
-          t.waitSeconds = wait.seconds;
-        }
-        continue;
-      }
-      if (!TASK_STEPS.includes(name)) continue;
-      const t = timings.get(name) ?? {
-        first: at,
-        last: at,
-        invocations: 0,
-        waits: 0,
-        waitSeconds: 0,
-      };
-      if (e.type?.endsWith("Entered")) t.invocations += 1;
-      t.last = at;
-      timings.set(name, t);
-      if (e.type?.endsWith("Exited")) {
-        const output = JSON.parse(e.stateExitedEventDetails?.output ?? "{}") as Record<
-          string,
-          unknown
-        >;
-        const status = stepStatus(name, output);
-        if (status === "IN_PROGRESS") {
-          options.live?.(
-            `${SPINNER[tick++ % SPINNER.length]} ${name}: poll ${t.invocations} (${fmt(Date.now() - started)})`,
-          );
-        } else {
-          options.print?.(`[${fmt(at - started).padStart(7)}] ${name.padEnd(14)} ${status}`);
-        }
-      }
-    }
+    for (const e of events.slice(seen)) reader.read(e);
     seen = events.length;
     const done = await sfnClient().send(new DescribeExecutionCommand({ executionArn }));
     if (done.status && done.status !== "RUNNING") {
-      const steps = [...timings.entries()].map(([name, t]) => {
-        const wallMs = t.last - t.first;
-        return {
-          name,
-          status: "",
-          invocations: t.invocations,
-          wallMs,
-          emulatedMs: wallMs + t.waits * Math.max(0, t.waitSeconds * 1000 - waitMs),
-        };
-      });
+      // Events recorded between the two calls.
+      const rest = await sfnClient().send(
+        new GetExecutionHistoryCommand({ executionArn, maxResults: 1000 }),
+      );
+      for (const e of (rest.events ?? []).slice(seen)) reader.read(e);
+      const start = done.startDate?.getTime() ?? reader.startedAt ?? Date.now();
       return {
         status: done.status,
         error: done.error ?? null,
         cause: done.cause ?? null,
-        steps,
-        wallMs: Date.now() - started,
+        steps: reader.steps(),
+        wallMs: (done.stopDate?.getTime() ?? Date.now()) - start,
+        output: done.output,
       };
     }
-    await new Promise((r) => setTimeout(r, 25));
+    await pause(25, options.signal);
   }
-}
-
-/** The outcome of one step as its own output says it (status, skipped) — for the live lines. */
-function stepStatus(name: string, state: Record<string, unknown>): string {
-  const key: Record<string, string> = {
-    VerifySpoke: "spoke",
-    CommitRetarget: "retarget",
-    AwaitArgoSync: "argo",
-    PromoteAurora: "promotion",
-    AwaitAurora: "aurora",
-    ShiftTraffic: "traffic",
-    VerifyTraffic: "trafficHealth",
-    Report: "report",
-    RecordFailure: "report",
-  };
-  const result = (key[name] ? state[key[name] as string] : undefined) as
-    | { status?: string; skipped?: boolean }
-    | undefined;
-  if (name === "Plan") {
-    const plan = state.plan as { noop?: boolean; actions?: string[] } | undefined;
-    return plan?.noop
-      ? "SKIPPED (already on target)"
-      : `SUCCEEDED (${plan?.actions?.length ?? 0} actions)`;
-  }
-  if (!result) return "done";
-  if (result.skipped) return "SKIPPED";
-  return result.status ?? "done";
 }
 
 async function readReport(dir: string): Promise<DrillReport | null> {
@@ -251,21 +399,26 @@ async function readReport(dir: string): Promise<DrillReport | null> {
   }
 }
 
+/** The platform as the report shows it: without the sandbox-only views (workloads, history). */
+function platformOf(state: SandboxState): Omit<SandboxState, "workloads" | "gitLog"> {
+  const { workloads: _w, gitLog: _g, ...platform } = state;
+  return platform;
+}
+
 /** A dry run stops after Plan, before Report: its report is the plan and an unchanged platform. */
 async function dryRunReport(dir: string, plan: unknown, after: SandboxState): Promise<DrillReport> {
-  const { replicas: _replicas, ...platform } = after;
   const report: DrillReport = {
     status: "SUCCEEDED",
     dryRun: true,
     failedStep: null,
     error: null,
-    steps: TASK_STEPS.slice(0, 9).map((name) => ({
+    steps: FAILOVER_STEPS.map((name) => ({
       name,
       status: name === "Plan" ? "SUCCEEDED" : "NOT_RUN",
     })),
     plan,
     before: (plan as { before?: unknown } | undefined)?.before ?? null,
-    after: platform,
+    after: platformOf(after),
   };
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
@@ -294,24 +447,41 @@ async function startByApi(
   return started.executionArn;
 }
 
-/** Follows an execution to its end and reads back what it reported. */
+/** The platform once Argo CD has reconciled: what the spokes run is what Git says. */
+async function settledState(sandbox: Sandbox): Promise<SandboxState> {
+  await sandbox.settle();
+  return sandbox.state();
+}
+
+/** The summary's rows: every step that ran (from the history) or that the report lists. */
+function stepRows(ran: Map<string, StepTiming>, report: DrillReport | null): StepTiming[] {
+  const reported = new Map(report?.steps.map((s) => [s.name, s.status]) ?? []);
+  return TASK_STEPS.flatMap((name) => {
+    const step = ran.get(name);
+    if (step) return [step];
+    const status = reported.get(name);
+    return status ? [{ name, status, invocations: 0, retries: 0, wallMs: 0, emulatedMs: 0 }] : [];
+  });
+}
+
+/** Follows an execution to its end and reads back what it reported and what it left. */
 async function observe(
   sandbox: Sandbox,
   name: string,
   executionArn: string,
+  before: SandboxState,
   options: DrillOptions,
   waitMs: number,
 ): Promise<DrillExecution> {
   const run = await follow(executionArn, options, waitMs);
-  const output = await sfnClient().send(new DescribeExecutionCommand({ executionArn }));
+  const after = await settledState(sandbox);
   const report = options.dryRun
     ? await dryRunReport(
         options.reportDir,
-        (JSON.parse(output.output ?? "{}") as { plan?: unknown }).plan,
-        await sandbox.state(),
+        (JSON.parse(run.output ?? "{}") as { plan?: unknown }).plan,
+        after,
       )
     : await readReport(options.reportDir);
-  const statusOf = new Map(report?.steps.map((s) => [s.name, s.status]) ?? []);
   return {
     name,
     executionArn,
@@ -319,11 +489,10 @@ async function observe(
     error: run.error,
     cause: run.cause,
     wallMs: run.wallMs,
-    steps: run.steps.map((s) => ({
-      ...s,
-      status: statusOf.get(s.name) ?? (s.name === "Notify" ? "SUCCEEDED" : run.status),
-    })),
+    steps: stepRows(run.steps, report),
     report,
+    before,
+    after,
   };
 }
 
@@ -335,10 +504,10 @@ function alarmEvent(sandbox: Sandbox, region: string, at: Date): Record<string, 
     id: `drill-${at.getTime()}`,
     "detail-type": "CloudWatch Alarm State Change",
     source: "aws.cloudwatch",
-    account: sandbox.stateMachineArn.split(":")[4],
+    account: SANDBOX_ACCOUNT,
     time: at.toISOString(),
     region: "us-east-1",
-    resources: [`arn:aws:cloudwatch:us-east-1:000000000000:alarm:gitops-failover-${region}`],
+    resources: [`arn:aws:cloudwatch:us-east-1:${SANDBOX_ACCOUNT}:alarm:gitops-failover-${region}`],
     detail: {
       alarmName: `gitops-failover-${region}`,
       state: { value: "ALARM", reason: "Threshold Crossed", timestamp: at.toISOString() },
@@ -364,6 +533,12 @@ function alarmEvent(sandbox: Sandbox, region: string, at: Date): Record<string, 
   };
 }
 
+type Execute = (
+  name: string,
+  start: () => Promise<string | undefined>,
+  before?: SandboxState,
+) => Promise<void>;
+
 /**
  * The automatic path: the active region's health check fails, its alarm reaches the trigger
  * (`alarmRepeats` times), and whatever the trigger decides is what happens.
@@ -372,7 +547,7 @@ async function alarmDrill(
   sandbox: Sandbox,
   options: DrillOptions,
   decisions: TriggerDecision[],
-  execute: (name: string, start: () => Promise<string | undefined>) => Promise<void>,
+  execute: Execute,
 ): Promise<void> {
   const failing = (await sandbox.state()).activeRegion ?? "us-west-2";
   if (options.killSwitch) {
@@ -386,6 +561,7 @@ async function alarmDrill(
     );
   }
   const region = options.cooldownHit ? options.target : failing;
+  const before = await sandbox.state();
   sandbox.aws.route53.setFailingFraction(
     sandbox.topology.regions[region]?.route53.healthCheckId ?? "",
     1,
@@ -393,6 +569,7 @@ async function alarmDrill(
   options.print?.(`${region}: every Route 53 checker now reports failure; the alarm fires`);
   const event = alarmEvent(sandbox, region, new Date());
   for (let i = 1; i <= (options.alarmRepeats ?? 1); i++) {
+    options.signal?.throwIfAborted();
     const decision = await triggerOnAlarm(event);
     decisions.push(decision);
     options.print?.(`alarm delivery ${i}: trigger ${decision.decision}: ${decision.reason}`);
@@ -400,7 +577,7 @@ async function alarmDrill(
   const started = decisions.find((d) => d.decision === "started");
   if (started?.incident && started.executionArn) {
     const arn = started.executionArn;
-    await execute(started.incident, async () => arn);
+    await execute(started.incident, async () => arn, before);
   }
 }
 
@@ -411,8 +588,6 @@ async function notStartedReport(
   before: SandboxState,
   after: SandboxState,
 ): Promise<void> {
-  const { replicas: _b, ...platformBefore } = before;
-  const { replicas: _a, ...platformAfter } = after;
   const report = {
     status: "NOT_STARTED",
     failedStep: null,
@@ -420,8 +595,8 @@ async function notStartedReport(
     reason: decisions.map((d) => `${d.decision}: ${d.reason}`).join("; "),
     trigger: decisions,
     steps: [],
-    before: platformBefore,
-    after: platformAfter,
+    before: platformOf(before),
+    after: platformOf(after),
   };
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
@@ -435,6 +610,7 @@ async function notStartedReport(
 export async function runDrill(options: DrillOptions): Promise<DrillResult> {
   const t0 = Date.now();
   const waitMs = 20;
+  options.signal?.throwIfAborted();
   const sandbox: Sandbox = await startSandbox({
     spokes: options.spokes,
     apps: options.apps,
@@ -447,6 +623,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
   }, 100);
   try {
+    options.signal?.throwIfAborted();
     options.print?.(
       `sandbox up in ${fmt(startMs)}: ${sandbox.spokes.length} spokes, ${sandbox.argo.applications().length} Argo CD apps, regions ${Object.keys(sandbox.topology.regions).join(", ")}`,
     );
@@ -457,10 +634,12 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     const before = await sandbox.state();
     const executions: DrillExecution[] = [];
     const trigger: TriggerDecision[] = [];
-    const execute = async (name: string, start: () => Promise<string | undefined>) => {
+    const execute: Execute = async (name, start, stateBefore) => {
+      options.signal?.throwIfAborted();
+      const at = stateBefore ?? (await sandbox.state());
       const executionArn = await start();
       if (executionArn)
-        executions.push(await observe(sandbox, name, executionArn, options, waitMs));
+        executions.push(await observe(sandbox, name, executionArn, at, options, waitMs));
     };
     if (options.via === "alarm") {
       await alarmDrill(sandbox, options, trigger, execute);
@@ -476,7 +655,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
         await execute(name, () => startByApi(sandbox, name, options));
       }
     }
-    const after = await sandbox.state();
+    const after = await settledState(sandbox);
     const failed = executions.find((e) => e.status !== "SUCCEEDED");
     const notStarted = options.via === "alarm" && !trigger.some((d) => d.decision === "started");
     if (notStarted) await notStartedReport(options.reportDir, trigger, before, after);
@@ -488,6 +667,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
       executions,
       before,
       after,
+      calls: sandbox.calls(),
       reportDir: options.reportDir,
       sandbox: { wallMs: Date.now() - t0, startMs, peakRssMb: Math.round(peakRss / 1024 / 1024) },
     };
@@ -495,6 +675,49 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     clearInterval(sampler);
     await sandbox.stop();
   }
+}
+
+/** The parts of the platform a repeat must leave alone. */
+function unchanged(a: SandboxState, b: SandboxState): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * Why the drill did not show what it was asked to (empty: it did). A failover must succeed;
+ * every repeat must skip every step and change nothing; with the kill switch or a cooldown the
+ * trigger must start nothing, for that reason and no other.
+ */
+export function drillProblems(
+  result: DrillResult,
+  options: Pick<DrillOptions, "killSwitch" | "cooldownHit">,
+): string[] {
+  const problems: string[] = [];
+  if (options.killSwitch || options.cooldownHit) {
+    const expected = options.killSwitch ? "kill-switch-on" : "cooldown";
+    if (result.status !== "NOT_STARTED")
+      problems.push(`the trigger must start nothing, but the drill ended ${result.status}`);
+    if (!result.trigger.length) problems.push("no alarm reached the trigger");
+    result.trigger.forEach((d, i) => {
+      if (d.decision !== expected)
+        problems.push(
+          `alarm delivery ${i + 1}: trigger decided ${d.decision} (${d.reason}), expected ${expected}`,
+        );
+    });
+    if (options.cooldownHit && !options.killSwitch && result.executions[0]?.status !== "SUCCEEDED")
+      problems.push("the failover before the cooldown did not succeed");
+    return problems;
+  }
+  if (result.status !== "SUCCEEDED")
+    problems.push(`the failover ${result.status} at ${result.failedStep ?? "?"}`);
+  for (const e of result.executions.slice(1)) {
+    const acted = e.steps.filter((s) => FAILOVER_STEPS.includes(s.name) && s.status !== "SKIPPED");
+    if (acted.length)
+      problems.push(
+        `repeat ${e.name}: ${acted.map((s) => `${s.name} ${s.status}`).join(", ")}; every step must be SKIPPED`,
+      );
+    if (!unchanged(e.before, e.after)) problems.push(`repeat ${e.name} changed the platform`);
+  }
+  return problems;
 }
 
 /** The summary table printed at the end of a drill. */
@@ -506,8 +729,10 @@ export function summaryTable(result: DrillResult): string[] {
       `${"step".padEnd(15)}${"outcome".padEnd(11)}${"on AWS ~".padStart(10)}${"here".padStart(9)}  calls`,
     );
     for (const s of e.steps) {
+      const ran = s.invocations > 0;
+      const calls = `${s.invocations}${s.retries ? ` (${s.retries} ${s.retries === 1 ? "retry" : "retries"})` : ""}`;
       lines.push(
-        `${s.name.padEnd(15)}${s.status.padEnd(11)}${fmt(s.emulatedMs).padStart(10)}${fmt(s.wallMs).padStart(9)}  ${s.invocations}`,
+        `${s.name.padEnd(15)}${s.status.padEnd(11)}${(ran ? fmt(s.emulatedMs) : "-").padStart(10)}${(ran ? fmt(s.wallMs) : "-").padStart(9)}  ${ran ? calls : "-"}`,
       );
     }
   }
@@ -517,10 +742,14 @@ export function summaryTable(result: DrillResult): string[] {
     Object.entries(d)
       .map(([r, v]) => `${r}=${v}%`)
       .join(" ");
+  const pods = (s: SandboxState) =>
+    Object.entries(s.workloads)
+      .map(([r, w]) => `${r}=${w.ready}/${w.replicas}`)
+      .join(" ");
   lines.push(
     "",
-    `before: active ${b.activeRegion}, Aurora writer ${b.auroraWriterRegion}, dials ${dials(b.trafficDials)}, git ${b.gitHead.slice(0, 12)}`,
-    `after:  active ${a.activeRegion}, Aurora writer ${a.auroraWriterRegion}, dials ${dials(a.trafficDials)}, git ${a.gitHead.slice(0, 12)}`,
+    `before: active ${b.activeRegion}, Aurora writer ${b.auroraWriterRegion}, dials ${dials(b.trafficDials)}, ready pods ${pods(b)}, git ${b.gitHead.slice(0, 12)}`,
+    `after:  active ${a.activeRegion}, Aurora writer ${a.auroraWriterRegion}, dials ${dials(a.trafficDials)}, ready pods ${pods(a)}, git ${a.gitHead.slice(0, 12)}`,
     `drill ${result.status} in ${fmt(result.sandbox.wallMs)} wall (sandbox start ${fmt(result.sandbox.startMs)}), peak RSS ${result.sandbox.peakRssMb} MB; report in ${result.reportDir}/`,
   );
   if (result.status === "FAILED")

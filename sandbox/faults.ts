@@ -15,7 +15,34 @@ export const FAULTS = {
   "argocd-degraded": "the target's rollouts never become ready: Argo CD reports Degraded",
   "argocd-sync-timeout": "Argo CD never applies the new commit",
   "aurora-failover-stuck": "the Aurora promotion never completes",
-  "ga-throttled": "Global Accelerator throttles the next calls (must be retried and succeed)",
+  "ga-throttled":
+    "Global Accelerator throttles UpdateEndpointGroup beyond the SDK's retries (the ASL's Retry must absorb it)",
   "ga-update-fails": "Global Accelerator refuses UpdateEndpointGroup (AccessDenied)",
 } as const;
+/** The name of a fault a drill can inject (`--fault <name>`). */
 export type FaultName = keyof typeof FAULTS;
+
+/** The fewest spokes a sandbox runs: one per region. */
+export const MIN_SPOKES = SANDBOX_REGIONS.length;
+
+/**
+ * Why a sandbox of `spokes` spokes and `apps` Argo CD Applications cannot be built as asked
+ * (empty when it can). Every region needs a spoke, and every component is deployed to every
+ * spoke (one ApplicationSet per component, cluster generator), so `apps` must be a multiple of
+ * `spokes`: the sandbox builds exactly what is asked or refuses.
+ */
+export function sizeProblems(spokes: number, apps: number): string[] {
+  const problems: string[] = [];
+  if (!Number.isInteger(spokes) || spokes < MIN_SPOKES) {
+    problems.push(
+      `--spokes ${spokes}: at least ${MIN_SPOKES}, one per region (${SANDBOX_REGIONS.join(", ")})`,
+    );
+  } else if (!Number.isInteger(apps) || apps < spokes || apps % spokes !== 0) {
+    const below = Math.floor(apps / spokes) * spokes;
+    const above = Math.max(1, Math.ceil(apps / spokes)) * spokes;
+    problems.push(
+      `--apps ${apps} with --spokes ${spokes}: every component runs on every spoke, so --apps must be a multiple of ${spokes} (${below >= spokes ? `${below} or ` : ""}${above})`,
+    );
+  }
+  return problems;
+}

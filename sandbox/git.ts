@@ -12,6 +12,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+/** Credentials and the seed commit of the Git server. */
 export interface GitServerOptions {
   username: string;
   password: string;
@@ -23,6 +24,7 @@ export interface GitServerOptions {
   repoName?: string;
 }
 
+/** A running Git server: its URL, the bare repository, reads of the branch, and fault switches. */
 export interface GitServer {
   /** `http://127.0.0.1:<port>/<repoName>.git`, without credentials. */
   url: string;

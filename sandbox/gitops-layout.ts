@@ -10,8 +10,10 @@
  *
  * The "chart" rule (applied by the Argo CD emulator, as a Helm template would): a Deployment runs
  * `replicas.active` where the cluster's `region` label equals `global.activeRegion`, and
- * `replicas.passive` (0) elsewhere. So the one-line retarget commit scales the target region up
- * and fences the old one in the same commit.
+ * `replicas.passive` elsewhere. The default is a warm standby (3 active, 1 passive): the one-line
+ * retarget commit scales the target region up and the old one down to its standby size in the
+ * same commit, so a failover that stops before traffic moves never leaves the serving region
+ * with nothing running.
  */
 
 /** What to seed: regions with their spokes, the active region and the app count per spoke. */
@@ -21,8 +23,12 @@ export interface LayoutOptions {
   activeRegion: string;
   /** Components (Applications) per cluster. */
   components: number;
+  /** Replicas per Deployment in the active region and in every other one (default {@link DEFAULT_REPLICAS}). */
   replicas?: { active: number; passive: number };
 }
+
+/** Warm standby: every passive region keeps one ready replica of each Deployment. */
+export const DEFAULT_REPLICAS = { active: 3, passive: 1 } as const;
 
 /** The file holding `global.activeRegion`: the topology's retarget edit points here. */
 export const VALUES_FILE = "envs/production/values.yaml";
@@ -206,7 +212,7 @@ global:
 replicas:
   # Replicas of each Deployment in the active region.
   active: ${replicas.active}
-  # Replicas in every other region: ${replicas.passive === 0 ? "0 fences them (nothing runs there)" : "a warm standby"}.
+  # Replicas in every other region: ${replicas.passive === 0 ? "0 fences them (nothing runs there)" : "a warm standby, ready to take traffic"}.
   passive: ${replicas.passive}
 `;
 }
@@ -230,8 +236,9 @@ Components: ${components.join(", ")}.
 ## Failover
 
 Only \`${VALUES_FILE}\` decides where traffic is served: \`global.activeRegion\`. Each Deployment
-runs \`replicas.active\` in that region and \`replicas.passive\` elsewhere, so one commit both
-scales the new region up and fences the old one, and a region that comes back stays passive.
+runs \`replicas.active\` in that region and \`replicas.passive\` elsewhere (a warm standby), so
+one commit scales the new region up and the old one down to standby, and a region that comes back
+stays passive.
 Never relabel cluster Secrets to move workloads: a cluster that stops matching an
 ApplicationSet loses its Applications.
 `;
@@ -240,7 +247,7 @@ ApplicationSet loses its Applications.
 /** The repository's files (path -> content) for `o`, deterministic for the same options. */
 export function gitopsLayout(o: LayoutOptions): Record<string, string> {
   validate(o);
-  const replicas = o.replicas ?? { active: 2, passive: 0 };
+  const replicas = o.replicas ?? DEFAULT_REPLICAS;
   const components = componentNames(o.components);
   const files: Record<string, string> = {
     "README.md": readme(o, components),

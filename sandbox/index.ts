@@ -10,34 +10,42 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
-import { dynamoClient, resetClients } from "../functions/lib/aws.ts";
+import { dynamoClient, globalAcceleratorClient, resetClients } from "../functions/lib/aws.ts";
 import { parseTopology, resetRuntimeTopology, type Topology } from "../functions/lib/config.ts";
 import { logger } from "../functions/lib/middleware.ts";
 import { clearSecretCache } from "../functions/lib/secrets.ts";
 import { type ArgoEmulator, startArgoCd } from "./argocd.ts";
+import { SANDBOX_ACCOUNT, SANDBOX_REGION } from "./aws/protocol.ts";
 import { type AwsSandbox, startAwsSandbox } from "./aws/server.ts";
 import { createStepFunctions, type StepFunctions } from "./aws/stepfunctions.ts";
-import { createCa } from "./ca.ts";
-import { type FaultName, SANDBOX_REGIONS } from "./faults.ts";
+import { type Ca, createCa } from "./ca.ts";
+import { type FaultName, SANDBOX_REGIONS, sizeProblems } from "./faults.ts";
 import { type GitServer, startGitServer } from "./git.ts";
-import { gitopsLayout, VALUES_FILE } from "./gitops-layout.ts";
-import { LOCAL_ACCOUNT, LOCAL_REGION, LOCAL_STATE_MACHINE_ARN } from "./runner.ts";
+import { DEFAULT_REPLICAS, gitopsLayout, VALUES_FILE } from "./gitops-layout.ts";
+import { LOCAL_STATE_MACHINE_ARN } from "./runner.ts";
 import { type FakeSpoke, startSpoke } from "./spoke.ts";
 
+/** The platform the sandbox runs (topology `platform`, Argo CD app selector, namespace). */
 export const PLATFORM = "payments";
+/** The DynamoDB table of the audit trail, locks and failover markers. */
 export const AUDIT_TABLE = "gitops-failover-audit";
-export const TOPIC_ARN = `arn:aws:sns:${LOCAL_REGION}:${LOCAL_ACCOUNT}:gitops-failover`;
-const GLOBAL_CLUSTER = "payments-global";
+/** The SNS topic Notify and the trigger publish to. */
+export const TOPIC_ARN = `arn:aws:sns:${SANDBOX_REGION}:${SANDBOX_ACCOUNT}:gitops-failover`;
+/** The Aurora global cluster whose writer moves. */
+export const GLOBAL_CLUSTER = "payments-global";
+/** The Global Accelerator listener holding one endpoint group per region. */
+export const LISTENER_ARN = `arn:aws:globalaccelerator::${SANDBOX_ACCOUNT}:accelerator/00000000-0000-4000-8000-000000000001/listener/0000abcd`;
 const SHORT: Record<string, string> = {
   "us-west-2": "usw2",
   "us-east-2": "use2",
   "eu-west-1": "euw1",
 };
 
+/** What to start; the size must pass {@link sizeProblems}. */
 export interface SandboxOptions {
-  /** Total spokes, spread over the three regions (default 3: one per region). */
+  /** Total spokes, spread round-robin over the three regions (default 3: one per region). */
   spokes?: number;
-  /** Total Argo CD Applications across the spokes (default 2 per spoke). */
+  /** Total Argo CD Applications, a multiple of `spokes` (default 2 per spoke). */
   apps?: number;
   activeRegion?: string;
   /** Where Report writes report.md, report.json and audit.jsonl. */
@@ -48,16 +56,40 @@ export interface SandboxOptions {
   promotionDelayMs?: number;
 }
 
+/** One region's Deployments, summed over its spokes. */
+export interface RegionWorkloads {
+  deployments: number;
+  /** Desired replicas (spec.replicas), summed. */
+  replicas: number;
+  /** Ready replicas, summed. */
+  ready: number;
+  /** The fewest ready replicas of any one Deployment (0 when there is none). */
+  minReady: number;
+}
+
 /** The platform as the sandbox sees it, read from the stand-ins themselves (not via the functions). */
 export interface SandboxState {
   activeRegion: string | null;
   gitHead: string;
+  /** The branch history, newest first: SHA and subject. */
+  gitLog: { sha: string; subject: string }[];
   auroraWriterRegion: string | null;
   trafficDials: Record<string, number>;
-  /** Running replicas per region, from the spokes' Deployments. */
-  replicas: Record<string, number>;
+  /** Per region, from the spokes' Deployments. */
+  workloads: Record<string, RegionWorkloads>;
 }
 
+/** What the stand-ins saw of the orchestrator's calls (for drills that must prove a path was taken). */
+export interface SandboxCalls {
+  /** receive-pack POSTs the Git server served. */
+  gitPushes: number;
+  /** Per Argo CD hub: API requests answered and connections refused while it was down. */
+  argocd: Record<string, { served: number; refused: number }>;
+  /** Every Global Accelerator call with its outcome (`ok` or the error code). */
+  globalAccelerator: { action: string; outcome: string }[];
+}
+
+/** A running sandbox: every stand-in, its endpoints and credentials, and its controls. */
 export interface Sandbox {
   topology: Topology;
   stateMachineArn: string;
@@ -67,28 +99,40 @@ export interface Sandbox {
   credentials: {
     git: { username: string; password: string };
     argocdToken: string;
+    /** Argo CD's local admin, for POST /api/v1/session. */
+    argocdAdmin: { username: string; password: string };
     spokeToken: string;
   };
+  /** The temporary directory holding the CA (removed by stop()). */
   dir: string;
-  ca: { caPem: string };
+  ca: Ca;
+  /** The CA certificate file every HTTPS stand-in's certificate chains to. */
+  caFile: string;
   git: GitServer;
   spokes: FakeSpoke[];
   argo: ArgoEmulator;
   aws: AwsSandbox;
   sfn: StepFunctions;
+  /** Injects a fault for a failover to `targetRegion` (see FAULTS). */
   injectFault(fault: FaultName, targetRegion: string): void;
+  /** Reads the platform from the stand-ins. */
   state(): Promise<SandboxState>;
+  /** One Argo CD reconcile pass now: the spokes then run what Git says (unless a fault stops it). */
+  settle(): Promise<void>;
+  /** What the stand-ins saw of the orchestrator's calls so far. */
+  calls(): SandboxCalls;
+  /** Stops every stand-in and removes every temporary file. */
   stop(): Promise<void>;
 }
 
 const secret = () => randomBytes(18).toString("base64url");
 const secretArn = (region: string, name: string) =>
-  `arn:aws:secretsmanager:${region}:${LOCAL_ACCOUNT}:secret:sandbox/${name}-AbCdEf`;
+  `arn:aws:secretsmanager:${region}:${SANDBOX_ACCOUNT}:secret:sandbox/${name}-AbCdEf`;
 const hex = (n: number, width: number) => n.toString(16).padStart(width, "0");
 
-/** Spreads `count` spokes over the regions, round-robin, so each region has at least one. */
+/** Spreads `count` spokes over the regions, round-robin (at least one each: see sizeProblems). */
 function spokeNames(count: number): { region: string; name: string }[] {
-  return Array.from({ length: Math.max(count, SANDBOX_REGIONS.length) }, (_, i) => {
+  return Array.from({ length: count }, (_, i) => {
     const region = SANDBOX_REGIONS[i % SANDBOX_REGIONS.length] as string;
     return { region, name: `spoke-${SHORT[region]}-${Math.floor(i / SANDBOX_REGIONS.length) + 1}` };
   });
@@ -119,10 +163,10 @@ function buildTopology(
             secretOperators: { externalSecrets: { namespaces: [PLATFORM] } },
           })),
         aurora: {
-          clusterArn: `arn:aws:rds:${region}:${LOCAL_ACCOUNT}:cluster:${PLATFORM}-${SHORT[region]}`,
+          clusterArn: `arn:aws:rds:${region}:${SANDBOX_ACCOUNT}:cluster:${PLATFORM}-${SHORT[region]}`,
         },
         globalAccelerator: {
-          endpointGroupArn: `arn:aws:globalaccelerator::${LOCAL_ACCOUNT}:accelerator/00000000-0000-4000-8000-000000000001/listener/0000abcd/endpoint-group/${SHORT[region]}${hex(i + 1, 12)}`,
+          endpointGroupArn: `${LISTENER_ARN}/endpoint-group/${SHORT[region]}${hex(i + 1, 12)}`,
         },
         route53: { healthCheckId: `${hex(i + 1, 8)}-0000-4000-8000-${hex(i + 1, 12)}` },
       },
@@ -172,6 +216,10 @@ function forgetRuntimeState(): void {
 
 /** Starts every stand-in, seeds it, and points this process's functions at it. */
 export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
+  const spokeCount = options.spokes ?? SANDBOX_REGIONS.length;
+  const appCount = options.apps ?? spokeCount * 2;
+  const problems = sizeProblems(spokeCount, appCount);
+  if (problems.length) throw new Error(`sandbox size: ${problems.join("; ")}`);
   const dir = await mkdtemp(join(tmpdir(), "gitops-failover-sandbox-"));
   const activeRegion = options.activeRegion ?? "us-west-2";
   const stops: (() => Promise<void>)[] = [];
@@ -184,11 +232,12 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     const gitCredentials = { username: "failover", password: secret() };
     const spokeToken = secret();
     const argocdToken = secret();
+    const argocdAdmin = { username: "admin", password: secret() };
 
     const aws = await startAwsSandbox();
     stops.push(() => aws.stop());
 
-    const names = spokeNames(options.spokes ?? SANDBOX_REGIONS.length);
+    const names = spokeNames(spokeCount);
     const spokes = await Promise.all(
       names.map(({ region, name }) =>
         startSpoke({
@@ -206,7 +255,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       await Promise.all(spokes.map((s) => s.stop()));
     });
 
-    const components = Math.max(1, Math.ceil((options.apps ?? spokes.length * 2) / spokes.length));
+    const components = appCount / spokeCount;
     const git = await startGitServer({
       ...gitCredentials,
       files: gitopsLayout({
@@ -217,6 +266,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         })),
         activeRegion,
         components,
+        replicas: DEFAULT_REPLICAS,
       }),
     });
     stops.push(() => git.stop());
@@ -232,6 +282,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         caPem: ca.caPem,
       })),
       apiToken: argocdToken,
+      admin: argocdAdmin,
       tls: await ca.issue("argocd"),
       pollIntervalMs: 100,
     });
@@ -250,7 +301,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
 
     const env: Record<string, string> = {
       ...aws.env,
-      AWS_REGION: LOCAL_REGION,
+      AWS_REGION: SANDBOX_REGION,
       TOPOLOGY: JSON.stringify(topology),
       AUDIT_TABLE,
       TOPIC_ARN,
@@ -278,20 +329,29 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       promotionDelayMs: options.promotionDelayMs ?? 150,
     });
 
+    // What the functions' Global Accelerator client will try before giving up (functions/lib/aws.ts).
+    const limits = { gaSdkAttempts: await globalAcceleratorClient().config.maxAttempts() };
     const sandbox: Sandbox = {
       topology,
       stateMachineArn: LOCAL_STATE_MACHINE_ARN,
       env,
-      credentials: { git: gitCredentials, argocdToken, spokeToken },
+      credentials: { git: gitCredentials, argocdToken, argocdAdmin, spokeToken },
       dir,
       ca,
+      caFile: join(ca.dir, "ca.crt"),
       git,
       spokes,
       argo,
       aws,
       sfn,
-      injectFault: (fault, target) => injectFault(sandbox, fault, target),
+      injectFault: (fault, target) => injectFault(sandbox, fault, target, limits),
       state: () => readState(sandbox),
+      settle: () => argo.reconcileNow(),
+      calls: () => ({
+        gitPushes: git.stats().pushes,
+        argocd: argo.requests(),
+        globalAccelerator: aws.ga.calls().map(({ action, outcome }) => ({ action, outcome })),
+      }),
       stop: stopAll,
     };
     return sandbox;
@@ -327,7 +387,7 @@ async function seedAws(
       dial: region === activeRegion ? 100 : 0,
       endpoints: [
         {
-          id: `arn:aws:elasticloadbalancing:${region}:${LOCAL_ACCOUNT}:loadbalancer/app/${PLATFORM}/${SHORT[region]}0123456789`,
+          id: `arn:aws:elasticloadbalancing:${region}:${SANDBOX_ACCOUNT}:loadbalancer/app/${PLATFORM}/${SHORT[region]}0123456789`,
           weight: 128,
           healthy: true,
         },
@@ -362,7 +422,12 @@ async function seedAws(
   );
 }
 
-function injectFault(s: Sandbox, fault: FaultName, target: string): void {
+function injectFault(
+  s: Sandbox,
+  fault: FaultName,
+  target: string,
+  limits: { gaSdkAttempts: number },
+): void {
   const targetSpokes = s.spokes.filter((spoke) => spoke.region === target);
   switch (fault) {
     case "spoke-unreachable":
@@ -390,7 +455,9 @@ function injectFault(s: Sandbox, fault: FaultName, target: string): void {
       s.aws.rds.setStuck(true);
       return;
     case "ga-throttled":
-      s.aws.ga.throttleNext(4);
+      // One more than the SDK's own attempts: the first ShiftTraffic fails with AwsThrottled and
+      // only the ASL's Retry gets the update through.
+      s.aws.ga.throttleUpdates(limits.gaSdkAttempts + 1);
       return;
     case "ga-update-fails":
       s.aws.ga.setUpdatesFail(true);
@@ -401,16 +468,25 @@ function injectFault(s: Sandbox, fault: FaultName, target: string): void {
 async function readState(s: Sandbox): Promise<SandboxState> {
   const values = await s.git.readFile(VALUES_FILE);
   const active = /^\s*activeRegion:\s*"?([a-z0-9-]+)"?/m.exec(values)?.[1] ?? null;
-  const replicas: Record<string, number> = Object.fromEntries(SANDBOX_REGIONS.map((r) => [r, 0]));
-  for (const spoke of s.spokes) {
-    for (const d of spoke.deployments())
-      replicas[spoke.region] = (replicas[spoke.region] ?? 0) + d.replicas;
+  const workloads: Record<string, RegionWorkloads> = {};
+  for (const region of SANDBOX_REGIONS) {
+    const deployments = s.spokes
+      .filter((spoke) => spoke.region === region)
+      .flatMap((spoke) => spoke.deployments());
+    workloads[region] = {
+      deployments: deployments.length,
+      replicas: deployments.reduce((n, d) => n + d.replicas, 0),
+      ready: deployments.reduce((n, d) => n + d.readyReplicas, 0),
+      minReady: deployments.length ? Math.min(...deployments.map((d) => d.readyReplicas)) : 0,
+    };
   }
+  const log = await s.git.log();
   return {
     activeRegion: active,
-    gitHead: await s.git.head(),
+    gitHead: log[0]?.sha ?? (await s.git.head()),
+    gitLog: log.map((c) => ({ sha: c.sha, subject: c.message.split("\n")[0] ?? "" })),
     auroraWriterRegion: s.aws.rds.writerRegion(GLOBAL_CLUSTER),
     trafficDials: s.aws.ga.dials(),
-    replicas,
+    workloads,
   };
 }

@@ -8,10 +8,10 @@ import type { Context } from "aws-lambda";
 import { StateMachine } from "aws-local-stepfunctions";
 import { FUNCTIONS, type FunctionSpec, placeholderOf } from "../functions/catalog.ts";
 import { aslText, substitute } from "../statemachine/definition.ts";
+import { SANDBOX_ACCOUNT, SANDBOX_REGION } from "./aws/protocol.ts";
 
-export const LOCAL_ACCOUNT = "000000000000";
-export const LOCAL_REGION = "us-east-1";
-export const LOCAL_STATE_MACHINE_ARN = `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:stateMachine:gitops-failover`;
+/** The ARN the local state machine answers to (StartExecution, DescribeExecution, ...). */
+export const LOCAL_STATE_MACHINE_ARN = `arn:aws:states:${SANDBOX_REGION}:${SANDBOX_ACCOUNT}:stateMachine:gitops-failover`;
 
 /** An execution's ARN, as Step Functions derives it from the state machine's. */
 export function executionArnOf(stateMachineArn: string, name: string): string {
@@ -26,7 +26,7 @@ type Handler = (event: unknown, context: Context) => Promise<unknown>;
 
 /** The fake ARN each `${XFunctionArn}` placeholder gets outside AWS. */
 export function localFunctionArn(spec: FunctionSpec): string {
-  return `arn:aws:lambda:${LOCAL_REGION}:${LOCAL_ACCOUNT}:function:gitops-failover-${spec.dir}`;
+  return `arn:aws:lambda:${SANDBOX_REGION}:${SANDBOX_ACCOUNT}:function:gitops-failover-${spec.dir}`;
 }
 
 /** The ASL with local ARNs substituted, parsed. */
@@ -75,6 +75,7 @@ export async function invokeLocal(state: FunctionSpec["state"], event: unknown):
   return (await handlerOf(spec))(event, lambdaContext(spec));
 }
 
+/** One local execution: its input and name, compressed waits and retries, approval, events. */
 export interface LocalRunOptions {
   input: unknown;
   executionName: string;
@@ -93,6 +94,7 @@ export interface LocalRunOptions {
   signal?: AbortSignal;
 }
 
+/** How a local execution ended, with every event the engine logged. */
 export interface LocalRunResult {
   executionArn: string;
   status: "SUCCEEDED" | "FAILED" | "ABORTED";
@@ -102,18 +104,38 @@ export interface LocalRunResult {
   events: EventLog[];
 }
 
-function waitStates(definition: Record<string, unknown>): string[] {
-  const names: string[] = [];
-  const visit = (
-    states: Record<string, { Type?: string; Branches?: { States: Record<string, unknown> }[] }>,
-  ) => {
+/** One state of the ASL, as far as the sandbox reads it. */
+export interface AslState {
+  Type?: string;
+  Resource?: string;
+  Next?: string;
+  Seconds?: number;
+  Retry?: {
+    ErrorEquals: string[];
+    IntervalSeconds?: number;
+    MaxAttempts?: number;
+    BackoffRate?: number;
+    MaxDelaySeconds?: number;
+    JitterStrategy?: string;
+  }[];
+  Branches?: { States: Record<string, AslState> }[];
+}
+
+/** Every state of a definition by name, those inside Parallel branches included. */
+export function allStates(definition: Record<string, unknown>): Map<string, AslState> {
+  const found = new Map<string, AslState>();
+  const visit = (states: Record<string, AslState>) => {
     for (const [name, s] of Object.entries(states)) {
-      if (s.Type === "Wait") names.push(name);
-      for (const b of s.Branches ?? []) visit(b.States as Record<string, { Type?: string }>);
+      found.set(name, s);
+      for (const b of s.Branches ?? []) visit(b.States);
     }
   };
-  visit(definition.States as Record<string, { Type?: string }>);
-  return names;
+  visit(definition.States as Record<string, AslState>);
+  return found;
+}
+
+function waitStates(definition: Record<string, unknown>): string[] {
+  return [...allStates(definition)].filter(([, s]) => s.Type === "Wait").map(([name]) => name);
 }
 
 interface TaskDefinition {

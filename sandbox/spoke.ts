@@ -17,6 +17,7 @@ import { createServer } from "node:https";
 import type { Socket } from "node:net";
 import type { Ca } from "./ca.ts";
 
+/** A fake spoke: its name and region, the token it requires, its CA, what it holds at start. */
 export interface FakeSpokeOptions {
   name: string;
   region: string;
@@ -33,6 +34,7 @@ export interface FakeSpokeOptions {
   sealedSecrets?: { namespace: string; deployment: string };
 }
 
+/** A Deployment on a fake spoke, as the sandbox reads it (spec and status replicas). */
 export interface FakeDeployment {
   namespace: string;
   name: string;
@@ -42,6 +44,7 @@ export interface FakeDeployment {
   annotations: Record<string, string>;
 }
 
+/** A running fake Kubernetes API server (one per spoke) and its fault switches. */
 export interface FakeSpoke {
   name: string;
   region: string;
@@ -606,16 +609,19 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
   }
 
   function discovery(path: string): Json | undefined {
-    const resourceList = (groupVersion: string, items: [string, string, boolean, string[]][]) => ({
+    /** [plural, singular, Kind, namespaced, verbs, shortNames] as kube-apiserver lists them. */
+    type Row = [string, string, string, boolean, string[], string[]];
+    const resourceList = (groupVersion: string, items: Row[]) => ({
       kind: "APIResourceList",
       apiVersion: "v1",
       groupVersion,
-      resources: items.map(([name, kind, namespaced, verbs]) => ({
+      resources: items.map(([name, singularName, kind, namespaced, verbs, shortNames]) => ({
         name,
-        singularName: "",
+        singularName,
         namespaced,
         kind,
         verbs,
+        ...(shortNames.length ? { shortNames } : {}),
       })),
     });
     const group = (name: string) => ({
@@ -640,21 +646,30 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
         };
       case "/api/v1":
         return resourceList("v1", [
-          ["namespaces", "Namespace", false, ["create", "get", "list"]],
-          ["nodes", "Node", false, ["get", "list"]],
+          ["namespaces", "namespace", "Namespace", false, ["create", "get", "list"], ["ns"]],
+          ["nodes", "node", "Node", false, ["get", "list"], ["no"]],
         ]);
       case "/apis/apps/v1":
         return resourceList("apps/v1", [
           [
             "deployments",
+            "deployment",
             "Deployment",
             true,
             ["create", "delete", "get", "list", "patch", "update"],
+            ["deploy"],
           ],
         ]);
       case "/apis/external-secrets.io/v1":
         return resourceList("external-secrets.io/v1", [
-          ["externalsecrets", "ExternalSecret", true, ["create", "get", "list", "update"]],
+          [
+            "externalsecrets",
+            "externalsecret",
+            "ExternalSecret",
+            true,
+            ["create", "get", "list", "update"],
+            ["es"],
+          ],
         ]);
       default:
         return undefined;

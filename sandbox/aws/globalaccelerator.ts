@@ -1,8 +1,8 @@
 /**
  * Global Accelerator control plane (awsJson1_1): endpoint groups with their traffic dials and
  * endpoint weights, UpdateEndpointGroup's replace-the-whole-list semantics (an omitted Weight
- * becomes 128, as on AWS), health per endpoint, and the faults the drill needs (throttling,
- * update refused). The server only routes us-west-2 here: the API has no other endpoint.
+ * becomes 128, as on AWS), health per endpoint, and the faults the drill needs (throttled
+ * updates, updates refused). The server only routes us-west-2 here: the API has no other endpoint.
  */
 import { AwsServiceError, type JsonServiceHandler, requireString } from "./protocol.ts";
 
@@ -24,6 +24,8 @@ export interface EndpointGroupDefinition {
 export interface GaCall {
   action: string;
   endpointGroupArn?: string;
+  /** `ok`, or the error code it was answered with (`ThrottlingException`, ...). */
+  outcome: string;
 }
 
 /** Control surface of the Global Accelerator emulator. */
@@ -32,8 +34,11 @@ export interface GaEmulator {
   defineEndpointGroup(definition: EndpointGroupDefinition): void;
   /** Sets the health of every endpoint of a group (new endpoints get it too). */
   setHealthy(arn: string, healthy: boolean): void;
-  /** Fault ga-throttled: the next `n` calls answer ThrottlingException. */
-  throttleNext(n: number): void;
+  /**
+   * Fault ga-throttled: the next `n` UpdateEndpointGroup calls answer ThrottlingException
+   * (reads are served: a throttled write is what the retries must absorb).
+   */
+  throttleUpdates(n: number): void;
   /** Fault ga-update-fails: UpdateEndpointGroup answers AccessDeniedException. */
   setUpdatesFail(fail: boolean): void;
   /** Traffic dial per endpoint-group region. */
@@ -152,10 +157,8 @@ export function createGlobalAccelerator(): GaEmulator {
     return { EndpointGroups: found.map(describe) };
   }
 
-  const handler: JsonServiceHandler = (action, input) => {
-    const arn = input.EndpointGroupArn;
-    log.push({ action, ...(typeof arn === "string" ? { endpointGroupArn: arn } : {}) });
-    if (throttle > 0) {
+  function serve(action: string, input: Record<string, unknown>) {
+    if (action === "UpdateEndpointGroup" && throttle > 0) {
       throttle--;
       throw new AwsServiceError("ThrottlingException", "Rate exceeded");
     }
@@ -168,6 +171,22 @@ export function createGlobalAccelerator(): GaEmulator {
         return listEndpointGroups(input);
       default:
         throw new AwsServiceError("UnknownOperationException", `Unknown operation ${action}`);
+    }
+  }
+
+  const handler: JsonServiceHandler = (action, input) => {
+    const arn = input.EndpointGroupArn;
+    const call: GaCall = {
+      action,
+      ...(typeof arn === "string" ? { endpointGroupArn: arn } : {}),
+      outcome: "ok",
+    };
+    log.push(call);
+    try {
+      return serve(action, input);
+    } catch (e) {
+      call.outcome = e instanceof AwsServiceError ? e.code : "InternalFailure";
+      throw e;
     }
   };
 
@@ -188,7 +207,7 @@ export function createGlobalAccelerator(): GaEmulator {
       g.healthy = healthy;
       for (const e of g.endpoints) e.healthy = healthy;
     },
-    throttleNext(n) {
+    throttleUpdates(n) {
       throttle = n;
     },
     setUpdatesFail(fail) {

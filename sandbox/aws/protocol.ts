@@ -6,8 +6,11 @@
  * what they return.
  */
 
-/** The account every sandbox ARN belongs to (the same as the local Step Functions runner's). */
+/** The account every sandbox ARN belongs to (emulators, topology, local state machine). */
 export const SANDBOX_ACCOUNT = "000000000000";
+
+/** The sandbox's home region: AWS_REGION of the functions, the state machine's region. */
+export const SANDBOX_REGION = "us-east-1";
 
 /**
  * A service error as AWS sends it: `code` is the wire error code (`__type`, `<Code>`), so the

@@ -23,6 +23,7 @@ import {
   type QueryServiceHandler,
   type RequestContext,
   type RestXmlServiceHandler,
+  SANDBOX_REGION,
   xmlDocument,
 } from "./protocol.ts";
 import { createRds, type RdsEmulator } from "./rds.ts";
@@ -35,8 +36,6 @@ import { createSsm, type SsmEmulator } from "./ssm.ts";
 export const SANDBOX_ACCESS_KEY_ID = "AKIASANDBOX000000001";
 /** Its secret: the SDK needs one to sign; the sandbox does not verify signatures. */
 export const SANDBOX_SECRET_ACCESS_KEY = "sandbox-secret-access-key-not-a-real-one";
-/** The sandbox's home region (AWS_REGION). */
-export const SANDBOX_REGION = "us-east-1";
 
 /** The running sandbox: its endpoint, the env to give SDK clients, and each service's controls. */
 export interface AwsSandbox {

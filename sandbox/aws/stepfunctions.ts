@@ -1,10 +1,14 @@
 /**
  * Step Functions (awsJson1_0) for the sandbox, backed by the local runner: the CLI and the
  * drill start, watch, approve and stop executions through the real SFN client, and the history
- * they read has the shape AWS gives (so `watch` and `approve` work the same against AWS).
+ * they read has the shape AWS gives (so `watch` and `approve` work the same against AWS):
+ * a Lambda Task is TaskStateEntered, LambdaFunctionScheduled, LambdaFunctionStarted, then
+ * LambdaFunctionSucceeded or LambdaFunctionFailed with the function's own error; each retry is a
+ * new LambdaFunctionScheduled / Started pair; each event's previousEventId chains it to the
+ * state's previous event, as AWS does, so readers can tell Parallel branches apart.
  */
-import { type EventLog, executionArnOf, runLocal } from "../runner.ts";
-import { AwsServiceError, type JsonServiceHandler } from "./protocol.ts";
+import { allStates, type EventLog, executionArnOf, localDefinition, runLocal } from "../runner.ts";
+import { AwsServiceError, type JsonServiceHandler, requireString } from "./protocol.ts";
 
 const MAX_INPUT_BYTES = 256 * 1024;
 
@@ -29,8 +33,15 @@ interface Execution {
   error?: string;
   cause?: string;
   history: HistoryEvent[];
+  states: Map<string, StateTrack>;
   abort: AbortController;
   done: Promise<void>;
+}
+
+/** Which of an execution's states last recorded which event, and whether its last attempt failed. */
+interface StateTrack {
+  lastEventId: number;
+  failed: boolean;
 }
 
 interface PendingTask {
@@ -39,13 +50,17 @@ interface PendingTask {
   reject: (error: Error) => void;
 }
 
+/** How the emulator runs executions. */
 export interface StepFunctionsOptions {
+  /** The one state machine it serves (StartExecution of any other answers StateMachineDoesNotExist). */
   stateMachineArn: string;
   /** Milliseconds each Wait state really waits. */
   waitMs: number;
+  /** Milliseconds before each Retry attempt (instead of IntervalSeconds with backoff). */
   retryMs: number;
 }
 
+/** The emulator: its awsJson1_0 handler and controls for the sandbox. */
 export interface StepFunctions {
   handler: JsonServiceHandler;
   /** Resolves when every execution started so far has ended. */
@@ -55,52 +70,121 @@ export interface StepFunctions {
 }
 
 const seconds = (ms: number) => ms / 1000;
-
-function requireString(input: Record<string, unknown>, key: string): string {
-  const v = input[key];
-  if (typeof v !== "string" || !v)
-    throw new AwsServiceError("ValidationException", `${key} is required`);
-  return v;
-}
+const WAIT_FOR_TOKEN = /\.waitForTaskToken$/;
 
 /** Creates the service; register its handler as `states` / `AWSStepFunctions` (JSON 1.0). */
 export function createStepFunctions(options: StepFunctionsOptions): StepFunctions {
   const executions = new Map<string, Execution>();
   const tasks = new Map<string, PendingTask>();
 
-  function record(exec: Execution, type: string, details: Record<string, unknown> = {}): void {
+  /** Resource of every Task state: a function ARN, or a service integration's. */
+  const resources = new Map(
+    [...allStates(localDefinition())]
+      .filter(([, state]) => state.Type === "Task")
+      .map(([name, state]) => [name, state.Resource ?? ""]),
+  );
+
+  /** Appends an event; with `state`, chained to that state's previous event (else to the last). */
+  function record(
+    exec: Execution,
+    type: string,
+    details: Record<string, unknown> = {},
+    state?: string,
+    at = Date.now(),
+  ): void {
     const id = exec.history.length + 1;
+    const track = state ? exec.states.get(state) : undefined;
     exec.history.push({
       id,
-      previousEventId: id - 1,
-      timestamp: seconds(Date.now()),
+      previousEventId: track?.lastEventId ?? id - 1,
+      timestamp: seconds(at),
       type,
       ...details,
     });
+    if (state) exec.states.set(state, { lastEventId: id, failed: track?.failed ?? false });
+  }
+
+  function setFailed(exec: Execution, state: string, failed: boolean): void {
+    const track = exec.states.get(state);
+    if (track) track.failed = failed;
+  }
+
+  /** One attempt of a Lambda Task begins (its first, or a retry). */
+  function scheduleLambda(exec: Execution, name: string, input: unknown, at: number): void {
+    record(
+      exec,
+      "LambdaFunctionScheduled",
+      {
+        lambdaFunctionScheduledEventDetails: {
+          resource: resources.get(name),
+          input: JSON.stringify(input ?? null),
+        },
+      },
+      name,
+      at,
+    );
+    record(exec, "LambdaFunctionStarted", {}, name, at);
+    setFailed(exec, name, false);
   }
 
   function recordLog(exec: Execution, event: EventLog): void {
     if (!("state" in event) || !event.state) return;
     const { name, type } = event.state;
+    const at = event.timestamp;
     const json = (v: unknown) => JSON.stringify(v ?? null);
-    if (event.type === "StateEntered") {
-      record(exec, `${type}StateEntered`, {
-        stateEnteredEventDetails: { name, input: json(event.state.input) },
-      });
-    } else if (event.type === "StateExited") {
-      record(exec, `${type}StateExited`, {
-        stateExitedEventDetails: { name, output: json(event.state.output) },
-      });
-    } else if (event.type === "StateFailed" || event.type === "StateRetried") {
-      const failure = event as { Error?: string; Cause?: unknown };
-      if (type === "Task") {
-        record(exec, "LambdaFunctionFailed", {
-          lambdaFunctionFailedEventDetails: {
-            error: failure.Error ?? "States.TaskFailed",
-            cause: String(failure.Cause ?? ""),
+    const resource = type === "Task" ? (resources.get(name) ?? "") : undefined;
+    const lambda = resource !== undefined && !WAIT_FOR_TOKEN.test(resource);
+    const integration = { resourceType: "lambda", resource: "invoke.waitForTaskToken" };
+    switch (event.type) {
+      case "StateEntered":
+        record(
+          exec,
+          `${type}StateEntered`,
+          { stateEnteredEventDetails: { name, input: json(event.state.input) } },
+          undefined,
+          at,
+        );
+        exec.states.set(name, { lastEventId: exec.history.length, failed: false });
+        if (lambda) scheduleLambda(exec, name, event.state.input, at);
+        return;
+      case "StateFailed":
+        if (resource === undefined) return;
+        record(
+          exec,
+          lambda ? "LambdaFunctionFailed" : "TaskFailed",
+          {
+            [lambda ? "lambdaFunctionFailedEventDetails" : "taskFailedEventDetails"]: {
+              ...(lambda ? {} : integration),
+              error: event.Error,
+              cause: typeof event.Cause === "string" ? event.Cause : json(event.Cause),
+            },
           },
-        });
+          name,
+          at,
+        );
+        setFailed(exec, name, true);
+        return;
+      case "StateRetried":
+        if (lambda) scheduleLambda(exec, name, event.state.input, at);
+        return;
+      case "StateExited": {
+        const output = json(event.state.output);
+        if (resource !== undefined && !exec.states.get(name)?.failed) {
+          record(
+            exec,
+            lambda ? "LambdaFunctionSucceeded" : "TaskSucceeded",
+            lambda
+              ? { lambdaFunctionSucceededEventDetails: { output } }
+              : { taskSucceededEventDetails: { ...integration, output } },
+            name,
+            at,
+          );
+        }
+        record(exec, `${type}StateExited`, { stateExitedEventDetails: { name, output } }, name, at);
+        return;
       }
+      default:
+        return;
     }
   }
 
@@ -146,6 +230,7 @@ export function createStepFunctions(options: StepFunctionsOptions): StepFunction
       status: "RUNNING",
       startDate: Date.now(),
       history: [],
+      states: new Map(),
       abort,
       done: Promise.resolve(),
     };
@@ -162,14 +247,21 @@ export function createStepFunctions(options: StepFunctionsOptions): StepFunction
       approve: (payload) =>
         new Promise((resolve, reject) => {
           tasks.set(payload.taskToken, { executionArn, resolve, reject });
-          record(exec, "TaskScheduled", {
-            taskScheduledEventDetails: {
-              resourceType: "lambda",
-              resource: "invoke.waitForTaskToken",
-              region: arn.split(":")[3],
-              parameters: JSON.stringify({ Payload: payload }),
+          const state = [...resources].find(([, r]) => WAIT_FOR_TOKEN.test(r))?.[0];
+          record(
+            exec,
+            "TaskScheduled",
+            {
+              taskScheduledEventDetails: {
+                resourceType: "lambda",
+                resource: "invoke.waitForTaskToken",
+                region: arn.split(":")[3],
+                parameters: JSON.stringify({ Payload: payload }),
+              },
             },
-          });
+            state,
+          );
+          if (state) setFailed(exec, state, false);
         }),
     }).then((result) => {
       exec.status = result.status;
@@ -264,9 +356,16 @@ export function createStepFunctions(options: StepFunctionsOptions): StepFunction
         return { stopDate: seconds(Date.now()) };
       }
       case "SendTaskSuccess": {
-        const output = requireString(input, "output");
-        const t = task(input);
-        t.resolve(JSON.parse(output));
+        requireString(input, "taskToken");
+        const text = requireString(input, "output");
+        let output: unknown;
+        try {
+          output = JSON.parse(text);
+        } catch {
+          // Checked before the token is consumed: the caller can send a valid output again.
+          throw new AwsServiceError("InvalidOutput", "Invalid State Machine Output: not JSON");
+        }
+        task(input).resolve(output);
         return {};
       }
       case "SendTaskFailure": {

@@ -1,15 +1,25 @@
 /**
  * Drills end to end: the real ASL, the real functions, the sandbox's stand-ins over real
- * protocols. Each scenario asserts the platform afterwards from the stand-ins themselves
- * (Git history, the spokes' Deployments, the Aurora writer, the dials), not from the report.
+ * protocols. Each scenario asserts the platform afterwards from the stand-ins themselves — the
+ * Git history, the spokes' Deployments, the Aurora writer, the dials, and the calls the
+ * stand-ins saw — not from the report.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import https from "node:https";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { join, resolve } from "node:path";
+import { afterAll, describe, expect, it, vi } from "vitest";
+import { main } from "../../cli/main.ts";
 import { type AuditEvent, verifyChain } from "../../functions/lib/audit.ts";
-import { type DrillOptions, type DrillResult, runDrill } from "../../sandbox/drill.ts";
-import type { FaultName } from "../../sandbox/faults.ts";
+import {
+  type DrillOptions,
+  type DrillResult,
+  drillProblems,
+  runDrill,
+} from "../../sandbox/drill.ts";
+import { DEFAULT_REPLICAS } from "../../sandbox/gitops-layout.ts";
+import type { RegionWorkloads, SandboxState } from "../../sandbox/index.ts";
 
 const root = mkdtempSync(join(tmpdir(), "gf-e2e-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -30,8 +40,38 @@ function drill(options: Partial<DrillOptions> = {}): Promise<DrillResult> {
   });
 }
 
+const SOURCE = "us-west-2";
+const TARGET = "us-east-2";
 const UNCHANGED_TRAFFIC = { "us-west-2": 100, "us-east-2": 0, "eu-west-1": 0 };
 const MOVED_TRAFFIC = { "us-west-2": 0, "us-east-2": 100, "eu-west-1": 0 };
+const SEED = "Initial commit";
+const RETARGET = "failover(payments): make us-east-2 active";
+const CONCURRENT = "Concurrent change by another committer";
+/** 6 apps on 3 spokes: 2 components, so 2 Deployments per region. */
+const DEPLOYMENTS = 2;
+const { active: ACTIVE, passive: PASSIVE } = DEFAULT_REPLICAS;
+
+/** A region whose Deployments all run `each` ready replicas. */
+const running = (each: number): RegionWorkloads => ({
+  deployments: DEPLOYMENTS,
+  replicas: DEPLOYMENTS * each,
+  ready: DEPLOYMENTS * each,
+  minReady: each,
+});
+/** Every region settled with `active` serving and the others warm standbys. */
+function settled(active: string): Record<string, RegionWorkloads> {
+  return {
+    "us-west-2": running(active === "us-west-2" ? ACTIVE : PASSIVE),
+    "us-east-2": running(active === "us-east-2" ? ACTIVE : PASSIVE),
+    "eu-west-1": running(active === "eu-west-1" ? ACTIVE : PASSIVE),
+  };
+}
+
+const subjects = (s: SandboxState) => s.gitLog.map((c) => c.subject);
+const updates = (r: DrillResult) =>
+  r.calls.globalAccelerator.filter((c) => c.action === "UpdateEndpointGroup").map((c) => c.outcome);
+const step = (r: DrillResult, name: string, execution = 0) =>
+  r.executions[execution]?.steps.find((s) => s.name === name);
 
 function auditOf(result: DrillResult): AuditEvent[] {
   return readFileSync(join(result.reportDir, "audit.jsonl"), "utf8")
@@ -40,40 +80,67 @@ function auditOf(result: DrillResult): AuditEvent[] {
     .map((l) => JSON.parse(l) as AuditEvent);
 }
 
-function expectFailedBeforeTraffic(result: DrillResult, step: string, error: string): void {
+/**
+ * What must hold after every drill, read from the stand-ins: wherever the dials still send
+ * traffic to the source region, every one of its Deployments has ready replicas; the Git head
+ * is the newest commit of the history.
+ */
+function expectInvariants(result: DrillResult): void {
+  for (const state of [result.before, result.after, ...result.executions.map((e) => e.after)]) {
+    expect(state.gitHead).toBe(state.gitLog[0]?.sha);
+    for (const [region, dial] of Object.entries(state.trafficDials)) {
+      if (dial > 0) expect(state.workloads[region]?.minReady).toBeGreaterThan(0);
+    }
+  }
+  expect(result.before).toMatchObject({
+    activeRegion: SOURCE,
+    auroraWriterRegion: SOURCE,
+    trafficDials: UNCHANGED_TRAFFIC,
+    workloads: settled(SOURCE),
+  });
+  expect(subjects(result.before)).toEqual([SEED]);
+}
+
+/** A completed failover: one retarget commit on top of `history`, writer, dials, pods moved. */
+function expectFailedOver(result: DrillResult, history: string[] = [SEED]): void {
+  expect(result.status).toBe("SUCCEEDED");
+  expect(drillProblems(result, {})).toEqual([]);
+  expectInvariants(result);
+  expect(result.after).toMatchObject({
+    activeRegion: TARGET,
+    auroraWriterRegion: TARGET,
+    trafficDials: MOVED_TRAFFIC,
+    workloads: settled(TARGET),
+  });
+  expect(subjects(result.after)).toEqual([RETARGET, ...history]);
+}
+
+/** A failover that stopped before traffic moved: the dials and the serving region untouched. */
+function expectFailedBeforeTraffic(result: DrillResult, failedStep: string, error: string): void {
   expect(result.status).toBe("FAILED");
-  expect(result.failedStep).toBe(step);
+  expect(result.failedStep).toBe(failedStep);
   expect(result.error).toMatch(new RegExp(`^${error}`));
+  expectInvariants(result);
   expect(result.after.trafficDials).toEqual(UNCHANGED_TRAFFIC);
-  const report = result.executions[0]?.report;
-  expect(report?.steps.find((s) => s.name === step)?.status).toBe("FAILED");
-  if (step !== "ShiftTraffic")
-    expect(report?.steps.find((s) => s.name === "ShiftTraffic")?.status).toBe("NOT_RUN");
+  expect(result.after.workloads[SOURCE]?.minReady).toBeGreaterThanOrEqual(PASSIVE);
+  expect(step(result, failedStep)?.status).toBe("FAILED");
+  if (failedStep !== "ShiftTraffic") {
+    expect(step(result, "ShiftTraffic")?.status).toBe("NOT_RUN");
+    expect(updates(result)).toEqual([]);
+  }
+  expect(step(result, "RecordFailure")).toMatchObject({ status: "SUCCEEDED", invocations: 1 });
+  expect(step(result, "Notify")).toMatchObject({ status: "SUCCEEDED", invocations: 1 });
   expect(readFileSync(join(result.reportDir, "report.md"), "utf8")).toContain("## Manual steps");
 }
 
 describe("drill: happy path", () => {
-  it("fails over us-west-2 -> us-east-2: commit, apps Synced at it, Aurora writer, dials", async () => {
+  it("fails over us-west-2 -> us-east-2: one commit, pods, Aurora writer, dials", async () => {
     const result = await drill();
 
-    expect(result.status).toBe("SUCCEEDED");
-    expect(result.before).toMatchObject({
-      activeRegion: "us-west-2",
-      auroraWriterRegion: "us-west-2",
-      trafficDials: UNCHANGED_TRAFFIC,
-    });
-    expect(result.after).toMatchObject({
-      activeRegion: "us-east-2",
-      auroraWriterRegion: "us-east-2",
-      trafficDials: MOVED_TRAFFIC,
-    });
-    expect(result.after.gitHead).not.toBe(result.before.gitHead);
-    expect(result.before.replicas["us-west-2"]).toBeGreaterThan(0);
-    expect(result.after.replicas).toMatchObject({ "us-west-2": 0, "eu-west-1": 0 });
-    expect(result.after.replicas["us-east-2"]).toBe(result.before.replicas["us-west-2"]);
-    const report = result.executions[0]?.report;
-    expect(report).toMatchObject({ status: "SUCCEEDED", failedStep: null });
-    expect(report?.steps.map((s) => [s.name, s.status])).toEqual([
+    expectFailedOver(result);
+    expect(result.calls.gitPushes).toBe(1);
+    expect(updates(result)).toEqual(["ok", "ok"]);
+    expect(result.executions[0]?.steps.map((s) => [s.name, s.status])).toEqual([
       ["Plan", "SUCCEEDED"],
       ["Approval", "SKIPPED"],
       ["VerifySpoke", "SUCCEEDED"],
@@ -83,31 +150,53 @@ describe("drill: happy path", () => {
       ["AwaitAurora", "SUCCEEDED"],
       ["ShiftTraffic", "SUCCEEDED"],
       ["VerifyTraffic", "SUCCEEDED"],
+      ["Report", "SUCCEEDED"],
+      ["Notify", "SUCCEEDED"],
     ]);
+    expect(step(result, "ShiftTraffic")).toMatchObject({ invocations: 1, retries: 0 });
+    const report = result.executions[0]?.report;
+    expect(report).toMatchObject({ status: "SUCCEEDED", failedStep: null });
     const markdown = readFileSync(join(result.reportDir, "report.md"), "utf8");
     expect(markdown).toContain("```mermaid\ngantt");
     expect(markdown).toMatch(/RTO: \d+ s/);
     expect(verifyChain(auditOf(result))).toMatchObject({ intact: true });
   });
 
-  it("repeats: the second execution changes nothing and reports every step skipped", async () => {
+  it("repeats: the second execution skips every step and changes nothing anywhere", async () => {
     const result = await drill({ repeat: 2 });
 
-    expect(result.status).toBe("SUCCEEDED");
+    expectFailedOver(result);
     const [first, second] = result.executions;
-    expect(first?.report?.status).toBe("SUCCEEDED");
-    expect(
-      second?.report?.steps.filter((s) => s.name !== "Plan").every((s) => s.status === "SKIPPED"),
-    ).toBe(true);
-    expect(second?.report?.before).toEqual(second?.report?.after);
-    expect(result.after).toMatchObject({ activeRegion: "us-east-2", trafficDials: MOVED_TRAFFIC });
+    expect(first?.status).toBe("SUCCEEDED");
+    expect(second?.status).toBe("SUCCEEDED");
+    expect(second?.before).toEqual(first?.after);
+    expect(second?.after).toEqual(second?.before);
+    expect(second?.after.gitLog).toHaveLength(2);
+    expect(result.calls.gitPushes).toBe(1);
+    expect(updates(result)).toEqual(["ok", "ok"]);
+    expect(second?.steps.map((s) => [s.name, s.status])).toEqual([
+      ["Plan", "SKIPPED"],
+      ["Approval", "SKIPPED"],
+      ["VerifySpoke", "SKIPPED"],
+      ["CommitRetarget", "SKIPPED"],
+      ["AwaitArgoSync", "SKIPPED"],
+      ["PromoteAurora", "SKIPPED"],
+      ["AwaitAurora", "SKIPPED"],
+      ["ShiftTraffic", "SKIPPED"],
+      ["VerifyTraffic", "SKIPPED"],
+      ["Report", "SUCCEEDED"],
+      ["Notify", "SUCCEEDED"],
+    ]);
   });
 
   it("dry run: the plan, and no write anywhere", async () => {
     const result = await drill({ dryRun: true });
 
     expect(result.status).toBe("SUCCEEDED");
+    expectInvariants(result);
     expect(result.after).toEqual(result.before);
+    expect(result.calls.gitPushes).toBe(0);
+    expect(updates(result)).toEqual([]);
     const plan = result.executions[0]?.report?.plan as {
       actions: string[];
       needs: Record<string, boolean>;
@@ -119,64 +208,278 @@ describe("drill: happy path", () => {
   });
 });
 
-describe("drill: faults", () => {
-  it.each<[FaultName, string, string]>([
-    ["spoke-unreachable", "VerifySpoke", "SpokeUnreachable"],
-    ["spoke-nodes-not-ready", "VerifySpoke", "SpokeNotReady"],
-  ])("%s stops at %s with %s and changes nothing", async (fault, step, error) => {
-    const result = await drill({ faults: [fault] });
-
-    expectFailedBeforeTraffic(result, step, error);
-    expect(result.after).toEqual(result.before);
-  });
-
-  it("git-auth-failure stops at Plan (it reads Git first); nothing changes", async () => {
-    const result = await drill({ faults: ["git-auth-failure"] });
-
-    expectFailedBeforeTraffic(result, "Plan", "GitAuthError");
-    expect(result.after).toEqual(result.before);
-    expect(result.after.gitHead).toBe(result.before.gitHead);
-    expect(result.after.activeRegion).toBe("us-west-2");
-  });
-
-  it.each<[FaultName, string, string]>([
-    ["argocd-sync-timeout", "AwaitArgoSync", "ArgoSyncTimeout"],
-    ["argocd-degraded", "AwaitArgoSync", "ArgoSyncTimeout"],
-    ["aurora-failover-stuck", "AwaitAurora", "AuroraPromotionTimeout"],
-    ["ga-update-fails", "ShiftTraffic", "TrafficShiftFailed"],
-  ])(
-    "%s stops at %s with %s, traffic where it was, and the report says what changed",
-    async (fault, step, error) => {
+describe("drill: faults that stop before anything changes", () => {
+  it.each([
+    ["spoke-unreachable", "VerifySpoke", "SpokeUnreachable", 4],
+    ["spoke-nodes-not-ready", "VerifySpoke", "SpokeNotReady", 0],
+    ["git-auth-failure", "Plan", "GitAuthError", 0],
+  ] as const)(
+    "%s stops at %s with %s; Git, pods, writer and dials untouched",
+    async (fault, failedStep, error, retries) => {
       const result = await drill({ faults: [fault] });
 
-      expectFailedBeforeTraffic(result, step, error);
-      const report = result.executions[0]?.report as { changed: string[] } | null | undefined;
-      if (result.after.gitHead !== result.before.gitHead) {
-        expect(report?.changed.join("\n")).toContain("Git: active region us-west-2 -> us-east-2");
-      }
+      expectFailedBeforeTraffic(result, failedStep, error);
+      expect(result.after).toEqual(result.before);
+      expect(result.calls.gitPushes).toBe(0);
+      expect(step(result, failedStep)).toMatchObject({ invocations: retries + 1, retries });
     },
   );
+});
 
-  it("git-push-conflict: the concurrent commit lands first, the retarget is retried on top of it", async () => {
+describe("drill: faults after the retarget commit", () => {
+  it.each([
+    // fault, failed step, error, Aurora writer after, workloads after
+    [
+      "argocd-sync-timeout",
+      "AwaitArgoSync",
+      "ArgoSyncTimeout",
+      TARGET,
+      // The controller never applies the commit: the spokes still run the seed's layout.
+      settled(SOURCE),
+    ],
+    [
+      "argocd-degraded",
+      "AwaitArgoSync",
+      "ArgoSyncTimeout",
+      TARGET,
+      // The old region is down to its warm standby, the target's rollouts never become ready.
+      {
+        ...settled(TARGET),
+        "us-east-2": {
+          deployments: DEPLOYMENTS,
+          replicas: DEPLOYMENTS * ACTIVE,
+          ready: 0,
+          minReady: 0,
+        },
+      },
+    ],
+    ["aurora-failover-stuck", "AwaitAurora", "AuroraPromotionTimeout", SOURCE, settled(TARGET)],
+    ["ga-update-fails", "ShiftTraffic", "TrafficShiftFailed", TARGET, settled(TARGET)],
+  ] as const)(
+    "%s stops at %s with %s: commit made, traffic where it was, the source region still serving",
+    async (fault, failedStep, error, writer, workloads) => {
+      const result = await drill({ faults: [fault] });
+
+      expectFailedBeforeTraffic(result, failedStep, error);
+      expect(subjects(result.after)).toEqual([RETARGET, SEED]);
+      expect(result.calls.gitPushes).toBe(1);
+      expect(result.after).toMatchObject({
+        activeRegion: TARGET,
+        auroraWriterRegion: writer,
+        workloads,
+      });
+      const report = result.executions[0]?.report as { changed: string[] } | null | undefined;
+      expect(report?.changed.join("\n")).toContain("Git: active region us-west-2 -> us-east-2");
+      if (fault === "ga-update-fails") expect(updates(result)).toEqual(["AccessDeniedException"]);
+    },
+  );
+});
+
+describe("drill: faults the failover must absorb", () => {
+  it("git-push-conflict: the concurrent commit lands first, the retarget is pushed again on top of it", async () => {
     const result = await drill({ faults: ["git-push-conflict"] });
 
-    expect(result.status).toBe("SUCCEEDED");
-    expect(result.after).toMatchObject({ activeRegion: "us-east-2", trafficDials: MOVED_TRAFFIC });
+    expectFailedOver(result, [CONCURRENT, SEED]);
+    expect(result.calls.gitPushes).toBe(2);
     const commit = auditOf(result).find((e) => e.step === "CommitRetarget");
     expect(commit?.after).toMatchObject({ changes: [{ from: "us-west-2", to: "us-east-2" }] });
   });
 
-  it.each<[FaultName]>([["argocd-hub-down"], ["ga-throttled"]])(
-    "%s is absorbed: the failover succeeds",
-    async (fault) => {
-      const result = await drill({ faults: [fault] });
+  it("argocd-hub-down: the primary hub refuses connections, the standby serves the sync check", async () => {
+    const result = await drill({ faults: ["argocd-hub-down"] });
 
-      expect(result.status).toBe("SUCCEEDED");
-      expect(result.after).toMatchObject({
-        activeRegion: "us-east-2",
-        auroraWriterRegion: "us-east-2",
-        trafficDials: MOVED_TRAFFIC,
-      });
-    },
-  );
+    expectFailedOver(result);
+    expect(result.calls.argocd["hub-primary"]).toMatchObject({ served: 0 });
+    expect(result.calls.argocd["hub-primary"]?.refused).toBeGreaterThan(0);
+    expect(result.calls.argocd["hub-standby"]?.served).toBeGreaterThan(0);
+    const argo = result.executions[0]?.report?.steps.find((s) => s.name === "AwaitArgoSync") as
+      | { detail?: string }
+      | undefined;
+    expect(argo?.detail).toContain("via hub-standby");
+  });
+
+  it("ga-throttled: UpdateEndpointGroup throttled beyond the SDK's retries, the ASL's Retry gets it through", async () => {
+    const result = await drill({ faults: ["ga-throttled"] });
+
+    expectFailedOver(result);
+    // The SDK tries 3 times in the first ShiftTraffic, which then fails AwsThrottled; the retry's
+    // first attempt is throttled once more, its second goes through, then the source's dial.
+    expect(updates(result)).toEqual([
+      "ThrottlingException",
+      "ThrottlingException",
+      "ThrottlingException",
+      "ThrottlingException",
+      "ok",
+      "ok",
+    ]);
+    expect(step(result, "ShiftTraffic")).toMatchObject({
+      status: "SUCCEEDED",
+      invocations: 2,
+      retries: 1,
+    });
+  });
+});
+
+describe("drill: trigger guards", () => {
+  it("kill switch: the trigger starts nothing, for that reason", async () => {
+    const result = await drill({ via: "alarm", killSwitch: true });
+
+    expect(result.status).toBe("NOT_STARTED");
+    expect(result.trigger.map((d) => d.decision)).toEqual(["kill-switch-on"]);
+    expect(drillProblems(result, { killSwitch: true })).toEqual([]);
+    expect(result.after).toEqual(result.before);
+    // Not starting for another reason is not what a kill-switch drill must show.
+    const otherReason = {
+      ...result,
+      trigger: result.trigger.map((d) => ({ ...d, decision: "not-corroborated" as const })),
+    };
+    expect(drillProblems(otherReason, { killSwitch: true })).toEqual([
+      expect.stringMatching(
+        /^alarm delivery 1: trigger decided not-corroborated .*expected kill-switch-on$/,
+      ),
+    ]);
+    expect(drillProblems(result, { cooldownHit: true })).toEqual([
+      expect.stringMatching(/expected cooldown$/),
+      "the failover before the cooldown did not succeed",
+    ]);
+  });
+});
+
+const BIN = resolve(import.meta.dirname, "../../cli/bin.js");
+const SANDBOX_DIRS = /^(gitops-failover-sandbox|sandbox-git)-/;
+
+/** Runs the CLI in a child with its own TMPDIR; `onOutput` sees stdout as it grows. */
+function cliChild(
+  args: string[],
+  onOutput: (out: string, child: ReturnType<typeof spawn>, tmp: string) => void,
+): Promise<{ code: number | null; out: string; tmp: string }> {
+  const tmp = mkdtempSync(join(root, "tmp-"));
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: { ...process.env, TMPDIR: tmp },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  return new Promise((done) => {
+    child.stdout?.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      onOutput(out, child, tmp);
+    });
+    child.on("close", (code) => done({ code, out, tmp }));
+  });
+}
+
+describe("drill: sizes", () => {
+  it.each([
+    [["--spokes", "2"], /--spokes.*from 3 \(one spoke per region\) to 300/],
+    [["--spokes", "4", "--apps", "5"], /--apps 5 with --spokes 4: .*a multiple of 4 \(4 or 8\)/],
+    [["--spokes", "3", "--apps", "2"], /--apps 2 with --spokes 3: .*a multiple of 3 \(3\)/],
+  ])("refuses %j with a message saying why, exit 2", async (args, message) => {
+    const errors: string[] = [];
+    const spy = vi.spyOn(process.stderr, "write").mockImplementation((chunk) => {
+      errors.push(String(chunk));
+      return true;
+    });
+    try {
+      const code = await main(["node", "gitops-failover", "drill", ...args]);
+
+      expect(code).toBe(2);
+      expect(errors.join("")).toMatch(message);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it("builds exactly what is asked: 4 spokes, 8 apps", async () => {
+    const result = await drill({ spokes: 4, apps: 8, dryRun: true });
+
+    const deployments = Object.values(result.before.workloads).map((w) => w.deployments);
+    expect(deployments.reduce((a, b) => a + b, 0)).toBe(8);
+    expect(deployments).toEqual([4, 2, 2]);
+  });
+});
+
+describe("sandbox up", () => {
+  it("prints working paths and credentials, and removes everything on Ctrl-C", async () => {
+    const endpointFile = join(root, "sandbox.json");
+    let checked: Promise<Record<string, unknown>> | undefined;
+    const run = await cliChild(
+      ["sandbox", "up", "--endpoint-file", endpointFile, "--report-dir", join(root, "up")],
+      (out, child) => {
+        if (checked || !out.includes("Ctrl-C stops everything")) return;
+        checked = inspect(out, endpointFile).finally(() => child.kill("SIGINT"));
+      },
+    );
+    const seen = await checked;
+
+    expect(seen).toMatchObject({ caIsPem: true, endpointFile: true, username: "admin" });
+    expect(run.out).toMatch(
+      /--region us-west-2 globalaccelerator list-endpoint-groups --listener-arn arn:aws:globalaccelerator::000000000000:accelerator\/[^/]+\/listener\/\w+\n/,
+    );
+    expect(run.out).toMatch(
+      /us-east-2 +endpoint group arn:aws:globalaccelerator::.*\/endpoint-group\//,
+    );
+    expect(run.out).toContain("global cluster payments-global");
+    expect(run.out).toContain("sandbox stopped");
+    expect(run.code).toBe(0);
+    expect(existsSync(endpointFile)).toBe(false);
+    expect(readdirSync(run.tmp).filter((f) => SANDBOX_DIRS.test(f))).toEqual([]);
+  }, 60_000);
+});
+
+/** Uses what `sandbox up` printed: the CA file, and an Argo CD session for the admin. */
+async function inspect(out: string, endpointFile: string): Promise<Record<string, unknown>> {
+  const ca = /^CA: +(\S+)/m.exec(out)?.[1] ?? "";
+  const hub = /^Argo CD: +hub-primary (\S+)/m.exec(out)?.[1] ?? "";
+  const [, username = "", password = ""] =
+    /admin login: user (\S+), password (\S+)/.exec(out) ?? [];
+  const caPem = readFileSync(ca, "utf8");
+  const call = (path: string, init: { method?: string; token?: string; body?: string }) =>
+    new Promise<Record<string, unknown>>((done, fail) => {
+      const req = https.request(
+        new URL(path, hub),
+        {
+          method: init.method ?? "GET",
+          ca: caPem,
+          headers: init.token ? { authorization: `Bearer ${init.token}` } : {},
+        },
+        (res) => {
+          let text = "";
+          res.on("data", (c: Buffer) => {
+            text += c.toString();
+          });
+          res.on("end", () => done(JSON.parse(text) as Record<string, unknown>));
+        },
+      );
+      req.on("error", fail);
+      req.end(init.body);
+    });
+  const session = await call("/api/v1/session", {
+    method: "POST",
+    body: JSON.stringify({ username, password }),
+  });
+  const user = await call("/api/v1/session/userinfo", { token: String(session.token) });
+  return {
+    caIsPem: caPem.startsWith("-----BEGIN CERTIFICATE-----"),
+    endpointFile: existsSync(endpointFile),
+    username: user.username,
+  };
+}
+
+describe("drill: Ctrl-C", () => {
+  it("stops the sandbox, removes its temporary files and exits 130", async () => {
+    let during: string[] = [];
+    const run = await cliChild(
+      ["drill", "--fault", "argocd-sync-timeout", "--report-dir", join(root, "interrupted")],
+      (out, child, tmp) => {
+        if (!out.includes("execution drill-") || child.killed) return;
+        during = readdirSync(tmp).filter((f) => SANDBOX_DIRS.test(f));
+        child.kill("SIGINT");
+      },
+    );
+
+    expect(run.out).toContain("SIGINT: stopping the sandbox");
+    expect(run.code).toBe(130);
+    expect(during).toHaveLength(2);
+    expect(readdirSync(run.tmp).filter((f) => SANDBOX_DIRS.test(f))).toEqual([]);
+  }, 60_000);
 });

@@ -336,6 +336,10 @@ describe("Argo CD emulator with the real Git server and spokes", () => {
     // Assess
     expect(polls.at(-1)).toMatchObject({ status: "SUCCEEDED", hub: "hub-standby", done: 3 });
     expect(polls.every((r) => r.hub === "hub-standby")).toBe(true);
+    const requests = p.argo.requests();
+    expect(requests["hub-primary"]?.served).toBe(0);
+    expect(requests["hub-primary"]?.refused).toBeGreaterThan(0);
+    expect(requests["hub-standby"]?.served).toBeGreaterThanOrEqual(polls.length);
   });
 
   it("reports FAILED, naming the app, when the spoke refuses what the commit renders", async () => {

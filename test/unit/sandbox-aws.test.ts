@@ -2,6 +2,10 @@
  * The sandbox's AWS emulators through the real SDK v3 clients over HTTP, configured only by the
  * env the sandbox hands out (AWS_ENDPOINT_URL_<SERVICE>, credentials, region), as production is.
  */
+
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import {
   CloudWatchClient,
   GetMetricDataCommand,
@@ -40,12 +44,20 @@ import {
   PutSecretValueCommand,
   SecretsManagerClient,
 } from "@aws-sdk/client-secrets-manager";
-import { DescribeExecutionCommand, SFNClient } from "@aws-sdk/client-sfn";
+import {
+  DescribeExecutionCommand,
+  GetExecutionHistoryCommand,
+  type HistoryEvent,
+  SendTaskSuccessCommand,
+  SFNClient,
+  StartExecutionCommand,
+} from "@aws-sdk/client-sfn";
 import { CreateTopicCommand, PublishCommand, SNSClient } from "@aws-sdk/client-sns";
 import { GetParameterCommand, PutParameterCommand, SSMClient } from "@aws-sdk/client-ssm";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type AwsSandbox, startAwsSandbox } from "../../sandbox/aws/server.ts";
 import { createStepFunctions } from "../../sandbox/aws/stepfunctions.ts";
+import { type Sandbox, startSandbox } from "../../sandbox/index.ts";
 
 const EAST = "us-east-1";
 const WEST = "us-east-2";
@@ -375,7 +387,7 @@ describe("Global Accelerator", () => {
   const ga = (region = "us-west-2") => new GlobalAcceleratorClient({ region, ...SDK });
 
   afterEach(() => {
-    sandbox.ga.throttleNext(0);
+    sandbox.ga.throttleUpdates(0);
     sandbox.ga.setUpdatesFail(false);
   });
 
@@ -433,17 +445,40 @@ describe("Global Accelerator", () => {
     expect(sandbox.ga.weights(GROUP_WEST)).toEqual({ "alb-west": 128, "nlb-west": 5 });
   });
 
-  it("throttles the next n calls with ThrottlingException", async () => {
+  it("throttles the next n UpdateEndpointGroup calls only, and logs each call's outcome", async () => {
     // Prepare
-    sandbox.ga.throttleNext(1);
-    const input = { EndpointGroupArn: GROUP_EAST };
+    sandbox.ga.throttleUpdates(2);
+    const before = sandbox.ga.calls().length;
+    const update = () =>
+      ga().send(
+        new UpdateEndpointGroupCommand({ EndpointGroupArn: GROUP_EAST, TrafficDialPercentage: 50 }),
+      );
     // Act
-    const e = await failure(ga().send(new DescribeEndpointGroupCommand(input)));
-    const next = await ga().send(new DescribeEndpointGroupCommand(input));
+    const read = await ga().send(
+      new DescribeEndpointGroupCommand({ EndpointGroupArn: GROUP_EAST }),
+    );
+    const first = await failure(update());
+    const second = await failure(update());
+    const third = await update();
     // Assess
-    expect(e.name).toBe("ThrottlingException");
-    expect(status(e)).toBe(400);
-    expect(next.EndpointGroup?.EndpointGroupArn).toBe(GROUP_EAST);
+    expect(read.EndpointGroup?.TrafficDialPercentage).toBe(100);
+    expect([first.name, second.name]).toEqual(["ThrottlingException", "ThrottlingException"]);
+    expect(status(first)).toBe(400);
+    expect(third.EndpointGroup?.TrafficDialPercentage).toBe(50);
+    expect(sandbox.ga.calls().slice(before)).toEqual([
+      { action: "DescribeEndpointGroup", endpointGroupArn: GROUP_EAST, outcome: "ok" },
+      {
+        action: "UpdateEndpointGroup",
+        endpointGroupArn: GROUP_EAST,
+        outcome: "ThrottlingException",
+      },
+      {
+        action: "UpdateEndpointGroup",
+        endpointGroupArn: GROUP_EAST,
+        outcome: "ThrottlingException",
+      },
+      { action: "UpdateEndpointGroup", endpointGroupArn: GROUP_EAST, outcome: "ok" },
+    ]);
   });
 
   it("refuses updates with AccessDeniedException when updates fail", async () => {
@@ -873,5 +908,128 @@ describe("registered services", () => {
     // Assess
     expect(e.name).toBe("ExecutionDoesNotExist");
     expect(status(e)).toBe(400);
+  });
+});
+
+describe("Step Functions emulator running the real ASL in the whole sandbox", () => {
+  let whole: Sandbox;
+  let dir: string;
+  const sfn = () => new SFNClient({ region: "us-east-1", ...SDK });
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "gf-sfn-"));
+    whole = await startSandbox({ reportDir: dir, waitMs: 5 });
+  });
+
+  afterEach(async () => {
+    await whole.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function start(name: string, input: Record<string, unknown> = {}): Promise<string> {
+    const out = await sfn().send(
+      new StartExecutionCommand({
+        stateMachineArn: whole.stateMachineArn,
+        name,
+        input: JSON.stringify({ targetRegion: "us-east-2", reason: "emulator test", ...input }),
+      }),
+    );
+    return out.executionArn ?? "";
+  }
+
+  async function history(executionArn: string): Promise<HistoryEvent[]> {
+    return (await sfn().send(new GetExecutionHistoryCommand({ executionArn }))).events ?? [];
+  }
+
+  /** Polls the history until `found` picks something out of it. */
+  async function until<T>(
+    executionArn: string,
+    found: (events: HistoryEvent[]) => T | undefined,
+  ): Promise<T> {
+    for (let i = 0; i < 400; i++) {
+      const hit = found(await history(executionArn));
+      if (hit !== undefined) return hit;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error("the history never showed what was awaited");
+  }
+
+  const ended = (events: HistoryEvent[]) =>
+    events.find((e) => /^Execution(Succeeded|Failed|Aborted)$/.test(e.type ?? ""))?.type;
+
+  it("answers InvalidOutput to SendTaskSuccess with output that is not JSON, and keeps the token", async () => {
+    // Prepare
+    const arn = await start("approval-1", { requireApproval: true });
+    const token = await until(arn, (events) => {
+      const scheduled = events.find((e) => e.type === "TaskScheduled");
+      const params = scheduled?.taskScheduledEventDetails?.parameters;
+      return params
+        ? (JSON.parse(params) as { Payload: { taskToken: string } }).Payload.taskToken
+        : undefined;
+    });
+    // Act
+    const invalid = await failure(
+      sfn().send(new SendTaskSuccessCommand({ taskToken: token, output: "{not json" })),
+    );
+    await sfn().send(
+      new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify({ approvedBy: "t" }) }),
+    );
+    const end = await until(arn, ended);
+    // Assess
+    expect(invalid.name).toBe("InvalidOutput");
+    expect(status(invalid)).toBe(400);
+    expect(end).toBe("ExecutionSucceeded");
+    const types = (await history(arn)).map((e) => e.type);
+    expect(types.slice(types.indexOf("TaskScheduled"), types.indexOf("TaskScheduled") + 2)).toEqual(
+      ["TaskScheduled", "TaskSucceeded"],
+    );
+  });
+
+  it("records a retry as AWS does: LambdaFunctionFailed with the real error, then a new attempt", async () => {
+    // Prepare
+    whole.injectFault("ga-throttled", "us-east-2");
+    // Act
+    const arn = await start("throttled-1");
+    const end = await until(arn, ended);
+    // Assess
+    expect(end).toBe("ExecutionSucceeded");
+    const events = await history(arn);
+    const byId = new Map(events.map((e) => [e.id, e]));
+    const entered = events.find((e) => e.stateEnteredEventDetails?.name === "ShiftTraffic");
+    const chain: string[] = [];
+    for (const e of events) {
+      if (e.stateEnteredEventDetails) continue;
+      let p = byId.get(e.previousEventId);
+      while (p && p !== entered && !p.stateEnteredEventDetails) p = byId.get(p.previousEventId);
+      if (p === entered && e !== entered) chain.push(e.type ?? "");
+    }
+    expect(chain).toEqual([
+      "LambdaFunctionScheduled",
+      "LambdaFunctionStarted",
+      "LambdaFunctionFailed",
+      "LambdaFunctionScheduled",
+      "LambdaFunctionStarted",
+      "LambdaFunctionSucceeded",
+      "TaskStateExited",
+    ]);
+    const failed = events.filter((e) => e.type === "LambdaFunctionFailed");
+    expect(failed.map((e) => e.lambdaFunctionFailedEventDetails?.error)).toEqual(["AwsThrottled"]);
+    expect(JSON.stringify(events)).not.toContain("States.TaskFailed");
+    expect(
+      whole.aws.ga
+        .calls()
+        .filter((c) => c.outcome === "ThrottlingException")
+        .map((c) => c.action),
+    ).toEqual(Array(4).fill("UpdateEndpointGroup"));
+  });
+
+  it("answers a missing required member as AWS does", async () => {
+    // Act
+    const e = await failure(sfn().send(new DescribeExecutionCommand({ executionArn: undefined })));
+    // Assess
+    expect(e.name).toBe("ValidationException");
+    expect(e.message).toBe(
+      "1 validation error detected: Value null at 'executionArn' failed to satisfy constraint: Member must not be null",
+    );
   });
 });

@@ -1,8 +1,11 @@
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { request } from "node:https";
 import { createServer as createTcpServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   ConfigError,
@@ -527,5 +530,55 @@ describe("fake spoke", () => {
 
     expect(cut).toBeInstanceOf(Error);
     expect(back).toMatchObject({ status: 200, body: "ok" });
+  });
+
+  it("lists short names and singular names in discovery, as kube-apiserver does", async () => {
+    const s = await spoke();
+
+    const core = await kube(s, "GET", "/api/v1");
+    const apps = await kube(s, "GET", "/apis/apps/v1");
+    const es = await kube(s, "GET", "/apis/external-secrets.io/v1");
+
+    const names = (reply: { body: { resources: Record<string, unknown>[] } }) =>
+      reply.body.resources.map((r) => [r.name, r.singularName, r.shortNames]);
+    expect(names(core)).toEqual([
+      ["namespaces", "namespace", ["ns"]],
+      ["nodes", "node", ["no"]],
+    ]);
+    expect(names(apps)).toEqual([["deployments", "deployment", ["deploy"]]]);
+    expect(names(es)).toEqual([["externalsecrets", "externalsecret", ["es"]]]);
+  });
+
+  const kubectl = (process.env.PATH ?? "")
+    .split(delimiter)
+    .some((d) => d && existsSync(join(d, "kubectl")));
+  it.skipIf(!kubectl)("serves kubectl by short name (get deploy, get ns, get no)", async () => {
+    const s = await spoke();
+    const run = (...args: string[]) =>
+      promisify(execFile)(
+        "kubectl",
+        [
+          ...args,
+          "--server",
+          s.url,
+          "--token",
+          TOKEN,
+          "--certificate-authority",
+          join(ca.dir, "ca.crt"),
+          "--cache-dir",
+          join(dir, "kube-cache"),
+          "-o",
+          "name",
+        ],
+        { encoding: "utf8" },
+      );
+
+    const namespaces = await run("get", "ns");
+    const nodes = await run("get", "no");
+    const deployments = await run("get", "deploy", "-n", "kube-system");
+
+    expect(namespaces.stdout).toContain("namespace/payments");
+    expect(nodes.stdout).toContain("node/spoke-use2-node-1");
+    expect(deployments.stdout).toContain("deployment.apps/sealed-secrets-controller");
   });
 });
