@@ -1,10 +1,23 @@
 /**
  * Secrets Manager access. Values are cached per container for a short time, registered for
  * redaction, and never returned in a step's output.
+ *
+ * A failover runs exactly when a region is failing, and that region may be the one a secret
+ * lives in. Secrets Manager replicates a secret to other regions under the same name and
+ * suffix (only the region of the ARN differs), so a function reads the replica in its own
+ * region first and falls back to the ARN's region; a secret with neither readable fails with
+ * the command that adds the missing replica.
  */
 import { GetSecretValueCommand } from "@aws-sdk/client-secrets-manager";
 import { awsError, secretsClient } from "./aws.ts";
-import { SecretUnavailable } from "./errors.ts";
+import {
+  AwsThrottled,
+  AwsUnavailable,
+  describe,
+  type FailoverError,
+  SecretUnavailable,
+} from "./errors.ts";
+import { logger } from "./middleware.ts";
 import { registerSecret } from "./redact.ts";
 
 const TTL_MS = 5 * 60 * 1000;
@@ -16,8 +29,24 @@ export interface SecretValue {
   username?: string;
 }
 
-function regionOfArn(arn: string): string {
+/** The region of a Secrets Manager ARN (`arn:<partition>:secretsmanager:<region>:...`). */
+export function regionOfArn(arn: string): string {
   return arn.split(":")[3] ?? "us-east-1";
+}
+
+/**
+ * The ARN of the secret's replica in `region`: Secrets Manager replicas keep the primary's name
+ * and 6-character suffix, only the region differs. The IAM grants use the same function.
+ */
+export function replicaArn(arn: string, region: string): string {
+  const parts = arn.split(":");
+  parts[3] = region;
+  return parts.join(":");
+}
+
+/** The region the function runs in (Lambda sets AWS_REGION). */
+function homeRegion(): string | undefined {
+  return process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
 }
 
 function parseSecret(arn: string, raw: string): SecretValue {
@@ -43,20 +72,109 @@ function parseSecret(arn: string, raw: string): SecretValue {
   return { token, ...(typeof o.username === "string" ? { username: o.username } : {}) };
 }
 
-/** Fetches and parses a secret by ARN, in the secret's own region. */
+interface Read {
+  arn: string;
+  region: string;
+}
+
+interface Failure extends Read {
+  error: FailoverError;
+  /** The service's error name (`ResourceNotFoundException`, ...) and message. */
+  code: string | undefined;
+  said: string;
+}
+
+/**
+ * The secret's name (the ARN's resource without the 6-character suffix): messages lead with it.
+ */
+export function secretNameOf(arn: string): string {
+  return arn
+    .split(":")
+    .slice(6)
+    .join(":")
+    .replace(/-[A-Za-z0-9]{6}$/, "");
+}
+
+/** What to do about an unreadable replica, from the replica's own error. */
+function remedy(primary: string, home: string, replica: Failure): string {
+  if (replica.code === "AccessDeniedException") {
+    return `allow secretsmanager:GetSecretValue on ${replica.arn} (${secretNameOf(primary)} in ${home}) to the function's role: redeploy the orchestrator stack in ${home}`;
+  }
+  if (replica.code === "DecryptionFailure") {
+    return `allow the function's role kms:Decrypt on the KMS key of the replica of ${secretNameOf(primary)} in ${home}`;
+  }
+  return `replicate the secret to the orchestrator's region: aws secretsmanager replicate-secret-to-regions --region ${regionOfArn(primary)} --secret-id ${primary} --add-replica-regions Region=${home}`;
+}
+
+/** Both reads failed: retryable only when a retry can help (a throttle, or a replica that did not answer). */
+function unavailable(primary: string, home: string, replica: Failure, origin: Failure): Error {
+  const message = `secret ${secretNameOf(primary)} could not be read in ${home} (replica ${replica.arn}: ${replica.said}) nor in ${origin.region} (${origin.arn}: ${origin.said})`;
+  const details = [remedy(primary, home, replica)];
+  const cause = { cause: origin.error };
+  if (replica.error instanceof AwsUnavailable || replica.error instanceof AwsThrottled) {
+    return new AwsUnavailable(message, details, cause);
+  }
+  if (origin.error instanceof AwsThrottled) return new AwsThrottled(message, details, cause);
+  return new SecretUnavailable(message, details, cause);
+}
+
+async function attempt(at: Read): Promise<{ raw: string | undefined } | Failure> {
+  try {
+    const out = await secretsClient(at.region).send(
+      new GetSecretValueCommand({ SecretId: at.arn }),
+    );
+    return { raw: out.SecretString };
+  } catch (e) {
+    return {
+      ...at,
+      error: awsError(
+        e,
+        `reading secret ${secretNameOf(at.arn)} in ${at.region} (${at.arn})`,
+        SecretUnavailable,
+      ),
+      code: (e as { name?: string }).name,
+      said: describe(e),
+    };
+  }
+}
+
+/**
+ * Fetches and parses a secret by ARN: the replica in the function's own region first when the
+ * ARN names another region, then the ARN's own region. Throws SecretUnavailable naming both
+ * ARNs (and how to add the replica) when neither can be read; a throttle or a replica that did
+ * not answer throws a retryable error instead.
+ */
 export async function getSecret(arn: string): Promise<SecretValue> {
   const hit = cache.get(arn);
   if (hit && Date.now() - hit.at < TTL_MS) return hit.value;
+  const origin: Read = { arn, region: regionOfArn(arn) };
+  const home = homeRegion();
   let raw: string | undefined;
-  try {
-    const out = await secretsClient(regionOfArn(arn)).send(
-      new GetSecretValueCommand({ SecretId: arn }),
-    );
-    raw = out.SecretString;
-  } catch (e) {
-    throw awsError(e, `reading secret ${arn}`, SecretUnavailable);
+  let readFrom = arn;
+  if (!home || home === origin.region) {
+    const got = await attempt(origin);
+    if ("error" in got) throw got.error;
+    raw = got.raw;
+  } else {
+    const replica: Read = { arn: replicaArn(arn, home), region: home };
+    const fromReplica = await attempt(replica);
+    if ("error" in fromReplica) {
+      const fromOrigin = await attempt(origin);
+      if ("error" in fromOrigin) throw unavailable(arn, home, fromReplica, fromOrigin);
+      logger.warn("secret read from its primary region: no readable replica here", {
+        secret: secretNameOf(arn),
+        region: origin.region,
+        replicaRegion: home,
+        replicaError: fromReplica.said,
+        fix: remedy(arn, home, fromReplica),
+      });
+      raw = fromOrigin.raw;
+    } else {
+      raw = fromReplica.raw;
+      readFrom = replica.arn;
+    }
   }
-  if (!raw) throw new SecretUnavailable(`secret ${arn} has no SecretString`);
+  if (!raw) throw new SecretUnavailable(`secret ${readFrom} has no SecretString`);
   const value = parseSecret(arn, raw);
   registerSecret(value.token);
   cache.set(arn, { value, at: Date.now() });

@@ -1,12 +1,16 @@
 /**
- * Least privilege for the functions: each IAM action a function's code sends (see
- * sdk-access.ts) is granted only on the resources the topology and the orchestrator stack name
- * for it. An action with no scope here fails the synth, so a new SDK call in the code is a
+ * Least privilege for the functions (and the operators): each IAM action a function's code sends
+ * (see sdk-access.ts) is granted only on the resources the topology and the orchestrator stack
+ * name for it. An action with no scope here fails the synth, so a new SDK call in the code is a
  * conscious IAM decision, never a silent wildcard.
  */
-import { ArnFormat, type Stack } from "aws-cdk-lib";
+import { ArnFormat, Stack, Validations } from "aws-cdk-lib";
 import { Effect, PolicyStatement } from "aws-cdk-lib/aws-iam";
+import { flattenCfnReference } from "cdk-nag/lib/utils/flatten-cfn-reference.js";
+import type { IConstruct } from "constructs";
+import type { SecretKind } from "../../functions/catalog.ts";
 import type { Topology } from "../../functions/lib/config.ts";
+import { regionOfArn, replicaArn } from "../../functions/lib/secrets.ts";
 
 /** The resources of one orchestrator that grants point at. */
 export interface AccessTargets {
@@ -31,19 +35,35 @@ interface Scope {
   conditions?: Conditions;
 }
 
+/** Who a grant is for: what of the topology its code reads beyond the actions themselves. */
+export interface Grantee {
+  /** The kinds of secret it reads (functions/catalog.ts); GetSecretValue is scoped to these. */
+  secrets: readonly SecretKind[];
+}
+
 /** Actions that have no resource-level permissions, granted on "*" — with why, for cdk-nag. */
 const UNSCOPED_ACTIONS: Readonly<Record<string, string>> = {
   "cloudwatch:GetMetricData":
     "cloudwatch:GetMetricData has no resource-level permissions; it reads the Aurora RPO lag metrics before an ungraceful failover",
   "cloudwatch:PutMetricData":
     "cloudwatch:PutMetricData has no resource-level permissions; the cloudwatch:namespace condition limits it to the orchestrator's namespace",
+  "states:SendTaskSuccess":
+    "states:SendTaskSuccess has no resource-level permissions; the task token is the capability, and an operator gets one only from GetExecutionHistory of the orchestrator's own executions",
+  "states:SendTaskFailure":
+    "states:SendTaskFailure has no resource-level permissions; the task token is the capability, and an operator gets one only from GetExecutionHistory of the orchestrator's own executions",
 };
 
 /** Why an object-level or execution-level wildcard is as narrow as the resource allows. */
 const WILDCARD_REASONS: Readonly<Record<string, string>> = {
   "s3:PutObject":
     "report objects are keyed by execution name under the reports/ prefix of the orchestrator's own bucket",
+  "s3:GetObject":
+    "report objects are keyed by execution name under the reports/ prefix of the orchestrator's own bucket",
   "states:DescribeExecution":
+    "executions are named per incident; the grant covers only executions of the orchestrator's own state machine",
+  "states:GetExecutionHistory":
+    "executions are named per incident; the grant covers only executions of the orchestrator's own state machine",
+  "states:StopExecution":
     "executions are named per incident; the grant covers only executions of the orchestrator's own state machine",
 };
 
@@ -68,13 +88,42 @@ function memberClusterArns(t: Topology): string[] {
   return Object.values(t.regions).map((r) => r.aurora.clusterArn);
 }
 
-function secretArns(t: Topology): string[] {
-  const arns = [
-    t.git.credentialsSecretArn,
-    ...t.argocd.hubs.map((h) => h.tokenSecretArn),
-    ...Object.values(t.regions).flatMap((r) => r.spokes.map((s) => s.tokenSecretArn)),
+/** The topology's secret ARNs of each kind. */
+export function secretArnsOf(t: Topology, kinds: readonly SecretKind[]): string[] {
+  const of: Record<SecretKind, () => string[]> = {
+    git: () => [t.git.credentialsSecretArn],
+    argocd: () => t.argocd.hubs.map((h) => h.tokenSecretArn),
+    spoke: () => Object.values(t.regions).flatMap((r) => r.spokes.map((s) => s.tokenSecretArn)),
+  };
+  return [...new Set(kinds.flatMap((k) => of[k]()))];
+}
+
+/**
+ * The secrets of `kinds`, each with its replica in `region` (functions/lib/secrets.ts reads the
+ * replica in the function's own region first, the ARN's region when there is none).
+ */
+export function readableSecretArns(
+  t: Topology,
+  kinds: readonly SecretKind[],
+  region: string,
+): string[] {
+  return [
+    ...new Set(
+      secretArnsOf(t, kinds).flatMap((arn) =>
+        regionOfArn(arn) === region ? [arn] : [arn, replicaArn(arn, region)],
+      ),
+    ),
   ];
-  return [...new Set(arns)];
+}
+
+/**
+ * The partition keys of the only items a function may delete (functions/lib/lock.ts; a test holds
+ * the two together): the platform's lock (released by Report and RecordFailure) and its incident
+ * claims (given back by the trigger). The audit events (`exec#...`) and the last-failover marker
+ * share the table and are never deletable.
+ */
+export function deletablePartitionKeys(platform: string): string[] {
+  return [`lock#${platform}`, `incident#${platform}`];
 }
 
 function endpointGroupArns(t: Topology): string[] {
@@ -121,10 +170,14 @@ export function stateMachineArnOf(t: AccessTargets): string {
 }
 
 const onTable = (t: AccessTargets): Scope => ({ resources: [t.tableArn] });
+const onExecutions = (t: AccessTargets): Scope => ({ resources: [executionArns(t)] });
+const onStateMachine = (t: AccessTargets): Scope => ({ resources: [stateMachineArnOf(t)] });
 
-/** The scope of every action the functions may send. */
-const SCOPES: Readonly<Record<string, (t: AccessTargets) => Scope>> = {
-  "secretsmanager:GetSecretValue": (t) => ({ resources: secretArns(t.topology) }),
+/** The scope of every action the functions (and the operators) may send. */
+const SCOPES: Readonly<Record<string, (t: AccessTargets, g: Grantee) => Scope>> = {
+  "secretsmanager:GetSecretValue": (t, g) => ({
+    resources: readableSecretArns(t.topology, g.secrets, t.stack.region),
+  }),
 
   "rds:DescribeGlobalClusters": (t) => ({ resources: [globalClusterArn(t.topology)] }),
   "rds:SwitchoverGlobalCluster": (t) => ({
@@ -161,16 +214,29 @@ const SCOPES: Readonly<Record<string, (t: AccessTargets) => Scope>> = {
   "dynamodb:GetItem": onTable,
   "dynamodb:PutItem": onTable,
   "dynamodb:UpdateItem": onTable,
-  "dynamodb:DeleteItem": onTable,
+  /** Only the lock and incident claims: the audit trail shares the table and must stay whole. */
+  "dynamodb:DeleteItem": (t) => ({
+    resources: [t.tableArn],
+    conditions: {
+      "ForAllValues:StringEquals": {
+        "dynamodb:LeadingKeys": deletablePartitionKeys(t.topology.platform),
+      },
+    },
+  }),
   "dynamodb:Query": onTable,
 
   "s3:PutObject": (t) => ({ resources: [`${t.bucketArn}/reports/*`] }),
+  "s3:GetObject": (t) => ({ resources: [`${t.bucketArn}/reports/*`] }),
 
   "sns:Publish": (t) => ({ resources: [t.topicArn] }),
 
-  "states:StartExecution": (t) => ({ resources: [stateMachineArnOf(t)] }),
-  "states:ListExecutions": (t) => ({ resources: [stateMachineArnOf(t)] }),
-  "states:DescribeExecution": (t) => ({ resources: [executionArns(t)] }),
+  "states:StartExecution": onStateMachine,
+  "states:ListExecutions": onStateMachine,
+  "states:DescribeExecution": onExecutions,
+  "states:GetExecutionHistory": onExecutions,
+  "states:StopExecution": onExecutions,
+  "states:SendTaskSuccess": () => ({ resources: ["*"] }),
+  "states:SendTaskFailure": () => ({ resources: ["*"] }),
 
   "ssm:GetParameter": (t) => ({ resources: [t.killSwitchParameterArn] }),
 };
@@ -195,14 +261,14 @@ const KEY_USE: Readonly<Record<string, { service: string; actions: string[] }>> 
 };
 
 /** The scope of an action for these targets; throws for an action nobody has scoped yet. */
-function scopeOf(action: string, targets: AccessTargets): Scope {
+function scopeOf(action: string, targets: AccessTargets, grantee: Grantee): Scope {
   const scope = SCOPES[action];
   if (!scope) {
     throw new Error(
       `no IAM scope known for ${action}: add it to SCOPES in infra/lib/access.ts (the resources it may act on)`,
     );
   }
-  return scope(targets);
+  return scope(targets, grantee);
 }
 
 /** The KMS actions the given actions need on the orchestrator's key (sorted, unique). */
@@ -226,12 +292,29 @@ export interface AccessPlan {
 /**
  * Statements granting exactly `actions` (plus the key use they imply), one statement per
  * distinct scope. Actions with nothing to act on in this topology are omitted, not widened.
+ * A grantee whose code reads Secrets Manager must name the kinds of secret it reads, and one
+ * that names some must read them: the declaration and the code cannot drift apart silently.
  */
-export function accessPlan(actions: string[], targets: AccessTargets): AccessPlan {
+export function accessPlan(
+  actions: string[],
+  targets: AccessTargets,
+  grantee: Grantee = { secrets: [] },
+): AccessPlan {
+  const readsSecrets = actions.includes("secretsmanager:GetSecretValue");
+  if (readsSecrets && !grantee.secrets.length) {
+    throw new Error(
+      "its code reads Secrets Manager but declares no secrets: add the kinds it reads (git, argocd, spoke) to its entry in functions/catalog.ts",
+    );
+  }
+  if (!readsSecrets && grantee.secrets.length) {
+    throw new Error(
+      `it declares secrets (${grantee.secrets.join(", ")}) in functions/catalog.ts but its code reads none: remove them`,
+    );
+  }
   const groups = new Map<string, { actions: string[]; scope: Scope }>();
   const omitted: string[] = [];
   for (const action of [...new Set(actions)].sort()) {
-    const scope = scopeOf(action, targets);
+    const scope = scopeOf(action, targets, grantee);
     if (scope.resources.length === 0) {
       omitted.push(action);
       continue;
@@ -272,3 +355,44 @@ export function accessPlan(actions: string[], targets: AccessTargets): AccessPla
   }
   return { grants, omitted };
 }
+
+/**
+ * Acknowledges, for cdk-nag, each wildcard resource of `grants` on the construct that holds them,
+ * with the grant's recorded reasons; a wildcard without a reason is a synth error.
+ */
+export function acknowledgeWildcards(holder: IConstruct, who: string, grants: Grant[]): void {
+  for (const grant of grants) {
+    const wildcards = grant.statement.resources
+      .map((r) => flattenCfnReference(Stack.of(holder).resolve(r)))
+      .filter((r) => r.includes("*"));
+    for (const resource of wildcards) {
+      if (!grant.wildcardReasons.length) {
+        throw new Error(
+          `${who}: ${grant.statement.actions.join(", ")} on ${resource} has no recorded reason`,
+        );
+      }
+      Validations.of(holder).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::${resource}]`,
+        reason: [...new Set(grant.wildcardReasons)].join("; "),
+      });
+    }
+  }
+}
+
+/**
+ * What the operator CLI sends (cli/ops.ts, cli/audit.ts; test/infra/orchestrator.test.ts derives
+ * it from their code), plus StopExecution for stopping a failover from the console or the AWS
+ * CLI. The orchestrator stack grants them, scoped like the functions' grants, in its operator
+ * policy.
+ */
+export const OPERATOR_ACTIONS = [
+  "dynamodb:Query",
+  "s3:GetObject",
+  "states:DescribeExecution",
+  "states:GetExecutionHistory",
+  "states:ListExecutions",
+  "states:SendTaskFailure",
+  "states:SendTaskSuccess",
+  "states:StartExecution",
+  "states:StopExecution",
+] as const;

@@ -4,14 +4,14 @@
  * sdk-access.ts) on exactly the resources access.ts scopes them to — and nothing else.
  */
 import { join } from "node:path";
-import { Duration, Stack, Validations } from "aws-cdk-lib";
+import { Duration, Validations } from "aws-cdk-lib";
 import { PolicyDocument, PolicyStatement, Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
 import { Architecture, Runtime } from "aws-cdk-lib/aws-lambda";
 import { type BundlingOptions, NodejsFunction } from "aws-cdk-lib/aws-lambda-nodejs";
 import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
-import { flattenCfnReference } from "cdk-nag/lib/utils/flatten-cfn-reference.js";
 import { Construct } from "constructs";
-import { type AccessTargets, accessPlan } from "./access.ts";
+import type { SecretKind } from "../../functions/catalog.ts";
+import { type AccessTargets, accessPlan, acknowledgeWildcards } from "./access.ts";
 import { type FunctionAccess, REPO_ROOT } from "./sdk-access.ts";
 
 /** What the Lambda runtime itself writes with the role: its logs. */
@@ -29,6 +29,8 @@ export interface FailoverFunctionProps {
   environment: Record<string, string>;
   /** The SDK calls derived from the function's bundle. */
   access: FunctionAccess;
+  /** The kinds of secret its code reads (functions/catalog.ts). */
+  secrets: readonly SecretKind[];
   /** Calls the Lambda service makes with the role on the function's behalf (e.g. an async failure destination). */
   serviceActions?: string[];
   targets: AccessTargets;
@@ -45,12 +47,15 @@ export class FailoverFunction extends Construct {
 
   constructor(scope: Construct, id: string, props: FailoverFunctionProps) {
     super(scope, id);
-    const stack = Stack.of(this);
     const logGroup = new LogGroup(this, "Logs", { retention: RetentionDays.THREE_MONTHS });
-    const plan = accessPlan(
-      [...props.access.actions, ...(props.serviceActions ?? [])],
-      props.targets,
-    );
+    let plan: ReturnType<typeof accessPlan>;
+    try {
+      plan = accessPlan([...props.access.actions, ...(props.serviceActions ?? [])], props.targets, {
+        secrets: props.secrets,
+      });
+    } catch (e) {
+      throw new Error(`${props.step} (${props.entry}): ${(e as Error).message}`);
+    }
     this.omittedActions = plan.omitted;
     this.grantedActions = [...new Set([...props.access.actions, ...(props.serviceActions ?? [])])]
       .filter((a) => !plan.omitted.includes(a))
@@ -71,22 +76,7 @@ export class FailoverFunction extends Construct {
         }),
       },
     });
-    for (const grant of plan.grants) {
-      const wildcards = grant.statement.resources
-        .map((r) => flattenCfnReference(stack.resolve(r)))
-        .filter((r) => r.includes("*"));
-      for (const resource of wildcards) {
-        if (!grant.wildcardReasons.length) {
-          throw new Error(
-            `${props.step}: ${grant.statement.actions.join(", ")} on ${resource} has no recorded reason`,
-          );
-        }
-        Validations.of(this.role).acknowledge({
-          id: `AwsSolutions-IAM5[Resource::${resource}]`,
-          reason: grant.wildcardReasons.join("; "),
-        });
-      }
-    }
+    acknowledgeWildcards(this.role, props.step, plan.grants);
 
     this.function = new NodejsFunction(this, "Function", {
       entry: join(REPO_ROOT, props.entry),

@@ -1,10 +1,19 @@
 /**
- * Detection, in us-east-1 (the only region with `AWS/Route53 HealthCheckStatus`): a Route 53
- * health check per regional endpoint, an alarm on each, and an EventBridge rule that delivers
+ * Detection, in us-east-1 (the only region with `AWS/Route53 HealthCheckStatus`): an alarm on the
+ * Route 53 health check of each regional endpoint (the topology's, or with healthChecks=create
+ * new ones for a first deploy), and an EventBridge rule that delivers
  * each alarm's ALARM transitions to the trigger of the orchestrator that handles that region —
  * a Lambda target when it runs here, its region's default event bus otherwise.
  */
-import { ArnFormat, CfnOutput, Duration, Stack, type StackProps } from "aws-cdk-lib";
+import {
+  Annotations,
+  ArnFormat,
+  CfnOutput,
+  Duration,
+  RemovalPolicy,
+  Stack,
+  type StackProps,
+} from "aws-cdk-lib";
 import { Alarm, ComparisonOperator, Metric, TreatMissingData } from "aws-cdk-lib/aws-cloudwatch";
 import { EventBus, Rule } from "aws-cdk-lib/aws-events";
 import { EventBus as EventBusTarget, LambdaFunction } from "aws-cdk-lib/aws-events-targets";
@@ -34,6 +43,12 @@ export class HealthStack extends Stack {
     const { topology, healthChecks, healthCheckPath, orchestratorRegions } = props.settings;
     const platform = topology.platform;
 
+    if (healthChecks === "create") {
+      Annotations.of(this).addWarningV2(
+        "gitops-failover:health-checks-created",
+        "healthChecks=create: the alarms watch health checks this deploy creates, whose ids the topology does not name yet. The trigger and Plan find a region by regions.<r>.route53.healthCheckId, so until the HealthCheckId-<region> outputs are in the topology and it is deployed again (with the default -c healthChecks=topology), no alarm starts a failover.",
+      );
+    }
     this.alarms = new Map();
     for (const [region, r] of Object.entries(topology.regions)) {
       let healthCheckId = r.route53.healthCheckId;
@@ -52,6 +67,8 @@ export class HealthStack extends Stack {
             { key: "Name", value: `${platform} ${region} ${r.endpoint}${healthCheckPath}` },
           ],
         });
+        // Kept when a later deploy switches to healthChecks=topology (which then names them).
+        check.applyRemovalPolicy(RemovalPolicy.RETAIN);
         healthCheckId = check.attrHealthCheckId;
         new CfnOutput(this, `HealthCheckId-${region}`, {
           description: `Put this into the topology as regions.${region}.route53.healthCheckId`,

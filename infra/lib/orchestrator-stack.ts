@@ -1,8 +1,9 @@
 /**
  * The failover orchestrator of one region: the Standard state machine from
  * statemachine/failover.asl.json, one function per Task state, the trigger, the audit trail and
- * lock table, the report bucket and the notification topic. Self-contained, so a second region
- * can run its own copy when the first region is the one failing.
+ * lock table, the report bucket, the notification topic and the operators' managed policy.
+ * Self-contained, so a second region can run its own copy when the first region is the one
+ * failing.
  */
 import {
   CfnOutput,
@@ -15,7 +16,7 @@ import {
 import { AttributeType, BillingMode, Table, TableEncryption } from "aws-cdk-lib/aws-dynamodb";
 import { Rule } from "aws-cdk-lib/aws-events";
 import { LambdaFunction } from "aws-cdk-lib/aws-events-targets";
-import { PolicyStatement } from "aws-cdk-lib/aws-iam";
+import { ManagedPolicy, PolicyStatement } from "aws-cdk-lib/aws-iam";
 import { Key } from "aws-cdk-lib/aws-kms";
 import type { IDestination } from "aws-cdk-lib/aws-lambda";
 import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
@@ -35,9 +36,15 @@ import {
   StateMachineType,
 } from "aws-cdk-lib/aws-stepfunctions";
 import type { Construct } from "constructs";
-import { FUNCTIONS, placeholderOf } from "../../functions/catalog.ts";
+import { FUNCTIONS, placeholderOf, type SecretKind, timeoutOf } from "../../functions/catalog.ts";
 import { aslText, placeholders } from "../../statemachine/definition.ts";
-import { type AccessTargets, stateMachineArnOf } from "./access.ts";
+import {
+  type AccessTargets,
+  accessPlan,
+  acknowledgeWildcards,
+  OPERATOR_ACTIONS,
+  stateMachineArnOf,
+} from "./access.ts";
 import { functionBundling } from "./bundling.ts";
 import { FailoverFunction } from "./failover-function.ts";
 import {
@@ -55,6 +62,7 @@ export const TRIGGER = {
   name: "Trigger",
   entry: "functions/trigger/handler.ts",
   timeoutSeconds: 60,
+  secrets: [] as readonly SecretKind[],
 } as const;
 
 /** Memory per function (MB): CPU scales with it, and init time with CPU. */
@@ -79,6 +87,8 @@ export class OrchestratorStack extends Stack {
   readonly table: Table;
   readonly bucket: Bucket;
   readonly topic: Topic;
+  /** What operators attach to run the CLI against this orchestrator (README, Deploy to AWS, step 6). */
+  readonly operatorPolicy: ManagedPolicy;
 
   constructor(scope: Construct, id: string, props: OrchestratorStackProps) {
     super(scope, id, props);
@@ -157,6 +167,7 @@ export class OrchestratorStack extends Stack {
       name: string,
       entry: string,
       timeoutSeconds: number,
+      secrets: readonly SecretKind[],
       extra: { functionName?: string; serviceActions?: string[] } = {},
     ) => {
       const access = props.access.get(name);
@@ -167,6 +178,7 @@ export class OrchestratorStack extends Stack {
         timeoutSeconds,
         memoryMb: MEMORY_MB[name] ?? DEFAULT_MEMORY_MB,
         access,
+        secrets,
         targets,
         bundling,
         environment: resourceEnvironment(access.actions.concat(extra.serviceActions ?? []), {
@@ -183,7 +195,7 @@ export class OrchestratorStack extends Stack {
     this.functions = new Map(
       FUNCTIONS.map((f) => [
         f.state,
-        make(f.state, `functions/${f.dir}/handler.ts`, f.timeoutSeconds),
+        make(f.state, `functions/${f.dir}/handler.ts`, timeoutOf(f, topology), f.secrets),
       ]),
     );
 
@@ -229,7 +241,7 @@ export class OrchestratorStack extends Stack {
 
     /** Lambda retries a failed asynchronous (EventBridge) invocation, then tells the operators. */
     const toOperators: IDestination = { bind: () => ({ destination: this.topic.topicArn }) };
-    const trigger = make(TRIGGER.name, TRIGGER.entry, TRIGGER.timeoutSeconds, {
+    const trigger = make(TRIGGER.name, TRIGGER.entry, TRIGGER.timeoutSeconds, TRIGGER.secrets, {
       functionName: triggerFunctionName(topology.platform),
       serviceActions: ["sns:Publish"],
     });
@@ -261,6 +273,13 @@ export class OrchestratorStack extends Stack {
       });
     }
 
+    const operator = accessPlan([...OPERATOR_ACTIONS], targets);
+    this.operatorPolicy = new ManagedPolicy(this, "OperatorPolicy", {
+      description: `gitops-failover ${topology.platform} operators in ${this.region}: start, watch, approve, reject and stop failovers, read reports, verify the audit trail`,
+      statements: operator.grants.map((g) => g.statement),
+    });
+    acknowledgeWildcards(this.operatorPolicy, "OperatorPolicy", operator.grants);
+
     const [, standby] = Object.entries(topology.regions).sort(
       ([, a], [, b]) => a.priority - b.priority,
     );
@@ -279,6 +298,11 @@ export class OrchestratorStack extends Stack {
     new CfnOutput(this, "NotificationTopicArn", { value: this.topic.topicArn });
     new CfnOutput(this, "AuditTableName", { value: this.table.tableName });
     new CfnOutput(this, "KillSwitchParameterName", { value: killSwitch.parameterName });
+    new CfnOutput(this, "OperatorPolicyArn", {
+      description:
+        "Attach to the operators' role: the gitops-failover CLI (start, status, watch, approve, reject, list, report, audit verify) and StopExecution against this orchestrator",
+      value: this.operatorPolicy.managedPolicyArn,
+    });
   }
 }
 

@@ -6,6 +6,12 @@
  */
 import { z } from "zod";
 import {
+  FUNCTIONS,
+  MAX_LAMBDA_TIMEOUT_SECONDS,
+  pollBudget,
+  timeoutOf,
+} from "../../functions/catalog.ts";
+import {
   formatIssues,
   loadTopology,
   RegionName,
@@ -29,8 +35,10 @@ export interface Settings {
    */
   orchestratorRegions: string[];
   /**
-   * `create`: one new HTTPS health check per regional endpoint (their ids are stack outputs that
-   * the topology must then name); `topology`: alarm on the checks the topology already names.
+   * `topology` (the default): alarm on the checks the topology names, the same ids the trigger
+   * and Plan read, so detection and the functions always agree. `create`: one new HTTPS health
+   * check per regional endpoint, for a first deploy; their ids are stack outputs that the
+   * topology must then name (until it does, the trigger cannot map the new alarms to a region).
    */
   healthChecks: HealthCheckSource;
   /** Path the created health checks probe on each `regions.<r>.endpoint`. */
@@ -61,7 +69,7 @@ const RegionList = z
 const ContextSchema = z.strictObject({
   topology: z.string().min(1).default(DEFAULT_TOPOLOGY),
   orchestratorRegions: RegionList.optional(),
-  healthChecks: z.enum(["create", "topology"]).default("create"),
+  healthChecks: z.enum(["create", "topology"]).default("topology"),
   healthCheckPath: z
     .string()
     .regex(/^\/[A-Za-z0-9._~/-]{0,254}$/, "must be an absolute URL path such as /healthz")
@@ -112,6 +120,8 @@ export function loadSettings(context: (key: string) => unknown): Settings {
       `platform: "${topology.platform}" is too long to name AWS resources (at most ${40 - (prefix.length - topology.platform.length)} characters)`,
     ]);
   }
+  const timing = pollTimingProblems(topology);
+  if (timing.length) throw new SettingsError(`topology ${ctx.topology} is invalid`, timing);
   return {
     topologyPath: ctx.topology,
     topology,
@@ -119,4 +129,30 @@ export function loadSettings(context: (key: string) => unknown): Settings {
     healthChecks: ctx.healthChecks,
     healthCheckPath: ctx.healthCheckPath,
   };
+}
+
+/**
+ * Each poller's Lambda timeout (its worst-case invocation, functions/catalog.ts) must fit in
+ * Lambda's 900 s and in its step's deadline: one poll that outlasts the deadline makes the
+ * deadline a fiction, and one cut short by Lambda never gets to its standby hub or region.
+ */
+export function pollTimingProblems(topology: Topology): string[] {
+  return FUNCTIONS.flatMap((f) => {
+    const budget = pollBudget(f.state, topology);
+    if (!budget) return [];
+    const sum = `${budget.seconds} s = ${budget.parts.join(" + ")}`;
+    const lower =
+      f.state === "AwaitArgoSync" ? " or lower argocd.requestTimeoutSeconds (or the hubs)" : "";
+    if (budget.seconds > MAX_LAMBDA_TIMEOUT_SECONDS) {
+      return [
+        `argocd: one ${f.state} poll can take ${sum}, over Lambda's ${MAX_LAMBDA_TIMEOUT_SECONDS} s limit; lower argocd.requestTimeoutSeconds or the number of hubs`,
+      ];
+    }
+    const deadline = topology.timeouts[budget.deadlineKey];
+    const timeout = timeoutOf(f, topology);
+    if (timeout <= deadline) return [];
+    return [
+      `timeouts.${budget.deadlineKey}: ${deadline} s is shorter than one worst-case ${f.state} poll (${sum}); raise it to at least ${timeout}${lower}`,
+    ];
+  });
 }

@@ -37,6 +37,7 @@ beforeAll(() => {
     memoryMb: 512,
     environment: {},
     access: { name: "Plan", actions: [], calls: [], bundleBytes: 0 },
+    secrets: [],
     targets: {
       stack,
       topology,

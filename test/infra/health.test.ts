@@ -5,7 +5,7 @@
  * default event bus, or straight to the trigger when that orchestrator is in us-east-1.
  */
 import { App } from "aws-cdk-lib";
-import { Match, Template } from "aws-cdk-lib/assertions";
+import { Annotations, Match, Template } from "aws-cdk-lib/assertions";
 import { AwsSolutionsChecks } from "cdk-nag";
 import { describe, expect, it } from "vitest";
 import { HealthStack } from "../../infra/lib/health-stack.ts";
@@ -40,8 +40,39 @@ describe("alarmRoutes", () => {
   });
 });
 
+describe("by default", () => {
+  const { stack, template, settings } = healthStack({});
+
+  it("alarms on the topology's own health checks, the ids the trigger and Plan read, and creates none", () => {
+    template.resourceCountIs("AWS::Route53::HealthCheck", 0);
+    for (const [region, r] of Object.entries(settings.topology.regions)) {
+      template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+        AlarmName: alarmName("payments", region),
+        Dimensions: [{ Name: "HealthCheckId", Value: r.route53.healthCheckId }],
+      });
+    }
+    expect(Annotations.fromStack(stack).findWarning("*", Match.anyValue())).toEqual([]);
+  });
+});
+
 describe("with orchestrators in us-west-2 and us-east-2 (created health checks)", () => {
-  const { app, template } = healthStack({ orchestratorRegions: "us-west-2,us-east-2" });
+  const { app, stack, template } = healthStack({
+    orchestratorRegions: "us-west-2,us-east-2",
+    healthChecks: "create",
+  });
+
+  it("warns at synth that no alarm can start a failover until the topology names the new checks", () => {
+    const warnings = Annotations.fromStack(stack).findWarning("*", Match.anyValue());
+    expect(warnings).toHaveLength(1);
+    expect(JSON.stringify(warnings[0]?.entry.data)).toContain("no alarm starts a failover");
+  });
+
+  it("keeps the created checks when a later deploy switches to the topology's (the same checks, then named there)", () => {
+    for (const [, check] of ofType(template, "AWS::Route53::HealthCheck")) {
+      expect(check.DeletionPolicy).toBe("Retain");
+      expect(check.UpdateReplacePolicy).toBe("Retain");
+    }
+  });
 
   it("creates an HTTPS health check on each regional endpoint's /healthz", () => {
     for (const endpoint of ["api-usw2", "api-use2", "api-euw1"]) {

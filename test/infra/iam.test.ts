@@ -7,12 +7,28 @@
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, normalize } from "node:path";
+import {
+  DeleteCommand,
+  DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+} from "@aws-sdk/lib-dynamodb";
 import type { CfnElement, Stack } from "aws-cdk-lib";
-import { beforeAll, describe, expect, it } from "vitest";
+import { mockClient } from "aws-sdk-client-mock";
+import ts from "typescript";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { FUNCTIONS, type SecretKind } from "../../functions/catalog.ts";
 import type { Topology } from "../../functions/lib/config.ts";
+import {
+  acquireLock,
+  claimIncident,
+  releaseLock,
+  unclaimIncident,
+} from "../../functions/lib/lock.ts";
+import { deletablePartitionKeys } from "../../infra/lib/access.ts";
 import { FUNCTION_ENTRIES } from "../../infra/lib/app.ts";
-import type { OrchestratorStack } from "../../infra/lib/orchestrator-stack.ts";
+import { type OrchestratorStack, TRIGGER } from "../../infra/lib/orchestrator-stack.ts";
 import { DEFAULT_TOPOLOGY } from "../../infra/lib/settings.ts";
 import { deriveAll, type Synthesized, synthesize } from "./synth.ts";
 
@@ -29,6 +45,32 @@ const SERVICE_ACTIONS: Record<string, string[]> = { Trigger: ["sns:Publish"] };
 const NO_RESOURCE_LEVEL = ["cloudwatch:GetMetricData", "cloudwatch:PutMetricData"];
 
 const list = <T>(v: T | T[]): T[] => (Array.isArray(v) ? v : [v]);
+
+/** The kinds of secret functions/catalog.ts declares for a function (the trigger reads none). */
+function kindsOf(name: string): readonly SecretKind[] {
+  if (name === TRIGGER.name) return TRIGGER.secrets;
+  const spec = FUNCTIONS.find((f) => f.state === name);
+  if (!spec) throw new Error(`no catalog entry for ${name}`);
+  return spec.secrets;
+}
+
+/**
+ * What a function of the us-west-2 orchestrator may read, worked out here on its own: the
+ * topology's ARNs of its kinds, and for each in another region the replica in us-west-2 (same
+ * name and suffix).
+ */
+function expectedSecrets(t: Topology, kinds: readonly SecretKind[]): string[] {
+  const arns = [
+    ...(kinds.includes("git") ? [t.git.credentialsSecretArn] : []),
+    ...(kinds.includes("argocd") ? t.argocd.hubs.map((h) => h.tokenSecretArn) : []),
+    ...(kinds.includes("spoke")
+      ? Object.values(t.regions).flatMap((r) => r.spokes.map((x) => x.tokenSecretArn))
+      : []),
+  ];
+  const inWest = (arn: string) =>
+    arn.replace(/^(arn:aws:secretsmanager:)[a-z0-9-]+:/, "$1us-west-2:");
+  return [...new Set(arns.flatMap((a) => [a, inWest(a)]))].sort();
+}
 const logicalId = (s: Stack, c: { node: { defaultChild?: unknown } }) =>
   s.getLogicalId(c.node.defaultChild as CfnElement);
 
@@ -151,11 +193,7 @@ describe.each([
     const s = synth();
     const t = s.settings.topology;
     const regions = Object.values(t.regions);
-    const secrets = [
-      t.git.credentialsSecretArn,
-      ...t.argocd.hubs.map((h) => h.tokenSecretArn),
-      ...regions.flatMap((r) => r.spokes.map((x) => x.tokenSecretArn)),
-    ];
+    const secrets = (name: string) => expectedSecrets(t, kindsOf(name));
     const clusters = [
       "arn:aws:rds::111122223333:global-cluster:payments-global",
       ...regions.map((r) => r.aurora.clusterArn),
@@ -183,7 +221,7 @@ describe.each([
             continue;
           }
           const allowed: Record<string, (r: string) => boolean> = {
-            secretsmanager: (r) => secrets.includes(r),
+            secretsmanager: (r) => secrets(name).includes(r),
             rds: (r) => clusters.includes(r),
             globalaccelerator: (r) => groups.includes(r),
             route53: (r) => route53.includes(r),
@@ -233,7 +271,7 @@ describe("the Route 53 topology", () => {
 });
 
 describe("no wildcard action anywhere", () => {
-  it("in any identity policy of any stack (roles' inline policies and attached policies)", () => {
+  it("in any identity policy of any stack (roles' inline policies, attached and managed policies)", () => {
     for (const s of [gaSynth, r53Synth]) {
       for (const stack of [...s.deployment.orchestrators, s.deployment.health]) {
         const resources = Object.values(
@@ -241,7 +279,7 @@ describe("no wildcard action anywhere", () => {
         );
         const documents = resources.flatMap((r) => {
           const props = (r.Properties ?? {}) as Json;
-          if (r.Type === "AWS::IAM::Policy")
+          if (r.Type === "AWS::IAM::Policy" || r.Type === "AWS::IAM::ManagedPolicy")
             return [props.PolicyDocument as { Statement: Statement[] }];
           if (r.Type === "AWS::IAM::Role")
             return ((props.Policies ?? []) as { PolicyDocument: { Statement: Statement[] } }[]).map(
@@ -256,6 +294,201 @@ describe("no wildcard action anywhere", () => {
     }
   });
 });
+
+describe("secrets", () => {
+  const secretResources = (statements: Statement[]) =>
+    statements
+      .filter((st) => list(st.Action).includes("secretsmanager:GetSecretValue"))
+      .flatMap((st) => list(st.Resource) as string[])
+      .sort();
+
+  it("each function reads only the kinds of secret its catalog entry names, each also as its replica in the stack's region", () => {
+    const t = gaSynth.settings.topology;
+    for (const [name, role] of rolesOf(gaSynth)) {
+      expect(secretResources(role.statements), name).toEqual(expectedSecrets(t, kindsOf(name)));
+    }
+  });
+
+  it("reads the Git and primary Argo CD secrets (us-west-2) from their us-east-2 replica in the us-east-2 orchestrator", () => {
+    const east = gaSynth.deployment.orchestrators[1];
+    if (!east) throw new Error("no second orchestrator");
+    const t = gaSynth.settings.topology;
+    const resources = gaSynth.template(east).toJSON().Resources as Record<string, Json>;
+    const grants = (name: string) => {
+      const f = east.functions.get(name);
+      if (!f) throw new Error(name);
+      const role = resources[logicalId(east, f.role)]?.Properties as {
+        Policies: { PolicyDocument: { Statement: Statement[] } }[];
+      };
+      return secretResources(role.Policies.flatMap((p) => p.PolicyDocument.Statement));
+    };
+    const git = t.git.credentialsSecretArn;
+    expect(grants("Plan")).toEqual([git, git.replace(":us-west-2:", ":us-east-2:")].sort());
+    const primaryHub = t.argocd.hubs[0]?.tokenSecretArn ?? "";
+    expect(grants("AwaitArgoSync")).toContain(primaryHub.replace(":us-west-2:", ":us-east-2:"));
+  });
+
+  it("keeps the Git credentials from the Argo CD and spoke readers, and the tokens from the Git writer", () => {
+    const t = gaSynth.settings.topology;
+    const roles = rolesOf(gaSynth);
+    const reads = (name: string) => secretResources(roles.get(name)?.statements ?? []).join(" ");
+    const gitName = "gitops-failover/git-";
+    expect(reads("AwaitArgoSync")).not.toContain(gitName);
+    expect(reads("VerifySpoke")).not.toContain(gitName);
+    expect(reads("CommitRetarget")).not.toContain("argocd");
+    expect(reads("CommitRetarget")).not.toContain("spoke");
+    for (const name of ["Approval", "PromoteAurora", "ShiftTraffic", "Notify", "Trigger"])
+      expect(reads(name), name).toBe("");
+    expect(reads("VerifySpoke")).toContain(t.regions["eu-west-1"]?.spokes[0]?.tokenSecretArn);
+  });
+
+  it("the catalog names exactly the kinds each handler's code reaches (an independent reading of the source)", () => {
+    for (const { name, entry } of FUNCTION_ENTRIES) {
+      expect([...secretKindsReached(entry)].sort(), name).toEqual([...kindsOf(name)].sort());
+    }
+  });
+});
+
+describe("the audit trail", () => {
+  const documents = mockClient(DynamoDBDocumentClient);
+  afterAll(() => documents.restore());
+
+  it("lets a function delete only the lock and the incident claims (dynamodb:LeadingKeys), never an audit event", () => {
+    for (const s of [gaSynth, r53Synth]) {
+      const keys = deletablePartitionKeys(s.settings.topology.platform);
+      expect(keys).toEqual(["lock#payments", "incident#payments"]);
+      const deleters: string[] = [];
+      for (const [name, role] of rolesOf(s)) {
+        const deletes = role.statements.filter((st) =>
+          list(st.Action).includes("dynamodb:DeleteItem"),
+        );
+        if (!deletes.length) continue;
+        deleters.push(name);
+        expect(deletes, name).toHaveLength(1);
+        expect(list(deletes[0]?.Action ?? []), name).toEqual(["dynamodb:DeleteItem"]);
+        expect(deletes[0]?.Condition, name).toEqual({
+          "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": keys },
+        });
+      }
+      expect(deleters.sort()).toEqual(["RecordFailure", "Report", "Trigger"]);
+    }
+  });
+
+  it("the condition's keys are the ones functions/lib/lock.ts deletes, and the audit trail's are not among them", async () => {
+    process.env.AUDIT_TABLE = "audit";
+    documents.reset();
+    documents.on(PutCommand).resolves({});
+    documents.on(GetCommand).resolves({});
+    documents.on(DeleteCommand).resolves({});
+    try {
+      await acquireLock("payments", { name: "incident-1", arn: "arn:x" }, 60);
+      await releaseLock("payments", "incident-1");
+      await claimIncident("payments", "incident-1");
+      await unclaimIncident("payments", "incident-1");
+    } finally {
+      delete process.env.AUDIT_TABLE;
+    }
+    const deleted = documents
+      .commandCalls(DeleteCommand)
+      .map((c) => String(c.args[0].input.Key?.pk));
+    expect(deleted).toEqual(deletablePartitionKeys("payments"));
+    const audit = readFileSync("functions/lib/audit.ts", "utf8");
+    expect(audit).toMatch(/`exec#\$\{execution\}`/);
+    for (const key of deletablePartitionKeys("payments")) expect(key).not.toMatch(/^exec#/);
+  });
+});
+
+/**
+ * The kinds of secret a handler's code can read, from its source alone: the top-level functions
+ * reachable from the handler (through identifiers and relative imports), and in them each
+ * `getSecret(...)` call, classified by its argument (`.git.credentialsSecretArn`) or, for a
+ * `.tokenSecretArn`, by what the enclosing function iterates (`argocd.hubs` or `.spokes`).
+ */
+function secretKindsReached(entry: string): Set<SecretKind> {
+  interface Module {
+    decls: Map<string, ts.Node>;
+    imports: Map<string, { file: string; name: string }>;
+    statements: readonly ts.Statement[];
+  }
+  const modules = new Map<string, Module>();
+  const load = (file: string): Module => {
+    const cached = modules.get(file);
+    if (cached) return cached;
+    const sf = ts.createSourceFile(file, readFileSync(file, "utf8"), ts.ScriptTarget.Latest, true);
+    const m: Module = { decls: new Map(), imports: new Map(), statements: sf.statements };
+    for (const st of sf.statements) {
+      if ((ts.isFunctionDeclaration(st) || ts.isClassDeclaration(st)) && st.name)
+        m.decls.set(st.name.text, st);
+      if (ts.isVariableStatement(st))
+        for (const d of st.declarationList.declarations)
+          if (ts.isIdentifier(d.name)) m.decls.set(d.name.text, d);
+      if (
+        ts.isImportDeclaration(st) &&
+        ts.isStringLiteral(st.moduleSpecifier) &&
+        st.moduleSpecifier.text.startsWith(".") &&
+        !st.importClause?.isTypeOnly
+      ) {
+        const target = normalize(join(dirname(file), st.moduleSpecifier.text));
+        const bindings = st.importClause?.namedBindings;
+        if (bindings && ts.isNamedImports(bindings))
+          for (const el of bindings.elements)
+            if (!el.isTypeOnly)
+              m.imports.set(el.name.text, {
+                file: target,
+                name: (el.propertyName ?? el.name).text,
+              });
+      }
+    }
+    modules.set(file, m);
+    return m;
+  };
+  const kinds = new Set<SecretKind>();
+  const seen = new Set<string>();
+  const classify = (arg: string, scope: string, where: string): SecretKind => {
+    if (/\.git\.credentialsSecretArn$/.test(arg)) return "git";
+    if (/\.tokenSecretArn$/.test(arg)) {
+      const hubs = scope.includes("argocd.hubs");
+      const spokes = /\.spokes\b/.test(scope);
+      if (hubs !== spokes) return hubs ? "argocd" : "spoke";
+    }
+    throw new Error(`${where}: cannot tell which secret getSecret(${arg}) reads`);
+  };
+  const visit = (file: string, node: ts.Node, scope: string) => {
+    const m = load(file);
+    const walk = (n: ts.Node): void => {
+      if (
+        ts.isCallExpression(n) &&
+        ts.isIdentifier(n.expression) &&
+        m.imports.get(n.expression.text)?.name === "getSecret" &&
+        n.arguments[0]
+      ) {
+        kinds.add(classify(n.arguments[0].getText(), scope, file));
+      }
+      if (ts.isIdentifier(n)) {
+        const p = n.parent;
+        const isMemberName =
+          (ts.isPropertyAccessExpression(p) && p.name === n) ||
+          (ts.isPropertyAssignment(p) && p.name === n);
+        if (!isMemberName) {
+          const imported = m.imports.get(n.text);
+          if (m.decls.has(n.text)) reach(file, n.text);
+          else if (imported) reach(imported.file, imported.name);
+        }
+      }
+      ts.forEachChild(n, walk);
+    };
+    walk(node);
+  };
+  const reach = (file: string, name: string) => {
+    const key = `${file}#${name}`;
+    if (seen.has(key)) return;
+    seen.add(key);
+    const decl = load(file).decls.get(name);
+    if (decl) visit(file, decl, decl.getText());
+  };
+  for (const st of load(entry).statements) visit(entry, st, st.getText());
+  return kinds;
+}
 
 /**
  * An independent reading of the code: follow each handler's relative imports and collect the

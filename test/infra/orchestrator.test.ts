@@ -8,9 +8,11 @@ import { Match, type Template } from "aws-cdk-lib/assertions";
 import { AwsSolutionsChecks } from "cdk-nag";
 import type { IConstruct } from "constructs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { FUNCTIONS, placeholderOf } from "../../functions/catalog.ts";
+import { FUNCTIONS, placeholderOf, pollBudget, timeoutOf } from "../../functions/catalog.ts";
+import { OPERATOR_ACTIONS } from "../../infra/lib/access.ts";
 import { alarmName, METRICS_NAMESPACE } from "../../infra/lib/naming.ts";
 import type { OrchestratorStack } from "../../infra/lib/orchestrator-stack.ts";
+import { deriveSdkAccess } from "../../infra/lib/sdk-access.ts";
 import { aslText, placeholders } from "../../statemachine/definition.ts";
 import { deriveAll, type Synthesized, synthesize } from "./synth.ts";
 
@@ -144,8 +146,25 @@ describe("functions", () => {
     }
   });
 
-  it("time out at the catalog's deadline for the step (the trigger at 60 s)", () => {
-    for (const f of FUNCTIONS) expect(functionOf(f.state).Timeout, f.state).toBe(f.timeoutSeconds);
+  it("time out when their worst case ends: the pollers' from the topology, inside their step's deadline; the rest at the catalog's", () => {
+    const t = synth.settings.topology;
+    for (const f of FUNCTIONS) expect(functionOf(f.state).Timeout, f.state).toBe(timeoutOf(f, t));
+    // 2 hubs x 3 calls x 20 s + hub tokens (2 x 39 s) + audit (39 s) + early stop (2 s).
+    expect(functionOf("AwaitArgoSync").Timeout).toBe(240);
+    // 3 regions x 10 s + audit + early stop.
+    expect(functionOf("AwaitAurora").Timeout).toBe(80);
+    expect(functionOf("VerifyTraffic").Timeout).toBe(80);
+    // Plan, Report and RecordFailure read Git: the secret (replica, then primary) and a clone.
+    for (const name of ["Plan", "Report", "RecordFailure"])
+      expect(functionOf(name).Timeout, name).toBe(120);
+    for (const f of FUNCTIONS) {
+      const budget = pollBudget(f.state, t);
+      if (!budget) continue;
+      expect(functionOf(f.state).Timeout, f.state).toBeGreaterThanOrEqual(budget.seconds);
+      expect(functionOf(f.state).Timeout, f.state).toBeLessThanOrEqual(
+        t.timeouts[budget.deadlineKey],
+      );
+    }
     expect(functionOf("Trigger").Timeout).toBe(60);
     expect(functionOf("Trigger").FunctionName).toBe("gitops-failover-payments-trigger");
   });
@@ -273,6 +292,67 @@ describe("audit trail, reports, notifications", () => {
     expect(outputs.StartExecutionUrl?.Description).toContain('"targetRegion":"us-east-2"');
     expect(outputs.ReportBucketName?.Value).toEqual({ Ref: logicalId(stack, stack.bucket) });
     expect(outputs.NotificationTopicArn?.Value).toEqual({ Ref: logicalId(stack, stack.topic) });
+  });
+});
+
+describe("operators", () => {
+  const policyId = () => logicalId(stack, stack.operatorPolicy);
+
+  it("get a customer-managed policy with exactly what the CLI and StopExecution need, on this stack's resources", () => {
+    const policy = propsOf(policyId());
+    expect(resources[policyId()]?.Type).toBe("AWS::IAM::ManagedPolicy");
+    const statements = (policy.PolicyDocument as { Statement: Json[] }).Statement;
+    const actions = statements.flatMap((st) => [st.Action].flat() as string[]).sort();
+    expect(actions).toEqual([...OPERATOR_ACTIONS, "kms:Decrypt"].sort());
+    const where = (action: string) =>
+      statements.filter((st) => ([st.Action].flat() as string[]).includes(action));
+    const one = (action: string) => {
+      const found = where(action);
+      expect(found, action).toHaveLength(1);
+      return found[0] as Json;
+    };
+    const machine = JSON.stringify(one("states:StartExecution").Resource);
+    expect(machine).toMatch(/:states:us-west-2:.*:stateMachine:gitops-failover-payments"\]\]\}$/);
+    expect(JSON.stringify(one("states:ListExecutions").Resource)).toBe(machine);
+    for (const a of [
+      "states:DescribeExecution",
+      "states:GetExecutionHistory",
+      "states:StopExecution",
+    ])
+      expect(JSON.stringify(one(a).Resource), a).toMatch(
+        /:states:us-west-2:.*:execution:gitops-failover-payments:\*"\]\]\}$/,
+      );
+    for (const a of ["states:SendTaskSuccess", "states:SendTaskFailure"])
+      expect(one(a).Resource, a).toBe("*");
+    expect(JSON.stringify(one("s3:GetObject").Resource)).toBe(
+      JSON.stringify({
+        "Fn::Join": ["", [{ "Fn::GetAtt": [logicalId(stack, stack.bucket), "Arn"] }, "/reports/*"]],
+      }),
+    );
+    expect(one("dynamodb:Query").Resource).toEqual({
+      "Fn::GetAtt": [logicalId(stack, stack.table), "Arn"],
+    });
+    const key = one("kms:Decrypt");
+    expect(JSON.stringify(key.Resource)).toMatch(/^\{"Fn::GetAtt":\["DataKey[0-9A-F]+","Arn"\]\}$/);
+    expect(key.Condition).toEqual({
+      StringEquals: { "kms:ViaService": "dynamodb.us-west-2.amazonaws.com" },
+    });
+  });
+
+  it("the policy covers every AWS call the operator CLI makes (derived from cli/ops.ts and cli/audit.ts)", async () => {
+    const cli = await deriveSdkAccess([
+      { name: "ops", entry: "cli/ops.ts" },
+      { name: "audit", entry: "cli/audit.ts" },
+    ]);
+    const sent = [...cli.values()].flatMap((a) => a.actions);
+    expect([...new Set([...sent, "states:StopExecution"])].sort()).toEqual(
+      [...OPERATOR_ACTIONS].sort(),
+    );
+  });
+
+  it("outputs the policy's ARN", () => {
+    const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(outputs.OperatorPolicyArn?.Value).toEqual({ Ref: policyId() });
   });
 });
 

@@ -8,8 +8,15 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import type { Topology } from "../../functions/lib/config.ts";
 import { REPO_ROOT } from "../../infra/lib/sdk-access.ts";
-import { DEFAULT_TOPOLOGY, loadSettings, SettingsError } from "../../infra/lib/settings.ts";
+import {
+  DEFAULT_TOPOLOGY,
+  loadSettings,
+  pollTimingProblems,
+  SettingsError,
+} from "../../infra/lib/settings.ts";
 
 const BAD_TOPOLOGY = `apiVersion: gitops-failover/v1
 platform: Payments
@@ -39,12 +46,12 @@ function settingsError(context: Record<string, unknown>): SettingsError {
 }
 
 describe("loadSettings", () => {
-  it("defaults to the example topology, the two most preferred regions, created checks on /healthz", () => {
+  it("defaults to the example topology, the two most preferred regions, the topology's health checks (created ones probe /healthz)", () => {
     const s = loadSettings(() => undefined);
     expect(s.topologyPath).toBe(DEFAULT_TOPOLOGY);
     expect(s.topology.platform).toBe("payments");
     expect(s.orchestratorRegions).toEqual(["us-west-2", "us-east-2"]);
-    expect(s.healthChecks).toBe("create");
+    expect(s.healthChecks).toBe("topology");
     expect(s.healthCheckPath).toBe("/healthz");
   });
 
@@ -105,6 +112,51 @@ describe("loadSettings", () => {
     );
     expect(settingsError({ topology: path }).problems).toEqual([
       `platform: "${"p".repeat(30)}" is too long to name AWS resources (at most 24 characters)`,
+    ]);
+  });
+});
+
+describe("poll timing", () => {
+  /** The example topology with `change` applied, written to a file. */
+  function variant(change: (t: Topology) => void): string {
+    const doc = parse(readFileSync(DEFAULT_TOPOLOGY, "utf8")) as Topology;
+    change(doc);
+    return file("variant.json", JSON.stringify(doc));
+  }
+
+  it("accepts the example: every poller's worst case fits in its step's deadline", () => {
+    expect(pollTimingProblems(loadSettings(() => undefined).topology)).toEqual([]);
+  });
+
+  it("refuses a step deadline shorter than one worst-case poll, saying what the poll adds up to and what to change", () => {
+    const path = variant((t) => {
+      t.argocd.requestTimeoutSeconds = 60;
+      t.timeouts = {
+        ...t.timeouts,
+        argoSyncSeconds: 300,
+        auroraSeconds: 60,
+        trafficVerifySeconds: 60,
+      };
+    });
+    expect(settingsError({ topology: path }).problems).toEqual([
+      "timeouts.argoSyncSeconds: 300 s is shorter than one worst-case AwaitArgoSync poll (480 s = 78 s hub tokens (replica, then primary region) + 2 hub(s) x 3 calls x 60 s argocd.requestTimeoutSeconds + 39 s audit event + 2 s early stop); raise it to at least 480 or lower argocd.requestTimeoutSeconds (or the hubs)",
+      "timeouts.auroraSeconds: 60 s is shorter than one worst-case AwaitAurora poll (80 s = 3 region(s) x 10 s DescribeGlobalClusters + 39 s audit event + 2 s early stop); raise it to at least 80",
+      "timeouts.trafficVerifySeconds: 60 s is shorter than one worst-case VerifyTraffic poll (80 s = 39 s global-accelerator health read + 39 s audit event + 2 s early stop); raise it to at least 80",
+    ]);
+  });
+
+  it("refuses Argo CD settings whose worst-case poll cannot fit in one Lambda invocation", () => {
+    const path = variant((t) => {
+      const hub = t.argocd.hubs[0];
+      if (!hub) throw new Error("no hub");
+      t.argocd.hubs = ["a", "b", "c", "d"].map((n) => ({ ...hub, name: `hub-${n}` }));
+      t.argocd.requestTimeoutSeconds = 60;
+      t.argocd.sync = true;
+    });
+    expect(settingsError({ topology: path }).problems).toEqual([
+      expect.stringMatching(
+        /^argocd: one AwaitArgoSync poll can take 1080 s = .*4 hub\(s\) x 4 calls x 60 s.*, over Lambda's 900 s limit/,
+      ),
     ]);
   });
 });

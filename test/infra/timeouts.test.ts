@@ -1,0 +1,110 @@
+/**
+ * The pollers' Lambda timeouts come from the topology and from the bounds the code puts on each
+ * call (functions/catalog.ts CODE_BOUNDS). These tests read those bounds back from the code, so
+ * a change to a bound there without the budget here fails, and check the budget's arithmetic.
+ */
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import {
+  CODE_BOUNDS,
+  FUNCTIONS,
+  MAX_LAMBDA_TIMEOUT_SECONDS,
+  pollBudget,
+  type TaskState,
+  timeoutOf,
+} from "../../functions/catalog.ts";
+import { loadTopology, type Topology } from "../../functions/lib/config.ts";
+import { DEFAULT_TOPOLOGY } from "../../infra/lib/settings.ts";
+
+const source = (file: string) => readFileSync(file, "utf8");
+const spec = (state: TaskState) => {
+  const f = FUNCTIONS.find((x) => x.state === state);
+  if (!f) throw new Error(state);
+  return f;
+};
+
+describe("the budget's bounds are the code's", () => {
+  it("one AWS SDK call: maxAttempts x (connectionTimeout + requestTimeout) in functions/lib/aws.ts", () => {
+    const aws = source("functions/lib/aws.ts");
+    const attempts = Number(/maxAttempts: (\d+)/.exec(aws)?.[1]);
+    const connect = Number(/connectionTimeout: ([\d_]+)/.exec(aws)?.[1]?.replaceAll("_", ""));
+    const request = Number(/requestTimeout: ([\d_]+)/.exec(aws)?.[1]?.replaceAll("_", ""));
+    expect(CODE_BOUNDS.awsCallSeconds).toBe((attempts * (connect + request)) / 1000);
+  });
+
+  it("one DescribeGlobalClusters: the abort signal in functions/lib/aurora.ts", () => {
+    const aurora = source("functions/lib/aurora.ts");
+    expect(aurora).toMatch(/DescribeGlobalClustersCommand\([^)]*\),\s*bounded\(\)/);
+    const ms = Number(/CALL_TIMEOUT_MS = ([\d_]+)/.exec(aurora)?.[1]?.replaceAll("_", ""));
+    expect(CODE_BOUNDS.auroraCallSeconds).toBe(ms / 1000);
+  });
+
+  it("the early stop: middy's timeoutEarlyInMillis in functions/lib/middleware.ts", () => {
+    const ms = Number(
+      /timeoutEarlyInMillis: (\d+)/.exec(source("functions/lib/middleware.ts"))?.[1],
+    );
+    expect(CODE_BOUNDS.earlyTimeoutSeconds).toBe(ms / 1000);
+  });
+
+  it("Argo CD: every call bounded by argocd.requestTimeoutSeconds, the refresh phase as a whole", () => {
+    expect(source("functions/lib/steps.ts")).toContain(
+      "timeoutMs: t.argocd.requestTimeoutSeconds * 1000",
+    );
+    expect(source("functions/lib/argocd.ts")).toMatch(
+      /async function prime\([\s\S]*?const deadline = Date\.now\(\) \+ req\.timeoutMs;/,
+    );
+  });
+});
+
+describe("pollBudget and timeoutOf", () => {
+  const example = loadTopology(DEFAULT_TOPOLOGY);
+  const withArgo = (argocd: Partial<Topology["argocd"]>, hubs = example.argocd.hubs.length) => {
+    const hub = example.argocd.hubs[0];
+    if (!hub) throw new Error("no hub");
+    return {
+      ...example,
+      argocd: {
+        ...example.argocd,
+        ...argocd,
+        hubs: Array.from({ length: hubs }, (_, i) => ({ ...hub, name: `hub-${i}` })),
+      },
+    };
+  };
+
+  it("AwaitArgoSync grows with hubs, calls (sync adds one) and the per-call bound", () => {
+    const call = CODE_BOUNDS.awsCallSeconds;
+    const base = 2 * call + call + CODE_BOUNDS.earlyTimeoutSeconds;
+    const seconds = (t: Topology) => pollBudget("AwaitArgoSync", t)?.seconds;
+    const up = (s: number) => Math.ceil(s / 10) * 10;
+    expect(seconds(example)).toBe(up(base + 2 * 3 * 20));
+    expect(seconds(withArgo({ requestTimeoutSeconds: 60 }, 3))).toBe(up(base + 3 * 3 * 60));
+    expect(seconds(withArgo({ requestTimeoutSeconds: 60, sync: true }, 3))).toBe(
+      up(base + 3 * 4 * 60),
+    );
+    expect(pollBudget("AwaitArgoSync", example)?.deadlineKey).toBe("argoSyncSeconds");
+  });
+
+  it("AwaitAurora grows with the regions it may ask in turn; VerifyTraffic is one read", () => {
+    expect(pollBudget("AwaitAurora", example)).toMatchObject({
+      seconds: 80,
+      deadlineKey: "auroraSeconds",
+    });
+    expect(pollBudget("VerifyTraffic", example)).toMatchObject({
+      seconds: 80,
+      deadlineKey: "trafficVerifySeconds",
+    });
+  });
+
+  it("raises a poller's catalog timeout to its budget, caps it at Lambda's limit, leaves the others", () => {
+    expect(timeoutOf(spec("AwaitArgoSync"), example)).toBe(240);
+    expect(timeoutOf(spec("AwaitAurora"), example)).toBe(80);
+    expect(timeoutOf(spec("VerifyTraffic"), example)).toBe(80);
+    expect(
+      timeoutOf(spec("AwaitArgoSync"), withArgo({ requestTimeoutSeconds: 60, sync: true }, 5)),
+    ).toBe(MAX_LAMBDA_TIMEOUT_SECONDS);
+    for (const f of FUNCTIONS) {
+      if (!pollBudget(f.state, example))
+        expect(timeoutOf(f, example), f.state).toBe(f.timeoutSeconds);
+    }
+  });
+});
