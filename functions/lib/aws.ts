@@ -55,15 +55,23 @@ function memo<T>(make: (region: string) => T): (region?: string) => T {
 }
 
 export const rdsClient = /* @__PURE__ */ memo((region) => new RDSClient({ region, ...SDK_CONFIG }));
-export const cloudWatchClient = /* @__PURE__ */ memo((region) => new CloudWatchClient({ region, ...SDK_CONFIG }));
-export const secretsClient = /* @__PURE__ */ memo((region) => new SecretsManagerClient({ region, ...SDK_CONFIG }));
-export const dynamoClient = /* @__PURE__ */ memo((region) => new DynamoDBClient({ region, ...SDK_CONFIG }));
+export const cloudWatchClient = /* @__PURE__ */ memo(
+  (region) => new CloudWatchClient({ region, ...SDK_CONFIG }),
+);
+export const secretsClient = /* @__PURE__ */ memo(
+  (region) => new SecretsManagerClient({ region, ...SDK_CONFIG }),
+);
+export const dynamoClient = /* @__PURE__ */ memo(
+  (region) => new DynamoDBClient({ region, ...SDK_CONFIG }),
+);
 export const s3Client = /* @__PURE__ */ memo((region) => new S3Client({ region, ...SDK_CONFIG }));
 export const snsClient = /* @__PURE__ */ memo((region) => new SNSClient({ region, ...SDK_CONFIG }));
 export const sfnClient = /* @__PURE__ */ memo((region) => new SFNClient({ region, ...SDK_CONFIG }));
 export const ssmClient = /* @__PURE__ */ memo((region) => new SSMClient({ region, ...SDK_CONFIG }));
 export const globalAcceleratorClient = () => gaMemo(GLOBAL_ACCELERATOR_REGION);
-const gaMemo = /* @__PURE__ */ memo((region) => new GlobalAcceleratorClient({ region, ...SDK_CONFIG }));
+const gaMemo = /* @__PURE__ */ memo(
+  (region) => new GlobalAcceleratorClient({ region, ...SDK_CONFIG }),
+);
 export const route53Client = () => r53Memo(ROUTE53_REGION);
 const r53Memo = /* @__PURE__ */ memo((region) => new Route53Client({ region, ...SDK_CONFIG }));
 
