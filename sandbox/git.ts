@@ -40,9 +40,10 @@ export interface GitServer {
   commitDirect(files: Record<string, string>, message: string): Promise<string>;
   /**
    * Just before the next receive-pack POST is served, commits `files` (default: a change to
-   * NOTES.md) straight into the branch, so that push is not a fast-forward. One-shot.
+   * NOTES.md) with `message` straight into the branch, so that push is not a fast-forward.
+   * One-shot.
    */
-  injectConflictOnNextPush(files?: Record<string, string>): void;
+  injectConflictOnNextPush(files?: Record<string, string>, message?: string): void;
   /** Rotates the password: the old credentials then get 401. */
   setPassword(password: string): void;
   /** Receive-pack POSTs served (accepted or not) and requests refused for wrong credentials. */
@@ -68,7 +69,7 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
   const children = new Set<ChildProcess>();
   const counters = { pushes: 0, rejectedAuth: 0 };
   let password = options.password;
-  let pendingConflict: Record<string, string> | undefined;
+  let pendingConflict: { files: Record<string, string>; message: string } | undefined;
   let conflictCount = 0;
   let commitQueue: Promise<unknown> = Promise.resolve();
 
@@ -261,7 +262,7 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
       counters.pushes++;
       const conflict = pendingConflict;
       pendingConflict = undefined;
-      if (conflict) await commitDirect(conflict, "Concurrent change by another committer");
+      if (conflict) await commitDirect(conflict.files, conflict.message);
     }
     runCgi(req, res, url.pathname, url.search.slice(1));
   }
@@ -297,9 +298,12 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
       return (await gitIn(["cat-file", "blob", `${ref}:${path}`])).toString("utf8");
     },
     commitDirect,
-    injectConflictOnNextPush(files) {
+    injectConflictOnNextPush(files, message = "Concurrent change by another committer") {
       conflictCount++;
-      pendingConflict = files ?? { "NOTES.md": `Note ${conflictCount} from another committer.\n` };
+      pendingConflict = {
+        files: files ?? { "NOTES.md": `Note ${conflictCount} from another committer.\n` },
+        message,
+      };
     },
     setPassword(next) {
       password = next;

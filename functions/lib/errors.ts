@@ -78,6 +78,15 @@ export class GitPushConflict extends FailoverError {
   readonly name = "GitPushConflict";
   readonly retryable = true;
 }
+/**
+ * Another execution's failover commit landed on the branch since this one planned (another
+ * orchestrator region, or an operator): it owns the failover now, so this one stops before
+ * anything of its own is pushed and before traffic moves.
+ */
+export class ConcurrentFailover extends FailoverError {
+  readonly name = "ConcurrentFailover";
+  readonly retryable = false;
+}
 
 // Argo CD
 export class ArgoUnreachable extends FailoverError {

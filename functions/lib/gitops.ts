@@ -5,6 +5,12 @@
  * are re-applied on the new head (or found already there) and pushed again, a bounded number
  * of times. Each call starts from a fresh clone so no state from an earlier invocation (or an
  * earlier, failed push) can leak into a commit.
+ *
+ * Git is global while each orchestrator region has its own lock table, so the branch history is
+ * also what orders failovers across regions: a failover commit carries its execution's ARN in a
+ * `Failover-Execution:` trailer, Plan reads the newest one to hold back an automatic failover
+ * inside the cooldown, and a failover commit by another execution that lands after this one
+ * planned stops it with ConcurrentFailover. Both look back at most FAILOVER_LOOKBACK_COMMITS.
  */
 import * as fs from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -15,7 +21,9 @@ import {
   clone,
   fetch,
   type HttpClient,
+  log,
   push,
+  type ReadCommitResult,
   readBlob,
   readCommit,
   readTree,
@@ -38,6 +46,7 @@ import {
 } from "yaml";
 import type { RetargetEdit } from "./config.ts";
 import {
+  ConcurrentFailover,
   ConfigError,
   type FailoverError,
   GitAuthError,
@@ -89,6 +98,24 @@ export interface CommitMessage {
   trailers: Record<string, string>;
 }
 
+/** A commit the orchestrator made: its message has a `Failover-Execution:` trailer. */
+export interface FailoverCommit {
+  sha: string;
+  /** The execution's ARN (`Failover-Execution:`). */
+  execution: string;
+  /** The region it made active (`Failover-Target:`), when the commit names it. */
+  target?: string;
+  /** Committer time, ISO 8601. */
+  committedAt: string;
+}
+
+/**
+ * How many commits (from the branch head) are searched for failover commits: Plan's cooldown
+ * and the concurrent-failover check fetch at most this much history. A failover commit buried
+ * under more commits than this is not seen (on a branch that busy, the cooldown is moot).
+ */
+export const FAILOVER_LOOKBACK_COMMITS = 20;
+
 /** Per HTTP request (discovery, pack download, push): an unresponsive server must fail the step, not hang it. */
 const HTTP_TIMEOUT_MS = 30_000;
 
@@ -121,14 +148,21 @@ interface Clone {
 
 /**
  * Reads the values the edits would set, at the branch head, so Plan can tell which region is
- * active and whether the commit is still needed. An absent key reads as `undefined`.
+ * active and whether the commit is still needed. An absent key reads as `undefined`. With
+ * `lookback`, also the newest failover commit among that many commits from the head.
  */
 export async function readValues(
   repo: GitRepo,
   auth: GitAuth,
   edits: RenderedEdit[],
-): Promise<{ head: string; values: { file: string; path: string; value: unknown }[] }> {
-  return withClone(repo, auth, async (c) => {
+  options: { lookback?: number } = {},
+): Promise<{
+  head: string;
+  values: { file: string; path: string; value: unknown }[];
+  lastFailover?: FailoverCommit;
+}> {
+  const lookback = options.lookback ?? 0;
+  return withClone(repo, auth, lookback, async (c) => {
     const head = await remoteHead(c);
     const docs = new Map<string, Document.Parsed>();
     const values: { file: string; path: string; value: unknown }[] = [];
@@ -142,7 +176,8 @@ export async function readValues(
       const value = found.kind === "found" ? plainValue(found.pair.value, doc) : undefined;
       values.push({ file: edit.file, path: edit.path, value });
     }
-    return { head, values };
+    const [lastFailover] = lookback ? await failoverCommits(c, head, lookback) : [];
+    return { head, values, ...(lastFailover ? { lastFailover } : {}) };
   });
 }
 
@@ -151,21 +186,32 @@ export async function readValues(
  * on the new head, push) up to `maxAttempts` pushes. Idempotent: when the branch already has
  * every value it returns `skipped: true` without committing, so re-runs and a second
  * concurrent execution never add a duplicate commit.
+ *
+ * Commits that landed since `plannedHead` (the head Plan read; else the clone's head) and after
+ * each rejected push are checked first: a failover commit of another execution (its
+ * `Failover-Execution:` trailer differs from `message`'s) stops it with ConcurrentFailover; one
+ * of this execution's own (a retried invocation whose push did land) is simply built upon.
  */
 export async function commitRetarget(
   repo: GitRepo,
   auth: GitAuth,
   edits: RenderedEdit[],
   message: CommitMessage,
-  options: { maxAttempts: number },
+  options: { maxAttempts: number; plannedHead?: string },
 ): Promise<RetargetResult> {
   const unique = uniqueEdits(edits);
   const text = commitText(message);
-  return withClone(repo, auth, async (c) => {
+  const own = message.trailers["Failover-Execution"];
+  return withClone(repo, auth, 1, async (c) => {
     let base = await remoteHead(c);
+    // The clone holds only its head: fetch the commits since the plan to look at them.
+    if (options.plannedHead && options.plannedHead !== base) base = await refresh(c);
+    let checked = options.plannedHead ?? base;
     let attempts = 0;
     let rejection: unknown;
     for (;;) {
+      await refuseConcurrentFailover(c, base, checked, own);
+      checked = base;
       const { tree, changes } = await applyEdits(c, base, unique);
       if (!tree) return { skipped: true, sha: base, previousSha: base, attempts, changes };
       if (attempts >= options.maxAttempts) {
@@ -185,9 +231,11 @@ export async function commitRetarget(
   });
 }
 
+/** Clones the branch `depth` commits deep (at least 1) into a fresh directory, runs `work`, removes it. */
 async function withClone<T>(
   repo: GitRepo,
   auth: GitAuth,
+  depth: number,
   work: (c: Clone) => Promise<T>,
 ): Promise<T> {
   registerSecret(auth.token);
@@ -212,7 +260,7 @@ async function withClone<T>(
         url: repo.url,
         ref: repo.branch,
         singleBranch: true,
-        depth: 1,
+        depth: Math.max(1, depth),
         noCheckout: true,
         noTags: true,
         headers: { ...c.headers },
@@ -235,7 +283,7 @@ async function remoteHead(c: Clone): Promise<string> {
   }
 }
 
-/** Fetches the branch again; returns its new head. */
+/** Fetches the branch again, deep enough to look back at what landed; returns its new head. */
 async function refresh(c: Clone): Promise<string> {
   try {
     await fetch({
@@ -245,7 +293,7 @@ async function refresh(c: Clone): Promise<string> {
       remote: "origin",
       ref: c.repo.branch,
       singleBranch: true,
-      depth: 1,
+      depth: FAILOVER_LOOKBACK_COMMITS,
       tags: false,
       headers: { ...c.headers },
       cache: c.cache,
@@ -254,6 +302,61 @@ async function refresh(c: Clone): Promise<string> {
     throw gitError(e, c, "fetching");
   }
   return remoteHead(c);
+}
+
+/** The failover commits among the newest `limit` commits from `head` (above `stop`), newest first. */
+async function failoverCommits(
+  c: Clone,
+  head: string,
+  limit: number,
+  stop?: string,
+): Promise<FailoverCommit[]> {
+  let entries: ReadCommitResult[];
+  try {
+    entries = await log({ fs, dir: c.dir, ref: head, depth: limit, cache: c.cache });
+  } catch (e) {
+    throw gitError(e, c, `reading the history of ${c.repo.branch}`);
+  }
+  const stopAt = entries.findIndex((e) => e.oid === stop);
+  return (stopAt < 0 ? entries : entries.slice(0, stopAt)).flatMap((e) => {
+    const trailers = trailersOf(e.commit.message);
+    const execution = trailers["Failover-Execution"];
+    if (!execution) return [];
+    const target = trailers["Failover-Target"];
+    const committedAt = new Date(e.commit.committer.timestamp * 1000).toISOString();
+    return [{ sha: e.oid, execution, ...(target ? { target } : {}), committedAt }];
+  });
+}
+
+/** `Key: value` lines of a message's last paragraph (never its only one: that is the subject). */
+function trailersOf(message: string): Record<string, string> {
+  const paragraphs = message.trim().split(/\n[ \t]*\n/);
+  const last = paragraphs.length > 1 ? (paragraphs.at(-1) ?? "") : "";
+  const trailers: Record<string, string> = {};
+  for (const line of last.split("\n")) {
+    const match = /^([A-Za-z0-9][A-Za-z0-9-]*):[ \t]*(\S.*)$/.exec(line.trim());
+    if (match?.[1] && match[2]) trailers[match[1]] = match[2].trim();
+  }
+  return trailers;
+}
+
+/** Stops when a failover commit of another execution landed between `since` and `head`. */
+async function refuseConcurrentFailover(
+  c: Clone,
+  head: string,
+  since: string,
+  own: string | undefined,
+): Promise<void> {
+  if (head === since) return;
+  const landed = await failoverCommits(c, head, FAILOVER_LOOKBACK_COMMITS, since);
+  const theirs = landed.find((f) => f.execution !== own);
+  if (!theirs) return;
+  throw new ConcurrentFailover(
+    `${c.where}: execution ${theirs.execution} committed a failover to ${theirs.target ?? "another region"} on ${c.repo.branch} (${theirs.sha.slice(0, 12)}, ${theirs.committedAt}) after this execution planned; nothing was pushed by this execution`,
+    [
+      "that execution owns the failover now: follow it (gitops-failover status <its ARN>); start a new failover by hand only if it is still needed once it ends",
+    ],
+  );
 }
 
 /** Pushes `sha`; returns undefined when it landed, or the branch's new head when someone moved it first. */

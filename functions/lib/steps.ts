@@ -25,6 +25,8 @@ import {
 } from "./errors.ts";
 import {
   commitRetarget,
+  FAILOVER_LOOKBACK_COMMITS,
+  type FailoverCommit,
   type GitAuth,
   type GitRepo,
   type RenderedEdit,
@@ -98,12 +100,19 @@ function editsFor(t: Topology, region: string): RenderedEdit[] {
   return t.git.retarget.map((e) => renderEdit(e, region));
 }
 
-/** Reads Git, Aurora and traffic as they are now; Aurora is asked in the target region first. */
-export async function snapshot(t: Topology, targetRegion: string): Promise<PlatformSnapshot> {
+/**
+ * Reads Git, Aurora and traffic as they are now; Aurora is asked in the target region first.
+ * With `lookback`, also the newest failover commit among that many commits of the branch.
+ */
+export async function snapshot(
+  t: Topology,
+  targetRegion: string,
+  lookback = 0,
+): Promise<PlatformSnapshot & { lastFailover?: FailoverCommit }> {
   const regions = Object.keys(t.regions);
   const edits = regions.flatMap((r) => editsFor(t, r));
   const [git, aurora, traffic] = await Promise.all([
-    readValues(gitRepo(t), await gitAuth(t), edits),
+    readValues(gitRepo(t), await gitAuth(t), edits, { lookback }),
     describeAurora(auroraTopology(t), [targetRegion, ...otherRegions(t, targetRegion)]),
     readTraffic(trafficTopology(t)),
   ]);
@@ -116,6 +125,7 @@ export async function snapshot(t: Topology, targetRegion: string): Promise<Platf
     gitHead: git.head,
     auroraWriterRegion: aurora.writerRegion ?? null,
     trafficDials: traffic.dials,
+    ...(git.lastFailover ? { lastFailover: git.lastFailover } : {}),
   };
 }
 
@@ -136,17 +146,21 @@ export async function planStep(event: {
   const t = runtimeTopology();
   const input = parseInput(event.input, t);
   const target = input.targetRegion;
-  const before = await snapshot(t, target);
+  // Only an automatic execution (the trigger sets failedRegion) is held back by the cooldown.
+  const lookback = input.failedRegion ? FAILOVER_LOOKBACK_COMMITS : 0;
+  const { lastFailover, ...before } = await snapshot(t, target, lookback);
   const sourceRegion =
     [before.activeRegion, maxDialRegion(before.trafficDials), before.auroraWriterRegion].find(
       (r): r is string => !!r && r !== target,
     ) ?? null;
   // An alarm on a region that is not serving (a passive one) is no reason to move anything.
   const bystander = !!input.failedRegion && input.failedRegion !== sourceRegion;
+  const held = bystander ? undefined : cooldownHold(t, event.execution, lastFailover);
+  const idle = bystander || !!held;
   const needs = {
-    retarget: !bystander && before.activeRegion !== target,
-    aurora: !bystander && before.auroraWriterRegion !== target,
-    traffic: !bystander && !trafficAtTarget(before.trafficDials, target),
+    retarget: !idle && before.activeRegion !== target,
+    aurora: !idle && before.auroraWriterRegion !== target,
+    traffic: !idle && !trafficAtTarget(before.trafficDials, target),
   };
   const noop = !needs.retarget && !needs.aurora && !needs.traffic;
   if (!noop) await assertTargetHealthy(t, target);
@@ -161,7 +175,9 @@ export async function planStep(event: {
       ? [
           `nothing to do: ${input.failedRegion} failed but ${sourceRegion ?? "another region"} is serving`,
         ]
-      : planActions(t, input, before, needs),
+      : held
+        ? [held]
+        : planActions(t, input, before, needs),
   };
   if (!input.dryRun) {
     await acquireLock(
@@ -171,6 +187,24 @@ export async function planStep(event: {
     );
   }
   return { execution: event.execution, input, plan };
+}
+
+/**
+ * Why an automatic failover must wait, or undefined: the newest failover commit in Git is another
+ * execution's and younger than the trigger's cooldown. Git is global, so this holds whichever
+ * orchestrator region made that failover (the trigger's own cooldown marker is per region).
+ */
+function cooldownHold(
+  t: Topology,
+  execution: ExecutionRef,
+  last: FailoverCommit | undefined,
+): string | undefined {
+  const minutes = t.trigger.cooldownMinutes;
+  if (!last || last.execution === execution.id) return undefined;
+  const ago = Math.max(0, Date.now() - Date.parse(last.committedAt));
+  if (!(ago < minutes * 60_000)) return undefined;
+  const name = last.execution.split(":").at(-1);
+  return `held back: execution ${name} failed over to ${last.target ?? "another region"} ${Math.floor(ago / 60_000)} min ago; cooldown ${minutes} min; an operator can start one by hand`;
 }
 
 /** The lock outlives the longest execution (the ASL's TimeoutSeconds) so it never lapses mid-run. */
@@ -272,11 +306,12 @@ export async function commitRetargetStep(state: FailoverState): Promise<Retarget
       body: `Source region: ${state.plan.sourceRegion ?? "unknown"}. Mode: ${state.input.mode}.`,
       trailers: {
         "Failover-Execution": state.execution.id,
+        "Failover-Target": target,
         "Failover-Reason": trailerValue(state.input.reason),
         "Requested-By": trailerValue(state.input.requestedBy),
       },
     },
-    { maxAttempts: t.git.pushAttempts },
+    { maxAttempts: t.git.pushAttempts, plannedHead: state.plan.before.gitHead },
   );
   return {
     status: "SUCCEEDED",

@@ -3,6 +3,7 @@
  * dependencies are the sandbox's stand-ins (real Git, HTTPS Kubernetes and Argo CD servers,
  * protocol-level AWS emulators), so every write is observable where it would land.
  */
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -44,6 +45,25 @@ function writes(s: Sandbox) {
     trafficUpdates: s.aws.ga.calls().filter((c) => c.action === "UpdateEndpointGroup").length,
   };
 }
+
+/** Moves the branch head's committer time `minutes` into the past (same tree, parents, message). */
+function ageHeadCommit(s: Sandbox, minutes: number): void {
+  const git = (args: string[], input?: string) =>
+    execFileSync("git", ["--git-dir", s.git.repoDir, ...args], { input })
+      .toString()
+      .trim();
+  const head = git(["rev-parse", "refs/heads/main"]);
+  const when = Math.floor(Date.now() / 1000) - minutes * 60;
+  const raw = git(["cat-file", "commit", head]).replace(
+    /^(committer .*> )\d+ ([+-]\d{4})$/m,
+    `$1${when} $2`,
+  );
+  const aged = git(["hash-object", "-t", "commit", "-w", "--stdin"], `${raw}\n`);
+  git(["update-ref", "refs/heads/main", aged, head]);
+}
+
+/** An automatic failback: the trigger saw us-east-2's alarm after the failover to it. */
+const failback = { targetRegion: "us-west-2", failedRegion: "us-east-2" };
 
 function entered(result: LocalRunResult): string[] {
   return result.events.flatMap((e) =>
@@ -92,6 +112,47 @@ describe("failover.asl.json executed with the real handlers", () => {
     expect(writes(sandbox)).toEqual({ gitPushes: 0, auroraPromotions: 0, trafficUpdates: 0 });
   });
 
+  it("an automatic failback inside the cooldown of another execution's failover commit is held back; an operator's is not", async () => {
+    expect((await run({}, "first-failover")).status).toBe("SUCCEEDED");
+    await sandbox.git.commitDirect({ "NOTES.md": "unrelated\n" }, "Unrelated change on top");
+    const before = writes(sandbox);
+
+    const automatic = await run(failback);
+
+    expect(automatic.status).toBe("SUCCEEDED");
+    expect((automatic.output as { plan: { noop: boolean; actions: string[] } }).plan).toMatchObject(
+      {
+        noop: true,
+        actions: [
+          expect.stringMatching(
+            /^held back: execution first-failover failed over to us-east-2 0 min ago; cooldown 30 min; an operator can start one by hand$/,
+          ),
+        ],
+      },
+    );
+    expect(entered(automatic)).not.toContain("CommitRetarget");
+    expect(writes(sandbox)).toEqual(before);
+
+    const operator = await run({ targetRegion: "us-west-2" });
+
+    expect(operator.status).toBe("SUCCEEDED");
+    expect(await sandbox.state()).toMatchObject({
+      activeRegion: "us-west-2",
+      trafficDials: { "us-west-2": 100, "us-east-2": 0, "eu-west-1": 0 },
+    });
+  });
+
+  it("an automatic failback after the cooldown has passed proceeds", async () => {
+    expect((await run({}, "first-failover")).status).toBe("SUCCEEDED");
+    ageHeadCommit(sandbox, sandbox.topology.trigger.cooldownMinutes + 1);
+
+    const automatic = await run(failback);
+
+    expect(automatic.status).toBe("SUCCEEDED");
+    expect((automatic.output as { plan: { noop: boolean } }).plan.noop).toBe(false);
+    expect((await sandbox.state()).activeRegion).toBe("us-west-2");
+  });
+
   it("dryRun: the plan as output, no write call made", async () => {
     const result = await run({ dryRun: true });
 
@@ -122,6 +183,16 @@ describe("failover.asl.json executed with the real handlers", () => {
       "SpokeNotReady",
     ],
     ["CommitRetarget", (s) => s.injectFault("git-auth-failure", "us-east-2"), {}, "GitAuthError"],
+    [
+      "CommitRetarget (another execution's failover commit lands first)",
+      (s) =>
+        s.git.injectConflictOnNextPush(
+          { "NOTES.md": "failed over elsewhere\n" },
+          "failover(x): make eu-west-1 active\n\nFailover-Execution: arn:aws:states:eu-west-1:000000000000:execution:gitops-failover:other\nFailover-Target: eu-west-1",
+        ),
+      {},
+      "ConcurrentFailover",
+    ],
     [
       "AwaitArgoSync",
       (s) => s.injectFault("argocd-sync-timeout", "us-east-2"),

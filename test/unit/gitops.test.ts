@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import {
+  ConcurrentFailover,
   ConfigError,
   GitAuthError,
   GitEditError,
@@ -76,6 +77,18 @@ const EXPECTED_MESSAGE = [
 
 const AUTH: GitAuth = { username: USERNAME, token: PASSWORD };
 
+/** Another execution (another orchestrator region) failing over to eu-west-1. */
+const THEIRS = "arn:aws:states:us-east-2:000000000000:execution:failover:auto-us-west-2-1";
+const THEIR_MESSAGE = [
+  "failover(shop): make eu-west-1 active",
+  "",
+  "Source region: us-west-2. Mode: ungraceful.",
+  "",
+  `Failover-Execution: ${THEIRS}`,
+  "Failover-Target: eu-west-1",
+].join("\n");
+const VALUES_ON_EU = VALUES.replace("activeRegion: us-west-2 ", "activeRegion: eu-west-1 ");
+
 let server: GitServer;
 let repo: GitRepo;
 
@@ -135,6 +148,29 @@ describe("readValues", () => {
       { file: "values.yaml", path: "global.activeRegion.name", value: undefined },
       { file: "values.yaml", path: "global.regions", value: ["us-west-2", "us-east-2"] },
     ]);
+  });
+
+  it("with lookback, finds the newest failover commit under other commits, within the bound", async () => {
+    // Prepare
+    await commitRetarget(repo, AUTH, TO_EAST, MESSAGE, { maxAttempts: 1 });
+    const theirs = await server.commitDirect({ "values.yaml": VALUES_ON_EU }, THEIR_MESSAGE);
+    await server.commitDirect({ "NOTES.md": "unrelated\n" }, "Unrelated change");
+
+    // Act
+    const deep = await readValues(repo, AUTH, TO_EAST, { lookback: 20 });
+    const shallow = await readValues(repo, AUTH, TO_EAST, { lookback: 1 });
+    const none = await readValues(repo, AUTH, TO_EAST);
+
+    // Assess
+    expect(deep.lastFailover).toEqual({
+      sha: theirs,
+      execution: THEIRS,
+      target: "eu-west-1",
+      committedAt: expect.any(String),
+    });
+    expect(Date.now() - Date.parse(deep.lastFailover?.committedAt ?? "")).toBeLessThan(60_000);
+    expect(shallow.lastFailover).toBeUndefined();
+    expect(none).not.toHaveProperty("lastFailover");
   });
 
   it("refuses an invalid YAML file with its name and line", async () => {
@@ -278,6 +314,70 @@ describe("commitRetarget", () => {
       "Concurrent change by another committer",
       "Initial commit",
     ]);
+  });
+
+  it("stops with ConcurrentFailover when another execution's failover lands before the push", async () => {
+    // Prepare
+    server.injectConflictOnNextPush({ "values.yaml": VALUES_ON_EU }, THEIR_MESSAGE);
+
+    // Act
+    const error = await thrown(commitRetarget(repo, AUTH, TO_EAST, MESSAGE, { maxAttempts: 3 }));
+
+    // Assess
+    expect(error).toBeInstanceOf(ConcurrentFailover);
+    expect(error.message).toContain(`execution ${THEIRS} committed a failover to eu-west-1`);
+    expect(error.message).toContain("nothing was pushed by this execution");
+    expect((await server.log()).map((c) => c.message)).toEqual([THEIR_MESSAGE, "Initial commit"]);
+    expect(await server.readFile("values.yaml")).toBe(VALUES_ON_EU);
+    expect(server.stats().pushes).toBe(1);
+  });
+
+  it("builds on its own execution's commit that landed first (a retried invocation)", async () => {
+    // Prepare
+    server.injectConflictOnNextPush({ "values.yaml": VALUES_ON_EAST }, EXPECTED_MESSAGE);
+
+    // Act
+    const result = await commitRetarget(repo, AUTH, TO_EAST, MESSAGE, { maxAttempts: 3 });
+
+    // Assess
+    const log = await server.log();
+    expect(result).toMatchObject({ skipped: true, attempts: 1, sha: log[0]?.sha });
+    expect(log.map((c) => c.message)).toEqual([EXPECTED_MESSAGE, "Initial commit"]);
+  });
+
+  it("stops with ConcurrentFailover when another execution failed over since the plan", async () => {
+    // Prepare
+    const plannedHead = await server.head();
+    await server.commitDirect({ "values.yaml": VALUES_ON_EU }, THEIR_MESSAGE);
+    await server.commitDirect({ "NOTES.md": "unrelated\n" }, "Unrelated change");
+    const head = await server.head();
+
+    // Act
+    const error = await thrown(
+      commitRetarget(repo, AUTH, TO_EAST, MESSAGE, { maxAttempts: 3, plannedHead }),
+    );
+
+    // Assess
+    expect(error).toBeInstanceOf(ConcurrentFailover);
+    expect(error.message).toContain(`execution ${THEIRS} committed a failover to eu-west-1`);
+    expect(await server.head()).toBe(head);
+    expect(server.stats().pushes).toBe(0);
+  });
+
+  it("commits on top of other committers' changes made since the plan", async () => {
+    // Prepare
+    const plannedHead = await server.head();
+    const other = await server.commitDirect({ "NOTES.md": "unrelated\n" }, "Unrelated change");
+
+    // Act
+    const result = await commitRetarget(repo, AUTH, TO_EAST, MESSAGE, {
+      maxAttempts: 3,
+      plannedHead,
+    });
+
+    // Assess
+    expect(result).toMatchObject({ skipped: false, attempts: 1, previousSha: other });
+    expect(await server.readFile("values.yaml")).toBe(VALUES_ON_EAST);
   });
 
   it("gives up with GitPushConflict after maxAttempts pushes", async () => {
