@@ -49,6 +49,17 @@ export interface DrillOptions {
   signal?: AbortSignal;
 }
 
+/** The plain drill (us-west-2 -> us-east-2, graceful, 3 spokes, 6 apps): the CLI's defaults too. */
+export const DRILL_DEFAULTS: Readonly<Omit<DrillOptions, "reportDir">> = {
+  target: "us-east-2",
+  mode: "graceful",
+  dryRun: false,
+  spokes: 3,
+  apps: 6,
+  repeat: 1,
+  faults: [],
+};
+
 /** One step of an execution as the summary shows it. */
 export interface StepTiming {
   name: string;

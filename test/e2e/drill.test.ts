@@ -13,6 +13,7 @@ import { afterAll, describe, expect, it, vi } from "vitest";
 import { main } from "../../cli/main.ts";
 import { type AuditEvent, verifyChain } from "../../functions/lib/audit.ts";
 import {
+  DRILL_DEFAULTS,
   type DrillOptions,
   type DrillResult,
   drillProblems,
@@ -28,13 +29,7 @@ let n = 0;
 function drill(options: Partial<DrillOptions> = {}): Promise<DrillResult> {
   n += 1;
   return runDrill({
-    target: "us-east-2",
-    mode: "graceful",
-    dryRun: false,
-    spokes: 3,
-    apps: 6,
-    repeat: 1,
-    faults: [],
+    ...DRILL_DEFAULTS,
     reportDir: join(root, `report-${n}`),
     ...options,
   });

@@ -13,7 +13,7 @@ import { main } from "../../cli/main.ts";
 import { dynamoClient } from "../../functions/lib/aws.ts";
 import { lastFailover } from "../../functions/lib/lock.ts";
 import { type TriggerDecision, triggerOnAlarm } from "../../functions/lib/trigger.ts";
-import { type DrillOptions, runDrill } from "../../sandbox/drill.ts";
+import { DRILL_DEFAULTS, type DrillOptions, runDrill } from "../../sandbox/drill.ts";
 import { AUDIT_TABLE, PLATFORM, type Sandbox, startSandbox } from "../../sandbox/index.ts";
 import { runLocal } from "../../sandbox/runner.ts";
 
@@ -326,13 +326,7 @@ describe("drills through the trigger (--via alarm)", () => {
   const drill = (options: Partial<DrillOptions>) => {
     n += 1;
     return runDrill({
-      target: "us-east-2",
-      mode: "graceful",
-      dryRun: false,
-      spokes: 3,
-      apps: 6,
-      repeat: 1,
-      faults: [],
+      ...DRILL_DEFAULTS,
       reportDir: join(root, `alarm-${n}`),
       via: "alarm",
       ...options,

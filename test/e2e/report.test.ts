@@ -16,7 +16,7 @@ import { main } from "../../cli/main.ts";
 import { readAuditTrail } from "../../functions/lib/audit.ts";
 import { dynamoClient, sfnClient } from "../../functions/lib/aws.ts";
 import type { FailoverReport } from "../../functions/lib/report.ts";
-import { type DrillResult, runDrill } from "../../sandbox/drill.ts";
+import { DRILL_DEFAULTS, type DrillResult, runDrill } from "../../sandbox/drill.ts";
 import { AUDIT_TABLE, type Sandbox, startSandbox } from "../../sandbox/index.ts";
 
 const root = mkdtempSync(join(tmpdir(), "gf-report-"));
@@ -55,12 +55,7 @@ describe("failure report (drill --fault argocd-sync-timeout)", () => {
   let md: string;
   beforeAll(async () => {
     result = await runDrill({
-      target: "us-east-2",
-      mode: "graceful",
-      dryRun: false,
-      spokes: 3,
-      apps: 6,
-      repeat: 1,
+      ...DRILL_DEFAULTS,
       faults: ["argocd-sync-timeout"],
       reportDir: join(root, "failed"),
     });
