@@ -56,6 +56,8 @@ export interface FakeSpoke {
   setReachable(reachable: boolean): void;
   /** The first `n` nodes are Ready, the others NotReady (fault spoke-nodes-not-ready). */
   setReadyNodes(n: number): void;
+  /** The first `n` nodes are cordoned (`spec.unschedulable: true`, as `kubectl cordon` sets it). */
+  setCordonedNodes(n: number): void;
   /** true: rollouts from now on never become ready; false: failed rollouts complete. */
   setRolloutsFail(fail: boolean): void;
   /** Sets an existing ExternalSecret's Ready condition (a secret store outage). */
@@ -284,6 +286,7 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
 
   let reachable = true;
   let readyNodes = totalNodes;
+  let cordonedNodes = 0;
   let rolloutsFail = false;
   let requestCount = 0;
   let revision = 1000;
@@ -586,7 +589,19 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
             "topology.kubernetes.io/zone": `${options.region}${"abc"[i % 3]}`,
           },
         },
-        spec: {},
+        spec:
+          i < cordonedNodes
+            ? {
+                unschedulable: true,
+                taints: [
+                  {
+                    key: "node.kubernetes.io/unschedulable",
+                    effect: "NoSchedule",
+                    timeAdded: startedAt,
+                  },
+                ],
+              }
+            : {},
         status: {
           conditions: [
             ready
@@ -996,6 +1011,12 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
         throw new RangeError(`ready nodes must be an integer from 0 to ${totalNodes}, got ${n}`);
       }
       readyNodes = n;
+    },
+    setCordonedNodes(n) {
+      if (!Number.isInteger(n) || n < 0 || n > totalNodes) {
+        throw new RangeError(`cordoned nodes must be an integer from 0 to ${totalNodes}, got ${n}`);
+      }
+      cordonedNodes = n;
     },
     setRolloutsFail(fail) {
       rolloutsFail = fail;

@@ -46,6 +46,11 @@ export const RetargetEdit = z.strictObject({
     .min(1)
     .refine((f) => !f.startsWith("/") && !f.split("/").includes(".."), {
       message: "must be a relative path inside the repository (no leading '/' or '..')",
+    })
+    // One spelling per file: the edits of a file are applied together, grouped by this string.
+    .refine((f) => f.startsWith("/") || f.split("/").every((s) => s !== "" && s !== "."), {
+      message:
+        "must name the file one way: no './' or '.' segments, '//' or trailing '/' (envs/prod/values.yaml)",
     }),
   path: z
     .string()

@@ -12,8 +12,9 @@
  * inside the cooldown, and a failover commit by another execution that lands after this one
  * planned stops it with ConcurrentFailover. Both look back at most FAILOVER_LOOKBACK_COMMITS.
  */
+import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
@@ -57,6 +58,7 @@ import {
   UnexpectedError,
 } from "./errors.ts";
 import { redact, registerSecret } from "./redact.ts";
+import { invalidateSecretToken } from "./secrets.ts";
 
 export interface GitRepo {
   url: string;
@@ -167,10 +169,11 @@ export async function readValues(
     const docs = new Map<string, Document.Parsed>();
     const values: { file: string; path: string; value: unknown }[] = [];
     for (const edit of edits) {
-      let doc = docs.get(edit.file);
+      const file = repoPath(edit.file);
+      let doc = docs.get(file);
       if (!doc) {
-        doc = parseYaml(await readText(c, head, edit.file), edit.file);
-        docs.set(edit.file, doc);
+        doc = parseYaml(await readText(c, head, file), file);
+        docs.set(file, doc);
       }
       const found = locate(doc, edit.path);
       const value = found.kind === "found" ? plainValue(found.pair.value, doc) : undefined;
@@ -231,7 +234,21 @@ export async function commitRetarget(
   });
 }
 
-/** Clones the branch `depth` commits deep (at least 1) into a fresh directory, runs `work`, removes it. */
+/** Clone directories are `<tmpdir>/gitops-failover-clone-<pid>-<random>`. */
+const CLONE_PREFIX = "gitops-failover-clone-";
+const CLONE_NAME = /^gitops-failover-clone-(\d+)-[0-9a-f]+$/;
+/**
+ * A clone of another live process is swept only once it is older than this: the longest a
+ * Lambda invocation can run, so no invocation anywhere can still be using it.
+ */
+const STALE_CLONE_MS = 15 * 60 * 1000;
+/** The clones this process is working in right now (concurrent calls in one process). */
+const activeClones = new Set<string>();
+
+/**
+ * Clones the branch `depth` commits deep (at least 1) into a fresh directory, runs `work`, removes
+ * it. First sweeps the clones earlier invocations left behind (see sweepStaleClones).
+ */
 async function withClone<T>(
   repo: GitRepo,
   auth: GitAuth,
@@ -243,7 +260,9 @@ async function withClone<T>(
     "base64",
   );
   registerSecret(credentials);
-  const dir = await mkdtemp(join(tmpdir(), "gitops-failover-"));
+  // Named and marked in use before it exists, so a concurrent sweep in this process never takes it.
+  const dir = join(tmpdir(), `${CLONE_PREFIX}${process.pid}-${randomBytes(6).toString("hex")}`);
+  activeClones.add(dir);
   const c: Clone = {
     dir,
     repo,
@@ -252,6 +271,8 @@ async function withClone<T>(
     cache: {},
   };
   try {
+    await sweepStaleClones();
+    await mkdir(dir, { recursive: true });
     try {
       await clone({
         fs,
@@ -270,8 +291,58 @@ async function withClone<T>(
       throw gitError(e, c, "cloning");
     }
     return await work(c);
+  } catch (e) {
+    // A rotated token: the next read of the secret must not return the rejected one from cache.
+    if (e instanceof GitAuthError) invalidateSecretToken(auth.token);
+    throw e;
   } finally {
+    activeClones.delete(dir);
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Removes clone directories left in /tmp by invocations that never reached their cleanup (a
+ * Lambda timeout or crash): Lambda keeps /tmp (512 MB by default) across invocations of a warm
+ * environment. A clone is stale when no call of this process is using it and its process is
+ * this one (an earlier invocation), is gone, or has held it longer than STALE_CLONE_MS.
+ * Best effort: a failure to sweep never fails the clone.
+ */
+async function sweepStaleClones(now = Date.now()): Promise<string[]> {
+  const root = tmpdir();
+  let names: string[];
+  try {
+    names = await readdir(root);
+  } catch {
+    return [];
+  }
+  const swept: string[] = [];
+  for (const name of names) {
+    const pid = Number(CLONE_NAME.exec(name)?.[1] ?? Number.NaN);
+    const dir = join(root, name);
+    if (!Number.isInteger(pid) || activeClones.has(dir)) continue;
+    try {
+      const stale =
+        pid === process.pid ||
+        !processAlive(pid) ||
+        now - (await stat(dir)).mtimeMs > STALE_CLONE_MS;
+      if (!stale || activeClones.has(dir)) continue;
+      await rm(dir, { recursive: true, force: true });
+      swept.push(dir);
+    } catch {
+      // Gone already (another process swept it) or not ours to remove: leave it.
+    }
+  }
+  return swept;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: it exists but belongs to another user.
+    return errorCode(e) === "EPERM";
   }
 }
 
@@ -425,10 +496,14 @@ function commitText(message: CommitMessage): string {
   return `${parts.join("\n\n")}\n`;
 }
 
-/** Drops exact repeats; two different values for one key cannot both be made true. */
+/**
+ * Spells every file one way (`./a//b.yaml` is `a/b.yaml`: the edits of one file are applied
+ * together) and drops exact repeats; two different values for one key cannot both be made true.
+ */
 function uniqueEdits(edits: RenderedEdit[]): RenderedEdit[] {
   const byKey = new Map<string, RenderedEdit>();
-  for (const edit of edits) {
+  for (const given of edits) {
+    const edit = { ...given, file: repoPath(given.file) };
     const key = `${edit.file}\0${edit.path}`;
     const seen = byKey.get(key);
     if (seen && seen.value !== edit.value) {
@@ -487,6 +562,11 @@ async function replaceBlob(
 
 function pathSegments(file: string): string[] {
   return file.split("/").filter((s) => s !== "" && s !== ".");
+}
+
+/** The one spelling of a path inside the repository: no `./` or `.` segments, `//` or trailing `/`. */
+function repoPath(file: string): string {
+  return pathSegments(file).join("/");
 }
 
 async function readText(c: Clone, commit: string, file: string): Promise<string> {
@@ -648,7 +728,19 @@ function editYaml(
     if (!check.errors.length && isDeepStrictEqual(check.toJS(), doc.toJS()))
       return { text: spliced, changes };
   }
-  return { text: doc.toString({ lineWidth: 0 }), changes };
+  return { text: keepLayout(text, doc.toString({ lineWidth: 0 })), changes };
+}
+
+/**
+ * The Document API writes LF and drops a byte-order mark: give the file back its own line
+ * break (that of its first line) and BOM. Every LF in YAML output is a line break (a newline
+ * inside a value is either a line of a block scalar or an escape), so all are converted.
+ */
+function keepLayout(original: string, written: string): string {
+  const bom = original.startsWith("\uFEFF") ? "\uFEFF" : "";
+  const crlf = /^[^\n]*\r\n/.test(original);
+  const body = written.startsWith("\uFEFF") ? written.slice(1) : written;
+  return bom + (crlf ? body.replace(/\r?\n/g, "\r\n") : body);
 }
 
 /** The value as YAML source on one line, in the original's quoting style when both are strings. */

@@ -1,6 +1,7 @@
 /**
- * Secrets Manager access. Values are cached per container for a short time, registered for
- * redaction, and never returned in a step's output.
+ * Secrets Manager access. Values are cached per container for a short time (until a client
+ * reports the token refused: invalidateSecret), registered for redaction, and never returned in
+ * a step's output.
  *
  * A failover runs exactly when a region is failing, and that region may be the one a secret
  * lives in. Secrets Manager replicates a secret to other regions under the same name and
@@ -179,6 +180,24 @@ export async function getSecret(arn: string): Promise<SecretValue> {
   registerSecret(value.token);
   cache.set(arn, { value, at: Date.now() });
   return value;
+}
+
+/**
+ * Forgets the cached value of one secret, so the next getSecret reads Secrets Manager again: for
+ * a caller whose token was refused (rotated since it was cached) and that knows the ARN.
+ */
+export function invalidateSecret(arn: string): void {
+  cache.delete(arn);
+}
+
+/**
+ * Forgets every cached secret whose token is `token`: for a client that was handed a token,
+ * not its ARN, and saw it refused (GitAuthError, SpokeAuthError). Without this, a token rotated
+ * within the TTL would keep failing every execution on a warm container until the TTL ran out.
+ * A newer value cached meanwhile under the same ARN is kept.
+ */
+export function invalidateSecretToken(token: string): void {
+  for (const [arn, entry] of cache) if (entry.value.token === token) cache.delete(arn);
 }
 
 /** Drops cached secrets (rotation in tests and the sandbox). */

@@ -1,8 +1,10 @@
 /**
  * VerifySpoke's domain: asks a target spoke's API server, with the read-only token from Secrets
- * Manager, whether it can take the platform — API server ready, enough nodes Ready, namespaces
- * present, secret operators working — before anything is changed. TLS is always verified against
- * the cluster CA from the topology; nothing here can turn verification off.
+ * Manager, whether it can take the platform — API server ready, enough nodes Ready and not
+ * cordoned, namespaces present, secret operators working — before anything is changed. TLS is
+ * always verified against the cluster CA from the topology; nothing here can turn verification
+ * off. A token the server refuses is dropped from the secret cache, so a rotated one is read
+ * again on the next attempt.
  */
 import {
   ApiException,
@@ -25,6 +27,7 @@ import {
   SpokeUnreachable,
   UnexpectedError,
 } from "./errors.ts";
+import { invalidateSecretToken } from "./secrets.ts";
 
 export interface SpokeConnection {
   name: string;
@@ -49,6 +52,7 @@ export interface SpokeCheck {
 
 export interface SpokeReport {
   spoke: string;
+  /** Nodes that can take pods: Ready and not cordoned (`spec.unschedulable`). */
   readyNodes: number;
   checks: SpokeCheck[];
 }
@@ -285,11 +289,16 @@ async function nodesCheck(
   const notReady = nodes
     .filter((n) => readyCondition(n.status?.conditions)?.status !== "True")
     .map((n) => n.metadata?.name ?? "?");
-  const readyNodes = nodes.length - notReady.length;
+  // A cordoned node (kubectl cordon/drain) is Ready but takes no new pods: it does not count.
+  const cordoned = nodes
+    .filter((n) => readyCondition(n.status?.conditions)?.status === "True" && n.spec?.unschedulable)
+    .map((n) => n.metadata?.name ?? "?");
+  const readyNodes = nodes.length - notReady.length - cordoned.length;
   const ok = readyNodes >= minReadyNodes;
   const detail =
-    `${readyNodes} of ${nodes.length} nodes Ready (need at least ${minReadyNodes})` +
-    (notReady.length ? `; not Ready: ${listNames(notReady)}` : "");
+    `${readyNodes} of ${nodes.length} nodes Ready and schedulable (need at least ${minReadyNodes})` +
+    (notReady.length ? `; not Ready: ${listNames(notReady)}` : "") +
+    (cordoned.length ? `; cordoned: ${listNames(cordoned)}` : "");
   return { readyNodes, check: { check: "nodes", ok, detail } };
 }
 
@@ -417,6 +426,8 @@ export async function inspectSpoke(
     errors.find((e) => e instanceof SpokeAuthError) ??
     errors.find((e) => e instanceof SpokeUnreachable) ??
     errors[0];
+  // A rotated token: the next read of the secret must not return the refused one from cache.
+  if (first instanceof SpokeAuthError) invalidateSecretToken(conn.token);
   if (first !== undefined) throw first;
   const { check: nodeCheck, readyNodes } = await nodes;
   return {

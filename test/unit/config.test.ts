@@ -104,6 +104,26 @@ describe("topology schema", () => {
     expect(found).toMatch(/git\.retarget: no edit mentions \{\{targetRegion\}\}/);
   });
 
+  it("accepts one spelling per retarget file: no './', '.', '//' or trailing '/'", () => {
+    const t = example();
+    const git = (t as unknown as { git: { retarget: Record<string, unknown>[] } }).git;
+    const edit = git.retarget[0] ?? {};
+    git.retarget = ["./values.yaml", "envs//values.yaml", "envs/./values.yaml", "envs/", "."].map(
+      (file) => ({ ...edit, file }),
+    );
+
+    const found = problems(() => parseTopology(t));
+
+    expect(found).toEqual(
+      [0, 1, 2, 3, 4].map(
+        (i) =>
+          `git.retarget.${i}.file: must name the file one way: no './' or '.' segments, '//' or trailing '/' (envs/prod/values.yaml)`,
+      ),
+    );
+    git.retarget = [{ ...edit, file: "envs/production/values.yaml" }];
+    expect(problems(() => parseTopology(t))).toEqual([]);
+  });
+
   it("refuses empty, malformed, duplicate-key and oversized documents with a located message", () => {
     expect(problems(() => parseDocumentText("  \n", "t.yaml"))).toEqual(["t.yaml: file is empty"]);
     expect(problems(() => parseDocumentText("a: [1, 2", "t.yaml"))[0]).toMatch(

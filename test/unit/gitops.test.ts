@@ -1,5 +1,10 @@
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, rm, utimes, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import {
@@ -17,7 +22,9 @@ import {
   type RenderedEdit,
   readValues,
 } from "../../functions/lib/gitops.ts";
+import { getSecret } from "../../functions/lib/secrets.ts";
 import { type GitServer, startGitServer } from "../../sandbox/git.ts";
+import { rotatingSecret } from "./rotating-secret.ts";
 
 const USERNAME = "gitops-bot";
 const PASSWORD = "pw-7f3a9c1e5b2d8f40";
@@ -97,6 +104,8 @@ function files(): Record<string, string> {
     "values.yaml": VALUES,
     "apps/shop/values.yaml": "image: shop:1.2.3\n",
     "broken.yaml": "global:\n  activeRegion: [us-west-2\n",
+    "windows.yaml":
+      "\uFEFF# Saved on Windows.\r\nglobal:\r\n  activeRegion: us-west-2 # flipped\r\n  replicas:    3\r\n",
   };
 }
 
@@ -260,6 +269,87 @@ describe("commitRetarget", () => {
     expect(parse(text).regions["us-east-2"]).toEqual({ replicas: 0, enabled: false, weight: 100 });
     expect(text).toContain("# The region that serves traffic.");
     expect(text).toContain("# flipped on failover");
+  });
+
+  it("applies the edits of one file spelled two ways together, as one file", async () => {
+    // Prepare
+    const edits: RenderedEdit[] = [
+      { file: "values.yaml", path: "global.activeRegion", value: "us-east-2" },
+      { file: "./values.yaml", path: "global.standbyRegion", value: "us-west-2" },
+      { file: ".//values.yaml", path: "global.activeRegion", value: "us-east-2" },
+    ];
+
+    // Act
+    const result = await commitRetarget(repo, AUTH, edits, MESSAGE, { maxAttempts: 1 });
+
+    // Assess
+    const values = parse(await server.readFile("values.yaml"));
+    expect(values.global.activeRegion).toBe("us-east-2");
+    expect(values.global.standbyRegion).toBe("us-west-2");
+    expect(result.changes).toEqual([
+      { file: "values.yaml", path: "global.activeRegion", from: "us-west-2", to: "us-east-2" },
+      { file: "values.yaml", path: "global.standbyRegion", from: "us-east-2", to: "us-west-2" },
+    ]);
+  });
+
+  it("keeps a CRLF file's line breaks and byte-order mark when it adds a key", async () => {
+    // Prepare
+    const edits: RenderedEdit[] = [
+      { file: "windows.yaml", path: "global.activeRegion", value: "us-east-2" },
+      { file: "windows.yaml", path: "global.weight", value: 100 },
+    ];
+
+    // Act
+    await commitRetarget(repo, AUTH, edits, MESSAGE, { maxAttempts: 1 });
+
+    // Assess
+    const text = await server.readFile("windows.yaml");
+    expect(text.startsWith("\uFEFF# Saved on Windows.\r\n")).toBe(true);
+    expect(text.replaceAll("\r\n", "")).not.toContain("\n");
+    expect(text).toContain("  activeRegion: us-east-2 # flipped\r\n");
+    expect(text.endsWith("  weight: 100\r\n")).toBe(true);
+    expect(parse(text.slice(1)).global).toEqual({
+      activeRegion: "us-east-2",
+      replicas: 3,
+      weight: 100,
+    });
+  });
+
+  it("sweeps clone folders that earlier invocations left behind, and only those", async () => {
+    // Prepare
+    const gone = await new Promise<number>((resolve, reject) => {
+      const child = execFile(process.execPath, ["-e", ""], (e) => (e ? reject(e) : undefined));
+      child.on("exit", () => resolve(child.pid ?? 0));
+    });
+    const other = process.ppid;
+    const folder = (name: string) => join(tmpdir(), name);
+    const leftovers = {
+      deadProcess: folder(`gitops-failover-clone-${gone}-0a1b2c`),
+      thisProcess: folder(`gitops-failover-clone-${process.pid}-0a1b2c`),
+      oldOfLiveProcess: folder(`gitops-failover-clone-${other}-0d0d0d`),
+    };
+    const kept = {
+      freshOfLiveProcess: folder(`gitops-failover-clone-${other}-0e0e0e`),
+      notAClone: folder("gitops-failover-clone-notes"),
+    };
+    const anHourAgo = (Date.now() - 3_600_000) / 1000;
+    for (const dir of [...Object.values(leftovers), ...Object.values(kept)]) {
+      await mkdir(join(dir, ".git"), { recursive: true });
+      await writeFile(join(dir, ".git", "packed"), "x".repeat(1024));
+    }
+    await utimes(leftovers.oldOfLiveProcess, anHourAgo, anHourAgo);
+
+    try {
+      // Act
+      await readValues(repo, AUTH, TO_EAST);
+
+      // Assess
+      for (const dir of Object.values(leftovers)) expect(existsSync(dir), dir).toBe(false);
+      for (const dir of Object.values(kept)) expect(existsSync(dir), dir).toBe(true);
+    } finally {
+      for (const dir of [...Object.values(leftovers), ...Object.values(kept)])
+        await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("does nothing when every value is already at its target", async () => {
@@ -439,6 +529,29 @@ describe("commitRetarget failures", () => {
     // Assess
     expect(error).toBeInstanceOf(GitAuthError);
     expect(error.message).not.toContain(PASSWORD);
+  });
+
+  it("drops a rotated token from the secret cache, so the next attempt reads the new one", async () => {
+    // Prepare
+    const arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:gitops-failover/git-AbCdEf";
+    const rotated = "pw-rotated-5d1e7b3a";
+    const secret = rotatingSecret(arn, JSON.stringify({ username: USERNAME, token: PASSWORD }));
+    try {
+      await getSecret(arn);
+      server.setPassword(rotated);
+      secret.rotate(JSON.stringify({ username: USERNAME, token: rotated }));
+
+      // Act
+      const error = await thrown(readValues(repo, await getSecret(arn), TO_EAST));
+      const retried = await readValues(repo, await getSecret(arn), TO_EAST);
+
+      // Assess
+      expect(error).toBeInstanceOf(GitAuthError);
+      expect(retried.head).toBe(await server.head());
+      expect(secret.reads()).toBe(2);
+    } finally {
+      secret.restore();
+    }
   });
 
   it("reports a server that does not answer as GitUnreachable", async () => {

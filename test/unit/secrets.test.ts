@@ -16,6 +16,8 @@ import { FailoverError } from "../../functions/lib/errors.ts";
 import {
   clearSecretCache,
   getSecret,
+  invalidateSecret,
+  invalidateSecretToken,
   regionOfArn,
   replicaArn,
   secretNameOf,
@@ -176,6 +178,44 @@ describe("getSecret, in a function outside the secret's region", () => {
     await getSecret(GIT);
     await getSecret(GIT);
     expect(await calls()).toHaveLength(1);
+  });
+});
+
+describe("invalidating a cached secret (a token refused after a rotation)", () => {
+  const rotating = () => {
+    let token = "tok-before";
+    sm.on(GetSecretValueCommand).callsFake(async (input: { SecretId: string }) => ({
+      ARN: input.SecretId,
+      SecretString: JSON.stringify({ token }),
+    }));
+    return (next: string) => {
+      token = next;
+    };
+  };
+
+  it("by ARN: the next getSecret reads Secrets Manager again, within the TTL", async () => {
+    const rotate = rotating();
+    await expect(getSecret(GIT)).resolves.toEqual({ token: "tok-before" });
+    rotate("tok-after");
+    await expect(getSecret(GIT)).resolves.toEqual({ token: "tok-before" });
+
+    invalidateSecret(GIT);
+
+    await expect(getSecret(GIT)).resolves.toEqual({ token: "tok-after" });
+    expect(await calls()).toHaveLength(2);
+  });
+
+  it("by the refused token: drops only the entries holding it, not a newer value", async () => {
+    const rotate = rotating();
+    await getSecret(GIT);
+    rotate("tok-after");
+
+    invalidateSecretToken("tok-before");
+    await expect(getSecret(GIT)).resolves.toEqual({ token: "tok-after" });
+    invalidateSecretToken("tok-before");
+    await expect(getSecret(GIT)).resolves.toEqual({ token: "tok-after" });
+
+    expect(await calls()).toHaveLength(2);
   });
 });
 

@@ -13,6 +13,7 @@ import {
   SpokeNotReady,
   SpokeUnreachable,
 } from "../../functions/lib/errors.ts";
+import { getSecret } from "../../functions/lib/secrets.ts";
 import {
   assertSpokeReady,
   inspectSpoke,
@@ -21,6 +22,7 @@ import {
 } from "../../functions/lib/spoke.ts";
 import { type Ca, createCa } from "../../sandbox/ca.ts";
 import { type FakeSpoke, type FakeSpokeOptions, startSpoke } from "../../sandbox/spoke.ts";
+import { rotatingSecret } from "./rotating-secret.ts";
 
 const TOKEN = "spoke-reader-token-7f3a9c2e";
 const TIMEOUT = { timeoutMs: 5_000 };
@@ -175,7 +177,32 @@ describe("inspectSpoke", () => {
     const error = failure(report);
     expect(error.message).toMatch(/^spoke spoke-use2 is not ready .*1 of 5 checks failed/);
     expect(error.details).toEqual([
-      "nodes: 1 of 3 nodes Ready (need at least 2); not Ready: spoke-use2-node-2, spoke-use2-node-3",
+      "nodes: 1 of 3 nodes Ready and schedulable (need at least 2); not Ready: spoke-use2-node-2, spoke-use2-node-3",
+    ]);
+  });
+
+  it("does not count cordoned nodes: Ready but taking no new pods", async () => {
+    const s = await spoke();
+    s.setCordonedNodes(2);
+
+    const report = await inspectSpoke(connection(s), EXPECT, TIMEOUT);
+
+    expect(report.readyNodes).toBe(1);
+    expect(failure(report).details).toEqual([
+      "nodes: 1 of 3 nodes Ready and schedulable (need at least 2); cordoned: spoke-use2-node-1, spoke-use2-node-2",
+    ]);
+  });
+
+  it("names not Ready and cordoned nodes apart, each node once", async () => {
+    const s = await spoke({ nodes: 4 });
+    s.setCordonedNodes(3);
+    s.setReadyNodes(2);
+
+    const report = await inspectSpoke(connection(s), { ...EXPECT, minReadyNodes: 1 }, TIMEOUT);
+
+    expect(report.readyNodes).toBe(0);
+    expect(failure(report).details).toEqual([
+      "nodes: 0 of 4 nodes Ready and schedulable (need at least 1); not Ready: spoke-use2-node-3, spoke-use2-node-4; cordoned: spoke-use2-node-1, spoke-use2-node-2",
     ]);
   });
 
@@ -263,6 +290,33 @@ describe("inspectSpoke", () => {
     });
     expect(everything).not.toContain(wrong);
     expect(everything).not.toContain(TOKEN);
+  });
+
+  it("drops a refused token from the secret cache, so the next attempt reads the rotated one", async () => {
+    const s = await spoke();
+    const arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:spokes/use2-AbCdEf";
+    const secret = rotatingSecret(arn, "spoke-reader-token-before-rotation");
+    try {
+      await getSecret(arn);
+      secret.rotate(TOKEN);
+
+      const refused = inspectSpoke(
+        connection(s, { token: (await getSecret(arn)).token }),
+        EXPECT,
+        TIMEOUT,
+      );
+      await expect(refused).rejects.toBeInstanceOf(SpokeAuthError);
+      const report = await inspectSpoke(
+        connection(s, { token: (await getSecret(arn)).token }),
+        EXPECT,
+        TIMEOUT,
+      );
+
+      expect(() => assertSpokeReady(report)).not.toThrow();
+      expect(secret.reads()).toBe(2);
+    } finally {
+      secret.restore();
+    }
   });
 
   it("throws SpokeUnreachable when the API server refuses connections", async () => {
