@@ -451,7 +451,7 @@ export function registerOperatorCommands(cli: Command, out: (line: string) => vo
       .option("--dry-run", "plan only: the execution ends with the plan and changes nothing", false)
       .option(
         "--allow-data-loss",
-        "let an ungraceful failover lose writes within the RPO guard",
+        "let an ungraceful failover go ahead whatever the replication lag (overrides the RPO guard)",
         false,
       )
       .option("--require-approval", "stop at the Approval step until `approve`", false)

@@ -8,7 +8,9 @@
  *
  * The REST subset the orchestrator uses is served over HTTPS, once per hub name (a primary and a
  * standby listener with the same state behind them), with Argo CD's error shape
- * `{"error","code","message"}`, bearer tokens, `selector` and a real `fields` filter.
+ * `{"error","code","message"}`, bearer tokens, `selector`, and the application list's `fields`
+ * filter with argocd-server's allow-list (other paths are dropped; Get ignores `fields`). A sync
+ * with a `revision` other than the target revision is refused on an auto-synced app, as Argo CD.
  *
  * What is simplified, on purpose:
  * - The "chart": the source path holds plain manifests; `helm.valueFiles` (relative to the path)
@@ -176,68 +178,103 @@ function matchesLabelSelector(selector: unknown, labels: Record<string, string>)
   });
 }
 
-type FieldTree = Map<string, FieldTree | true>;
-
-function fieldTree(paths: string[][]): FieldTree {
-  const root: FieldTree = new Map();
-  for (const path of paths) {
-    let node = root;
-    path.forEach((key, i) => {
-      if (i === path.length - 1) {
-        node.set(key, true);
-        return;
-      }
-      const next = node.get(key);
-      if (next === true) return;
-      const child: FieldTree = next ?? new Map();
-      node.set(key, child);
-      node = child;
-    });
+/** A JSON value at a dotted path, or undefined. */
+function at(value: unknown, path: string): unknown {
+  let cur = value;
+  for (const key of path.split(".")) {
+    if (!isObject(cur)) return undefined;
+    cur = cur[key];
   }
-  return root;
-}
-
-function pick(value: unknown, tree: FieldTree | true): unknown {
-  if (tree === true) return value;
-  if (Array.isArray(value)) return value.map((v) => pick(v, tree));
-  if (!isObject(value)) return undefined;
-  const out: Json = {};
-  for (const [key, sub] of tree) {
-    if (value[key] === undefined) continue;
-    const picked = pick(value[key], sub);
-    if (picked !== undefined) out[key] = picked;
-  }
-  return out;
-}
-
-function omit(value: unknown, tree: FieldTree | true): unknown {
-  if (tree === true) return undefined;
-  if (Array.isArray(value)) return value.map((v) => omit(v, tree));
-  if (!isObject(value)) return value;
-  const out: Json = { ...value };
-  for (const [key, sub] of tree) {
-    if (out[key] === undefined) continue;
-    const kept = omit(out[key], sub);
-    if (kept === undefined) delete out[key];
-    else out[key] = kept;
-  }
-  return out;
+  return cur;
 }
 
 /**
- * argocd-server's `fields` query parameter: a comma-separated list of dotted paths to keep
- * (`items.metadata.name,...`), or to drop when it starts with `-`; arrays are walked through.
+ * argocd-server's allow-list for the application list's `fields` (argo-cd v3.5.1,
+ * pkg/apiclient/application/forwarder_overwrite.go `appFields`), over the JSON of a full
+ * Application. Undefined: Go returned a nil interface and the key is left out; null: Go returned
+ * a typed nil pointer/slice, which is encoded as `null`. Structs (health, destination, summary,
+ * startedAt) are always there. NOTE the server's quirk: `status.operationState.operation.sync`
+ * answers with `status.operationState.syncResult` (revision, revisions, resources, source(s)),
+ * not with the requested operation. Before v3.5.0 the `spec.*` entries and
+ * `status.sync.revision` are not in the list: only `spec` as a whole.
  */
-function filterFields(body: unknown, fields: string | null): unknown {
-  if (!fields) return body;
+const LIST_FIELDS: Record<string, (app: Json) => unknown> = {
+  "metadata.name": (a) => at(a, "metadata.name") ?? "",
+  "metadata.namespace": (a) => at(a, "metadata.namespace") ?? "",
+  "metadata.annotations": (a) => at(a, "metadata.annotations") ?? null,
+  "metadata.labels": (a) => at(a, "metadata.labels") ?? null,
+  "metadata.creationTimestamp": (a) => at(a, "metadata.creationTimestamp") ?? null,
+  "metadata.deletionTimestamp": (a) => at(a, "metadata.deletionTimestamp") ?? null,
+  spec: (a) => at(a, "spec") ?? {},
+  "spec.destination": (a) => at(a, "spec.destination") ?? {},
+  "spec.project": (a) => at(a, "spec.project") ?? "",
+  "spec.source": (a) => at(a, "spec.source") ?? null,
+  "spec.sources": (a) => at(a, "spec.sources") ?? null,
+  "spec.sourceHydrator": (a) => at(a, "spec.sourceHydrator") ?? null,
+  "spec.syncPolicy": (a) => at(a, "spec.syncPolicy") ?? null,
+  "status.sourceHydrator": (a) => at(a, "status.sourceHydrator") ?? {},
+  "status.summary": (a) => at(a, "status.summary") ?? {},
+  "status.sync.status": (a) => at(a, "status.sync.status") ?? "",
+  "status.sync.revision": (a) => at(a, "status.sync.revision") ?? "",
+  "status.health": (a) => at(a, "status.health") ?? {},
+  "status.operationState.startedAt": (a) => at(a, "status.operationState.startedAt"),
+  "status.operationState.finishedAt": (a) =>
+    at(a, "status.operationState")
+      ? (at(a, "status.operationState.finishedAt") ?? null)
+      : undefined,
+  "status.resources": (a) => {
+    const resources = at(a, "status.resources");
+    return Array.isArray(resources) && resources.length ? resources : undefined;
+  },
+  "operation.sync": (a) => (at(a, "operation") ? (at(a, "operation.sync") ?? null) : undefined),
+  "status.operationState.phase": (a) => at(a, "status.operationState.phase"),
+  "status.operationState.operation.sync": (a) =>
+    at(a, "status.operationState")
+      ? (at(a, "status.operationState.syncResult") ?? null)
+      : undefined,
+};
+
+/**
+ * The application list as argocd-server answers it with `fields`: only allow-listed per-app
+ * paths (each asked for as `items.<path>`, or all but those when the list starts with `-`) are
+ * returned; any other path, a sub-path of an allowed one included (`items.status.health.status`),
+ * is silently dropped. The list's own `metadata` always comes back. Asking for a path and one
+ * of its ancestors (`items.spec` with `items.spec.destination`) makes v3.5.1 fail with
+ * "field ... is not a map" depending on Go map order: answered here as that 500, always.
+ */
+export function filterApplicationList(
+  list: { metadata: Json; items: Json[] },
+  fields: string | null,
+): unknown {
+  if (!fields) return list;
   const exclude = fields.startsWith("-");
-  const paths = (exclude ? fields.slice(1) : fields)
-    .split(",")
-    .map((p) => p.trim())
-    .filter(Boolean)
-    .map((p) => p.split("."));
-  if (!paths.length) return body;
-  return exclude ? omit(body, fieldTree(paths)) : pick(body, fieldTree(paths));
+  const asked = new Set((exclude ? fields.slice(1) : fields).split(","));
+  const selected = Object.keys(LIST_FIELDS).filter((f) => asked.has(`items.${f}`) !== exclude);
+  for (const field of selected) {
+    const parts = field.split(".");
+    for (let i = 1; i < parts.length; i++) {
+      if (selected.includes(parts.slice(0, i).join("."))) {
+        throw new ApiError(500, `field ${field} is not a map`);
+      }
+    }
+  }
+  const items = list.items.map((app) => {
+    const out: Json = {};
+    for (const field of selected) {
+      const value = (LIST_FIELDS[field] as (app: Json) => unknown)(app);
+      if (value === undefined) continue;
+      const parts = field.split(".");
+      let node = out;
+      parts.slice(0, -1).forEach((key) => {
+        if (!isObject(node[key])) node[key] = {};
+        node = node[key] as Json;
+      });
+      node[parts.at(-1) as string] = value;
+    }
+    return out;
+  });
+  // Go encodes an empty (nil) item slice as null.
+  return { metadata: list.metadata, items: items.length ? items : null };
 }
 
 // ---------------------------------------------------------------- Git
@@ -1177,6 +1214,10 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
         ],
       },
       spec: app.spec,
+      // Argo CD keeps the requested operation on the app until the controller completes it.
+      ...(op?.phase === "Running"
+        ? { operation: { sync: { revision: op.revision }, initiatedBy: op.initiatedBy } }
+        : {}),
       status: {
         sync: {
           status: syncStatus(app),
@@ -1191,12 +1232,13 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
                 phase: op.phase,
                 message: op.message,
                 startedAt: op.startedAt,
-                ...(op.finishedAt
-                  ? { finishedAt: op.finishedAt, syncResult: { revision: op.revision } }
-                  : {}),
+                // The controller records the resolved revision in syncResult as it starts.
+                syncResult: { revision: op.revision },
+                ...(op.finishedAt ? { finishedAt: op.finishedAt } : {}),
               },
             }
           : {}),
+        summary: {},
         ...(conditions.length ? { conditions } : {}),
         ...(app.reconciledAt ? { reconciledAt: app.reconciledAt } : {}),
         sourceType: app.spec.source?.helm ? "Helm" : "Directory",
@@ -1321,7 +1363,7 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
         )
         .sort((a, b) => a.name.localeCompare(b.name))
         .map(appView);
-      return filterFields(
+      return filterApplicationList(
         { metadata: { resourceVersion: String(resourceVersion) }, items },
         q.get("fields"),
       );
@@ -1333,12 +1375,22 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
         only("GET");
         const refresh = q.get("refresh");
         if (refresh === "hard" || refresh === "normal") await refreshApp(app);
-        return filterFields(appView(app), q.get("fields"));
+        // The Get answer is not filtered by `fields` (only the list's forwarder reads it).
+        return appView(app);
       }
       only("POST");
       const body = await readJson(req);
       if (running(app)) throw new ApiError(400, "another operation is already in progress", 9);
       const wanted = typeof body.revision === "string" && body.revision ? body.revision : "HEAD";
+      const targetRevision = app.spec.source?.targetRevision || "HEAD";
+      if (automated(app) && wanted !== "HEAD" && wanted !== targetRevision && !body.dryRun) {
+        // argocd-server refuses a revision override on an auto-synced app (FailedPrecondition).
+        throw new ApiError(
+          400,
+          `Cannot sync to ${wanted}: auto-sync currently set to ${app.spec.source?.targetRevision ?? ""}`,
+          9,
+        );
+      }
       let sha: string;
       try {
         sha = await reader.resolve(wanted === app.spec.source?.targetRevision ? "HEAD" : wanted);
@@ -1359,10 +1411,7 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
       );
       background.add(work);
       void work.catch(() => undefined).finally(() => background.delete(work));
-      return {
-        ...appView(app),
-        operation: { sync: { revision: sha }, initiatedBy: { username: user } },
-      };
+      return appView(app);
     }
     if (path === "/api/v1/applicationsets") {
       only("GET");
@@ -1371,7 +1420,7 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
       const items = snap.appSets.filter((s) =>
         selector.every((r) => r(stringMap(isObject(s.metadata) ? s.metadata.labels : {}))),
       );
-      return filterFields({ metadata: {}, items }, q.get("fields"));
+      return { metadata: {}, items };
     }
     const appSetPath = /^\/api\/v1\/applicationsets\/([^/]+)$/.exec(path);
     if (appSetPath?.[1]) {
@@ -1380,7 +1429,7 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
       const snap = await reader.snapshot(modelSha ?? (await reader.head()));
       const found = snap.appSets.find((s) => isObject(s.metadata) && s.metadata.name === name);
       if (!found) throw new ApiError(404, `applicationsets.argoproj.io "${name}" not found`);
-      return filterFields(found, q.get("fields"));
+      return found;
     }
     if (path === "/api/v1/clusters") {
       only("GET");
@@ -1389,7 +1438,7 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
       const items = [...clusters.values()]
         .filter((c) => (!server || c.secret.server === server) && (!name || c.secret.name === name))
         .map(clusterView);
-      return filterFields({ metadata: {}, items }, q.get("fields"));
+      return { metadata: {}, items };
     }
     throw new ApiError(404, "Not Found");
   }

@@ -2,13 +2,18 @@
  * Argo CD over its REST API: one bounded check per AwaitArgoSync invocation of whether every
  * selected Application on the target cluster(s) is Synced at the retarget commit and Healthy.
  *
- * Cost is one list call per poll whatever the app count (label `selector` plus `fields`: a few
- * hundred bytes per app instead of several KiB); only the first poll adds per-app calls
- * (refresh, optional sync), and only for target apps that have not reached the commit yet.
+ * Cost is one list call per poll whatever the app count (label `selector` plus `fields`, which
+ * argocd-server honours only for an allow-list of paths, see LIST_FIELDS) for single-source apps.
+ * Per-app Gets are added, bounded in number, concurrency and time, only where the list cannot
+ * answer: on the first poll the refresh (and optional sync) of target apps not at the commit yet;
+ * on any poll the synced `revisions` of a multi-source app that otherwise looks done (the list
+ * never carries them), and the message of an operation that failed at the commit.
  *
  * The hub suffers exactly when a region fails (argo-cd #19816), so every call is bounded and a
- * hub that does not answer (refused, reset, timeout, TLS failure, HTTP 5xx/429, not JSON) makes
- * the whole check move to the next hub in the list; an answer we dislike (401/403, 400) does not.
+ * hub whose list does not answer (refused, reset, timeout, TLS failure, HTTP 5xx/429, not JSON)
+ * makes the whole check move to the next hub in the list; an answer we dislike (401/403, 400)
+ * does not, nor does a per-app Get that is slow (timeout, 504, 500 "deadline exceeded"): that app
+ * stays pending.
  *
  * Transport is node:http(s) rather than fetch: a hub with a private CA needs a custom `ca`, and
  * the only undici in node_modules (8.x, transitive) is rejected by Node 22's built-in fetch as a
@@ -44,6 +49,8 @@ export interface SyncCheck {
   /** Target apps not done yet, by name, each with a short reason. */
   pending: { name: string; reason: string }[];
   error?: ErrorData;
+  /** Argo CD API calls this check made on the hub that answered (list, clusters, per-app). */
+  apiCalls?: number;
 }
 
 /** What AwaitArgoSync asks for; see {@link checkSync}. */
@@ -74,37 +81,49 @@ const MAX_MESSAGE_CHARS = 300;
 
 /**
  * `fields` is not among the swagger's query parameters, but argocd-server filters list answers
- * by it (the Argo CD UI lists applications with `fields=items.metadata.name,...`): only these
- * paths come back, which is what keeps one poll cheap at thousands of apps.
+ * by it, and only for an allow-list of per-app paths (argo-cd
+ * pkg/apiclient/application/forwarder_overwrite.go `appFields`): any other path, a sub-path of
+ * an allowed one included (`items.status.health.status`), is silently dropped. So: `spec` as a
+ * whole (its sub-paths are allowed only from v3.5.0, and asking for both fails v3.5.1 with
+ * "field ... is not a map"), `status.health` as a whole, and no `status.sync.revisions`
+ * (multi-source apps are read with a Get), no operation message (read with a Get on failure).
+ * `status.sync.revision` is allowed from v3.5.0 only; an older hub leaves it out and those apps
+ * are read with a Get too. `status.operationState.operation.sync` answers with the operation's
+ * syncResult (revision, revisions), which is what ties a Failed phase to a commit.
  */
 const LIST_FIELDS = [
   "items.metadata.name",
   "items.metadata.namespace",
-  "items.spec.destination",
+  "items.spec",
   "items.status.sync.status",
   "items.status.sync.revision",
-  "items.status.sync.revisions",
-  "items.status.health.status",
+  "items.status.health",
   "items.status.operationState.phase",
-  "items.status.operationState.message",
-  "items.status.operationState.operation.sync.revision",
-  "items.status.operationState.operation.sync.revisions",
-  "items.status.operationState.syncResult.revision",
-  "items.status.operationState.syncResult.revisions",
+  "items.status.operationState.operation.sync",
 ];
 
-/** The Application fields we read, all optional: a `fields`-filtered answer omits empty ones. */
+interface RawRevisions {
+  revision?: string;
+  revisions?: string[] | null;
+}
+
+/** The Application fields we read, all optional: a `fields`-filtered answer omits many. */
 interface RawApplication {
   metadata?: { name?: string; namespace?: string };
-  spec?: { destination?: { name?: string; server?: string } };
+  spec?: {
+    destination?: { name?: string; server?: string };
+    sources?: unknown[] | null;
+    syncPolicy?: { automated?: unknown } | null;
+  } | null;
   status?: {
     sync?: { status?: string; revision?: string; revisions?: string[] | null };
     health?: { status?: string };
     operationState?: {
       phase?: string;
       message?: string;
-      operation?: { sync?: { revision?: string; revisions?: string[] | null } };
-      syncResult?: { revision?: string; revisions?: string[] | null };
+      /** In the list: the syncResult (see LIST_FIELDS); in a Get: the requested operation. */
+      operation?: { sync?: RawRevisions | null } | null;
+      syncResult?: RawRevisions | null;
     };
   };
 }
@@ -116,6 +135,15 @@ interface TargetApp {
   /** `status.sync.revision`, or every `status.sync.revisions` entry for a multi-source app. */
   revisions: string[];
   multiSource: boolean;
+  /**
+   * false: the answer could not carry the synced revision(s) (a multi-source app in the list, or
+   * a hub before v3.5 that leaves `status.sync.revision` out of it); a Get reads them.
+   */
+  revisionsKnown: boolean;
+  /** The whole Application was read (a Get), not the list's subset. */
+  complete: boolean;
+  /** `spec.syncPolicy.automated` is set: Argo CD refuses a sync to another revision. */
+  automated: boolean;
   health: string;
   phase?: string;
   message?: string;
@@ -127,15 +155,26 @@ interface TargetApp {
   syncRefused?: string;
 }
 
-/** A hub that did not answer: the check moves to the next hub. */
+/**
+ * A hub that did not answer: the check moves to the next hub, unless the call was a per-app one
+ * that was only slow (`timedOut`: no answer in time, or HTTP 504 / 500 "deadline exceeded").
+ */
 class HubDown extends Error {
   readonly why: string;
   readonly timedOut: boolean;
-  constructor(why: string, options?: { cause?: unknown; timedOut?: boolean }) {
+  /** The HTTP status of a slow answer (504, 500); undefined when there was no answer. */
+  readonly status: number | undefined;
+  constructor(why: string, options?: { cause?: unknown; timedOut?: boolean; status?: number }) {
     super(why, options?.cause === undefined ? undefined : { cause: options.cause });
     this.why = why;
     this.timedOut = options?.timedOut ?? false;
+    this.status = options?.status;
   }
+}
+
+/** What a per-app call that was only slow leaves as the app's note. */
+function slowNote(what: string, e: HubDown): string {
+  return e.status ? `${what} pending (hub answered HTTP ${e.status})` : `${what} timed out`;
 }
 
 const NETWORK_REASONS: Record<string, string> = {
@@ -185,6 +224,10 @@ class HubClient {
   private readonly agent: http.Agent;
   private readonly timeoutMs: number;
   private serverNames: Map<string, string> | undefined;
+  /** Why the cluster list could not resolve servers (refused), if it could not. */
+  clustersRefused: string | undefined;
+  /** Requests sent to this hub during the check. */
+  calls = 0;
 
   constructor(hub: ArgoHubConnection, timeoutMs: number) {
     this.hub = hub;
@@ -234,7 +277,12 @@ class HubClient {
       );
     }
     if (res.status >= 500 || res.status === 429) {
-      throw new HubDown(`HTTP ${res.status} to ${method} ${path}: ${argoMessage(res.text)}`);
+      const message = argoMessage(res.text);
+      // A refresh that outlives argocd-server's own deadline: slow, not down.
+      const slow = res.status === 504 || (res.status === 500 && /deadline exceeded/i.test(message));
+      throw new HubDown(`HTTP ${res.status} to ${method} ${path}: ${message}`, {
+        ...(slow ? { timedOut: true, status: res.status } : {}),
+      });
     }
     return res;
   }
@@ -272,6 +320,7 @@ class HubClient {
       headers["content-length"] = Buffer.byteLength(payload);
     }
     const transport = url.protocol === "https:" ? https : http;
+    this.calls++;
     return new Promise<HubResponse>((resolve, reject) => {
       let settled = false;
       const settle = (action: () => void) => {
@@ -320,13 +369,25 @@ class HubClient {
 
   /**
    * Cluster server URL -> Argo CD cluster name, fetched at most once per check and only when an
-   * Application names its destination by `server` alone.
+   * Application names its destination by `server` alone. Argo CD lists only the clusters the
+   * token may `get`, and refuses the list (403) to a token without any: both leave servers
+   * unresolved, which listTargets refuses to guess about.
    */
   async clusterNames(): Promise<Map<string, string>> {
     if (this.serverNames) return this.serverNames;
-    const res = await this.call("GET", "/api/v1/clusters", { fields: "items.name,items.server" });
     const names = new Map<string, string>();
-    if (res.status === 200) {
+    this.serverNames = names;
+    let res: HubResponse;
+    try {
+      res = await this.call("GET", "/api/v1/clusters", {});
+    } catch (e) {
+      if (!(e instanceof ArgoAuthError)) throw e;
+      this.clustersRefused = "GET /api/v1/clusters was refused (HTTP 401/403)";
+      return names;
+    }
+    if (res.status !== 200) {
+      this.clustersRefused = `GET /api/v1/clusters answered HTTP ${res.status}: ${argoMessage(res.text)}`;
+    } else {
       const list = this.json<{ items?: { name?: string; server?: string }[] | null }>(
         res,
         "the cluster list",
@@ -334,7 +395,6 @@ class HubClient {
       for (const c of list.items ?? [])
         if (c.name && c.server) names.set(normalizeServer(c.server), c.name);
     }
-    this.serverNames = names;
     return names;
   }
 
@@ -355,18 +415,23 @@ function nonEmpty(values: (string | undefined | null)[]): string[] {
   return values.filter((v): v is string => typeof v === "string" && v.length > 0);
 }
 
-function toTarget(raw: RawApplication): TargetApp | undefined {
+/** An app from the list (`complete` false) or from a Get of the whole Application. */
+function toTarget(raw: RawApplication, complete: boolean): TargetApp | undefined {
   const name = raw.metadata?.name;
   if (!name) return undefined;
   const sync = raw.status?.sync;
   const op = raw.status?.operationState;
   const multi = nonEmpty(sync?.revisions ?? []);
+  const multiSource = (raw.spec?.sources ?? []).length > 0 || multi.length > 0;
   return {
     name,
     ...(raw.metadata?.namespace ? { namespace: raw.metadata.namespace } : {}),
     syncStatus: sync?.status || "Unknown",
-    revisions: multi.length ? multi : nonEmpty([sync?.revision]),
-    multiSource: multi.length > 0,
+    revisions: multiSource ? multi : nonEmpty([sync?.revision]),
+    multiSource,
+    revisionsKnown: complete || multi.length > 0 || (!multiSource && sync?.revision !== undefined),
+    complete,
+    automated: Boolean(raw.spec?.syncPolicy?.automated),
     health: raw.status?.health?.status || "Unknown",
     ...(op?.phase ? { phase: op.phase } : {}),
     ...(op?.message ? { message: op.message } : {}),
@@ -414,6 +479,10 @@ function pendingReason(app: TargetApp, revision: string): string {
     parts.push(
       app.revisions.length ? `${app.syncStatus} at ${short(app.revisions[0])}` : app.syncStatus,
     );
+  } else if (!app.revisionsKnown) {
+    parts.push(
+      app.note ? "Synced" : `Synced, ${app.multiSource ? "revisions" : "revision"} not read`,
+    );
   } else if (!atRevision(app, revision)) {
     parts.push(`Synced at ${short(app.revisions[0])}, not ${short(revision)}`);
   }
@@ -431,6 +500,8 @@ interface Listing {
   otherClusters: Set<string>;
 }
 
+const UNRESOLVED = Symbol("unresolved destination server");
+
 async function listTargets(client: HubClient, req: SyncCheckRequest): Promise<Listing> {
   const res = await client.call("GET", "/api/v1/applications", {
     selector: req.selector,
@@ -446,33 +517,50 @@ async function listTargets(client: HubClient, req: SyncCheckRequest): Promise<Li
   const wanted = new Set(req.clusters);
   const targets: TargetApp[] = [];
   const otherClusters = new Set<string>();
+  const unresolved: string[] = [];
   for (const raw of list.items ?? []) {
-    const cluster = await destinationCluster(client, raw, wanted);
-    const app = toTarget(raw);
+    const app = toTarget(raw, false);
     if (!app) continue;
-    if (cluster !== undefined && wanted.has(cluster)) targets.push(app);
+    const cluster = await destinationCluster(client, raw, wanted);
+    if (cluster === UNRESOLVED) unresolved.push(`${app.name} -> ${raw.spec?.destination?.server}`);
+    else if (cluster !== undefined && wanted.has(cluster)) targets.push(app);
     else otherClusters.add(cluster ?? "(unknown destination)");
   }
+  if (unresolved.length) throw unresolvedError(client, unresolved);
   targets.sort((a, b) => a.name.localeCompare(b.name));
   return { targets, otherClusters };
 }
 
 /**
+ * Apps whose `spec.destination.server` no registered cluster has: they may deploy to the target
+ * region, so skipping them could call the failover done too early, and waiting for them only
+ * ends at the step's deadline. Argo CD lists only the clusters a token may `get`, so this is
+ * almost always the token's RBAC: fail now, saying so.
+ */
+function unresolvedError(client: HubClient, unresolved: string[]): ArgoAuthError {
+  const why = client.clustersRefused ?? "the cluster list does not include their server";
+  return new ArgoAuthError(
+    `${client.describe()}: ${unresolved.length} selected application(s) deploy to a server URL that /api/v1/clusters does not resolve to a cluster name (${why}), so whether they run on the target region cannot be told; Argo CD lists only the clusters the token may read: give its RBAC role \`clusters, get\` on them (or name destinations by spec.destination.name, or list the server URL among the spokes' argocdCluster)`,
+    unresolved.slice(0, MAX_FAILED_DETAILS).map((u) => redact(u).slice(0, MAX_MESSAGE_CHARS)),
+  );
+}
+
+/**
  * The Argo CD cluster name an Application deploys to: `spec.destination.name`, or for a
  * destination given by `server` the name of the cluster registered with that URL (or the URL
- * itself when `clusters` lists it as a URL).
+ * itself when `clusters` lists it as a URL); UNRESOLVED when no readable cluster has that URL.
  */
 async function destinationCluster(
   client: HubClient,
   raw: RawApplication,
   wanted: Set<string>,
-): Promise<string | undefined> {
+): Promise<string | typeof UNRESOLVED | undefined> {
   const dest = raw.spec?.destination;
   if (dest?.name) return dest.name;
   if (!dest?.server) return undefined;
   const server = normalizeServer(dest.server);
   if (wanted.has(server) || wanted.has(dest.server)) return dest.server;
-  return (await client.clusterNames()).get(server) ?? dest.server;
+  return (await client.clusterNames()).get(server) ?? UNRESOLVED;
 }
 
 async function inPool<T>(
@@ -494,15 +582,16 @@ function appQuery(app: TargetApp, req: SyncCheckRequest): Record<string, string 
 /**
  * First poll only: refresh the target apps that have not compared against the commit yet (so
  * Argo CD sees it now rather than at its next Git poll, up to 3 minutes away) and, when asked,
- * sync those not Synced at it. A refresh that times out is only noted: Argo CD's own poll will
- * get there. The refresh phase as a whole ends `timeoutMs` after it began.
+ * sync those not Synced at it that are not auto-synced (Argo CD refuses a sync to another
+ * revision on those, and the refresh is all they need). A refresh that is slow is only noted:
+ * Argo CD's own poll will get there. The per-app phase as a whole ends at `deadline`.
  */
 async function prime(
   client: HubClient,
   req: SyncCheckRequest,
   apps: TargetApp[],
+  deadline: number,
 ): Promise<TargetApp[]> {
-  const deadline = Date.now() + req.timeoutMs;
   const result = [...apps];
   await inPool(
     apps.map((app, index) => ({ app, index })),
@@ -510,11 +599,12 @@ async function prime(
     async ({ app, index }) => {
       let current = app;
       if (req.refresh !== "none" && !atRevision(current, req.revision)) {
-        current = await refreshApp(client, req, current, deadline - Date.now());
+        current = await readApp(client, req, current, deadline, req.refresh);
       }
       const syncedAtRevision = current.syncStatus === "Synced" && atRevision(current, req.revision);
-      if (req.sync && !syncedAtRevision && !operationActive(current)) {
-        current = await syncApp(client, req, current);
+      if (req.sync && !current.automated && !syncedAtRevision && !operationActive(current)) {
+        // the sync requests get one more `timeoutMs` after the refreshes, as a whole
+        current = await syncApp(client, req, current, deadline + req.timeoutMs);
       }
       result[index] = current;
     },
@@ -522,28 +612,33 @@ async function prime(
   return result;
 }
 
-async function refreshApp(
+/**
+ * A Get of the whole Application (with `refresh`, blocking until Argo CD compared it again).
+ * Out of time, or slow to answer: the app keeps what the list said, with a note.
+ */
+async function readApp(
   client: HubClient,
   req: SyncCheckRequest,
   app: TargetApp,
-  budgetMs: number,
+  deadline: number,
+  refresh?: "hard" | "normal",
 ): Promise<TargetApp> {
-  if (budgetMs <= 0) return { ...app, note: "not refreshed (refresh phase out of time)" };
+  const what = refresh ? "refresh" : app.revisionsKnown ? "read" : "revisions read";
+  const budgetMs = deadline - Date.now();
+  if (budgetMs <= 0) return { ...app, note: `${what} not done (out of time this poll)` };
   const path = `/api/v1/applications/${encodeURIComponent(app.name)}`;
   try {
     const res = await client.call(
       "GET",
       path,
-      { refresh: req.refresh, ...appQuery(app, req) },
+      { ...(refresh ? { refresh } : {}), ...appQuery(app, req) },
       { timeoutMs: Math.min(req.timeoutMs, budgetMs) },
     );
-    if (res.status !== 200) return { ...app, note: `refresh answered HTTP ${res.status}` };
-    const refreshed = toTarget(client.json<RawApplication>(res, `the refresh of ${app.name}`));
-    return refreshed
-      ? { ...refreshed, ...(app.namespace ? { namespace: app.namespace } : {}) }
-      : app;
+    if (res.status !== 200) return { ...app, note: `${what} answered HTTP ${res.status}` };
+    const full = toTarget(client.json<RawApplication>(res, `the Get of ${app.name}`), true);
+    return full ? { ...full, ...(app.namespace ? { namespace: app.namespace } : {}) } : app;
   } catch (e) {
-    if (e instanceof HubDown && e.timedOut) return { ...app, note: "refresh timed out" };
+    if (e instanceof HubDown && e.timedOut) return { ...app, note: slowNote(what, e) };
     throw e;
   }
 }
@@ -552,7 +647,10 @@ async function syncApp(
   client: HubClient,
   req: SyncCheckRequest,
   app: TargetApp,
+  deadline: number,
 ): Promise<TargetApp> {
+  const budgetMs = deadline - Date.now();
+  if (budgetMs <= 0) return { ...app, note: "sync not sent (out of time this poll)" };
   const namespace = req.appNamespace ?? app.namespace;
   // A multi-source app would need `revisions` + `sourcePositions` for the right source, which the
   // list does not tell us: it is synced to its target revisions (the branch head) instead.
@@ -560,17 +658,60 @@ async function syncApp(
     name: app.name,
     ...(namespace ? { appNamespace: namespace } : {}),
     ...(app.multiSource ? {} : { revision: req.revision }),
+    prune: false,
   };
-  const res = await client.call(
-    "POST",
-    `/api/v1/applications/${encodeURIComponent(app.name)}/sync`,
-    namespace ? { appNamespace: namespace } : {},
-    { body },
-  );
+  let res: HubResponse;
+  try {
+    res = await client.call(
+      "POST",
+      `/api/v1/applications/${encodeURIComponent(app.name)}/sync`,
+      namespace ? { appNamespace: namespace } : {},
+      { body, timeoutMs: Math.min(req.timeoutMs, budgetMs) },
+    );
+  } catch (e) {
+    if (e instanceof HubDown && e.timedOut) return { ...app, note: slowNote("sync", e) };
+    throw e;
+  }
   if (res.status === 200) return { ...app, phase: "Running", operationRevisions: [req.revision] };
   const message = argoMessage(res.text);
   if (res.status === 404 || /another operation is already in progress/i.test(message)) return app;
+  // Auto-sync turned on since the list was read: Argo CD's own sync will get there.
+  if (/auto-sync currently set to/i.test(message))
+    return { ...app, note: "sync left to auto-sync" };
   return { ...app, syncRefused: `sync refused (HTTP ${res.status}): ${message}` };
+}
+
+/**
+ * What the list cannot say, read with one Get per app (bounded by `deadline`, REFRESH_CONCURRENCY
+ * at a time): the synced revisions of an app that is otherwise done (multi-source, or a hub
+ * before v3.5), and the message (and the operation's own revision, when the list had no
+ * syncResult) of at most MAX_FAILED_DETAILS operations that ended Failed/Error at the commit.
+ */
+async function readWhatTheListLacks(
+  client: HubClient,
+  req: SyncCheckRequest,
+  apps: TargetApp[],
+  deadline: number,
+): Promise<TargetApp[]> {
+  const needsRevisions = (a: TargetApp) =>
+    !a.revisionsKnown && a.syncStatus === "Synced" && a.health === "Healthy" && !operationActive(a);
+  const ended = (a: TargetApp) => a.phase === "Failed" || a.phase === "Error";
+  const failures = apps
+    .filter(
+      (a) =>
+        !a.complete && ended(a) && (a.operationRevisions.length === 0 || failedAt(a, req.revision)),
+    )
+    .slice(0, MAX_FAILED_DETAILS);
+  const wanted = new Set([...apps.filter((a) => !a.complete && needsRevisions(a)), ...failures]);
+  const result = [...apps];
+  await inPool(
+    apps.map((app, index) => ({ app, index })).filter(({ app }) => wanted.has(app)),
+    REFRESH_CONCURRENCY,
+    async ({ app, index }) => {
+      result[index] = await readApp(client, req, app, deadline);
+    },
+  );
+  return result;
 }
 
 function evaluate(
@@ -611,7 +752,7 @@ function evaluate(
       .slice(0, MAX_FAILED_DETAILS)
       .map((a) =>
         redact(
-          `${a.name}: ${a.syncRefused ?? `operation ${a.phase}: ${a.message ?? "no message"}`}`,
+          `${a.name}: ${a.syncRefused ?? `operation ${a.phase}: ${a.message ?? `no message${a.note ? ` (${a.note})` : ""}`}`}`,
         ).slice(0, MAX_MESSAGE_CHARS),
       );
     if (failed.length > MAX_FAILED_DETAILS)
@@ -630,11 +771,13 @@ function evaluate(
 
 async function checkOnHub(client: HubClient, req: SyncCheckRequest): Promise<SyncCheck> {
   const listing = await listTargets(client, req);
-  const apps =
-    req.firstPoll && (req.refresh !== "none" || req.sync)
-      ? await prime(client, req, listing.targets)
-      : listing.targets;
-  return evaluate(client.hub.name, req, listing, apps);
+  // One time bound for every per-app Get of this poll (refreshes, then what the list lacks).
+  const deadline = Date.now() + req.timeoutMs;
+  let apps = listing.targets;
+  if (req.firstPoll && (req.refresh !== "none" || req.sync))
+    apps = await prime(client, req, apps, deadline);
+  apps = await readWhatTheListLacks(client, req, apps, deadline);
+  return { ...evaluate(client.hub.name, req, listing, apps), apiCalls: client.calls };
 }
 
 /**
@@ -645,7 +788,8 @@ async function checkOnHub(client: HubClient, req: SyncCheckRequest): Promise<Syn
  * Hubs are tried in order; a hub that does not answer passes the check to the next one, and
  * when none answers it throws ArgoUnreachable (retryable) naming each hub and why. A rejected
  * token throws ArgoAuthError at once: a standby is not a cure for a wrong RBAC role. Worst case
- * per hub: one list and one refresh phase of `timeoutMs` each, plus the sync requests.
+ * per hub, `timeoutMs` each: the list, the cluster names, the per-app Gets (refreshes and what
+ * the list lacks, as a whole) and, with `sync`, the sync requests (as a whole).
  */
 export async function checkSync(req: SyncCheckRequest): Promise<SyncCheck> {
   if (req.hubs.length === 0) {

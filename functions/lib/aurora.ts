@@ -2,8 +2,10 @@
  * Aurora Global Database: who the writer is, and moving the writer to the target region.
  * Graceful = SwitchoverGlobalCluster asked in the current writer's region (no data loss, needs
  * the old primary); ungraceful = FailoverGlobalCluster with AllowDataLoss asked in the target
- * region, behind an RPO guard that reads the replication lag first. Every call reads the global
- * cluster first, so a re-run never starts a second promotion.
+ * region, behind an RPO guard that reads the replication lag first. The checks a promotion must
+ * pass are one function (assertPromotable) that Plan runs before anything changes and
+ * PromoteAurora runs again. Every call reads the global cluster first, so a re-run never starts
+ * a second promotion.
  */
 import { GetMetricDataCommand, type GetMetricDataCommandOutput } from "@aws-sdk/client-cloudwatch";
 import {
@@ -11,6 +13,7 @@ import {
   FailoverGlobalClusterCommand,
   type FailoverState,
   type GlobalCluster,
+  RDSClient,
   SwitchoverGlobalClusterCommand,
 } from "@aws-sdk/client-rds";
 import { awsError, cloudWatchClient, rdsClient, unanswered } from "./aws.ts";
@@ -41,6 +44,8 @@ export interface AuroraState {
 
 /** Bound on each RDS / CloudWatch call: a dead region's API must fail fast, not hang the Lambda. */
 const CALL_TIMEOUT_MS = 10_000;
+/** Connect bound of the one-attempt promotion client (the shared clients' own, functions/lib/aws.ts). */
+const CONNECT_TIMEOUT_MS = 3_000;
 /** How far back the RPO guard looks for a lag datapoint (the metric is published every minute). */
 const RPO_WINDOW_MINUTES = 5;
 const RPO_METRIC = "AuroraGlobalDBRPOLag";
@@ -177,6 +182,7 @@ async function readRpoLagMs(
   topo: AuroraTopology,
   region: string,
   clusterId: string,
+  step: string,
 ): Promise<number | undefined> {
   const end = new Date();
   const start = new Date(end.getTime() - RPO_WINDOW_MINUTES * 60_000);
@@ -208,7 +214,7 @@ async function readRpoLagMs(
   } catch (e) {
     throw auroraError(
       e,
-      `[PromoteAurora] GetMetricData ${RPO_METRIC} of ${clusterId} in ${region}`,
+      `[${step}] GetMetricData ${RPO_METRIC} of ${clusterId} in ${region}`,
       topo,
     );
   }
@@ -220,118 +226,109 @@ async function readRpoLagMs(
   return points.sort((a, b) => b.t - a.t)[0]?.v;
 }
 
-async function switchover(
-  topo: AuroraTopology,
-  targetRegion: string,
-  targetArn: string,
-  before: AuroraState,
-) {
-  const id = topo.globalClusterIdentifier;
-  const writer = before.writerRegion;
-  if (!writer) {
-    throw new AuroraPromotionRefused(
-      `[PromoteAurora] global cluster ${id} has no writer: a graceful switchover needs one`,
-      [
-        `re-run with mode "ungraceful" to fail over to ${targetRegion} (AllowDataLoss, behind the RPO guard)`,
-      ],
-    );
-  }
-  try {
-    await rdsClient(writer).send(
-      new SwitchoverGlobalClusterCommand({
-        GlobalClusterIdentifier: id,
-        TargetDbClusterIdentifier: targetArn,
-      }),
-      bounded(),
-    );
-  } catch (e) {
-    if (unanswered(e)) {
-      throw new AuroraPromotionRefused(
-        `[PromoteAurora] the RDS API in ${writer}, the current writer's region, did not answer SwitchoverGlobalCluster (${describe(e)}): a graceful switchover needs the old primary`,
-        [
-          `if ${writer} is down, re-run with mode "ungraceful" to fail over from ${targetRegion} (AllowDataLoss, behind the RPO guard); a re-run first checks whether this switchover started anyway`,
-        ],
-        { cause: e },
-      );
-    }
-    throw auroraError(
-      e,
-      `[PromoteAurora] SwitchoverGlobalCluster ${id} to ${targetRegion} in ${writer}`,
-      topo,
-    );
-  }
-  return { skipped: false, action: "switchover" as const, calledIn: writer, before };
+/** What a promotion is asked to do: the step input's part that concerns Aurora. */
+export interface PromotionRequest {
+  targetRegion: string;
+  mode: "graceful" | "ungraceful";
+  /** Ungraceful only: accept losing the writes the RPO guard reports (see {@link rpoGuard}). */
+  allowDataLoss: boolean;
 }
 
-async function failover(
-  topo: AuroraTopology,
-  req: { targetRegion: string; allowDataLoss: boolean },
-  targetArn: string,
-  before: AuroraState,
-) {
-  const id = topo.globalClusterIdentifier;
-  const target = req.targetRegion;
-  const clusterId = clusterIdentifier(targetArn);
-  const lagMs = await readRpoLagMs(topo, target, clusterId);
-  if (lagMs === undefined && !req.allowDataLoss) {
-    throw new AuroraPromotionRefused(
-      `[PromoteAurora] no ${RPO_METRIC} datapoint for ${clusterId} in ${target} in the last ${RPO_WINDOW_MINUTES} minutes: how much a failover would lose is unknown`,
-      [
-        `the metric is published only for secondary clusters that replicate (Aurora PostgreSQL; Aurora MySQL 3.04+ / 2.12+): check ${clusterId} is a replicating secondary`,
-        "to fail over without knowing the lag, re-run with allowDataLoss: true",
-      ],
-    );
-  }
-  if (lagMs !== undefined && lagMs > topo.maxRpoSeconds * 1000 && !req.allowDataLoss) {
-    throw new AuroraPromotionRefused(
-      `[PromoteAurora] replication lag (${RPO_METRIC}) of ${clusterId} in ${target} is ${lagMs / 1000}s, above aurora.maxRpoSeconds ${topo.maxRpoSeconds}s: a failover now could lose that much of the latest writes`,
-      [
-        'wait for the lag to fall, use mode "graceful" if the primary still answers, or re-run with allowDataLoss: true to accept the loss',
-      ],
-    );
-  }
-  try {
-    await rdsClient(target).send(
-      new FailoverGlobalClusterCommand({
-        GlobalClusterIdentifier: id,
-        TargetDbClusterIdentifier: targetArn,
-        AllowDataLoss: true,
-      }),
-      bounded(),
-    );
-  } catch (e) {
-    throw auroraError(
-      e,
-      `[PromoteAurora] FailoverGlobalCluster ${id} to ${target} in ${target}`,
-      topo,
-    );
-  }
-  return {
-    skipped: false,
-    action: "failover" as const,
-    calledIn: target,
-    ...(lagMs !== undefined ? { rpoLagSeconds: lagMs / 1000 } : {}),
-    before,
-  };
+/** What a promotion to the target will do, as {@link assertPromotable} found it. */
+export interface PromotionPlan {
+  /** Nothing to start: the target is the writer, or a promotion to it is already under way. */
+  skipped: boolean;
+  action: "none" | "switchover" | "failover";
+  /** The region the promotion call goes to: the writer's (switchover) or the target's (failover). */
+  calledIn?: string;
+  /** The RPO guard's reading, for a failover when a datapoint was published. */
+  rpoLagSeconds?: number;
+  before: AuroraState;
 }
 
 /**
- * Makes the target region's cluster the writer. Skipped (no write call) when it already is, or
- * when a promotion to it is already under way — so Redrive and re-runs never start a second one.
- * Graceful asks the current writer's region (refused, suggesting ungraceful, when it does not
- * answer); ungraceful asks the target region, refused when the RPO lag exceeds maxRpoSeconds or
- * is unknown, unless allowDataLoss.
+ * The RPO guard in front of an ungraceful failover. `FailoverGlobalCluster` with AllowDataLoss
+ * loses the writes the target has not received yet, so the guard reads AuroraGlobalDBRPOLag of
+ * the target's cluster in the target region (only secondaries publish it) and refuses when the
+ * latest minute is above `aurora.maxRpoSeconds`, or when there is no datapoint at all (the loss
+ * would be unknown). `allowDataLoss: true` is the operator accepting that loss: the lag is still
+ * read and reported, but no longer refuses. It does not change how the failover is made (an
+ * ungraceful failover always passes AllowDataLoss, in the target region), and it does nothing
+ * for a graceful switchover, which loses no data (the input schema rejects that combination).
+ * Returns the lag in ms, undefined when none was published.
  */
-export async function promoteAurora(
+async function rpoGuard(
   topo: AuroraTopology,
-  req: { targetRegion: string; mode: "graceful" | "ungraceful"; allowDataLoss: boolean },
-): Promise<{
-  skipped: boolean;
-  action: "none" | "switchover" | "failover";
-  calledIn?: string;
-  rpoLagSeconds?: number;
-  before: AuroraState;
-}> {
+  req: PromotionRequest,
+  targetArn: string,
+  step: string,
+): Promise<number | undefined> {
+  const target = req.targetRegion;
+  const clusterId = clusterIdentifier(targetArn);
+  const lagMs = await readRpoLagMs(topo, target, clusterId, step);
+  if (req.allowDataLoss) return lagMs;
+  if (lagMs === undefined) {
+    throw new AuroraPromotionRefused(
+      `[${step}] no ${RPO_METRIC} datapoint for ${clusterId} in ${target} in the last ${RPO_WINDOW_MINUTES} minutes: how much a failover would lose is unknown`,
+      [
+        `the metric is published only for secondary clusters that replicate (Aurora PostgreSQL; Aurora MySQL 3.04+ / 2.12+): check ${clusterId} is a replicating secondary`,
+        "to fail over without knowing the lag, start a new execution with allowDataLoss: true",
+      ],
+    );
+  }
+  if (lagMs > topo.maxRpoSeconds * 1000) {
+    throw new AuroraPromotionRefused(
+      `[${step}] replication lag (${RPO_METRIC}) of ${clusterId} in ${target} is ${lagMs / 1000}s, above aurora.maxRpoSeconds ${topo.maxRpoSeconds}s: a failover now could lose that much of the latest writes`,
+      [
+        'wait for the lag to fall, use mode "graceful" if the primary still answers, or start a new execution with allowDataLoss: true to accept the loss',
+      ],
+    );
+  }
+  return lagMs;
+}
+
+/**
+ * A graceful switchover is asked in the current writer's region: refused up front when that
+ * region's RDS API does not answer a read, rather than when the switchover itself is sent.
+ */
+async function assertWriterAnswers(
+  topo: AuroraTopology,
+  writer: string,
+  targetRegion: string,
+  step: string,
+): Promise<void> {
+  const id = topo.globalClusterIdentifier;
+  try {
+    await rdsClient(writer).send(
+      new DescribeGlobalClustersCommand({ GlobalClusterIdentifier: id }),
+      bounded(),
+    );
+  } catch (e) {
+    if (!unanswered(e))
+      throw auroraError(e, `[${step}] DescribeGlobalClusters ${id} in ${writer}`, topo);
+    throw new AuroraPromotionRefused(
+      `[${step}] the RDS API in ${writer}, the current writer's region, does not answer (${describe(e)}): a graceful switchover needs the old primary`,
+      [
+        `if ${writer} is down, start a new execution with mode "ungraceful" to fail over from ${targetRegion} (AllowDataLoss, behind the RPO guard)`,
+      ],
+      { cause: e },
+    );
+  }
+}
+
+/**
+ * Every check a promotion to `targetRegion` must pass, with nothing changed: the target is a
+ * member; no other promotion is in flight (one to the target is: `skipped`); graceful: there is
+ * a writer and its region's RDS API answers; ungraceful: the RPO guard ({@link rpoGuard}).
+ * Throws AuroraPromotionRefused (not retryable) saying what to do instead. Plan runs it before
+ * anything changes, and PromoteAurora again right before its call (things change in between).
+ * `step` prefixes the messages.
+ */
+export async function assertPromotable(
+  topo: AuroraTopology,
+  req: PromotionRequest,
+  step = "PromoteAurora",
+): Promise<PromotionPlan> {
   const id = topo.globalClusterIdentifier;
   const targetArn = memberArn(topo, req.targetRegion);
   const { state: before, failover: inFlight } = await readGlobalCluster(
@@ -341,7 +338,7 @@ export async function promoteAurora(
   const target = before.members.find((m) => m.clusterArn === targetArn);
   if (!target) {
     throw new AuroraPromotionRefused(
-      `[PromoteAurora] ${targetArn} (${req.targetRegion}) is not a member of global cluster ${id}`,
+      `[${step}] ${targetArn} (${req.targetRegion}) is not a member of global cluster ${id}`,
       [
         `members: ${before.members.map((m) => m.clusterArn).join(", ") || "none"}`,
         `correct regions.${req.targetRegion}.aurora.clusterArn in the topology, or add the cluster to the global cluster`,
@@ -349,20 +346,128 @@ export async function promoteAurora(
     );
   }
   if (inFlight) {
-    if (inFlight.ToDbClusterArn === targetArn && inFlight.Status !== "cancelling") {
+    if (startedTo(inFlight, targetArn)) {
       return { skipped: true, action: inferAction(inFlight), before };
     }
     throw new AuroraPromotionRefused(
-      `[PromoteAurora] global cluster ${id} is busy (${describeFailover(topo, inFlight)}): nothing was changed`,
+      `[${step}] global cluster ${id} is busy (${describeFailover(topo, inFlight)}): nothing was changed`,
       [
-        "wait for that operation to finish (DescribeGlobalClusters shows no FailoverState), then re-run",
+        "wait for that operation to finish (DescribeGlobalClusters shows no FailoverState), then start a new execution",
       ],
     );
   }
   if (target.isWriter) return { skipped: true, action: "none", before };
-  return req.mode === "graceful"
-    ? switchover(topo, req.targetRegion, targetArn, before)
-    : failover(topo, req, targetArn, before);
+  if (req.mode === "graceful") {
+    const writer = before.writerRegion;
+    if (!writer) {
+      throw new AuroraPromotionRefused(
+        `[${step}] global cluster ${id} has no writer: a graceful switchover needs one`,
+        [
+          `start a new execution with mode "ungraceful" to fail over to ${req.targetRegion} (AllowDataLoss, behind the RPO guard)`,
+        ],
+      );
+    }
+    await assertWriterAnswers(topo, writer, req.targetRegion, step);
+    return { skipped: false, action: "switchover", calledIn: writer, before };
+  }
+  const lagMs = await rpoGuard(topo, req, targetArn, step);
+  return {
+    skipped: false,
+    action: "failover",
+    calledIn: req.targetRegion,
+    ...(lagMs !== undefined ? { rpoLagSeconds: lagMs / 1000 } : {}),
+    before,
+  };
+}
+
+/** A promotion to the target that Aurora is running (not cancelling). */
+function startedTo(f: FailoverState, targetArn: string): boolean {
+  return f.ToDbClusterArn === targetArn && f.Status !== "cancelling";
+}
+
+/**
+ * Sends a promotion call exactly once. Through the shared client the SDK would retry a 5xx or
+ * a timeout, and when the first attempt did take effect the retry meets
+ * InvalidGlobalClusterStateFault while Aurora keeps promoting. So the call gets a client of its
+ * own with one attempt (made per call: a promotion is sent once per failover), and the caller
+ * re-reads the global cluster after any error.
+ */
+async function sendOnce(
+  region: string,
+  command: SwitchoverGlobalClusterCommand | FailoverGlobalClusterCommand,
+): Promise<void> {
+  const client = new RDSClient({
+    region,
+    maxAttempts: 1,
+    requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: CALL_TIMEOUT_MS },
+  });
+  try {
+    // One call per command type: the SDK's `send` overloads take one command type at a time.
+    if (command instanceof SwitchoverGlobalClusterCommand) await client.send(command, bounded());
+    else await client.send(command, bounded());
+  } finally {
+    client.destroy();
+  }
+}
+
+/** After a promotion call failed: did it start anyway (in flight to the target, or done)? */
+async function startedAnyway(
+  topo: AuroraTopology,
+  targetRegion: string,
+): Promise<boolean | "unknown"> {
+  const targetArn = memberArn(topo, targetRegion);
+  try {
+    const { state, failover } = await readGlobalCluster(topo, regionsFrom(topo, targetRegion));
+    if (failover) return startedTo(failover, targetArn);
+    return state.members.some((m) => m.clusterArn === targetArn && m.isWriter);
+  } catch {
+    return "unknown";
+  }
+}
+
+/**
+ * Makes the target region's cluster the writer, after {@link assertPromotable}'s checks (run
+ * again here: things change after Plan). Skipped (no write call) when the target already is the
+ * writer or a promotion to it is under way, so re-runs never start a second one. Graceful calls
+ * SwitchoverGlobalCluster in the writer's region; ungraceful FailoverGlobalCluster with
+ * AllowDataLoss in the target region. The call is sent once; after any error the global cluster
+ * is read again, and a promotion found under way (or done) counts as started (`startedDespite`
+ * names the error). Otherwise the error is named: no answer is AwsUnavailable (retryable: the
+ * retry reads first, and refuses if the writer's region stays silent).
+ */
+export async function promoteAurora(
+  topo: AuroraTopology,
+  req: PromotionRequest,
+): Promise<PromotionPlan & { startedDespite?: string }> {
+  const plan = await assertPromotable(topo, req);
+  if (plan.skipped || !plan.calledIn) return plan;
+  const id = topo.globalClusterIdentifier;
+  const input = {
+    GlobalClusterIdentifier: id,
+    TargetDbClusterIdentifier: memberArn(topo, req.targetRegion),
+  };
+  const what = plan.action === "switchover" ? "SwitchoverGlobalCluster" : "FailoverGlobalCluster";
+  try {
+    await sendOnce(
+      plan.calledIn,
+      plan.action === "switchover"
+        ? new SwitchoverGlobalClusterCommand(input)
+        : new FailoverGlobalClusterCommand({ ...input, AllowDataLoss: true }),
+    );
+  } catch (e) {
+    const started = await startedAnyway(topo, req.targetRegion);
+    if (started === true) return { ...plan, startedDespite: describe(e) };
+    const found =
+      started === "unknown"
+        ? "the global cluster could not be read again to see whether it started"
+        : `the global cluster shows no promotion to ${req.targetRegion}`;
+    throw auroraError(
+      e,
+      `[PromoteAurora] ${what} ${id} to ${req.targetRegion} in ${plan.calledIn} (${found})`,
+      topo,
+    );
+  }
+  return plan;
 }
 
 /**
@@ -392,7 +497,7 @@ export async function checkAurora(
     error: new AuroraPromotionFailed(message, details).toData(),
   });
   const recheck =
-    "check the global cluster's RDS events, fix the cause, then re-run the failover (or Redrive)";
+    "check the global cluster's RDS events and fix the cause, then start a new execution (it skips what is done)";
   if (inFlight?.Status === "cancelling") {
     return failed(
       `[AwaitAurora] Aurora is cancelling the promotion of ${id} (${describeFailover(topo, inFlight)})`,

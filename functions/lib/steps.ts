@@ -3,8 +3,15 @@
  * and returns a small summary for the execution state. Handlers wrap these in middy; the ASL
  * decides the order. Every step reads the current state first, so re-runs and Redrive are safe.
  */
-import { type ArgoHubConnection, checkSync } from "./argocd.ts";
-import { type AuroraTopology, checkAurora, describeAurora, promoteAurora } from "./aurora.ts";
+import { type ArgoHubConnection, checkSync, type SyncCheck } from "./argocd.ts";
+import {
+  type AuroraTopology,
+  assertPromotable,
+  checkAurora,
+  describeAurora,
+  type PromotionPlan,
+  promoteAurora,
+} from "./aurora.ts";
 import {
   EXECUTION_TIMEOUT_SECONDS,
   type FailoverInput,
@@ -17,8 +24,10 @@ import {
 } from "./config.ts";
 import {
   ArgoSyncTimeout,
+  AuroraPromotionRefused,
   AuroraPromotionTimeout,
   type ErrorData,
+  isFailoverError,
   TargetUnhealthy,
   TrafficPreconditionFailed,
   TrafficVerifyTimeout,
@@ -50,7 +59,7 @@ import type {
   TrafficHealthProgress,
   TrafficProgress,
 } from "./state.ts";
-import { applyStage, checkTargetHealth, readTraffic, type TrafficTopology } from "./traffic.ts";
+import { applyNextStage, checkTargetHealth, readTraffic, type TrafficTopology } from "./traffic.ts";
 
 /** Per-call HTTP bound for spokes: an unreachable region must fail fast. */
 const SPOKE_TIMEOUT_MS = 10_000;
@@ -164,6 +173,7 @@ export async function planStep(event: {
   };
   const noop = !needs.retarget && !needs.aurora && !needs.traffic;
   if (!noop) await assertTargetHealthy(t, target);
+  const promotion = needs.aurora ? await checkPromotion(t, input) : undefined;
   const plan: Plan = {
     sourceRegion,
     targetRegion: target,
@@ -177,7 +187,7 @@ export async function planStep(event: {
         ]
       : held
         ? [held]
-        : planActions(t, input, before, needs),
+        : planActions(t, input, before, needs, promotion),
   };
   if (!input.dryRun) {
     await acquireLock(
@@ -210,6 +220,30 @@ function cooldownHold(
 /** The lock outlives the longest execution (the ASL's TimeoutSeconds) so it never lapses mid-run. */
 export const LOCK_LEASE_SECONDS = EXECUTION_TIMEOUT_SECONDS + 300;
 
+/**
+ * PromoteAurora's checks, run before anything changes: the Parallel commits to Git while Aurora
+ * is promoted, so a refusal found only there would leave Git switched and the writer and traffic
+ * in the source. A refusal fails the execution here; a dry run reports it as its Aurora action
+ * ("would refuse: ...") and succeeds, as an SRE asking "what would happen?" expects. PromoteAurora
+ * runs the same checks again (things change in between).
+ */
+async function checkPromotion(
+  t: Topology,
+  input: FailoverInput,
+): Promise<PromotionPlan | AuroraPromotionRefused> {
+  const req = {
+    targetRegion: input.targetRegion,
+    mode: input.mode,
+    allowDataLoss: input.allowDataLoss,
+  };
+  try {
+    return await assertPromotable(auroraTopology(t), req, "Plan");
+  } catch (e) {
+    if (input.dryRun && e instanceof AuroraPromotionRefused) return e;
+    throw e;
+  }
+}
+
 /** Refuses a target whose own Route 53 health check is failing: moving there would not help. */
 async function assertTargetHealthy(t: Topology, target: string): Promise<void> {
   const health = await readHealthCheck(regionOf(t, target).route53.healthCheckId);
@@ -231,6 +265,7 @@ function planActions(
   input: FailoverInput,
   before: PlatformSnapshot,
   needs: Plan["needs"],
+  promotion: PromotionPlan | AuroraPromotionRefused | undefined,
 ): string[] {
   const target = input.targetRegion;
   const actions = [
@@ -245,18 +280,42 @@ function planActions(
       `wait for Argo CD: apps matching ${t.argocd.appSelector} Synced at the commit and Healthy`,
     );
   }
-  if (needs.aurora) {
-    const how = input.mode === "graceful" ? "switchover" : "failover (AllowDataLoss, RPO guard)";
-    actions.push(
-      `Aurora ${t.aurora.globalClusterIdentifier}: ${how} ${before.auroraWriterRegion ?? "?"} -> ${target}`,
-    );
-  }
+  if (needs.aurora) actions.push(auroraAction(t, input, before, promotion));
   if (needs.traffic) {
     actions.push(
       `shift traffic to ${target} in stages ${t.traffic.stages.join("%, ")}% (${t.traffic.mode})`,
     );
   }
   return actions;
+}
+
+/** The plan's Aurora line: what PromoteAurora will do, as Plan's checks found it. */
+function auroraAction(
+  t: Topology,
+  input: FailoverInput,
+  before: PlatformSnapshot,
+  promotion: PromotionPlan | AuroraPromotionRefused | undefined,
+): string {
+  const target = input.targetRegion;
+  const move = `${before.auroraWriterRegion ?? "?"} -> ${target}`;
+  const cluster = `Aurora ${t.aurora.globalClusterIdentifier}`;
+  const how = input.mode === "graceful" ? "switchover" : "failover (AllowDataLoss, RPO guard)";
+  if (promotion instanceof AuroraPromotionRefused) {
+    return `would refuse: ${cluster} ${how} ${move}: ${promotion.message.replace(/^\[Plan\] /, "")}`;
+  }
+  if (promotion?.skipped) {
+    return promotion.action === "none"
+      ? `${cluster}: ${target} is already the writer`
+      : `${cluster}: a ${promotion.action} to ${target} is already under way; wait for it`;
+  }
+  const lag =
+    promotion?.rpoLagSeconds !== undefined
+      ? `, RPO lag ${promotion.rpoLagSeconds}s (max ${t.aurora.maxRpoSeconds}s${input.allowDataLoss ? ", loss accepted" : ""})`
+      : input.allowDataLoss && input.mode === "ungraceful"
+        ? ", RPO lag unknown (loss accepted)"
+        : "";
+  const where = promotion?.calledIn ? `, asked in ${promotion.calledIn}` : "";
+  return `${cluster}: ${how} ${move}${where}${lag}`;
 }
 
 /** VerifySpoke: every spoke of the target region reachable, Ready and with its secrets in place. */
@@ -342,24 +401,76 @@ function timedOut(
   return { status: "FAILED" as const, ...window, error };
 }
 
-/** AwaitArgoSync: one poll of Argo CD; FAILED with ArgoSyncTimeout once the deadline passes. */
-export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgress> {
+/**
+ * Errors a poll outlives until its deadline: the Argo CD hubs or an AWS API not answering for a
+ * while (the hub struggles exactly during a regional failure, argo-cd #19816). The ASL's Retry
+ * alone (~30 s) would fail a failover whose deadline is minutes away. StepTimeout is not here:
+ * middy throws it outside the step, so the ASL's Retry handles it.
+ */
+const OUTLIVED = new Set(["ArgoUnreachable", "AwsUnavailable", "AwsThrottled"]);
+
+/** The latest transient error of a poll window, and the poll that met it. */
+interface PollNote {
+  lastError?: ErrorData & { poll: number };
+}
+
+/** A transient error as the poll's note; anything else (auth, config, a bug) is thrown on. */
+function outlived(e: unknown, poll: number): ErrorData & { poll: number } {
+  if (!isFailoverError(e) || !OUTLIVED.has(e.name)) throw e;
+  return { name: e.name, message: e.message, poll };
+}
+
+/** The timeout's detail line for the latest transient error of the window, if any. */
+function lastErrorDetail(note: PollNote["lastError"]): string[] {
+  return note ? [`poll ${note.poll} failed with ${note.name}: ${note.message}`] : [];
+}
+
+/**
+ * AwaitArgoSync: one poll of Argo CD; FAILED with ArgoSyncTimeout once the deadline passes. A
+ * poll no hub answers is IN_PROGRESS with `lastError` until the deadline, which then names it;
+ * the first poll a hub answers refreshes (and syncs) as the first poll would have.
+ */
+export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgress & PollNote> {
   const t = runtimeTopology();
   const revision = state.retarget?.sha;
   if (!revision)
     throw new TrafficPreconditionFailed("AwaitArgoSync ran without a commit (state.retarget.sha)");
-  const window = pollWindow(state.argo, t.timeouts.argoSyncSeconds);
-  const result = await checkSync({
-    hubs: await argoHubs(t),
-    selector: t.argocd.appSelector,
-    ...(t.argocd.appNamespace ? { appNamespace: t.argocd.appNamespace } : {}),
-    clusters: regionOf(t, state.plan.targetRegion).spokes.map((s) => s.argocdCluster),
-    revision,
-    refresh: t.argocd.refresh,
-    sync: t.argocd.sync,
-    firstPoll: window.polls === 1,
-    timeoutMs: t.argocd.requestTimeoutSeconds * 1000,
-  });
+  const previous: (ArgoProgress & PollNote) | undefined = state.argo;
+  const seconds = t.timeouts.argoSyncSeconds;
+  const window = pollWindow(previous, seconds);
+  const sha = revision.slice(0, 7);
+  let result: SyncCheck;
+  try {
+    result = await checkSync({
+      hubs: await argoHubs(t),
+      selector: t.argocd.appSelector,
+      ...(t.argocd.appNamespace ? { appNamespace: t.argocd.appNamespace } : {}),
+      clusters: regionOf(t, state.plan.targetRegion).spokes.map((s) => s.argocdCluster),
+      revision,
+      refresh: t.argocd.refresh,
+      sync: t.argocd.sync,
+      // `hub` is set once a hub answered in this window: until then no refresh was made.
+      firstPoll: window.polls === 1 || !previous?.hub,
+      timeoutMs: t.argocd.requestTimeoutSeconds * 1000,
+    });
+  } catch (e) {
+    const lastError = outlived(e, window.polls);
+    const known = previous?.hub
+      ? { hub: previous.hub, total: previous.total, done: previous.done, pending: previous.pending }
+      : {};
+    const progress = { ...window, ...known, revision, lastError };
+    if (!window.expired) return { ...progress, status: "IN_PROGRESS" };
+    return {
+      ...progress,
+      ...timedOut(
+        new ArgoSyncTimeout(
+          `[AwaitArgoSync] apps not confirmed Synced at ${sha} and Healthy after ${seconds}s: the last poll failed with ${lastError.name}`,
+          lastErrorDetail(lastError),
+        ).toData(),
+        window,
+      ),
+    };
+  }
   const progress = {
     ...window,
     hub: result.hub,
@@ -367,6 +478,7 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
     total: result.total,
     done: result.done,
     pending: result.pending.slice(0, 10),
+    ...(previous?.lastError ? { lastError: previous.lastError } : {}),
   };
   if (result.status === "IN_PROGRESS" && window.expired) {
     const pending = result.pending.slice(0, 5).map((p) => `${p.name}: ${p.reason}`);
@@ -374,8 +486,8 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
       ...progress,
       ...timedOut(
         new ArgoSyncTimeout(
-          `[AwaitArgoSync] ${result.total - result.done} of ${result.total} apps not Synced at ${revision.slice(0, 7)} and Healthy after ${t.timeouts.argoSyncSeconds}s`,
-          pending,
+          `[AwaitArgoSync] ${result.total - result.done} of ${result.total} apps not Synced at ${sha} and Healthy after ${seconds}s`,
+          [...pending, ...lastErrorDetail(previous?.lastError)],
         ).toData(),
         window,
       ),
@@ -384,8 +496,14 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
   return { ...progress, status: result.status, ...(result.error ? { error: result.error } : {}) };
 }
 
-/** PromoteAurora: switchover (graceful) or guarded failover (ungraceful); skipped when already writer. */
-export async function promoteAuroraStep(state: FailoverState): Promise<PromotionState> {
+/**
+ * PromoteAurora: switchover (graceful) or guarded failover (ungraceful) after Plan's checks run
+ * again; skipped when already writer. `startedDespite`: the call's error, when the re-read showed
+ * the promotion started anyway.
+ */
+export async function promoteAuroraStep(
+  state: FailoverState,
+): Promise<PromotionState & { startedDespite?: string }> {
   const t = runtimeTopology();
   const result = await promoteAurora(auroraTopology(t), {
     targetRegion: state.plan.targetRegion,
@@ -398,30 +516,57 @@ export async function promoteAuroraStep(state: FailoverState): Promise<Promotion
     action: result.action,
     ...(result.calledIn ? { calledIn: result.calledIn } : {}),
     ...(result.rpoLagSeconds !== undefined ? { rpoLagSeconds: result.rpoLagSeconds } : {}),
+    ...(result.startedDespite ? { startedDespite: result.startedDespite } : {}),
     writerBefore: result.before.writerRegion ?? null,
   };
 }
 
-/** AwaitAurora: one poll; SUCCEEDED when the target is writer and the global cluster idle. */
-export async function awaitAuroraStep(state: FailoverState): Promise<AuroraProgress> {
+/**
+ * AwaitAurora: one poll; SUCCEEDED when the target is writer and the global cluster idle. A poll
+ * no region's RDS API answers is IN_PROGRESS with `lastError` until the deadline, which names it.
+ */
+export async function awaitAuroraStep(state: FailoverState): Promise<AuroraProgress & PollNote> {
   const t = runtimeTopology();
-  const window = pollWindow(state.aurora, t.timeouts.auroraSeconds);
-  const result = await checkAurora(
-    auroraTopology(t),
-    state.plan.targetRegion,
-    state.promotion?.writerBefore,
-  );
+  const previous: (AuroraProgress & PollNote) | undefined = state.aurora;
+  const seconds = t.timeouts.auroraSeconds;
+  const target = state.plan.targetRegion;
+  const window = pollWindow(previous, seconds);
+  let result: Awaited<ReturnType<typeof checkAurora>>;
+  try {
+    result = await checkAurora(auroraTopology(t), target, state.promotion?.writerBefore);
+  } catch (e) {
+    const lastError = outlived(e, window.polls);
+    const progress = {
+      ...window,
+      writerRegion: previous?.writerRegion ?? null,
+      failoverState: previous?.failoverState ?? null,
+      lastError,
+    };
+    if (!window.expired) return { ...progress, status: "IN_PROGRESS" };
+    return {
+      ...progress,
+      ...timedOut(
+        new AuroraPromotionTimeout(
+          `[AwaitAurora] ${target} not confirmed as the writer after ${seconds}s: the last poll failed with ${lastError.name}`,
+          lastErrorDetail(lastError),
+        ).toData(),
+        window,
+      ),
+    };
+  }
   const progress = {
     ...window,
     writerRegion: result.state.writerRegion ?? null,
     failoverState: result.state.failoverState ?? null,
+    ...(previous?.lastError ? { lastError: previous.lastError } : {}),
   };
   if (result.status === "IN_PROGRESS" && window.expired) {
     return {
       ...progress,
       ...timedOut(
         new AuroraPromotionTimeout(
-          `[AwaitAurora] ${state.plan.targetRegion} is not the writer after ${t.timeouts.auroraSeconds}s (writer ${progress.writerRegion ?? "unknown"}, failover state ${progress.failoverState ?? "none"})`,
+          `[AwaitAurora] ${target} is not the writer after ${seconds}s (writer ${progress.writerRegion ?? "unknown"}, failover state ${progress.failoverState ?? "none"})`,
+          lastErrorDetail(previous?.lastError),
         ).toData(),
         window,
       ),
@@ -462,22 +607,25 @@ export async function assertTrafficMayMove(state: FailoverState, t: Topology): P
   }
 }
 
-/** ShiftTraffic: applies the next stage of the traffic shift, after the guard above. */
+/**
+ * ShiftTraffic: after the guard above, the next stage of the traffic shift — or a later one when
+ * the live dials show the target already past it (a new execution after a half-done one resumes
+ * there; traffic never restarts from the first stage or moves back).
+ */
 export async function shiftTrafficStep(state: FailoverState): Promise<TrafficProgress> {
   const t = runtimeTopology();
   await assertTrafficMayMove(state, t);
-  const stage = (state.traffic?.stage ?? -1) + 1;
-  const percent = t.traffic.stages[stage] ?? 100;
-  const result = await applyStage(trafficTopology(t), {
+  const result = await applyNextStage(trafficTopology(t), {
     targetRegion: state.plan.targetRegion,
-    percent,
+    stages: t.traffic.stages,
+    next: (state.traffic?.stage ?? -1) + 1,
   });
   return {
     status: "SUCCEEDED",
     skipped: result.skipped,
-    stage,
-    percent,
-    complete: percent === 100,
+    stage: result.stage,
+    percent: result.percent,
+    complete: result.percent === 100,
     changes: result.changes,
     dials: result.after.dials,
   };
@@ -506,7 +654,7 @@ export async function verifyTrafficStep(state: FailoverState): Promise<TrafficHe
       ...progress,
       ...timedOut(
         new TrafficVerifyTimeout(
-          `[VerifyTraffic] ${state.plan.targetRegion} endpoints not healthy ${t.timeouts.trafficVerifySeconds}s after stage ${stage + 1}`,
+          `[VerifyTraffic] ${state.plan.targetRegion} endpoints not healthy ${t.timeouts.trafficVerifySeconds}s after stage ${stage + 1} (${state.traffic?.percent ?? 100}%)`,
           health.detail.slice(0, 5),
         ).toData(),
         window,

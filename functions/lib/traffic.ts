@@ -1,8 +1,21 @@
 /**
- * Traffic: where user traffic goes, and moving it to the target region in stages. With Global
- * Accelerator a region's share is its endpoint group's traffic dial; with Route 53 it is the
- * Weight of the region's weighted record (the orchestrator writes 0..100, so weight = percent).
- * A stage at `percent` p sets the target to 100 and every other region to 100 - p.
+ * Traffic: where user traffic goes, and moving it to the target region in stages. A stage at
+ * `percent` p moves p% of the traffic to the target; only the regions serving before the shift
+ * (dial or weight > 0) give it up, a region at 0 (passive) stays at 0, and nothing moves back:
+ * the target is never lowered, no other region is ever raised. Since nothing is ever raised, the
+ * regions above 0 at a later stage are the ones that were serving when the shift began: each
+ * stage works from a live read, and a new execution resumes where the dials are.
+ *
+ * Global Accelerator: a region's share is governed by its endpoint group's traffic dial, which
+ * limits what the group takes of the traffic routed to it; what a group turns away goes to the
+ * other groups that can take it. So the target's dial is 100 from the first stage (it takes what
+ * the sources turn away) and each serving region's dial goes down to 100 - p (never up); a
+ * passive region's dial stays 0, or it would take part of what the sources turn away.
+ *
+ * Route 53: weights are relative (a record's share is its weight over the sum of weights). A
+ * stage writes the target p and splits 100 - p over the serving regions in proportion to their
+ * weights, everyone else 0: weights then sum to 100, so weight = percent. All weights 0 means
+ * equal shares to Route 53, so all-zero is read as equal and never written.
  */
 import {
   DescribeEndpointGroupCommand,
@@ -31,7 +44,7 @@ export interface TrafficTopology {
 }
 
 type Dials = Record<string, number>;
-interface StageResult {
+export interface StageResult {
   skipped: boolean;
   changes: { region: string; from: number; to: number }[];
   after: { dials: Dials };
@@ -130,17 +143,23 @@ function changedSoFar(changes: StageResult["changes"]): string {
     : "";
 }
 
+/** GA dials at stage p: the target 100, every other region down to 100 - p if above it (0 stays 0). */
+function gaDials(dials: Dials, target: string, percent: number): Dials {
+  return Object.fromEntries(
+    Object.entries(dials).map(([r, d]) => [r, r === target ? 100 : Math.min(d, 100 - percent)]),
+  );
+}
+
 async function applyGlobalAccelerator(
-  topo: TrafficTopology,
+  groups: GroupView[],
   target: string,
   percent: number,
 ): Promise<StageResult> {
   const step = "[ShiftTraffic]";
-  const groups = await readGroups(topo, step);
   const dials: Dials = Object.fromEntries(groups.map((g) => [g.region, g.dial]));
-  const dialFor = (region: string) => (region === target ? 100 : 100 - percent);
+  const want = gaDials(dials, target, percent);
   const todo = targetFirst(
-    groups.filter((g) => g.dial !== dialFor(g.region)),
+    groups.filter((g) => g.dial !== want[g.region]),
     target,
   );
   if (!todo.length) return { skipped: true, changes: [], after: { dials } };
@@ -156,7 +175,7 @@ async function applyGlobalAccelerator(
   }
   const changes: StageResult["changes"] = [];
   for (const g of todo) {
-    const to = dialFor(g.region);
+    const to = want[g.region] ?? g.dial;
     await writeDial(
       g,
       to,
@@ -251,16 +270,70 @@ async function readRecords(topo: TrafficTopology, step: string): Promise<RegionR
   });
 }
 
+const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+
+/** Route 53 gives every record an equal share when all weights are 0. */
+function effectiveWeights(weights: Dials): Dials {
+  return Object.values(weights).every((w) => w === 0)
+    ? Object.fromEntries(Object.keys(weights).map((r) => [r, 1]))
+    : weights;
+}
+
+/**
+ * Route 53 weights at stage p, summing to 100: the target p; the regions serving now (weight > 0,
+ * or all of them when every weight is 0) share 100 - p in proportion to their weights (largest
+ * remainder, so the sum is exact); every other region 0. With no other region serving, target 100.
+ */
+function route53Weights(weights: Dials, target: string, percent: number): Dials {
+  const sources = Object.entries(effectiveWeights(weights)).filter(
+    ([r, w]) => r !== target && w > 0,
+  );
+  const out: Dials = Object.fromEntries(Object.keys(weights).map((r) => [r, 0]));
+  if (!sources.length) return { ...out, [target]: 100 };
+  const pool = 100 - percent;
+  const total = sum(sources.map(([, w]) => w));
+  const exact = sources.map(([region, w]) => ({ region, x: (pool * w) / total }));
+  let left = pool;
+  for (const e of exact) {
+    out[e.region] = Math.floor(e.x);
+    left -= Math.floor(e.x);
+  }
+  for (const e of [...exact].sort((a, b) => (b.x % 1) - (a.x % 1)).slice(0, left)) {
+    out[e.region] = (out[e.region] ?? 0) + 1;
+  }
+  return { ...out, [target]: percent };
+}
+
+/**
+ * The target's share of the traffic now, 0..100. GA: its dial bounds what it takes, the other
+ * regions' dials what they turn away. Route 53: its weight over the sum of weights.
+ */
+function targetShare(mode: TrafficTopology["mode"], dials: Dials, target: string): number {
+  if (mode === "global-accelerator") {
+    const others = Object.entries(dials)
+      .filter(([r]) => r !== target)
+      .map(([, d]) => d);
+    return Math.max(0, Math.min(dials[target] ?? 0, 100 - Math.max(0, ...others)));
+  }
+  const weights = effectiveWeights(dials);
+  return (100 * (weights[target] ?? 0)) / sum(Object.values(weights));
+}
+
 async function applyRoute53(
   topo: TrafficTopology,
+  regions: RegionRecords[],
   target: string,
   percent: number,
 ): Promise<StageResult> {
   const step = "[ShiftTraffic]";
   const { zone, name } = route53Target(topo);
-  const regions = await readRecords(topo, step);
   const dials: Dials = Object.fromEntries(regions.map((r) => [r.region, r.dial]));
-  const weightFor = (region: string) => (region === target ? 100 : 100 - percent);
+  // The target already has this share or more: writing the stage would move traffic back.
+  if (targetShare("route53", dials, target) >= percent) {
+    return { skipped: true, changes: [], after: { dials } };
+  }
+  const want = route53Weights(dials, target, percent);
+  const weightFor = (region: string) => want[region] ?? 0;
   const todo = targetFirst(
     regions.filter((r) => r.records.some((rr) => rr.Weight !== weightFor(r.region))),
     target,
@@ -295,35 +368,89 @@ async function applyRoute53(
   return { skipped: false, changes, after: { dials } };
 }
 
+/** What a stage works from: every region read live, in the mode's own terms. */
+type Live =
+  | { mode: "global-accelerator"; groups: GroupView[] }
+  | { mode: "route53"; regions: RegionRecords[] };
+
+async function readLive(topo: TrafficTopology, step: string): Promise<Live> {
+  return topo.mode === "global-accelerator"
+    ? { mode: topo.mode, groups: await readGroups(topo, step) }
+    : { mode: topo.mode, regions: await readRecords(topo, step) };
+}
+
+function dialsOf(live: Live): Dials {
+  const views = live.mode === "global-accelerator" ? live.groups : live.regions;
+  return Object.fromEntries(views.map((v) => [v.region, v.dial]));
+}
+
+function applyLive(
+  topo: TrafficTopology,
+  live: Live,
+  target: string,
+  percent: number,
+): Promise<StageResult> {
+  return live.mode === "global-accelerator"
+    ? applyGlobalAccelerator(live.groups, target, percent)
+    : applyRoute53(topo, live.regions, target, percent);
+}
+
+function checkPercent(percent: number): void {
+  if (!Number.isInteger(percent) || percent < 0 || percent > 100) {
+    throw new ConfigError(`traffic stage ${percent} is not a whole percentage between 0 and 100`);
+  }
+}
+
 /** Each region's share of traffic now (dial or weight, 0..100): the before/after of a failover. */
 export async function readTraffic(topo: TrafficTopology): Promise<{ dials: Dials }> {
-  if (topo.mode === "global-accelerator") {
-    const groups = await readGroups(topo, "[Traffic]");
-    return { dials: Object.fromEntries(groups.map((g) => [g.region, g.dial])) };
-  }
-  const regions = await readRecords(topo, "[Traffic]");
-  return { dials: Object.fromEntries(regions.map((r) => [r.region, r.dial])) };
+  return { dials: dialsOf(await readLive(topo, "[Traffic]")) };
 }
 
 /**
- * Applies one stage: target 100, every other region 100 - percent, the target raised first so
- * capacity is never withdrawn before it is added. Skipped (no write) when already there; refuses
- * (TrafficPreconditionFailed) to move traffic to a GA endpoint group with no endpoint carrying
- * weight, since it would be sent nowhere.
+ * Applies one stage at `percent` as the file header describes, the target raised first so
+ * capacity is never withdrawn before it is added. Skipped (no write) when already there, or (Route
+ * 53) when the target already has that share or more; refuses (TrafficPreconditionFailed) to move
+ * traffic to a GA endpoint group with no endpoint carrying weight, since it would be sent nowhere.
  */
 export async function applyStage(
   topo: TrafficTopology,
   req: { targetRegion: string; percent: number },
 ): Promise<StageResult> {
-  if (!Number.isInteger(req.percent) || req.percent < 0 || req.percent > 100) {
-    throw new ConfigError(
-      `traffic stage ${req.percent} is not a whole percentage between 0 and 100`,
-    );
-  }
+  checkPercent(req.percent);
   regionEntry(topo, req.targetRegion);
-  return topo.mode === "global-accelerator"
-    ? applyGlobalAccelerator(topo, req.targetRegion, req.percent)
-    : applyRoute53(topo, req.targetRegion, req.percent);
+  return applyLive(topo, await readLive(topo, "[ShiftTraffic]"), req.targetRegion, req.percent);
+}
+
+/**
+ * Which stage to apply: `next` (the one after the last this execution applied), or a later one
+ * when the target already has more than that stage's share, so a new execution after a half-done
+ * one resumes where traffic is instead of starting over, and nothing moves back. A stage the
+ * target already has exactly is applied again (a no-op write-wise) so that its health is verified
+ * before the next one — the case of a retry after a write whose answer was lost.
+ */
+export function stageFor(
+  stages: readonly number[],
+  next: number,
+  share: number,
+): { stage: number; percent: number } {
+  const last = stages.length - 1;
+  let stage = Math.min(Math.max(next, 0), last);
+  while (stage < last && (stages[stage] ?? 100) < share) stage++;
+  return { stage, percent: stages[stage] ?? 100 };
+}
+
+/** Reads traffic live, picks the stage with {@link stageFor} and applies it ({@link applyStage}). */
+export async function applyNextStage(
+  topo: TrafficTopology,
+  req: { targetRegion: string; stages: readonly number[]; next: number },
+): Promise<StageResult & { stage: number; percent: number }> {
+  if (!req.stages.length) throw new ConfigError("traffic.stages is empty");
+  for (const p of req.stages) checkPercent(p);
+  regionEntry(topo, req.targetRegion);
+  const live = await readLive(topo, "[ShiftTraffic]");
+  const share = targetShare(topo.mode, dialsOf(live), req.targetRegion);
+  const { stage, percent } = stageFor(req.stages, req.next, share);
+  return { ...(await applyLive(topo, live, req.targetRegion, percent)), stage, percent };
 }
 
 async function gaHealth(topo: TrafficTopology, target: string) {

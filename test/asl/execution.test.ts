@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import { resetRuntimeTopology } from "../../functions/lib/config.ts";
 import { type Sandbox, startSandbox } from "../../sandbox/index.ts";
 import { type LocalRunResult, runLocal } from "../../sandbox/runner.ts";
 
@@ -200,7 +201,7 @@ describe("failover.asl.json executed with the real handlers", () => {
       "ArgoSyncTimeout",
     ],
     [
-      "PromoteAurora",
+      "Plan (Aurora refusal: the old primary's RDS API is down)",
       (s) => s.aws.rds.setRegionDown("us-west-2", true),
       {},
       "AuroraPromotionRefused",
@@ -237,6 +238,44 @@ describe("failover.asl.json executed with the real handlers", () => {
     },
   );
 
+  it("staged traffic 10, 50, 100: the passive region's dial stays 0 at every stage, the target ends at 100", async () => {
+    const t = sandbox.topology;
+    process.env.TOPOLOGY = JSON.stringify({
+      ...t,
+      traffic: { ...t.traffic, stages: [10, 50, 100] },
+    });
+    resetRuntimeTopology();
+    const atEachStage: Record<string, number>[] = [];
+
+    const result = await runLocal({
+      input: input(),
+      executionName: `staged-${runs}`,
+      waitMs: 5,
+      retryMs: 5,
+      onEvent: (e) => {
+        if (e.type === "StateEntered" && "state" in e && e.state?.name === "VerifyTraffic")
+          atEachStage.push(sandbox.aws.ga.dials());
+      },
+    });
+
+    expect(result.status).toBe("SUCCEEDED");
+    expect(atEachStage).toEqual([
+      { "us-west-2": 90, "us-east-2": 100, "eu-west-1": 0 },
+      { "us-west-2": 50, "us-east-2": 100, "eu-west-1": 0 },
+      { "us-west-2": 0, "us-east-2": 100, "eu-west-1": 0 },
+    ]);
+    const passive = t.regions["eu-west-1"]?.globalAccelerator?.endpointGroupArn;
+    const passiveWrites = sandbox.aws.ga
+      .calls()
+      .filter((c) => c.action === "UpdateEndpointGroup" && c.endpointGroupArn === passive);
+    expect(passiveWrites).toEqual([]);
+    expect((await sandbox.state()).trafficDials).toEqual({
+      "us-west-2": 0,
+      "us-east-2": 100,
+      "eu-west-1": 0,
+    });
+  });
+
   it("a failure in VerifyTraffic (target endpoints unhealthy after the shift) fails with its name", async () => {
     sandbox.aws.ga.setHealthy(
       sandbox.topology.regions["us-east-2"]?.globalAccelerator?.endpointGroupArn ?? "",
@@ -266,5 +305,122 @@ describe("failover.asl.json executed with the real handlers", () => {
     const outcomes = [a, b].map((r) => r.status === "SUCCEEDED" || r.error).sort();
     expect(outcomes).toEqual(["FailoverInProgress", true]);
     expect(writes(sandbox).gitPushes).toBe(1);
+  });
+});
+
+describe("Aurora refusals are found in Plan, before anything changes", () => {
+  const untouched = {
+    activeRegion: "us-west-2",
+    auroraWriterRegion: "us-west-2",
+    trafficDials: { "us-west-2": 100, "us-east-2": 0, "eu-west-1": 0 },
+  };
+
+  it.each<[string, (s: Sandbox) => void, Record<string, unknown>, RegExp]>([
+    [
+      "the RPO lag is above maxRpoSeconds (ungraceful)",
+      (s) => s.aws.cloudwatch.setRpoLagMs("us-east-2", 60_000),
+      { mode: "ungraceful" },
+      /^\[Plan\] replication lag .* is 60s, above aurora\.maxRpoSeconds 5s/,
+    ],
+    [
+      "the old primary's RDS API is down (graceful)",
+      (s) => s.aws.rds.setRegionDown("us-west-2", true),
+      {},
+      /^\[Plan\] the RDS API in us-west-2, the current writer's region, does not answer/,
+    ],
+  ])(
+    "%s: FAILED in Plan; no push, writer and dials unchanged",
+    async (_what, fault, extra, cause) => {
+      fault(sandbox);
+
+      const result = await run(extra);
+
+      expect(result.status).toBe("FAILED");
+      expect(result.error).toBe("AuroraPromotionRefused");
+      expect(result.cause).toMatch(cause);
+      const states = entered(result);
+      expect(states).toContain("RecordFailure");
+      for (const later of ["VerifySpoke", "CommitRetarget", "PromoteAurora", "ShiftTraffic"])
+        expect(states).not.toContain(later);
+      expect(writes(sandbox)).toEqual({ gitPushes: 0, auroraPromotions: 0, trafficUpdates: 0 });
+      expect(await sandbox.state()).toMatchObject(untouched);
+    },
+  );
+
+  it("a dry run that would be refused says so in its plan and succeeds, changing nothing", async () => {
+    sandbox.aws.cloudwatch.setRpoLagMs("us-east-2", 60_000);
+
+    const result = await run({ mode: "ungraceful", dryRun: true });
+
+    expect(result.status).toBe("SUCCEEDED");
+    expect((result.output as { plan: { actions: string[] } }).plan.actions).toContainEqual(
+      expect.stringMatching(
+        /^would refuse: Aurora payments-global failover \(AllowDataLoss, RPO guard\) us-west-2 -> us-east-2: replication lag .* above aurora\.maxRpoSeconds 5s/,
+      ),
+    );
+    expect(writes(sandbox)).toEqual({ gitPushes: 0, auroraPromotions: 0, trafficUpdates: 0 });
+  });
+});
+
+describe("a short outage of the Argo CD hubs or the RDS API does not fail the failover", () => {
+  const hubs = () => Object.keys(sandbox.argo.urls);
+  const setHubs = (reachable: boolean) => {
+    for (const hub of hubs()) sandbox.argo.setHubReachable(hub, reachable);
+  };
+  /** Runs with `setDown(true)` when `state` is first entered, `setDown(false)` on its `upOn`-th entry. */
+  function runWithOutage(state: string, upOn: number, setDown: (down: boolean) => void) {
+    let entries = 0;
+    return runLocal({
+      input: input(),
+      executionName: `outage-${runs}`,
+      waitMs: 5,
+      retryMs: 5,
+      onEvent: (e) => {
+        if (e.type !== "StateEntered" || !("state" in e) || e.state?.name !== state) return;
+        entries++;
+        if (entries === 1) setDown(true);
+        if (entries === upOn) setDown(false);
+      },
+    });
+  }
+  type Converged = { converge: Record<string, { lastError?: { name: string } }> };
+
+  it("both Argo CD hubs unreachable for a few polls, then back: SUCCEEDED", async () => {
+    const result = await runWithOutage("AwaitArgoSync", 4, (down) => setHubs(!down));
+
+    expect(result.status).toBe("SUCCEEDED");
+    expect((result.output as Converged).converge.argo?.lastError?.name).toBe("ArgoUnreachable");
+    for (const hub of hubs()) expect(sandbox.argo.requests()[hub]?.refused).toBeGreaterThan(0);
+    expect(await sandbox.state()).toMatchObject({
+      activeRegion: "us-east-2",
+      trafficDials: { "us-west-2": 0, "us-east-2": 100, "eu-west-1": 0 },
+    });
+  });
+
+  it("both Argo CD hubs unreachable until the deadline: ArgoSyncTimeout naming it, after every poll", async () => {
+    setHubs(false);
+
+    const result = await run();
+
+    expect(result.status).toBe("FAILED");
+    expect(result.error).toBe("ArgoSyncTimeout");
+    expect(result.cause).toMatch(/the last poll failed with ArgoUnreachable/);
+    expect(result.cause).toMatch(/no Argo CD hub answered/);
+    const polls = entered(result).filter((s) => s === "AwaitArgoSync").length;
+    expect(polls).toBe(sandbox.topology.timeouts.argoSyncSeconds / 10);
+    expect(writes(sandbox).trafficUpdates).toBe(0);
+  });
+
+  it("no region's RDS API answering for a few AwaitAurora polls, then back: SUCCEEDED", async () => {
+    const regions = Object.keys(sandbox.topology.regions);
+    const setRds = (down: boolean) => {
+      for (const r of regions) sandbox.aws.rds.setRegionDown(r, down);
+    };
+
+    const result = await runWithOutage("AwaitAurora", 3, setRds);
+
+    expect(result.status).toBe("SUCCEEDED");
+    expect((result.output as Converged).converge.aurora?.lastError?.name).toBe("AwsUnavailable");
+    expect((await sandbox.state()).auroraWriterRegion).toBe("us-east-2");
   });
 });

@@ -17,7 +17,12 @@ import { type ArgoHubConnection, checkSync, type SyncCheck } from "../../functio
 import { type ArgoEmulator, startArgoCd } from "../../sandbox/argocd.ts";
 import { createCa } from "../../sandbox/ca.ts";
 import { type GitServer, startGitServer } from "../../sandbox/git.ts";
-import { componentNames, gitopsLayout, VALUES_FILE } from "../../sandbox/gitops-layout.ts";
+import {
+  APPLICATIONSETS_DIR,
+  componentNames,
+  gitopsLayout,
+  VALUES_FILE,
+} from "../../sandbox/gitops-layout.ts";
 import { type FakeSpoke, startSpoke } from "../../sandbox/spoke.ts";
 
 const API_TOKEN = "argocd-api-token-0123456789abcdef";
@@ -264,6 +269,8 @@ describe("Argo CD emulator with the real Git server and spokes", () => {
       total: 3,
       done: 3,
       pending: [],
+      // the list, plus on the first poll one refresh per target app
+      apiCalls: polls.length === 1 ? 4 : 1,
     });
     expect(replicasByRegion(p)).toEqual({
       "us-east-1": [0, 0, 0],
@@ -282,7 +289,18 @@ describe("Argo CD emulator with the real Git server and spokes", () => {
     // Prepare
     const p = await startPlatform();
     p.argo.setSyncStalled(true);
-    const sha = await retarget(p, "us-east-2");
+    const sha = await p.push(async (files) => {
+      // manual sync: Argo CD takes an explicit sync to a revision only without auto-sync
+      for (const c of componentNames(3)) {
+        const path = `${APPLICATIONSETS_DIR}/${c}.yaml`;
+        const doc = parseDocument(await files.read(path));
+        doc.deleteIn(["spec", "template", "spec", "syncPolicy", "automated"]);
+        await files.write(path, doc.toString());
+      }
+      const values = parseDocument(await files.read(VALUES_FILE));
+      values.setIn(["global", "activeRegion"], "us-east-2");
+      await files.write(VALUES_FILE, values.toString());
+    });
 
     // Act
     const stalled = await pollSync(p.hubs, sha, () => false, { max: 5, sync: true });
@@ -402,7 +420,101 @@ describe("Argo CD emulator API", () => {
     // Assess
     expect(res.status).toBe(200);
     expect(res.body).toEqual({
+      metadata: { resourceVersion: expect.any(String) },
       items: [{ metadata: { name: "spoke-use2-api" }, status: { sync: { status: "Synced" } } }],
+    });
+  });
+
+  it("returns only argocd-server's allow-listed list fields, as v3.5.1 does", async () => {
+    // Prepare
+    const p = await startPlatform(1);
+    const list = (fields: string) =>
+      apiGet(p, `/api/v1/applications?selector=region%3Dus-east-1&fields=${fields}`, API_TOKEN);
+
+    // Act
+    const subPaths = await list(
+      "items.metadata.name,items.status.health.status,items.spec.destination.name,items.status.sync.revisions,items.status.operationState.message,items.status.operationState.syncResult.revision",
+    );
+    const allowed = await list(
+      "items.metadata.name,items.spec,items.status.health,items.status.sync.revision,items.status.operationState.phase,items.status.operationState.operation.sync",
+    );
+    const both = await list("items.spec,items.spec.destination");
+    const none = await apiGet(
+      p,
+      "/api/v1/applications?selector=region%3Dnowhere&fields=items.metadata.name",
+      API_TOKEN,
+    );
+    const get = await apiGet(
+      p,
+      "/api/v1/applications/spoke-use1-api?fields=items.metadata.name",
+      API_TOKEN,
+    );
+
+    // Assess
+    // a sub-path of an allowed path is not in the allow-list: nothing comes back for it
+    expect(subPaths.body.items).toEqual([{ metadata: { name: "spoke-use1-api" } }]);
+    const [app] = allowed.body.items as Record<string, Record<string, unknown>>[];
+    expect(app?.spec).toMatchObject({
+      destination: { name: "spoke-use1" },
+      syncPolicy: { automated: { prune: true } },
+    });
+    expect(app?.status).toMatchObject({
+      health: { status: "Healthy" },
+      sync: { revision: expect.stringMatching(/^[0-9a-f]{40}$/) },
+    });
+    // operation.sync answers with the syncResult (the revision synced), as argocd-server does
+    expect(app?.status?.operationState).toEqual({
+      phase: "Succeeded",
+      operation: { sync: { revision: expect.stringMatching(/^[0-9a-f]{40}$/) } },
+    });
+    expect(both).toMatchObject({
+      status: 500,
+      body: { message: "field spec.destination is not a map" },
+    });
+    expect(none.body).toEqual({ metadata: { resourceVersion: expect.any(String) }, items: null });
+    // Get does not filter by fields
+    expect(Object.keys(get.body).sort()).toEqual(["metadata", "spec", "status"]);
+  });
+
+  it("refuses a sync to a revision on an auto-synced app, and the client leaves those apps to auto-sync", async () => {
+    // Prepare
+    const p = await startPlatform(1);
+    const sha = await retarget(p, "us-east-2");
+    const sync = await new Promise<{ status: number; body: Record<string, unknown> }>(
+      (resolve, reject) => {
+        const req = https.request(
+          new URL("/api/v1/applications/spoke-use2-api/sync", p.argo.urls["hub-primary"]),
+          { method: "POST", ca: p.caPem, headers: { authorization: `Bearer ${API_TOKEN}` } },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (c: Buffer) => chunks.push(c));
+            res.on("end", () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                body: JSON.parse(Buffer.concat(chunks).toString("utf8")),
+              }),
+            );
+          },
+        );
+        req.on("error", reject);
+        req.end(JSON.stringify({ revision: sha, prune: false }));
+      },
+    );
+
+    // Act
+    const polls = await pollSync(p.hubs, sha, (r) => r.status !== "IN_PROGRESS", { sync: true });
+    const app = await apiGet(p, "/api/v1/applications/spoke-use2-api", API_TOKEN);
+
+    // Assess
+    expect(sync).toMatchObject({
+      status: 400,
+      body: { code: 9, message: `Cannot sync to ${sha}: auto-sync currently set to HEAD` },
+    });
+    expect(polls.at(-1)).toMatchObject({ status: "SUCCEEDED", done: 1 });
+    const state = (app.body.status as { operationState: Record<string, unknown> }).operationState;
+    expect(state.operation).toMatchObject({
+      sync: { revision: sha },
+      initiatedBy: { automated: true },
     });
   });
 
@@ -440,7 +552,9 @@ describe("Argo CD emulator API", () => {
       kind: "ApplicationSet",
       spec: { syncPolicy: { preserveResourcesOnDeletion: true } },
     });
-    expect(appSets.body).toEqual({ items: [{ metadata: { name: "api" } }] });
+    // the ApplicationSet list does not filter by fields (only the application list does)
+    const sets = appSets.body.items as { metadata: { name: string } }[];
+    expect(sets.map((a) => a.metadata.name)).toEqual(["api"]);
     const items = clusters.body.items as { name: string; labels: Record<string, string> }[];
     expect(items.map((c) => c.name)).toEqual(["spoke-use1", "spoke-use2", "spoke-usw2"]);
     expect(JSON.stringify(clusters.body)).not.toContain("token-spoke");
@@ -472,11 +586,13 @@ describe("Argo CD emulator at scale", () => {
     const before = (await apiGet(p, bystanders, API_TOKEN)).body.items as AppFields[];
     const fields = [
       "items.metadata.name",
-      "items.spec.destination",
+      "items.metadata.namespace",
+      "items.spec",
       "items.status.sync.status",
       "items.status.sync.revision",
-      "items.status.health.status",
+      "items.status.health",
       "items.status.operationState.phase",
+      "items.status.operationState.operation.sync",
     ].join(",");
 
     // Act
@@ -505,7 +621,9 @@ describe("Argo CD emulator at scale", () => {
     const items = small.body.items as Record<string, unknown>[];
     expect(items).toHaveLength(2000);
     expect(Object.keys(items[0] ?? {}).sort()).toEqual(["metadata", "spec", "status"]);
-    expect(small.bytes * 4).toBeLessThan(full.bytes);
+    // the whole spec is in it (its sub-paths are not allowed before v3.5): under 1 KiB per app
+    expect(small.bytes * 2).toBeLessThan(full.bytes);
+    expect(small.bytes / 2000).toBeLessThan(1024);
     expect(polls.at(-1)).toMatchObject({ status: "SUCCEEDED", total: 680, done: 680 });
     const replicas = (region: string) =>
       [...p.spokes.values()]

@@ -15,6 +15,7 @@ import {
   type SyncCheckRequest,
 } from "../../functions/lib/argocd.ts";
 import { ArgoAuthError, ArgoUnreachable, ConfigError } from "../../functions/lib/errors.ts";
+import { filterApplicationList } from "../../sandbox/argocd.ts";
 import { createCa } from "../../sandbox/ca.ts";
 
 const SHA = "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432";
@@ -102,21 +103,44 @@ interface AppSpec {
   server?: string;
   sync?: string;
   revision?: string;
+  /** A multi-source app synced at these revisions (one per source). */
   revisions?: string[];
   health?: string;
   phase?: string;
   message?: string;
   opRevision?: string;
+  /** The operation has no syncResult yet (it failed before syncing). */
+  noSyncResult?: boolean;
+  automated?: boolean;
 }
 
-function app(a: AppSpec): unknown {
+/** A whole Application as a Get answers it. */
+function app(a: AppSpec): Record<string, unknown> {
+  const source = (path: string) => ({
+    repoURL: "https://git.example/shop.git",
+    path,
+    targetRevision: "HEAD",
+  });
   return {
-    metadata: { name: a.name, namespace: "argocd" },
-    spec: { destination: a.server ? { server: a.server } : { name: a.cluster ?? "spoke-east-2" } },
+    metadata: {
+      name: a.name,
+      namespace: "argocd",
+      labels: { "app.kubernetes.io/part-of": "shop" },
+    },
+    spec: {
+      project: "default",
+      destination: a.server ? { server: a.server } : { name: a.cluster ?? "spoke-east-2" },
+      ...(a.revisions
+        ? { sources: a.revisions.map((_, i) => source(`s${i}`)) }
+        : { source: source("app") }),
+      ...(a.automated ? { syncPolicy: { automated: { prune: true, selfHeal: true } } } : {}),
+    },
     status: {
       sync: {
         status: a.sync ?? "Synced",
-        ...(a.revisions ? { revisions: a.revisions } : { revision: a.revision ?? SHA }),
+        ...(a.revisions
+          ? { revision: "", revisions: a.revisions }
+          : { revision: a.revision ?? SHA }),
       },
       health: { status: a.health ?? "Healthy" },
       ...(a.phase
@@ -125,6 +149,8 @@ function app(a: AppSpec): unknown {
               phase: a.phase,
               ...(a.message ? { message: a.message } : {}),
               operation: { sync: { revision: a.opRevision ?? SHA } },
+              ...(a.noSyncResult ? {} : { syncResult: { revision: a.opRevision ?? SHA } }),
+              startedAt: "2026-01-01T00:00:00Z",
             },
           }
         : {}),
@@ -132,11 +158,24 @@ function app(a: AppSpec): unknown {
   };
 }
 
-/** A hub serving `apps` on the list, and `refreshed` (or the same) on a GET with refresh. */
+/** The list as argocd-server answers it: `fields` through its allow-list (as the emulator). */
+function listAnswer(res: ServerResponse, apps: AppSpec[], fields: string | null): void {
+  try {
+    json(
+      res,
+      200,
+      filterApplicationList({ metadata: { resourceVersion: "7" }, items: apps.map(app) }, fields),
+    );
+  } catch (e) {
+    json(res, 500, { error: String(e), code: 13, message: String(e) });
+  }
+}
+
+/** A hub serving `apps` on the list, and `refreshed` (or the same) on a Get. */
 function argo(apps: AppSpec[], refreshed: AppSpec[] = apps): Handler {
   return (req, res) => {
     if (req.method === "GET" && req.path === "/api/v1/applications") {
-      return json(res, 200, { metadata: {}, items: apps.map(app) });
+      return listAnswer(res, apps, req.query.get("fields"));
     }
     const single = req.path.match(/^\/api\/v1\/applications\/([^/]+)(\/sync)?$/);
     const found = refreshed.find((a) => a.name === single?.[1]);
@@ -185,6 +224,7 @@ describe("checkSync: what it asks", () => {
       total: 1,
       done: 1,
       pending: [],
+      apiCalls: 1,
     });
     expect(h.requests).toHaveLength(1);
     const [list] = h.requests;
@@ -193,18 +233,39 @@ describe("checkSync: what it asks", () => {
     expect(list?.query.get("selector")).toBe("app.kubernetes.io/part-of=shop");
     expect(list?.query.get("appNamespace")).toBe("argocd");
     const fields = list?.query.get("fields")?.split(",") ?? [];
+    // argocd-server's allow-list since v2.6 (plus status.sync.revision, from v3.5.0): anything
+    // else, a sub-path like items.status.health.status included, is silently dropped.
+    const allowed = [
+      "metadata.name",
+      "metadata.namespace",
+      "metadata.annotations",
+      "metadata.labels",
+      "metadata.creationTimestamp",
+      "metadata.deletionTimestamp",
+      "spec",
+      "status.sync.status",
+      "status.sync.revision",
+      "status.health",
+      "status.summary",
+      "status.operationState.startedAt",
+      "status.operationState.finishedAt",
+      "status.resources",
+      "operation.sync",
+      "status.operationState.phase",
+      "status.operationState.operation.sync",
+    ].map((f) => `items.${f}`);
+    expect(fields.filter((f) => !allowed.includes(f))).toEqual([]);
     expect(fields).toEqual(
       expect.arrayContaining([
         "items.metadata.name",
-        "items.spec.destination",
+        "items.spec",
         "items.status.sync.status",
         "items.status.sync.revision",
-        "items.status.sync.revisions",
-        "items.status.health.status",
+        "items.status.health",
         "items.status.operationState.phase",
+        "items.status.operationState.operation.sync",
       ]),
     );
-    expect(fields.every((f) => f.startsWith("items."))).toBe(true);
     expect(list?.authorization).toBe(`Bearer ${TOKEN}`);
   });
 
@@ -255,6 +316,7 @@ describe("checkSync: what it asks", () => {
       name: "east-api",
       appNamespace: "argocd",
       revision: SHA,
+      prune: false,
     });
     expect(result.status).toBe("IN_PROGRESS");
     expect(result.pending).toEqual([
@@ -277,8 +339,103 @@ describe("checkSync: what it asks", () => {
     const result = await checkSync(request([hub("hub-primary", h.url)]));
 
     // Assess
-    expect(result).toMatchObject({ status: "SUCCEEDED", total: 1, done: 1 });
+    expect(result).toMatchObject({ status: "SUCCEEDED", total: 1, done: 1, apiCalls: 2 });
     expect(h.requests.map((r) => r.path)).toEqual(["/api/v1/applications", "/api/v1/clusters"]);
+  });
+
+  it("does not send a revision sync to auto-synced apps, and takes Argo CD's auto-sync refusal as pending", async () => {
+    // Prepare
+    const apps: AppSpec[] = [
+      { name: "east-auto", sync: "OutOfSync", revision: OLD, automated: true },
+      { name: "east-manual", sync: "OutOfSync", revision: OLD },
+    ];
+    const base = argo(apps);
+    const h = await startHub((req, res) => {
+      if (req.method === "POST") {
+        // auto-sync was turned on after the list was read
+        const message = `Cannot sync to ${SHA}: auto-sync currently set to HEAD`;
+        return json(res, 400, { error: message, code: 9, message });
+      }
+      return base(req, res);
+    });
+
+    // Act
+    const result = await checkSync(
+      request([hub("hub-primary", h.url)], { firstPoll: true, sync: true }),
+    );
+
+    // Assess
+    const posts = h.requests.filter((r) => r.method === "POST").map((r) => r.path);
+    expect(posts).toEqual(["/api/v1/applications/east-manual/sync"]);
+    expect(result.status).toBe("IN_PROGRESS");
+    expect(result.pending).toEqual([
+      { name: "east-auto", reason: "OutOfSync at 1a2b3c4" },
+      { name: "east-manual", reason: "OutOfSync at 1a2b3c4, sync left to auto-sync" },
+    ]);
+  });
+
+  it("takes a refresh answered 504 or 500 deadline exceeded as pending on that hub, not as the hub down", async () => {
+    // Prepare
+    const apps: AppSpec[] = [
+      { name: "east-api", sync: "OutOfSync", revision: OLD },
+      { name: "east-web", sync: "OutOfSync", revision: OLD },
+    ];
+    const base = argo(apps);
+    const primary = await startHub((req, res) => {
+      if (req.path === "/api/v1/applications/east-api") {
+        return json(res, 504, { error: "timeout", code: 4, message: "context deadline exceeded" });
+      }
+      if (req.path === "/api/v1/applications/east-web") {
+        const message = "rpc error: code = DeadlineExceeded desc = context deadline exceeded";
+        return json(res, 500, { error: message, code: 13, message });
+      }
+      return base(req, res);
+    });
+    const standby = await startHub(argo([{ name: "east-api" }, { name: "east-web" }]));
+
+    // Act
+    const result = await checkSync(
+      request([hub("hub-primary", primary.url), hub("hub-standby", standby.url)], {
+        firstPoll: true,
+      }),
+    );
+
+    // Assess
+    expect(result).toMatchObject({ status: "IN_PROGRESS", hub: "hub-primary", apiCalls: 3 });
+    expect(result.pending).toEqual([
+      { name: "east-api", reason: "OutOfSync at 1a2b3c4, refresh pending (hub answered HTTP 504)" },
+      { name: "east-web", reason: "OutOfSync at 1a2b3c4, refresh pending (hub answered HTTP 500)" },
+    ]);
+    expect(standby.requests).toHaveLength(0);
+  });
+
+  it("fails fast when a destination server is not among the clusters the token can read", async () => {
+    // Prepare
+    const server = "https://10.0.0.1:6443";
+    const base = argo([{ name: "east-api" }, { name: "east-db", server }]);
+    const empty = await startHub((req, res) =>
+      req.path === "/api/v1/clusters" ? json(res, 200, { items: [] }) : base(req, res),
+    );
+    const refused = await startHub((req, res) =>
+      req.path === "/api/v1/clusters"
+        ? json(res, 403, { error: "permission denied", code: 7, message: "permission denied" })
+        : base(req, res),
+    );
+
+    // Act
+    const errors = await Promise.all(
+      [empty, refused].map((h) =>
+        checkSync(request([hub("hub-primary", h.url)])).catch((e: unknown) => e),
+      ),
+    );
+
+    // Assess
+    for (const error of errors) {
+      expect(error).toBeInstanceOf(ArgoAuthError);
+      expect((error as ArgoAuthError).message).toContain("`clusters, get`");
+      expect((error as ArgoAuthError).details).toEqual([`east-db -> ${server}`]);
+    }
+    expect((errors[1] as ArgoAuthError).message).toContain("refused (HTTP 401/403)");
   });
 });
 
@@ -310,8 +467,66 @@ describe("checkSync: what counts as done", () => {
     const result = await checkSync(request([hub("hub-primary", h.url)]));
 
     // Assess
-    expect(result).toMatchObject({ status: "IN_PROGRESS", total: 2, done: 1 });
-    expect(result.pending.map((p) => p.name)).toEqual(["east-other"]);
+    expect(result).toMatchObject({ status: "IN_PROGRESS", total: 2, done: 1, apiCalls: 3 });
+    expect(result.pending).toEqual([
+      { name: "east-other", reason: "Synced at v1.2.3, not 9f8e7d6" },
+    ]);
+    // the list never carries status.sync.revisions: one Get per multi-source app that looks done
+    expect(h.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
+      "GET /api/v1/applications",
+      "GET /api/v1/applications/east-multi",
+      "GET /api/v1/applications/east-other",
+    ]);
+    expect(h.requests[1]?.query.get("refresh")).toBeNull();
+  });
+
+  it("reads multi-source revisions only for apps that otherwise look done, within timeoutMs", async () => {
+    // Prepare
+    const apps: AppSpec[] = [
+      { name: "east-multi", revisions: ["v1.2.3", SHA] },
+      { name: "east-out", revisions: ["v1.2.3", OLD], sync: "OutOfSync" },
+      { name: "east-slow", revisions: ["v1.2.3", SHA] },
+    ];
+    const base = argo(apps);
+    const h = await startHub((req, res) => {
+      if (req.path.endsWith("/east-slow")) return; // never answers
+      return base(req, res);
+    });
+
+    // Act
+    const result = await checkSync(request([hub("hub-primary", h.url)], { timeoutMs: 500 }));
+
+    // Assess
+    expect(result).toMatchObject({ status: "IN_PROGRESS", hub: "hub-primary", total: 3, done: 1 });
+    expect(result.pending).toEqual([
+      { name: "east-out", reason: "OutOfSync" },
+      { name: "east-slow", reason: "Synced, revisions read timed out" },
+    ]);
+    expect(h.requests.map((r) => r.path).filter((p) => p.includes("east-out"))).toEqual([]);
+  });
+
+  it("reads the revision with a Get when the hub (before v3.5) leaves status.sync.revision out of the list", async () => {
+    // Prepare
+    const apps: AppSpec[] = [{ name: "east-api" }, { name: "east-web", revision: OLD }];
+    const base = argo(apps);
+    const h = await startHub((req, res) => {
+      if (req.path !== "/api/v1/applications") return base(req, res);
+      const list = filterApplicationList(
+        { metadata: {}, items: apps.map(app) },
+        req.query.get("fields"),
+      ) as { items: { status: { sync: Record<string, unknown> } }[] };
+      for (const item of list.items) delete item.status.sync.revision;
+      return json(res, 200, list);
+    });
+
+    // Act
+    const result = await checkSync(request([hub("hub-primary", h.url)]));
+
+    // Assess
+    expect(result).toMatchObject({ status: "IN_PROGRESS", total: 2, done: 1, apiCalls: 3 });
+    expect(result.pending).toEqual([
+      { name: "east-web", reason: "Synced at 1a2b3c4, not 9f8e7d6" },
+    ]);
   });
 
   it("does not count an app whose operation is still Running, nor one not Healthy", async () => {
@@ -359,6 +574,49 @@ describe("checkSync: what counts as done", () => {
     expect(result.error?.message).toContain("1 of 2 application(s)");
     expect(result.error?.details?.[0]).toMatch(/^east-api: operation Failed: apply failed/);
     expect(JSON.stringify(result)).not.toContain(TOKEN);
+    // the list has no operation message: one Get of the failed app reads it
+    expect(h.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
+      "GET /api/v1/applications",
+      "GET /api/v1/applications/east-api",
+    ]);
+  });
+
+  it("ties a failed operation without a syncResult to the commit through a Get, and only then fails", async () => {
+    // Prepare
+    const h = await startHub(
+      argo([
+        {
+          name: "east-api",
+          sync: "OutOfSync",
+          revision: OLD,
+          phase: "Error",
+          noSyncResult: true,
+          message: "ComparisonError: bad values",
+        },
+        {
+          name: "east-web",
+          sync: "OutOfSync",
+          revision: OLD,
+          phase: "Error",
+          noSyncResult: true,
+          opRevision: OLD,
+        },
+      ]),
+    );
+
+    // Act
+    const result = await checkSync(request([hub("hub-primary", h.url)]));
+
+    // Assess
+    expect(result.status).toBe("FAILED");
+    expect(result.error?.details).toEqual([
+      "east-api: operation Error: ComparisonError: bad values",
+    ]);
+    expect(result.pending.map((p) => p.reason)).toEqual([
+      "OutOfSync at 1a2b3c4, last operation Error",
+      "OutOfSync at 1a2b3c4, last operation Error",
+    ]);
+    expect(result.apiCalls).toBe(3);
   });
 
   it("keeps waiting when the failed operation was at an older revision", async () => {

@@ -13,6 +13,7 @@ import { mockClient } from "aws-sdk-client-mock";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import {
   type AuroraTopology,
+  assertPromotable,
   checkAurora,
   describeAurora,
   promoteAurora,
@@ -53,6 +54,14 @@ function cluster(
     ...(extra.failover ? { FailoverState: extra.failover as FailoverState } : {}),
   };
 }
+
+/** A promotion from us-west-2 that Aurora is running. */
+const inFlight = (status: string, to: Region = "us-east-2", dataLoss = false): Failover => ({
+  Status: status,
+  FromDbClusterArn: ARN["us-west-2"],
+  ToDbClusterArn: ARN[to],
+  IsDataLossAllowed: dataLoss,
+});
 
 /** RDS answers DescribeGlobalClusters with `gc` in every region except those in `dead`. */
 function rdsAnswers(gc: GlobalCluster, dead: Partial<Record<string, unknown>> = {}) {
@@ -332,7 +341,7 @@ describe("promoteAurora: idempotence", () => {
 describe("promoteAurora: graceful", () => {
   const graceful = { targetRegion: "us-east-2", mode: "graceful", allowDataLoss: false } as const;
 
-  it("switches over, asked in the current writer's region, with the target's ARN", async () => {
+  it("switches over, asked in the current writer's region (checked to answer first), with the target's ARN", async () => {
     // Prepare
     rdsAnswers(cluster("us-west-2"));
     rds.on(SwitchoverGlobalClusterCommand).resolves({});
@@ -345,6 +354,11 @@ describe("promoteAurora: graceful", () => {
       {
         command: "DescribeGlobalClustersCommand",
         region: "us-east-2",
+        input: { GlobalClusterIdentifier: "payments-global" },
+      },
+      {
+        command: "DescribeGlobalClustersCommand",
+        region: "us-west-2",
         input: { GlobalClusterIdentifier: "payments-global" },
       },
       {
@@ -363,20 +377,40 @@ describe("promoteAurora: graceful", () => {
     ["refuses connections", refused],
     ["answers 5xx", unavailable],
     ["times out", aborted],
-  ])("refuses, suggesting ungraceful, when the writer's region %s", async (_what, failure) => {
-    // Prepare
+  ])(
+    "refuses before any write, suggesting ungraceful, when the writer's region %s",
+    async (_what, failure) => {
+      // Prepare
+      rdsAnswers(cluster("us-west-2"), { "us-west-2": failure() });
+      // Act
+      const e = await caught(promoteAurora(TOPO, graceful));
+      // Assess
+      expect(e.name).toBe("AuroraPromotionRefused");
+      expect(e.message).toContain("the RDS API in us-west-2");
+      expect(e.message).toContain("graceful switchover needs the old primary");
+      expect(e.details).toEqual([
+        expect.stringContaining('start a new execution with mode "ungraceful"'),
+      ]);
+      expect(e.cause).toBeDefined();
+      expect(await writes()).toEqual([]);
+    },
+  );
+
+  it("makes a switchover the writer's region did not answer retryable when nothing started (the retry checks first)", async () => {
+    // Prepare: the region answers reads, but the switchover gets no answer and did not start.
     rdsAnswers(cluster("us-west-2"));
-    rds.on(SwitchoverGlobalClusterCommand).rejects(failure());
+    rds.on(SwitchoverGlobalClusterCommand).rejects(unavailable());
     // Act
     const e = await caught(promoteAurora(TOPO, graceful));
     // Assess
-    expect(e.name).toBe("AuroraPromotionRefused");
-    expect(e.message).toContain("the RDS API in us-west-2");
-    expect(e.message).toContain("graceful switchover needs the old primary");
-    expect(e.details).toEqual([expect.stringContaining('re-run with mode "ungraceful"')]);
-    expect(e.cause).toBeDefined();
-    expect((await writes()).map((c) => `${c.command}@${c.region}`)).toEqual([
+    expect(e.name).toBe("AwsUnavailable");
+    expect(e.retryable).toBe(true);
+    expect(e.message).toContain("the global cluster shows no promotion to us-east-2");
+    expect((await sent(rds)).map((c) => `${c.command}@${c.region}`)).toEqual([
+      "DescribeGlobalClustersCommand@us-east-2",
+      "DescribeGlobalClustersCommand@us-west-2",
       "SwitchoverGlobalClusterCommand@us-west-2",
+      "DescribeGlobalClustersCommand@us-east-2",
     ]);
   });
 
@@ -422,7 +456,7 @@ describe("promoteAurora: graceful", () => {
     expect(e.name).toBe("AwsThrottled");
   });
 
-  it("still reads the global cluster when the old primary's region is dead, then refuses", async () => {
+  it("still reads the global cluster when the old primary's region is dead, then refuses without a write", async () => {
     // Prepare: the target answers, the writer's region does not.
     rdsAnswers(cluster("us-west-2"), { "us-west-2": refused() });
     rds.on(SwitchoverGlobalClusterCommand).rejects(refused());
@@ -432,7 +466,7 @@ describe("promoteAurora: graceful", () => {
     expect(e.name).toBe("AuroraPromotionRefused");
     expect((await sent(rds)).map((c) => `${c.command}@${c.region}`)).toEqual([
       "DescribeGlobalClustersCommand@us-east-2",
-      "SwitchoverGlobalClusterCommand@us-west-2",
+      "DescribeGlobalClustersCommand@us-west-2",
     ]);
   });
 });
@@ -526,7 +560,9 @@ describe("promoteAurora: ungraceful and the RPO guard", () => {
     expect(e.message).toContain(
       "payments-use2 in us-east-2 is 7.25s, above aurora.maxRpoSeconds 5s",
     );
-    expect(e.details).toEqual([expect.stringContaining("allowDataLoss: true")]);
+    expect(e.details).toEqual([
+      expect.stringContaining("start a new execution with allowDataLoss: true"),
+    ]);
     expect(await writes()).toEqual([]);
   });
 
@@ -679,6 +715,11 @@ describe("checkAurora", () => {
         "cancelling the promotion of payments-global (cancelling from us-west-2 to us-east-2)",
       ),
     });
+    // Every error ends in a Fail state, so a Redrive would only fail again.
+    expect(result.error?.details).toEqual([
+      expect.stringContaining("start a new execution (it skips what is done)"),
+    ]);
+    expect(result.error?.message).not.toMatch(/Redrive/);
   });
 
   it("fails when another promotion, not to the target, is running", async () => {
@@ -734,5 +775,204 @@ describe("checkAurora", () => {
     const result = await checkAurora(TOPO, "us-east-2", "us-west-2");
     // Assess
     expect(result.status).toBe("IN_PROGRESS");
+  });
+});
+
+describe("assertPromotable: the checks Plan runs before anything changes", () => {
+  it("reports what a graceful promotion will do, with no write call", async () => {
+    // Prepare
+    rdsAnswers(cluster("us-west-2"));
+    // Act
+    const plan = await assertPromotable(
+      TOPO,
+      { targetRegion: "us-east-2", mode: "graceful", allowDataLoss: false },
+      "Plan",
+    );
+    // Assess
+    expect(plan).toMatchObject({ skipped: false, action: "switchover", calledIn: "us-west-2" });
+    expect(await writes()).toEqual([]);
+  });
+
+  it("reports the RPO guard's reading for an ungraceful one, with no write call", async () => {
+    // Prepare
+    rdsAnswers(cluster("us-west-2"), { "us-west-2": refused() });
+    lagDatapoints([{ minutesAgo: 1, ms: 250 }]);
+    // Act
+    const plan = await assertPromotable(
+      TOPO,
+      { targetRegion: "us-east-2", mode: "ungraceful", allowDataLoss: false },
+      "Plan",
+    );
+    // Assess
+    expect(plan).toMatchObject({
+      skipped: false,
+      action: "failover",
+      calledIn: "us-east-2",
+      rpoLagSeconds: 0.25,
+    });
+    expect(await writes()).toEqual([]);
+  });
+
+  it.each([
+    [
+      "the RPO lag is above maxRpoSeconds (ungraceful)",
+      "ungraceful",
+      () => {
+        rdsAnswers(cluster("us-west-2"));
+        lagDatapoints([{ minutesAgo: 1, ms: 60_000 }]);
+      },
+      "above aurora.maxRpoSeconds 5s",
+    ],
+    [
+      "the writer's region does not answer (graceful)",
+      "graceful",
+      () => rdsAnswers(cluster("us-west-2"), { "us-west-2": unavailable() }),
+      "the RDS API in us-west-2, the current writer's region, does not answer",
+    ],
+    [
+      "another promotion is in flight",
+      "graceful",
+      () => rdsAnswers(cluster("us-west-2", { failover: inFlight("switching-over", "eu-west-1") })),
+      "is busy (switching-over from us-west-2 to eu-west-1)",
+    ],
+  ] as const)("refuses, named for the step, when %s", async (_what, mode, prepare, message) => {
+    // Prepare
+    prepare();
+    // Act
+    const e = await caught(
+      assertPromotable(TOPO, { targetRegion: "us-east-2", mode, allowDataLoss: false }, "Plan"),
+    );
+    // Assess
+    expect(e.name).toBe("AuroraPromotionRefused");
+    expect(e.message).toMatch(/^\[Plan\] /);
+    expect(e.message).toContain(message);
+    expect(await writes()).toEqual([]);
+  });
+
+  it("lets allowDataLoss through above maxRpoSeconds, still reporting the lag", async () => {
+    // Prepare
+    rdsAnswers(cluster("us-west-2"));
+    lagDatapoints([{ minutesAgo: 1, ms: 60_000 }]);
+    // Act
+    const plan = await assertPromotable(TOPO, {
+      targetRegion: "us-east-2",
+      mode: "ungraceful",
+      allowDataLoss: true,
+    });
+    // Assess
+    expect(plan).toMatchObject({ action: "failover", rpoLagSeconds: 60 });
+  });
+});
+
+describe("promoteAurora: a promotion call is sent once", () => {
+  const maxAttemptsOf = async (stub: typeof rds, command: string) =>
+    Promise.all(
+      stub
+        .calls()
+        .filter((c) => (c.args[0] as object).constructor.name === command)
+        .map((c) => (c.thisValue as RDSClient).config.maxAttempts()),
+    );
+
+  it.each([
+    ["graceful", SwitchoverGlobalClusterCommand],
+    ["ungraceful", FailoverGlobalClusterCommand],
+  ] as const)(
+    "%s: the write goes through a client with no SDK retry; reads keep theirs",
+    async (mode, command) => {
+      // Prepare
+      rdsAnswers(cluster("us-west-2"));
+      lagDatapoints([{ minutesAgo: 1, ms: 100 }]);
+      rds.on(command).resolves({});
+      // Act
+      await promoteAurora(TOPO, { targetRegion: "us-east-2", mode, allowDataLoss: false });
+      // Assess
+      expect(await maxAttemptsOf(rds, command.name)).toEqual([1]);
+      const reads = await maxAttemptsOf(rds, DescribeGlobalClustersCommand.name);
+      expect(reads.every((n) => n > 1)).toBe(true);
+    },
+  );
+
+  /** DescribeGlobalClusters answers `now()` in every region: a write can change it. */
+  function rdsAnswersLive(now: () => GlobalCluster) {
+    rds.on(DescribeGlobalClustersCommand).callsFake(async () => ({ GlobalClusters: [now()] }));
+  }
+
+  it("treats a switchover that answered 5xx but started as started", async () => {
+    // Prepare: the switchover takes effect, then the answer is lost.
+    let gc = cluster("us-west-2");
+    rdsAnswersLive(() => gc);
+    rds.on(SwitchoverGlobalClusterCommand).callsFake(async () => {
+      gc = cluster("us-west-2", { failover: inFlight("switching-over") });
+      throw unavailable();
+    });
+    // Act
+    const result = await promoteAurora(TOPO, {
+      targetRegion: "us-east-2",
+      mode: "graceful",
+      allowDataLoss: false,
+    });
+    // Assess
+    expect(result).toMatchObject({ skipped: false, action: "switchover", calledIn: "us-west-2" });
+    expect(result.startedDespite).toContain("InternalFailure");
+    expect(rds.commandCalls(SwitchoverGlobalClusterCommand)).toHaveLength(1);
+  });
+
+  it("treats a failover refused as InvalidGlobalClusterState, with the target already writer, as started", async () => {
+    // Prepare
+    let gc = cluster("us-west-2");
+    rdsAnswersLive(() => gc);
+    lagDatapoints([{ minutesAgo: 1, ms: 100 }]);
+    rds.on(FailoverGlobalClusterCommand).callsFake(async () => {
+      gc = cluster("us-east-2");
+      throw new InvalidGlobalClusterStateFault({ message: "already failing over", $metadata: {} });
+    });
+    // Act
+    const result = await promoteAurora(TOPO, {
+      targetRegion: "us-east-2",
+      mode: "ungraceful",
+      allowDataLoss: false,
+    });
+    // Assess
+    expect(result).toMatchObject({ action: "failover", calledIn: "us-east-2", rpoLagSeconds: 0.1 });
+    expect(result.startedDespite).toContain("InvalidGlobalClusterStateFault");
+  });
+
+  it("does not count a promotion to another cluster as started", async () => {
+    // Prepare
+    let gc = cluster("us-west-2");
+    rdsAnswersLive(() => gc);
+    rds.on(SwitchoverGlobalClusterCommand).callsFake(async () => {
+      gc = cluster("us-west-2", { failover: inFlight("switching-over", "eu-west-1") });
+      throw new InvalidGlobalClusterStateFault({ message: "busy", $metadata: {} });
+    });
+    // Act
+    const e = await caught(
+      promoteAurora(TOPO, { targetRegion: "us-east-2", mode: "graceful", allowDataLoss: false }),
+    );
+    // Assess
+    expect(e.name).toBe("AuroraPromotionFailed");
+    expect(e.message).toContain("InvalidGlobalClusterStateFault: busy");
+  });
+
+  it("keeps the write's error when the re-read gets no answer either", async () => {
+    // Prepare: reads answer until the write, then no region does.
+    let down = false;
+    rds.on(DescribeGlobalClustersCommand).callsFake(async () => {
+      if (down) throw refused();
+      return { GlobalClusters: [cluster("us-west-2")] };
+    });
+    lagDatapoints([{ minutesAgo: 1, ms: 100 }]);
+    rds.on(FailoverGlobalClusterCommand).callsFake(async () => {
+      down = true;
+      throw aborted();
+    });
+    // Act
+    const e = await caught(
+      promoteAurora(TOPO, { targetRegion: "us-east-2", mode: "ungraceful", allowDataLoss: false }),
+    );
+    // Assess
+    expect(e.name).toBe("AwsUnavailable");
+    expect(e.message).toContain("FailoverGlobalCluster payments-global to us-east-2 in us-east-2");
+    expect(e.message).toContain("could not be read again");
   });
 });

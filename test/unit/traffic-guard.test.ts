@@ -178,3 +178,60 @@ describe("ShiftTraffic's guard", () => {
     expect(updates()).toBe(before);
   });
 });
+
+describe("ShiftTraffic's stages (10, 50, 100)", () => {
+  beforeAll(() => {
+    process.env.TOPOLOGY = JSON.stringify({
+      ...topology,
+      traffic: { ...topology.traffic, stages: [10, 50, 100] },
+    });
+    resetRuntimeTopology();
+  });
+  afterAll(() => {
+    process.env.TOPOLOGY = JSON.stringify(topology);
+    resetRuntimeTopology();
+  });
+
+  const dialsAre = (dials: Record<string, number>) => {
+    for (const [region, r] of Object.entries(topology.regions)) {
+      aws.ga.defineEndpointGroup({
+        arn: r.globalAccelerator?.endpointGroupArn ?? "",
+        region,
+        dial: dials[region] ?? 0,
+        endpoints: [{ id: `endpoint-${region}`, weight: 128, healthy: true }],
+      });
+    }
+  };
+
+  it("lowers only the serving region; the passive one stays at 0 and the target is 100 from the first stage", async () => {
+    const state = provenState();
+    const seen = [];
+    do {
+      state.traffic = await shiftTrafficStep(state);
+      seen.push({ percent: state.traffic.percent, dials: aws.ga.dials() });
+    } while (!state.traffic.complete);
+
+    expect(seen).toEqual([
+      { percent: 10, dials: { "us-west-2": 90, [TARGET]: 100, "eu-west-1": 0 } },
+      { percent: 50, dials: { "us-west-2": 50, [TARGET]: 100, "eu-west-1": 0 } },
+      { percent: 100, dials: { "us-west-2": 0, [TARGET]: 100, "eu-west-1": 0 } },
+    ]);
+  });
+
+  it("a new execution after a half-done one resumes where the dials are, moving nothing back", async () => {
+    dialsAre({ "us-west-2": 50, [TARGET]: 100, "eu-west-1": 0 });
+    const state = provenState();
+    const before = updates();
+
+    const resumed = await shiftTrafficStep(state);
+
+    expect(resumed).toMatchObject({ stage: 1, percent: 50, skipped: true, complete: false });
+    expect(updates()).toBe(before);
+    expect(aws.ga.dials()).toEqual({ "us-west-2": 50, [TARGET]: 100, "eu-west-1": 0 });
+
+    const last = await shiftTrafficStep({ ...state, traffic: resumed });
+
+    expect(last).toMatchObject({ stage: 2, percent: 100, skipped: false, complete: true });
+    expect(aws.ga.dials()).toEqual({ "us-west-2": 0, [TARGET]: 100, "eu-west-1": 0 });
+  });
+});

@@ -17,9 +17,11 @@ import { mockClient } from "aws-sdk-client-mock";
 import { beforeEach, describe, expect, it } from "vitest";
 import { FailoverError } from "../../functions/lib/errors.ts";
 import {
+  applyNextStage,
   applyStage,
   checkTargetHealth,
   readTraffic,
+  stageFor,
   type TrafficTopology,
 } from "../../functions/lib/traffic.ts";
 
@@ -142,6 +144,14 @@ async function caught(p: Promise<unknown>): Promise<FailoverError> {
   return e;
 }
 
+/** Applies each stage in turn, as successive ShiftTraffic invocations would. */
+async function applyStages(topo: TrafficTopology, percents: number[]) {
+  const results = [];
+  for (const percent of percents)
+    results.push(await applyStage(topo, { targetRegion: TARGET, percent }));
+  return results;
+}
+
 beforeEach(() => {
   ga.reset();
   r53.reset();
@@ -245,48 +255,68 @@ describe("Global Accelerator: applyStage", () => {
     }
   });
 
-  it("stages 25, 50, 100: target at 100, the others at 100 - p, never every dial low", async () => {
+  // Each stage as [percent, us-west-2's dial after it, eu-west-1's dial after it].
+  it.each<[string, Record<Region, number>, [number, number, number][]]>([
+    [
+      "two regions serving, stages 25, 50, 100: both lowered to 100 - p",
+      { "us-west-2": 100, "us-east-2": 0, "eu-west-1": 100 },
+      [
+        [25, 75, 75],
+        [50, 50, 50],
+        [100, 0, 0],
+      ],
+    ],
+    [
+      // Raising eu-west-1 would hand it part of what us-west-2 turns away.
+      "one region serving, stages 10, 50, 100: the passive one stays at 0, never written",
+      { "us-west-2": 100, "us-east-2": 0, "eu-west-1": 0 },
+      [
+        [10, 90, 0],
+        [50, 50, 0],
+        [100, 0, 0],
+      ],
+    ],
+  ])("%s; the target at 100 from the first stage", async (_what, start, steps) => {
     // Prepare
-    gaHas({ "us-west-2": 100, "us-east-2": 0, "eu-west-1": 100 });
+    gaHas(start);
     // Act
-    const stages = [];
-    for (const percent of [25, 50, 100])
-      stages.push(await applyStage(GA_TOPO, { targetRegion: TARGET, percent }));
+    const stages = await applyStages(
+      GA_TOPO,
+      steps.map(([p]) => p),
+    );
     // Assess
-    expect(stages.map((s) => s.after.dials)).toEqual([
-      { "us-west-2": 75, "us-east-2": 100, "eu-west-1": 75 },
-      { "us-west-2": 50, "us-east-2": 100, "eu-west-1": 50 },
-      { "us-west-2": 0, "us-east-2": 100, "eu-west-1": 0 },
-    ]);
-    expect(stages.map((s) => s.changes)).toEqual([
-      [
-        { region: "us-east-2", from: 0, to: 100 },
-        { region: "us-west-2", from: 100, to: 75 },
-        { region: "eu-west-1", from: 100, to: 75 },
-      ],
-      [
-        { region: "us-west-2", from: 75, to: 50 },
-        { region: "eu-west-1", from: 75, to: 50 },
-      ],
-      [
-        { region: "us-west-2", from: 50, to: 0 },
-        { region: "eu-west-1", from: 50, to: 0 },
-      ],
-    ]);
-    for (const moment of dialHistory) expect(Math.max(...Object.values(moment))).toBe(100);
+    expect(stages.map((s) => s.after.dials)).toEqual(
+      steps.map(([, usw2, euw1]) => ({ "us-west-2": usw2, "us-east-2": 100, "eu-west-1": euw1 })),
+    );
+    const passive = REGIONS.filter((r) => r !== TARGET && start[r] === 0);
+    for (const moment of dialHistory) {
+      expect(Math.max(...Object.values(moment))).toBe(100);
+      for (const r of passive) expect(moment[r]).toBe(0);
+    }
+    const written = updates().map((u) => u.EndpointGroupArn);
+    for (const r of passive) expect(written).not.toContain(groupArn(r));
+    // Every write still carries every endpoint's Weight.
+    for (const u of updates())
+      for (const e of u.EndpointConfigurations ?? []) expect(e.Weight).toEqual(expect.any(Number));
   });
 
-  it("skips with no write when every dial is already at the stage's value", async () => {
+  it.each<[string, Record<Region, number>]>([
+    [
+      "every dial is already at the stage's value",
+      { "us-west-2": 50, "us-east-2": 100, "eu-west-1": 50 },
+    ],
+    // us-west-2 below what the 50% stage gives: raising it would move traffic back.
+    [
+      "a region is already below the stage's value",
+      { "us-west-2": 30, "us-east-2": 100, "eu-west-1": 0 },
+    ],
+  ])("skips with no write when %s", async (_what, dials) => {
     // Prepare
-    gaHas({ "us-west-2": 50, "us-east-2": 100, "eu-west-1": 50 });
+    gaHas(dials);
     // Act
     const result = await applyStage(GA_TOPO, { targetRegion: TARGET, percent: 50 });
     // Assess
-    expect(result).toEqual({
-      skipped: true,
-      changes: [],
-      after: { dials: { "us-west-2": 50, "us-east-2": 100, "eu-west-1": 50 } },
-    });
+    expect(result).toEqual({ skipped: true, changes: [], after: { dials } });
     expect(ga.commandCalls(UpdateEndpointGroupCommand)).toEqual([]);
   });
 
@@ -365,6 +395,86 @@ describe("Global Accelerator: applyStage", () => {
   it("rejects a target region outside the topology before calling AWS", async () => {
     // Act
     const e = await caught(applyStage(GA_TOPO, { targetRegion: "ap-south-1", percent: 100 }));
+    // Assess
+    expect(e.name).toBe("ConfigError");
+    expect(ga.calls()).toEqual([]);
+  });
+});
+
+describe("stageFor: which stage an invocation applies", () => {
+  it.each<[string, number, number, { stage: number; percent: number }]>([
+    ["a fresh shift starts at the first stage", 0, 0, { stage: 0, percent: 10 }],
+    ["the next stage in order", 1, 10, { stage: 1, percent: 50 }],
+    ["a stage the target already has exactly is applied again", 0, 10, { stage: 0, percent: 10 }],
+    ["stages the target is already past are skipped", 0, 50.5, { stage: 2, percent: 100 }],
+    ["a share between stages resumes at the next higher one", 0, 30, { stage: 1, percent: 50 }],
+    ["never an earlier stage than the execution reached", 2, 0, { stage: 2, percent: 100 }],
+    ["never past the last stage", 5, 100, { stage: 2, percent: 100 }],
+  ])("%s", (_what, next, share, expected) => {
+    expect(stageFor([10, 50, 100], next, share)).toEqual(expected);
+  });
+});
+
+describe("Global Accelerator: applyNextStage", () => {
+  const STAGES = [10, 50, 100];
+  const next = (n: number) =>
+    applyNextStage(GA_TOPO, { targetRegion: TARGET, stages: STAGES, next: n });
+
+  it("resumes a half-done shift from the live dials instead of restarting at the first stage", async () => {
+    // Prepare: an earlier execution stopped after its 50% stage.
+    gaHas({ "us-west-2": 50, "us-east-2": 100, "eu-west-1": 0 });
+    // Act
+    const resumed = await next(0);
+    const last = await next(resumed.stage + 1);
+    // Assess
+    expect(resumed).toMatchObject({ stage: 1, percent: 50, skipped: true, changes: [] });
+    expect(last).toMatchObject({
+      stage: 2,
+      percent: 100,
+      skipped: false,
+      changes: [{ region: "us-west-2", from: 50, to: 0 }],
+    });
+    expect(dialHistory).toEqual([{ "us-west-2": 0, "us-east-2": 100, "eu-west-1": 0 }]);
+  });
+
+  it("re-running an applied stage (a retry) is skipped with no write", async () => {
+    // Prepare: the 10% stage was written, its answer lost.
+    gaHas({ "us-west-2": 90, "us-east-2": 100, "eu-west-1": 0 });
+    // Act
+    const result = await next(0);
+    // Assess
+    expect(result).toMatchObject({ stage: 0, percent: 10, skipped: true });
+    expect(ga.commandCalls(UpdateEndpointGroupCommand)).toEqual([]);
+  });
+
+  it("goes from the first stage to the last with the target never lowered and no dial raised", async () => {
+    // Prepare
+    gaHas({ "us-west-2": 100, "us-east-2": 0, "eu-west-1": 0 });
+    // Act
+    const percents = [];
+    let stage = -1;
+    for (let percent = 0; percent < 100; ) {
+      const r = await next(stage + 1);
+      ({ stage, percent } = r);
+      percents.push(percent);
+    }
+    // Assess
+    expect(percents).toEqual([10, 50, 100]);
+    const seen = [{ "us-west-2": 100, "us-east-2": 0, "eu-west-1": 0 }, ...dialHistory];
+    for (const [i, moment] of seen.entries()) {
+      const before = seen[i - 1];
+      if (!before) continue;
+      expect(moment["us-east-2"]).toBeGreaterThanOrEqual(before["us-east-2"] ?? 0);
+      expect(moment["us-west-2"]).toBeLessThanOrEqual(before["us-west-2"] ?? 0);
+      expect(moment["eu-west-1"]).toBe(0);
+    }
+  });
+
+  it("rejects a stage list with a bad percentage before calling AWS", async () => {
+    // Act
+    const e = await caught(
+      applyNextStage(GA_TOPO, { targetRegion: TARGET, stages: [10, 150], next: 0 }),
+    );
     // Assess
     expect(e.name).toBe("ConfigError");
     expect(ga.calls()).toEqual([]);
@@ -496,6 +606,45 @@ const withWeights = (w: Record<string, number>) =>
     rr.Name === NAME && rr.SetIdentifier ? { ...rr, Weight: w[rr.SetIdentifier] ?? rr.Weight } : rr,
   );
 
+/** A stateful zone: ChangeResourceRecordSets UPSERTs replace the record of the same name, type and set. */
+let zone: ResourceRecordSet[] = [];
+const key = (rr: ResourceRecordSet) => `${rr.Name} ${rr.Type} ${rr.SetIdentifier}`;
+
+function zoneIs(records: ResourceRecordSet[]) {
+  zone = structuredClone(records);
+  r53.on(ListResourceRecordSetsCommand).callsFake(() => ({
+    ResourceRecordSets: structuredClone(zone),
+    IsTruncated: false,
+    MaxItems: 300,
+  }));
+  r53
+    .on(ChangeResourceRecordSetsCommand)
+    .callsFake(
+      (input: { ChangeBatch: { Changes: { ResourceRecordSet: ResourceRecordSet }[] } }) => {
+        for (const { ResourceRecordSet: rr } of input.ChangeBatch.Changes) {
+          zone = zone.map((old) => (key(old) === key(rr) ? structuredClone(rr) : old));
+        }
+        return { ChangeInfo: { Id: "/change/C1", Status: "PENDING", SubmittedAt: new Date() } };
+      },
+    );
+}
+
+/** Weight per SetIdentifier of the A records of NAME now. */
+function weightsNow(): Record<string, number> {
+  return Object.fromEntries(
+    zone
+      .filter((rr) => rr.Name === NAME && rr.Type === "A")
+      .map((rr) => [rr.SetIdentifier ?? "?", rr.Weight ?? 0]),
+  );
+}
+
+/** The fraction of DNS answers Route 53 gives a region now: its weight over the sum. */
+function shareNow(region: Region): number {
+  const w = weightsNow();
+  const total = Object.values(w).reduce((a, b) => a + b, 0);
+  return (w[`payments-${region}`] ?? 0) / total;
+}
+
 describe("Route 53: readTraffic", () => {
   it("reads each region's weighted record Weight by SetIdentifier, in us-east-1", async () => {
     // Prepare
@@ -617,19 +766,16 @@ describe("Route 53: applyStage", () => {
     ]);
   });
 
-  it("writes 100 - p to the other regions at a partial stage, only the records that differ", async () => {
-    // Prepare: us-west-2's AAAA record already carries 75.
-    zoneHas(
-      withWeights({ "payments-us-east-2": 100 }).map((rr) =>
-        rr.Type === "AAAA" ? { ...rr, Weight: 75 } : rr,
-      ),
-    );
+  it("splits 100 - p over the serving regions so the target gets exactly p%, only the records that differ", async () => {
+    // Prepare: us-west-2 and eu-west-1 serve at equal weights; us-west-2's AAAA already carries 40.
+    zoneIs(withWeights({}).map((rr) => (rr.Type === "AAAA" ? { ...rr, Weight: 40 } : rr)));
     // Act
-    const result = await applyStage(R53_TOPO, { targetRegion: TARGET, percent: 25 });
+    const result = await applyStage(R53_TOPO, { targetRegion: TARGET, percent: 20 });
     // Assess
     expect(result.changes).toEqual([
-      { region: "us-west-2", from: 100, to: 75 },
-      { region: "eu-west-1", from: 100, to: 75 },
+      { region: "us-east-2", from: 0, to: 20 },
+      { region: "us-west-2", from: 100, to: 40 },
+      { region: "eu-west-1", from: 100, to: 40 },
     ]);
     const batch = r53.commandCalls(ChangeResourceRecordSetsCommand)[0]?.args[0].input.ChangeBatch;
     expect(
@@ -639,9 +785,89 @@ describe("Route 53: applyStage", () => {
         c.ResourceRecordSet?.Weight,
       ]),
     ).toEqual([
-      ["payments-us-west-2", "A", 75],
-      ["payments-eu-west-1", "A", 75],
+      ["payments-us-east-2", "A", 20],
+      ["payments-us-west-2", "A", 40],
+      ["payments-eu-west-1", "A", 40],
     ]);
+    expect(shareNow(TARGET)).toBe(0.2);
+  });
+
+  it("stages 10, 50, 100: the target gets exactly p% at each, a passive region stays at 0", async () => {
+    // Prepare: eu-west-1 is passive (weight 0).
+    zoneIs(withWeights({ "payments-eu-west-1": 0 }));
+    // Act
+    const shares = [];
+    for (const percent of [10, 50, 100]) {
+      await applyStage(R53_TOPO, { targetRegion: TARGET, percent });
+      shares.push({ target: shareNow(TARGET), passive: weightsNow()["payments-eu-west-1"] });
+    }
+    // Assess
+    expect(shares).toEqual([
+      { target: 0.1, passive: 0 },
+      { target: 0.5, passive: 0 },
+      { target: 1, passive: 0 },
+    ]);
+    expect(weightsNow()).toEqual({
+      "payments-us-west-2": 0,
+      "payments-us-east-2": 100,
+      "payments-eu-west-1": 0,
+    });
+  });
+
+  it("splits in proportion to the serving regions' weights, the sum exact after rounding", async () => {
+    // Prepare
+    zoneIs(withWeights({ "payments-us-west-2": 3, "payments-eu-west-1": 1 }));
+    // Act
+    await applyStage(R53_TOPO, { targetRegion: TARGET, percent: 20 });
+    const proportional = weightsNow();
+    zoneIs(withWeights({ "payments-us-west-2": 7, "payments-eu-west-1": 7 }));
+    await applyStage(R53_TOPO, { targetRegion: TARGET, percent: 55 });
+    // Assess
+    expect(proportional).toEqual({
+      "payments-us-west-2": 60,
+      "payments-us-east-2": 20,
+      "payments-eu-west-1": 20,
+    });
+    expect(weightsNow()).toEqual({
+      "payments-us-west-2": 23,
+      "payments-us-east-2": 55,
+      "payments-eu-west-1": 22,
+    });
+    expect(shareNow(TARGET)).toBe(0.55);
+  });
+
+  it("reads all-zero weights as equal shares (as Route 53 does) and never writes all zero", async () => {
+    // Prepare: all zero, so the target already has a third of the traffic.
+    zoneIs(withWeights({ "payments-us-west-2": 0, "payments-eu-west-1": 0 }));
+    // Act
+    const below = await applyStage(R53_TOPO, { targetRegion: TARGET, percent: 10 });
+    const above = await applyStage(R53_TOPO, { targetRegion: TARGET, percent: 50 });
+    // Assess
+    expect(below.skipped).toBe(true);
+    expect(above.after.dials).toEqual({ "us-west-2": 25, "us-east-2": 50, "eu-west-1": 25 });
+    expect(shareNow(TARGET)).toBe(0.5);
+  });
+
+  it("never moves traffic back: a stage below the target's share is skipped with no write, and applyNextStage resumes at that share", async () => {
+    // Prepare: an earlier execution stopped after its 50% stage.
+    zoneIs(
+      withWeights({ "payments-us-west-2": 50, "payments-us-east-2": 50, "payments-eu-west-1": 0 }),
+    );
+    // Act
+    const back = await applyStage(R53_TOPO, { targetRegion: TARGET, percent: 10 });
+    const resumed = await applyNextStage(R53_TOPO, {
+      targetRegion: TARGET,
+      stages: [10, 50, 100],
+      next: 0,
+    });
+    // Assess
+    expect(back).toEqual({
+      skipped: true,
+      changes: [],
+      after: { dials: { "us-west-2": 50, "us-east-2": 50, "eu-west-1": 0 } },
+    });
+    expect(resumed).toMatchObject({ stage: 1, percent: 50, skipped: true });
+    expect(r53.commandCalls(ChangeResourceRecordSetsCommand)).toEqual([]);
   });
 
   it("skips with no change batch when every weight is already at the stage's value", async () => {
