@@ -29,6 +29,7 @@ import {
   type ErrorData,
 } from "./errors.ts";
 import { redact, registerSecret } from "./redact.ts";
+import { invalidateSecretToken } from "./secrets.ts";
 
 /** One Argo CD API server; hubs after the first are standbys tried when it does not answer. */
 export interface ArgoHubConnection {
@@ -271,6 +272,8 @@ class HubClient {
       options.timeoutMs ?? this.timeoutMs,
     );
     if (res.status === 401 || res.status === 403) {
+      // A rotated token: the next invocation must read the secret again, not the cached value.
+      if (res.status === 401) invalidateSecretToken(this.hub.token);
       throw new ArgoAuthError(
         `${this.where()} answered HTTP ${res.status} to ${method} ${path}: the token from tokenSecretArn was rejected; it needs an Argo CD RBAC role with get (and sync) on the selected apps`,
         [argoMessage(res.text)].filter(Boolean),

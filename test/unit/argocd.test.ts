@@ -15,8 +15,10 @@ import {
   type SyncCheckRequest,
 } from "../../functions/lib/argocd.ts";
 import { ArgoAuthError, ArgoUnreachable, ConfigError } from "../../functions/lib/errors.ts";
+import { getSecret } from "../../functions/lib/secrets.ts";
 import { filterApplicationList } from "../../sandbox/argocd.ts";
 import { createCa } from "../../sandbox/ca.ts";
+import { rotatingSecret } from "./rotating-secret.ts";
 
 const SHA = "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432";
 const OLD = "1a2b3c4d5e6f708192a3b4c5d6e7f80912a3b4c5";
@@ -741,6 +743,33 @@ describe("checkSync: hubs", () => {
     expect(e.message).toContain("RBAC");
     expect(JSON.stringify({ message: e.message, details: e.details })).not.toContain(TOKEN);
     expect(standby.requests).toHaveLength(0);
+  });
+
+  it("drops a token the hub rejects from the secret cache, so the next poll reads the rotated one", async () => {
+    // Prepare
+    const arn =
+      "arn:aws:secretsmanager:us-east-1:111122223333:secret:gitops-failover/argocd-AbCdEf";
+    const secret = rotatingSecret(arn, TOKEN);
+    try {
+      const h = await startHub((_req, res) => json(res, 401, { error: "invalid session" }));
+      const hubWith = async () => ({
+        ...hub("hub-primary", h.url),
+        token: (await getSecret(arn)).token,
+      });
+      await getSecret(arn);
+      secret.rotate("argo-token-rotated-9876543210");
+
+      // Act
+      const error = await checkSync(request([await hubWith()])).catch((e: unknown) => e);
+      const next = await hubWith();
+
+      // Assess
+      expect(error).toBeInstanceOf(ArgoAuthError);
+      expect(next.token).toBe("argo-token-rotated-9876543210");
+      expect(secret.reads()).toBe(2);
+    } finally {
+      secret.restore();
+    }
   });
 
   it("throws ConfigError when the hub refuses the selector", async () => {
