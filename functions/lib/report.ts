@@ -240,7 +240,7 @@ function detailOf(name: StepName, r: StepRecord): string {
       return "approved";
     case "VerifySpoke":
       return (Array.isArray(a.spokes) ? a.spokes : [])
-        .map((s) => `${String(fields(s).spoke)}: ${String(fields(s).readyNodes)} nodes Ready`)
+        .map((s) => `${String(fields(s).spoke)}: ${String(fields(s).readyNodes)} nodes Ready and schedulable`)
         .join(", ");
     case "CommitRetarget":
       return `${skipped ? "already at" : "committed"} ${String(a.gitHead ?? "?").slice(0, 12)}`;
