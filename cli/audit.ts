@@ -28,10 +28,7 @@ import {
 import type { CliIo } from "./drill.ts";
 
 /** Parses audit.jsonl strictly: a line that is not JSON is itself a broken chain. */
-export function parseAuditJsonl(
-  text: string,
-  source: string,
-): { events: AuditEvent[]; badLine?: number } {
+function parseAuditJsonl(text: string, source: string): { events: AuditEvent[]; badLine?: number } {
   const events: AuditEvent[] = [];
   const lines = text.split("\n").filter((l) => l.trim());
   for (const [i, line] of lines.entries()) {
@@ -45,7 +42,24 @@ export function parseAuditJsonl(
   return { events };
 }
 
-/** The sandbox endpoint file's environment, applied before any client is created. */
+/** Where the AWS calls go: `--region`/`--profile`, or a sandbox's endpoint file. */
+interface ConnectionFlags {
+  sandbox?: string;
+  region?: string;
+  profile?: string;
+}
+
+/**
+ * Applies the connection flags to the environment before any client is created: the SDK's
+ * default chain then reads the profile and region like every other AWS tool.
+ */
+function applyConnection(flags: ConnectionFlags): { reportDir?: string; stateMachineArn?: string } {
+  if (flags.region) process.env.AWS_REGION = flags.region;
+  if (flags.profile) process.env.AWS_PROFILE = flags.profile;
+  return applySandbox(flags.sandbox);
+}
+
+/** The sandbox endpoint file's environment. */
 function applySandbox(file: string | undefined): { reportDir?: string; stateMachineArn?: string } {
   if (!file) return {};
   let data: { env?: Record<string, string>; reportDir?: string; stateMachineArn?: string };
@@ -152,9 +166,9 @@ async function executionAnchor(arn: string): Promise<Loaded["anchor"]> {
 
 async function loadTable(
   source: string,
-  flags: { table?: string; sandbox?: string; stateMachine?: string },
+  flags: { table?: string; stateMachine?: string } & ConnectionFlags,
 ): Promise<Loaded> {
-  const sandbox = applySandbox(flags.sandbox);
+  const sandbox = applyConnection(flags);
   if (flags.table) process.env.AUDIT_TABLE = flags.table;
   const table = process.env.AUDIT_TABLE;
   if (!table) {
@@ -228,6 +242,35 @@ function judge(l: Loaded): Verdict {
   return { ...base, intact: true, anchor, notes: later };
 }
 
+const VERIFY_EXIT_CODES = `
+Exit codes:
+  0  the chain is intact and matches the count and head its report recorded
+  1  the chain is broken, truncated or does not match (the first bad event is named)
+  2  bad usage or input (no such directory, no table)`;
+
+const REPORT_EXIT_CODES = `
+Exit codes:
+  0  the report was printed
+  1  it could not be read (S3 or the sandbox)
+  2  bad usage or input (no bucket, no report for that execution)`;
+
+/**
+ * A sandbox writes every execution's report to one directory, so the one there may be another
+ * execution's: printing it under this name would mislead.
+ */
+function assertReportOf(dir: string, execution: string): void {
+  const recorded = (
+    parseJson(readFileSync(join(dir, "report.json"), "utf8")) as {
+      execution?: { name?: string };
+    }
+  )?.execution?.name;
+  if (recorded !== execution) {
+    throw new InputValidationError(
+      `${dir} holds the report of ${recorded ?? "an unknown execution"}, not ${execution}: the sandbox keeps only the latest execution's report`,
+    );
+  }
+}
+
 /** Registers `audit verify` and `report`. */
 export function registerAuditCommands(cli: Command, io: CliIo): void {
   const audit = cli.command("audit").description("the tamper-evident audit trail");
@@ -246,11 +289,14 @@ export function registerAuditCommands(cli: Command, io: CliIo): void {
       "where an execution name's output is read (default: $GITOPS_FAILOVER_STATE_MACHINE_ARN)",
     )
     .option("--sandbox <file>", "a running sandbox's endpoint file")
+    .option("--region <region>", "AWS region of the orchestrator stack (default: $AWS_REGION)")
+    .option("--profile <profile>", "AWS profile from ~/.aws/config (default: $AWS_PROFILE)")
     .option("--json", "print the verdict as JSON", false)
+    .addHelpText("after", VERIFY_EXIT_CODES)
     .action(
       async (
         source: string,
-        flags: { table?: string; stateMachine?: string; sandbox?: string; json: boolean },
+        flags: { table?: string; stateMachine?: string; json: boolean } & ConnectionFlags,
       ) => {
         const loaded =
           existsSync(source) && statSync(source).isDirectory()
@@ -284,24 +330,29 @@ export function registerAuditCommands(cli: Command, io: CliIo): void {
     .argument("<execution>", "execution name or ARN, or a report directory")
     .option("--bucket <name>", "the report bucket (default: $REPORT_BUCKET)")
     .option("--sandbox <file>", "a running sandbox's endpoint file")
+    .option("--region <region>", "AWS region of the orchestrator stack (default: $AWS_REGION)")
+    .option("--profile <profile>", "AWS profile from ~/.aws/config (default: $AWS_PROFILE)")
     .option("--json", "print report.json instead of report.md", false)
-    .action(async (ref: string, flags: { bucket?: string; sandbox?: string; json: boolean }) => {
+    .addHelpText("after", REPORT_EXIT_CODES)
+    .action(async (ref: string, flags: { bucket?: string; json: boolean } & ConnectionFlags) => {
       const name = flags.json ? "report.json" : "report.md";
-      const sandbox = applySandbox(flags.sandbox);
-      const dir = existsSync(ref) && statSync(ref).isDirectory() ? ref : sandbox.reportDir;
+      const sandbox = applyConnection(flags);
+      const given = existsSync(ref) && statSync(ref).isDirectory();
+      const dir = given ? ref : sandbox.reportDir;
       if (dir) {
         const file = join(dir, name);
         if (!existsSync(file))
           throw new InputValidationError(
             `${file} does not exist: no report has been written there yet`,
           );
+        if (!given) assertReportOf(dir, executionName(ref));
         io.out(readFileSync(file, "utf8").trimEnd());
         return;
       }
       const bucket = flags.bucket ?? process.env.REPORT_BUCKET;
       if (!bucket)
         throw new InputValidationError(
-          "no report bucket: pass --bucket <name> (the stack's ReportBucket output)",
+          "no report bucket: pass --bucket <name> (the stack's ReportBucketName output)",
         );
       const key = `reports/${executionName(ref)}/${name}`;
       try {

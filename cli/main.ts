@@ -10,7 +10,7 @@ import { type CliIo, registerSandboxCommands } from "./drill.ts";
 import { registerOperatorCommands } from "./ops.ts";
 import { validateConfig, validateInput } from "./validate.ts";
 
-export const EXIT = { ok: 0, failed: 1, invalid: 2 } as const;
+const EXIT = { ok: 0, failed: 1, invalid: 2 } as const;
 
 function program(io: CliIo): Command {
   const { out } = io;

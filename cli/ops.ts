@@ -37,7 +37,7 @@ import { ConfigError, describe, InputValidationError } from "../functions/lib/er
 import { registerSecret } from "../functions/lib/redact.ts";
 
 /** The operation ran and failed (AWS refused it, or the execution it watched failed): exit 1. */
-export class OperationFailed extends Error {
+class OperationFailed extends Error {
   override readonly name = "OperationFailed";
 }
 
@@ -116,8 +116,11 @@ function readSandboxFile(path: string): z.infer<typeof SandboxFileSchema> {
   try {
     data = parseDocumentText(readConfigFile(path), path);
   } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
     throw new ConfigError(
-      `${path}: cannot read the sandbox endpoint file (is \`sandbox up\` running?): ${describe(e)}`,
+      `cannot read the sandbox endpoint file (is \`sandbox up\` running?): ${why}`,
+      [],
+      { cause: e },
     );
   }
   const parsed = SandboxFileSchema.safeParse(data);
@@ -210,8 +213,9 @@ async function call<T>(what: string, send: () => Promise<T>): Promise<T> {
     return await send();
   } catch (e) {
     const name = (e as { name?: string }).name ?? "";
-    if (USAGE_ERRORS.has(name)) throw new InputValidationError(`${what}: ${describe(e)}`);
-    throw new OperationFailed(`${what}: ${describe(e)}`);
+    if (USAGE_ERRORS.has(name))
+      throw new InputValidationError(`${what}: ${describe(e)}`, [], { cause: e });
+    throw new OperationFailed(`${what}: ${describe(e)}`, { cause: e });
   }
 }
 

@@ -13,7 +13,9 @@ import {
   type HistoryEvent,
   StartExecutionCommand,
 } from "@aws-sdk/client-sfn";
+import { FUNCTIONS } from "../functions/catalog.ts";
 import { sfnClient } from "../functions/lib/aws.ts";
+import { STEPS } from "../functions/lib/report.ts";
 import { type TriggerDecision, triggerOnAlarm } from "../functions/lib/trigger.ts";
 import { aslText } from "../statemachine/definition.ts";
 import { SANDBOX_ACCOUNT } from "./aws/protocol.ts";
@@ -49,7 +51,7 @@ export interface DrillOptions {
   signal?: AbortSignal;
 }
 
-/** The plain drill (us-west-2 -> us-east-2, graceful, 3 spokes, 6 apps): the CLI's defaults too. */
+/** The plain drill: us-west-2 -> us-east-2, graceful, 3 spokes, 6 apps (what the tests start from). */
 export const DRILL_DEFAULTS: Readonly<Omit<DrillOptions, "reportDir">> = {
   target: "us-east-2",
   mode: "graceful",
@@ -123,22 +125,9 @@ export interface DrillResult {
 }
 
 /** The Task states, in the order the summary lists them. */
-const TASK_STEPS = [
-  "Plan",
-  "Approval",
-  "VerifySpoke",
-  "CommitRetarget",
-  "AwaitArgoSync",
-  "PromoteAurora",
-  "AwaitAurora",
-  "ShiftTraffic",
-  "VerifyTraffic",
-  "Report",
-  "RecordFailure",
-  "Notify",
-];
+const TASK_STEPS: readonly string[] = FUNCTIONS.map((f) => f.state);
 /** The steps that change (or check) the platform: on a repeat every one must be SKIPPED. */
-const FAILOVER_STEPS = TASK_STEPS.slice(0, 9);
+const FAILOVER_STEPS: readonly string[] = STEPS;
 
 const fmt = (ms: number) =>
   ms >= 60_000 ? `${(ms / 60_000).toFixed(1)} min` : `${(ms / 1000).toFixed(1)} s`;

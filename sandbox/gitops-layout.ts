@@ -37,7 +37,7 @@ export const VALUES_FILE = "envs/production/values.yaml";
 export const APPLICATIONSETS_DIR = "applicationsets";
 
 /** The repoURL the ApplicationSets name; the emulator serves every source from its own repo. */
-export function repoUrl(platform: string): string {
+function repoUrl(platform: string): string {
   return `https://git.sandbox.local/${platform}/gitops.git`;
 }
 

@@ -25,7 +25,7 @@ export type EventLog =
 type Handler = (event: unknown, context: Context) => Promise<unknown>;
 
 /** The fake ARN each `${XFunctionArn}` placeholder gets outside AWS. */
-export function localFunctionArn(spec: FunctionSpec): string {
+function localFunctionArn(spec: FunctionSpec): string {
   return `arn:aws:lambda:${SANDBOX_REGION}:${SANDBOX_ACCOUNT}:function:gitops-failover-${spec.dir}`;
 }
 
@@ -69,7 +69,7 @@ async function handlerOf(spec: FunctionSpec): Promise<Handler> {
 }
 
 /** Invokes one function's real handler as Lambda would. */
-export async function invokeLocal(state: FunctionSpec["state"], event: unknown): Promise<unknown> {
+async function invokeLocal(state: FunctionSpec["state"], event: unknown): Promise<unknown> {
   const spec = FUNCTIONS.find((f) => f.state === state);
   if (!spec) throw new Error(`no function for state ${state}`);
   return (await handlerOf(spec))(event, lambdaContext(spec));

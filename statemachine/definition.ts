@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-export const ASL_PATH = fileURLToPath(new URL("./failover.asl.json", import.meta.url));
+const ASL_PATH = fileURLToPath(new URL("./failover.asl.json", import.meta.url));
 
 /** The ASL text exactly as committed. */
 export function aslText(): string {

@@ -51,7 +51,7 @@ export function canonicalJson(value: unknown): string {
 }
 
 /** The hash of an event: SHA-256 over the canonical JSON of everything but `hash` itself. */
-export function hashEvent(event: Omit<AuditEvent, "hash"> & { hash?: string }): string {
+function hashEvent(event: Omit<AuditEvent, "hash"> & { hash?: string }): string {
   const { hash: _ignored, ...body } = event;
   return createHash("sha256").update(canonicalJson(body)).digest("hex");
 }

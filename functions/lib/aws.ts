@@ -15,9 +15,9 @@ import { SSMClient } from "@aws-sdk/client-ssm";
 import { AwsThrottled, AwsUnavailable, describe, FailoverError } from "./errors.ts";
 
 /** The Global Accelerator control plane is served only from us-west-2. */
-export const GLOBAL_ACCELERATOR_REGION = "us-west-2";
+const GLOBAL_ACCELERATOR_REGION = "us-west-2";
 /** Route 53 is global; its API is in us-east-1. */
-export const ROUTE53_REGION = "us-east-1";
+const ROUTE53_REGION = "us-east-1";
 
 /** Every call is bounded: a dead region's endpoint must fail fast, not hang the Lambda. */
 const SDK_CONFIG = {

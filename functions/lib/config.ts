@@ -8,7 +8,7 @@ import { z } from "zod";
 import { ConfigError, InputValidationError } from "./errors.ts";
 
 /** Files larger than this are refused before parsing: a topology is a few KiB. */
-export const MAX_CONFIG_BYTES = 1024 * 1024;
+const MAX_CONFIG_BYTES = 1024 * 1024;
 
 const REGION_PATTERN = /^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$/;
 
@@ -149,7 +149,7 @@ interface TimeoutBudget {
 }
 
 /** The longest an execution can run when every loop uses its whole deadline. */
-export function worstCaseSeconds(t: TimeoutBudget): number {
+function worstCaseSeconds(t: TimeoutBudget): number {
   const o = t.timeouts;
   return (
     o.approvalSeconds +
@@ -159,7 +159,7 @@ export function worstCaseSeconds(t: TimeoutBudget): number {
   );
 }
 
-export const TopologySchema = z
+const TopologySchema = z
   .strictObject({
     apiVersion: z.literal("gitops-failover/v1"),
     platform: Name,
@@ -344,12 +344,14 @@ export function parseDocumentText(text: string, source: string): unknown {
 
 /** Reads a file with the size check done before reading it. */
 export function readConfigFile(path: string): string {
-  let size: number;
+  let stat: ReturnType<typeof statSync>;
   try {
-    size = statSync(path).size;
-  } catch {
-    throw new ConfigError(`${path}: cannot read the file (does it exist?)`);
+    stat = statSync(path);
+  } catch (e) {
+    throw new ConfigError(`${path}: cannot read the file (does it exist?)`, [], { cause: e });
   }
+  if (!stat.isFile()) throw new ConfigError(`${path}: not a file; name the YAML or JSON file`);
+  const size = stat.size;
   if (size > MAX_CONFIG_BYTES)
     throw new ConfigError(`${path}: file is larger than ${MAX_CONFIG_BYTES} bytes`);
   return readFileSync(path, "utf8");

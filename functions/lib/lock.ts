@@ -122,6 +122,7 @@ export async function acquireLock(
       throw new FailoverInProgress(
         `another failover of ${platform} took the lock at the same moment`,
         ["start again once it has ended"],
+        { cause: e },
       );
     }
     throw awsError(e, `taking the failover lock in ${tableName}`, UnexpectedError);

@@ -49,7 +49,7 @@ interface StepResult {
 }
 
 /** The action each step performs, as the audit trail and the report name it. */
-export const STEP_ACTIONS: Record<string, string> = {
+const STEP_ACTIONS: Record<string, string> = {
   Plan: "validate the input, snapshot the platform, plan the remaining steps",
   Approval: "ask an operator to approve",
   VerifySpoke: "verify the target spoke(s): readyz, nodes, namespaces, secret operators",

@@ -92,7 +92,7 @@ export interface FailoverReport {
 }
 
 /** Lambda puts `{"errorType","errorMessage",...}` in Cause; local runs put the message. */
-export function errorOf(caught: CaughtError): { name: string; message: string } {
+function errorOf(caught: CaughtError): { name: string; message: string } {
   let message = caught.Cause ?? "";
   try {
     const doc = JSON.parse(message) as { errorMessage?: unknown };
@@ -121,7 +121,7 @@ const STEP_TAG = /^\[([A-Za-z]+)\]/;
  * last audit event failed; else Report when its closing event is there or everything before it
  * was done; else deduced from what the state holds.
  */
-export function failedStepOf(
+function failedStepOf(
   state: Partial<FailoverState>,
   error: { name: string; message: string },
   events: AuditEvent[] = [],
@@ -240,7 +240,10 @@ function detailOf(name: StepName, r: StepRecord): string {
       return "approved";
     case "VerifySpoke":
       return (Array.isArray(a.spokes) ? a.spokes : [])
-        .map((s) => `${String(fields(s).spoke)}: ${String(fields(s).readyNodes)} nodes Ready and schedulable`)
+        .map(
+          (s) =>
+            `${String(fields(s).spoke)}: ${String(fields(s).readyNodes)} nodes Ready and schedulable`,
+        )
         .join(", ");
     case "CommitRetarget":
       return `${skipped ? "already at" : "committed"} ${String(a.gitHead ?? "?").slice(0, 12)}`;
@@ -557,7 +560,7 @@ function buildReport(
  * A Mermaid gantt of the steps from their audit timestamps: the critical path is `crit, done`,
  * the failed step `crit`. The axis shows wall-clock time, so runs over an hour do not wrap.
  */
-export function renderGantt(r: FailoverReport): string[] {
+function renderGantt(r: FailoverReport): string[] {
   const timed = r.steps.filter((s) => s.startedAt && s.endedAt);
   if (!timed.length) return [];
   const section = (name: StepName) =>
@@ -600,7 +603,7 @@ export function renderGantt(r: FailoverReport): string[] {
  * Text from outside (the input's reason and requestedBy, error messages, details) on one line
  * with Markdown and HTML made literal: it cannot start a line, a heading, a link or a tag.
  */
-export function markdownText(text: string): string {
+function markdownText(text: string): string {
   return text.replace(/[\p{Cc}\u2028\u2029]+/gu, " ").replace(/[\\`*_[\]<|]/g, "\\$&");
 }
 
@@ -620,7 +623,7 @@ function rtoLine(r: FailoverReport): string {
 }
 
 /** Renders the report as Markdown for people. */
-export function renderMarkdown(r: FailoverReport): string {
+function renderMarkdown(r: FailoverReport): string {
   const md = markdownText;
   const lines = [
     `# Failover ${r.status === "SUCCEEDED" ? "succeeded" : "FAILED"}: ${r.sourceRegion ?? "?"} -> ${r.targetRegion ?? "?"}`,
@@ -681,7 +684,7 @@ function dials(s: PlatformSnapshot | null): string {
 }
 
 /** The audit trail as JSON lines: one event a line, exactly as hashed. */
-export function auditJsonl(events: AuditEvent[]): string {
+function auditJsonl(events: AuditEvent[]): string {
   return events.map((e) => JSON.stringify(e)).join("\n") + (events.length ? "\n" : "");
 }
 

@@ -74,7 +74,7 @@ async function gitAuth(t: Topology): Promise<GitAuth> {
 }
 
 /** The topology's Aurora view: global cluster and one member per region. */
-export function auroraTopology(t: Topology): AuroraTopology {
+function auroraTopology(t: Topology): AuroraTopology {
   return {
     globalClusterIdentifier: t.aurora.globalClusterIdentifier,
     maxRpoSeconds: t.aurora.maxRpoSeconds,
@@ -85,7 +85,7 @@ export function auroraTopology(t: Topology): AuroraTopology {
 }
 
 /** The topology's traffic view: endpoint groups or weighted records, and health checks. */
-export function trafficTopology(t: Topology): TrafficTopology {
+function trafficTopology(t: Topology): TrafficTopology {
   return {
     mode: t.traffic.mode,
     ...(t.traffic.hostedZoneId ? { hostedZoneId: t.traffic.hostedZoneId } : {}),
@@ -580,7 +580,7 @@ export async function awaitAuroraStep(state: FailoverState): Promise<AuroraProgr
  * every app Synced at the committed SHA and Healthy, and Aurora's writer is the target. Checked
  * on the state (what the earlier steps proved) and, for Aurora, live — whatever the ASL says.
  */
-export async function assertTrafficMayMove(state: FailoverState, t: Topology): Promise<void> {
+async function assertTrafficMayMove(state: FailoverState, t: Topology): Promise<void> {
   const target = state.plan.targetRegion;
   const problems: string[] = [];
   const c = state.converge;

@@ -68,7 +68,7 @@ export interface TriggerDecision {
 }
 
 /** Values of the kill-switch parameter that stop automatic failovers (trimmed, any case). */
-export const KILL_SWITCH_ON = ["on", "true", "enabled"] as const;
+const KILL_SWITCH_ON = ["on", "true", "enabled"] as const;
 
 const Dimensions = z.record(z.string(), z.string());
 
@@ -79,7 +79,7 @@ const Dimensions = z.record(z.string(), z.string());
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})$/;
 
 /** The part of EventBridge's "CloudWatch Alarm State Change" event the trigger reads. */
-export const AlarmEventSchema = z.object({
+const AlarmEventSchema = z.object({
   "detail-type": z.literal("CloudWatch Alarm State Change"),
   detail: z.object({
     alarmName: z.string().min(1).max(255),

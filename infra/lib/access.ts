@@ -89,7 +89,7 @@ function memberClusterArns(t: Topology): string[] {
 }
 
 /** The topology's secret ARNs of each kind. */
-export function secretArnsOf(t: Topology, kinds: readonly SecretKind[]): string[] {
+function secretArnsOf(t: Topology, kinds: readonly SecretKind[]): string[] {
   const of: Record<SecretKind, () => string[]> = {
     git: () => [t.git.credentialsSecretArn],
     argocd: () => t.argocd.hubs.map((h) => h.tokenSecretArn),
@@ -102,11 +102,7 @@ export function secretArnsOf(t: Topology, kinds: readonly SecretKind[]): string[
  * The secrets of `kinds`, each with its replica in `region` (functions/lib/secrets.ts reads the
  * replica in the function's own region first, the ARN's region when there is none).
  */
-export function readableSecretArns(
-  t: Topology,
-  kinds: readonly SecretKind[],
-  region: string,
-): string[] {
+function readableSecretArns(t: Topology, kinds: readonly SecretKind[], region: string): string[] {
   return [
     ...new Set(
       secretArnsOf(t, kinds).flatMap((arn) =>

@@ -54,7 +54,9 @@ export class FailoverFunction extends Construct {
         secrets: props.secrets,
       });
     } catch (e) {
-      throw new Error(`${props.step} (${props.entry}): ${(e as Error).message}`);
+      throw new Error(`${props.step} (${props.entry}): ${e instanceof Error ? e.message : e}`, {
+        cause: e,
+      });
     }
     this.omittedActions = plan.omitted;
     this.grantedActions = [...new Set([...props.access.actions, ...(props.serviceActions ?? [])])]

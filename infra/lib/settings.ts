@@ -51,8 +51,12 @@ export class SettingsError extends Error {
   constructor(
     message: string,
     readonly problems: string[] = [],
+    options?: { cause?: unknown },
   ) {
-    super(problems.length ? `${message}:\n${problems.map((p) => `  - ${p}`).join("\n")}` : message);
+    super(
+      problems.length ? `${message}:\n${problems.map((p) => `  - ${p}`).join("\n")}` : message,
+      options,
+    );
   }
 }
 
@@ -108,10 +112,12 @@ export function loadSettings(context: (key: string) => unknown): Settings {
     topology = loadTopology(ctx.topology);
   } catch (e) {
     if (isFailoverError(e) && e.details.length) {
-      throw new SettingsError(`topology ${ctx.topology} is invalid`, e.details);
+      throw new SettingsError(`topology ${ctx.topology} is invalid`, e.details, { cause: e });
     }
     throw new SettingsError(
       isFailoverError(e) ? e.message : `cannot load ${ctx.topology}: ${String(e)}`,
+      [],
+      { cause: e },
     );
   }
   const prefix = namePrefix(topology.platform);

@@ -10,7 +10,7 @@ import { AwsServiceError, type JsonServiceHandler, requireString } from "./proto
 export const GA_REGION = "us-west-2";
 
 /** The weight AWS gives an endpoint configuration sent without one. */
-export const DEFAULT_WEIGHT = 128;
+const DEFAULT_WEIGHT = 128;
 
 /** An endpoint group as the drill defines it (one per region). */
 export interface EndpointGroupDefinition {

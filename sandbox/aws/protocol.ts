@@ -133,7 +133,7 @@ function lowerFirst(key: string): string {
 }
 
 /** The error JSON (Coral) services answer for a missing required member. */
-export function coralMissing(key: string): AwsServiceError {
+function coralMissing(key: string): AwsServiceError {
   return new AwsServiceError(
     "ValidationException",
     `1 validation error detected: Value null at '${lowerFirst(key)}' failed to satisfy constraint: Member must not be null`,

@@ -14,7 +14,7 @@ import {
 } from "./protocol.ts";
 
 /** The API version every Route 53 path starts with. */
-export const ROUTE53_VERSION = "2013-04-01";
+const ROUTE53_VERSION = "2013-04-01";
 
 /** A record set, with the field names of the Route 53 API. */
 export interface RecordSet {

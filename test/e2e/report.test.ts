@@ -210,6 +210,16 @@ describe("rejected execution in a running sandbox", () => {
     );
   });
 
+  it("report <execution> --sandbox prints that execution's report, and refuses another's", async () => {
+    const own = await cli("report", NAME, "--sandbox", endpointFile);
+    const other = await cli("report", "some-earlier-execution", "--sandbox", endpointFile);
+
+    expect(own.code).toBe(0);
+    expect(own.out).toContain(NAME);
+    expect(other.code).toBe(2);
+    expect(other.out).toContain(`holds the report of ${NAME}, not some-earlier-execution`);
+  });
+
   it("audit verify <execution>: the table's chain matches the execution history (nothing after the report)", async () => {
     const trail = await readAuditTrail(NAME);
     const arn = `${sandbox.stateMachineArn.replace(":stateMachine:", ":execution:")}:${NAME}`;

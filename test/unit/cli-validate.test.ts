@@ -83,8 +83,14 @@ describe("gitops-failover validate-config / validate-input", () => {
     ["a non-YAML file", "regions: [unclosed\n", /bad\.yaml:\d+:\d+: /],
     ["a huge file", `# ${"x".repeat(1024 * 1024)}\n`, /larger than 1048576 bytes/],
     ["a missing file", null, /cannot read the file/],
+    ["a directory", undefined, /not a file/],
   ])("exits 2 for %s as a topology, without a stack trace", async (_name, content, message) => {
-    const path = content === null ? join(dir, "absent.yaml") : file("bad.yaml", content);
+    const path =
+      content === undefined
+        ? dir
+        : content === null
+          ? join(dir, "absent.yaml")
+          : file("bad.yaml", content);
     const result = await cli("validate-config", path);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(message);
