@@ -74,6 +74,13 @@ describe("operator CLI against a running sandbox", () => {
     await sandbox.stop();
   });
 
+  /** Starts a failover to us-east-2 that waits at Approval, as an operator would. */
+  const startWithApproval = (name: string) =>
+    cli(
+      ...["start", "--sandbox", endpointFile, "--target", "us-east-2"],
+      ...["--reason", "planned region move", "--require-approval", "--name", name],
+    );
+
   const waitingAtApproval = (name: string) =>
     until(async () => {
       const { out } = await cli("status", name, "--sandbox", endpointFile, "--json");
@@ -84,18 +91,7 @@ describe("operator CLI against a running sandbox", () => {
     }, "the execution to wait at Approval");
 
   it("start --require-approval waits at Approval; approve releases it; watch follows it to SUCCEEDED", async () => {
-    const started = await cli(
-      "start",
-      "--sandbox",
-      endpointFile,
-      "--target",
-      "us-east-2",
-      "--reason",
-      "planned region move",
-      "--require-approval",
-      "--name",
-      "approve-me",
-    );
+    const started = await startWithApproval("approve-me");
     expect(started.code).toBe(0);
     await waitingAtApproval("approve-me");
     expect((await sandbox.state()).trafficDials).toMatchObject({ "us-west-2": 100 });
@@ -124,18 +120,7 @@ describe("operator CLI against a running sandbox", () => {
   });
 
   it("the Approve command of the SNS approval request works as pasted (an execution ARN, no flags)", async () => {
-    await cli(
-      "start",
-      "--sandbox",
-      endpointFile,
-      "--target",
-      "us-east-2",
-      "--reason",
-      "planned region move",
-      "--require-approval",
-      "--name",
-      "paste-me",
-    );
+    await startWithApproval("paste-me");
     await waitingAtApproval("paste-me");
     const request = sandbox.aws.sns
       .messages()
@@ -196,18 +181,7 @@ describe("operator CLI against a running sandbox", () => {
 
   it("reject ends the execution with ApprovalRejected and nothing changed", async () => {
     const before = await sandbox.state();
-    await cli(
-      "start",
-      "--sandbox",
-      endpointFile,
-      "--target",
-      "us-east-2",
-      "--reason",
-      "maybe not",
-      "--require-approval",
-      "--name",
-      "reject-me",
-    );
+    await startWithApproval("reject-me");
     await waitingAtApproval("reject-me");
 
     const rejected = await cli(
