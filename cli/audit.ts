@@ -19,13 +19,9 @@ import {
   verifyChain,
 } from "../functions/lib/audit.ts";
 import { awsError, s3Client, sfnClient } from "../functions/lib/aws.ts";
-import {
-  ConfigError,
-  describe,
-  InputValidationError,
-  UnexpectedError,
-} from "../functions/lib/errors.ts";
+import { describe, InputValidationError, UnexpectedError } from "../functions/lib/errors.ts";
 import type { CliIo } from "./drill.ts";
+import { readSandboxFile } from "./sandbox-file.ts";
 
 /** Parses audit.jsonl strictly: a line that is not JSON is itself a broken chain. */
 function parseAuditJsonl(text: string, source: string): { events: AuditEvent[]; badLine?: number } {
@@ -59,21 +55,17 @@ function applyConnection(flags: ConnectionFlags): { reportDir?: string; stateMac
   return applySandbox(flags.sandbox);
 }
 
-/** The sandbox endpoint file's environment. */
+/**
+ * The sandbox endpoint file's environment, all of it: `audit verify` reads the audit table the
+ * sandbox's functions write (AUDIT_TABLE), not only the AWS endpoints.
+ */
 function applySandbox(file: string | undefined): { reportDir?: string; stateMachineArn?: string } {
   if (!file) return {};
-  let data: { env?: Record<string, string>; reportDir?: string; stateMachineArn?: string };
-  try {
-    data = JSON.parse(readFileSync(file, "utf8")) as typeof data;
-  } catch {
-    throw new ConfigError(
-      `${file}: not a sandbox endpoint file (written by \`gitops-failover sandbox up\`)`,
-    );
-  }
-  Object.assign(process.env, data.env ?? {});
+  const data = readSandboxFile(file);
+  Object.assign(process.env, data.env);
   return {
     ...(data.reportDir ? { reportDir: data.reportDir } : {}),
-    ...(data.stateMachineArn ? { stateMachineArn: data.stateMachineArn } : {}),
+    stateMachineArn: data.stateMachineArn,
   };
 }
 

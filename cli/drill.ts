@@ -2,7 +2,7 @@
  * The sandbox commands: `drill` (a whole failover on this machine) and `sandbox up` (the same
  * stand-ins kept running for poking at with git, kubectl and the AWS CLI).
  */
-import { rm, writeFile } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { resolve } from "node:path";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { InputValidationError } from "../functions/lib/errors.ts";
@@ -14,6 +14,7 @@ import {
   sizeProblems,
 } from "../sandbox/faults.ts";
 import type { Sandbox } from "../sandbox/index.ts";
+import { writeSandboxFile } from "./sandbox-file.ts";
 
 /** How a command talks back: lines on stdout and the process's exit code. */
 export interface CliIo {
@@ -226,11 +227,12 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
         });
         const endpointFile = resolve(flags.endpointFile);
         try {
-          await writeFile(
-            endpointFile,
-            `${JSON.stringify({ stateMachineArn: sandbox.stateMachineArn, region: sandbox.env.AWS_REGION, env: sandbox.env, reportDir: resolve(flags.reportDir) }, null, 2)}\n`,
-            { mode: 0o600 },
-          );
+          await writeSandboxFile(endpointFile, {
+            stateMachineArn: sandbox.stateMachineArn,
+            region: sandbox.env.AWS_REGION ?? "us-east-1",
+            env: sandbox.env,
+            reportDir: resolve(flags.reportDir),
+          });
           for (const line of sandboxLines(sandbox, endpointFile, GLOBAL_CLUSTER, LISTENER_ARN))
             io.out(line);
           await new Promise<void>((resolveStop) => {

@@ -23,18 +23,16 @@ import {
   StartExecutionCommand,
 } from "@aws-sdk/client-sfn";
 import { type Command, InvalidArgumentError, Option } from "commander";
-import { z } from "zod";
 import {
   type FailoverInput,
   FailoverInputSchema,
   formatIssues,
   loadTopology,
-  parseDocumentText,
   parseInput,
-  readConfigFile,
 } from "../functions/lib/config.ts";
-import { ConfigError, describe, InputValidationError } from "../functions/lib/errors.ts";
+import { describe, InputValidationError } from "../functions/lib/errors.ts";
 import { registerSecret } from "../functions/lib/redact.ts";
+import { readSandboxFile, STATE_MACHINE_ARN } from "./sandbox-file.ts";
 
 /** The operation ran and failed (AWS refused it, or the execution it watched failed): exit 1. */
 class OperationFailed extends Error {
@@ -48,8 +46,6 @@ Exit codes:
      (status: FAILED, TIMED_OUT or ABORTED; watch: anything but SUCCEEDED)
   2  invalid usage or input`;
 
-const STATE_MACHINE_ARN =
-  /^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$/;
 const EXECUTION_ARN =
   /^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:execution:[A-Za-z0-9_-]{1,80}:[A-Za-z0-9_-]{1,80}$/;
 const EXECUTION_NAME = /^[A-Za-z0-9_-]{1,80}$/;
@@ -68,15 +64,6 @@ const STATUSES = [
   "ABORTED",
   "PENDING_REDRIVE",
 ] as const;
-
-/** The file `sandbox up` writes: where a running sandbox's emulators listen. */
-const SandboxFileSchema = z.object({
-  stateMachineArn: z.string().regex(STATE_MACHINE_ARN, "must be a state machine ARN"),
-  region: z.string().min(1),
-  /** Only its AWS_* variables are applied: the SDK needs nothing else from it. */
-  env: z.record(z.string(), z.string()),
-  reportDir: z.string().optional(),
-});
 
 interface ConnectionFlags {
   sandbox?: string;
@@ -111,24 +98,6 @@ function connectionOptions(cmd: Command): Command {
     .addHelpText("after", EXIT_CODES_HELP);
 }
 
-function readSandboxFile(path: string): z.infer<typeof SandboxFileSchema> {
-  let data: unknown;
-  try {
-    data = parseDocumentText(readConfigFile(path), path);
-  } catch (e) {
-    const why = e instanceof Error ? e.message : String(e);
-    throw new ConfigError(
-      `cannot read the sandbox endpoint file (is \`sandbox up\` running?): ${why}`,
-      [],
-      { cause: e },
-    );
-  }
-  const parsed = SandboxFileSchema.safeParse(data);
-  if (!parsed.success)
-    throw new ConfigError(`${path} is not a sandbox endpoint file`, formatIssues(parsed.error));
-  return parsed.data;
-}
-
 /**
  * The state machine an execution ARN belongs to:
  * `arn:aws:states:<region>:<account>:execution:<machine>:<name>` →
@@ -158,6 +127,7 @@ function connect(flags: ConnectionFlags, ref?: string): Connection {
   let region = flags.region;
   if (flags.sandbox) {
     const sandbox = readSandboxFile(flags.sandbox);
+    // Only its AWS_* variables: the SDK needs nothing else from it.
     for (const [key, value] of Object.entries(sandbox.env)) {
       if (/^AWS_[A-Z0-9_]+$/.test(key)) process.env[key] = value;
     }

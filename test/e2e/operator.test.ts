@@ -4,12 +4,13 @@
  * the environment and an execution ARN as SNS prints it), the trigger gets the alarm
  * EventBridge would deliver, and the drill's guards start nothing.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GetCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { main } from "../../cli/main.ts";
+import { writeSandboxFile } from "../../cli/sandbox-file.ts";
 import { dynamoClient } from "../../functions/lib/aws.ts";
 import { lastFailover } from "../../functions/lib/lock.ts";
 import { type TriggerDecision, triggerOnAlarm } from "../../functions/lib/trigger.ts";
@@ -60,15 +61,12 @@ describe("operator CLI against a running sandbox", () => {
     n += 1;
     sandbox = await startSandbox({ reportDir: join(root, `op-${n}`), waitMs: 5 });
     endpointFile = join(root, `sandbox-${n}.json`);
-    writeFileSync(
-      endpointFile,
-      JSON.stringify({
-        stateMachineArn: sandbox.stateMachineArn,
-        region: "us-east-1",
-        env: sandbox.env,
-        reportDir: join(root, `op-${n}`),
-      }),
-    );
+    await writeSandboxFile(endpointFile, {
+      stateMachineArn: sandbox.stateMachineArn,
+      region: "us-east-1",
+      env: sandbox.env,
+      reportDir: join(root, `op-${n}`),
+    });
   });
   afterEach(async () => {
     await sandbox.stop();

@@ -13,6 +13,7 @@ import { DeleteItemCommand } from "@aws-sdk/client-dynamodb";
 import { DescribeExecutionCommand } from "@aws-sdk/client-sfn";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { main } from "../../cli/main.ts";
+import { writeSandboxFile } from "../../cli/sandbox-file.ts";
 import { readAuditTrail } from "../../functions/lib/audit.ts";
 import { dynamoClient, sfnClient } from "../../functions/lib/aws.ts";
 import type { FailoverReport } from "../../functions/lib/report.ts";
@@ -156,15 +157,12 @@ describe("rejected execution in a running sandbox", () => {
     const reportDir = join(root, "rejected");
     sandbox = await startSandbox({ reportDir, waitMs: 5 });
     endpointFile = join(root, "sandbox.json");
-    writeFileSync(
-      endpointFile,
-      JSON.stringify({
-        stateMachineArn: sandbox.stateMachineArn,
-        region: "us-east-1",
-        env: sandbox.env,
-        reportDir,
-      }),
-    );
+    await writeSandboxFile(endpointFile, {
+      stateMachineArn: sandbox.stateMachineArn,
+      region: "us-east-1",
+      env: sandbox.env,
+      reportDir,
+    });
     await cli(
       ...["start", "--sandbox", endpointFile, "--target", "us-east-2", "--name", NAME],
       ...["--require-approval", "--requested-by", "[mallory](https://evil.example) <img src=x>"],
