@@ -13,10 +13,9 @@ import {
   FailoverGlobalClusterCommand,
   type FailoverState,
   type GlobalCluster,
-  RDSClient,
   SwitchoverGlobalClusterCommand,
 } from "@aws-sdk/client-rds";
-import { awsError, cloudWatchClient, rdsClient, unanswered } from "./aws.ts";
+import { awsError, cloudWatchClient, rdsClient, rdsOnceClient, unanswered } from "./aws.ts";
 import {
   AuroraPromotionFailed,
   AuroraPromotionRefused,
@@ -44,8 +43,6 @@ export interface AuroraState {
 
 /** Bound on each RDS / CloudWatch call: a dead region's API must fail fast, not hang the Lambda. */
 const CALL_TIMEOUT_MS = 10_000;
-/** Connect bound of the one-attempt promotion client (the shared clients' own, functions/lib/aws.ts). */
-const CONNECT_TIMEOUT_MS = 3_000;
 /** How far back the RPO guard looks for a lag datapoint (the metric is published every minute). */
 const RPO_WINDOW_MINUTES = 5;
 const RPO_METRIC = "AuroraGlobalDBRPOLag";
@@ -386,28 +383,18 @@ function startedTo(f: FailoverState, targetArn: string): boolean {
 }
 
 /**
- * Sends a promotion call exactly once. Through the shared client the SDK would retry a 5xx or
- * a timeout, and when the first attempt did take effect the retry meets
- * InvalidGlobalClusterStateFault while Aurora keeps promoting. So the call gets a client of its
- * own with one attempt (made per call: a promotion is sent once per failover), and the caller
- * re-reads the global cluster after any error.
+ * Sends a promotion call exactly once (rdsOnceClient: no SDK retry), so that a first attempt
+ * that took effect but answered 5xx is never retried into InvalidGlobalClusterStateFault while
+ * Aurora keeps promoting; the caller re-reads the global cluster after any error.
  */
 async function sendOnce(
   region: string,
   command: SwitchoverGlobalClusterCommand | FailoverGlobalClusterCommand,
 ): Promise<void> {
-  const client = new RDSClient({
-    region,
-    maxAttempts: 1,
-    requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: CALL_TIMEOUT_MS },
-  });
-  try {
-    // One call per command type: the SDK's `send` overloads take one command type at a time.
-    if (command instanceof SwitchoverGlobalClusterCommand) await client.send(command, bounded());
-    else await client.send(command, bounded());
-  } finally {
-    client.destroy();
-  }
+  const client = rdsOnceClient(region);
+  // One call per command type: the SDK's `send` overloads take one command type at a time.
+  if (command instanceof SwitchoverGlobalClusterCommand) await client.send(command, bounded());
+  else await client.send(command, bounded());
 }
 
 /** After a promotion call failed: did it start anyway (in flight to the target, or done)? */

@@ -25,8 +25,18 @@ const SDK_CONFIG = {
   requestHandler: { connectionTimeout: 3_000, requestTimeout: 10_000 },
 } as const;
 
+/** The region this code runs in, as Lambda (or the AWS CLI's conventions) set it, if set. */
+export function configuredRegion(): string | undefined {
+  return process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
+}
+
 function homeRegion(): string {
-  return process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? "us-east-1";
+  return configuredRegion() ?? "us-east-1";
+}
+
+/** The region part of an ARN (`arn:<partition>:<service>:<region>:...`); undefined when empty. */
+export function regionOfArn(arn: string): string | undefined {
+  return arn.split(":")[3] || undefined;
 }
 
 const caches = new Set<Map<string, unknown>>();
@@ -55,6 +65,14 @@ function memo<T>(make: (region: string) => T): (region?: string) => T {
 }
 
 export const rdsClient = /* @__PURE__ */ memo((region) => new RDSClient({ region, ...SDK_CONFIG }));
+/**
+ * RDS with no SDK retry, for the calls that must be sent once (a global-cluster promotion): a
+ * retry after a first attempt that took effect but answered 5xx would be refused while Aurora
+ * keeps promoting. The caller re-reads the cluster after any error instead.
+ */
+export const rdsOnceClient = /* @__PURE__ */ memo(
+  (region) => new RDSClient({ region, ...SDK_CONFIG, maxAttempts: 1 }),
+);
 export const cloudWatchClient = /* @__PURE__ */ memo(
   (region) => new CloudWatchClient({ region, ...SDK_CONFIG }),
 );

@@ -182,6 +182,7 @@ function recordsFromState(state: Partial<FailoverState>): Partial<Record<StepNam
   const done = (skipped: boolean): AuditOutcome => (skipped ? "SKIPPED" : "SUCCEEDED");
   const out: Partial<Record<StepName, StepRecord>> = {};
   if (state.plan) out.Plan = { outcome: "SUCCEEDED", after: { actions: state.plan.actions } };
+  if (state.approval) out.Approval = { outcome: "SUCCEEDED", after: {} };
   if (state.spoke) out.VerifySpoke = { outcome: "SUCCEEDED", after: { ...state.spoke } };
   if (retarget)
     out.CommitRetarget = { outcome: done(retarget.skipped), after: { gitHead: retarget.sha } };
@@ -279,8 +280,7 @@ function stepOutcomes(
       return state.input?.requireApproval
         ? { name, status: "NOT_RUN" as const, detail: "", ...span }
         : { name, status: "SKIPPED" as const, detail: "not required", ...span };
-    const record = name === "Approval" ? { outcome: "SUCCEEDED" as const, after: {} } : undefined;
-    const found = record ?? fromState[name] ?? fromTrail[name];
+    const found = fromState[name] ?? fromTrail[name];
     if (!found) return { name, status: "NOT_RUN" as const, detail: "", ...span };
     return { name, status: OUTCOME[found.outcome], detail: detailOf(name, found), ...span };
   });

@@ -1,6 +1,6 @@
 /**
  * Secrets Manager access. Values are cached per container for a short time (until a client
- * reports the token refused: invalidateSecret), registered for redaction, and never returned in
+ * reports the token refused: invalidateSecretToken), registered for redaction, and never returned in
  * a step's output.
  *
  * A failover runs exactly when a region is failing, and that region may be the one a secret
@@ -10,7 +10,7 @@
  * the command that adds the missing replica.
  */
 import { GetSecretValueCommand } from "@aws-sdk/client-secrets-manager";
-import { awsError, secretsClient } from "./aws.ts";
+import { awsError, configuredRegion, regionOfArn, secretsClient } from "./aws.ts";
 import {
   AwsThrottled,
   AwsUnavailable,
@@ -31,8 +31,8 @@ export interface SecretValue {
 }
 
 /** The region of a Secrets Manager ARN (`arn:<partition>:secretsmanager:<region>:...`). */
-export function regionOfArn(arn: string): string {
-  return arn.split(":")[3] ?? "us-east-1";
+function secretRegion(arn: string): string {
+  return regionOfArn(arn) ?? "us-east-1";
 }
 
 /**
@@ -43,11 +43,6 @@ export function replicaArn(arn: string, region: string): string {
   const parts = arn.split(":");
   parts[3] = region;
   return parts.join(":");
-}
-
-/** The region the function runs in (Lambda sets AWS_REGION). */
-function homeRegion(): string | undefined {
-  return process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
 }
 
 function parseSecret(arn: string, raw: string): SecretValue {
@@ -104,7 +99,7 @@ function remedy(primary: string, home: string, replica: Failure): string {
   if (replica.code === "DecryptionFailure") {
     return `allow the function's role kms:Decrypt on the KMS key of the replica of ${secretNameOf(primary)} in ${home}`;
   }
-  return `replicate the secret to the orchestrator's region: aws secretsmanager replicate-secret-to-regions --region ${regionOfArn(primary)} --secret-id ${primary} --add-replica-regions Region=${home}`;
+  return `replicate the secret to the orchestrator's region: aws secretsmanager replicate-secret-to-regions --region ${secretRegion(primary)} --secret-id ${primary} --add-replica-regions Region=${home}`;
 }
 
 /** Both reads failed: retryable only when a retry can help (a throttle, or a replica that did not answer). */
@@ -148,8 +143,8 @@ async function attempt(at: Read): Promise<{ raw: string | undefined } | Failure>
 export async function getSecret(arn: string): Promise<SecretValue> {
   const hit = cache.get(arn);
   if (hit && Date.now() - hit.at < TTL_MS) return hit.value;
-  const origin: Read = { arn, region: regionOfArn(arn) };
-  const home = homeRegion();
+  const origin: Read = { arn, region: secretRegion(arn) };
+  const home = configuredRegion();
   let raw: string | undefined;
   let readFrom = arn;
   if (!home || home === origin.region) {
@@ -180,14 +175,6 @@ export async function getSecret(arn: string): Promise<SecretValue> {
   registerSecret(value.token);
   cache.set(arn, { value, at: Date.now() });
   return value;
-}
-
-/**
- * Forgets the cached value of one secret, so the next getSecret reads Secrets Manager again: for
- * a caller whose token was refused (rotated since it was cached) and that knows the ARN.
- */
-export function invalidateSecret(arn: string): void {
-  cache.delete(arn);
 }
 
 /**

@@ -27,6 +27,7 @@ import {
   AuroraPromotionRefused,
   AuroraPromotionTimeout,
   type ErrorData,
+  type FailoverError,
   isFailoverError,
   TargetUnhealthy,
   TrafficPreconditionFailed,
@@ -43,7 +44,7 @@ import {
 } from "./gitops.ts";
 import { readHealthCheck } from "./health.ts";
 import { acquireLock } from "./lock.ts";
-import { pollWindow } from "./poll.ts";
+import { type PollWindow, pollWindow } from "./poll.ts";
 import { getSecret } from "./secrets.ts";
 import { assertSpokeReady, inspectSpoke } from "./spoke.ts";
 import type {
@@ -426,6 +427,23 @@ function lastErrorDetail(note: PollNote["lastError"]): string[] {
 }
 
 /**
+ * A poll that met an error: a transient one leaves the poll IN_PROGRESS (with what earlier polls
+ * found, `known`) until the deadline, then FAILED with the step's timeout error naming it;
+ * anything else is thrown on.
+ */
+function outage<K extends object>(
+  e: unknown,
+  window: PollWindow,
+  known: K,
+  timeout: (lastError: ErrorData & { poll: number }) => FailoverError,
+) {
+  const lastError = outlived(e, window.polls);
+  const progress = { ...window, ...known, lastError };
+  if (!window.expired) return { ...progress, status: "IN_PROGRESS" as const };
+  return { ...progress, ...timedOut(timeout(lastError).toData(), window) };
+}
+
+/**
  * AwaitArgoSync: one poll of Argo CD; FAILED with ArgoSyncTimeout once the deadline passes. A
  * poll no hub answers is IN_PROGRESS with `lastError` until the deadline, which then names it;
  * the first poll a hub answers refreshes (and syncs) as the first poll would have.
@@ -454,22 +472,19 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
       timeoutMs: t.argocd.requestTimeoutSeconds * 1000,
     });
   } catch (e) {
-    const lastError = outlived(e, window.polls);
     const known = previous?.hub
       ? { hub: previous.hub, total: previous.total, done: previous.done, pending: previous.pending }
       : {};
-    const progress = { ...window, ...known, revision, lastError };
-    if (!window.expired) return { ...progress, status: "IN_PROGRESS" };
-    return {
-      ...progress,
-      ...timedOut(
+    return outage(
+      e,
+      window,
+      { ...known, revision },
+      (last) =>
         new ArgoSyncTimeout(
-          `[AwaitArgoSync] apps not confirmed Synced at ${sha} and Healthy after ${seconds}s: the last poll failed with ${lastError.name}`,
-          lastErrorDetail(lastError),
-        ).toData(),
-        window,
-      ),
-    };
+          `[AwaitArgoSync] apps not confirmed Synced at ${sha} and Healthy after ${seconds}s: the last poll failed with ${last.name}`,
+          lastErrorDetail(last),
+        ),
+    );
   }
   const progress = {
     ...window,
@@ -535,24 +550,20 @@ export async function awaitAuroraStep(state: FailoverState): Promise<AuroraProgr
   try {
     result = await checkAurora(auroraTopology(t), target, state.promotion?.writerBefore);
   } catch (e) {
-    const lastError = outlived(e, window.polls);
-    const progress = {
-      ...window,
+    const known = {
       writerRegion: previous?.writerRegion ?? null,
       failoverState: previous?.failoverState ?? null,
-      lastError,
     };
-    if (!window.expired) return { ...progress, status: "IN_PROGRESS" };
-    return {
-      ...progress,
-      ...timedOut(
+    return outage(
+      e,
+      window,
+      known,
+      (last) =>
         new AuroraPromotionTimeout(
-          `[AwaitAurora] ${target} not confirmed as the writer after ${seconds}s: the last poll failed with ${lastError.name}`,
-          lastErrorDetail(lastError),
-        ).toData(),
-        window,
-      ),
-    };
+          `[AwaitAurora] ${target} not confirmed as the writer after ${seconds}s: the last poll failed with ${last.name}`,
+          lastErrorDetail(last),
+        ),
+    );
   }
   const progress = {
     ...window,

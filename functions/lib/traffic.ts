@@ -407,21 +407,6 @@ export async function readTraffic(topo: TrafficTopology): Promise<{ dials: Dials
 }
 
 /**
- * Applies one stage at `percent` as the file header describes, the target raised first so
- * capacity is never withdrawn before it is added. Skipped (no write) when already there, or (Route
- * 53) when the target already has that share or more; refuses (TrafficPreconditionFailed) to move
- * traffic to a GA endpoint group with no endpoint carrying weight, since it would be sent nowhere.
- */
-export async function applyStage(
-  topo: TrafficTopology,
-  req: { targetRegion: string; percent: number },
-): Promise<StageResult> {
-  checkPercent(req.percent);
-  regionEntry(topo, req.targetRegion);
-  return applyLive(topo, await readLive(topo, "[ShiftTraffic]"), req.targetRegion, req.percent);
-}
-
-/**
  * Which stage to apply: `next` (the one after the last this execution applied), or a later one
  * when the target already has more than that stage's share, so a new execution after a half-done
  * one resumes where traffic is instead of starting over, and nothing moves back. A stage the
@@ -439,7 +424,13 @@ export function stageFor(
   return { stage, percent: stages[stage] ?? 100 };
 }
 
-/** Reads traffic live, picks the stage with {@link stageFor} and applies it ({@link applyStage}). */
+/**
+ * Reads traffic live, picks the stage with {@link stageFor} and applies it as the file header
+ * describes, the target raised first so capacity is never withdrawn before it is added. Skipped
+ * (no write) when already there, or (Route 53) when the target already has that share or more;
+ * refuses (TrafficPreconditionFailed) to move traffic to a GA endpoint group with no endpoint
+ * carrying weight, since it would be sent nowhere.
+ */
 export async function applyNextStage(
   topo: TrafficTopology,
   req: { targetRegion: string; stages: readonly number[]; next: number },

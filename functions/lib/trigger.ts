@@ -17,7 +17,7 @@ import { PublishCommand } from "@aws-sdk/client-sns";
 import { GetParameterCommand } from "@aws-sdk/client-ssm";
 import { z } from "zod";
 import { type AuditOutcome, appendAuditEvent } from "./audit.ts";
-import { awsError, sfnClient, snsClient, ssmClient } from "./aws.ts";
+import { awsError, regionOfArn, sfnClient, snsClient, ssmClient } from "./aws.ts";
 import {
   type FailoverInput,
   FailoverInputSchema,
@@ -128,8 +128,6 @@ function requiredEnv(name: string): string {
   if (!value) throw new ConfigError(`${name} is not set: the trigger was deployed without it`);
   return value;
 }
-
-const regionOfArn = (arn: string) => arn.split(":")[3] || undefined;
 
 /** The regions whose health check the alarm watches (by its `HealthCheckId` dimensions). */
 function regionsOfAlarm(

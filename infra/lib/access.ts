@@ -9,8 +9,9 @@ import { Effect, PolicyStatement } from "aws-cdk-lib/aws-iam";
 import { flattenCfnReference } from "cdk-nag/lib/utils/flatten-cfn-reference.js";
 import type { IConstruct } from "constructs";
 import type { SecretKind } from "../../functions/catalog.ts";
+import { regionOfArn } from "../../functions/lib/aws.ts";
 import type { Topology } from "../../functions/lib/config.ts";
-import { regionOfArn, replicaArn } from "../../functions/lib/secrets.ts";
+import { replicaArn } from "../../functions/lib/secrets.ts";
 
 /** The resources of one orchestrator that grants point at. */
 export interface AccessTargets {

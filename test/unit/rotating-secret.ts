@@ -4,7 +4,8 @@
  */
 import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { mockClient } from "aws-sdk-client-mock";
-import { clearSecretCache, regionOfArn } from "../../functions/lib/secrets.ts";
+import { regionOfArn } from "../../functions/lib/aws.ts";
+import { clearSecretCache } from "../../functions/lib/secrets.ts";
 
 export interface RotatingSecret {
   /** Stores a new value (a plain token or JSON), as a rotation does. */
@@ -21,7 +22,7 @@ export function rotatingSecret(arn: string, value: string): RotatingSecret {
   let stored = value;
   sm.on(GetSecretValueCommand).callsFake(async () => ({ ARN: arn, SecretString: stored }));
   const savedRegion = process.env.AWS_REGION;
-  process.env.AWS_REGION = regionOfArn(arn);
+  process.env.AWS_REGION = regionOfArn(arn) ?? "us-east-1";
   clearSecretCache();
   return {
     rotate: (next) => {

@@ -11,14 +11,12 @@ import {
 } from "@aws-sdk/client-secrets-manager";
 import { mockClient } from "aws-sdk-client-mock";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { resetClients } from "../../functions/lib/aws.ts";
+import { regionOfArn, resetClients } from "../../functions/lib/aws.ts";
 import { FailoverError } from "../../functions/lib/errors.ts";
 import {
   clearSecretCache,
   getSecret,
-  invalidateSecret,
   invalidateSecretToken,
-  regionOfArn,
   replicaArn,
   secretNameOf,
 } from "../../functions/lib/secrets.ts";
@@ -192,18 +190,6 @@ describe("invalidating a cached secret (a token refused after a rotation)", () =
       token = next;
     };
   };
-
-  it("by ARN: the next getSecret reads Secrets Manager again, within the TTL", async () => {
-    const rotate = rotating();
-    await expect(getSecret(GIT)).resolves.toEqual({ token: "tok-before" });
-    rotate("tok-after");
-    await expect(getSecret(GIT)).resolves.toEqual({ token: "tok-before" });
-
-    invalidateSecret(GIT);
-
-    await expect(getSecret(GIT)).resolves.toEqual({ token: "tok-after" });
-    expect(await calls()).toHaveLength(2);
-  });
 
   it("by the refused token: drops only the entries holding it, not a newer value", async () => {
     const rotate = rotating();

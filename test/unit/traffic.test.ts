@@ -18,7 +18,6 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { FailoverError } from "../../functions/lib/errors.ts";
 import {
   applyNextStage,
-  applyStage,
   checkTargetHealth,
   readTraffic,
   stageFor,
@@ -142,6 +141,20 @@ async function caught(p: Promise<unknown>): Promise<FailoverError> {
   );
   if (!(e instanceof FailoverError)) throw new Error(`expected a FailoverError, got ${String(e)}`);
   return e;
+}
+
+/** One stage at `percent`: what ShiftTraffic applies for a topology with that single stage. */
+async function applyStage(topo: TrafficTopology, req: { targetRegion: string; percent: number }) {
+  const {
+    stage: _stage,
+    percent: _percent,
+    ...result
+  } = await applyNextStage(topo, {
+    targetRegion: req.targetRegion,
+    stages: [req.percent],
+    next: 0,
+  });
+  return result;
 }
 
 /** Applies each stage in turn, as successive ShiftTraffic invocations would. */
