@@ -18,7 +18,7 @@ import {
   readAuditTrail,
   verifyChain,
 } from "../functions/lib/audit.ts";
-import { awsError, s3Client, sfnClient } from "../functions/lib/aws.ts";
+import { awsError, regionOfArn, s3Client, sfnClient } from "../functions/lib/aws.ts";
 import { describe, InputValidationError, UnexpectedError } from "../functions/lib/errors.ts";
 import type { CliIo } from "./drill.ts";
 import { readSandboxFile } from "./sandbox-file.ts";
@@ -126,7 +126,7 @@ function loadDirectory(dir: string): Loaded {
 async function executionAnchor(arn: string): Promise<Loaded["anchor"]> {
   const source = "the execution history";
   try {
-    const client = sfnClient(arn.split(":")[3]);
+    const client = sfnClient(regionOfArn(arn));
     const described = await client.send(new DescribeExecutionCommand({ executionArn: arn }));
     if (described.status === "RUNNING") return { missing: `${arn} is still running` };
     const output = anchorIn((parseJson(described.output) as { report?: unknown })?.report);

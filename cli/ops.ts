@@ -23,6 +23,7 @@ import {
   StartExecutionCommand,
 } from "@aws-sdk/client-sfn";
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { regionOfArn } from "../functions/lib/aws.ts";
 import {
   type FailoverInput,
   FailoverInputSchema,
@@ -144,7 +145,7 @@ function connect(flags: ConnectionFlags, ref?: string): Connection {
       `--state-machine: "${stateMachineArn}" is not a state machine ARN`,
     );
   }
-  region ??= stateMachineArn.split(":")[3];
+  region ??= regionOfArn(stateMachineArn);
   const client = new SFNClient({
     region,
     maxAttempts: 3,

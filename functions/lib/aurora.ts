@@ -15,7 +15,14 @@ import {
   type GlobalCluster,
   SwitchoverGlobalClusterCommand,
 } from "@aws-sdk/client-rds";
-import { awsError, cloudWatchClient, rdsClient, rdsOnceClient, unanswered } from "./aws.ts";
+import {
+  awsError,
+  cloudWatchClient,
+  rdsClient,
+  rdsOnceClient,
+  regionOfArn,
+  unanswered,
+} from "./aws.ts";
 import {
   AuroraPromotionFailed,
   AuroraPromotionRefused,
@@ -68,7 +75,7 @@ function auroraError(e: unknown, what: string, topo: AuroraTopology): FailoverEr
 /** The region of a member: from the topology, else from the ARN (arn:aws:rds:<region>:...). */
 function regionOfCluster(topo: AuroraTopology, arn: string): string {
   const known = Object.entries(topo.members).find(([, a]) => a === arn)?.[0];
-  return known ?? arn.split(":")[3] ?? "unknown";
+  return known ?? regionOfArn(arn) ?? "unknown";
 }
 
 function memberArn(topo: AuroraTopology, region: string): string {

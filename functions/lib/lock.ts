@@ -21,7 +21,7 @@ import {
   GetCommand,
   PutCommand,
 } from "@aws-sdk/lib-dynamodb";
-import { awsError, dynamoClient, sfnClient } from "./aws.ts";
+import { awsError, dynamoClient, regionOfArn, sfnClient } from "./aws.ts";
 import { ConfigError, FailoverInProgress, UnexpectedError } from "./errors.ts";
 
 export interface LockHolder {
@@ -56,7 +56,7 @@ async function holderOf(tableName: string, platform: string): Promise<LockHolder
  */
 async function holderEnded(holder: LockHolder): Promise<boolean> {
   try {
-    const out = await sfnClient(holder.executionArn.split(":")[3]).send(
+    const out = await sfnClient(regionOfArn(holder.executionArn)).send(
       new DescribeExecutionCommand({ executionArn: holder.executionArn }),
     );
     return out.status !== undefined && out.status !== "RUNNING" && out.status !== "PENDING_REDRIVE";

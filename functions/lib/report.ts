@@ -18,7 +18,7 @@ import {
   readAuditTrail,
   verifyChain,
 } from "./audit.ts";
-import { awsError, cloudWatchClient, s3Client } from "./aws.ts";
+import { awsError, cloudWatchClient, regionOfArn, s3Client } from "./aws.ts";
 import { runtimeTopology, type Topology } from "./config.ts";
 import { UnexpectedError } from "./errors.ts";
 import { releaseLock } from "./lock.ts";
@@ -483,7 +483,7 @@ async function afterSnapshot(t: Topology, target: string | null): Promise<Platfo
 }
 
 function consoleLink(execution: ExecutionRef): string {
-  const region = execution.id.split(":")[3] ?? "us-east-1";
+  const region = regionOfArn(execution.id) ?? "us-east-1";
   return `https://${region}.console.aws.amazon.com/states/home?region=${region}#/v2/executions/details/${execution.id}`;
 }
 
