@@ -285,7 +285,9 @@ describe("the trigger's cooldown against a running sandbox", () => {
     await sandbox.sfn.idle();
     expect(await statusOf(first.executionArn)).toBe("FAILED");
     const after = await sandbox.state();
-    expect(after.activeRegion).toBe("us-east-2"); // Git was retargeted before traffic failed
+    // Git was retargeted and the writer moved before traffic failed; compensation undid both.
+    expect(after).toMatchObject({ activeRegion: "us-west-2", auroraWriterRegion: "us-west-2" });
+    expect(after.gitLog).toHaveLength(3);
     expect(await lastFailover(PLATFORM)).toMatchObject({ execution: first.incident });
 
     const again = await alarm("us-west-2", "2024-05-01T12:03:00.000Z");
