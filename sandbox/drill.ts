@@ -705,6 +705,11 @@ export function summaryTable(result: DrillResult): string[] {
   const lines: string[] = result.trigger.map((d) => `trigger: ${d.decision}: ${d.reason}`);
   for (const e of result.executions) {
     lines.push("", `${e.name}: ${e.status}${e.error ? ` (${e.error})` : ""}`);
+    const plan = e.report?.plan as { actions?: string[] } | null | undefined;
+    if (e.report?.dryRun && plan?.actions) {
+      lines.push("plan (dry run: nothing was changed):");
+      for (const action of plan.actions) lines.push(`  - ${action}`);
+    }
     lines.push(
       `${"step".padEnd(15)}${"outcome".padEnd(11)}${"on AWS ~".padStart(10)}${"here".padStart(9)}  calls`,
     );
