@@ -588,9 +588,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
   const waitMs = 20;
   options.signal?.throwIfAborted();
   // The report directory is this drill's alone: nothing from an earlier run may be read as ours.
-  await Promise.all(
-    REPORT_FILES.map((f) => rm(join(options.reportDir, f), { force: true })),
-  );
+  await Promise.all(REPORT_FILES.map((f) => rm(join(options.reportDir, f), { force: true })));
   const sandbox: Sandbox = await startSandbox({
     spokes: options.spokes,
     apps: options.apps,

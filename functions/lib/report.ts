@@ -842,7 +842,12 @@ function renderMarkdown(r: FailoverReport): string {
   const lines = [
     `# ${r.dryRun ? "Dry run of a failover" : `Failover ${r.status === "SUCCEEDED" ? "succeeded" : "FAILED"}`}: ${r.sourceRegion ?? "?"} -> ${r.targetRegion ?? "?"}`,
     ...(r.dryRun
-      ? ["", "Nothing was changed. The plan:", "", ...(r.plan?.actions ?? []).map((a) => `- ${md(a)}`)]
+      ? [
+          "",
+          "Nothing was changed. The plan:",
+          "",
+          ...(r.plan?.actions ?? []).map((a) => `- ${md(a)}`),
+        ]
       : []),
     "",
     "## Summary",

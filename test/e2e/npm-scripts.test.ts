@@ -18,7 +18,14 @@ describe("npm scripts from the README", () => {
   it("npm run drill -- --json prints only JSON on stdout, runs a whole failover and writes the report", async () => {
     const reportDir = join(dir, "report");
     // As typed in the README, without --silent: the project's .npmrc keeps npm's banner out.
-    const { stdout } = await run("npm", ["run", "drill", "--", "--json", "--report-dir", reportDir]);
+    const { stdout } = await run("npm", [
+      "run",
+      "drill",
+      "--",
+      "--json",
+      "--report-dir",
+      reportDir,
+    ]);
     const result = JSON.parse(stdout) as { status: string; after: { activeRegion: string } };
     expect(result.status).toBe("SUCCEEDED");
     expect(result.after.activeRegion).toBe("us-east-2");
