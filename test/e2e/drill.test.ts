@@ -268,6 +268,17 @@ describe("drill: happy path", () => {
     expect(md).toMatch(/^# Dry run of a failover: us-west-2 -> us-east-2\n/);
     expect(md).toContain("- commit envs/production/values.yaml regions.us-east-2.active = true");
     expect(verifyChain(auditOf(result))).toMatchObject({ intact: true });
+    const printed: string[] = [];
+    const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
+      printed.push(String(chunk));
+      return true;
+    });
+    try {
+      expect(await main(["node", "gitops-failover", "audit", "verify", result.reportDir])).toBe(0);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(printed.join("")).toMatch(/^audit trail intact: 2 events, .*matches report\.json/);
   });
 });
 
