@@ -406,7 +406,8 @@ function commitsOf(
   return out;
 }
 
-const APPS_BRANCH: StepName[] = ["CommitRetarget", "AwaitArgoSync"];
+/** The Parallel state's branches; CommitRetarget runs just before it (the push is the guard). */
+const APPS_BRANCH: StepName[] = ["AwaitArgoSync"];
 const DATA_BRANCH: StepName[] = ["PromoteAurora", "AwaitAurora"];
 
 /**
@@ -778,7 +779,7 @@ function renderGantt(r: FailoverReport): string[] {
   const timed = r.steps.filter((s) => s.startedAt && s.endedAt);
   if (!timed.length) return [];
   const section = (name: StepName) =>
-    APPS_BRANCH.includes(name)
+    name === "CommitRetarget" || APPS_BRANCH.includes(name)
       ? "Apps"
       : DATA_BRANCH.includes(name)
         ? "Data"

@@ -99,7 +99,10 @@ describe("failover.asl.json executed with the real handlers", () => {
     const order = entered(result);
     expect(order.filter((s) => s === "Converge")).toHaveLength(1);
     expect(order).not.toContain("DataPhase");
-    expect(order.indexOf("PromoteAurora")).toBeLessThan(order.lastIndexOf("AwaitArgoSync"));
+    // The commit (the cross-region guard) first, then both branches at once.
+    expect(order.indexOf("CommitRetarget")).toBeLessThan(order.indexOf("Converge"));
+    expect(order.filter((s) => s === "PromoteAurora")).toHaveLength(1);
+    expect(order.indexOf("PromoteAurora")).toBeLessThan(order.indexOf("ShiftTraffic"));
     expect(await sandbox.state()).toMatchObject({
       activeRegion: "us-east-2",
       auroraWriterRegion: "us-east-2",
@@ -212,6 +215,16 @@ describe("failover.asl.json executed with the real handlers", () => {
       "ConcurrentFailover",
     ],
     [
+      "CommitRetarget (ungraceful: another orchestrator region's failover commit lands first)",
+      (s) =>
+        s.git.injectConflictOnNextPush(
+          { "NOTES.md": "failed over elsewhere\n" },
+          "failover(x): make eu-west-1 active\n\nFailover-Execution: arn:aws:states:eu-west-1:000000000000:execution:gitops-failover:other\nFailover-Target: eu-west-1",
+        ),
+      { mode: "ungraceful", allowDataLoss: true },
+      "ConcurrentFailover",
+    ],
+    [
       "AwaitArgoSync",
       (s) => s.injectFault("argocd-sync-timeout", "us-east-2"),
       {},
@@ -248,6 +261,8 @@ describe("failover.asl.json executed with the real handlers", () => {
       // Before ShiftTraffic no traffic call is even attempted; ShiftTraffic's own attempt is
       // refused, and so is compensation's (moving users to the writer's region, us-east-2).
       expect(writes(sandbox).trafficUpdates).toBe(step === "ShiftTraffic" ? 2 : 0);
+      // The Git push is the cross-region guard: taken before Aurora is touched, in either mode.
+      if (step.startsWith("CommitRetarget")) expect(writes(sandbox).auroraPromotions).toBe(0);
       expect((await sandbox.state()).trafficDials).toEqual({
         "us-west-2": 100,
         "us-east-2": 0,
