@@ -31,7 +31,7 @@ import type {
   Plan,
   PlatformSnapshot,
 } from "./state.ts";
-import { snapshot } from "./steps.ts";
+import { maxDialRegion, snapshot } from "./steps.ts";
 
 /** STOPPED: the step was still polling when the other Parallel branch failed. */
 export type StepOutcome = "SUCCEEDED" | "SKIPPED" | "FAILED" | "NOT_RUN" | "STOPPED";
@@ -543,11 +543,6 @@ function movedBy(r: ReportDraft): { traffic: boolean; git: boolean; aurora: bool
   };
 }
 
-function maxDial(dials: Record<string, number>): string | null {
-  const top = Object.entries(dials).sort(([, a], [, b]) => b - a)[0];
-  return top && top[1] > 0 ? top[0] : null;
-}
-
 /** Only what a shell and Markdown can take literally: our names, ARNs, hex SHAs. */
 const safe = (text: string) => text.replace(/[^A-Za-z0-9_.:/@+=,-]/g, "?");
 
@@ -625,7 +620,7 @@ function manualSteps(r: ReportDraft, t: Topology, allowDataLoss: boolean): strin
       (status("PromoteAurora") === "SUCCEEDED" ||
         (r.failedStep === "PromoteAurora" && cause !== "AuroraPromotionRefused"));
   const steps: string[] = [];
-  const serving = r.after ? maxDial(r.after.trafficDials) : null;
+  const serving = r.after ? maxDialRegion(r.after.trafficDials) : null;
   const writer = r.after?.auroraWriterRegion ?? null;
   const compensated = r.compensation.some((a) => a.outcome === "DONE" || a.outcome === "STARTED");
   if (serving === target && writer === target && moved.traffic) {

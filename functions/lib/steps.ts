@@ -288,7 +288,8 @@ async function assertTargetHealthy(t: Topology, target: string): Promise<void> {
   }
 }
 
-function maxDialRegion(dials: Record<string, number>): string | null {
+/** The region with the most traffic (users are served there), or null when none has any. */
+export function maxDialRegion(dials: Record<string, number>): string | null {
   const top = Object.entries(dials).sort(([, a], [, b]) => b - a)[0];
   return top && top[1] > 0 ? top[0] : null;
 }
@@ -925,13 +926,20 @@ export async function compensateStep(state: FailoverState): Promise<Compensation
 
   const before = state.plan.before.trafficDials;
   if (Object.entries(traffic.dials).some(([r, d]) => before[r] !== d)) {
+    // A stage (or half of one) went through: finish the move to the writer, never undo it.
+    if (
+      writer === target &&
+      !aurora.failoverState &&
+      (await moveTrafficToWriter(state, t, target, note))
+    )
+      return progress("SUCCEEDED");
     note(
       "none",
-      "NOT_NEEDED",
+      "FAILED",
       `traffic had already moved (${dialsText(traffic.dials)}): left as it is`,
     );
     return incomplete("traffic had already moved; nothing was undone automatically", [
-      `traffic is ${dialsText(traffic.dials)}`,
+      `traffic is ${dialsText(traffic.dials)}, Aurora's writer is ${writer ?? "unknown"}`,
     ]);
   }
   if (!serving) {
@@ -966,6 +974,13 @@ export async function compensateStep(state: FailoverState): Promise<Compensation
       const moved = await moveTrafficToWriter(state, t, target, note);
       if (moved) return progress("SUCCEEDED");
     }
+    const sick = await failingHealthCheck(t, serving);
+    if (sick) {
+      note("switch-writer-back", "NOT_NEEDED", `not to ${serving}: ${sick}`);
+      return incomplete(`the writer is ${writer} and ${serving} is failing its health check`, [
+        sick,
+      ]);
+    }
     try {
       const back = await promoteAurora(auroraTopology(t), {
         targetRegion: serving,
@@ -989,6 +1004,17 @@ export async function compensateStep(state: FailoverState): Promise<Compensation
   return reverted.problems.length
     ? incomplete("the first-phase commit could not be reverted", reverted.problems)
     : progress("SUCCEEDED", reverted.commit ? { revertCommit: reverted.commit } : {});
+}
+
+/**
+ * Why `region` must not get the writer back (its own Route 53 health check is failing: an
+ * ungraceful failover's source that is really down), or null.
+ */
+async function failingHealthCheck(t: Topology, region: string): Promise<string | null> {
+  const health = await readHealthCheck(regionOf(t, region).route53.healthCheckId);
+  return health.failingFraction >= t.trigger.corroborationThreshold
+    ? `${region} is failing its health check (${health.failing}/${health.checkers} Route 53 checkers)`
+    : null;
 }
 
 /** Moves all traffic to the target at once when its apps are ready there; false when it did not. */

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import { readAuditTrail } from "../../functions/lib/audit.ts";
 import { resetRuntimeTopology } from "../../functions/lib/config.ts";
 import { type Sandbox, startSandbox } from "../../sandbox/index.ts";
 import { type LocalRunResult, runLocal } from "../../sandbox/runner.ts";
@@ -270,6 +271,29 @@ describe("failover.asl.json executed with the real handlers", () => {
       });
     },
   );
+
+  it("ungraceful, the source really down (its health check failing): compensation leaves the writer on the target", async () => {
+    sandbox.injectFault("argocd-degraded", "us-east-2");
+    const source = sandbox.topology.regions["us-west-2"]?.route53.healthCheckId ?? "";
+    sandbox.aws.route53.setFailingFraction(source, 1);
+
+    const result = await run({ mode: "ungraceful" }, "source-down");
+
+    expect(result.error).toBe("ArgoSyncTimeout");
+    expect(await sandbox.state()).toMatchObject({ auroraWriterRegion: "us-east-2" });
+    const compensation = (await readAuditTrail("source-down")).findLast(
+      (e) => e.step === "Compensate",
+    );
+    expect(compensation).toMatchObject({ outcome: "FAILED" });
+    expect((compensation?.after as { actions: unknown[] }).actions).toContainEqual(
+      expect.objectContaining({
+        action: "switch-writer-back",
+        outcome: "NOT_NEEDED",
+        detail: expect.stringMatching(/^not to us-west-2: us-west-2 is failing its health check/),
+      }),
+    );
+    expect(writes(sandbox).auroraPromotions).toBe(1);
+  });
 
   it("staged traffic 10, 50, 100: the passive region's dial stays 0 at every stage, the target ends at 100", async () => {
     const t = sandbox.topology;
