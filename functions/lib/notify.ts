@@ -31,7 +31,12 @@ export async function notifyStep(
   const target = state.plan?.targetRegion ?? state.input?.targetRegion ?? "?";
   const r = state.report;
   const failed = r?.status === "FAILED" || !!state.error;
-  const subject = `[gitops-failover] failover to ${target} ${failed ? "FAILED" : "succeeded"}`;
+  const outcome = state.input?.dryRun
+    ? "dry run (nothing changed)"
+    : failed
+      ? "FAILED"
+      : "succeeded";
+  const subject = `[gitops-failover] failover to ${target} ${outcome}`;
   const lines = [
     subject,
     `Execution: ${state.execution?.id ?? "?"}`,
