@@ -178,6 +178,8 @@ function buildTopology(
       platform: PLATFORM,
       git: {
         url: git.url,
+        // git http-backend behind a plain HTTP server on 127.0.0.1: the one cleartext endpoint.
+        insecure: true,
         branch: "main",
         credentialsSecretArn: secretArn("us-west-2", "git"),
         author: { name: "gitops-failover", email: "gitops-failover@sandbox.local" },
