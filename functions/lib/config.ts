@@ -66,7 +66,7 @@ function refuseCleartext(
  * revision expression (`@{`, `..`, `^`, `~`), another namespace (`refs/...`, `HEAD`) or a lock file.
  */
 function refNameProblem(name: string): string | undefined {
-  if (/[\x00-\x20\x7f~^:?*[\\]/.test(name))
+  if (/[\p{Cc} ~^:?*[\\]/u.test(name))
     return "may not contain spaces, control characters or any of ~ ^ : ? * [ \\";
   if (name.startsWith("-")) return "may not begin with '-' (it would read as an option)";
   if (name.includes("..")) return "may not contain '..'";
