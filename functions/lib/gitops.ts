@@ -569,7 +569,36 @@ function repoPath(file: string): string {
   return pathSegments(file).join("/");
 }
 
+/** Git's file mode of a symbolic link: its blob is the link's target path, not the file's text. */
+const SYMLINK_MODE = "120000";
+
+/**
+ * Refuses a retarget file that is a symbolic link, or lies under one, in `commit`: the edit
+ * would rewrite the link's target path as if it were YAML, or land outside the file named.
+ * A missing entry is left for readBlob to report.
+ */
+async function assertNoSymlink(c: Clone, commit: string, file: string): Promise<void> {
+  let oid = (await readCommit({ fs, dir: c.dir, oid: commit, cache: c.cache })).commit.tree;
+  const walked: string[] = [];
+  for (const name of pathSegments(file)) {
+    const { tree } = await readTree({ fs, dir: c.dir, oid, cache: c.cache });
+    const entry = tree.find((e) => e.path === name);
+    if (!entry) return;
+    walked.push(name);
+    if (entry.mode === SYMLINK_MODE)
+      throw new GitEditError(
+        `${file}: ${walked.join("/")} is a symbolic link on ${c.repo.branch} (commit ${commit.slice(0, 12)}) in ${c.where}; a retarget edits regular files only, nothing was pushed`,
+        [
+          "point git.retarget[].file at the real file, or replace the link with the file in the repository",
+        ],
+      );
+    if (entry.type !== "tree") return;
+    oid = entry.oid;
+  }
+}
+
 async function readText(c: Clone, commit: string, file: string): Promise<string> {
+  await assertNoSymlink(c, commit, file);
   try {
     const { blob } = await readBlob({
       fs,
