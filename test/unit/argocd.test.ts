@@ -14,7 +14,12 @@ import {
   checkSync,
   type SyncCheckRequest,
 } from "../../functions/lib/argocd.ts";
-import { ArgoAuthError, ArgoUnreachable, ConfigError } from "../../functions/lib/errors.ts";
+import {
+  ArgoAuthError,
+  ArgoUnreachable,
+  ConfigError,
+  ResponseTooLarge,
+} from "../../functions/lib/errors.ts";
 import { getSecret } from "../../functions/lib/secrets.ts";
 import { filterApplicationList } from "../../sandbox/argocd.ts";
 import { createCa } from "../../sandbox/ca.ts";
@@ -702,6 +707,40 @@ describe("checkSync: hubs", () => {
     // Assess
     expect(result).toMatchObject({ status: "SUCCEEDED", hub: "hub-standby" });
     expect(silent.requests).toHaveLength(1);
+  });
+
+  it.each([
+    ["streams past the cap", false],
+    ["declares a Content-Length past the cap", true],
+  ])("throws ResponseTooLarge, not retried, when a hub %s (64 MiB)", async (_what, declared) => {
+    // Prepare: an answer of 65 MiB, in 1 MiB writes, chunked or with its length up front.
+    const MIB = Buffer.alloc(1024 * 1024, 0x20);
+    const huge = await startHub((_req, res) => {
+      res.on("error", () => undefined);
+      res.writeHead(200, {
+        "content-type": "application/json",
+        ...(declared ? { "content-length": String(65 * MIB.length) } : {}),
+      });
+      const write = (left: number): void => {
+        if (left === 0 || res.destroyed) return void res.end();
+        if (res.write(MIB)) write(left - 1);
+        else res.once("drain", () => write(left - 1));
+      };
+      write(65);
+    });
+
+    // Act
+    const error = await checkSync(request([hub("hub-primary", huge.url)])).catch((e: unknown) => e);
+
+    // Assess
+    expect(error).toBeInstanceOf(ResponseTooLarge);
+    expect(error).toMatchObject({
+      name: "ResponseTooLarge",
+      retryable: false,
+      message: expect.stringContaining(
+        `Argo CD hub hub-primary (${huge.url}) answered GET /api/v1/applications with more than 67108864 bytes`,
+      ),
+    });
   });
 
   it("throws ArgoUnreachable naming every hub and why when none answers", async () => {

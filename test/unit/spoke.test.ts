@@ -1,14 +1,15 @@
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { request } from "node:https";
-import { createServer as createTcpServer, type Socket } from "node:net";
+import { createServer as createHttpsServer, request } from "node:https";
+import { type AddressInfo, createServer as createTcpServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   ConfigError,
+  ResponseTooLarge,
   SpokeAuthError,
   SpokeNotReady,
   SpokeUnreachable,
@@ -367,6 +368,50 @@ describe("inspectSpoke", () => {
     } finally {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
+  it.each([
+    ["/readyz streams", "/readyz", false],
+    ["the node list declares", "/api/v1/nodes", true],
+  ])("throws ResponseTooLarge when %s more than 64 MiB", async (_what, hugePath, declared) => {
+    const MIB = Buffer.alloc(1024 * 1024, 0x20);
+    const tls = await ca.issue("huge-spoke");
+    const server = createHttpsServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => {
+      res.on("error", () => undefined);
+      if (req.url?.split("?")[0] !== hugePath) {
+        res.writeHead(200, { "content-type": "text/plain" }).end("ok");
+        return;
+      }
+      res.writeHead(200, {
+        "content-type": "application/json",
+        ...(declared ? { "content-length": String(65 * MIB.length) } : {}),
+      });
+      const write = (left: number): void => {
+        if (left === 0 || res.destroyed) return void res.end();
+        if (res.write(MIB)) write(left - 1);
+        else res.once("drain", () => write(left - 1));
+      };
+      write(65);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const apiServer = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+    try {
+      const error = await inspectSpoke(
+        { name: "spoke-huge", apiServer, caData: ca.caPem, token: TOKEN },
+        EXPECT,
+        TIMEOUT,
+      ).catch((e) => e);
+
+      expect(error).toBeInstanceOf(ResponseTooLarge);
+      expect(error.message).toContain(
+        `spoke spoke-huge (${apiServer}) answered with more than 67108864 bytes`,
+      );
+      expect(error.message).not.toContain(TOKEN);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 
