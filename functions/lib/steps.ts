@@ -26,6 +26,7 @@ import {
   ArgoSyncTimeout,
   AuroraPromotionRefused,
   AuroraPromotionTimeout,
+  describe,
   type ErrorData,
   type FailoverError,
   isFailoverError,
@@ -126,17 +127,77 @@ export async function snapshot(
     describeAurora(auroraTopology(t), [targetRegion, ...otherRegions(t, targetRegion)]),
     readTraffic(trafficTopology(t)),
   ]);
-  const valueAt = (file: string, path: string) =>
-    git.values.find((v) => v.file === file && v.path === path)?.value;
-  const activeRegion =
-    regions.find((r) => editsFor(t, r).every((e) => valueAt(e.file, e.path) === e.value)) ?? null;
   return {
-    activeRegion,
+    activeRegion: activeRegionOf(t, git.values),
     gitHead: git.head,
     auroraWriterRegion: aurora.writerRegion ?? null,
     trafficDials: traffic.dials,
     ...(git.lastFailover ? { lastFailover: git.lastFailover } : {}),
   };
+}
+
+/** The region every retarget edit, rendered for it, matches in Git; null when none does. */
+function activeRegionOf(t: Topology, values: { file: string; path: string; value: unknown }[]) {
+  const valueAt = (file: string, path: string) =>
+    values.find((v) => v.file === file && v.path === path)?.value;
+  return (
+    Object.keys(t.regions).find((r) =>
+      editsFor(t, r).every((e) => valueAt(e.file, e.path) === e.value),
+    ) ?? null
+  );
+}
+
+/** A snapshot some of whose parts could not be read: those are null and named in `unreadable`. */
+export type PartialSnapshot = { [K in keyof PlatformSnapshot]: PlatformSnapshot[K] | null } & {
+  /** One line per part that could not be read: which, and the error. */
+  unreadable: string[];
+};
+
+/**
+ * The reads of {@link snapshot}, each on its own: for a report after Plan failed, where one
+ * unreachable part (Git with a rotated token) must not hide the others (writer, dials).
+ */
+export async function partialSnapshot(t: Topology, targetRegion: string): Promise<PartialSnapshot> {
+  const regions = Object.keys(t.regions);
+  const [git, aurora, traffic] = await Promise.allSettled([
+    gitAuth(t).then((auth) =>
+      readValues(
+        gitRepo(t),
+        auth,
+        regions.flatMap((r) => editsFor(t, r)),
+      ),
+    ),
+    describeAurora(auroraTopology(t), [targetRegion, ...otherRegions(t, targetRegion)]),
+    readTraffic(trafficTopology(t)),
+  ]);
+  const unreadable: string[] = [];
+  const read = <T>(part: string, r: PromiseSettledResult<T>): T | undefined => {
+    if (r.status === "fulfilled") return r.value;
+    unreadable.push(`${part}: ${describe(r.reason)}`);
+    return undefined;
+  };
+  const values = read("Git", git);
+  return {
+    activeRegion: values ? activeRegionOf(t, values.values) : null,
+    gitHead: values?.head ?? null,
+    auroraWriterRegion: read("Aurora", aurora)?.writerRegion ?? null,
+    trafficDials: read("traffic", traffic)?.dials ?? null,
+    unreadable,
+  };
+}
+
+/** The region serving before a failover to `target`: Git's active region, the top dial, the writer. */
+export function sourceRegionOf(
+  before: Pick<PartialSnapshot, "activeRegion" | "trafficDials" | "auroraWriterRegion">,
+  target: string,
+): string | null {
+  return (
+    [
+      before.activeRegion,
+      before.trafficDials ? maxDialRegion(before.trafficDials) : null,
+      before.auroraWriterRegion,
+    ].find((r): r is string => !!r && r !== target) ?? null
+  );
 }
 
 function trafficAtTarget(dials: Record<string, number>, target: string): boolean {
@@ -159,10 +220,7 @@ export async function planStep(event: {
   // Only an automatic execution (the trigger sets failedRegion) is held back by the cooldown.
   const lookback = input.failedRegion ? FAILOVER_LOOKBACK_COMMITS : 0;
   const { lastFailover, ...before } = await snapshot(t, target, lookback);
-  const sourceRegion =
-    [before.activeRegion, maxDialRegion(before.trafficDials), before.auroraWriterRegion].find(
-      (r): r is string => !!r && r !== target,
-    ) ?? null;
+  const sourceRegion = sourceRegionOf(before, target);
   // An alarm on a region that is not serving (a passive one) is no reason to move anything.
   const bystander = !!input.failedRegion && input.failedRegion !== sourceRegion;
   const held = bystander ? undefined : cooldownHold(t, event.execution, lastFailover);

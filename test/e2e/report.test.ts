@@ -147,6 +147,48 @@ describe("failure report (drill --fault argocd-sync-timeout)", () => {
   });
 });
 
+describe("failure report when Plan fails (drill --fault git-auth-failure)", () => {
+  it("names the requested target and source, shows the parts it could read, and suggests the real command", async () => {
+    // Act: Git refuses the token, so Plan fails before it has a plan or a validated input.
+    const result = await runDrill({
+      ...DRILL_DEFAULTS,
+      faults: ["git-auth-failure"],
+      reportDir: join(root, "plan-failed"),
+    });
+    const report: FailoverReport = JSON.parse(
+      readFileSync(join(result.reportDir, "report.json"), "utf8"),
+    );
+    const md = readFileSync(join(result.reportDir, "report.md"), "utf8");
+
+    // Assess
+    expect(report).toMatchObject({
+      status: "FAILED",
+      failedStep: "Plan",
+      sourceRegion: "us-west-2",
+      targetRegion: "us-east-2",
+      mode: "graceful",
+      requestedBy: "drill",
+      before: {
+        activeRegion: null,
+        gitHead: null,
+        auroraWriterRegion: "us-west-2",
+        trafficDials: { "us-west-2": 100, "us-east-2": 0, "eu-west-1": 0 },
+        unreadable: [expect.stringMatching(/^Git: GitAuthError: .* rejected the credentials/)],
+      },
+      changed: [],
+    });
+    expect(report.manualSteps).toEqual([
+      "Nothing was changed: nothing to undo. Users are still served by us-west-2.",
+      'Fix the cause (GitAuthError), then start a new execution: `gitops-failover start --target us-east-2 --mode graceful --reason "<why>"`.',
+    ]);
+    expect(md).toMatch(/^# Failover FAILED: us-west-2 -> us-east-2\n/);
+    expect(md).toContain("| Aurora writer | us-west-2 |");
+    expect(md).toContain("| Traffic dials | us-west-2 100%, us-east-2 0%, eu-west-1 0% |");
+    expect(md).toContain("Before: could not read Git: GitAuthError:");
+    expect(md).not.toMatch(/the target region|the previous region|mode: \?/);
+  });
+});
+
 describe("rejected execution in a running sandbox", () => {
   const NAME = "reject-inject";
   let sandbox: Sandbox;
