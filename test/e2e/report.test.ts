@@ -276,6 +276,49 @@ describe("rejected execution in a running sandbox", () => {
     );
   });
 
+  it("audit verify <dir>: audit.jsonl and report.json truncated together pass alone, not against the execution", async () => {
+    // Prepare: drop the last event and make report.json agree with what is left.
+    const dir = join(root, "rejected");
+    const n = report.audit.events;
+    const forged = tamperedCopy(dir, "forged", (lines) => lines.slice(0, -1));
+    const left = readFileSync(join(forged, "audit.jsonl"), "utf8").trimEnd().split("\n");
+    const head = (JSON.parse(left.at(-1) ?? "{}") as { hash: string }).hash;
+    writeFileSync(
+      join(forged, "report.json"),
+      JSON.stringify({ ...report, audit: { ...report.audit, events: n - 1, head } }),
+    );
+
+    // Act
+    const alone = await cli("audit", "verify", forged);
+    const witnessed = await cli("audit", "verify", forged, "--sandbox", endpointFile);
+    const genuine = await cli("audit", "verify", dir, "--sandbox", endpointFile);
+
+    // Assess
+    expect(alone.code).toBe(0);
+    expect(alone.out).toContain(
+      `checked the directory against itself only: ${NAME} ran in a sandbox, which only that sandbox can answer for (pass --sandbox <endpoint file> while it runs); audit.jsonl and report.json truncated together would not show`,
+    );
+    expect(witnessed.code).toBe(1);
+    expect(witnessed.out).toContain(
+      `audit trail BROKEN: audit.jsonl has ${n - 1} events, the execution history recorded ${n} (truncated?)`,
+    );
+    expect(genuine.code).toBe(0);
+    expect(genuine.out).toMatch(/matches report\.json .*; matches the execution history too$/m);
+  });
+
+  it("audit verify <dir>: exit 1 when report.json is pointed at another execution", async () => {
+    const copy = tamperedCopy(join(root, "rejected"), "elsewhere", (lines) => lines);
+    const other = { ...report.execution, id: report.execution.id.replace(NAME, "someone-else") };
+    writeFileSync(join(copy, "report.json"), JSON.stringify({ ...report, execution: other }));
+
+    const verdict = await cli("audit", "verify", copy, "--sandbox", endpointFile);
+
+    expect(verdict.code).toBe(1);
+    expect(verdict.out).toContain(
+      `report.json names execution someone-else, the events in audit.jsonl are ${NAME}'s`,
+    );
+  });
+
   it("audit verify <execution>: exit 1 once the last DynamoDB item is deleted", async () => {
     const n = (await readAuditTrail(NAME)).length;
     await dynamoClient().send(
