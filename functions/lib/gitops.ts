@@ -14,7 +14,7 @@
  */
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
-import { mkdir, readdir, rm, stat } from "node:fs/promises";
+import { mkdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
@@ -58,6 +58,7 @@ import {
   UnexpectedError,
 } from "./errors.ts";
 import { redact, registerSecret } from "./redact.ts";
+import { processAlive, scratchDirs } from "./scratch-dirs.ts";
 import { invalidateSecretToken } from "./secrets.ts";
 
 export interface GitRepo {
@@ -309,18 +310,9 @@ async function withClone<T>(
  * Best effort: a failure to sweep never fails the clone.
  */
 async function sweepStaleClones(now = Date.now()): Promise<string[]> {
-  const root = tmpdir();
-  let names: string[];
-  try {
-    names = await readdir(root);
-  } catch {
-    return [];
-  }
   const swept: string[] = [];
-  for (const name of names) {
-    const pid = Number(CLONE_NAME.exec(name)?.[1] ?? Number.NaN);
-    const dir = join(root, name);
-    if (!Number.isInteger(pid) || activeClones.has(dir)) continue;
+  for (const { dir, pid } of await scratchDirs(CLONE_NAME)) {
+    if (activeClones.has(dir)) continue;
     try {
       const stale =
         pid === process.pid ||
@@ -336,15 +328,6 @@ async function sweepStaleClones(now = Date.now()): Promise<string[]> {
   return swept;
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: it exists but belongs to another user.
-    return errorCode(e) === "EPERM";
-  }
-}
 
 async function remoteHead(c: Clone): Promise<string> {
   try {
