@@ -328,7 +328,6 @@ async function sweepStaleClones(now = Date.now()): Promise<string[]> {
   return swept;
 }
 
-
 async function remoteHead(c: Clone): Promise<string> {
   try {
     return await resolveRef({ fs, dir: c.dir, ref: `refs/remotes/origin/${c.repo.branch}` });

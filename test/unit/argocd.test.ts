@@ -23,6 +23,7 @@ import {
 import { getSecret } from "../../functions/lib/secrets.ts";
 import { filterApplicationList } from "../../sandbox/argocd.ts";
 import { createCa } from "../../sandbox/ca.ts";
+import { answerTooLarge } from "./huge-answer.ts";
 import { rotatingSecret } from "./rotating-secret.ts";
 
 const SHA = "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432";
@@ -713,21 +714,8 @@ describe("checkSync: hubs", () => {
     ["streams past the cap", false],
     ["declares a Content-Length past the cap", true],
   ])("throws ResponseTooLarge, not retried, when a hub %s (64 MiB)", async (_what, declared) => {
-    // Prepare: an answer of 65 MiB, in 1 MiB writes, chunked or with its length up front.
-    const MIB = Buffer.alloc(1024 * 1024, 0x20);
-    const huge = await startHub((_req, res) => {
-      res.on("error", () => undefined);
-      res.writeHead(200, {
-        "content-type": "application/json",
-        ...(declared ? { "content-length": String(65 * MIB.length) } : {}),
-      });
-      const write = (left: number): void => {
-        if (left === 0 || res.destroyed) return void res.end();
-        if (res.write(MIB)) write(left - 1);
-        else res.once("drain", () => write(left - 1));
-      };
-      write(65);
-    });
+    // Prepare
+    const huge = await startHub((_req, res) => answerTooLarge(res, declared));
 
     // Act
     const error = await checkSync(request([hub("hub-primary", huge.url)])).catch((e: unknown) => e);

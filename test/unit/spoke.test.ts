@@ -23,6 +23,7 @@ import {
 } from "../../functions/lib/spoke.ts";
 import { type Ca, createCa } from "../../sandbox/ca.ts";
 import { type FakeSpoke, type FakeSpokeOptions, startSpoke } from "../../sandbox/spoke.ts";
+import { answerTooLarge } from "./huge-answer.ts";
 import { rotatingSecret } from "./rotating-secret.ts";
 
 const TOKEN = "spoke-reader-token-7f3a9c2e";
@@ -375,24 +376,10 @@ describe("inspectSpoke", () => {
     ["/readyz streams", "/readyz", false],
     ["the node list declares", "/api/v1/nodes", true],
   ])("throws ResponseTooLarge when %s more than 64 MiB", async (_what, hugePath, declared) => {
-    const MIB = Buffer.alloc(1024 * 1024, 0x20);
     const tls = await ca.issue("huge-spoke");
     const server = createHttpsServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => {
-      res.on("error", () => undefined);
-      if (req.url?.split("?")[0] !== hugePath) {
-        res.writeHead(200, { "content-type": "text/plain" }).end("ok");
-        return;
-      }
-      res.writeHead(200, {
-        "content-type": "application/json",
-        ...(declared ? { "content-length": String(65 * MIB.length) } : {}),
-      });
-      const write = (left: number): void => {
-        if (left === 0 || res.destroyed) return void res.end();
-        if (res.write(MIB)) write(left - 1);
-        else res.once("drain", () => write(left - 1));
-      };
-      write(65);
+      if (req.url?.split("?")[0] === hugePath) return answerTooLarge(res, declared);
+      res.writeHead(200, { "content-type": "text/plain" }).end("ok");
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const apiServer = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
