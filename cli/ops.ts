@@ -75,6 +75,11 @@ interface ConnectionFlags {
 interface Connection {
   client: SFNClient;
   stateMachineArn: string;
+  /**
+   * A follow-up command to print, with the connection flags it needs to work when pasted
+   * (`--sandbox <file>`; against AWS the environment or the execution ARN carries the rest).
+   */
+  suggest: (command: string) => string;
 }
 
 /** Adds the options every operator command shares. */
@@ -149,7 +154,12 @@ function connect(flags: ConnectionFlags, ref?: string): Connection {
     maxAttempts: 3,
     ...(flags.profile ? { profile: flags.profile } : {}),
   });
-  return { client, stateMachineArn };
+  const again = flags.sandbox ? ` --sandbox ${flags.sandbox}` : "";
+  return {
+    client,
+    stateMachineArn,
+    suggest: (command) => `npx gitops-failover ${command}${again}`,
+  };
 }
 
 /** An execution name or ARN, as the API wants it (an ARN of this state machine). */
@@ -466,7 +476,7 @@ export function registerOperatorCommands(cli: Command, out: (line: string) => vo
     ].filter(Boolean);
     out(`started ${name}: failover to ${input.targetRegion} (${notes.join(", ")})`);
     out(`  ${started.executionArn}`);
-    out(`  follow it: npx gitops-failover watch ${name}`);
+    out(`  follow it: ${conn.suggest(`watch ${name}`)}`);
   });
 
   connectionOptions(
@@ -521,7 +531,7 @@ export function registerOperatorCommands(cli: Command, out: (line: string) => vo
       if (status.current.length) out(`  now at: ${status.current.join(", ")}`);
       if (awaitingApproval) {
         out(
-          `  waiting for approval: npx gitops-failover approve ${status.name}  (or reject ${status.name} --reason ...)`,
+          `  waiting for approval: ${conn.suggest(`approve ${status.name}`)}  (or ${conn.suggest(`reject ${status.name} --reason "<why>"`)})`,
         );
       }
       if (exec.error || exec.cause) out(`  error: ${exec.error ?? ""}: ${exec.cause ?? ""}`);
@@ -587,11 +597,7 @@ export function registerOperatorCommands(cli: Command, out: (line: string) => vo
           e.type === "TaskScheduled" &&
           WAIT_FOR_TOKEN.test(e.taskScheduledEventDetails?.resource ?? "")
         ) {
-          emit(
-            at,
-            "awaiting-approval",
-            `waiting for approval: npx gitops-failover approve ${name}`,
-          );
+          emit(at, "awaiting-approval", `waiting for approval: ${conn.suggest(`approve ${name}`)}`);
         } else if (e.type && END_STATUS[e.type]) {
           ended = { status: END_STATUS[e.type] ?? "FAILED", ...(failure ?? {}) };
           const why = failure?.error
@@ -637,7 +643,7 @@ export function registerOperatorCommands(cli: Command, out: (line: string) => vo
     if (flags.json) out(JSON.stringify({ name: nameOf(arn), executionArn: arn, approvedBy }));
     else
       out(
-        `approved ${nameOf(arn)} as ${approvedBy}; follow it: npx gitops-failover watch ${nameOf(arn)}`,
+        `approved ${nameOf(arn)} as ${approvedBy}; follow it: ${conn.suggest(`watch ${nameOf(arn)}`)}`,
       );
   });
 
@@ -648,8 +654,9 @@ export function registerOperatorCommands(cli: Command, out: (line: string) => vo
         "reject a failover waiting at its Approval step (the execution fails with ApprovalRejected)",
       )
       .argument("<execution>", "execution name, or its ARN (which needs no --state-machine)")
-      .requiredOption("--reason <text>", "why (becomes the failure's cause)"),
-  ).action(async (ref: string, flags: ConnectionFlags & { reason: string }) => {
+      .requiredOption("--reason <text>", "why (becomes the failure's cause)")
+      .option("--by <name>", "who rejects (default: $GITOPS_FAILOVER_USER or your user name)"),
+  ).action(async (ref: string, flags: ConnectionFlags & { reason: string; by?: string }) => {
     const reason = flags.reason.trim();
     if (reason.length < 3 || reason.length > 500) {
       throw new InputValidationError("--reason: must say why in 3 to 500 characters");
@@ -658,7 +665,11 @@ export function registerOperatorCommands(cli: Command, out: (line: string) => vo
     const { arn, token } = await pendingApproval(conn, ref);
     await call(`rejecting ${nameOf(arn)}`, () =>
       conn.client.send(
-        new SendTaskFailureCommand({ taskToken: token, error: "ApprovalRejected", cause: reason }),
+        new SendTaskFailureCommand({
+          taskToken: token,
+          error: "ApprovalRejected",
+          cause: `rejected by ${flags.by ?? operator()}: ${reason}`,
+        }),
       ),
     );
     if (flags.json)

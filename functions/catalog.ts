@@ -31,6 +31,10 @@ export const FUNCTIONS = [
   { state: "AwaitAurora", dir: "await-aurora", timeoutSeconds: 30, secrets: [] },
   { state: "ShiftTraffic", dir: "shift-traffic", timeoutSeconds: 60, secrets: [] },
   { state: "VerifyTraffic", dir: "verify-traffic", timeoutSeconds: 30, secrets: [] },
+  /** The second commit of a two-phase retarget; reads the dials first. */
+  { state: "DemoteSource", dir: "demote-source", timeoutSeconds: 120, secrets: ["git"] },
+  /** After a failure before traffic moved: Aurora, traffic, an Argo CD check and a Git commit. */
+  { state: "Compensate", dir: "compensate", timeoutSeconds: 120, secrets: ["git", "argocd"] },
   /** Report and RecordFailure read Git (the after-snapshot, like Plan's), then write the report. */
   { state: "Report", dir: "report", timeoutSeconds: 120, secrets: ["git"] },
   { state: "RecordFailure", dir: "record-failure", timeoutSeconds: 120, secrets: ["git"] },

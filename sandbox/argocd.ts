@@ -15,7 +15,8 @@
  * What is simplified, on purpose:
  * - The "chart": the source path holds plain manifests; `helm.valueFiles` (relative to the path)
  *   and `helm.parameters` make the values, and a Deployment gets `replicas.active` when the
- *   `region` value equals `global.activeRegion`, else `replicas.passive` (see gitops-layout.ts).
+ *   `region` value's `regions.<region>.active` is true (or, in a one-value layout, equals
+ *   `global.activeRegion`), else `replicas.passive` (see gitops-layout.ts).
  * - ApplicationSets are read from every YAML file in the repository (standing in for the
  *   app-of-apps that applies them to the hub); only the cluster generator is rendered.
  * - Applications whose cluster stops matching are dropped from the API, and their workloads are
@@ -566,13 +567,22 @@ async function renderManifests(
   if (source.helm?.valuesObject) values = deepMerge(values, source.helm.valuesObject);
   for (const p of source.helm?.parameters ?? []) if (p.name) setPath(values, p.name, p.value ?? "");
 
-  const active = getPath(values, "global.activeRegion");
   const region = getPath(values, "region");
+  const activeRegion = getPath(values, "global.activeRegion");
+  const flags = getPath(values, "regions");
   const activeReplicas = getPath(values, "replicas.active");
   const passiveReplicas = getPath(values, "replicas.passive");
+  const isActive =
+    typeof region !== "string"
+      ? undefined
+      : typeof activeRegion === "string"
+        ? region === activeRegion
+        : isObject(flags)
+          ? isObject(flags[region]) && flags[region].active === true
+          : undefined;
   const chartReplicas =
-    typeof active === "string" && typeof region === "string" && typeof activeReplicas === "number"
-      ? region === active
+    isActive !== undefined && typeof activeReplicas === "number"
+      ? isActive
         ? activeReplicas
         : typeof passiveReplicas === "number"
           ? passiveReplicas

@@ -4,7 +4,7 @@
  * SFN client against the emulator), shows each step live, and ends with a summary of what each
  * step did, how long it took here and how long it would have taken on AWS.
  */
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
@@ -15,7 +15,7 @@ import {
 } from "@aws-sdk/client-sfn";
 import { FUNCTIONS } from "../functions/catalog.ts";
 import { sfnClient } from "../functions/lib/aws.ts";
-import { STEPS } from "../functions/lib/report.ts";
+import { REPORT_FILES, STEPS } from "../functions/lib/report.ts";
 import { type TriggerDecision, triggerOnAlarm } from "../functions/lib/trigger.ts";
 import { aslText } from "../statemachine/definition.ts";
 import { SANDBOX_ACCOUNT } from "./aws/protocol.ts";
@@ -197,6 +197,8 @@ function stepOutcome(name: string, state: Record<string, unknown>): [string, str
     AwaitAurora: "aurora",
     ShiftTraffic: "traffic",
     VerifyTraffic: "trafficHealth",
+    DemoteSource: "demotion",
+    Compensate: "compensation",
   };
   if (name === "Plan") {
     const plan = state.plan as { noop?: boolean; actions?: string[] } | undefined;
@@ -411,26 +413,6 @@ function platformOf(state: SandboxState): Omit<SandboxState, "workloads" | "gitL
   return platform;
 }
 
-/** A dry run stops after Plan, before Report: its report is the plan and an unchanged platform. */
-async function dryRunReport(dir: string, plan: unknown, after: SandboxState): Promise<DrillReport> {
-  const report: DrillReport = {
-    status: "SUCCEEDED",
-    dryRun: true,
-    failedStep: null,
-    error: null,
-    steps: FAILOVER_STEPS.map((name) => ({
-      name,
-      status: name === "Plan" ? "SUCCEEDED" : "NOT_RUN",
-    })),
-    plan,
-    before: (plan as { before?: unknown } | undefined)?.before ?? null,
-    after: platformOf(after),
-  };
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
-  return report;
-}
-
 async function startByApi(
   sandbox: Sandbox,
   name: string,
@@ -481,13 +463,7 @@ async function observe(
 ): Promise<DrillExecution> {
   const run = await follow(executionArn, options, waitMs);
   const after = await settledState(sandbox);
-  const report = options.dryRun
-    ? await dryRunReport(
-        options.reportDir,
-        (JSON.parse(run.output ?? "{}") as { plan?: unknown }).plan,
-        after,
-      )
-    : await readReport(options.reportDir);
+  const report = await readReport(options.reportDir);
   return {
     name,
     executionArn,
@@ -617,6 +593,8 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
   const t0 = Date.now();
   const waitMs = 20;
   options.signal?.throwIfAborted();
+  // The report directory is this drill's alone: nothing from an earlier run may be read as ours.
+  await Promise.all(REPORT_FILES.map((f) => rm(join(options.reportDir, f), { force: true })));
   const sandbox: Sandbox = await startSandbox({
     spokes: options.spokes,
     apps: options.apps,
@@ -733,6 +711,11 @@ export function summaryTable(result: DrillResult): string[] {
   const lines: string[] = result.trigger.map((d) => `trigger: ${d.decision}: ${d.reason}`);
   for (const e of result.executions) {
     lines.push("", `${e.name}: ${e.status}${e.error ? ` (${e.error})` : ""}`);
+    const plan = e.report?.plan as { actions?: string[] } | null | undefined;
+    if (e.report?.dryRun && plan?.actions) {
+      lines.push("plan (dry run: nothing was changed):");
+      for (const action of plan.actions) lines.push(`  - ${action}`);
+    }
     lines.push(
       `${"step".padEnd(15)}${"outcome".padEnd(11)}${"on AWS ~".padStart(10)}${"here".padStart(9)}  calls`,
     );

@@ -6,14 +6,16 @@
  *   the production spokes, automated sync with prune + selfHeal, and
  *   `preserveResourcesOnDeletion: true` so a cluster that stops matching keeps its workloads.
  * - `apps/<component>/`: a Deployment and an ExternalSecret.
- * - `envs/production/values.yaml`: `global.activeRegion` and `replicas.{active,passive}`.
+ * - `envs/production/values.yaml`: `regions.<region>.active` per region and
+ *   `replicas.{active,passive}`.
  *
  * The "chart" rule (applied by the Argo CD emulator, as a Helm template would): a Deployment runs
- * `replicas.active` where the cluster's `region` label equals `global.activeRegion`, and
- * `replicas.passive` elsewhere. The default is a warm standby (3 active, 1 passive): the one-line
- * retarget commit scales the target region up and the old one down to its standby size in the
- * same commit, so a failover that stops before traffic moves never leaves the serving region
- * with nothing running.
+ * `replicas.active` where the cluster's `region` value has `regions.<region>.active: true`, and
+ * `replicas.passive` elsewhere. The default is a warm standby (3 active, 1 passive). A region is
+ * made active and made passive by separate edits, so a failover is two commits: the first scales
+ * the target up while the source keeps serving at full size, the second (once traffic has moved)
+ * scales the source down to its standby size. A failover that stops before traffic moves never
+ * leaves the serving region smaller than it was.
  */
 
 /** What to seed: regions with their spokes, the active region and the app count per spoke. */
@@ -30,7 +32,7 @@ export interface LayoutOptions {
 /** Warm standby: every passive region keeps one ready replica of each Deployment. */
 export const DEFAULT_REPLICAS = { active: 3, passive: 1 } as const;
 
-/** The file holding `global.activeRegion`: the topology's retarget edit points here. */
+/** The file holding `regions.<region>.active`: the topology's retarget and demote edits point here. */
 export const VALUES_FILE = "envs/production/values.yaml";
 
 /** Where the ApplicationSets live (what an app-of-apps would apply to the hub). */
@@ -153,7 +155,7 @@ metadata:
     app.kubernetes.io/name: ${component}
     app.kubernetes.io/part-of: ${platform}
 spec:
-  # Set by the chart from ${VALUES_FILE}: replicas.active in global.activeRegion,
+  # Set by the chart from ${VALUES_FILE}: replicas.active where regions.<region>.active,
   # replicas.passive everywhere else.
   replicas: 0
   selector:
@@ -204,13 +206,17 @@ spec:
 }
 
 function values(o: LayoutOptions, replicas: { active: number; passive: number }): string {
+  const flags = o.regions.map(
+    (r) => `  ${r.region}:\n    active: ${r.region === o.activeRegion ? "true" : "false"}`,
+  );
   return `# Production values shared by every component of ${o.platform}.
-global:
-  # The region that serves traffic. A failover changes only this line, in one commit
-  # (retarget edit: file ${VALUES_FILE}, path global.activeRegion).
-  activeRegion: ${o.activeRegion}
+# The regions that serve traffic: a failover first sets the target's flag to true (retarget edit
+# regions.{{targetRegion}}.active), then, once traffic has moved, the old region's to false
+# (demote edit regions.{{region}}.active). Both true for a while is expected: both run full size.
+regions:
+${flags.join("\n")}
 replicas:
-  # Replicas of each Deployment in the active region.
+  # Replicas of each Deployment in an active region.
   active: ${replicas.active}
   # Replicas in every other region: ${replicas.passive === 0 ? "0 fences them (nothing runs there)" : "a warm standby, ready to take traffic"}.
   passive: ${replicas.passive}
@@ -235,10 +241,11 @@ Components: ${components.join(", ")}.
 
 ## Failover
 
-Only \`${VALUES_FILE}\` decides where traffic is served: \`global.activeRegion\`. Each Deployment
-runs \`replicas.active\` in that region and \`replicas.passive\` elsewhere (a warm standby), so
-one commit scales the new region up and the old one down to standby, and a region that comes back
-stays passive.
+Only \`${VALUES_FILE}\` decides where traffic is served: \`regions.<region>.active\`. Each
+Deployment runs \`replicas.active\` in an active region and \`replicas.passive\` elsewhere (a warm
+standby). A failover commits twice: the target is made active first (both regions run full size),
+and the old region is made passive only once traffic has left it, so it stays passive when it
+comes back.
 Never relabel cluster Secrets to move workloads: a cluster that stops matching an
 ApplicationSet loses its Applications.
 `;

@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
+import { parse } from "yaml";
 import { dynamoClient, globalAcceleratorClient, resetClients } from "../functions/lib/aws.ts";
 import { parseTopology, resetRuntimeTopology, type Topology } from "../functions/lib/config.ts";
 import { logger } from "../functions/lib/middleware.ts";
@@ -69,7 +70,10 @@ export interface RegionWorkloads {
 
 /** The platform as the sandbox sees it, read from the stand-ins themselves (not via the functions). */
 export interface SandboxState {
+  /** The one region Git makes active, or null while none or several are. */
   activeRegion: string | null;
+  /** Every region whose `regions.<region>.active` is true in Git. */
+  activeRegions: string[];
   gitHead: string;
   /** The branch history, newest first: SHA and subject. */
   gitLog: { sha: string; subject: string }[];
@@ -183,7 +187,8 @@ function buildTopology(
         branch: "main",
         credentialsSecretArn: secretArn("us-west-2", "git"),
         author: { name: "gitops-failover", email: "gitops-failover@sandbox.local" },
-        retarget: [{ file: VALUES_FILE, path: "global.activeRegion", value: "{{targetRegion}}" }],
+        retarget: [{ file: VALUES_FILE, path: "regions.{{targetRegion}}.active", value: true }],
+        demote: [{ file: VALUES_FILE, path: "regions.{{region}}.active", value: false }],
       },
       argocd: {
         hubs: Object.entries(argo.urls).map(([name, url]) => ({
@@ -483,8 +488,10 @@ function injectFault(
 }
 
 async function readState(s: Sandbox): Promise<SandboxState> {
-  const values = await s.git.readFile(VALUES_FILE);
-  const active = /^\s*activeRegion:\s*"?([a-z0-9-]+)"?/m.exec(values)?.[1] ?? null;
+  const values = parse(await s.git.readFile(VALUES_FILE)) as {
+    regions?: Record<string, { active?: unknown }>;
+  };
+  const active = SANDBOX_REGIONS.filter((r) => values.regions?.[r]?.active === true);
   const workloads: Record<string, RegionWorkloads> = {};
   for (const region of SANDBOX_REGIONS) {
     const deployments = s.spokes
@@ -499,7 +506,8 @@ async function readState(s: Sandbox): Promise<SandboxState> {
   }
   const log = await s.git.log();
   return {
-    activeRegion: active,
+    activeRegion: active.length === 1 ? (active[0] ?? null) : null,
+    activeRegions: active,
     gitHead: log[0]?.sha ?? (await s.git.head()),
     gitLog: log.map((c) => ({ sha: c.sha, subject: c.message.split("\n")[0] ?? "" })),
     auroraWriterRegion: s.aws.rds.writerRegion(GLOBAL_CLUSTER),

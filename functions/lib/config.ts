@@ -113,7 +113,10 @@ const Name = z
     "must be a DNS-1123 name (lowercase, digits, '-', '.')",
   );
 
-/** A YAML edit that makes a region active: `{{targetRegion}}` is replaced in `path` and `value`. */
+/**
+ * A YAML edit of the GitOps repository: `retarget` edits make `{{targetRegion}}` active, `demote`
+ * edits make `{{region}}` passive; the placeholder is replaced in `path` and `value`.
+ */
 export const RetargetEdit = z.strictObject({
   file: z
     .string()
@@ -274,6 +277,11 @@ const TopologySchema = z
           .strictObject({ name: AuthorName, email: z.email() })
           .default({ name: "gitops-failover", email: "gitops-failover@noreply.local" }),
         retarget: z.array(RetargetEdit).min(1),
+        /**
+         * Two-phase retarget: the edits that make a region passive, committed only once traffic
+         * has left it. Absent: the retarget edits themselves demote every other region (one commit).
+         */
+        demote: z.array(RetargetEdit).min(1).optional(),
         pushAttempts: z.int().min(1).max(10).default(5),
       })
       .superRefine((git, ctx) => refuseCleartext(git, ctx, "the Git token")),
@@ -395,6 +403,14 @@ const TopologySchema = z
         code: "custom",
         path: ["git", "retarget"],
         message: "no edit mentions {{targetRegion}}: the commit could not tell regions apart",
+      });
+    }
+    if (t.git.demote && !t.git.demote.some((e) => `${e.path}${e.value}`.includes("{{region}}"))) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["git", "demote"],
+        message:
+          "no edit mentions {{region}} (the region made passive): the commit could not tell regions apart",
       });
     }
   });
@@ -553,9 +569,10 @@ export function resetRuntimeTopology(): void {
   cached = undefined;
 }
 
-/** Renders an edit for a target region: `{{targetRegion}}` in path and value. */
-export function renderEdit(edit: RetargetEdit, targetRegion: string): RetargetEdit {
-  const sub = (s: string) => s.replaceAll("{{targetRegion}}", targetRegion);
+/** Renders an edit for a region: `{{targetRegion}}` (retarget) or `{{region}}` (demote) in path and value. */
+export function renderEdit(edit: RetargetEdit, region: string): RetargetEdit {
+  const sub = (s: string) =>
+    s.replaceAll("{{targetRegion}}", region).replaceAll("{{region}}", region);
   return {
     file: edit.file,
     path: sub(edit.path),

@@ -33,6 +33,13 @@ export abstract class FailoverError extends Error {
   }
 }
 
+// Compensation
+/** Compensation could not restore users and the writer to one region; the report lists the rest. */
+export class CompensationIncomplete extends FailoverError {
+  readonly name = "CompensationIncomplete";
+  readonly retryable = false;
+}
+
 // Configuration and input
 export class ConfigError extends FailoverError {
   readonly name = "ConfigError";

@@ -59,6 +59,8 @@ const STEP_ACTIONS: Record<string, string> = {
   AwaitAurora: "wait for the Aurora writer in the target region",
   ShiftTraffic: "shift traffic to the target region",
   VerifyTraffic: "verify the target's endpoints are healthy",
+  DemoteSource: "commit the old region(s) passive, now that traffic is on the target",
+  Compensate: "restore users and a writable database in one region after the failure",
 };
 
 function outcomeOf(result: StepResult): AuditOutcome {
@@ -79,6 +81,26 @@ function beforeAfter(step: string, result: StepResult): { before?: unknown; afte
       return {
         before: { gitHead: r.previousSha },
         after: { gitHead: r.sha, subject: r.subject, changes: r.changes },
+      };
+    case "DemoteSource":
+      return {
+        before: { gitHead: r.previousSha },
+        after: {
+          gitHead: r.sha,
+          subject: r.subject,
+          changes: r.changes,
+          regions: r.regions,
+          ...(r.reason ? { reason: r.reason } : {}),
+        },
+      };
+    case "Compensate":
+      return {
+        after: {
+          actions: r.actions,
+          servingRegion: r.servingRegion,
+          writerRegion: r.writerRegion,
+          ...(r.revertCommit ? { revertCommit: r.revertCommit } : {}),
+        },
       };
     case "PromoteAurora":
       return {

@@ -24,7 +24,14 @@ import { UnexpectedError } from "./errors.ts";
 import { type FailedPlan, failedPlanOf } from "./failed-plan.ts";
 import { releaseLock } from "./lock.ts";
 import { redact, redactDeep } from "./redact.ts";
-import type { CaughtError, ExecutionRef, FailoverState, PlatformSnapshot } from "./state.ts";
+import type {
+  CaughtError,
+  CompensationAction,
+  ExecutionRef,
+  FailoverState,
+  Plan,
+  PlatformSnapshot,
+} from "./state.ts";
 import { type PartialSnapshot, snapshot } from "./steps.ts";
 
 /** STOPPED: the step was still polling when the other Parallel branch failed. */
@@ -41,13 +48,22 @@ export const STEPS = [
   "AwaitAurora",
   "ShiftTraffic",
   "VerifyTraffic",
+  "DemoteSource",
+  "Compensate",
 ] as const;
 export type StepName = (typeof STEPS)[number];
 /** A failover fails at one of its steps, or — after everything was done — at Report itself. */
 export type FailedStep = StepName | "Report";
 
+/** The files a report is made of, in S3 or in a directory. */
+export const REPORT_FILES = ["report.json", "report.md", "audit.jsonl"] as const;
+
 export interface FailoverReport {
   status: "SUCCEEDED" | "FAILED";
+  /** A dry run: Plan ran, nothing was changed, the plan is the report. */
+  dryRun: boolean;
+  /** What Plan decided (null when Plan did not get that far). */
+  plan: { needs: Plan["needs"]; actions: string[]; noop: boolean } | null;
   execution: ExecutionRef;
   platform: string;
   sourceRegion: string | null;
@@ -80,7 +96,34 @@ export interface FailoverReport {
   /** When Plan failed: what could be read of the platform then (Plan changes nothing). */
   before: PlatformSnapshot | PartialSnapshot | null;
   after: PlatformSnapshot | null;
+  /** The first-phase (retarget) commit. */
   commit: { sha: string; previousSha: string; subject: string } | null;
+  /** Every commit this execution made, in order: activate, demote, compensate. */
+  commits: {
+    phase: "activate" | "demote" | "compensate";
+    sha: string;
+    subject: string;
+    url: string;
+  }[];
+  /**
+   * How apps and data were ordered, and the time users' region and the Aurora writer were apart
+   * (from the promotion call to the traffic stage that completed the move, or to compensation).
+   */
+  order: {
+    kind: "sequential" | "parallel" | null;
+    why: string;
+    split: { from: string; to: string | null; seconds: number | null } | null;
+  };
+  /** Who approved, when and after how long a wait; null when no approval was asked. */
+  approval: {
+    by: string;
+    at: string | null;
+    waitedSeconds: number | null;
+    /** The caller's verified principal, when the approval came through an authenticated entry point. */
+    principal: string | null;
+  } | null;
+  /** What compensation did after the failure, in order (empty when it did not run). */
+  compensation: { at: string; action: string; outcome: string; detail: string }[];
   changed: string[];
   manualSteps: string[];
   /** RTO counts from the alarm's `detectedAt` when the input has one, else the execution start. */
@@ -132,7 +175,7 @@ function failedStepOf(
   if (tagged === "Report" || (tagged && isStep(tagged))) return tagged;
   if (events.some((e) => e.step === "Report")) return "Report";
   const failed = [...lastEvents(events).values()]
-    .filter((e) => e.outcome === "FAILED")
+    .filter((e) => e.outcome === "FAILED" && e.step !== "Compensate")
     .sort((a, b) => b.seq - a.seq)[0];
   if (failed && isStep(failed.step)) return failed.step;
   if (!state.plan) return "Plan";
@@ -143,7 +186,7 @@ function failedStepOf(
       health?.status === "SUCCEEDED" &&
       health.stage === state.traffic.stage)
   )
-    return "Report";
+    return state.traffic?.complete && !state.demotion ? "DemoteSource" : "Report";
   if (state.input?.requireApproval && !state.approval) return "Approval";
   if (!state.spoke) return "VerifySpoke";
   if (!state.converge) {
@@ -189,13 +232,21 @@ function recordsFromState(state: Partial<FailoverState>): Partial<Record<StepNam
   if (retarget)
     out.CommitRetarget = { outcome: done(retarget.skipped), after: { gitHead: retarget.sha } };
   if (c?.argo) out.AwaitArgoSync = { outcome: "SUCCEEDED", after: { ...c.argo } };
-  if (c?.promotion)
+  if (c?.promotion && c.promotion.status !== "DEFERRED") {
     out.PromoteAurora = { outcome: done(c.promotion.skipped), after: { ...c.promotion } };
-  if (c?.aurora) out.AwaitAurora = { outcome: "SUCCEEDED", after: { ...c.aurora } };
+    if (c.aurora) out.AwaitAurora = { outcome: "SUCCEEDED", after: { ...c.aurora } };
+  }
   if (state.traffic)
     out.ShiftTraffic = { outcome: done(state.traffic.skipped), after: { ...state.traffic } };
   if (state.trafficHealth?.status === "SUCCEEDED")
     out.VerifyTraffic = { outcome: "SUCCEEDED", after: {} };
+  if (state.demotion)
+    out.DemoteSource = { outcome: done(state.demotion.skipped), after: { ...state.demotion } };
+  if (state.compensation && state.compensation.status !== "IN_PROGRESS")
+    out.Compensate = {
+      outcome: state.compensation.status === "FAILED" ? "FAILED" : "SUCCEEDED",
+      after: { ...state.compensation },
+    };
   return out;
 }
 
@@ -262,6 +313,16 @@ function detailOf(name: StepName, r: StepRecord): string {
         : `dials ${dialsText(a.trafficDials)}`;
     case "VerifyTraffic":
       return "target endpoints healthy";
+    case "DemoteSource":
+      return skipped
+        ? String(a.reason ?? "nothing to commit")
+        : `committed ${String(a.gitHead ?? a.sha ?? "?").slice(0, 12)}: ${(Array.isArray(a.regions) ? a.regions : []).join(", ")} passive`;
+    case "Compensate":
+      return (
+        (Array.isArray(a.actions) ? a.actions : [])
+          .map((x) => `${String(fields(x).action)} ${String(fields(x).outcome)}`)
+          .join("; ") || "nothing to do"
+      );
   }
 }
 
@@ -278,6 +339,8 @@ function stepOutcomes(
     if (name === failed) return { name, status: "FAILED" as const, detail: "see error", ...span };
     if (state.plan?.noop && name !== "Plan")
       return { name, status: "SKIPPED" as const, detail: "already on target", ...span };
+    if (state.input?.dryRun && name !== "Plan")
+      return { name, status: "SKIPPED" as const, detail: "dry run", ...span };
     if (name === "Approval" && !state.approval)
       return state.input?.requireApproval
         ? { name, status: "NOT_RUN" as const, detail: "", ...span }
@@ -302,11 +365,62 @@ function commitOf(state: Partial<FailoverState>, events: AuditEvent[]): Failover
   };
 }
 
-const APPS_BRANCH: StepName[] = ["CommitRetarget", "AwaitArgoSync"];
+const PHASES = {
+  CommitRetarget: "activate",
+  DemoteSource: "demote",
+  Compensate: "compensate",
+} as const;
+
+/**
+ * Every commit the execution made, from the audit trail (the state, for the first two). The
+ * compensation's commit is in its action detail (`<sha> <subject>`).
+ */
+function commitsOf(
+  state: Partial<FailoverState>,
+  events: AuditEvent[],
+  t: Topology,
+): FailoverReport["commits"] {
+  const out: FailoverReport["commits"] = [];
+  const add = (
+    phase: FailoverReport["commits"][number]["phase"],
+    sha: unknown,
+    subject: unknown,
+  ) => {
+    if (typeof sha === "string" && /^[0-9a-f]{40}$/.test(sha) && !out.some((c) => c.sha === sha))
+      out.push({ phase, sha, subject: String(subject ?? ""), url: commitLink(t, sha) });
+  };
+  const first = commitOf(state, events);
+  const retargetSkipped = lastEvents(events).get("CommitRetarget")?.outcome === "SKIPPED";
+  if (first && !retargetSkipped && !(state.converge?.retarget ?? state.retarget)?.skipped)
+    add("activate", first.sha, first.subject);
+  for (const e of events) {
+    if (e.outcome !== "SUCCEEDED" && e.outcome !== "FAILED") continue;
+    const a = fields(e.after);
+    if (e.step === "DemoteSource" && e.outcome === "SUCCEEDED")
+      add(PHASES.DemoteSource, a.gitHead, a.subject);
+    if (e.step === "Compensate") {
+      const revert = fields(a.revertCommit);
+      add(PHASES.Compensate, revert.sha, revert.subject);
+    }
+  }
+  if (state.demotion && !state.demotion.skipped)
+    add("demote", state.demotion.sha, state.demotion.subject);
+  return out;
+}
+
+/** The Parallel state's branches; CommitRetarget runs just before it (the push is the guard). */
+const APPS_BRANCH: StepName[] = ["AwaitArgoSync"];
 const DATA_BRANCH: StepName[] = ["PromoteAurora", "AwaitAurora"];
 
-/** The steps that bounded the duration: everything in sequence, plus the Parallel branch that ended last. */
-function criticalPath(steps: FailoverReport["steps"]): StepName[] {
+/**
+ * The steps that bounded the duration: everything in sequence, plus (parallel order) the branch
+ * that ended last; in sequential order both branches are on it.
+ */
+function criticalPath(
+  steps: FailoverReport["steps"],
+  order: FailoverReport["order"]["kind"],
+): StepName[] {
+  if (order === "sequential") return steps.filter((s) => s.startedAt).map((s) => s.name);
   const end = (names: StepName[]) =>
     Math.max(
       0,
@@ -324,6 +438,67 @@ function criticalPath(steps: FailoverReport["steps"]): StepName[] {
     .map((s) => s.name);
 }
 
+/** Compensation's actions from its last audit event (when the state lost them). */
+function compensationFromTrail(events: AuditEvent[]): CompensationAction[] {
+  const actions = fields(lastEvents(events).get("Compensate")?.after).actions;
+  return Array.isArray(actions) ? (actions as CompensationAction[]) : [];
+}
+
+/**
+ * The order the plan chose and why, and the split window: from the promotion call (the writer
+ * starts leaving the serving region) to the end of the ShiftTraffic that completed the move, or
+ * to the end of compensation when it brought them back together; open (`to: null`) otherwise.
+ */
+function orderOf(
+  state: Partial<FailoverState>,
+  steps: FailoverReport["steps"],
+): FailoverReport["order"] {
+  const kind = state.plan?.order ?? null;
+  const why =
+    kind === "sequential"
+      ? "graceful: the Aurora switchover started only once the target's apps were Synced and Healthy, and traffic followed it at once, so users and the writer were apart only for the switchover"
+      : kind === "parallel"
+        ? "ungraceful: the source region is down, so apps and data converged on the target in parallel (promoting early cannot hurt users the source no longer serves)"
+        : "no plan";
+  const step = (n: StepName) => steps.find((s) => s.name === n);
+  const promoted = step("PromoteAurora");
+  if (promoted?.status !== "SUCCEEDED" || !promoted.startedAt) return { kind, why, split: null };
+  const shift = step("ShiftTraffic");
+  const together =
+    state.traffic?.complete && shift?.endedAt
+      ? shift.endedAt
+      : state.compensation?.status === "SUCCEEDED"
+        ? (step("Compensate")?.endedAt ?? null)
+        : null;
+  const from = promoted.startedAt;
+  return {
+    kind,
+    why,
+    split: {
+      from,
+      to: together,
+      seconds: together ? Math.round((Date.parse(together) - Date.parse(from)) / 100) / 10 : null,
+    },
+  };
+}
+
+/** Who approved, when, and how long the request waited: the answer's audit record. */
+function approvalOf(
+  state: Partial<FailoverState>,
+  events: AuditEvent[],
+): FailoverReport["approval"] {
+  const decided = events.find((e) => e.step === "Approval" && e.outcome === "DECIDED");
+  const a = fields(decided?.after);
+  if (!decided && !state.approval) return null;
+  const waited = a.waitedSeconds;
+  return {
+    by: String(a.approvedBy ?? state.approval?.approvedBy ?? "unknown"),
+    at: typeof a.approvedAt === "string" ? a.approvedAt : null,
+    waitedSeconds: typeof waited === "number" ? waited : null,
+    principal: typeof a.principal === "string" ? a.principal : null,
+  };
+}
+
 function changesBetween(
   before: PlatformSnapshot | PartialSnapshot | null,
   after: PlatformSnapshot | null,
@@ -333,8 +508,9 @@ function changesBetween(
   const out: string[] = [];
   if (before.gitHead !== after.gitHead)
     out.push(`Git: branch moved ${before.gitHead.slice(0, 12)} -> ${after.gitHead.slice(0, 12)}`);
-  if (before.activeRegion !== after.activeRegion)
-    out.push(`Git: active region ${before.activeRegion} -> ${after.activeRegion}`);
+  const active = (x: PlatformSnapshot) => x.activeRegions?.join("+") || String(x.activeRegion);
+  if (active(before) !== active(after))
+    out.push(`Git: active region ${active(before)} -> ${active(after)}`);
   if (before.auroraWriterRegion !== after.auroraWriterRegion) {
     out.push(`Aurora: writer ${before.auroraWriterRegion} -> ${after.auroraWriterRegion}`);
   }
@@ -358,17 +534,24 @@ function movedBy(r: ReportDraft): { traffic: boolean; git: boolean; aurora: bool
     return { traffic: false, git: false, aurora: false };
   const did = (n: StepName) => r.steps.find((s) => s.name === n)?.status === "SUCCEEDED";
   const has = (prefix: string) => r.changed.some((c) => c.startsWith(prefix));
-  if (!r.after)
+  if (!r.after || !r.before)
     return {
       traffic: did("ShiftTraffic") || r.failedStep === "ShiftTraffic",
       git: did("CommitRetarget"),
       aurora: did("PromoteAurora"),
     };
+  const target = r.targetRegion ?? "";
   return {
     traffic: has("Traffic"),
-    git: has("Git: active region") || did("CommitRetarget"),
+    // Still made active by Git, after compensation had its go at it.
+    git: r.after.activeRegions.includes(target) && !(r.before.activeRegions ?? []).includes(target),
     aurora: has("Aurora"),
   };
+}
+
+function maxDial(dials: Record<string, number>): string | null {
+  const top = Object.entries(dials).sort(([, a], [, b]) => b - a)[0];
+  return top && top[1] > 0 ? top[0] : null;
 }
 
 /** Only what a shell and Markdown can take literally: our names, ARNs, hex SHAs. */
@@ -441,14 +624,27 @@ function manualSteps(r: ReportDraft, t: Topology, allowDataLoss: boolean): strin
     ];
   const moved = movedBy(r);
   const status = (n: StepName) => r.steps.find((s) => s.name === n)?.status;
-  const auroraPending =
-    !moved.aurora &&
-    status("AwaitAurora") !== "SUCCEEDED" &&
-    (status("PromoteAurora") === "SUCCEEDED" ||
-      (r.failedStep === "PromoteAurora" && cause !== "AuroraPromotionRefused"));
+  const auroraPending = r.after
+    ? !!r.after.auroraFailoverState
+    : !moved.aurora &&
+      status("AwaitAurora") !== "SUCCEEDED" &&
+      (status("PromoteAurora") === "SUCCEEDED" ||
+        (r.failedStep === "PromoteAurora" && cause !== "AuroraPromotionRefused"));
   const steps: string[] = [];
+  const serving = r.after ? maxDial(r.after.trafficDials) : null;
+  const writer = r.after?.auroraWriterRegion ?? null;
+  const compensated = r.compensation.some((a) => a.outcome === "DONE" || a.outcome === "STARTED");
+  if (serving === target && writer === target && moved.traffic) {
+    return [
+      `Compensation finished the move instead of undoing it: users and Aurora's writer are both on ${target} (its apps were Synced and Healthy); nothing to undo. ${source} is still active in Git: start a new execution to make it passive (${rerun}), once the cause (${cause}) is understood.`,
+    ];
+  }
   if (!moved.traffic && !moved.git && !moved.aurora && !auroraPending) {
-    steps.push(`Nothing was changed: nothing to undo. Users are still served by ${source}.`);
+    steps.push(
+      compensated
+        ? `Compensation restored the platform (${r.compensation.map((a) => `${a.action} ${a.outcome}`).join(", ")}): nothing left to undo. Users and Aurora's writer are on ${source}.`
+        : `Nothing was changed: nothing to undo. Users are still served by ${source}.`,
+    );
     if (cause === "ApprovalRejected")
       steps.push("The failover was rejected at Approval: start a new one only if still wanted.");
     else if (r.failedStep === "Approval")
@@ -463,6 +659,11 @@ function manualSteps(r: ReportDraft, t: Topology, allowDataLoss: boolean): strin
     steps.push(
       `The platform could not be read after the failure: check it before acting on the steps below (\`git ls-remote ${safe(t.git.url)} ${safe(t.git.branch)}\`, \`aws rds describe-global-clusters --region ${target} --global-cluster-identifier ${id}\`, \`aws globalaccelerator describe-endpoint-group --region ${GA_API_REGION} --endpoint-group-arn <each region's>\`).`,
     );
+  const apart = !!serving && !!writer && serving !== writer;
+  if (apart && !auroraPending)
+    steps.push(
+      `Data first: users are served by ${serving} but Aurora's writer is ${writer}, so their database is read-only. Switch the writer back: \`aws rds switchover-global-cluster --region ${writer} --global-cluster-identifier ${id} --target-db-cluster-identifier ${t.regions[serving]?.aurora.clusterArn ?? "?"}\` (asked in the writer's region) and wait until ${serving}'s member IsWriter — or, only if ${writer}'s apps are Synced and Healthy, move all traffic to ${writer} instead.`,
+    );
   if (auroraPending)
     steps.push(
       `Check Aurora before anything else: the promotion to ${target} may still complete. Run \`aws rds describe-global-clusters --region ${target} --global-cluster-identifier ${id}\`: while FailoverState is set it is under way; revert nothing until it has ended and you know which member IsWriter. If ${target} became the writer, undo that last (below) or finish forward.`,
@@ -473,7 +674,8 @@ function manualSteps(r: ReportDraft, t: Topology, allowDataLoss: boolean): strin
       : `Traffic was not moved: users are still served by ${source}.`,
   );
   if (moved.git) steps.push(gitUndo(r, t, source));
-  if (moved.aurora || auroraPending) steps.push(auroraUndo(r, t, source, target, auroraPending));
+  if ((moved.aurora && !apart) || auroraPending)
+    steps.push(auroraUndo(r, t, source, target, auroraPending));
   steps.push(
     `Or finish forward instead of undoing: fix the cause (${cause}) and start a new execution with the same input, ${rerun}; it skips what is already done and goes on from ${r.failedStep ?? "the failed step"}. (A new execution, not a redrive: this one ended in its Fail state, where a redrive would resume.)`,
   );
@@ -520,6 +722,10 @@ function buildReport(
   const chain = verifyChain(events);
   const partial: ReportDraft = {
     status: error ? "FAILED" : "SUCCEEDED",
+    dryRun: state.input?.dryRun ?? false,
+    plan: state.plan
+      ? { needs: state.plan.needs, actions: state.plan.actions, noop: state.plan.noop }
+      : null,
     execution,
     platform: t.platform,
     sourceRegion: state.plan?.sourceRegion ?? failedPlan?.sourceRegion ?? null,
@@ -530,7 +736,7 @@ function buildReport(
     failedStep,
     error,
     steps,
-    criticalPath: criticalPath(steps),
+    criticalPath: criticalPath(steps, state.plan?.order ?? null),
     timeline: events.map((e) => ({
       seq: e.seq,
       at: e.endedAt ?? e.recordedAt,
@@ -547,6 +753,15 @@ function buildReport(
     before,
     after,
     commit,
+    commits: commitsOf(state, events, t),
+    order: orderOf(state, steps),
+    approval: approvalOf(state, events),
+    compensation: (state.compensation?.actions ?? compensationFromTrail(events)).map((a) => ({
+      at: a.at,
+      action: a.action,
+      outcome: a.outcome,
+      detail: a.detail,
+    })),
     changed: changesBetween(before, after),
     rto: {
       from,
@@ -572,7 +787,7 @@ function renderGantt(r: FailoverReport): string[] {
   const timed = r.steps.filter((s) => s.startedAt && s.endedAt);
   if (!timed.length) return [];
   const section = (name: StepName) =>
-    APPS_BRANCH.includes(name)
+    name === "CommitRetarget" || APPS_BRANCH.includes(name)
       ? "Apps"
       : DATA_BRANCH.includes(name)
         ? "Data"
@@ -634,7 +849,15 @@ function rtoLine(r: FailoverReport): string {
 function renderMarkdown(r: FailoverReport): string {
   const md = markdownText;
   const lines = [
-    `# Failover ${r.status === "SUCCEEDED" ? "succeeded" : "FAILED"}: ${r.sourceRegion ?? "?"} -> ${r.targetRegion ?? "?"}`,
+    `# ${r.dryRun ? "Dry run of a failover" : `Failover ${r.status === "SUCCEEDED" ? "succeeded" : "FAILED"}`}: ${r.sourceRegion ?? "?"} -> ${r.targetRegion ?? "?"}`,
+    ...(r.dryRun
+      ? [
+          "",
+          "Nothing was changed. The plan:",
+          "",
+          ...(r.plan?.actions ?? []).map((a) => `- ${md(a)}`),
+        ]
+      : []),
     "",
     "## Summary",
     "",
@@ -642,9 +865,20 @@ function renderMarkdown(r: FailoverReport): string {
     `- Platform: ${r.platform}; mode: ${r.mode ?? "?"}; requested by: ${md(r.requestedBy ?? "?")}`,
     `- Reason: ${md(r.reason ?? "?")}`,
     `- Execution: [${r.execution.name}](${r.links.execution})`,
-    ...(r.commit
+    ...(r.commits.length
+      ? r.commits.map(
+          (c) => `- Commit (${c.phase}): [${c.sha.slice(0, 12)}](${c.url}) ${md(c.subject)}`,
+        )
+      : r.commit
+        ? [
+            `- Commit: [${r.commit.sha.slice(0, 12)}](${r.links.commit ?? ""}) ${md(r.commit.subject)}`,
+          ]
+        : []),
+    `- Order: ${r.order.kind ?? "?"}: ${r.order.why}`,
+    `- Users and writer apart: ${splitLine(r)}`,
+    ...(r.approval
       ? [
-          `- Commit: [${r.commit.sha.slice(0, 12)}](${r.links.commit ?? ""}) ${md(r.commit.subject)}`,
+          `- Approved by: ${md(r.approval.by)}${r.approval.principal ? ` (verified principal ${md(r.approval.principal)})` : " (as typed; no verified principal)"}${r.approval.at ? ` at ${r.approval.at}` : ""}${r.approval.waitedSeconds !== null ? `, after waiting ${r.approval.waitedSeconds} s` : ""}`,
         ]
       : []),
     `- RTO: ${rtoLine(r)}`,
@@ -663,7 +897,7 @@ function renderMarkdown(r: FailoverReport): string {
     "",
     "| | before | after |",
     "| --- | --- | --- |",
-    `| Git active region | ${r.before?.activeRegion ?? "?"} | ${r.after?.activeRegion ?? "?"} |`,
+    `| Git active region(s) | ${activeText(r.before)} | ${activeText(r.after)} |`,
     `| Git head | ${r.before?.gitHead?.slice(0, 12) ?? "?"} | ${r.after?.gitHead.slice(0, 12) ?? "?"} |`,
     `| Aurora writer | ${r.before?.auroraWriterRegion ?? "?"} | ${r.after?.auroraWriterRegion ?? "?"} |`,
     `| Traffic dials | ${dials(r.before)} | ${dials(r.after)} |`,
@@ -685,9 +919,30 @@ function renderMarkdown(r: FailoverReport): string {
         `| ${e.seq} | ${e.at} | ${md(e.step)} | ${e.outcome} | ${md(e.action)} | ${md(e.detail)} |`,
     ),
   ];
+  if (r.compensation.length)
+    lines.push(
+      "",
+      "## Compensation",
+      "",
+      "| time | action | outcome | detail |",
+      "| --- | --- | --- | --- |",
+      ...r.compensation.map((a) => `| ${a.at} | ${a.action} | ${a.outcome} | ${md(a.detail)} |`),
+    );
   if (r.manualSteps.length)
     lines.push("", "## Manual steps", "", ...r.manualSteps.map((s, i) => `${i + 1}. ${s}`));
   return `${lines.join("\n")}\n`;
+}
+
+function activeText(s: PlatformSnapshot | PartialSnapshot | null): string {
+  return s?.activeRegions ? s.activeRegions.join(", ") || "none" : "?";
+}
+
+function splitLine(r: FailoverReport): string {
+  const split = r.order.split;
+  if (!split) return "never (Aurora's writer was not moved by this execution)";
+  return split.seconds !== null
+    ? `${split.seconds} s, from the promotion call (${split.from}) until ${split.to}`
+    : `since ${split.from}, and still apart when this report was written (see the manual steps)`;
 }
 
 function dials(s: PlatformSnapshot | PartialSnapshot | null): string {

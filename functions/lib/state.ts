@@ -16,10 +16,22 @@ export interface ExecutionRef {
 
 /** What the platform looks like at one moment: the before/after of a failover. */
 export interface PlatformSnapshot {
-  /** The region Git says is active (every retarget edit rendered for it matches), if any. */
+  /** The one region Git says is active (every retarget edit rendered for it matches), if exactly one is. */
   activeRegion: string | null;
+  /**
+   * Every region Git makes active, and of the others those it has not made passive yet (a
+   * two-phase retarget has both the target and the source active until traffic has moved).
+   */
+  activeRegions: string[];
+  /**
+   * Regions Git makes passive: every demote edit holds (two-phase retarget), or — with one-commit
+   * retarget edits — every region that is not active.
+   */
+  passiveRegions: string[];
   gitHead: string;
   auroraWriterRegion: string | null;
+  /** Aurora's FailoverState while a promotion is under way (absent or null when idle). */
+  auroraFailoverState?: string | null;
   trafficDials: Record<string, number>;
 }
 
@@ -27,8 +39,21 @@ export interface Plan {
   sourceRegion: string | null;
   targetRegion: string;
   before: PlatformSnapshot;
-  /** Which parts still need work; all false means already on target. */
-  needs: { retarget: boolean; aurora: boolean; traffic: boolean };
+  /**
+   * Which parts still need work; all false means already on target. `demote`: the second commit
+   * of a two-phase retarget (the old regions made passive once traffic has left them).
+   */
+  needs: { retarget: boolean; aurora: boolean; traffic: boolean; demote: boolean };
+  /**
+   * `sequential` (graceful): the Aurora switchover starts only once the target's apps are Synced
+   * and Healthy, so the writer leaves the serving region only when traffic can follow at once.
+   * `parallel` (ungraceful): the source is down, so apps and data converge at the same time.
+   */
+  order: "sequential" | "parallel";
+  /** The regions DemoteSource makes passive once traffic is on the target (two-phase only). */
+  demoteRegions: string[];
+  /** `two-phase` when the topology has demote edits; `one-commit` when the retarget also demotes. */
+  retarget: "two-phase" | "one-commit";
   noop: boolean;
   approvalTimeoutSeconds: number;
   /** What would happen, in order, for the dry-run output and the report. */
@@ -71,7 +96,8 @@ export interface ArgoProgress extends PollProgress {
 }
 
 export interface PromotionState {
-  status: "SUCCEEDED";
+  /** DEFERRED: a graceful failover's first Converge pass, before the apps were ready. */
+  status: "SUCCEEDED" | "DEFERRED";
   skipped: boolean;
   action: "none" | "switchover" | "failover";
   calledIn?: string;
@@ -105,11 +131,47 @@ export interface CaughtError {
   Cause?: string;
 }
 
+/** The second commit of a two-phase retarget: the old region(s) made passive. */
+export interface DemotionState {
+  status: "SUCCEEDED";
+  skipped: boolean;
+  /** Why there was nothing to commit, when skipped. */
+  reason?: string;
+  regions: string[];
+  sha: string;
+  previousSha: string;
+  changes: { file: string; path: string; from: unknown; to: unknown }[];
+  subject?: string;
+}
+
+/** One thing compensation did (or found it could not do), in order. */
+export interface CompensationAction {
+  at: string;
+  action: "move-traffic" | "switch-writer-back" | "revert-commit" | "wait" | "none";
+  outcome: "DONE" | "STARTED" | "FAILED" | "NOT_NEEDED";
+  detail: string;
+}
+
+/** The compensation poller's memory: what it did so far, and what it is waiting for. */
+export interface CompensationProgress extends PollProgress {
+  actions: CompensationAction[];
+  /** Where users and the writer are, as the last poll saw them. */
+  servingRegion?: string | null;
+  writerRegion?: string | null;
+  /** Set once a switchover back was asked for, so it is asked once. */
+  switchBackRequested?: boolean;
+  /** The commit that undid the first phase, when compensation made one. */
+  revertCommit?: { sha: string; subject: string };
+}
+
 export interface FailoverState {
   execution: ExecutionRef;
   input: FailoverInput;
   plan: Plan;
-  approval?: { approvedBy?: string };
+  /** The answer an operator sent through SendTaskSuccess, as recorded by the first step after it. */
+  approval?: { approvedBy?: string; approvedAt?: string };
+  /** Set on the second pass through Converge of a graceful failover: the data branch runs. */
+  convergePhase?: "data";
   spoke?: SpokeResult;
   retarget?: RetargetResultState;
   argo?: ArgoProgress;
@@ -123,5 +185,7 @@ export interface FailoverState {
   };
   traffic?: TrafficProgress;
   trafficHealth?: TrafficHealthProgress;
+  demotion?: DemotionState;
+  compensation?: CompensationProgress;
   error?: CaughtError;
 }

@@ -4,6 +4,7 @@
  * decides the order. Every step reads the current state first, so re-runs and Redrive are safe.
  */
 import { type ArgoHubConnection, checkSync, type SyncCheck } from "./argocd.ts";
+import { appendAuditEvent, readAuditTrail } from "./audit.ts";
 import {
   type AuroraTopology,
   assertPromotable,
@@ -26,6 +27,7 @@ import {
   ArgoSyncTimeout,
   AuroraPromotionRefused,
   AuroraPromotionTimeout,
+  CompensationIncomplete,
   describe,
   type ErrorData,
   type FailoverError,
@@ -51,6 +53,9 @@ import { assertSpokeReady, inspectSpoke } from "./spoke.ts";
 import type {
   ArgoProgress,
   AuroraProgress,
+  CompensationAction,
+  CompensationProgress,
+  DemotionState,
   ExecutionRef,
   FailoverState,
   Plan,
@@ -111,6 +116,11 @@ function editsFor(t: Topology, region: string): RenderedEdit[] {
   return t.git.retarget.map((e) => renderEdit(e, region));
 }
 
+/** The edits that make `region` passive: the demote edits, or none with one-commit retarget edits. */
+function demoteEditsFor(t: Topology, region: string): RenderedEdit[] {
+  return (t.git.demote ?? []).map((e) => renderEdit(e, region));
+}
+
 /**
  * Reads Git, Aurora and traffic as they are now; Aurora is asked in the target region first.
  * With `lookback`, also the newest failover commit among that many commits of the branch.
@@ -121,34 +131,47 @@ export async function snapshot(
   lookback = 0,
 ): Promise<PlatformSnapshot & { lastFailover?: FailoverCommit }> {
   const regions = Object.keys(t.regions);
-  const edits = regions.flatMap((r) => editsFor(t, r));
+  const edits = regions.flatMap((r) => [...editsFor(t, r), ...demoteEditsFor(t, r)]);
   const [git, aurora, traffic] = await Promise.all([
     readValues(gitRepo(t), await gitAuth(t), edits, { lookback }),
     describeAurora(auroraTopology(t), [targetRegion, ...otherRegions(t, targetRegion)]),
     readTraffic(trafficTopology(t)),
   ]);
   return {
-    activeRegion: activeRegionOf(t, git.values),
+    ...gitRegionsOf(t, git.values),
     gitHead: git.head,
     auroraWriterRegion: aurora.writerRegion ?? null,
+    ...(aurora.failoverState ? { auroraFailoverState: aurora.failoverState } : {}),
     trafficDials: traffic.dials,
     ...(git.lastFailover ? { lastFailover: git.lastFailover } : {}),
   };
 }
 
-/** The region every retarget edit, rendered for it, matches in Git; null when none does. */
-function activeRegionOf(t: Topology, values: { file: string; path: string; value: unknown }[]) {
-  const valueAt = (file: string, path: string) =>
-    values.find((v) => v.file === file && v.path === path)?.value;
-  return (
-    Object.keys(t.regions).find((r) =>
-      editsFor(t, r).every((e) => valueAt(e.file, e.path) === e.value),
-    ) ?? null
+/**
+ * What Git says of each region: active (every retarget edit rendered for it holds), passive
+ * (every demote edit holds, or — with one-commit retarget edits — not active), and the one
+ * active region when exactly one is.
+ */
+function gitRegionsOf(
+  t: Topology,
+  values: { file: string; path: string; value: unknown }[],
+): Pick<PlatformSnapshot, "activeRegion" | "activeRegions" | "passiveRegions"> {
+  const regions = Object.keys(t.regions);
+  const holds = (es: RenderedEdit[]) =>
+    es.every((e) => values.find((v) => v.file === e.file && v.path === e.path)?.value === e.value);
+  const activeRegions = regions.filter((r) => holds(editsFor(t, r)));
+  const passiveRegions = regions.filter((r) =>
+    t.git.demote ? holds(demoteEditsFor(t, r)) : !activeRegions.includes(r),
   );
+  return {
+    activeRegion: activeRegions.length === 1 ? (activeRegions[0] ?? null) : null,
+    activeRegions,
+    passiveRegions,
+  };
 }
 
 /** A snapshot some of whose parts could not be read: those are null and named in `unreadable`. */
-export type PartialSnapshot = { [K in keyof PlatformSnapshot]: PlatformSnapshot[K] | null } & {
+export type PartialSnapshot = { [K in keyof PlatformSnapshot]-?: PlatformSnapshot[K] | null } & {
   /** One line per part that could not be read: which, and the error. */
   unreadable: string[];
 };
@@ -159,14 +182,9 @@ export type PartialSnapshot = { [K in keyof PlatformSnapshot]: PlatformSnapshot[
  */
 export async function partialSnapshot(t: Topology, targetRegion: string): Promise<PartialSnapshot> {
   const regions = Object.keys(t.regions);
+  const edits = regions.flatMap((r) => [...editsFor(t, r), ...demoteEditsFor(t, r)]);
   const [git, aurora, traffic] = await Promise.allSettled([
-    gitAuth(t).then((auth) =>
-      readValues(
-        gitRepo(t),
-        auth,
-        regions.flatMap((r) => editsFor(t, r)),
-      ),
-    ),
+    gitAuth(t).then((auth) => readValues(gitRepo(t), auth, edits)),
     describeAurora(auroraTopology(t), [targetRegion, ...otherRegions(t, targetRegion)]),
     readTraffic(trafficTopology(t)),
   ]);
@@ -177,27 +195,44 @@ export async function partialSnapshot(t: Topology, targetRegion: string): Promis
     return undefined;
   };
   const values = read("Git", git);
+  const writer = read("Aurora", aurora);
   return {
-    activeRegion: values ? activeRegionOf(t, values.values) : null,
+    ...(values
+      ? gitRegionsOf(t, values.values)
+      : { activeRegion: null, activeRegions: null, passiveRegions: null }),
     gitHead: values?.head ?? null,
-    auroraWriterRegion: read("Aurora", aurora)?.writerRegion ?? null,
+    auroraWriterRegion: writer?.writerRegion ?? null,
+    auroraFailoverState: writer?.failoverState ?? null,
     trafficDials: read("traffic", traffic)?.dials ?? null,
     unreadable,
   };
 }
 
-/** The region serving before a failover to `target`: Git's active region, the top dial, the writer. */
+/**
+ * The region serving before a failover to `target`: Git's one active region, the top dial, any
+ * other region Git still makes active, the writer.
+ */
 export function sourceRegionOf(
-  before: Pick<PartialSnapshot, "activeRegion" | "trafficDials" | "auroraWriterRegion">,
+  before: Pick<
+    PartialSnapshot,
+    "activeRegion" | "activeRegions" | "trafficDials" | "auroraWriterRegion"
+  >,
   target: string,
 ): string | null {
   return (
     [
       before.activeRegion,
       before.trafficDials ? maxDialRegion(before.trafficDials) : null,
+      ...(before.activeRegions ?? []),
       before.auroraWriterRegion,
     ].find((r): r is string => !!r && r !== target) ?? null
   );
+}
+
+/** The regions a two-phase retarget still has to make passive once traffic is on `target`. */
+function regionsToDemote(t: Topology, s: PlatformSnapshot, target: string): string[] {
+  if (!t.git.demote) return [];
+  return Object.keys(t.regions).filter((r) => r !== target && !s.passiveRegions.includes(r));
 }
 
 function trafficAtTarget(dials: Record<string, number>, target: string): boolean {
@@ -226,11 +261,13 @@ export async function planStep(event: {
   const held = bystander ? undefined : cooldownHold(t, event.execution, lastFailover);
   const idle = bystander || !!held;
   const needs = {
-    retarget: !idle && before.activeRegion !== target,
+    retarget: !idle && !before.activeRegions.includes(target),
     aurora: !idle && before.auroraWriterRegion !== target,
     traffic: !idle && !trafficAtTarget(before.trafficDials, target),
+    demote: !idle && regionsToDemote(t, before, target).length > 0,
   };
-  const noop = !needs.retarget && !needs.aurora && !needs.traffic;
+  const demoteRegions = needs.demote ? regionsToDemote(t, before, target) : [];
+  const noop = !needs.retarget && !needs.aurora && !needs.traffic && !needs.demote;
   if (!noop) await assertTargetHealthy(t, target);
   const promotion = needs.aurora ? await checkPromotion(t, input) : undefined;
   const plan: Plan = {
@@ -239,6 +276,9 @@ export async function planStep(event: {
     before,
     needs,
     noop,
+    order: input.mode === "graceful" ? "sequential" : "parallel",
+    demoteRegions,
+    retarget: t.git.demote ? "two-phase" : "one-commit",
     approvalTimeoutSeconds: t.timeouts.approvalSeconds,
     actions: bystander
       ? [
@@ -332,18 +372,33 @@ function planActions(
       .spokes.map((s) => s.name)
       .join(", ")} in ${target}`,
   ];
+  const phase = t.git.demote ? " (the serving region stays active until traffic has moved)" : "";
   if (needs.retarget) {
     for (const e of editsFor(t, target))
-      actions.push(`commit ${e.file} ${e.path} = ${String(e.value)} on ${t.git.branch}`);
+      actions.push(`commit ${e.file} ${e.path} = ${String(e.value)} on ${t.git.branch}${phase}`);
     actions.push(
       `wait for Argo CD: apps matching ${t.argocd.appSelector} Synced at the commit and Healthy`,
     );
   }
-  if (needs.aurora) actions.push(auroraAction(t, input, before, promotion));
+  if (needs.aurora) {
+    const when = !needs.retarget
+      ? ""
+      : input.mode === "graceful"
+        ? " (once the apps are Synced and Healthy, so traffic can follow at once)"
+        : " (in parallel with the apps: ungraceful, the source is down)";
+    actions.push(`${auroraAction(t, input, before, promotion)}${when}`);
+  }
   if (needs.traffic) {
     actions.push(
       `shift traffic to ${target} in stages ${t.traffic.stages.join("%, ")}% (${t.traffic.mode})`,
     );
+  }
+  if (needs.demote) {
+    for (const region of regionsToDemote(t, before, target))
+      for (const e of demoteEditsFor(t, region))
+        actions.push(
+          `once traffic is on ${target}: commit ${e.file} ${e.path} = ${String(e.value)} (make ${region} passive)`,
+        );
   }
   return actions;
 }
@@ -380,6 +435,7 @@ function auroraAction(
 /** VerifySpoke: every spoke of the target region reachable, Ready and with its secrets in place. */
 export async function verifySpokeStep(state: FailoverState): Promise<SpokeResult> {
   const t = runtimeTopology();
+  await recordApproval(state);
   const spokes = regionOf(t, state.plan.targetRegion).spokes;
   const reports = await Promise.all(
     spokes.map(async (s) => {
@@ -405,12 +461,68 @@ export async function verifySpokeStep(state: FailoverState): Promise<SpokeResult
   return { status: "SUCCEEDED", spokes: reports };
 }
 
+/**
+ * Appends the operator's answer to the audit trail: it arrives through SendTaskSuccess, which
+ * runs no code of ours, so the first step after Approval records who approved, when (this
+ * step's start: Step Functions starts it as the answer lands) and how long the request waited.
+ * Once per execution: a retried VerifySpoke finds the record there.
+ */
+async function recordApproval(state: FailoverState): Promise<void> {
+  if (!state.approval) return;
+  const events = await readAuditTrail(state.execution.name);
+  if (events.some((e) => e.step === "Approval" && e.outcome === "DECIDED")) return;
+  const asked = events.find((e) => e.step === "Approval");
+  const askedAt = asked?.startedAt ?? asked?.recordedAt;
+  const now = new Date();
+  const waitedSeconds = askedAt
+    ? Math.max(0, Math.round((now.getTime() - Date.parse(askedAt)) / 1000))
+    : null;
+  const by = state.approval.approvedBy ?? "unknown";
+  await appendAuditEvent({
+    execution: state.execution.name,
+    step: "Approval",
+    actor: by,
+    action: "an operator approved the failover",
+    outcome: "DECIDED",
+    after: {
+      approvedBy: by,
+      approvedAt: now.toISOString(),
+      askedAt: askedAt ?? null,
+      waitedSeconds,
+    },
+    detail: `approved by ${by}${waitedSeconds !== null ? ` after ${waitedSeconds} s` : ""}`,
+    ...(askedAt ? { startedAt: askedAt } : {}),
+    endedAt: now.toISOString(),
+  });
+}
+
 /** One line, no control characters: a reason typed into the console goes into a Git trailer. */
 function trailerValue(text: string): string {
   return text.replace(/\s+/g, " ").trim().slice(0, 200);
 }
 
-/** CommitRetarget: the Git commit that makes the target region active (fencing the old one). */
+/**
+ * The trailers of every commit a failover makes: the execution (the cross-region guard reads
+ * it), the target, why and who, and which of its commits this is.
+ */
+function trailers(
+  state: FailoverState,
+  phase: "activate" | "demote" | "compensate",
+): Record<string, string> {
+  return {
+    "Failover-Execution": state.execution.id,
+    "Failover-Target": state.plan.targetRegion,
+    "Failover-Phase": phase,
+    "Failover-Reason": trailerValue(state.input.reason),
+    "Requested-By": trailerValue(state.input.requestedBy),
+  };
+}
+
+/**
+ * CommitRetarget: the Git commit that makes the target region active. With demote edits in the
+ * topology (two-phase), the source stays active and keeps its size until DemoteSource; with
+ * one-commit edits, the same commit makes the old region passive.
+ */
 export async function commitRetargetStep(state: FailoverState): Promise<RetargetResultState> {
   const t = runtimeTopology();
   const target = state.plan.targetRegion;
@@ -421,13 +533,8 @@ export async function commitRetargetStep(state: FailoverState): Promise<Retarget
     editsFor(t, target),
     {
       subject,
-      body: `Source region: ${state.plan.sourceRegion ?? "unknown"}. Mode: ${state.input.mode}.`,
-      trailers: {
-        "Failover-Execution": state.execution.id,
-        "Failover-Target": target,
-        "Failover-Reason": trailerValue(state.input.reason),
-        "Requested-By": trailerValue(state.input.requestedBy),
-      },
+      body: `Source region: ${state.plan.sourceRegion ?? "unknown"}. Mode: ${state.input.mode}.${t.git.demote ? " The source stays active until traffic has moved (two-phase retarget)." : ""}`,
+      trailers: trailers(state, "activate"),
     },
     { maxAttempts: t.git.pushAttempts, plannedHead: state.plan.before.gitHead },
   );
@@ -731,4 +838,301 @@ export async function verifyTrafficStep(state: FailoverState): Promise<TrafficHe
     };
   }
   return { ...progress, status: "IN_PROGRESS" };
+}
+
+/**
+ * DemoteSource: the second commit of a two-phase retarget, made only once traffic is on the
+ * target: the old region(s) the plan named become passive. Checked live first: a region that
+ * still receives traffic is never made passive. Skipped with one-commit retarget edits (the
+ * first commit already did it) and when the regions are passive already.
+ */
+export async function demoteSourceStep(state: FailoverState): Promise<DemotionState> {
+  const t = runtimeTopology();
+  const target = state.plan.targetRegion;
+  const regions = state.plan.demoteRegions;
+  const head = state.converge?.retarget?.sha ?? state.plan.before.gitHead;
+  const skipped = (reason: string): DemotionState => ({
+    status: "SUCCEEDED",
+    skipped: true,
+    reason,
+    regions,
+    sha: head,
+    previousSha: head,
+    changes: [],
+  });
+  if (!t.git.demote)
+    return skipped("one-commit retarget: the retarget commit made the other regions passive");
+  if (!regions.length) return skipped("the other regions were passive already");
+  const { dials } = await readTraffic(trafficTopology(t));
+  const serving = regions.filter((r) => (dials[r] ?? 0) > 0);
+  if (serving.length || (dials[target] ?? 0) !== 100) {
+    throw new TrafficPreconditionFailed(
+      `[DemoteSource] refusing to make ${regions.join(", ")} passive; nothing was committed`,
+      [
+        `traffic is ${dialsText(dials)}: the regions made passive must have none, and ${target} all`,
+      ],
+    );
+  }
+  const subject = `failover(${t.platform}): make ${regions.join(", ")} passive (traffic is on ${target})`;
+  const result = await commitRetarget(
+    gitRepo(t),
+    await gitAuth(t),
+    regions.flatMap((r) => demoteEditsFor(t, r)),
+    {
+      subject,
+      body: `Second commit of the failover to ${target}: traffic and the Aurora writer have moved, so ${regions.join(", ")} now run their standby size.`,
+      trailers: trailers(state, "demote"),
+    },
+    { maxAttempts: t.git.pushAttempts, plannedHead: head },
+  );
+  return {
+    status: "SUCCEEDED",
+    skipped: result.skipped,
+    regions,
+    sha: result.sha,
+    previousSha: result.previousSha,
+    changes: result.changes,
+    subject,
+  };
+}
+
+function dialsText(dials: Record<string, number>): string {
+  return Object.entries(dials)
+    .map(([r, d]) => `${r} ${d}%`)
+    .join(", ");
+}
+
+/**
+ * The retarget commit of this execution: from the state, else from CommitRetarget's audit event
+ * (a Catch on the Parallel state keeps neither branch's output).
+ */
+async function retargetCommitOf(state: FailoverState): Promise<string | undefined> {
+  const known = state.converge?.retarget?.sha;
+  if (known) return known;
+  const events = await readAuditTrail(state.execution.name);
+  const commit = events.findLast((e) => e.step === "CommitRetarget" && e.outcome === "SUCCEEDED");
+  const sha = (commit?.after as { gitHead?: unknown } | undefined)?.gitHead;
+  return typeof sha === "string" ? sha : undefined;
+}
+
+/** Is every selected app of `region` Synced at `revision` and Healthy, live (no refresh, no sync)? */
+async function appsReadyAt(t: Topology, region: string, revision: string): Promise<string | null> {
+  try {
+    const check = await checkSync({
+      hubs: await argoHubs(t),
+      selector: t.argocd.appSelector,
+      ...(t.argocd.appNamespace ? { appNamespace: t.argocd.appNamespace } : {}),
+      clusters: regionOf(t, region).spokes.map((s) => s.argocdCluster),
+      revision,
+      refresh: "none",
+      sync: false,
+      firstPoll: false,
+      timeoutMs: t.argocd.requestTimeoutSeconds * 1000,
+    });
+    if (check.status === "SUCCEEDED") return null;
+    const pending = check.pending.slice(0, 3).map((p) => `${p.name}: ${p.reason}`);
+    return `${check.total - check.done} of ${check.total} apps not Synced at ${revision.slice(0, 7)} and Healthy (${pending.join("; ")})`;
+  } catch (e) {
+    return `Argo CD could not be asked: ${describe(e)}`;
+  }
+}
+
+/**
+ * Compensate: after a failure that stopped before traffic moved, restores a serving state —
+ * users and a writable database in one region, that region at its full size. One decision per
+ * invocation, from what it reads live:
+ *  1. traffic already moved (a later stage failed): nothing automatic; the report says what to do;
+ *  2. an Aurora promotion under way: wait for it to end (until the deadline);
+ *  3. the writer is away from the traffic: move the traffic to the writer's region when its apps
+ *     are Synced and Healthy at the commit, else switch the writer back (once) and wait;
+ *  4. writer and traffic together: revert the first-phase commit if it activated a target
+ *     nobody will use (with one-commit edits: make the serving region active again).
+ * Idempotent: a retried or repeated invocation re-reads everything and redoes nothing done.
+ */
+export async function compensateStep(state: FailoverState): Promise<CompensationProgress> {
+  const t = runtimeTopology();
+  const target = state.plan.targetRegion;
+  const previous = state.compensation;
+  const window = pollWindow(previous, t.timeouts.auroraSeconds);
+  const actions: CompensationAction[] = [...(previous?.actions ?? [])];
+  const note = (
+    action: CompensationAction["action"],
+    outcome: CompensationAction["outcome"],
+    detail: string,
+  ) => actions.push({ at: window.checkedAt, action, outcome, detail });
+  const [aurora, traffic] = await Promise.all([
+    describeAurora(auroraTopology(t), [target, ...otherRegions(t, target)]),
+    readTraffic(trafficTopology(t)),
+  ]);
+  const serving = maxDialRegion(traffic.dials);
+  const writer = aurora.writerRegion ?? null;
+  const progress = (
+    status: CompensationProgress["status"],
+    extra: Partial<CompensationProgress> = {},
+  ): CompensationProgress => ({
+    ...window,
+    ...(previous?.switchBackRequested ? { switchBackRequested: true } : {}),
+    ...(previous?.revertCommit ? { revertCommit: previous.revertCommit } : {}),
+    ...extra,
+    status,
+    actions,
+    servingRegion: serving,
+    writerRegion: writer,
+  });
+  const incomplete = (
+    message: string,
+    details: string[],
+    revertCommit?: { sha: string; subject: string },
+  ) =>
+    progress("FAILED", {
+      error: new CompensationIncomplete(`[Compensate] ${message}`, details).toData(),
+      ...(revertCommit ? { revertCommit } : {}),
+    });
+
+  const before = state.plan.before.trafficDials;
+  if (Object.entries(traffic.dials).some(([r, d]) => before[r] !== d)) {
+    note(
+      "none",
+      "NOT_NEEDED",
+      `traffic had already moved (${dialsText(traffic.dials)}): left as it is`,
+    );
+    return incomplete("traffic had already moved; nothing was undone automatically", [
+      `traffic is ${dialsText(traffic.dials)}`,
+    ]);
+  }
+  if (!serving) {
+    note("none", "FAILED", "no region receives traffic");
+    return incomplete("no region receives traffic", []);
+  }
+  if (aurora.failoverState) {
+    if (!window.expired) return progress("IN_PROGRESS");
+    note(
+      "wait",
+      "FAILED",
+      `Aurora's promotion did not end within ${t.timeouts.auroraSeconds}s (${aurora.failoverState})`,
+    );
+    const reverted = await revertActivation(state, t, serving, note);
+    return incomplete(
+      `Aurora is still ${aurora.failoverState}; the writer is ${writer ?? "unknown"}`,
+      [...reverted.problems, "check Aurora first (the report's manual steps)"],
+      reverted.commit,
+    );
+  }
+  if (writer && writer !== serving) {
+    if (previous?.switchBackRequested) {
+      if (!window.expired) return progress("IN_PROGRESS");
+      note(
+        "switch-writer-back",
+        "FAILED",
+        `the writer is still ${writer} after ${t.timeouts.auroraSeconds}s`,
+      );
+      return incomplete(`the writer did not come back to ${serving}`, []);
+    }
+    if (writer === target) {
+      const moved = await moveTrafficToWriter(state, t, target, note);
+      if (moved) return progress("SUCCEEDED");
+    }
+    try {
+      const back = await promoteAurora(auroraTopology(t), {
+        targetRegion: serving,
+        mode: "graceful",
+        allowDataLoss: false,
+      });
+      note(
+        "switch-writer-back",
+        "STARTED",
+        `${back.action} of the writer ${writer} -> ${serving} asked in ${back.calledIn ?? "?"}`,
+      );
+      return progress("IN_PROGRESS", { switchBackRequested: true });
+    } catch (e) {
+      note("switch-writer-back", "FAILED", describe(e));
+      return incomplete(`the writer is ${writer} while users are served by ${serving}`, [
+        describe(e),
+      ]);
+    }
+  }
+  const reverted = await revertActivation(state, t, serving, note);
+  return reverted.problems.length
+    ? incomplete("the first-phase commit could not be reverted", reverted.problems)
+    : progress("SUCCEEDED", reverted.commit ? { revertCommit: reverted.commit } : {});
+}
+
+/** Moves all traffic to the target at once when its apps are ready there; false when it did not. */
+async function moveTrafficToWriter(
+  state: FailoverState,
+  t: Topology,
+  target: string,
+  note: (a: CompensationAction["action"], o: CompensationAction["outcome"], d: string) => void,
+): Promise<boolean> {
+  const revision = await retargetCommitOf(state);
+  const notReady =
+    state.spoke?.status !== "SUCCEEDED"
+      ? `the spoke(s) of ${target} were not verified`
+      : !revision
+        ? "no retarget commit is recorded"
+        : await appsReadyAt(t, target, revision);
+  if (notReady) {
+    note("move-traffic", "NOT_NEEDED", `not to ${target}, which holds the writer: ${notReady}`);
+    return false;
+  }
+  try {
+    const result = await applyNextStage(trafficTopology(t), {
+      targetRegion: target,
+      stages: [100],
+      next: 0,
+    });
+    note(
+      "move-traffic",
+      "DONE",
+      `all traffic to ${target}, which holds the writer (${dialsText(result.after.dials)})`,
+    );
+    return true;
+  } catch (e) {
+    note("move-traffic", "FAILED", `to ${target}: ${describe(e)}`);
+    return false;
+  }
+}
+
+/**
+ * Reverts the first-phase commit when Git makes the target active while users stay on
+ * `serving`: the target's demote edits (two-phase), or the serving region's retarget edits
+ * (one-commit). Returns the problems (empty when done or not needed).
+ */
+async function revertActivation(
+  state: FailoverState,
+  t: Topology,
+  serving: string,
+  note: (a: CompensationAction["action"], o: CompensationAction["outcome"], d: string) => void,
+): Promise<{ problems: string[]; commit?: { sha: string; subject: string } }> {
+  const target = state.plan.targetRegion;
+  if (serving === target) return { problems: [] };
+  const edits = t.git.demote ? demoteEditsFor(t, target) : editsFor(t, serving);
+  const subject = t.git.demote
+    ? `failover(${t.platform}): compensate: make ${target} passive again (users stay on ${serving})`
+    : `failover(${t.platform}): compensate: make ${serving} active again`;
+  try {
+    const result = await commitRetarget(
+      gitRepo(t),
+      await gitAuth(t),
+      edits,
+      {
+        subject,
+        body: `The failover to ${target} stopped before traffic moved (${state.error?.Error ?? "error"}): undo its first commit.`,
+        trailers: trailers(state, "compensate"),
+      },
+      {
+        maxAttempts: t.git.pushAttempts,
+        plannedHead: (await retargetCommitOf(state)) ?? state.plan.before.gitHead,
+      },
+    );
+    if (result.skipped) {
+      note("revert-commit", "NOT_NEEDED", `Git already makes ${target} passive`);
+      return { problems: [] };
+    }
+    note("revert-commit", "DONE", `${result.sha.slice(0, 12)} ${subject}`);
+    return { problems: [], commit: { sha: result.sha, subject } };
+  } catch (e) {
+    note("revert-commit", "FAILED", describe(e));
+    return { problems: [describe(e)] };
+  }
 }

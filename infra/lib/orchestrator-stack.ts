@@ -67,8 +67,10 @@ export const TRIGGER = {
 
 /** Memory per function (MB): CPU scales with it, and init time with CPU. */
 const MEMORY_MB: Readonly<Record<string, number>> = {
-  /** isomorphic-git clones and parses packfiles in memory. */
+  /** isomorphic-git clones and parses packfiles in memory (all three commit). */
   CommitRetarget: 1024,
+  DemoteSource: 1024,
+  Compensate: 1024,
 };
 const DEFAULT_MEMORY_MB = 512;
 

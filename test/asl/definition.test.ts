@@ -81,17 +81,21 @@ describe("statemachine/failover.asl.json", () => {
     expect(() => substitute(aslText(), { ...all, Extra: "x" })).toThrow(/unused Extra/);
   });
 
-  it("gives every Task except the failure path a Catch to RecordFailure (directly or via its Parallel)", () => {
+  it("gives every Task except the failure path a Catch to RecordFailure, directly or through Compensate", () => {
     const top = Object.entries(definition.States);
     const tasks = top.filter(([, s]) => s.Type === "Task" || s.Type === "Parallel");
     const exempt = new Set(["RecordFailure", "Notify"]);
+    // What can fail after something changed, before traffic moved, is compensated first.
+    const compensated = new Set(["Converge", "ShiftTraffic"]);
     for (const [name, s] of tasks) {
       if (exempt.has(name)) continue;
       expect(
         s.Catch?.map((c) => [c.ErrorEquals.join(), c.Next]),
         name,
-      ).toEqual([["States.ALL", "RecordFailure"]]);
+      ).toEqual([["States.ALL", compensated.has(name) ? "Compensate" : "RecordFailure"]]);
     }
+    const done = definition.States["CompensateDone?"] as { Default?: string };
+    expect(done.Default).toBe("RecordFailure");
   });
 
   it("bounds every loop: each Wait leads back to a poller whose result has a deadline, and the machine has a timeout", () => {
@@ -99,15 +103,43 @@ describe("statemachine/failover.asl.json", () => {
     expect(LOCK_LEASE_SECONDS).toBeGreaterThan(EXECUTION_TIMEOUT_SECONDS);
     const waits = states.filter(([, s]) => s.Type === "Wait");
     expect(waits.map(([n]) => n).sort()).toEqual(
-      ["AwaitArgoSyncWait", "AwaitAuroraWait", "NextTrafficStage", "VerifyTrafficWait"].sort(),
+      [
+        "AwaitArgoSyncWait",
+        "AwaitAuroraWait",
+        "CompensateWait",
+        "NextTrafficStage",
+        "VerifyTrafficWait",
+      ].sort(),
     );
     const pollWaits = waits.filter(([, s]) => s.Next !== "ShiftTraffic");
     for (const [name, s] of pollWaits)
       expect((s as { Seconds?: number }).Seconds, name).toBe(POLL_INTERVAL_SECONDS);
   });
 
-  it("moves traffic only from the Converge state's success path", () => {
+  it("moves traffic only from the Converge state's success path, once the data phase is not deferred", () => {
     const into = states.filter(([, s]) => s.Next === "ShiftTraffic").map(([n]) => n);
-    expect(into.sort()).toEqual(["Converge", "NextTrafficStage"]);
+    const choice = definition.States["DataDeferred?"] as unknown as {
+      Choices: { Variable: string; StringEquals: string; Next: string }[];
+      Default: string;
+    };
+    const intoChoice = states.filter(([, s]) => s.Next === "DataDeferred?").map(([n]) => n);
+
+    expect(into.sort()).toEqual(["NextTrafficStage"]);
+    expect(choice.Default).toBe("ShiftTraffic");
+    expect(choice.Choices).toEqual([
+      { Variable: "$.converge.promotion.status", StringEquals: "DEFERRED", Next: "DataPhase" },
+    ]);
+    expect(intoChoice).toEqual(["Converge"]);
+  });
+
+  it("demotes the source only after traffic moved and was verified, then reports", () => {
+    const into = states.filter(([, s]) => s.Next === "DemoteSource").map(([n]) => n);
+    const healthy = definition.States["TrafficHealthy?"] as unknown as {
+      Choices: { Next: string }[];
+    };
+
+    expect(into).toEqual([]);
+    expect(healthy.Choices.map((c) => c.Next)).toContain("DemoteSource");
+    expect((definition.States.DemoteSource as { Next?: string }).Next).toBe("Report");
   });
 });

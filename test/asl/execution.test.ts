@@ -73,21 +73,40 @@ function entered(result: LocalRunResult): string[] {
 }
 
 describe("failover.asl.json executed with the real handlers", () => {
-  it("happy path: traffic moves only after apps and data both converged on the target", async () => {
+  it("happy path (graceful): apps, then data, then traffic, then the source made passive", async () => {
     const result = await run();
 
     expect(result.status).toBe("SUCCEEDED");
     const order = entered(result);
     const shift = order.indexOf("ShiftTraffic");
-    expect(order.lastIndexOf("AwaitArgoSync")).toBeLessThan(shift);
+    expect(order.lastIndexOf("AwaitArgoSync")).toBeLessThan(order.indexOf("PromoteAurora"));
     expect(order.lastIndexOf("AwaitAurora")).toBeLessThan(shift);
     expect(order.indexOf("VerifySpoke")).toBeLessThan(order.indexOf("CommitRetarget"));
+    expect(order.lastIndexOf("VerifyTraffic")).toBeLessThan(order.indexOf("DemoteSource"));
+    expect(order).not.toContain("Compensate");
     expect(await sandbox.state()).toMatchObject({
       activeRegion: "us-east-2",
       auroraWriterRegion: "us-east-2",
       trafficDials: { "us-west-2": 0, "us-east-2": 100, "eu-west-1": 0 },
     });
-    expect(writes(sandbox)).toEqual({ gitPushes: 1, auroraPromotions: 1, trafficUpdates: 2 });
+    expect(writes(sandbox)).toEqual({ gitPushes: 2, auroraPromotions: 1, trafficUpdates: 2 });
+  });
+
+  it("happy path (ungraceful): apps and data converge in one parallel pass, then traffic", async () => {
+    const result = await run({ mode: "ungraceful" });
+
+    expect(result.status).toBe("SUCCEEDED");
+    const order = entered(result);
+    expect(order.filter((s) => s === "Converge")).toHaveLength(1);
+    expect(order).not.toContain("DataPhase");
+    // The commit (the cross-region guard) first, then both branches at once.
+    expect(order.indexOf("CommitRetarget")).toBeLessThan(order.indexOf("Converge"));
+    expect(order.filter((s) => s === "PromoteAurora")).toHaveLength(1);
+    expect(order.indexOf("PromoteAurora")).toBeLessThan(order.indexOf("ShiftTraffic"));
+    expect(await sandbox.state()).toMatchObject({
+      activeRegion: "us-east-2",
+      auroraWriterRegion: "us-east-2",
+    });
   });
 
   it("already on target: every step skipped, no write call made", async () => {
@@ -161,7 +180,8 @@ describe("failover.asl.json executed with the real handlers", () => {
     expect((result.output as { plan: { actions: string[] } }).plan.actions.length).toBeGreaterThan(
       2,
     );
-    expect(entered(result).at(-1)).toBe("DryRunComplete");
+    expect(entered(result)).toContain("Report");
+    expect(entered(result)).not.toContain("VerifySpoke");
     expect(writes(sandbox)).toEqual({ gitPushes: 0, auroraPromotions: 0, trafficUpdates: 0 });
   });
 
@@ -192,6 +212,16 @@ describe("failover.asl.json executed with the real handlers", () => {
           "failover(x): make eu-west-1 active\n\nFailover-Execution: arn:aws:states:eu-west-1:000000000000:execution:gitops-failover:other\nFailover-Target: eu-west-1",
         ),
       {},
+      "ConcurrentFailover",
+    ],
+    [
+      "CommitRetarget (ungraceful: another orchestrator region's failover commit lands first)",
+      (s) =>
+        s.git.injectConflictOnNextPush(
+          { "NOTES.md": "failed over elsewhere\n" },
+          "failover(x): make eu-west-1 active\n\nFailover-Execution: arn:aws:states:eu-west-1:000000000000:execution:gitops-failover:other\nFailover-Target: eu-west-1",
+        ),
+      { mode: "ungraceful", allowDataLoss: true },
       "ConcurrentFailover",
     ],
     [
@@ -228,8 +258,11 @@ describe("failover.asl.json executed with the real handlers", () => {
       expect(result.status).toBe("FAILED");
       expect(result.error).toBe(error);
       expect(entered(result)).toContain("RecordFailure");
-      // Before ShiftTraffic no traffic call is even attempted; ShiftTraffic's own attempt is refused.
-      expect(writes(sandbox).trafficUpdates).toBe(step === "ShiftTraffic" ? 1 : 0);
+      // Before ShiftTraffic no traffic call is even attempted; ShiftTraffic's own attempt is
+      // refused, and so is compensation's (moving users to the writer's region, us-east-2).
+      expect(writes(sandbox).trafficUpdates).toBe(step === "ShiftTraffic" ? 2 : 0);
+      // The Git push is the cross-region guard: taken before Aurora is touched, in either mode.
+      if (step.startsWith("CommitRetarget")) expect(writes(sandbox).auroraPromotions).toBe(0);
       expect((await sandbox.state()).trafficDials).toEqual({
         "us-west-2": 100,
         "us-east-2": 0,
@@ -304,7 +337,7 @@ describe("failover.asl.json executed with the real handlers", () => {
 
     const outcomes = [a, b].map((r) => r.status === "SUCCEEDED" || r.error).sort();
     expect(outcomes).toEqual(["FailoverInProgress", true]);
-    expect(writes(sandbox).gitPushes).toBe(1);
+    expect(writes(sandbox).gitPushes).toBe(2);
   });
 });
 

@@ -12,6 +12,7 @@ import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { main } from "../../cli/main.ts";
 import { type AuditEvent, verifyChain } from "../../functions/lib/audit.ts";
+import type { FailoverReport } from "../../functions/lib/report.ts";
 import {
   DRILL_DEFAULTS,
   type DrillOptions,
@@ -19,6 +20,7 @@ import {
   drillProblems,
   runDrill,
 } from "../../sandbox/drill.ts";
+import { FAULTS, type FaultName } from "../../sandbox/faults.ts";
 import { DEFAULT_REPLICAS } from "../../sandbox/gitops-layout.ts";
 import type { RegionWorkloads, SandboxState } from "../../sandbox/index.ts";
 
@@ -41,6 +43,9 @@ const UNCHANGED_TRAFFIC = { "us-west-2": 100, "us-east-2": 0, "eu-west-1": 0 };
 const MOVED_TRAFFIC = { "us-west-2": 0, "us-east-2": 100, "eu-west-1": 0 };
 const SEED = "Initial commit";
 const RETARGET = "failover(payments): make us-east-2 active";
+const DEMOTE = "failover(payments): make us-west-2 passive (traffic is on us-east-2)";
+const COMPENSATE =
+  "failover(payments): compensate: make us-east-2 passive again (users stay on us-west-2)";
 const CONCURRENT = "Concurrent change by another committer";
 /** 6 apps on 3 spokes: 2 components, so 2 Deployments per region. */
 const DEPLOYMENTS = 2;
@@ -96,7 +101,26 @@ function expectInvariants(result: DrillResult): void {
   expect(subjects(result.before)).toEqual([SEED]);
 }
 
-/** A completed failover: one retarget commit on top of `history`, writer, dials, pods moved. */
+/** The region users are sent to: the highest dial. */
+function servingRegion(state: SandboxState): string | undefined {
+  return Object.entries(state.trafficDials).sort(([, a], [, b]) => b - a)[0]?.[0];
+}
+
+/**
+ * What must hold after any drill, however it ended: the region users are sent to holds the
+ * Aurora writer (their database is writable) and runs at least the ready pods it had before
+ * (the source when the failover stopped, the target when it completed).
+ */
+function expectUsersServed(result: DrillResult): void {
+  const serving = servingRegion(result.after) ?? "none";
+  expect([SOURCE, TARGET]).toContain(serving);
+  expect(result.after.auroraWriterRegion).toBe(serving);
+  const before = result.before.workloads[serving]?.ready ?? 0;
+  const expected = serving === SOURCE ? before : DEPLOYMENTS * ACTIVE;
+  expect(result.after.workloads[serving]?.ready).toBeGreaterThanOrEqual(expected);
+}
+
+/** A completed failover: the two commits on top of `history`, writer, dials, pods moved. */
 function expectFailedOver(result: DrillResult, history: string[] = [SEED]): void {
   expect(result.status).toBe("SUCCEEDED");
   expect(drillProblems(result, {})).toEqual([]);
@@ -107,7 +131,8 @@ function expectFailedOver(result: DrillResult, history: string[] = [SEED]): void
     trafficDials: MOVED_TRAFFIC,
     workloads: settled(TARGET),
   });
-  expect(subjects(result.after)).toEqual([RETARGET, ...history]);
+  expect(subjects(result.after)).toEqual([DEMOTE, RETARGET, ...history]);
+  expectUsersServed(result);
 }
 
 /** A failover that stopped before traffic moved: the dials and the serving region untouched. */
@@ -126,14 +151,15 @@ function expectFailedBeforeTraffic(result: DrillResult, failedStep: string, erro
   expect(step(result, "RecordFailure")).toMatchObject({ status: "SUCCEEDED", invocations: 1 });
   expect(step(result, "Notify")).toMatchObject({ status: "SUCCEEDED", invocations: 1 });
   expect(readFileSync(join(result.reportDir, "report.md"), "utf8")).toContain("## Manual steps");
+  expectUsersServed(result);
 }
 
 describe("drill: happy path", () => {
-  it("fails over us-west-2 -> us-east-2: one commit, pods, Aurora writer, dials", async () => {
+  it("fails over us-west-2 -> us-east-2: two commits, pods, Aurora writer, dials", async () => {
     const result = await drill();
 
     expectFailedOver(result);
-    expect(result.calls.gitPushes).toBe(1);
+    expect(result.calls.gitPushes).toBe(2);
     expect(updates(result)).toEqual(["ok", "ok"]);
     expect(result.executions[0]?.steps.map((s) => [s.name, s.status])).toEqual([
       ["Plan", "SUCCEEDED"],
@@ -145,6 +171,8 @@ describe("drill: happy path", () => {
       ["AwaitAurora", "SUCCEEDED"],
       ["ShiftTraffic", "SUCCEEDED"],
       ["VerifyTraffic", "SUCCEEDED"],
+      ["DemoteSource", "SUCCEEDED"],
+      ["Compensate", "NOT_RUN"],
       ["Report", "SUCCEEDED"],
       ["Notify", "SUCCEEDED"],
     ]);
@@ -155,6 +183,38 @@ describe("drill: happy path", () => {
     expect(markdown).toContain("```mermaid\ngantt");
     expect(markdown).toMatch(/RTO: \d+ s/);
     expect(verifyChain(auditOf(result))).toMatchObject({ intact: true });
+    // Two commits, and the window in which users and the writer were apart: the switchover.
+    const [activate, demote] = result.after.gitLog;
+    expect(report).toMatchObject({
+      commits: [
+        { phase: "activate", sha: demote?.sha, subject: RETARGET },
+        { phase: "demote", sha: activate?.sha, subject: DEMOTE },
+      ],
+      order: { kind: "sequential", split: { seconds: expect.any(Number) } },
+    });
+    expect(markdown).toMatch(/- Commit \(activate\): \[[0-9a-f]{12}\]/);
+    expect(markdown).toMatch(/- Commit \(demote\): \[[0-9a-f]{12}\]/);
+    expect(markdown).toMatch(/- Users and writer apart: [\d.]+ s, from the promotion call/);
+    // The source kept its full size until traffic had left it.
+    const demoted = auditOf(result).find((e) => e.step === "DemoteSource");
+    const shifted = auditOf(result).find((e) => e.step === "ShiftTraffic");
+    expect(demoted?.seq).toBeGreaterThan(shifted?.seq ?? Number.POSITIVE_INFINITY);
+  });
+
+  it("ungraceful: apps and data converge in parallel, the report says why, two commits", async () => {
+    const result = await drill({ mode: "ungraceful" });
+
+    expectFailedOver(result);
+    const report = result.executions[0]?.report as unknown as FailoverReport;
+    expect(report.order).toMatchObject({
+      kind: "parallel",
+      why: expect.stringMatching(/^ungraceful: the source region is down/),
+    });
+    expect(report.criticalPath).not.toEqual(
+      expect.arrayContaining(["AwaitArgoSync", "AwaitAurora"]),
+    );
+    const md = readFileSync(join(result.reportDir, "report.md"), "utf8");
+    expect(md).toContain("- Order: parallel: ungraceful: the source region is down");
   });
 
   it("repeats: the second execution skips every step and changes nothing anywhere", async () => {
@@ -166,8 +226,8 @@ describe("drill: happy path", () => {
     expect(second?.status).toBe("SUCCEEDED");
     expect(second?.before).toEqual(first?.after);
     expect(second?.after).toEqual(second?.before);
-    expect(second?.after.gitLog).toHaveLength(2);
-    expect(result.calls.gitPushes).toBe(1);
+    expect(second?.after.gitLog).toHaveLength(3);
+    expect(result.calls.gitPushes).toBe(2);
     expect(updates(result)).toEqual(["ok", "ok"]);
     expect(second?.steps.map((s) => [s.name, s.status])).toEqual([
       ["Plan", "SKIPPED"],
@@ -179,6 +239,8 @@ describe("drill: happy path", () => {
       ["AwaitAurora", "SKIPPED"],
       ["ShiftTraffic", "SKIPPED"],
       ["VerifyTraffic", "SKIPPED"],
+      ["DemoteSource", "SKIPPED"],
+      ["Compensate", "SKIPPED"],
       ["Report", "SUCCEEDED"],
       ["Notify", "SUCCEEDED"],
     ]);
@@ -196,10 +258,27 @@ describe("drill: happy path", () => {
       actions: string[];
       needs: Record<string, boolean>;
     };
-    expect(plan.needs).toEqual({ retarget: true, aurora: true, traffic: true });
+    expect(plan.needs).toEqual({ retarget: true, aurora: true, traffic: true, demote: true });
     expect(plan.actions.join("\n")).toMatch(
-      /commit envs\/production\/values.yaml global.activeRegion = us-east-2/,
+      /commit envs\/production\/values.yaml regions.us-east-2.active = true on main/,
     );
+    // Its own complete, verifiable report: no file of an earlier run left behind.
+    expect(result.executions[0]?.report).toMatchObject({ dryRun: true, status: "SUCCEEDED" });
+    const md = readFileSync(join(result.reportDir, "report.md"), "utf8");
+    expect(md).toMatch(/^# Dry run of a failover: us-west-2 -> us-east-2\n/);
+    expect(md).toContain("- commit envs/production/values.yaml regions.us-east-2.active = true");
+    expect(verifyChain(auditOf(result))).toMatchObject({ intact: true });
+    const printed: string[] = [];
+    const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
+      printed.push(String(chunk));
+      return true;
+    });
+    try {
+      expect(await main(["node", "gitops-failover", "audit", "verify", result.reportDir])).toBe(0);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(printed.join("")).toMatch(/^audit trail intact: 2 events, .*matches report\.json/);
   });
 });
 
@@ -221,53 +300,78 @@ describe("drill: faults that stop before anything changes", () => {
   );
 });
 
-describe("drill: faults after the retarget commit", () => {
+describe("drill: faults after the retarget commit, compensated before traffic moves", () => {
   it.each([
-    // fault, failed step, error, Aurora writer after, workloads after
-    [
-      "argocd-sync-timeout",
-      "AwaitArgoSync",
-      "ArgoSyncTimeout",
-      TARGET,
-      // The controller never applies the commit: the spokes still run the seed's layout.
-      settled(SOURCE),
-    ],
+    // fault, failed step, error, GA updates, workloads after
+    // The controller never applies a commit: the spokes still run the seed's layout.
+    ["argocd-sync-timeout", "AwaitArgoSync", "ArgoSyncTimeout", [], settled(SOURCE)],
     [
       "argocd-degraded",
       "AwaitArgoSync",
       "ArgoSyncTimeout",
-      TARGET,
-      // The old region is down to its warm standby, the target's rollouts never become ready.
-      {
-        ...settled(TARGET),
-        "us-east-2": {
-          deployments: DEPLOYMENTS,
-          replicas: DEPLOYMENTS * ACTIVE,
-          ready: 0,
-          minReady: 0,
-        },
-      },
+      [],
+      // The source never shrank; the target's rollouts never become ready (back to its standby size).
+      { ...settled(SOURCE), "us-east-2": { ...running(PASSIVE), ready: 0, minReady: 0 } },
     ],
-    ["aurora-failover-stuck", "AwaitAurora", "AuroraPromotionTimeout", SOURCE, settled(TARGET)],
-    ["ga-update-fails", "ShiftTraffic", "TrafficShiftFailed", TARGET, settled(TARGET)],
+    ["aurora-failover-stuck", "AwaitAurora", "AuroraPromotionTimeout", [], settled(SOURCE)],
+    // Compensation first tries to move users to the writer's region; GA refuses that too.
+    [
+      "ga-update-fails",
+      "ShiftTraffic",
+      "TrafficShiftFailed",
+      ["AccessDeniedException", "AccessDeniedException"],
+      settled(SOURCE),
+    ],
   ] as const)(
-    "%s stops at %s with %s: commit made, traffic where it was, the source region still serving",
-    async (fault, failedStep, error, writer, workloads) => {
+    "%s stops at %s with %s: the first commit undone, users, pods and writer on the source",
+    async (fault, failedStep, error, gaUpdates, workloads) => {
       const result = await drill({ faults: [fault] });
 
       expectFailedBeforeTraffic(result, failedStep, error);
-      expect(subjects(result.after)).toEqual([RETARGET, SEED]);
-      expect(result.calls.gitPushes).toBe(1);
+      expect(subjects(result.after)).toEqual([COMPENSATE, RETARGET, SEED]);
+      expect(result.calls.gitPushes).toBe(2);
       expect(result.after).toMatchObject({
-        activeRegion: TARGET,
-        auroraWriterRegion: writer,
+        activeRegion: SOURCE,
+        auroraWriterRegion: SOURCE,
         workloads,
       });
-      const report = result.executions[0]?.report as { changed: string[] } | null | undefined;
-      expect(report?.changed.join("\n")).toContain("Git: active region us-west-2 -> us-east-2");
-      if (fault === "ga-update-fails") expect(updates(result)).toEqual(["AccessDeniedException"]);
+      expect(updates(result)).toEqual(gaUpdates);
+      const report = result.executions[0]?.report as unknown as FailoverReport;
+      expect(report.commits.map((c) => c.phase)).toEqual(["activate", "compensate"]);
+      expect(report.compensation.at(-1)).toMatchObject({
+        action: "revert-commit",
+        outcome: "DONE",
+      });
+      expect(step(result, "Compensate")?.status).toBe(
+        fault === "aurora-failover-stuck" ? "FAILED" : "SUCCEEDED",
+      );
+      // Graceful: the switchover waits for the apps, so a sync failure never moves the writer.
+      if (failedStep === "AwaitArgoSync")
+        expect(step(result, "PromoteAurora")?.status).toBe("NOT_RUN");
     },
   );
+
+  it("aurora-failover-stuck: the manual steps start with Aurora, which compensation could not settle", async () => {
+    const result = await drill({ faults: ["aurora-failover-stuck"], mode: "ungraceful" });
+
+    expectFailedBeforeTraffic(result, "AwaitAurora", "AuroraPromotionTimeout");
+    const report = result.executions[0]?.report as unknown as FailoverReport;
+    expect(report.manualSteps[0]).toMatch(/^Check Aurora before anything else/);
+    expect(report.compensation.map((a) => [a.action, a.outcome])).toEqual([
+      ["wait", "FAILED"],
+      ["revert-commit", "DONE"],
+    ]);
+  });
+});
+
+describe("drill: every fault, both modes: users stay served by the region holding the writer", () => {
+  const faults = Object.keys(FAULTS) as FaultName[];
+  it.each(faults.map((f) => [f]))("%s, ungraceful", async (fault) => {
+    const result = await drill({ faults: [fault], mode: "ungraceful" });
+
+    expectInvariants(result);
+    expectUsersServed(result);
+  });
 });
 
 describe("drill: faults the failover must absorb", () => {
@@ -275,9 +379,9 @@ describe("drill: faults the failover must absorb", () => {
     const result = await drill({ faults: ["git-push-conflict"] });
 
     expectFailedOver(result, [CONCURRENT, SEED]);
-    expect(result.calls.gitPushes).toBe(2);
+    expect(result.calls.gitPushes).toBe(3);
     const commit = auditOf(result).find((e) => e.step === "CommitRetarget");
-    expect(commit?.after).toMatchObject({ changes: [{ from: "us-west-2", to: "us-east-2" }] });
+    expect(commit?.after).toMatchObject({ changes: [{ from: false, to: true }] });
   });
 
   it("argocd-hub-down: the primary hub refuses connections, the standby serves the sync check", async () => {

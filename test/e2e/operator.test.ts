@@ -11,8 +11,10 @@ import { GetCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { main } from "../../cli/main.ts";
 import { writeSandboxFile } from "../../cli/sandbox-file.ts";
+import { readAuditTrail } from "../../functions/lib/audit.ts";
 import { dynamoClient } from "../../functions/lib/aws.ts";
 import { lastFailover } from "../../functions/lib/lock.ts";
+import type { FailoverReport } from "../../functions/lib/report.ts";
 import { type TriggerDecision, triggerOnAlarm } from "../../functions/lib/trigger.ts";
 import { DRILL_DEFAULTS, type DrillOptions, runDrill } from "../../sandbox/drill.ts";
 import { AUDIT_TABLE, PLATFORM, type Sandbox, startSandbox } from "../../sandbox/index.ts";
@@ -115,6 +117,29 @@ describe("operator CLI against a running sandbox", () => {
       activeRegion: "us-east-2",
       trafficDials: { "us-east-2": 100 },
     });
+    // Every command the CLI suggests works when pasted: it names the sandbox file.
+    expect(started.out).toContain(
+      `follow it: npx gitops-failover watch approve-me --sandbox ${endpointFile}`,
+    );
+    expect(approved.out).toContain(
+      `npx gitops-failover watch approve-me --sandbox ${endpointFile}`,
+    );
+    // The approval is on record: who, when, and how long the request waited.
+    const dir = join(root, `op-${n}`);
+    const report = JSON.parse(readFileSync(join(dir, "report.json"), "utf8")) as FailoverReport;
+    expect(report.approval).toMatchObject({
+      by: "jane",
+      at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      waitedSeconds: expect.any(Number),
+      principal: null,
+    });
+    const decided = (await readAuditTrail(report.execution.name)).find(
+      (e) => e.step === "Approval" && e.outcome === "DECIDED",
+    );
+    expect(decided).toMatchObject({ actor: "jane", after: { approvedBy: "jane" } });
+    expect(readFileSync(join(dir, "report.md"), "utf8")).toMatch(
+      /- Approved by: jane \(as typed; no verified principal\) at \S+, after waiting \d+ s/,
+    );
   });
 
   it("the Approve command of the SNS approval request works as pasted (an execution ARN, no flags)", async () => {
@@ -202,6 +227,7 @@ describe("operator CLI against a running sandbox", () => {
     };
     expect(report.failedStep).toBe("Approval");
     expect(report.changed).toEqual([]);
+    expect(watched.out).toContain("rejected by");
   });
 });
 
@@ -285,7 +311,9 @@ describe("the trigger's cooldown against a running sandbox", () => {
     await sandbox.sfn.idle();
     expect(await statusOf(first.executionArn)).toBe("FAILED");
     const after = await sandbox.state();
-    expect(after.activeRegion).toBe("us-east-2"); // Git was retargeted before traffic failed
+    // Git was retargeted and the writer moved before traffic failed; compensation undid both.
+    expect(after).toMatchObject({ activeRegion: "us-west-2", auroraWriterRegion: "us-west-2" });
+    expect(after.gitLog).toHaveLength(3);
     expect(await lastFailover(PLATFORM)).toMatchObject({ execution: first.incident });
 
     const again = await alarm("us-west-2", "2024-05-01T12:03:00.000Z");

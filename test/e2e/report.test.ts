@@ -64,48 +64,46 @@ describe("failure report (drill --fault argocd-sync-timeout)", () => {
     md = readFileSync(join(result.reportDir, "report.md"), "utf8");
   });
 
-  it("reports what both Parallel branches did, from the audit trail: the real commit, Aurora promoted", () => {
-    const sha = result.after.gitHead;
+  it("reports each step from the audit trail: the real commit, no switchover asked, the commit undone", () => {
+    const [revert, retarget] = result.after.gitLog;
 
     expect(result.status).toBe("FAILED");
-    expect(sha).not.toBe(result.before.gitHead);
     expect(report).toMatchObject({ status: "FAILED", failedStep: "AwaitArgoSync" });
     expect(report.steps.map((s) => [s.name, s.status, s.detail])).toEqual(
       expect.arrayContaining([
-        ["CommitRetarget", "SUCCEEDED", `committed ${sha.slice(0, 12)}`],
+        ["CommitRetarget", "SUCCEEDED", `committed ${retarget?.sha.slice(0, 12)}`],
         ["AwaitArgoSync", "FAILED", "see error"],
-        ["PromoteAurora", "SUCCEEDED", "switchover"],
-        ["AwaitAurora", "SUCCEEDED", "writer us-east-2"],
+        // Graceful: the switchover waits for the apps, which never became ready.
+        ["PromoteAurora", "NOT_RUN", ""],
         ["ShiftTraffic", "NOT_RUN", ""],
+        ["Compensate", "SUCCEEDED", "revert-commit DONE"],
       ]),
     );
     expect(report.commit).toMatchObject({
-      sha,
+      sha: retarget?.sha,
       previousSha: result.before.gitHead,
       subject: "failover(payments): make us-east-2 active",
     });
-    expect(report.links.commit).toMatch(new RegExp(`/commit/${sha}$`));
-    expect(md).toContain(`Commit: [${sha.slice(0, 12)}]`);
+    expect(report.commits).toMatchObject([
+      { phase: "activate", sha: retarget?.sha },
+      { phase: "compensate", sha: revert?.sha },
+    ]);
+    expect(report.links.commit).toMatch(new RegExp(`/commit/${retarget?.sha}$`));
+    expect(md).toContain(`Commit (activate): [${retarget?.sha.slice(0, 12)}]`);
+    expect(md).toContain("## Compensation");
   });
 
-  it("manual steps: traffic untouched, then git revert of that SHA, then the Aurora switchover back, or finish forward", () => {
-    const sha = result.after.gitHead;
+  it("manual steps: compensation left nothing to undo; fix the cause and start again", () => {
     const steps = report.manualSteps;
-    const at = (pattern: RegExp) => steps.findIndex((s) => pattern.test(s));
 
-    expect(at(/^Traffic was not moved: users are still served by us-west-2/)).toBe(0);
-    expect(steps[at(/^Undo Git/)]).toContain(
-      `\`git revert --no-edit ${sha} && git push origin main\``,
+    expect(steps[0]).toBe(
+      "Compensation restored the platform (revert-commit DONE): nothing left to undo. Users and Aurora's writer are on us-west-2.",
     );
-    expect(steps[at(/^Undo Aurora/)]).toContain(
-      "`aws rds switchover-global-cluster --region us-east-2 --global-cluster-identifier payments-global --target-db-cluster-identifier arn:aws:rds:us-west-2:000000000000:cluster:payments-usw2`",
-    );
-    expect(at(/^Undo Git/)).toBeLessThan(at(/^Undo Aurora/));
-    expect(steps.at(-1)).toMatch(
-      /^Or finish forward .*start a new execution .*`gitops-failover start --target us-east-2 --mode graceful/,
+    expect(steps[1]).toMatch(
+      /^Fix the cause \(ArgoSyncTimeout\), then start a new execution: `gitops-failover start --target us-east-2 --mode graceful/,
     );
     expect(steps.join("\n")).not.toMatch(/Redrive the execution|commit \?/);
-    expect(md).toContain(`## Manual steps\n\n1. Traffic was not moved`);
+    expect(md).toContain("## Manual steps\n\n1. Compensation restored the platform");
   });
 
   it("gantt: the failed step is crit (not active), the axis is wall-clock; RTO names its start", () => {

@@ -608,7 +608,11 @@ describe("Argo CD emulator at scale", () => {
     );
     const values = await p.gitServer.readFile(VALUES_FILE);
     const sha = await p.gitServer.commitDirect(
-      { [VALUES_FILE]: values.replace("activeRegion: us-east-1", "activeRegion: us-east-2") },
+      {
+        [VALUES_FILE]: values
+          .replace("us-east-1:\n    active: true", "us-east-1:\n    active: false")
+          .replace("us-east-2:\n    active: false", "us-east-2:\n    active: true"),
+      },
       "failover(shop): make us-east-2 active",
     );
     const polls = await pollSync(p.hubs, sha, (r) => r.status !== "IN_PROGRESS", {

@@ -299,6 +299,8 @@ describe("closing the chain: Report and RecordFailure", () => {
   const dir = mkdtempSync(join(tmpdir(), "gf-close-"));
   const WEST: PlatformSnapshot = {
     activeRegion: "us-west-2",
+    activeRegions: ["us-west-2"],
+    passiveRegions: ["us-east-2"],
     gitHead: "1".repeat(40),
     auroraWriterRegion: "us-west-2",
     trafficDials: { "us-west-2": 100, "us-east-2": 0 },
@@ -324,8 +326,11 @@ describe("closing the chain: Report and RecordFailure", () => {
       sourceRegion: "us-west-2",
       targetRegion: "us-east-2",
       before: WEST,
-      needs: { retarget: true, aurora: true, traffic: true },
+      needs: { retarget: true, aurora: true, traffic: true, demote: false },
       noop: false,
+      order: "sequential",
+      retarget: "one-commit",
+      demoteRegions: [],
       approvalTimeoutSeconds: 3600,
       actions: [],
     },
