@@ -20,8 +20,9 @@ import {
 } from "../functions/lib/audit.ts";
 import { awsError, regionOfArn, s3Client, sfnClient } from "../functions/lib/aws.ts";
 import { describe, InputValidationError, UnexpectedError } from "../functions/lib/errors.ts";
+import { SANDBOX_ACCOUNT } from "../sandbox/aws/protocol.ts";
 import type { CliIo } from "./drill.ts";
-import { readSandboxFile } from "./sandbox-file.ts";
+import { EXECUTION_ARN, readSandboxFile } from "./sandbox-file.ts";
 
 /** Parses audit.jsonl strictly: a line that is not JSON is itself a broken chain. */
 function parseAuditJsonl(text: string, source: string): { events: AuditEvent[]; badLine?: number } {
@@ -82,6 +83,11 @@ interface Loaded {
   anchorRequired: boolean;
   /** Events allowed after the anchor: none in a report directory; in the table, the trigger's. */
   mayFollow: (e: AuditEvent) => boolean;
+  /**
+   * For a report directory: the execution's own output, which no one who can write the
+   * directory can change (audit.jsonl and report.json truncated together agree with each other).
+   */
+  witness?: Loaded["anchor"] | { problem: string };
 }
 
 /** `report.audit` of report.json or of a Report / RecordFailure output, when it is one. */
@@ -100,23 +106,50 @@ function parseJson(text: string | undefined): unknown {
   }
 }
 
-function loadDirectory(dir: string): Loaded {
+async function loadDirectory(dir: string, flags: ConnectionFlags): Promise<Loaded> {
   const file = join(dir, "audit.jsonl");
   if (!existsSync(file))
     throw new InputValidationError(`${file} does not exist: is ${dir} a report directory?`);
   const reportFile = join(dir, "report.json");
-  const value = existsSync(reportFile)
-    ? anchorIn(parseJson(readFileSync(reportFile, "utf8")))
-    : undefined;
+  const report = existsSync(reportFile) ? parseJson(readFileSync(reportFile, "utf8")) : undefined;
+  const value = anchorIn(report);
+  const parsed = parseAuditJsonl(readFileSync(file, "utf8"), file);
   return {
-    ...parseAuditJsonl(readFileSync(file, "utf8"), file),
+    ...parsed,
     chain: "audit.jsonl",
     anchor: value
       ? { source: "report.json", value }
       : { missing: `${reportFile} is missing or records no audit count and head` },
     anchorRequired: true,
     mayFollow: () => false,
+    witness: await directoryWitness(report, parsed.events, flags),
   };
+}
+
+/**
+ * The anchor of the execution a report directory names, from Step Functions when it can be
+ * reached: a running sandbox through `--sandbox`, else AWS (region and profile as given). A
+ * sandbox's execution is never looked up in AWS: only that sandbox knows it.
+ */
+async function directoryWitness(
+  report: unknown,
+  events: AuditEvent[],
+  flags: ConnectionFlags,
+): Promise<NonNullable<Loaded["witness"]>> {
+  const arn = (report as { execution?: { id?: unknown } } | undefined)?.execution?.id;
+  if (typeof arn !== "string" || !EXECUTION_ARN.test(arn))
+    return { missing: "report.json names no execution ARN to read the execution from" };
+  const owner = events[0]?.execution;
+  if (owner !== undefined && owner !== executionName(arn))
+    return {
+      problem: `report.json names execution ${executionName(arn)}, the events in audit.jsonl are ${owner}'s`,
+    };
+  if (!flags.sandbox && arn.split(":")[4] === SANDBOX_ACCOUNT)
+    return {
+      missing: `${executionName(arn)} ran in a sandbox, which only that sandbox can answer for (pass --sandbox <endpoint file> while it runs)`,
+    };
+  applyConnection(flags);
+  return executionAnchor(arn);
 }
 
 /**
@@ -231,10 +264,38 @@ function judge(l: Loaded): Verdict {
   const later = checked.later.length
     ? [`${checked.later.length} later trigger decision(s) (a repeated alarm) after the report`]
     : [];
-  return { ...base, intact: true, anchor, notes: later };
+  if (!l.witness) return { ...base, intact: true, anchor, notes: later };
+  if ("problem" in l.witness) return { ...base, intact: false, problem: l.witness.problem, anchor };
+  if ("missing" in l.witness)
+    return {
+      ...base,
+      intact: true,
+      anchor,
+      notes: [
+        ...later,
+        `checked the directory against itself only: ${l.witness.missing}; audit.jsonl and report.json truncated together would not show`,
+      ],
+    };
+  const witnessed = checkAnchor(l.events, l.witness.value, {
+    chain: l.chain,
+    anchor: l.witness.source,
+  });
+  if (!witnessed.ok) return { ...base, intact: false, problem: witnessed.problem, anchor };
+  if (witnessed.later.length)
+    return {
+      ...base,
+      intact: false,
+      problem: `${l.chain} has ${l.events.length} events, ${l.witness.source} recorded ${l.witness.value.events}: the directory holds events the execution never closed`,
+      anchor,
+    };
+  return { ...base, intact: true, anchor, notes: [...later, `matches ${l.witness.source} too`] };
 }
 
 const VERIFY_EXIT_CODES = `
+A report directory is checked against its report.json and, when the execution can be read
+(--sandbox <file> for a running sandbox's, else AWS), against the execution's own output too;
+otherwise the verdict says it checked the directory against itself only.
+
 Exit codes:
   0  the chain is intact and matches the count and head its report recorded
   1  the chain is broken, truncated or does not match (the first bad event is named)
@@ -292,7 +353,7 @@ export function registerAuditCommands(cli: Command, io: CliIo): void {
       ) => {
         const loaded =
           existsSync(source) && statSync(source).isDirectory()
-            ? loadDirectory(source)
+            ? await loadDirectory(source, flags)
             : await loadTable(source, flags);
         const v = judge(loaded);
         if (flags.json) io.out(JSON.stringify(v));

@@ -33,7 +33,7 @@ import {
 } from "../functions/lib/config.ts";
 import { describe, InputValidationError } from "../functions/lib/errors.ts";
 import { registerSecret } from "../functions/lib/redact.ts";
-import { readSandboxFile, STATE_MACHINE_ARN } from "./sandbox-file.ts";
+import { EXECUTION_ARN, readSandboxFile, STATE_MACHINE_ARN } from "./sandbox-file.ts";
 
 /** The operation ran and failed (AWS refused it, or the execution it watched failed): exit 1. */
 class OperationFailed extends Error {
@@ -47,8 +47,6 @@ Exit codes:
      (status: FAILED, TIMED_OUT or ABORTED; watch: anything but SUCCEEDED)
   2  invalid usage or input`;
 
-const EXECUTION_ARN =
-  /^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:execution:[A-Za-z0-9_-]{1,80}:[A-Za-z0-9_-]{1,80}$/;
 const EXECUTION_NAME = /^[A-Za-z0-9_-]{1,80}$/;
 const ENDED: ReadonlySet<string> = new Set(["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]);
 const END_STATUS: Record<string, ExecutionStatus> = {

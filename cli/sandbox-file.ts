@@ -10,6 +10,9 @@ import { ConfigError } from "../functions/lib/errors.ts";
 /** A Step Functions state machine ARN (names: 1-80 of `[A-Za-z0-9_-]`). */
 export const STATE_MACHINE_ARN =
   /^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$/;
+/** A Step Functions execution ARN: the state machine's name, then the execution's. */
+export const EXECUTION_ARN =
+  /^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:execution:[A-Za-z0-9_-]{1,80}:[A-Za-z0-9_-]{1,80}$/;
 
 const SandboxFileSchema = z.object({
   stateMachineArn: z.string().regex(STATE_MACHINE_ARN, "must be a state machine ARN"),

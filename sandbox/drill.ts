@@ -20,7 +20,13 @@ import { type TriggerDecision, triggerOnAlarm } from "../functions/lib/trigger.t
 import { aslText } from "../statemachine/definition.ts";
 import { SANDBOX_ACCOUNT } from "./aws/protocol.ts";
 import { FAULTS, type FaultName } from "./faults.ts";
-import { type Sandbox, type SandboxCalls, type SandboxState, startSandbox } from "./index.ts";
+import {
+  cleartextNotice,
+  type Sandbox,
+  type SandboxCalls,
+  type SandboxState,
+  startSandbox,
+} from "./index.ts";
 import { type AslState, allStates } from "./runner.ts";
 
 /** What a drill does: the failover asked for, the sandbox's size, the faults, where it reports. */
@@ -605,6 +611,8 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     options.print?.(
       `sandbox up in ${fmt(startMs)}: ${sandbox.spokes.length} spokes, ${sandbox.argo.applications().length} Argo CD apps, regions ${Object.keys(sandbox.topology.regions).join(", ")}`,
     );
+    const notice = cleartextNotice(sandbox.topology);
+    if (notice) options.print?.(notice);
     for (const fault of options.faults) {
       sandbox.injectFault(fault, options.target);
       options.print?.(`fault ${fault}: ${FAULTS[fault]}`);

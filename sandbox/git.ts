@@ -6,11 +6,11 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { timingSafeEqual } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createWorkDir } from "./workdir.ts";
 
 /** Credentials and the seed commit of the Git server. */
 export interface GitServerOptions {
@@ -64,7 +64,7 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
   const repoName = options.repoName ?? "platform";
   if (!NAME_PATTERN.test(repoName))
     throw new Error(`repoName "${repoName}" must match ${NAME_PATTERN}`);
-  const root = await mkdtemp(join(tmpdir(), "sandbox-git-"));
+  const root = await createWorkDir("git");
   const repoDir = join(root, `${repoName}.git`);
   const children = new Set<ChildProcess>();
   const counters = { pushes: 0, rejectedAuth: 0 };

@@ -6,8 +6,7 @@
  * `AWS_ENDPOINT_URL_<SERVICE>` variables, exactly as on AWS.
  */
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import { parse } from "yaml";
@@ -25,6 +24,7 @@ import { type GitServer, startGitServer } from "./git.ts";
 import { DEFAULT_REPLICAS, gitopsLayout, VALUES_FILE } from "./gitops-layout.ts";
 import { LOCAL_STATE_MACHINE_ARN } from "./runner.ts";
 import { type FakeSpoke, startSpoke } from "./spoke.ts";
+import { createWorkDir, sweepAbandonedWorkDirs } from "./workdir.ts";
 
 /** The platform the sandbox runs (topology `platform`, Argo CD app selector, namespace). */
 export const PLATFORM = "payments";
@@ -182,6 +182,8 @@ function buildTopology(
       platform: PLATFORM,
       git: {
         url: git.url,
+        // git http-backend behind a plain HTTP server on 127.0.0.1: the one cleartext endpoint.
+        insecure: true,
         branch: "main",
         credentialsSecretArn: secretArn("us-west-2", "git"),
         author: { name: "gitops-failover", email: "gitops-failover@sandbox.local" },
@@ -212,6 +214,19 @@ function buildTopology(
   );
 }
 
+/**
+ * The one line a drill prints about the sandbox's cleartext endpoints (those its topology marks
+ * `insecure: true`), so nobody copies that into a real topology unawares; undefined when none.
+ */
+export function cleartextNotice(t: Topology): string | undefined {
+  const insecure = [
+    ...(t.git.insecure ? [`git.url ${t.git.url}`] : []),
+    ...t.argocd.hubs.filter((h) => h.insecure).map((h) => `Argo CD hub ${h.name} ${h.url}`),
+  ];
+  if (!insecure.length) return undefined;
+  return `note: plain http on 127.0.0.1, marked insecure: true in the sandbox's topology: ${insecure.join(", ")}; a real topology uses https:// (its tokens would otherwise cross the network in clear)`;
+}
+
 /** What the functions cache per container: dropped whenever the sandbox points them elsewhere. */
 function forgetRuntimeState(): void {
   resetRuntimeTopology();
@@ -225,7 +240,9 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const appCount = options.apps ?? spokeCount * 2;
   const problems = sizeProblems(spokeCount, appCount);
   if (problems.length) throw new Error(`sandbox size: ${problems.join("; ")}`);
-  const dir = await mkdtemp(join(tmpdir(), "gitops-failover-sandbox-"));
+  // A sandbox killed before its stop() left its CA keys behind: gone before a new one starts.
+  await sweepAbandonedWorkDirs();
+  const dir = await createWorkDir("ca");
   const activeRegion = options.activeRegion ?? "us-west-2";
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {

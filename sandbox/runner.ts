@@ -162,6 +162,22 @@ function alignTimeoutPaths(states: Record<string, TaskDefinition>): void {
   }
 }
 
+/**
+ * The task's result, or a rejection as soon as the run is aborted. aws-local-stepfunctions
+ * clears a Task's timeout timer (and the execution's) only once the task settles, so a task
+ * that never does — Approval waiting for its token — would keep the process alive for the
+ * approval timeout after the execution was stopped.
+ */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => reject(signal.reason);
+    signal.addEventListener("abort", abort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", abort));
+  });
+}
+
 /** Runs one execution to its end and returns its outcome and event log. */
 export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult> {
   const definition = localDefinition();
@@ -178,9 +194,9 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
   );
   const overrides: Record<string, (input: unknown) => Promise<unknown>> = {};
   for (const spec of FUNCTIONS) {
-    overrides[spec.state] =
+    const task =
       spec.state === "Approval"
-        ? async (input) => {
+        ? async (input: unknown) => {
             const payload = (input as { Payload: { taskToken: string; execution: unknown } })
               .Payload;
             await invokeLocal("Approval", payload);
@@ -188,7 +204,8 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
               throw Object.assign(new Error("no approver in this run"), { name: "States.Timeout" });
             return options.approve(payload);
           }
-        : (input) => invokeLocal(spec.state, input);
+        : (input: unknown) => invokeLocal(spec.state, input);
+    overrides[spec.state] = (input) => untilAborted(task(input), options.signal);
   }
   const waits = Object.fromEntries(waitStates(definition).map((n) => [n, options.waitMs ?? 0]));
   const retries = Object.fromEntries(FUNCTIONS.map((f) => [f.state, options.retryMs ?? 0]));

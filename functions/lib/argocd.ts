@@ -27,6 +27,7 @@ import {
   ArgoUnreachable,
   ConfigError,
   type ErrorData,
+  ResponseTooLarge,
 } from "./errors.ts";
 import { redact, registerSecret } from "./redact.ts";
 import { invalidateSecretToken } from "./secrets.ts";
@@ -332,20 +333,23 @@ class HubClient {
         clearTimeout(timer);
         action();
       };
+      const tooLarge = () => {
+        settle(() =>
+          reject(
+            new ResponseTooLarge(
+              `${this.where()} answered ${method} ${path} with more than ${MAX_BODY_BYTES} bytes, far more than any Argo CD answer: check that the url is argocd-server's and that argocd.appSelector selects the platform's apps only`,
+            ),
+          ),
+        );
+        req.destroy();
+      };
       const req = transport.request(url, { method, agent: this.agent, headers }, (res) => {
+        if (Number(res.headers["content-length"] ?? 0) > MAX_BODY_BYTES) return tooLarge();
         const chunks: Buffer[] = [];
         let size = 0;
         res.on("data", (chunk: Buffer) => {
           size += chunk.length;
-          if (size > MAX_BODY_BYTES) {
-            settle(() =>
-              reject(
-                new HubDown(`answered ${method} ${path} with more than ${MAX_BODY_BYTES} bytes`),
-              ),
-            );
-            req.destroy();
-            return;
-          }
+          if (size > MAX_BODY_BYTES) return tooLarge();
           chunks.push(chunk);
         });
         res.on("end", () =>

@@ -3,19 +3,21 @@
  * by the CDK app at synth time and by the CLI's validators, so the three can never disagree.
  */
 import { readFileSync, statSync } from "node:fs";
-import { parseDocument } from "yaml";
+import { LineCounter, parseDocument, visit } from "yaml";
 import { z } from "zod";
 import { ConfigError, InputValidationError } from "./errors.ts";
 
 /** Files larger than this are refused before parsing: a topology is a few KiB. */
 const MAX_CONFIG_BYTES = 1024 * 1024;
+/** How many nodes aliases may expand to in all: a topology needs a handful, a bomb billions. */
+const MAX_ALIAS_EXPANSION = 100;
 
 const REGION_PATTERN = /^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$/;
 
+const REGION_MESSAGE = "must be an AWS region name such as us-east-2 (not a URL or an ARN)";
+
 /** An AWS region name such as `us-east-2`; never an endpoint or an ARN. */
-export const RegionName = z
-  .string()
-  .regex(REGION_PATTERN, "must be an AWS region name such as us-east-2 (not a URL or an ARN)");
+export const RegionName = z.string().regex(REGION_PATTERN, REGION_MESSAGE);
 
 const SecretArn = z
   .string()
@@ -24,10 +26,82 @@ const SecretArn = z
     "must be a complete Secrets Manager secret ARN, with the 6-character suffix AWS appends (arn:aws:secretsmanager:<region>:<account>:secret:<name>-AbCdEf); IAM grants on a partial ARN do not match the secret",
   );
 
-const HttpsUrl = z
+const WebUrl = z
   .url({ protocol: /^https?$/ })
   .refine((u) => !new URL(u).username && !new URL(u).password, {
     message: "must not embed credentials; put them in Secrets Manager and name the secret ARN",
+  });
+
+/** Spokes are only ever reached over verified TLS: no opt-out. */
+const HttpsUrl = WebUrl.refine((u) => u.startsWith("https://"), {
+  message: "must be an https:// URL: the spoke's token would otherwise go out in plain text",
+});
+
+/**
+ * An endpoint the orchestrator sends a token to: https:// unless the topology says, next to
+ * the URL, that this one endpoint may be plain http (`insecure: true`, a lab or the sandbox).
+ */
+const TokenEndpoint = {
+  url: WebUrl,
+  /** Allows an http:// url for this endpoint only: its token then crosses the network in clear. */
+  insecure: z.boolean().default(false),
+};
+
+/** The issue an http:// endpoint without `insecure: true` gets, at its `url`. */
+function refuseCleartext(
+  endpoint: { url: string; insecure: boolean },
+  ctx: z.RefinementCtx,
+  what: string,
+): void {
+  if (endpoint.url.startsWith("https://") || endpoint.insecure) return;
+  ctx.addIssue({
+    code: "custom",
+    path: ["url"],
+    message: `must be an https:// URL: ${what} would otherwise go out in plain text; for a lab endpoint that cannot do TLS, set insecure: true next to this url`,
+  });
+}
+
+/**
+ * `git check-ref-format --branch` rules, so a branch name cannot be read as an option, a
+ * revision expression (`@{`, `..`, `^`, `~`), another namespace (`refs/...`, `HEAD`) or a lock file.
+ */
+function refNameProblem(name: string): string | undefined {
+  if (/[\p{Cc} ~^:?*[\\]/u.test(name))
+    return "may not contain spaces, control characters or any of ~ ^ : ? * [ \\";
+  if (name.startsWith("-")) return "may not begin with '-' (it would read as an option)";
+  if (name.includes("..")) return "may not contain '..'";
+  if (name.includes("@{") || name === "@") return "may not contain '@{' or be '@'";
+  if (name.startsWith("/") || name.endsWith("/") || name.includes("//"))
+    return "may not begin or end with '/' or contain '//'";
+  if (name.endsWith(".")) return "may not end with '.'";
+  if (name.split("/").some((c) => c.startsWith(".") || c.endsWith(".lock")))
+    return "no '/'-separated part may begin with '.' or end with '.lock'";
+  if (name === "HEAD" || name.startsWith("refs/"))
+    return "must be the short branch name (main), not HEAD or a full ref such as refs/heads/main";
+  return undefined;
+}
+
+const BranchName = z
+  .string()
+  .min(1)
+  .max(255)
+  .superRefine((name, ctx) => {
+    const problem = refNameProblem(name);
+    if (problem)
+      ctx.addIssue({ code: "custom", message: `is not a valid Git branch name: ${problem}` });
+  });
+
+/**
+ * The author's name goes into the commit's `author` line: one line, no `<` or `>` that would
+ * forge the address after it. (`z.email()` already refuses both in the email.)
+ */
+const AuthorName = z
+  .string()
+  .min(1)
+  .max(200)
+  .refine((v) => !/[\p{Cc}<>]/u.test(v), {
+    message:
+      "must be one line without '<' or '>' (it is written into the commit's author line before the email)",
   });
 
 const Name = z
@@ -49,6 +123,11 @@ export const RetargetEdit = z.strictObject({
     .min(1)
     .refine((f) => !f.startsWith("/") && !f.split("/").includes(".."), {
       message: "must be a relative path inside the repository (no leading '/' or '..')",
+    })
+    // Git itself treats `.git` case-insensitively (core.protectNTFS/HFS): `.GIT/config` too.
+    .refine((f) => !f.split("/").some((s) => s.toLowerCase() === ".git"), {
+      message:
+        "may not be inside .git/: that is the repository's own machinery, not a tracked file",
     })
     // One spelling per file: the edits of a file are applied together, grouped by this string.
     .refine((f) => f.startsWith("/") || f.split("/").every((s) => s !== "" && s !== "."), {
@@ -126,14 +205,37 @@ const RegionSchema = z.strictObject({
 });
 export type Region = z.infer<typeof RegionSchema>;
 
-const HubSchema = z.strictObject({
-  name: Name,
-  url: HttpsUrl,
-  tokenSecretArn: SecretArn,
-  /** PEM CA for a hub with a private certificate; public CAs need nothing. */
-  caData: z.string().includes("-----BEGIN CERTIFICATE-----").optional(),
-});
+const HubSchema = z
+  .strictObject({
+    name: Name,
+    ...TokenEndpoint,
+    tokenSecretArn: SecretArn,
+    /** PEM CA for a hub with a private certificate; public CAs need nothing. */
+    caData: z.string().includes("-----BEGIN CERTIFICATE-----").optional(),
+  })
+  .superRefine((hub, ctx) => refuseCleartext(hub, ctx, "the Argo CD token"));
 export type Hub = z.infer<typeof HubSchema>;
+
+/**
+ * The regions by name. YAML and JSON parsers make `__proto__` an own key, and zod's record
+ * skips it without an issue (so it must not replace the output's prototype): checked on the raw
+ * map first, so such a region is refused instead of silently dropped.
+ */
+const RegionMap = z
+  .unknown()
+  .superRefine((raw, ctx) => {
+    if (raw && typeof raw === "object" && Object.hasOwn(raw, "__proto__"))
+      ctx.addIssue({
+        code: "custom",
+        path: ["__proto__"],
+        message: REGION_MESSAGE,
+      });
+  })
+  .pipe(
+    z.record(RegionName, RegionSchema).refine((r) => Object.keys(r).length >= 2, {
+      message: "needs at least two regions",
+    }),
+  );
 
 /** The state machine's TimeoutSeconds: every deadline in a topology must fit inside it. */
 export const EXECUTION_TIMEOUT_SECONDS = 7200;
@@ -166,21 +268,23 @@ const TopologySchema = z
   .strictObject({
     apiVersion: z.literal("gitops-failover/v1"),
     platform: Name,
-    git: z.strictObject({
-      url: HttpsUrl,
-      branch: z.string().min(1).default("main"),
-      credentialsSecretArn: SecretArn,
-      author: z
-        .strictObject({ name: z.string().min(1), email: z.email() })
-        .default({ name: "gitops-failover", email: "gitops-failover@noreply.local" }),
-      retarget: z.array(RetargetEdit).min(1),
-      /**
-       * Two-phase retarget: the edits that make a region passive, committed only once traffic
-       * has left it. Absent: the retarget edits themselves demote every other region (one commit).
-       */
-      demote: z.array(RetargetEdit).min(1).optional(),
-      pushAttempts: z.int().min(1).max(10).default(5),
-    }),
+    git: z
+      .strictObject({
+        ...TokenEndpoint,
+        branch: BranchName.default("main"),
+        credentialsSecretArn: SecretArn,
+        author: z
+          .strictObject({ name: AuthorName, email: z.email() })
+          .default({ name: "gitops-failover", email: "gitops-failover@noreply.local" }),
+        retarget: z.array(RetargetEdit).min(1),
+        /**
+         * Two-phase retarget: the edits that make a region passive, committed only once traffic
+         * has left it. Absent: the retarget edits themselves demote every other region (one commit).
+         */
+        demote: z.array(RetargetEdit).min(1).optional(),
+        pushAttempts: z.int().min(1).max(10).default(5),
+      })
+      .superRefine((git, ctx) => refuseCleartext(git, ctx, "the Git token")),
     argocd: z.strictObject({
       /** Primary first; the rest are standby hubs tried when the one before is unreachable. */
       hubs: z.array(HubSchema).min(1),
@@ -243,9 +347,7 @@ const TopologySchema = z
         cooldownMinutes: 60,
         killSwitchParameter: "/gitops-failover/kill-switch",
       }),
-    regions: z.record(RegionName, RegionSchema).refine((r) => Object.keys(r).length >= 2, {
-      message: "needs at least two regions",
-    }),
+    regions: RegionMap,
   })
   .superRefine((t, ctx) => {
     const regions = Object.entries(t.regions);
@@ -347,7 +449,8 @@ export function parseDocumentText(text: string, source: string): unknown {
     throw new ConfigError(`${source}: file is larger than ${MAX_CONFIG_BYTES} bytes`);
   }
   if (!text.trim()) throw new ConfigError(`${source}: file is empty`);
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true, lineCounter: lines });
   const problem = doc.errors[0];
   if (problem) {
     const at = problem.linePos?.[0];
@@ -355,7 +458,39 @@ export function parseDocumentText(text: string, source: string): unknown {
       `${source}${at ? `:${at.line}:${at.col}` : ""}: ${problem.message.split("\n")[0]}`,
     );
   }
-  return doc.toJS({ maxAliasCount: 100 });
+  // An alias that expands too far (a "billion laughs" bomb) or names no anchor throws while the
+  // document is turned into data: each alias is wrapped so the error names its own line.
+  visit(doc, {
+    Alias(_key, alias) {
+      const resolve = alias.toJSON.bind(alias);
+      alias.toJSON = (arg, ctx) => {
+        try {
+          return resolve(arg, ctx);
+        } catch (e) {
+          if (e instanceof ConfigError) throw e;
+          const at = lines.linePos(alias.range?.[0] ?? 0);
+          const limit = /excessive/i.test(String(e))
+            ? `; aliases may expand to ${MAX_ALIAS_EXPANSION} nodes in all: write the values out`
+            : "";
+          throw new ConfigError(
+            `${source}:${at.line}:${at.col}: alias *${alias.source}: ${e instanceof Error ? e.message : String(e)}${limit}`,
+            [],
+            { cause: e },
+          );
+        }
+      };
+    },
+  });
+  try {
+    return doc.toJS({ maxAliasCount: MAX_ALIAS_EXPANSION });
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    throw new ConfigError(
+      `${source}: cannot be read as data: ${e instanceof Error ? e.message : String(e)}`,
+      [],
+      { cause: e },
+    );
+  }
 }
 
 /** Reads a file with the size check done before reading it. */

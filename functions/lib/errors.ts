@@ -151,6 +151,15 @@ export class AwsUnavailable extends FailoverError {
   readonly retryable = true;
 }
 
+/**
+ * A spoke or an Argo CD hub answered with more bytes than any real answer has: a server that
+ * is broken or hostile, or a selector far too wide. Never retried: the next answer is the same.
+ */
+export class ResponseTooLarge extends FailoverError {
+  readonly name = "ResponseTooLarge";
+  readonly retryable = false;
+}
+
 // Workflow
 export class StepTimeout extends FailoverError {
   readonly name = "StepTimeout";

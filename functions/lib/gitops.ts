@@ -14,7 +14,7 @@
  */
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
-import { mkdir, readdir, rm, stat } from "node:fs/promises";
+import { mkdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
@@ -58,6 +58,7 @@ import {
   UnexpectedError,
 } from "./errors.ts";
 import { redact, registerSecret } from "./redact.ts";
+import { processAlive, scratchDirs } from "./scratch-dirs.ts";
 import { invalidateSecretToken } from "./secrets.ts";
 
 export interface GitRepo {
@@ -309,18 +310,9 @@ async function withClone<T>(
  * Best effort: a failure to sweep never fails the clone.
  */
 async function sweepStaleClones(now = Date.now()): Promise<string[]> {
-  const root = tmpdir();
-  let names: string[];
-  try {
-    names = await readdir(root);
-  } catch {
-    return [];
-  }
   const swept: string[] = [];
-  for (const name of names) {
-    const pid = Number(CLONE_NAME.exec(name)?.[1] ?? Number.NaN);
-    const dir = join(root, name);
-    if (!Number.isInteger(pid) || activeClones.has(dir)) continue;
+  for (const { dir, pid } of await scratchDirs(CLONE_NAME)) {
+    if (activeClones.has(dir)) continue;
     try {
       const stale =
         pid === process.pid ||
@@ -334,16 +326,6 @@ async function sweepStaleClones(now = Date.now()): Promise<string[]> {
     }
   }
   return swept;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: it exists but belongs to another user.
-    return errorCode(e) === "EPERM";
-  }
 }
 
 async function remoteHead(c: Clone): Promise<string> {
@@ -569,7 +551,36 @@ function repoPath(file: string): string {
   return pathSegments(file).join("/");
 }
 
+/** Git's file mode of a symbolic link: its blob is the link's target path, not the file's text. */
+const SYMLINK_MODE = "120000";
+
+/**
+ * Refuses a retarget file that is a symbolic link, or lies under one, in `commit`: the edit
+ * would rewrite the link's target path as if it were YAML, or land outside the file named.
+ * A missing entry is left for readBlob to report.
+ */
+async function assertNoSymlink(c: Clone, commit: string, file: string): Promise<void> {
+  let oid = (await readCommit({ fs, dir: c.dir, oid: commit, cache: c.cache })).commit.tree;
+  const walked: string[] = [];
+  for (const name of pathSegments(file)) {
+    const { tree } = await readTree({ fs, dir: c.dir, oid, cache: c.cache });
+    const entry = tree.find((e) => e.path === name);
+    if (!entry) return;
+    walked.push(name);
+    if (entry.mode === SYMLINK_MODE)
+      throw new GitEditError(
+        `${file}: ${walked.join("/")} is a symbolic link on ${c.repo.branch} (commit ${commit.slice(0, 12)}) in ${c.where}; a retarget edits regular files only, nothing was pushed`,
+        [
+          "point git.retarget[].file at the real file, or replace the link with the file in the repository",
+        ],
+      );
+    if (entry.type !== "tree") return;
+    oid = entry.oid;
+  }
+}
+
 async function readText(c: Clone, commit: string, file: string): Promise<string> {
+  await assertNoSymlink(c, commit, file);
   try {
     const { blob } = await readBlob({
       fs,

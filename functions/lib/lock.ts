@@ -49,6 +49,15 @@ async function holderOf(tableName: string, platform: string): Promise<LockHolder
   return out.Item as LockHolder | undefined;
 }
 
+/** How long the holder's execution is looked up, all SDK attempts included: Plan waits on it. */
+const HOLDER_LOOKUP_MS = 3_000;
+/**
+ * Put-then-read rounds before giving up: the lock vanishing between a refused put and the read
+ * of its holder happens once when a holder releases at that moment; every round after that is
+ * another holder coming and going, and Plan must not chase them forever.
+ */
+const MAX_LOCK_ROUNDS = 3;
+
 /**
  * True only when Step Functions says the holder's execution has ended (so its lease is stale
  * whatever its expiry). Anything uncertain — no answer, an unknown execution — counts as
@@ -58,6 +67,7 @@ async function holderEnded(holder: LockHolder): Promise<boolean> {
   try {
     const out = await sfnClient(regionOfArn(holder.executionArn)).send(
       new DescribeExecutionCommand({ executionArn: holder.executionArn }),
+      { abortSignal: AbortSignal.timeout(HOLDER_LOOKUP_MS) },
     );
     return out.status !== undefined && out.status !== "RUNNING" && out.status !== "PENDING_REDRIVE";
   } catch {
@@ -95,27 +105,24 @@ export async function acquireLock(
       }),
     );
   try {
-    try {
-      await put("attribute_not_exists(pk) OR #owner = :me", { ":me": owner.name });
-      return item;
-    } catch (e) {
-      if (!(e instanceof ConditionalCheckFailedException)) throw e;
+    for (let round = 1; ; round++) {
+      try {
+        await put("attribute_not_exists(pk) OR #owner = :me", { ":me": owner.name });
+        return item;
+      } catch (e) {
+        if (!(e instanceof ConditionalCheckFailedException)) throw e;
+      }
+      const holder = await holderOf(tableName, platform);
+      if (holder) {
+        await takeOver(holder, now, platform, put);
+        return item;
+      }
+      if (round >= MAX_LOCK_ROUNDS)
+        throw new FailoverInProgress(
+          `the failover lock of ${platform} was taken and released ${round} times while ${owner.name} tried to take it: other failovers are starting and ending right now`,
+          ["check `gitops-failover list` for the other executions, then start again"],
+        );
     }
-    const holder = await holderOf(tableName, platform);
-    if (!holder) return acquireLock(platform, owner, leaseSeconds);
-    if (holder.expiresAt > now && !(await holderEnded(holder))) {
-      throw new FailoverInProgress(
-        `another failover of ${platform} is running: ${holder.owner} holds the lock until ${new Date(holder.expiresAt * 1000).toISOString()}`,
-        [
-          `wait for ${holder.owner} to end (gitops-failover status ${holder.owner}), or stop it, then start again`,
-        ],
-      );
-    }
-    await put("#owner = :stale AND expiresAt = :expires", {
-      ":stale": holder.owner,
-      ":expires": holder.expiresAt,
-    });
-    return item;
   } catch (e) {
     if (e instanceof FailoverInProgress) throw e;
     if (e instanceof ConditionalCheckFailedException) {
@@ -127,6 +134,30 @@ export async function acquireLock(
     }
     throw awsError(e, `taking the failover lock in ${tableName}`, UnexpectedError);
   }
+}
+
+/**
+ * Takes a stale lease over with a write conditional on the very lease read (so of two
+ * contenders one wins); a live one fails with FailoverInProgress naming its holder.
+ */
+async function takeOver(
+  holder: LockHolder,
+  now: number,
+  platform: string,
+  put: (condition: string, values: Record<string, unknown>) => Promise<unknown>,
+): Promise<void> {
+  if (holder.expiresAt > now && !(await holderEnded(holder))) {
+    throw new FailoverInProgress(
+      `another failover of ${platform} is running: ${holder.owner} holds the lock until ${new Date(holder.expiresAt * 1000).toISOString()}`,
+      [
+        `wait for ${holder.owner} to end (gitops-failover status ${holder.owner}), or stop it, then start again`,
+      ],
+    );
+  }
+  await put("#owner = :stale AND expiresAt = :expires", {
+    ":stale": holder.owner,
+    ":expires": holder.expiresAt,
+  });
 }
 
 /** What an execution changed, as its report lists it (`ReportSummary.changed`). */

@@ -21,6 +21,7 @@ import {
 import { awsError, cloudWatchClient, regionOfArn, s3Client } from "./aws.ts";
 import { runtimeTopology, type Topology } from "./config.ts";
 import { UnexpectedError } from "./errors.ts";
+import { type FailedPlan, failedPlanOf } from "./failed-plan.ts";
 import { releaseLock } from "./lock.ts";
 import { redact, redactDeep } from "./redact.ts";
 import type {
@@ -31,7 +32,7 @@ import type {
   Plan,
   PlatformSnapshot,
 } from "./state.ts";
-import { maxDialRegion, snapshot } from "./steps.ts";
+import { maxDialRegion, type PartialSnapshot, snapshot } from "./steps.ts";
 
 /** STOPPED: the step was still polling when the other Parallel branch failed. */
 export type StepOutcome = "SUCCEEDED" | "SKIPPED" | "FAILED" | "NOT_RUN" | "STOPPED";
@@ -92,7 +93,8 @@ export interface FailoverReport {
   /** The chain this report closes: `audit verify` checks audit.jsonl against it. */
   audit: { events: number; head: string | null; intact: boolean };
   links: { execution: string; commit: string | null };
-  before: PlatformSnapshot | null;
+  /** When Plan failed: what could be read of the platform then (Plan changes nothing). */
+  before: PlatformSnapshot | PartialSnapshot | null;
   after: PlatformSnapshot | null;
   /** The first-phase (retarget) commit. */
   commit: { sha: string; previousSha: string; subject: string } | null;
@@ -497,8 +499,12 @@ function approvalOf(
   };
 }
 
-function changesBetween(before: PlatformSnapshot | null, after: PlatformSnapshot | null): string[] {
-  if (!before || !after) return [];
+function changesBetween(
+  before: PlatformSnapshot | PartialSnapshot | null,
+  after: PlatformSnapshot | null,
+): string[] {
+  // A partial before-state is read after a failed Plan, which changed nothing.
+  if (!before || !after || "unreadable" in before) return [];
   const out: string[] = [];
   if (before.gitHead !== after.gitHead)
     out.push(`Git: branch moved ${before.gitHead.slice(0, 12)} -> ${after.gitHead.slice(0, 12)}`);
@@ -538,7 +544,7 @@ function movedBy(r: ReportDraft): { traffic: boolean; git: boolean; aurora: bool
   return {
     traffic: has("Traffic"),
     // Still made active by Git, after compensation had its go at it.
-    git: r.after.activeRegions.includes(target) && !r.before.activeRegions.includes(target),
+    git: r.after.activeRegions.includes(target) && !(r.before.activeRegions ?? []).includes(target),
     aurora: has("Aurora"),
   };
 }
@@ -606,7 +612,7 @@ function manualSteps(r: ReportDraft, t: Topology, allowDataLoss: boolean): strin
   const source = r.sourceRegion ?? "the previous region";
   const target = r.targetRegion ?? "the target region";
   const cause = safe(r.error?.name ?? "unknown");
-  const rerun = `\`gitops-failover start --target ${target} --mode ${r.mode ?? "graceful"}${allowDataLoss ? " --allow-data-loss" : ""} --reason "<why>"\``;
+  const rerun = `\`gitops-failover start --target ${r.targetRegion ?? "<region>"} --mode ${r.mode ?? "graceful"}${allowDataLoss ? " --allow-data-loss" : ""} --reason "<why>"\``;
   if (r.failedStep === "Report")
     return [
       `The failover itself completed (${target} is active, with Aurora's writer and the traffic): nothing to undo. Only the Report step failed (${cause}); this report was written by RecordFailure instead.`,
@@ -694,12 +700,14 @@ function buildReport(
   t: Topology,
   after: PlatformSnapshot | null,
   events: AuditEvent[],
+  failedPlan?: FailedPlan,
 ): FailoverReport {
   const error = state.error ? errorOf(state.error) : null;
   const failedStep = error ? failedStepOf(state, error, events) : null;
   const commit = commitOf(state, events);
-  const before = state.plan?.before ?? null;
-  const from = state.input?.detectedAt ?? execution.startTime;
+  const input = state.input ?? failedPlan?.input;
+  const before = state.plan?.before ?? failedPlan?.before ?? null;
+  const from = input?.detectedAt ?? execution.startTime;
   const shifted =
     state.trafficHealth?.status === "SUCCEEDED" &&
     state.traffic?.complete &&
@@ -715,11 +723,11 @@ function buildReport(
       : null,
     execution,
     platform: t.platform,
-    sourceRegion: state.plan?.sourceRegion ?? null,
-    targetRegion: state.plan?.targetRegion ?? state.input?.targetRegion ?? null,
-    mode: state.input?.mode ?? null,
-    reason: state.input?.reason ?? null,
-    requestedBy: state.input?.requestedBy ?? null,
+    sourceRegion: state.plan?.sourceRegion ?? failedPlan?.sourceRegion ?? null,
+    targetRegion: state.plan?.targetRegion ?? input?.targetRegion ?? null,
+    mode: input?.mode ?? null,
+    reason: input?.reason ?? null,
+    requestedBy: input?.requestedBy ?? null,
     failedStep,
     error,
     steps,
@@ -752,7 +760,7 @@ function buildReport(
     changed: changesBetween(before, after),
     rto: {
       from,
-      start: state.input?.detectedAt ? "detectedAt" : "executionStart",
+      start: input?.detectedAt ? "detectedAt" : "executionStart",
       trafficShiftedAt,
       seconds: trafficShiftedAt
         ? Math.round((Date.parse(trafficShiftedAt) - Date.parse(from)) / 1000)
@@ -762,7 +770,7 @@ function buildReport(
   };
   return redactDeep({
     ...partial,
-    manualSteps: manualSteps(partial, t, state.input?.allowDataLoss ?? false),
+    manualSteps: manualSteps(partial, t, input?.allowDataLoss ?? false),
   });
 }
 
@@ -885,10 +893,13 @@ function renderMarkdown(r: FailoverReport): string {
     "| | before | after |",
     "| --- | --- | --- |",
     `| Git active region(s) | ${activeText(r.before)} | ${activeText(r.after)} |`,
-    `| Git head | ${r.before?.gitHead.slice(0, 12) ?? "?"} | ${r.after?.gitHead.slice(0, 12) ?? "?"} |`,
+    `| Git head | ${r.before?.gitHead?.slice(0, 12) ?? "?"} | ${r.after?.gitHead.slice(0, 12) ?? "?"} |`,
     `| Aurora writer | ${r.before?.auroraWriterRegion ?? "?"} | ${r.after?.auroraWriterRegion ?? "?"} |`,
     `| Traffic dials | ${dials(r.before)} | ${dials(r.after)} |`,
     `| Argo CD apps on the target | | ${md(r.steps.find((s) => s.name === "AwaitArgoSync")?.detail || "not checked")} |`,
+    ...(r.before && "unreadable" in r.before
+      ? r.before.unreadable.map((u) => `\nBefore: could not read ${md(u)}`)
+      : []),
     "",
     "## Changed",
     "",
@@ -917,8 +928,8 @@ function renderMarkdown(r: FailoverReport): string {
   return `${lines.join("\n")}\n`;
 }
 
-function activeText(s: PlatformSnapshot | null): string {
-  return s ? s.activeRegions.join(", ") || "none" : "?";
+function activeText(s: PlatformSnapshot | PartialSnapshot | null): string {
+  return s?.activeRegions ? s.activeRegions.join(", ") || "none" : "?";
 }
 
 function splitLine(r: FailoverReport): string {
@@ -929,8 +940,8 @@ function splitLine(r: FailoverReport): string {
     : `since ${split.from}, and still apart when this report was written (see the manual steps)`;
 }
 
-function dials(s: PlatformSnapshot | null): string {
-  return s ? dialsText(s.trafficDials) : "?";
+function dials(s: PlatformSnapshot | PartialSnapshot | null): string {
+  return s?.trafficDials ? dialsText(s.trafficDials) : "?";
 }
 
 /** The audit trail as JSON lines: one event a line, exactly as hashed. */
@@ -1031,16 +1042,17 @@ async function closeChain(
   step: "Report" | "RecordFailure",
   t: Topology,
   after: PlatformSnapshot | null,
+  failedPlan?: FailedPlan,
 ): Promise<AuditEvent[]> {
   const prior = await readAuditTrail(execution.name);
-  const draft = buildReport(state, execution, t, after, prior);
+  const draft = buildReport(state, execution, t, after, prior, failedPlan);
   const outcome = draft.status === "SUCCEEDED" ? "SUCCEEDED" : "FAILED";
   const last = prior.at(-1);
   if (last?.step === step && last.outcome === outcome) return prior;
   await appendAuditEvent({
     execution: execution.name,
     step,
-    actor: state.input?.requestedBy ?? "unknown",
+    actor: draft.requestedBy ?? "unknown",
     action:
       step === "Report"
         ? "close the audit chain and write the report"
@@ -1082,14 +1094,15 @@ async function closeAndReport(
   state: Partial<FailoverState>,
   execution: ExecutionRef,
   step: "Report" | "RecordFailure",
+  failedPlan?: FailedPlan,
 ): Promise<ReportSummary> {
   const t = runtimeTopology();
   const after = await afterSnapshot(t, state.plan?.targetRegion ?? null);
-  let report = buildReport(state, execution, t, after, []);
+  let report = buildReport(state, execution, t, after, [], failedPlan);
   let location: string;
   try {
-    const events = await closeChain(state, execution, step, t, after);
-    report = buildReport(state, execution, t, after, events);
+    const events = await closeChain(state, execution, step, t, after, failedPlan);
+    report = buildReport(state, execution, t, after, events, failedPlan);
     location = await writeReport(report, events);
   } finally {
     await releaseLock(t.platform, execution.name, { changed: changesForCooldown(report) });
@@ -1105,11 +1118,16 @@ export async function reportStep(state: FailoverState): Promise<ReportSummary> {
 
 /**
  * RecordFailure: runs on any caught error, possibly before Plan produced anything, so every
- * part of the state is optional; the after-snapshot is best effort.
+ * part of the state is optional; the after-snapshot is best effort. Without a plan (Plan
+ * failed, and the state is the raw input) the report takes the requested target and the
+ * platform as far as it can be read from {@link failedPlanOf}.
  */
 export async function recordFailureStep(event: {
   state: Partial<FailoverState>;
   execution: ExecutionRef;
 }): Promise<ReportSummary> {
-  return closeAndReport(event.state, event.execution, "RecordFailure");
+  const failedPlan = event.state.plan
+    ? undefined
+    : await failedPlanOf(event.state, runtimeTopology());
+  return closeAndReport(event.state, event.execution, "RecordFailure", failedPlan);
 }

@@ -16,12 +16,14 @@ import {
   HttpMethod,
   KubeConfig,
   RequestContext,
+  ResponseContext,
   ServerConfiguration,
 } from "@kubernetes/client-node";
 import {
   ConfigError,
   describe,
   type FailoverError,
+  ResponseTooLarge,
   SpokeAuthError,
   SpokeNotReady,
   SpokeUnreachable,
@@ -58,6 +60,8 @@ export interface SpokeReport {
 }
 
 const USER_AGENT = "gitops-failover/verify-spoke";
+/** A node list of 5,000 nodes is a few tens of MiB; anything larger is not a spoke's answer. */
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 const READ_ONLY_ROLE =
   "read-only ClusterRole (get /readyz; list nodes; get namespaces; get deployments.apps; list externalsecrets.external-secrets.io)";
 /** How many names a detail lists before "and N more": details go into errors and the audit trail. */
@@ -107,7 +111,7 @@ class SpokeClient {
       promiseMiddleware: [
         {
           pre: async (ctx) => this.bound(ctx),
-          post: async (response) => response,
+          post: async (response) => this.capped(response),
         },
       ],
     });
@@ -127,8 +131,39 @@ class SpokeClient {
   async getText(path: string): Promise<{ status: number; text: string }> {
     const ctx = new RequestContext(`${this.server}${path}`, HttpMethod.GET);
     await this.kc.applySecurityAuthentication(ctx);
-    const response = await this.config.httpApi.send(this.bound(ctx)).toPromise();
+    const response = this.capped(await this.config.httpApi.send(this.bound(ctx)).toPromise());
     return { status: response.httpStatusCode, text: await response.body.text() };
+  }
+
+  /**
+   * The response with its body read up to MAX_RESPONSE_BYTES: past that (declared or streamed)
+   * reading it throws ResponseTooLarge instead of filling the function's memory.
+   */
+  private capped(response: ResponseContext): ResponseContext {
+    const tooLarge = () =>
+      new ResponseTooLarge(
+        `spoke ${this.conn.name} (${this.server}) answered with more than ${MAX_RESPONSE_BYTES} bytes, far more than any answer of the Kubernetes API to these checks: check that apiServer is the cluster's API server`,
+      );
+    const stream = response.body.stream();
+    const read = async (): Promise<Buffer> => {
+      if (Number(response.headers["content-length"] ?? 0) > MAX_RESPONSE_BYTES) {
+        await stream?.cancel();
+        throw tooLarge();
+      }
+      const chunks: Uint8Array[] = [];
+      let size = 0;
+      for await (const chunk of stream ?? []) {
+        size += chunk.length;
+        if (size > MAX_RESPONSE_BYTES) throw tooLarge();
+        chunks.push(chunk);
+      }
+      return Buffer.concat(chunks);
+    };
+    return new ResponseContext(response.httpStatusCode, response.headers, {
+      text: async () => (await read()).toString("utf8"),
+      binary: read,
+      stream: () => null,
+    });
   }
 
   /**
@@ -139,6 +174,7 @@ class SpokeClient {
     try {
       return { value: await fn() };
     } catch (e) {
+      if (e instanceof ResponseTooLarge) throw e;
       if (e instanceof ApiException) {
         const status = e.code;
         const message = this.scrub(statusMessage(e.body));

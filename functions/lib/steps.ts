@@ -137,10 +137,28 @@ export async function snapshot(
     describeAurora(auroraTopology(t), [targetRegion, ...otherRegions(t, targetRegion)]),
     readTraffic(trafficTopology(t)),
   ]);
+  return {
+    ...gitRegionsOf(t, git.values),
+    gitHead: git.head,
+    auroraWriterRegion: aurora.writerRegion ?? null,
+    ...(aurora.failoverState ? { auroraFailoverState: aurora.failoverState } : {}),
+    trafficDials: traffic.dials,
+    ...(git.lastFailover ? { lastFailover: git.lastFailover } : {}),
+  };
+}
+
+/**
+ * What Git says of each region: active (every retarget edit rendered for it holds), passive
+ * (every demote edit holds, or — with one-commit retarget edits — not active), and the one
+ * active region when exactly one is.
+ */
+function gitRegionsOf(
+  t: Topology,
+  values: { file: string; path: string; value: unknown }[],
+): Pick<PlatformSnapshot, "activeRegion" | "activeRegions" | "passiveRegions"> {
+  const regions = Object.keys(t.regions);
   const holds = (es: RenderedEdit[]) =>
-    es.every(
-      (e) => git.values.find((v) => v.file === e.file && v.path === e.path)?.value === e.value,
-    );
+    es.every((e) => values.find((v) => v.file === e.file && v.path === e.path)?.value === e.value);
   const activeRegions = regions.filter((r) => holds(editsFor(t, r)));
   const passiveRegions = regions.filter((r) =>
     t.git.demote ? holds(demoteEditsFor(t, r)) : !activeRegions.includes(r),
@@ -149,12 +167,66 @@ export async function snapshot(
     activeRegion: activeRegions.length === 1 ? (activeRegions[0] ?? null) : null,
     activeRegions,
     passiveRegions,
-    gitHead: git.head,
-    auroraWriterRegion: aurora.writerRegion ?? null,
-    ...(aurora.failoverState ? { auroraFailoverState: aurora.failoverState } : {}),
-    trafficDials: traffic.dials,
-    ...(git.lastFailover ? { lastFailover: git.lastFailover } : {}),
   };
+}
+
+/** A snapshot some of whose parts could not be read: those are null and named in `unreadable`. */
+export type PartialSnapshot = { [K in keyof PlatformSnapshot]-?: PlatformSnapshot[K] | null } & {
+  /** One line per part that could not be read: which, and the error. */
+  unreadable: string[];
+};
+
+/**
+ * The reads of {@link snapshot}, each on its own: for a report after Plan failed, where one
+ * unreachable part (Git with a rotated token) must not hide the others (writer, dials).
+ */
+export async function partialSnapshot(t: Topology, targetRegion: string): Promise<PartialSnapshot> {
+  const regions = Object.keys(t.regions);
+  const edits = regions.flatMap((r) => [...editsFor(t, r), ...demoteEditsFor(t, r)]);
+  const [git, aurora, traffic] = await Promise.allSettled([
+    gitAuth(t).then((auth) => readValues(gitRepo(t), auth, edits)),
+    describeAurora(auroraTopology(t), [targetRegion, ...otherRegions(t, targetRegion)]),
+    readTraffic(trafficTopology(t)),
+  ]);
+  const unreadable: string[] = [];
+  const read = <T>(part: string, r: PromiseSettledResult<T>): T | undefined => {
+    if (r.status === "fulfilled") return r.value;
+    unreadable.push(`${part}: ${describe(r.reason)}`);
+    return undefined;
+  };
+  const values = read("Git", git);
+  const writer = read("Aurora", aurora);
+  return {
+    ...(values
+      ? gitRegionsOf(t, values.values)
+      : { activeRegion: null, activeRegions: null, passiveRegions: null }),
+    gitHead: values?.head ?? null,
+    auroraWriterRegion: writer?.writerRegion ?? null,
+    auroraFailoverState: writer?.failoverState ?? null,
+    trafficDials: read("traffic", traffic)?.dials ?? null,
+    unreadable,
+  };
+}
+
+/**
+ * The region serving before a failover to `target`: Git's one active region, the top dial, any
+ * other region Git still makes active, the writer.
+ */
+export function sourceRegionOf(
+  before: Pick<
+    PartialSnapshot,
+    "activeRegion" | "activeRegions" | "trafficDials" | "auroraWriterRegion"
+  >,
+  target: string,
+): string | null {
+  return (
+    [
+      before.activeRegion,
+      before.trafficDials ? maxDialRegion(before.trafficDials) : null,
+      ...(before.activeRegions ?? []),
+      before.auroraWriterRegion,
+    ].find((r): r is string => !!r && r !== target) ?? null
+  );
 }
 
 /** The regions a two-phase retarget still has to make passive once traffic is on `target`. */
@@ -183,13 +255,7 @@ export async function planStep(event: {
   // Only an automatic execution (the trigger sets failedRegion) is held back by the cooldown.
   const lookback = input.failedRegion ? FAILOVER_LOOKBACK_COMMITS : 0;
   const { lastFailover, ...before } = await snapshot(t, target, lookback);
-  const sourceRegion =
-    [
-      before.activeRegion,
-      maxDialRegion(before.trafficDials),
-      ...before.activeRegions,
-      before.auroraWriterRegion,
-    ].find((r): r is string => !!r && r !== target) ?? null;
+  const sourceRegion = sourceRegionOf(before, target);
   // An alarm on a region that is not serving (a passive one) is no reason to move anything.
   const bystander = !!input.failedRegion && input.failedRegion !== sourceRegion;
   const held = bystander ? undefined : cooldownHold(t, event.execution, lastFailover);

@@ -145,6 +145,48 @@ describe("failure report (drill --fault argocd-sync-timeout)", () => {
   });
 });
 
+describe("failure report when Plan fails (drill --fault git-auth-failure)", () => {
+  it("names the requested target and source, shows the parts it could read, and suggests the real command", async () => {
+    // Act: Git refuses the token, so Plan fails before it has a plan or a validated input.
+    const result = await runDrill({
+      ...DRILL_DEFAULTS,
+      faults: ["git-auth-failure"],
+      reportDir: join(root, "plan-failed"),
+    });
+    const report: FailoverReport = JSON.parse(
+      readFileSync(join(result.reportDir, "report.json"), "utf8"),
+    );
+    const md = readFileSync(join(result.reportDir, "report.md"), "utf8");
+
+    // Assess
+    expect(report).toMatchObject({
+      status: "FAILED",
+      failedStep: "Plan",
+      sourceRegion: "us-west-2",
+      targetRegion: "us-east-2",
+      mode: "graceful",
+      requestedBy: "drill",
+      before: {
+        activeRegion: null,
+        gitHead: null,
+        auroraWriterRegion: "us-west-2",
+        trafficDials: { "us-west-2": 100, "us-east-2": 0, "eu-west-1": 0 },
+        unreadable: [expect.stringMatching(/^Git: GitAuthError: .* rejected the credentials/)],
+      },
+      changed: [],
+    });
+    expect(report.manualSteps).toEqual([
+      "Nothing was changed: nothing to undo. Users are still served by us-west-2.",
+      'Fix the cause (GitAuthError), then start a new execution: `gitops-failover start --target us-east-2 --mode graceful --reason "<why>"`.',
+    ]);
+    expect(md).toMatch(/^# Failover FAILED: us-west-2 -> us-east-2\n/);
+    expect(md).toContain("| Aurora writer | us-west-2 |");
+    expect(md).toContain("| Traffic dials | us-west-2 100%, us-east-2 0%, eu-west-1 0% |");
+    expect(md).toContain("Before: could not read Git: GitAuthError:");
+    expect(md).not.toMatch(/the target region|the previous region|mode: \?/);
+  });
+});
+
 describe("rejected execution in a running sandbox", () => {
   const NAME = "reject-inject";
   let sandbox: Sandbox;
@@ -229,6 +271,49 @@ describe("rejected execution in a running sandbox", () => {
     expect(verdict.code).toBe(0);
     expect(verdict.out).toContain(
       `audit trail intact: ${trail.length} events, head ${trail.at(-1)?.hash}; matches the execution history`,
+    );
+  });
+
+  it("audit verify <dir>: audit.jsonl and report.json truncated together pass alone, not against the execution", async () => {
+    // Prepare: drop the last event and make report.json agree with what is left.
+    const dir = join(root, "rejected");
+    const n = report.audit.events;
+    const forged = tamperedCopy(dir, "forged", (lines) => lines.slice(0, -1));
+    const left = readFileSync(join(forged, "audit.jsonl"), "utf8").trimEnd().split("\n");
+    const head = (JSON.parse(left.at(-1) ?? "{}") as { hash: string }).hash;
+    writeFileSync(
+      join(forged, "report.json"),
+      JSON.stringify({ ...report, audit: { ...report.audit, events: n - 1, head } }),
+    );
+
+    // Act
+    const alone = await cli("audit", "verify", forged);
+    const witnessed = await cli("audit", "verify", forged, "--sandbox", endpointFile);
+    const genuine = await cli("audit", "verify", dir, "--sandbox", endpointFile);
+
+    // Assess
+    expect(alone.code).toBe(0);
+    expect(alone.out).toContain(
+      `checked the directory against itself only: ${NAME} ran in a sandbox, which only that sandbox can answer for (pass --sandbox <endpoint file> while it runs); audit.jsonl and report.json truncated together would not show`,
+    );
+    expect(witnessed.code).toBe(1);
+    expect(witnessed.out).toContain(
+      `audit trail BROKEN: audit.jsonl has ${n - 1} events, the execution history recorded ${n} (truncated?)`,
+    );
+    expect(genuine.code).toBe(0);
+    expect(genuine.out).toMatch(/matches report\.json .*; matches the execution history too$/m);
+  });
+
+  it("audit verify <dir>: exit 1 when report.json is pointed at another execution", async () => {
+    const copy = tamperedCopy(join(root, "rejected"), "elsewhere", (lines) => lines);
+    const other = { ...report.execution, id: report.execution.id.replace(NAME, "someone-else") };
+    writeFileSync(join(copy, "report.json"), JSON.stringify({ ...report, execution: other }));
+
+    const verdict = await cli("audit", "verify", copy, "--sandbox", endpointFile);
+
+    expect(verdict.code).toBe(1);
+    expect(verdict.out).toContain(
+      `report.json names execution someone-else, the events in audit.jsonl are ${NAME}'s`,
     );
   });
 

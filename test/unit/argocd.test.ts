@@ -14,10 +14,16 @@ import {
   checkSync,
   type SyncCheckRequest,
 } from "../../functions/lib/argocd.ts";
-import { ArgoAuthError, ArgoUnreachable, ConfigError } from "../../functions/lib/errors.ts";
+import {
+  ArgoAuthError,
+  ArgoUnreachable,
+  ConfigError,
+  ResponseTooLarge,
+} from "../../functions/lib/errors.ts";
 import { getSecret } from "../../functions/lib/secrets.ts";
 import { filterApplicationList } from "../../sandbox/argocd.ts";
 import { createCa } from "../../sandbox/ca.ts";
+import { answerTooLarge } from "./huge-answer.ts";
 import { rotatingSecret } from "./rotating-secret.ts";
 
 const SHA = "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432";
@@ -702,6 +708,27 @@ describe("checkSync: hubs", () => {
     // Assess
     expect(result).toMatchObject({ status: "SUCCEEDED", hub: "hub-standby" });
     expect(silent.requests).toHaveLength(1);
+  });
+
+  it.each([
+    ["streams past the cap", false],
+    ["declares a Content-Length past the cap", true],
+  ])("throws ResponseTooLarge, not retried, when a hub %s (64 MiB)", async (_what, declared) => {
+    // Prepare
+    const huge = await startHub((_req, res) => answerTooLarge(res, declared));
+
+    // Act
+    const error = await checkSync(request([hub("hub-primary", huge.url)])).catch((e: unknown) => e);
+
+    // Assess
+    expect(error).toBeInstanceOf(ResponseTooLarge);
+    expect(error).toMatchObject({
+      name: "ResponseTooLarge",
+      retryable: false,
+      message: expect.stringContaining(
+        `Argo CD hub hub-primary (${huge.url}) answered GET /api/v1/applications with more than 67108864 bytes`,
+      ),
+    });
   });
 
   it("throws ArgoUnreachable naming every hub and why when none answers", async () => {

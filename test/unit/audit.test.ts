@@ -1,4 +1,6 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CreateTableCommand, DynamoDBClient, UpdateItemCommand } from "@aws-sdk/client-dynamodb";
@@ -193,6 +195,103 @@ describe("single-flight lock", () => {
         .filter((r) => r.status === "rejected")
         .map((r) => (r as PromiseRejectedResult).reason.name),
     ).toEqual(["FailoverInProgress"]);
+  });
+});
+
+describe("single-flight lock: bounded takeover", () => {
+  const exec = (name: string) => ({
+    name,
+    arn: `arn:aws:states:us-east-1:000000000000:execution:sm:${name}`,
+  });
+
+  /** Points the SDK clients at `env` for the duration of `work`. */
+  async function withEndpoints<T>(env: Record<string, string>, work: () => Promise<T>): Promise<T> {
+    const before = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, env);
+    resetClients();
+    try {
+      return await work();
+    } finally {
+      Object.assign(process.env, before);
+      resetClients();
+    }
+  }
+
+  it("gives up with FailoverInProgress when the lock keeps vanishing between the refused put and the read", async () => {
+    // Prepare: a DynamoDB endpoint in front of dynalite that answers every read of this lock
+    // with "no item", as if holders kept releasing it just in time.
+    await acquireLock("lock-flap", exec("holder"), 600);
+    const calls: string[] = [];
+    const proxy = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", async () => {
+        const body = Buffer.concat(chunks);
+        const action = String(req.headers["x-amz-target"] ?? "").split(".")[1] ?? "";
+        calls.push(action);
+        if (action === "GetItem" && body.includes("lock#lock-flap")) {
+          res.writeHead(200, { "content-type": "application/x-amz-json-1.0" }).end("{}");
+          return;
+        }
+        const upstream = await fetch(dynamo.endpoint, {
+          method: "POST",
+          headers: Object.fromEntries(
+            Object.entries(req.headers).filter(([k]) => k !== "host" && k !== "content-length"),
+          ) as Record<string, string>,
+          body,
+        });
+        res
+          .writeHead(upstream.status, { "content-type": "application/x-amz-json-1.0" })
+          .end(Buffer.from(await upstream.arrayBuffer()));
+      });
+    });
+    await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+    const endpoint = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+
+    try {
+      // Act
+      const error = await withEndpoints({ AWS_ENDPOINT_URL_DYNAMODB: endpoint }, () =>
+        acquireLock("lock-flap", exec("contender"), 600).catch((e: unknown) => e),
+      );
+
+      // Assess
+      expect(error).toMatchObject({
+        name: "FailoverInProgress",
+        message: expect.stringContaining("was taken and released 3 times while contender"),
+      });
+      expect(calls.filter((c) => c === "PutItem")).toHaveLength(3);
+      expect(calls.filter((c) => c === "GetItem")).toHaveLength(3);
+    } finally {
+      await new Promise((r) => proxy.close(r));
+    }
+  });
+
+  it("does not wait on a Step Functions endpoint that never answers: the live lease holds", async () => {
+    // Prepare: a holder whose execution lookup gets no answer at all.
+    await acquireLock("lock-silent", exec("holder"), 600);
+    const sockets = new Set<Socket>();
+    const silent = createServer(() => undefined);
+    silent.on("connection", (s) => sockets.add(s));
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    const endpoint = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+
+    try {
+      // Act
+      const started = Date.now();
+      const error = await withEndpoints({ AWS_ENDPOINT_URL_SFN: endpoint }, () =>
+        acquireLock("lock-silent", exec("contender"), 600).catch((e: unknown) => e),
+      );
+
+      // Assess
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(error).toMatchObject({
+        name: "FailoverInProgress",
+        message: expect.stringContaining("holder holds the lock"),
+      });
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
   });
 });
 

@@ -650,11 +650,14 @@ describe("operator CLI: approve and reject", () => {
     });
   });
 
-  it("rejects with ApprovalRejected and the reason as cause", async () => {
-    const r = await cli("reject", WAITING, "--reason", "the region is back", ...sb());
+  it("rejects with ApprovalRejected, and who and why as cause", async () => {
+    const r = await cli(
+      ...["reject", WAITING, "--reason", "the region is back", "--by", "bob"],
+      ...sb(),
+    );
     expect(r.code).toBe(0);
     expect(callsOf("SendTaskFailure")).toEqual([
-      { taskToken: TOKEN, error: "ApprovalRejected", cause: "the region is back" },
+      { taskToken: TOKEN, error: "ApprovalRejected", cause: "rejected by bob: the region is back" },
     ]);
     expect(r.stdout).not.toContain(TOKEN);
   });

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -94,6 +94,83 @@ describe("gitops-failover validate-config / validate-input", () => {
     const result = await cli("validate-config", path);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(message);
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  const example = readFileSync(EXAMPLE, "utf8");
+  const bomb = [
+    'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+    "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]",
+    "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]",
+    "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]",
+  ].join("\n");
+
+  it.each([
+    [
+      "a region named __proto__",
+      example.replace(/^ {2}us-east-2:$/m, "  __proto__:"),
+      /^topology\.yaml is invalid\n {2}regions\.__proto__: must be an AWS region name/,
+    ],
+    [
+      "a region named constructor",
+      example.replace(/^ {2}us-east-2:$/m, "  constructor:"),
+      /regions\.constructor: must be an AWS region name/,
+    ],
+    [
+      "an http:// Git URL without insecure: true",
+      example.replace("url: https://git.example.com", "url: http://git.example.com"),
+      /git\.url: must be an https:\/\/ URL: the Git token would otherwise go out in plain text; .*set insecure: true/,
+    ],
+    [
+      "an http:// Argo CD hub without insecure: true",
+      example.replace("url: https://argocd.hub", "url: http://argocd.hub"),
+      /argocd\.hubs\.0\.url: must be an https:\/\/ URL: the Argo CD token/,
+    ],
+    [
+      "a retarget file inside .git/",
+      example.replace("- file: envs/production/values.yaml", "- file: .git/config"),
+      /git\.retarget\.0\.file: may not be inside \.git\//,
+    ],
+    [
+      "a branch that reads as an option",
+      example.replace("branch: main", "branch: --upload-pack=x"),
+      /git\.branch: is not a valid Git branch name: may not begin with '-'/,
+    ],
+    [
+      "an author name that forges the author line",
+      example.replace("name: gitops-failover\n", 'name: "ops <evil@example.com>"\n'),
+      /git\.author\.name: must be one line without '<' or '>'/,
+    ],
+    [
+      "an alias bomb",
+      `${bomb}\n${example}`,
+      /^topology\.yaml:[234]:\d+: alias \*[abc]: Excessive alias count .*expand to 100 nodes/,
+    ],
+  ])("exits 2 naming the problem for %s in a topology", async (_name, content, message) => {
+    const result = await cli("validate-config", file("topology.yaml", content));
+
+    expect(result.code).toBe(2);
+    expect(result.stderr.replace(/^.*\/topology\.yaml/, "topology.yaml")).toMatch(message);
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it.each([
+    ["an alias bomb", `${bomb}\ntargetRegion: us-east-2\n`, /^in\.yaml:[234]:\d+: alias \*[abc]: /],
+    [
+      "an alias without its anchor",
+      "targetRegion: *east\nreason: x\n",
+      /^in\.yaml:1:15: alias \*east: Unresolved alias/,
+    ],
+    [
+      "a __proto__ key",
+      '{"targetRegion": "us-east-2", "reason": "drill", "__proto__": {"dryRun": false}}',
+      /\(root\): Unrecognized key: "__proto__"/,
+    ],
+  ])("exits 2 naming the file and line for %s in an input", async (_name, content, message) => {
+    const result = await cli("validate-input", file("in.yaml", content), "--config", EXAMPLE);
+
+    expect(result.code).toBe(2);
+    expect(result.stderr.replace(/^.*\/in\.yaml/, "in.yaml")).toMatch(message);
     expect(result.stderr).not.toMatch(/\n\s+at /);
   });
 

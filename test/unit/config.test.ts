@@ -137,6 +137,138 @@ describe("topology schema", () => {
     );
   });
 
+  it.each([
+    ["..", "release..2026", "may not contain '..'"],
+    ["a leading '-'", "-delete", "may not begin with '-'"],
+    ["a full ref", "refs/heads/main", "must be the short branch name"],
+    ["HEAD", "HEAD", "must be the short branch name"],
+    ["a reflog expression", "main@{1}", "may not contain '@{'"],
+    ["a lock file", "main.lock", "end with '.lock'"],
+    ["a hidden component", "team/.hidden", "begin with '.'"],
+    ["a trailing '/'", "main/", "may not begin or end with '/'"],
+    ["a trailing '.'", "main.", "may not end with '.'"],
+    ["a newline", "main\nx", "may not contain spaces, control characters"],
+    ["a revision operator", "main^2", "any of ~ ^ : ? * [ \\"],
+  ])("refuses a git.branch with %s (git check-ref-format --branch)", (_what, branch, message) => {
+    const t = example();
+    (t as unknown as { git: Record<string, unknown> }).git.branch = branch;
+
+    const found = problems(() => parseTopology(t));
+
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatch(/^git\.branch: is not a valid Git branch name: /);
+    expect(found[0]).toContain(message);
+  });
+
+  it("accepts ordinary branch names", () => {
+    for (const branch of ["main", "release/2026-q4", "env/prod.v2", "hotfix-1"]) {
+      const t = example();
+      (t as unknown as { git: Record<string, unknown> }).git.branch = branch;
+      expect(
+        problems(() => parseTopology(t)),
+        branch,
+      ).toEqual([]);
+    }
+  });
+
+  it("refuses an author name or email that could forge the commit's author line", () => {
+    const t = example();
+    const git = (t as unknown as { git: Record<string, unknown> }).git;
+    git.author = { name: "ops\nCommitter: mallory", email: "ops@example.com" };
+    expect(problems(() => parseTopology(t))).toEqual([
+      expect.stringMatching(/^git\.author\.name: must be one line without '<' or '>'/),
+    ]);
+    git.author = { name: "ops <mallory@evil.example>", email: "ops@example.com>" };
+    expect(problems(() => parseTopology(t))).toEqual([
+      expect.stringMatching(/^git\.author\.name: must be one line without '<' or '>'/),
+      expect.stringMatching(/^git\.author\.email: /),
+    ]);
+    git.author = { name: "ops", email: "ops@example.com\nx: y" };
+    expect(problems(() => parseTopology(t))).toEqual([
+      expect.stringMatching(/^git\.author\.email: /),
+    ]);
+  });
+
+  it.each(["__proto__", "constructor", "prototype"])(
+    "refuses a region named %s in YAML and JSON instead of dropping it",
+    (key) => {
+      const yaml = readFileSync(EXAMPLE, "utf8").replace(/^ {2}us-east-2:$/m, `  ${key}:`);
+      const json = JSON.stringify(parse(yaml));
+
+      for (const [text, source] of [
+        [yaml, "t.yaml"],
+        [json, "t.json"],
+      ] as const) {
+        const found = problems(() => parseTopology(parseDocumentText(text, source), source));
+        expect(found, source).toContain(
+          `regions.${key}: must be an AWS region name such as us-east-2 (not a URL or an ARN)`,
+        );
+      }
+    },
+  );
+
+  it("requires https:// for Git and Argo CD unless that endpoint says insecure: true; spokes always", () => {
+    const t = example() as unknown as {
+      git: Record<string, unknown>;
+      argocd: { hubs: Record<string, unknown>[] };
+      regions: Record<string, { spokes: Record<string, unknown>[] }>;
+    };
+    t.git.url = "http://git.example.com/platform/payments-gitops.git";
+    const hub = t.argocd.hubs[1] as Record<string, unknown>;
+    hub.url = "http://argocd-standby.hub.example.com";
+    const spoke = t.regions["us-east-2"]?.spokes[0] as Record<string, unknown>;
+    spoke.apiServer = "http://10.0.0.1:6443";
+
+    expect(problems(() => parseTopology(t))).toEqual([
+      "git.url: must be an https:// URL: the Git token would otherwise go out in plain text; for a lab endpoint that cannot do TLS, set insecure: true next to this url",
+      "argocd.hubs.1.url: must be an https:// URL: the Argo CD token would otherwise go out in plain text; for a lab endpoint that cannot do TLS, set insecure: true next to this url",
+      "regions.us-east-2.spokes.0.apiServer: must be an https:// URL: the spoke's token would otherwise go out in plain text",
+    ]);
+    t.git.insecure = true;
+    hub.insecure = true;
+    spoke.apiServer = "https://10.0.0.1:6443";
+    const accepted = parseTopology(t);
+    expect(accepted.git).toMatchObject({ url: t.git.url, insecure: true });
+    expect(accepted.argocd.hubs.map((h) => h.insecure)).toEqual([false, true]);
+  });
+
+  it.each([".git/config", "apps/.git/hooks/post-checkout", ".GIT/config"])(
+    "refuses a retarget file inside .git/: %s",
+    (file) => {
+      const t = example();
+      const git = (t as unknown as { git: { retarget: Record<string, unknown>[] } }).git;
+      git.retarget = [{ ...git.retarget[0], file }];
+
+      expect(problems(() => parseTopology(t))).toEqual([
+        "git.retarget.0.file: may not be inside .git/: that is the repository's own machinery, not a tracked file",
+      ]);
+    },
+  );
+
+  it("refuses an alias bomb and an alias without its anchor, naming the file and the alias's line", () => {
+    const laughs = [
+      'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+      ..."bcdefgh".split("").map((k, i) => {
+        const prev = "abcdefgh"[i];
+        return `${k}: &${k} [${Array(9).fill(`*${prev}`).join(", ")}]`;
+      }),
+    ].join("\n");
+
+    const [bomb] = problems(() => parseDocumentText(laughs, "bomb.yaml"));
+    const [dangling] = problems(() => parseDocumentText("a: 1\nb: *nowhere\n", "d.yaml"));
+
+    expect(bomb).toMatch(
+      /^bomb\.yaml:[2-8]:\d+: alias \*[a-g]: Excessive alias count .*; aliases may expand to 100 nodes in all: write the values out$/,
+    );
+    expect(dangling).toBe(
+      "d.yaml:2:4: alias *nowhere: Unresolved alias (the anchor must be set before the alias): nowhere",
+    );
+    expect(parseDocumentText("a: &x {k: 1}\nb: *x\n", "ok.yaml")).toEqual({
+      a: { k: 1 },
+      b: { k: 1 },
+    });
+  });
+
   it("renders {{targetRegion}} in edit paths and values", () => {
     expect(
       renderEdit(

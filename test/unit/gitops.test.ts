@@ -1,10 +1,11 @@
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, rm, utimes, writeFile } from "node:fs/promises";
+import { mkdir, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import {
@@ -26,6 +27,7 @@ import { getSecret } from "../../functions/lib/secrets.ts";
 import { type GitServer, startGitServer } from "../../sandbox/git.ts";
 import { rotatingSecret } from "./rotating-secret.ts";
 
+const run = promisify(execFile);
 const USERNAME = "gitops-bot";
 const PASSWORD = "pw-7f3a9c1e5b2d8f40";
 
@@ -605,6 +607,53 @@ describe("commitRetarget failures", () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect(error.message).toContain("HTTP 404");
   });
+
+  it.each([
+    ["the file itself", "linked.yaml", "linked.yaml"],
+    ["a directory on its path", "envs/values.yaml", "envs"],
+  ])(
+    "refuses a retarget file that is a symlink (%s) with GitEditError, pushing nothing",
+    async (_what, file, link) => {
+      // Prepare: links committed with the git CLI (mode 120000), as a user's repository has them.
+      const work = join(tmpdir(), `gf-symlink-${process.pid}-${Date.now()}`);
+      const git = (...args: string[]) => run("git", ["-C", work, ...args]);
+      await run("git", ["clone", "-q", server.repoDir, work]);
+      try {
+        await symlink("values.yaml", join(work, "linked.yaml"));
+        await symlink(".", join(work, "envs"));
+        await git("add", "linked.yaml", "envs");
+        await git("-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "-qm", "x");
+        await git("push", "-q", "origin", "HEAD:main");
+      } finally {
+        await rm(work, { recursive: true, force: true });
+      }
+      const before = await server.head();
+      const pushes = server.stats().pushes;
+
+      // Act
+      const error = await thrown(
+        commitRetarget(
+          repo,
+          AUTH,
+          [{ file, path: "global.activeRegion", value: "us-east-2" }],
+          MESSAGE,
+          {
+            maxAttempts: 1,
+          },
+        ),
+      );
+
+      // Assess
+      expect(error).toBeInstanceOf(GitEditError);
+      expect(error.message).toContain(
+        `${file}: ${link} is a symbolic link on main (commit ${before.slice(0, 12)})`,
+      );
+      expect(error.message).toContain("nothing was pushed");
+      expect(await server.head()).toBe(before);
+      expect(server.stats().pushes).toBe(pushes);
+      expect(await server.readFile("values.yaml")).toBe(VALUES);
+    },
+  );
 
   it("reports a missing branch as GitEditError", async () => {
     // Act

@@ -1,14 +1,15 @@
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { request } from "node:https";
-import { createServer as createTcpServer, type Socket } from "node:net";
+import { createServer as createHttpsServer, request } from "node:https";
+import { type AddressInfo, createServer as createTcpServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   ConfigError,
+  ResponseTooLarge,
   SpokeAuthError,
   SpokeNotReady,
   SpokeUnreachable,
@@ -22,6 +23,7 @@ import {
 } from "../../functions/lib/spoke.ts";
 import { type Ca, createCa } from "../../sandbox/ca.ts";
 import { type FakeSpoke, type FakeSpokeOptions, startSpoke } from "../../sandbox/spoke.ts";
+import { answerTooLarge } from "./huge-answer.ts";
 import { rotatingSecret } from "./rotating-secret.ts";
 
 const TOKEN = "spoke-reader-token-7f3a9c2e";
@@ -367,6 +369,36 @@ describe("inspectSpoke", () => {
     } finally {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
+  it.each([
+    ["/readyz streams", "/readyz", false],
+    ["the node list declares", "/api/v1/nodes", true],
+  ])("throws ResponseTooLarge when %s more than 64 MiB", async (_what, hugePath, declared) => {
+    const tls = await ca.issue("huge-spoke");
+    const server = createHttpsServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => {
+      if (req.url?.split("?")[0] === hugePath) return answerTooLarge(res, declared);
+      res.writeHead(200, { "content-type": "text/plain" }).end("ok");
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const apiServer = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+    try {
+      const error = await inspectSpoke(
+        { name: "spoke-huge", apiServer, caData: ca.caPem, token: TOKEN },
+        EXPECT,
+        TIMEOUT,
+      ).catch((e) => e);
+
+      expect(error).toBeInstanceOf(ResponseTooLarge);
+      expect(error.message).toContain(
+        `spoke spoke-huge (${apiServer}) answered with more than 67108864 bytes`,
+      );
+      expect(error.message).not.toContain(TOKEN);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 
