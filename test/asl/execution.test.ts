@@ -285,7 +285,7 @@ describe("failover.asl.json executed with the real handlers", () => {
       (e) => e.step === "Compensate",
     );
     expect(compensation).toMatchObject({ outcome: "FAILED" });
-    expect((compensation?.after as { actions: unknown[] }).actions).toContainEqual(
+    expect((compensation?.after as { actions?: unknown[] } | undefined)?.actions).toContainEqual(
       expect.objectContaining({
         action: "switch-writer-back",
         outcome: "NOT_NEEDED",
