@@ -69,13 +69,15 @@ function phases(r: FailoverReport): [string, number | null][] {
 
 /**
  * Records a finished execution's metrics. The execution's own go into the invocation's buffer
- * (flushed by the middleware) with the dimension sets [Platform, TargetRegion] and [Platform];
+ * (flushed by the middleware) with the dimension sets [Platform] (the platform as the default
+ * dimension, alone) and [Platform, TargetRegion];
  * each step's go out at once as their own EMF line with [Platform, Step] (one line holds one
  * value per dimension).
  */
 export function recordFailoverMetrics(r: FailoverReport): void {
-  metrics.addDimensions({ Platform: r.platform });
-  if (r.targetRegion) metrics.addDimensions({ Platform: r.platform, TargetRegion: r.targetRegion });
+  metrics.setDefaultDimensions({ Platform: r.platform });
+  metrics.addDimensions({});
+  if (r.targetRegion) metrics.addDimensions({ TargetRegion: r.targetRegion });
   metrics.addMetric(METRIC.succeeded, MetricUnit.Count, r.status === "SUCCEEDED" ? 1 : 0);
   metrics.addMetric(METRIC.failed, MetricUnit.Count, r.status === "FAILED" ? 1 : 0);
   if (r.rto.seconds !== null) metrics.addMetric(METRIC.rto, MetricUnit.Seconds, r.rto.seconds);

@@ -28,7 +28,8 @@ const durationOf = (s: Step) =>
 
 const secondsText = (n: number | null) => (n === null ? "" : `${n.toFixed(1)} s`);
 
-const GANTT = { width: 900, label: 150, row: 26, bar: 16, top: 28, minBar: 3 } as const;
+/** Gantt geometry (SVG user units); `right` leaves room for the FAILED flag after a bar. */
+const GANTT = { width: 900, label: 150, right: 70, row: 26, bar: 16, top: 28, minBar: 3 } as const;
 
 /** The class of a step's bar: failed, on the critical path, or neither; plus its outcome. */
 function barClass(r: FailoverReport, s: Step): string {
@@ -51,7 +52,7 @@ function gantt(r: FailoverReport): string {
   const t0 = Math.min(...timed.map((s) => Date.parse(s.startedAt ?? "")));
   const t1 = Math.max(...timed.map((s) => Date.parse(s.endedAt ?? "")));
   const span = Math.max((t1 - t0) / 1000, 0.001);
-  const plot = GANTT.width - GANTT.label - 20;
+  const plot = GANTT.width - GANTT.label - GANTT.right;
   const x = (at: string | null) => GANTT.label + ((Date.parse(at ?? "") - t0) / 1000 / span) * plot;
   const height = GANTT.top + timed.length * GANTT.row + 10;
   const step = tickStep(span);
