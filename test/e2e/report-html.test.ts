@@ -83,8 +83,11 @@ describe("report.html of a failed drill (argocd-degraded) in headless Chromium",
     }
     const failed = page.locator("#gantt rect.failed");
     expect(await failed.getAttribute("data-step")).toBe(report.failedStep);
-    // Evaluated in the page (a string: the tests' TypeScript has no DOM library).
-    const fill = await failed.evaluate("(e) => getComputedStyle(e).fill");
+    // Runs in the page, where globalThis is the window (the tests' TypeScript has no DOM library).
+    type Window = { getComputedStyle(e: unknown): { fill: string } };
+    const fill = await failed.evaluate(
+      (e) => (globalThis as unknown as Window).getComputedStyle(e).fill,
+    );
     expect(fill).toBe("rgb(207, 34, 46)");
     const critical = await page
       .locator("#gantt rect.critical")
