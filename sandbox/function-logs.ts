@@ -6,7 +6,7 @@
  * context made it, so the two Parallel branches' functions keep their own logs.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
-import { appendFileSync, mkdirSync } from "node:fs";
+import { appendFileSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 
 /** The log file of the invocation running in this async context. */
@@ -43,4 +43,9 @@ export function asInvocationOf<T>(functionName: string, run: () => Promise<T>): 
   mkdirSync(join(dir, "logs"), { recursive: true });
   capture();
   return invocation.run(join(dir, "logs", `${functionName}.log`), run);
+}
+
+/** Starts a sandbox's logs afresh: `<reportDir>/logs/` holds this sandbox's invocations only. */
+export function clearFunctionLogs(reportDir: string): void {
+  rmSync(join(reportDir, "logs"), { recursive: true, force: true });
 }

@@ -122,12 +122,12 @@ describe("EMF metrics of a drill started by the alarm (us-west-2 -> us-east-2)",
   });
 });
 
-describe("EMF metrics of a failed drill (argocd-degraded)", () => {
-  it("RecordFailure counts the failure, the failed step, and no RTO", async () => {
+describe("EMF metrics of a failed drill (argocd-degraded, into the alarm drill's directory)", () => {
+  it("RecordFailure counts the failure, the failed step, and no RTO; the earlier sandbox's logs are gone", async () => {
     const result = await runDrill({
       ...DRILL_DEFAULTS,
       faults: ["argocd-degraded"],
-      reportDir: join(root, "failed"),
+      reportDir: join(root, "alarm"),
     });
     const lines = emfOf(result.reportDir, "gitops-failover-record-failure");
     const execution = lines.find((e) => "FailoverFailed" in e.metrics);
@@ -141,5 +141,7 @@ describe("EMF metrics of a failed drill (argocd-degraded)", () => {
     expect(execution?.metrics.TrafficShiftSeconds).toBeUndefined();
     const failed = lines.filter((e) => "StepFailed" in e.metrics).map((e) => e.root.Step);
     expect(failed).toEqual(["AwaitArgoSync"]);
+    expect(emfOf(result.reportDir, "gitops-failover-trigger")).toEqual([]);
+    expect(emfOf(result.reportDir, "gitops-failover-report")).toEqual([]);
   });
 });
