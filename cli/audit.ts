@@ -5,7 +5,8 @@
  * against its anchor, the count and head the report recorded (report.json, and the Report
  * step's output in the Step Functions history, which no one can edit).
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { DescribeExecutionCommand, GetExecutionHistoryCommand } from "@aws-sdk/client-sfn";
@@ -379,40 +380,65 @@ export function registerAuditCommands(cli: Command, io: CliIo): void {
 
   cli
     .command("report")
-    .description("print an execution's runbook report (Markdown; --json for the JSON)")
+    .description(
+      "print an execution's runbook report (Markdown; --json for the JSON; --open writes the HTML page to a temporary file and prints its path)",
+    )
     .argument("<execution>", "execution name or ARN, or a report directory")
     .option("--bucket <name>", "the report bucket (default: $REPORT_BUCKET)")
     .option("--sandbox <file>", "a running sandbox's endpoint file")
     .option("--region <region>", "AWS region of the orchestrator stack (default: $AWS_REGION)")
     .option("--profile <profile>", "AWS profile from ~/.aws/config (default: $AWS_PROFILE)")
     .option("--json", "print report.json instead of report.md", false)
+    .option("--open", "write report.html to a temporary file and print its path", false)
     .addHelpText("after", REPORT_EXIT_CODES)
-    .action(async (ref: string, flags: { bucket?: string; json: boolean } & ConnectionFlags) => {
-      const name = flags.json ? "report.json" : "report.md";
-      const sandbox = applyConnection(flags);
-      const given = existsSync(ref) && statSync(ref).isDirectory();
-      const dir = given ? ref : sandbox.reportDir;
-      if (dir) {
-        const file = join(dir, name);
-        if (!existsSync(file))
-          throw new InputValidationError(
-            `${file} does not exist: no report has been written there yet`,
-          );
-        if (!given) assertReportOf(dir, executionName(ref));
-        io.out(readFileSync(file, "utf8").trimEnd());
-        return;
-      }
-      const bucket = flags.bucket ?? process.env.REPORT_BUCKET;
-      if (!bucket)
-        throw new InputValidationError(
-          "no report bucket: pass --bucket <name> (the stack's ReportBucketName output)",
-        );
-      const key = `reports/${executionName(ref)}/${name}`;
-      try {
-        const out = await s3Client().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-        io.out((await out.Body?.transformToString())?.trimEnd() ?? "");
-      } catch (e) {
-        throw awsError(e, `reading s3://${bucket}/${key}`, UnexpectedError);
-      }
-    });
+    .action(
+      async (
+        ref: string,
+        flags: { bucket?: string; json: boolean; open: boolean } & ConnectionFlags,
+      ) => {
+        if (flags.json && flags.open)
+          throw new InputValidationError("--json and --open exclude each other: pass one");
+        const name = flags.open ? "report.html" : flags.json ? "report.json" : "report.md";
+        const text = await readReportFile(ref, name, flags);
+        if (!flags.open) {
+          io.out(text.trimEnd());
+          return;
+        }
+        const file = join(mkdtempSync(join(tmpdir(), "gitops-failover-report-")), "report.html");
+        writeFileSync(file, text);
+        io.out(file);
+      },
+    );
+}
+
+/** One file of an execution's report: from a report directory, a sandbox, or S3. */
+async function readReportFile(
+  ref: string,
+  name: string,
+  flags: { bucket?: string } & ConnectionFlags,
+): Promise<string> {
+  const sandbox = applyConnection(flags);
+  const given = existsSync(ref) && statSync(ref).isDirectory();
+  const dir = given ? ref : sandbox.reportDir;
+  if (dir) {
+    const file = join(dir, name);
+    if (!existsSync(file))
+      throw new InputValidationError(
+        `${file} does not exist: no report has been written there yet`,
+      );
+    if (!given) assertReportOf(dir, executionName(ref));
+    return readFileSync(file, "utf8");
+  }
+  const bucket = flags.bucket ?? process.env.REPORT_BUCKET;
+  if (!bucket)
+    throw new InputValidationError(
+      "no report bucket: pass --bucket <name> (the stack's ReportBucketName output)",
+    );
+  const key = `reports/${executionName(ref)}/${name}`;
+  try {
+    const out = await s3Client().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    return (await out.Body?.transformToString()) ?? "";
+  } catch (e) {
+    throw awsError(e, `reading s3://${bucket}/${key}`, UnexpectedError);
+  }
 }

@@ -16,7 +16,7 @@ import {
 import { FUNCTIONS } from "../functions/catalog.ts";
 import { sfnClient } from "../functions/lib/aws.ts";
 import { REPORT_FILES, STEPS } from "../functions/lib/report.ts";
-import { type TriggerDecision, triggerOnAlarm } from "../functions/lib/trigger.ts";
+import type { TriggerDecision } from "../functions/lib/trigger.ts";
 import { aslText } from "../statemachine/definition.ts";
 import { SANDBOX_ACCOUNT } from "./aws/protocol.ts";
 import { FAULTS, type FaultName } from "./faults.ts";
@@ -27,7 +27,7 @@ import {
   type SandboxState,
   startSandbox,
 } from "./index.ts";
-import { type AslState, allStates } from "./runner.ts";
+import { type AslState, allStates, invokeTrigger } from "./runner.ts";
 
 /** What a drill does: the failover asked for, the sandbox's size, the faults, where it reports. */
 export interface DrillOptions {
@@ -552,7 +552,7 @@ async function alarmDrill(
   const event = alarmEvent(sandbox, region, new Date());
   for (let i = 1; i <= (options.alarmRepeats ?? 1); i++) {
     options.signal?.throwIfAborted();
-    const decision = await triggerOnAlarm(event);
+    const decision = (await invokeTrigger(event)) as TriggerDecision;
     decisions.push(decision);
     options.print?.(`alarm delivery ${i}: trigger ${decision.decision}: ${decision.reason}`);
   }

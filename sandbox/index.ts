@@ -20,6 +20,7 @@ import { type AwsSandbox, startAwsSandbox } from "./aws/server.ts";
 import { createStepFunctions, type StepFunctions } from "./aws/stepfunctions.ts";
 import { type Ca, createCa } from "./ca.ts";
 import { type FaultName, SANDBOX_REGIONS, sizeProblems } from "./faults.ts";
+import { clearFunctionLogs } from "./function-logs.ts";
 import { type GitServer, startGitServer } from "./git.ts";
 import { DEFAULT_REPLICAS, gitopsLayout, VALUES_FILE } from "./gitops-layout.ts";
 import { LOCAL_STATE_MACHINE_ARN } from "./runner.ts";
@@ -321,6 +322,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     aws.register("states", "json1.0", sfn.handler);
     stops.push(() => sfn.stopAll());
 
+    clearFunctionLogs(options.reportDir);
     const env: Record<string, string> = {
       ...aws.env,
       AWS_REGION: SANDBOX_REGION,

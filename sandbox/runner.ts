@@ -9,6 +9,7 @@ import { StateMachine } from "aws-local-stepfunctions";
 import { FUNCTIONS, type FunctionSpec, placeholderOf } from "../functions/catalog.ts";
 import { aslText, substitute } from "../statemachine/definition.ts";
 import { SANDBOX_ACCOUNT, SANDBOX_REGION } from "./aws/protocol.ts";
+import { asInvocationOf } from "./function-logs.ts";
 
 /** The ARN the local state machine answers to (StartExecution, DescribeExecution, ...). */
 export const LOCAL_STATE_MACHINE_ARN = `arn:aws:states:${SANDBOX_REGION}:${SANDBOX_ACCOUNT}:stateMachine:gitops-failover`;
@@ -24,9 +25,14 @@ export type EventLog =
 
 type Handler = (event: unknown, context: Context) => Promise<unknown>;
 
+/** A function as the sandbox runs it: its Lambda name, handler directory and timeout. */
+type LocalFunction = { dir: string; timeoutSeconds: number };
+
+const functionNameOf = (spec: LocalFunction) => `gitops-failover-${spec.dir}`;
+
 /** The fake ARN each `${XFunctionArn}` placeholder gets outside AWS. */
-function localFunctionArn(spec: FunctionSpec): string {
-  return `arn:aws:lambda:${SANDBOX_REGION}:${SANDBOX_ACCOUNT}:function:gitops-failover-${spec.dir}`;
+function localFunctionArn(spec: LocalFunction): string {
+  return `arn:aws:lambda:${SANDBOX_REGION}:${SANDBOX_ACCOUNT}:function:${functionNameOf(spec)}`;
 }
 
 /** The ASL with local ARNs substituted, parsed. */
@@ -37,9 +43,9 @@ export function localDefinition(): Record<string, unknown> {
   return JSON.parse(substitute(aslText(), values)) as Record<string, unknown>;
 }
 
-function lambdaContext(spec: FunctionSpec): Context {
+function lambdaContext(spec: LocalFunction): Context {
   const deadline = Date.now() + spec.timeoutSeconds * 1000;
-  const name = `gitops-failover-${spec.dir}`;
+  const name = functionNameOf(spec);
   return {
     callbackWaitsForEmptyEventLoop: false,
     functionName: name,
@@ -58,7 +64,7 @@ function lambdaContext(spec: FunctionSpec): Context {
 
 const handlers = new Map<string, Handler>();
 
-async function handlerOf(spec: FunctionSpec): Promise<Handler> {
+async function handlerOf(spec: LocalFunction): Promise<Handler> {
   let h = handlers.get(spec.dir);
   if (!h) {
     const mod = (await import(`../functions/${spec.dir}/handler.ts`)) as { handler: Handler };
@@ -68,11 +74,24 @@ async function handlerOf(spec: FunctionSpec): Promise<Handler> {
   return h;
 }
 
-/** Invokes one function's real handler as Lambda would. */
+/** Invokes one function's real handler as Lambda would, its stdout going to its own log. */
+async function invoke(spec: LocalFunction, event: unknown): Promise<unknown> {
+  const handler = await handlerOf(spec);
+  return asInvocationOf(functionNameOf(spec), () => handler(event, lambdaContext(spec)));
+}
+
 async function invokeLocal(state: FunctionSpec["state"], event: unknown): Promise<unknown> {
   const spec = FUNCTIONS.find((f) => f.state === state);
   if (!spec) throw new Error(`no function for state ${state}`);
-  return (await handlerOf(spec))(event, lambdaContext(spec));
+  return invoke(spec, event);
+}
+
+/** The trigger function as EventBridge invokes it (infra: TRIGGER, 60 s). */
+const TRIGGER_FUNCTION: LocalFunction = { dir: "trigger", timeoutSeconds: 60 };
+
+/** Delivers one EventBridge event to the real trigger handler, as Lambda would. */
+export function invokeTrigger(event: unknown): Promise<unknown> {
+  return invoke(TRIGGER_FUNCTION, event);
 }
 
 /** One local execution: its input and name, compressed waits and retries, approval, events. */

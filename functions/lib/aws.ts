@@ -1,6 +1,7 @@
 /**
  * AWS client factories. Endpoints come the standard way (`AWS_ENDPOINT_URL_<SERVICE>`), so the
- * sandbox needs no branch here; clients are created once per region and container.
+ * sandbox needs no branch here; clients are created once per region and container, each
+ * captured by the tracer (an X-Ray subsegment per call on Lambda, unchanged elsewhere).
  */
 import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
@@ -13,6 +14,7 @@ import { SFNClient } from "@aws-sdk/client-sfn";
 import { SNSClient } from "@aws-sdk/client-sns";
 import { SSMClient } from "@aws-sdk/client-ssm";
 import { AwsThrottled, AwsUnavailable, describe, FailoverError } from "./errors.ts";
+import { tracer } from "./telemetry.ts";
 
 /** The Global Accelerator control plane is served only from us-west-2. */
 const GLOBAL_ACCELERATOR_REGION = "us-west-2";
@@ -47,16 +49,16 @@ export function resetClients(): void {
 }
 
 /**
- * One client per region, made on first use. Calling `memo` has no side effect (the cache joins
+ * One traced client per region, made on first use. Calling `memo` has no side effect (the cache joins
  * `caches` only when it gets its first client), so the bundler may drop the clients a function
  * never uses: each call below is marked pure.
  */
-function memo<T>(make: (region: string) => T): (region?: string) => T {
+function memo<T extends object>(make: (region: string) => T): (region?: string) => T {
   const cache = new Map<string, T>();
   return (region = homeRegion()) => {
     let client = cache.get(region);
     if (!client) {
-      client = make(region);
+      client = tracer.captureAWSv3Client(make(region));
       cache.set(region, client);
       caches.add(cache);
     }

@@ -1,22 +1,19 @@
 /**
  * The cross-cutting part of every handler: structured, redacted logging with the Lambda
- * context, an early named timeout before Lambda's own, errors turned into named errors whose
- * messages carry no secrets and no stack, and one audit event per step outcome.
+ * context, an X-Ray segment per invocation, the invocation's metrics flushed as EMF, an early
+ * named timeout before Lambda's own, errors turned into named errors whose messages carry no
+ * secrets and no stack, and one audit event per step outcome.
  */
-import { Logger } from "@aws-lambda-powertools/logger";
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
+import { captureLambdaHandler } from "@aws-lambda-powertools/tracer/middleware";
 import middy, { type MiddlewareObj } from "@middy/core";
 import type { Context } from "aws-lambda";
 import { type AuditOutcome, appendAuditEvent } from "./audit.ts";
 import { describe, FailoverError, StepTimeout, UnexpectedError } from "./errors.ts";
-import { redact } from "./redact.ts";
+import { logger, metrics, tracer } from "./telemetry.ts";
 
-/** One logger per container; every string it writes passes through `redact`. */
-export const logger = new Logger({
-  serviceName: "gitops-failover",
-  jsonReplacerFn: (_key: string, value: unknown) =>
-    typeof value === "string" ? redact(value) : value,
-});
+export { logger } from "./telemetry.ts";
 
 function namedErrors(step: string): MiddlewareObj {
   return {
@@ -191,12 +188,15 @@ export function stepHandler<TEvent, TResult>(
       throw new StepTimeout(`[${step}] stopped 2 s before the Lambda timeout; it is safe to retry`);
     },
   })
+    .use(captureLambdaHandler(tracer, { captureResponse: false }))
+    .use(logMetrics(metrics))
     .use(injectLambdaContext(logger, { resetKeys: true }))
     .use(namedErrors(step));
   if (options.audit !== false)
     handler.use(auditTrail(step) as unknown as MiddlewareObj<TEvent, TResult>);
   return handler.handler(async (event: TEvent) => {
     logger.appendKeys({ step });
+    tracer.putAnnotation("Step", step);
     const result = await fn(event);
     logger.info(`${step} done`, { result: result as Record<string, unknown> });
     return result;

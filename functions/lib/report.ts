@@ -1,7 +1,8 @@
 /**
  * The runbook report: what was asked, what each step saw and did, the platform before and
  * after, and — when a step failed — everything changed before it and what to do by hand.
- * Written as JSON and Markdown to S3 (`REPORT_BUCKET`) or a directory (`REPORT_DIR`).
+ * Written as JSON, Markdown and self-contained HTML (report-html.ts) to S3 (`REPORT_BUCKET`) or
+ * a directory (`REPORT_DIR`); its metrics go out as EMF (metrics.ts).
  *
  * The execution state is the first source; the audit trail fills in what the state lost (a
  * Catch on the Parallel state keeps neither branch's output, so after a failure in one branch
@@ -9,7 +10,6 @@
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { PutMetricDataCommand } from "@aws-sdk/client-cloudwatch";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import {
   type AuditEvent,
@@ -18,12 +18,14 @@ import {
   readAuditTrail,
   verifyChain,
 } from "./audit.ts";
-import { awsError, cloudWatchClient, regionOfArn, s3Client } from "./aws.ts";
+import { awsError, regionOfArn, s3Client } from "./aws.ts";
 import { runtimeTopology, type Topology } from "./config.ts";
 import { UnexpectedError } from "./errors.ts";
 import { type FailedPlan, failedPlanOf } from "./failed-plan.ts";
 import { releaseLock } from "./lock.ts";
+import { recordFailoverMetrics } from "./metrics.ts";
 import { redact, redactDeep } from "./redact.ts";
+import { renderHtml } from "./report-html.ts";
 import type {
   CaughtError,
   CompensationAction,
@@ -954,6 +956,7 @@ async function writeReport(r: FailoverReport, events: AuditEvent[]): Promise<str
   const files: [string, string, string][] = [
     ["report.json", `${JSON.stringify(r, null, 2)}\n`, "application/json"],
     ["report.md", renderMarkdown(r), "text/markdown"],
+    ["report.html", renderHtml(r), "text/html; charset=utf-8"],
     ["audit.jsonl", auditJsonl(events), "application/x-ndjson"],
   ];
   const dir = process.env.REPORT_DIR;
@@ -982,28 +985,6 @@ async function writeReport(r: FailoverReport, events: AuditEvent[]): Promise<str
     throw awsError(e, `writing the report to s3://${bucket}/${prefix}`, UnexpectedError);
   }
   return `s3://${bucket}/${prefix}/`;
-}
-
-async function emitRto(r: FailoverReport): Promise<void> {
-  const namespace = process.env.METRICS_NAMESPACE;
-  if (!namespace || r.rto.seconds === null) return;
-  try {
-    await cloudWatchClient().send(
-      new PutMetricDataCommand({
-        Namespace: namespace,
-        MetricData: [
-          {
-            MetricName: "RtoSeconds",
-            Value: r.rto.seconds,
-            Unit: "Seconds",
-            Dimensions: [{ Name: "Platform", Value: r.platform }],
-          },
-        ],
-      }),
-    );
-  } catch (e) {
-    throw awsError(e, `emitting the RTO metric to ${namespace}`, UnexpectedError);
-  }
 }
 
 /**
@@ -1107,11 +1088,11 @@ async function closeAndReport(
   } finally {
     await releaseLock(t.platform, execution.name, { changed: changesForCooldown(report) });
   }
-  await emitRto(report);
+  recordFailoverMetrics(report);
   return summary(report, location);
 }
 
-/** Report: the after-snapshot, the closed audit chain, the report, the RTO metric. */
+/** Report: the after-snapshot, the closed audit chain, the report, the execution's metrics. */
 export async function reportStep(state: FailoverState): Promise<ReportSummary> {
   return closeAndReport(state, state.execution, "Report");
 }

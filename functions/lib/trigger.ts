@@ -29,19 +29,23 @@ import {
 import { ConfigError, describe, UnexpectedError } from "./errors.ts";
 import { type HealthCheckView, readHealthCheck } from "./health.ts";
 import { claimIncident, lastFailover, unclaimIncident } from "./lock.ts";
+import { recordTriggerDecision } from "./metrics.ts";
 import { logger } from "./middleware.ts";
 
+/** What the trigger can do with one event (the dashboard charts each: infra/lib/dashboard.ts). */
+export const TRIGGER_OUTCOMES = [
+  "ignored",
+  "not-corroborated",
+  "kill-switch-on",
+  "cooldown",
+  "no-healthy-target",
+  "started",
+  "already-started",
+  "notified",
+  "error",
+] as const;
 /** What the trigger did with one event. */
-export type TriggerOutcome =
-  | "ignored"
-  | "not-corroborated"
-  | "kill-switch-on"
-  | "cooldown"
-  | "no-healthy-target"
-  | "started"
-  | "already-started"
-  | "notified"
-  | "error";
+export type TriggerOutcome = (typeof TRIGGER_OUTCOMES)[number];
 
 /** The execution input the trigger sends (FailoverInputSchema, defaults left to Plan). */
 export type TriggerInput = Omit<FailoverInput, "dryRun">;
@@ -357,7 +361,17 @@ async function record(d: TriggerDecision, startedAt: string): Promise<TriggerDec
         ? "warn"
         : "info";
   logger[level](`trigger decision: ${d.decision}`, { decision: result });
+  recordTriggerDecision(platformOrUnknown(), d.decision);
   return result;
+}
+
+/** The platform to count a decision under; an `error` decision may be about the topology itself. */
+function platformOrUnknown(): string {
+  try {
+    return runtimeTopology().platform;
+  } catch {
+    return "unknown";
+  }
 }
 
 /** What the trigger has learned so far: an `error` decision carries it to the audit trail. */

@@ -25,7 +25,6 @@ export interface AccessTargets {
   /** Named, not referenced: a step function's grant must not depend on the state machine that invokes it. */
   stateMachineName: string;
   killSwitchParameterArn: string;
-  metricsNamespace: string;
 }
 
 type Conditions = Record<string, Record<string, string | string[]>>;
@@ -46,8 +45,10 @@ export interface Grantee {
 const UNSCOPED_ACTIONS: Readonly<Record<string, string>> = {
   "cloudwatch:GetMetricData":
     "cloudwatch:GetMetricData has no resource-level permissions; it reads the Aurora RPO lag metrics before an ungraceful failover",
-  "cloudwatch:PutMetricData":
-    "cloudwatch:PutMetricData has no resource-level permissions; the cloudwatch:namespace condition limits it to the orchestrator's namespace",
+  "xray:PutTraceSegments":
+    "xray:PutTraceSegments has no resource-level permissions (Service Authorization Reference, AWS X-Ray); Lambda active tracing sends the function's segments with its role",
+  "xray:PutTelemetryRecords":
+    "xray:PutTelemetryRecords has no resource-level permissions (Service Authorization Reference, AWS X-Ray); Lambda active tracing reports the X-Ray telemetry with the function's role",
   "states:SendTaskSuccess":
     "states:SendTaskSuccess has no resource-level permissions; the task token is the capability, and an operator gets one only from GetExecutionHistory of the orchestrator's own executions",
   "states:SendTaskFailure":
@@ -186,10 +187,6 @@ const SCOPES: Readonly<Record<string, (t: AccessTargets, g: Grantee) => Scope>> 
   "rds:DescribeDBClusters": (t) => ({ resources: memberClusterArns(t.topology) }),
 
   "cloudwatch:GetMetricData": () => ({ resources: ["*"] }),
-  "cloudwatch:PutMetricData": (t) => ({
-    resources: ["*"],
-    conditions: { StringEquals: { "cloudwatch:namespace": t.metricsNamespace } },
-  }),
 
   "globalaccelerator:DescribeEndpointGroup": (t) => ({ resources: endpointGroupArns(t.topology) }),
   "globalaccelerator:UpdateEndpointGroup": (t) => ({ resources: endpointGroupArns(t.topology) }),
@@ -236,6 +233,9 @@ const SCOPES: Readonly<Record<string, (t: AccessTargets, g: Grantee) => Scope>> 
   "states:SendTaskFailure": () => ({ resources: ["*"] }),
 
   "ssm:GetParameter": (t) => ({ resources: [t.killSwitchParameterArn] }),
+
+  "xray:PutTraceSegments": () => ({ resources: ["*"] }),
+  "xray:PutTelemetryRecords": () => ({ resources: ["*"] }),
 };
 
 /** Key use implied by an action on a resource encrypted with the orchestrator's key. */

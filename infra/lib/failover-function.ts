@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { Duration, Validations } from "aws-cdk-lib";
 import { PolicyDocument, PolicyStatement, Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
-import { Architecture, Runtime } from "aws-cdk-lib/aws-lambda";
+import { Architecture, Runtime, Tracing } from "aws-cdk-lib/aws-lambda";
 import { type BundlingOptions, NodejsFunction } from "aws-cdk-lib/aws-lambda-nodejs";
 import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
@@ -16,6 +16,8 @@ import { type FunctionAccess, REPO_ROOT } from "./sdk-access.ts";
 
 /** What the Lambda runtime itself writes with the role: its logs. */
 const RUNTIME_LOG_ACTIONS = ["logs:CreateLogStream", "logs:PutLogEvents"] as const;
+/** What Lambda active tracing sends with the role: the X-Ray segments (access.ts says why on "*"). */
+export const TRACING_ACTIONS = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"] as const;
 
 export interface FailoverFunctionProps {
   /** The ASL state it serves, or `Trigger`. */
@@ -40,7 +42,7 @@ export interface FailoverFunctionProps {
 export class FailoverFunction extends Construct {
   readonly function: NodejsFunction;
   readonly role: Role;
-  /** Actions granted for the code and the service (key use and logs not included). */
+  /** Actions granted for the code and the service (key use, logs and traces not included). */
   readonly grantedActions: string[];
   /** Derived actions not granted because the topology has nothing for them to act on. */
   readonly omittedActions: string[];
@@ -50,9 +52,11 @@ export class FailoverFunction extends Construct {
     const logGroup = new LogGroup(this, "Logs", { retention: RetentionDays.THREE_MONTHS });
     let plan: ReturnType<typeof accessPlan>;
     try {
-      plan = accessPlan([...props.access.actions, ...(props.serviceActions ?? [])], props.targets, {
-        secrets: props.secrets,
-      });
+      plan = accessPlan(
+        [...props.access.actions, ...(props.serviceActions ?? []), ...TRACING_ACTIONS],
+        props.targets,
+        { secrets: props.secrets },
+      );
     } catch (e) {
       throw new Error(`${props.step} (${props.entry}): ${e instanceof Error ? e.message : e}`, {
         cause: e,
@@ -91,7 +95,9 @@ export class FailoverFunction extends Construct {
       timeout: Duration.seconds(props.timeoutSeconds),
       description: `gitops-failover ${props.step}`,
       ...(props.functionName ? { functionName: props.functionName } : {}),
-      role: this.role,
+      // CDK's own tracing grant is dropped: the derived policy above holds it, acknowledged.
+      role: this.role.withoutPolicyUpdates(),
+      tracing: Tracing.ACTIVE,
       logGroup,
       environment: {
         POWERTOOLS_SERVICE_NAME: "gitops-failover",

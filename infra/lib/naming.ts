@@ -7,8 +7,8 @@
 /** Route 53 publishes `AWS/Route53 HealthCheckStatus` only here: alarms and their rule live here. */
 export const HEALTH_REGION = "us-east-1";
 
-/** The CloudWatch namespace of the orchestrator's own metrics (the RTO). */
-export const METRICS_NAMESPACE = "GitopsFailover";
+/** The CloudWatch namespace of the orchestrator's own metrics: the functions' EMF (metrics.ts). */
+export { METRICS_NAMESPACE } from "../../functions/lib/telemetry.ts";
 
 /** `gitops-failover-<platform>`, with the characters Lambda and Step Functions refuse replaced. */
 export function namePrefix(platform: string): string {

@@ -1,7 +1,8 @@
 /**
  * The failover orchestrator of one region: the Standard state machine from
  * statemachine/failover.asl.json, one function per Task state, the trigger, the audit trail and
- * lock table, the report bucket, the notification topic and the operators' managed policy.
+ * lock table, the report bucket, the notification topic, the operators' managed policy and the
+ * CloudWatch dashboard.
  * Self-contained, so a second region can run its own copy when the first region is the one
  * failing.
  */
@@ -46,14 +47,9 @@ import {
   stateMachineArnOf,
 } from "./access.ts";
 import { functionBundling } from "./bundling.ts";
+import { FailoverDashboard } from "./dashboard.ts";
 import { FailoverFunction } from "./failover-function.ts";
-import {
-  alarmName,
-  HEALTH_REGION,
-  METRICS_NAMESPACE,
-  stateMachineName,
-  triggerFunctionName,
-} from "./naming.ts";
+import { alarmName, HEALTH_REGION, stateMachineName, triggerFunctionName } from "./naming.ts";
 import type { FunctionAccess } from "./sdk-access.ts";
 import type { Settings } from "./settings.ts";
 
@@ -91,6 +87,7 @@ export class OrchestratorStack extends Stack {
   readonly topic: Topic;
   /** What operators attach to run the CLI against this orchestrator (README, Deploy to AWS, step 6). */
   readonly operatorPolicy: ManagedPolicy;
+  readonly dashboard: FailoverDashboard;
 
   constructor(scope: Construct, id: string, props: OrchestratorStackProps) {
     super(scope, id, props);
@@ -161,7 +158,6 @@ export class OrchestratorStack extends Stack {
       topicArn: this.topic.topicArn,
       stateMachineName: machineName,
       killSwitchParameterArn: killSwitch.parameterArn,
-      metricsNamespace: METRICS_NAMESPACE,
     };
     const bundling = functionBundling(JSON.stringify(topology));
     const machineArn = stateMachineArnOf(targets);
@@ -187,7 +183,6 @@ export class OrchestratorStack extends Stack {
           AUDIT_TABLE: this.table.tableName,
           TOPIC_ARN: this.topic.topicArn,
           REPORT_BUCKET: this.bucket.bucketName,
-          METRICS_NAMESPACE,
           STATE_MACHINE_ARN: machineArn,
         }),
         ...extra,
@@ -282,6 +277,11 @@ export class OrchestratorStack extends Stack {
     });
     acknowledgeWildcards(this.operatorPolicy, "OperatorPolicy", operator.grants);
 
+    this.dashboard = new FailoverDashboard(this, "Observability", {
+      topology,
+      stateMachine: this.stateMachine,
+    });
+
     const [, standby] = Object.entries(topology.regions).sort(
       ([, a], [, b]) => a.priority - b.priority,
     );
@@ -300,6 +300,11 @@ export class OrchestratorStack extends Stack {
     new CfnOutput(this, "NotificationTopicArn", { value: this.topic.topicArn });
     new CfnOutput(this, "AuditTableName", { value: this.table.tableName });
     new CfnOutput(this, "KillSwitchParameterName", { value: killSwitch.parameterName });
+    new CfnOutput(this, "DashboardUrl", {
+      description:
+        "The CloudWatch dashboard: executions, RTO, step durations, trigger decisions, health checks, readiness",
+      value: this.dashboard.url,
+    });
     new CfnOutput(this, "OperatorPolicyArn", {
       description:
         "Attach to the operators' role: the gitops-failover CLI (start, status, watch, approve, reject, list, report, audit verify) and StopExecution against this orchestrator",
@@ -319,7 +324,6 @@ function resourceEnvironment(
     AUDIT_TABLE: string;
     TOPIC_ARN: string;
     REPORT_BUCKET: string;
-    METRICS_NAMESPACE: string;
     STATE_MACHINE_ARN: string;
   },
 ): Record<string, string> {
@@ -328,7 +332,6 @@ function resourceEnvironment(
     AUDIT_TABLE: values.AUDIT_TABLE,
     ...(uses("sns:") ? { TOPIC_ARN: values.TOPIC_ARN } : {}),
     ...(uses("s3:") ? { REPORT_BUCKET: values.REPORT_BUCKET } : {}),
-    ...(uses("cloudwatch:PutMetricData") ? { METRICS_NAMESPACE: values.METRICS_NAMESPACE } : {}),
     ...(uses("states:StartExecution") ? { STATE_MACHINE_ARN: values.STATE_MACHINE_ARN } : {}),
   };
 }

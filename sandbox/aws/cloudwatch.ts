@@ -1,8 +1,8 @@
 /**
  * CloudWatch (awsJson1_0 with awsQueryCompatible, as the installed SDK speaks it): the Aurora
  * RPO lag the ungraceful-failover guard reads, per region (published in secondary regions
- * only, so a region without a value has no datapoints), and PutMetricData recorded for the
- * report's RTO metric.
+ * only, so a region without a value has no datapoints). The orchestrator's own metrics are EMF
+ * log lines (functions/lib/metrics.ts), not PutMetricData calls.
  */
 import {
   AwsServiceError,
@@ -19,23 +19,11 @@ export const CLOUDWATCH_QUERY_ERRORS: Record<string, string> = {
   MissingRequiredParameterException: "MissingParameter",
 };
 
-/** One datum PutMetricData accepted. */
-export interface RecordedMetric {
-  region: string;
-  namespace: string;
-  metricName: string;
-  dimensions: Record<string, string>;
-  value: number | undefined;
-  unit: string | undefined;
-  timestamp: number;
-}
-
 /** Control surface of the CloudWatch emulator. */
 export interface CloudWatchEmulator {
   handler: JsonServiceHandler;
   /** AWS/RDS AuroraGlobalDBRPOLag in `region`; null: the metric has no datapoints there. */
   setRpoLagMs(region: string, ms: number | null): void;
-  metrics(): RecordedMetric[];
 }
 
 const RPO_NAMESPACE = "AWS/RDS";
@@ -75,18 +63,9 @@ function list(input: Record<string, unknown>, key: string): Record<string, unkno
   return v.map(record);
 }
 
-function dimensionsOf(v: unknown): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const d of Array.isArray(v) ? v.map(record) : []) {
-    out[requireString(d, "Name", missing)] = requireString(d, "Value", missing);
-  }
-  return out;
-}
-
 /** Creates the emulator; `handler` serves the `monitoring` credential scope. */
 export function createCloudWatch(): CloudWatchEmulator {
   const rpoLag = new Map<string, number>();
-  const recorded: RecordedMetric[] = [];
 
   /** Period start times (epoch s), newest first, and the value, for a metric with data. */
   function series(
@@ -173,34 +152,12 @@ export function createCloudWatch(): CloudWatchEmulator {
     return { Label: metricName, Datapoints: datapoints };
   }
 
-  function putMetricData(input: Record<string, unknown>, ctx: RequestContext) {
-    const namespace = requireString(input, "Namespace", missing);
-    if (namespace.startsWith("AWS/")) {
-      throw invalid(`The value ${namespace} for parameter Namespace is invalid.`);
-    }
-    for (const datum of list(input, "MetricData")) {
-      const ts = datum.Timestamp;
-      recorded.push({
-        region: ctx.region,
-        namespace,
-        metricName: requireString(datum, "MetricName", missing),
-        dimensions: dimensionsOf(datum.Dimensions),
-        value: typeof datum.Value === "number" ? datum.Value : undefined,
-        unit: optionalString(datum, "Unit"),
-        timestamp: typeof ts === "number" ? ts : Date.now() / 1000,
-      });
-    }
-    return {};
-  }
-
   const handler: JsonServiceHandler = (action, input, ctx) => {
     switch (action) {
       case "GetMetricData":
         return getMetricData(input, ctx);
       case "GetMetricStatistics":
         return getMetricStatistics(input, ctx);
-      case "PutMetricData":
-        return putMetricData(input, ctx);
       default:
         throw new AwsServiceError("UnknownOperationException", `Unknown operation ${action}`);
     }
@@ -212,6 +169,5 @@ export function createCloudWatch(): CloudWatchEmulator {
       if (ms === null) rpoLag.delete(region);
       else rpoLag.set(region, ms);
     },
-    metrics: () => recorded.map((m) => ({ ...m, dimensions: { ...m.dimensions } })),
   };
 }

@@ -47,7 +47,6 @@ beforeAll(() => {
       topicArn: arn,
       stateMachineName: "sm",
       killSwitchParameterArn: arn,
-      metricsNamespace: "GitopsFailover",
     },
     bundling: functionBundling(JSON.stringify(topology)),
   });

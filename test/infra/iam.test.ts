@@ -42,7 +42,11 @@ interface Statement {
 /** Calls the Lambda service makes with a role (not the code): the trigger's failure destination. */
 const SERVICE_ACTIONS: Record<string, string[]> = { Trigger: ["sns:Publish"] };
 /** The actions AWS gives no resource-level permissions (granted on "*"). */
-const NO_RESOURCE_LEVEL = ["cloudwatch:GetMetricData", "cloudwatch:PutMetricData"];
+const NO_RESOURCE_LEVEL = [
+  "cloudwatch:GetMetricData",
+  "xray:PutTelemetryRecords",
+  "xray:PutTraceSegments",
+];
 
 const list = <T>(v: T | T[]): T[] => (Array.isArray(v) ? v : [v]);
 
@@ -130,7 +134,8 @@ function rolesOf(
 
 const granted = (statements: Statement[], filter: (a: string) => boolean = () => true) =>
   [...new Set(statements.flatMap((s) => list(s.Action)).filter(filter))].sort();
-const isCodeAction = (a: string) => !a.startsWith("logs:") && !a.startsWith("kms:");
+const isCodeAction = (a: string) =>
+  !a.startsWith("logs:") && !a.startsWith("kms:") && !a.startsWith("xray:");
 
 describe.each([
   [
@@ -243,13 +248,20 @@ describe.each([
           for (const r of resources) expect(check?.(r), `${where} on ${r}`).toBe(true);
         }
       }
-      for (const st of role.statements.filter((x) =>
-        list(x.Action).includes("cloudwatch:PutMetricData"),
-      )) {
-        expect(st.Condition, name).toEqual({
-          StringEquals: { "cloudwatch:namespace": "GitopsFailover" },
-        });
-      }
+    }
+  });
+
+  it("lets every function send its X-Ray traces (no resource-level permission exists) and no metrics by API (they are EMF log lines)", () => {
+    for (const [name, role] of rolesOf(synth())) {
+      const xray = role.statements.filter((st) =>
+        list(st.Action).some((a) => a.startsWith("xray:")),
+      );
+      expect(
+        granted(xray, (a) => a.startsWith("xray:")),
+        name,
+      ).toEqual(["xray:PutTelemetryRecords", "xray:PutTraceSegments"]);
+      for (const st of xray) expect(st.Resource, name).toBe("*");
+      expect(granted(role.statements), name).not.toContain("cloudwatch:PutMetricData");
     }
   });
 });

@@ -10,7 +10,7 @@ import type { IConstruct } from "constructs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { FUNCTIONS, placeholderOf, pollBudget, timeoutOf } from "../../functions/catalog.ts";
 import { OPERATOR_ACTIONS } from "../../infra/lib/access.ts";
-import { alarmName, METRICS_NAMESPACE } from "../../infra/lib/naming.ts";
+import { alarmName } from "../../infra/lib/naming.ts";
 import type { OrchestratorStack } from "../../infra/lib/orchestrator-stack.ts";
 import { deriveSdkAccess } from "../../infra/lib/sdk-access.ts";
 import { aslText, placeholders } from "../../statemachine/definition.ts";
@@ -146,6 +146,18 @@ describe("functions", () => {
     }
   });
 
+  it("are traced with X-Ray (active), their roles holding only the derived inline policy", () => {
+    for (const name of stack.functions.keys())
+      expect(functionOf(name).TracingConfig, name).toEqual({ Mode: "Active" });
+    const roles = new Set([...stack.functions.values()].map((f) => logicalId(stack, f.role)));
+    const attached = Object.values(resources)
+      .filter((r) => r.Type === "AWS::IAM::Policy")
+      .flatMap((r) =>
+        ((r.Properties as { Roles?: { Ref: string }[] }).Roles ?? []).map((x) => x.Ref),
+      );
+    expect(attached.filter((ref) => roles.has(ref))).toEqual([]);
+  });
+
   it("time out when their worst case ends: the pollers' from the topology, inside their step's deadline; the rest at the catalog's", () => {
     const t = synth.settings.topology;
     for (const f of FUNCTIONS) expect(functionOf(f.state).Timeout, f.state).toBe(timeoutOf(f, t));
@@ -183,8 +195,9 @@ describe("functions", () => {
       expect(env(name).TOPOLOGY, name).toBeUndefined();
     }
     for (const name of ["Report", "RecordFailure"]) {
-      expect(env(name), name).toMatchObject({ REPORT_BUCKET: bucket, METRICS_NAMESPACE });
+      expect(env(name), name).toMatchObject({ REPORT_BUCKET: bucket });
     }
+    for (const name of stack.functions.keys()) expect(env(name).METRICS_NAMESPACE).toBeUndefined();
     for (const name of ["Notify", "Approval"]) expect(env(name).TOPIC_ARN, name).toEqual(topic);
     expect(env("Trigger").TOPIC_ARN).toEqual(topic);
     expect(JSON.stringify(env("Trigger").STATE_MACHINE_ARN)).toContain(
@@ -382,6 +395,87 @@ describe("alarm relay", () => {
       alarmName("payments", "eu-west-1"),
     ]);
     expect(relayed(east)).toEqual([alarmName("payments", "us-west-2")]);
+  });
+});
+
+describe("dashboard", () => {
+  type Widget = {
+    type: string;
+    properties: { title?: string; metrics?: unknown[][]; region?: string };
+  };
+  let widgets: Widget[];
+  beforeAll(() => {
+    const body = propsOf(logicalId(stack, stack.dashboard.dashboard)).DashboardBody as {
+      "Fn::Join": [string, unknown[]];
+    };
+    const text = body["Fn::Join"][1].map((p) => (typeof p === "string" ? p : "<ref>")).join("");
+    widgets = (JSON.parse(text) as { widgets: Widget[] }).widgets;
+  });
+  const widget = (title: RegExp) => {
+    const w = widgets.find((x) => title.test(x.properties.title ?? ""));
+    if (!w) throw new Error(`no widget titled ${title}`);
+    return w;
+  };
+  /** The metric names (and first dimension values) a widget plots. */
+  const plotted = (w: Widget) =>
+    (w.properties.metrics ?? []).map((m) => m.filter((x) => typeof x === "string").join(" "));
+
+  it("is named per platform and region, and its console URL is a stack output", () => {
+    template.hasResourceProperties("AWS::CloudWatch::Dashboard", {
+      DashboardName: "gitops-failover-payments-us-west-2",
+    });
+    const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(outputs.DashboardUrl?.Value).toBe(
+      "https://us-west-2.console.aws.amazon.com/cloudwatch/home?region=us-west-2#dashboards/dashboard/gitops-failover-payments-us-west-2",
+    );
+  });
+
+  it("charts executions by status from the state machine's own metrics", () => {
+    const lines = plotted(widget(/^Executions by status/));
+    for (const m of [
+      "ExecutionsStarted",
+      "ExecutionsSucceeded",
+      "ExecutionsFailed",
+      "ExecutionsAborted",
+      "ExecutionsTimedOut",
+    ])
+      expect(
+        lines.some((l) => l.startsWith(`AWS/States ${m} StateMachineArn`)),
+        m,
+      ).toBe(true);
+  });
+
+  it("charts the RTO and readiness per target region, and each step's p50 and p90, with the functions' metric names", () => {
+    const regions = Object.keys(synth.settings.topology.regions);
+    expect(plotted(widget(/^RTO/))).toEqual(
+      regions.map((r) => `GitopsFailover RTOSeconds Platform payments TargetRegion ${r}`),
+    );
+    expect(plotted(widget(/^Readiness/))).toEqual(
+      regions.map((r) => `GitopsFailover TargetReady Platform payments TargetRegion ${r}`),
+    );
+    for (const p of ["p50", "p90"]) {
+      const w = widget(new RegExp(`^Step duration .*${p}`));
+      expect(plotted(w)).toContain(
+        "GitopsFailover StepSeconds Platform payments Step AwaitArgoSync",
+      );
+      expect(JSON.stringify(w.properties.metrics)).toContain(`"stat":"${p}"`);
+    }
+  });
+
+  it("charts every trigger decision kind and each region's Route 53 health check from us-east-1", () => {
+    const decisions = plotted(widget(/^Trigger decisions/));
+    expect(decisions).toContain(
+      "GitopsFailover TriggerDecisions Decision started Platform payments",
+    );
+    expect(decisions).toContain(
+      "GitopsFailover TriggerDecisions Decision kill-switch-on Platform payments",
+    );
+    const health = widget(/^Route 53 health check/);
+    const ids = Object.values(synth.settings.topology.regions).map((r) => r.route53.healthCheckId);
+    expect(plotted(health)).toEqual(
+      ids.map((id) => `AWS/Route53 HealthCheckStatus HealthCheckId ${id}`),
+    );
+    expect(JSON.stringify(health.properties.metrics)).toContain('"region":"us-east-1"');
   });
 });
 
