@@ -15,6 +15,7 @@ import {
 import {
   EXECUTION_TIMEOUT_SECONDS,
   type FailoverInput,
+  type Hub,
   otherRegions,
   parseInput,
   regionOf,
@@ -46,7 +47,7 @@ import { readHealthCheck } from "./health.ts";
 import { acquireLock } from "./lock.ts";
 import { type PollWindow, pollWindow } from "./poll.ts";
 import { getSecret } from "./secrets.ts";
-import { assertSpokeReady, inspectSpoke } from "./spoke.ts";
+import { assertSpokeReady, expectationsOf, inspectSpoke } from "./spoke.ts";
 import type {
   ArgoProgress,
   AuroraProgress,
@@ -63,19 +64,21 @@ import type {
 import { applyNextStage, checkTargetHealth, readTraffic, type TrafficTopology } from "./traffic.ts";
 
 /** Per-call HTTP bound for spokes: an unreachable region must fail fast. */
-const SPOKE_TIMEOUT_MS = 10_000;
+export const SPOKE_TIMEOUT_MS = 10_000;
 
-function gitRepo(t: Topology): GitRepo {
+/** The topology's Git branch as the Git module reads it (steps and readiness share it). */
+export function gitRepo(t: Topology): GitRepo {
   return { url: t.git.url, branch: t.git.branch, author: t.git.author };
 }
 
-async function gitAuth(t: Topology): Promise<GitAuth> {
+/** The orchestrator's Git credentials, from Secrets Manager. */
+export async function gitAuth(t: Topology): Promise<GitAuth> {
   const secret = await getSecret(t.git.credentialsSecretArn);
   return { token: secret.token, ...(secret.username ? { username: secret.username } : {}) };
 }
 
 /** The topology's Aurora view: global cluster and one member per region. */
-function auroraTopology(t: Topology): AuroraTopology {
+export function auroraTopology(t: Topology): AuroraTopology {
   return {
     globalClusterIdentifier: t.aurora.globalClusterIdentifier,
     maxRpoSeconds: t.aurora.maxRpoSeconds,
@@ -86,7 +89,7 @@ function auroraTopology(t: Topology): AuroraTopology {
 }
 
 /** The topology's traffic view: endpoint groups or weighted records, and health checks. */
-function trafficTopology(t: Topology): TrafficTopology {
+export function trafficTopology(t: Topology): TrafficTopology {
   return {
     mode: t.traffic.mode,
     ...(t.traffic.hostedZoneId ? { hostedZoneId: t.traffic.hostedZoneId } : {}),
@@ -106,8 +109,31 @@ function trafficTopology(t: Topology): TrafficTopology {
   };
 }
 
-function editsFor(t: Topology, region: string): RenderedEdit[] {
+/** The retarget edits that make `region` active. */
+export function editsFor(t: Topology, region: string): RenderedEdit[] {
   return t.git.retarget.map((e) => renderEdit(e, region));
+}
+
+/**
+ * Git's side of the platform: the branch head and the region every retarget edit rendered for
+ * it matches (null when none does). With `lookback`, also the newest failover commit.
+ */
+export async function readActiveRegion(
+  t: Topology,
+  lookback = 0,
+): Promise<{ head: string; activeRegion: string | null; lastFailover?: FailoverCommit }> {
+  const regions = Object.keys(t.regions);
+  const edits = regions.flatMap((r) => editsFor(t, r));
+  const git = await readValues(gitRepo(t), await gitAuth(t), edits, { lookback });
+  const valueAt = (file: string, path: string) =>
+    git.values.find((v) => v.file === file && v.path === path)?.value;
+  const activeRegion =
+    regions.find((r) => editsFor(t, r).every((e) => valueAt(e.file, e.path) === e.value)) ?? null;
+  return {
+    head: git.head,
+    activeRegion,
+    ...(git.lastFailover ? { lastFailover: git.lastFailover } : {}),
+  };
 }
 
 /**
@@ -119,19 +145,13 @@ export async function snapshot(
   targetRegion: string,
   lookback = 0,
 ): Promise<PlatformSnapshot & { lastFailover?: FailoverCommit }> {
-  const regions = Object.keys(t.regions);
-  const edits = regions.flatMap((r) => editsFor(t, r));
   const [git, aurora, traffic] = await Promise.all([
-    readValues(gitRepo(t), await gitAuth(t), edits, { lookback }),
+    readActiveRegion(t, lookback),
     describeAurora(auroraTopology(t), [targetRegion, ...otherRegions(t, targetRegion)]),
     readTraffic(trafficTopology(t)),
   ]);
-  const valueAt = (file: string, path: string) =>
-    git.values.find((v) => v.file === file && v.path === path)?.value;
-  const activeRegion =
-    regions.find((r) => editsFor(t, r).every((e) => valueAt(e.file, e.path) === e.value)) ?? null;
   return {
-    activeRegion,
+    activeRegion: git.activeRegion,
     gitHead: git.head,
     auroraWriterRegion: aurora.writerRegion ?? null,
     trafficDials: traffic.dials,
@@ -328,16 +348,7 @@ export async function verifySpokeStep(state: FailoverState): Promise<SpokeResult
       const { token } = await getSecret(s.tokenSecretArn);
       const report = await inspectSpoke(
         { name: s.name, apiServer: s.apiServer, caData: s.caData, token },
-        {
-          minReadyNodes: s.minReadyNodes,
-          namespaces: s.namespaces,
-          ...(s.secretOperators.externalSecrets
-            ? { externalSecrets: s.secretOperators.externalSecrets }
-            : {}),
-          ...(s.secretOperators.sealedSecrets
-            ? { sealedSecrets: s.secretOperators.sealedSecrets }
-            : {}),
-        },
+        expectationsOf(s),
         { timeoutMs: SPOKE_TIMEOUT_MS },
       );
       assertSpokeReady(report);
@@ -384,15 +395,18 @@ export async function commitRetargetStep(state: FailoverState): Promise<Retarget
   };
 }
 
+/** An Argo CD hub of the topology with its token. */
+export async function argoHub(h: Hub): Promise<ArgoHubConnection> {
+  return {
+    name: h.name,
+    url: h.url,
+    token: (await getSecret(h.tokenSecretArn)).token,
+    ...(h.caData ? { caData: h.caData } : {}),
+  };
+}
+
 async function argoHubs(t: Topology): Promise<ArgoHubConnection[]> {
-  return Promise.all(
-    t.argocd.hubs.map(async (h) => ({
-      name: h.name,
-      url: h.url,
-      token: (await getSecret(h.tokenSecretArn)).token,
-      ...(h.caData ? { caData: h.caData } : {}),
-    })),
-  );
+  return Promise.all(t.argocd.hubs.map(argoHub));
 }
 
 function timedOut(
