@@ -8,7 +8,6 @@ import { type Command, InvalidArgumentError, Option } from "commander";
 import { InputValidationError } from "../functions/lib/errors.ts";
 import {
   FAULTS,
-  type FaultName,
   MIN_SPOKES,
   READINESS_FAULTS,
   type ReadinessFaultName,
