@@ -48,6 +48,7 @@ beforeAll(() => {
       stateMachineName: "sm",
       killSwitchParameterArn: arn,
       metricsNamespace: "GitopsFailover",
+      orchestratorRegions: ["us-west-2"],
     },
     bundling: functionBundling(JSON.stringify(topology)),
   });
