@@ -35,7 +35,9 @@ function program(io: CliIo): Command {
   registerSandboxCommands(cli, io);
   registerAuditCommands(cli, io);
   registerOperatorCommands(cli, out);
-  registerReadinessCommand(cli, io);
+  registerReadinessCommand(cli, io, async (env, region, onResult) =>
+    (await import("../sandbox/readiness-drill.ts")).readinessOnSandbox(env, region, onResult),
+  );
   return cli;
 }
 

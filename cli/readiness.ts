@@ -10,15 +10,13 @@
  */
 import { InvokeCommand, type InvokeCommandOutput, LambdaClient } from "@aws-sdk/client-lambda";
 import { type Command, Option } from "commander";
-import { loadTopology, parseTopology, RegionName } from "../functions/lib/config.ts";
+import { loadTopology, RegionName } from "../functions/lib/config.ts";
 import { describe, InputValidationError, UnexpectedError } from "../functions/lib/errors.ts";
 import {
   type CheckResult,
-  collectMetrics,
   type Evaluation,
   PLATFORM_ROW,
   type RecordedReadiness,
-  readinessStep,
 } from "../functions/lib/readiness.ts";
 import { readinessFunctionName } from "../infra/lib/naming.ts";
 import type { CliIo } from "./drill.ts";
@@ -115,27 +113,23 @@ async function invokeOnAws(flags: ReadinessFlags): Promise<RecordedReadiness> {
   return JSON.parse(text) as RecordedReadiness;
 }
 
-/** Runs the readiness function in-process against a running sandbox's endpoints. */
-async function runInSandbox(
-  flags: ReadinessFlags,
+/**
+ * Runs the readiness function in-process with a running sandbox's environment. Passed in by
+ * main.ts and loaded only when used: the operator policy is derived from this module's AWS
+ * calls, which must be the Lambda invoke alone.
+ */
+export type SandboxReadiness = (
+  env: Record<string, string>,
+  region: string | undefined,
   onResult: (r: CheckResult, done: number, total: number) => void,
-): Promise<RecordedReadiness> {
-  const sandbox = readSandboxFile(flags.sandbox ?? "");
-  Object.assign(process.env, sandbox.env);
-  const raw = sandbox.env.TOPOLOGY;
-  if (!raw) throw new InputValidationError(`${flags.sandbox}: holds no TOPOLOGY`);
-  return readinessStep(
-    flags.region ? { region: flags.region } : {},
-    parseTopology(JSON.parse(raw)),
-    {
-      sink: collectMetrics([]),
-      onResult,
-    },
-  );
-}
+) => Promise<RecordedReadiness>;
 
 /** Registers `readiness` on the CLI. */
-export function registerReadinessCommand(cli: Command, io: CliIo): void {
+export function registerReadinessCommand(
+  cli: Command,
+  io: CliIo,
+  inSandbox: SandboxReadiness,
+): void {
   cli
     .command("readiness")
     .description(
@@ -161,7 +155,7 @@ export function registerReadinessCommand(cli: Command, io: CliIo): void {
       };
       if (live && !flags.sandbox) process.stdout.write("evaluating (the readiness function)…");
       const recorded = flags.sandbox
-        ? await runInSandbox(flags, onResult)
+        ? await inSandbox(readSandboxFile(flags.sandbox).env, flags.region, onResult)
         : await invokeOnAws(flags);
       if (live) process.stdout.write("\r\x1b[K");
       if (flags.json) io.out(JSON.stringify(recorded.evaluation, null, 2));

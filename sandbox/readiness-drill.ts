@@ -6,7 +6,8 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runtimeTopology } from "../functions/lib/config.ts";
+import { parseDocumentText, parseTopology, runtimeTopology } from "../functions/lib/config.ts";
+import { InputValidationError } from "../functions/lib/errors.ts";
 import {
   type CheckResult,
   collectMetrics,
@@ -53,4 +54,23 @@ export async function runReadinessDrill(o: ReadinessDrillOptions): Promise<Readi
     await sandbox.stop();
     await rm(reportDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * `readiness --sandbox <file>`: the readiness function run here against a running `sandbox up`
+ * (its endpoints, credentials and topology in `env`), storing and auditing in its table.
+ */
+export async function readinessOnSandbox(
+  env: Record<string, string>,
+  region: string | undefined,
+  onResult: (result: CheckResult, done: number, total: number) => void,
+): Promise<RecordedReadiness> {
+  const raw = env.TOPOLOGY;
+  if (!raw) throw new InputValidationError("the sandbox endpoint file holds no TOPOLOGY");
+  Object.assign(process.env, env);
+  const topology = parseTopology(parseDocumentText(raw, "TOPOLOGY"), "TOPOLOGY");
+  return readinessStep(region ? { region } : {}, topology, {
+    sink: collectMetrics([]),
+    onResult,
+  });
 }

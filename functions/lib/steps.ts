@@ -396,12 +396,12 @@ export async function commitRetargetStep(state: FailoverState): Promise<Retarget
 }
 
 /** An Argo CD hub of the topology with its token. */
-export async function argoHub(h: Hub): Promise<ArgoHubConnection> {
+export async function argoHub(hub: Hub): Promise<ArgoHubConnection> {
   return {
-    name: h.name,
-    url: h.url,
-    token: (await getSecret(h.tokenSecretArn)).token,
-    ...(h.caData ? { caData: h.caData } : {}),
+    name: hub.name,
+    url: hub.url,
+    token: (await getSecret(hub.tokenSecretArn)).token,
+    ...(hub.caData ? { caData: hub.caData } : {}),
   };
 }
 

@@ -26,10 +26,7 @@ import type { Topic } from "aws-cdk-lib/aws-sns";
 import { Construct } from "constructs";
 import type { SecretKind } from "../../functions/catalog.ts";
 import type { Topology } from "../../functions/lib/config.ts";
-import {
-  readinessMetricDimensions,
-  TARGET_READY_METRIC,
-} from "../../functions/lib/readiness.ts";
+import { readinessMetricDimensions, TARGET_READY_METRIC } from "../../functions/lib/readiness.ts";
 import { METRICS_NAMESPACE, namePrefix, readinessAlarmName } from "./naming.ts";
 
 /** The readiness function: not a Task state; it shares everything else with the step functions. */
@@ -75,7 +72,10 @@ export class ReadinessSignals extends Construct {
       inlinePolicies: {
         Invoke: new PolicyDocument({
           statements: [
-            new PolicyStatement({ actions: ["lambda:InvokeFunction"], resources: [fn.functionArn] }),
+            new PolicyStatement({
+              actions: ["lambda:InvokeFunction"],
+              resources: [fn.functionArn],
+            }),
           ],
         }),
       },
