@@ -24,6 +24,7 @@ import {
   otherRegions,
   RegionName,
   regionOf,
+  renderEdit,
   type Topology,
 } from "./config.ts";
 import {
@@ -34,14 +35,16 @@ import {
   SpokeAuthError,
   UnexpectedError,
 } from "./errors.ts";
+import { readValues } from "./gitops.ts";
 import { readHealthCheck } from "./health.ts";
 import { getSecret, secretNameOf, secretPresence } from "./secrets.ts";
 import { assertSpokeReady, expectationsOf, inspectSpoke } from "./spoke.ts";
 import {
-  argoHub,
   auroraTopology,
-  readActiveRegion,
+  gitAuth,
+  gitRepo,
   SPOKE_TIMEOUT_MS,
+  snapshot,
   trafficTopology,
 } from "./steps.ts";
 import { checkTargetHealth, readTraffic } from "./traffic.ts";
@@ -165,6 +168,12 @@ async function spokeCheck(t: Topology, region: string): Promise<Verdict> {
   );
 }
 
+/** A hub with its token, as AwaitArgoSync connects to it. */
+async function hubConnection(hub: Hub): Promise<ArgoHubConnection> {
+  const { token } = await getSecret(hub.tokenSecretArn);
+  return { name: hub.name, url: hub.url, token, ...(hub.caData ? { caData: hub.caData } : {}) };
+}
+
 /** Per hub and target region: AwaitArgoSync's check at the branch head, or why the hub failed. */
 type HubSweep = Map<string, Map<string, SyncCheck | Error>>;
 
@@ -181,7 +190,7 @@ async function sweepHubs(t: Topology, head: string, targets: string[]): Promise<
       sweep.set(hub.name, byRegion);
       let conn: ArgoHubConnection;
       try {
-        conn = await argoHub(hub);
+        conn = await hubConnection(hub);
       } catch (e) {
         for (const r of targets) byRegion.set(r, asError(e));
         return;
@@ -416,6 +425,29 @@ async function backupCheck(hub: Hub): Promise<Verdict> {
 
 // ---------------------------------------------------------------------------- evaluation
 
+/**
+ * The branch head, read with the orchestrator's credentials (the Git check), and the active
+ * region as Plan's snapshot tells it (null when the snapshot cannot be made: then every region
+ * is evaluated as a target).
+ */
+async function readGitSide(t: Topology): Promise<{ head: string; activeRegion: string | null }> {
+  const [first = ""] = Object.keys(t.regions);
+  const [git, active] = await Promise.all([
+    gitAuth(t).then((auth) =>
+      readValues(
+        gitRepo(t),
+        auth,
+        t.git.retarget.map((e) => renderEdit(e, first)),
+      ),
+    ),
+    snapshot(t, first).then(
+      (s) => s.activeRegion,
+      () => null,
+    ),
+  ]);
+  return { head: git.head, activeRegion: active };
+}
+
 /** One check to run: where it is shown and what decides it. */
 interface Planned {
   region: string;
@@ -438,7 +470,7 @@ export async function evaluateReadiness(
   const home = configuredRegion() ?? "us-east-1";
   if (options.region !== undefined) regionOf(t, options.region);
   const git = await within(
-    readActiveRegion(t).then(
+    readGitSide(t).then(
       (g) => ({ ok: true as const, ...g }),
       (e: unknown) => ({ ok: false as const, verdict: verdictOf(e) }),
     ),
@@ -454,15 +486,11 @@ export async function evaluateReadiness(
     : activeRegion
       ? otherRegions(t, activeRegion)
       : Object.keys(t.regions);
-  const gitVerdict: Verdict = !git.ok
-    ? git.verdict
-    : git.activeRegion
-      ? ready(
-          `branch ${t.git.branch} readable from ${home} at ${shortSha(git.head)}; active region ${git.activeRegion}`,
-        )
-      : notReady(
-          `branch ${t.git.branch} at ${shortSha(git.head)}: the retarget values match no region, so which one is active cannot be told; fix git.retarget or the values file`,
-        );
+  const gitVerdict: Verdict = git.ok
+    ? ready(
+        `branch ${t.git.branch} readable from ${home} at ${shortSha(git.head)}; active region ${git.activeRegion ?? "unknown (Git, Aurora and traffic could not be read together): every region evaluated as a target"}`,
+      )
+    : git.verdict;
   const sweep = git.ok ? sweepHubs(t, git.head, targets) : undefined;
   const noHead = () =>
     Promise.resolve(unknown("the branch head is unknown (see the git check): not evaluated"));

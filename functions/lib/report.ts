@@ -22,6 +22,7 @@ import { awsError, cloudWatchClient, regionOfArn, s3Client } from "./aws.ts";
 import { runtimeTopology, type Topology } from "./config.ts";
 import { UnexpectedError } from "./errors.ts";
 import { releaseLock } from "./lock.ts";
+import { readinessLine } from "./readiness.ts";
 import { redact, redactDeep } from "./redact.ts";
 import type { CaughtError, ExecutionRef, FailoverState, PlatformSnapshot } from "./state.ts";
 import { snapshot } from "./steps.ts";
@@ -65,6 +66,8 @@ export interface FailoverReport {
   }[];
   /** The longer of the two Parallel branches: what bounded the failover's duration. */
   criticalPath: StepName[];
+  /** The target's latest readiness as Plan found it (readinessLine), or null. */
+  targetReadiness: string | null;
   timeline: {
     seq: number;
     at: string;
@@ -523,6 +526,7 @@ function buildReport(
     error,
     steps,
     criticalPath: criticalPath(steps),
+    targetReadiness: state.plan ? readinessLine(state.plan.readiness) : null,
     timeline: events.map((e) => ({
       seq: e.seq,
       at: e.endedAt ?? e.recordedAt,
@@ -641,6 +645,7 @@ function renderMarkdown(r: FailoverReport): string {
       : []),
     `- RTO: ${rtoLine(r)}`,
     `- Critical path: ${r.criticalPath.join(" -> ") || "none"}`,
+    `- Target readiness at Plan: ${md(r.targetReadiness ?? "not planned")}`,
     `- Audit trail: ${r.audit.events} events, chain ${r.audit.intact ? "intact" : "BROKEN"}, head ${r.audit.head ?? "none"}`,
     "",
     "## Steps",

@@ -15,7 +15,6 @@ import {
 import {
   EXECUTION_TIMEOUT_SECONDS,
   type FailoverInput,
-  type Hub,
   otherRegions,
   parseInput,
   regionOf,
@@ -46,8 +45,9 @@ import {
 import { readHealthCheck } from "./health.ts";
 import { acquireLock } from "./lock.ts";
 import { type PollWindow, pollWindow } from "./poll.ts";
+import { latestReadiness } from "./readiness.ts";
 import { getSecret } from "./secrets.ts";
-import { assertSpokeReady, expectationsOf, inspectSpoke } from "./spoke.ts";
+import { assertSpokeReady, inspectSpoke } from "./spoke.ts";
 import type {
   ArgoProgress,
   AuroraProgress,
@@ -66,7 +66,7 @@ import { applyNextStage, checkTargetHealth, readTraffic, type TrafficTopology } 
 /** Per-call HTTP bound for spokes: an unreachable region must fail fast. */
 export const SPOKE_TIMEOUT_MS = 10_000;
 
-/** The topology's Git branch as the Git module reads it (steps and readiness share it). */
+/** The topology's Git branch as the Git module reads it. */
 export function gitRepo(t: Topology): GitRepo {
   return { url: t.git.url, branch: t.git.branch, author: t.git.author };
 }
@@ -109,31 +109,8 @@ export function trafficTopology(t: Topology): TrafficTopology {
   };
 }
 
-/** The retarget edits that make `region` active. */
-export function editsFor(t: Topology, region: string): RenderedEdit[] {
+function editsFor(t: Topology, region: string): RenderedEdit[] {
   return t.git.retarget.map((e) => renderEdit(e, region));
-}
-
-/**
- * Git's side of the platform: the branch head and the region every retarget edit rendered for
- * it matches (null when none does). With `lookback`, also the newest failover commit.
- */
-export async function readActiveRegion(
-  t: Topology,
-  lookback = 0,
-): Promise<{ head: string; activeRegion: string | null; lastFailover?: FailoverCommit }> {
-  const regions = Object.keys(t.regions);
-  const edits = regions.flatMap((r) => editsFor(t, r));
-  const git = await readValues(gitRepo(t), await gitAuth(t), edits, { lookback });
-  const valueAt = (file: string, path: string) =>
-    git.values.find((v) => v.file === file && v.path === path)?.value;
-  const activeRegion =
-    regions.find((r) => editsFor(t, r).every((e) => valueAt(e.file, e.path) === e.value)) ?? null;
-  return {
-    head: git.head,
-    activeRegion,
-    ...(git.lastFailover ? { lastFailover: git.lastFailover } : {}),
-  };
 }
 
 /**
@@ -145,13 +122,19 @@ export async function snapshot(
   targetRegion: string,
   lookback = 0,
 ): Promise<PlatformSnapshot & { lastFailover?: FailoverCommit }> {
+  const regions = Object.keys(t.regions);
+  const edits = regions.flatMap((r) => editsFor(t, r));
   const [git, aurora, traffic] = await Promise.all([
-    readActiveRegion(t, lookback),
+    readValues(gitRepo(t), await gitAuth(t), edits, { lookback }),
     describeAurora(auroraTopology(t), [targetRegion, ...otherRegions(t, targetRegion)]),
     readTraffic(trafficTopology(t)),
   ]);
+  const valueAt = (file: string, path: string) =>
+    git.values.find((v) => v.file === file && v.path === path)?.value;
+  const activeRegion =
+    regions.find((r) => editsFor(t, r).every((e) => valueAt(e.file, e.path) === e.value)) ?? null;
   return {
-    activeRegion: git.activeRegion,
+    activeRegion,
     gitHead: git.head,
     auroraWriterRegion: aurora.writerRegion ?? null,
     trafficDials: traffic.dials,
@@ -195,7 +178,10 @@ export async function planStep(event: {
   const noop = !needs.retarget && !needs.aurora && !needs.traffic;
   if (!noop) await assertTargetHealthy(t, target);
   const promotion = needs.aurora ? await checkPromotion(t, input) : undefined;
+  // Informs, never decides: Plan's own live checks above are what hold the failover back.
+  const readiness = await latestReadiness(t.platform, target).catch(() => undefined);
   const plan: Plan = {
+    ...(readiness ? { readiness } : {}),
     sourceRegion,
     targetRegion: target,
     before,
@@ -348,7 +334,16 @@ export async function verifySpokeStep(state: FailoverState): Promise<SpokeResult
       const { token } = await getSecret(s.tokenSecretArn);
       const report = await inspectSpoke(
         { name: s.name, apiServer: s.apiServer, caData: s.caData, token },
-        expectationsOf(s),
+        {
+          minReadyNodes: s.minReadyNodes,
+          namespaces: s.namespaces,
+          ...(s.secretOperators.externalSecrets
+            ? { externalSecrets: s.secretOperators.externalSecrets }
+            : {}),
+          ...(s.secretOperators.sealedSecrets
+            ? { sealedSecrets: s.secretOperators.sealedSecrets }
+            : {}),
+        },
         { timeoutMs: SPOKE_TIMEOUT_MS },
       );
       assertSpokeReady(report);
@@ -395,18 +390,15 @@ export async function commitRetargetStep(state: FailoverState): Promise<Retarget
   };
 }
 
-/** An Argo CD hub of the topology with its token. */
-export async function argoHub(hub: Hub): Promise<ArgoHubConnection> {
-  return {
-    name: hub.name,
-    url: hub.url,
-    token: (await getSecret(hub.tokenSecretArn)).token,
-    ...(hub.caData ? { caData: hub.caData } : {}),
-  };
-}
-
 async function argoHubs(t: Topology): Promise<ArgoHubConnection[]> {
-  return Promise.all(t.argocd.hubs.map(argoHub));
+  return Promise.all(
+    t.argocd.hubs.map(async (h) => ({
+      name: h.name,
+      url: h.url,
+      token: (await getSecret(h.tokenSecretArn)).token,
+      ...(h.caData ? { caData: h.caData } : {}),
+    })),
+  );
 }
 
 function timedOut(
