@@ -17,8 +17,10 @@ import {
   latestReadiness,
   PLATFORM_ROW,
   type ReadinessStatus,
+  readinessLine,
   readinessStep,
 } from "../../functions/lib/readiness.ts";
+import { planStep } from "../../functions/lib/steps.ts";
 import { READINESS_FAULTS, type ReadinessFaultName } from "../../sandbox/faults.ts";
 import { PLATFORM, type Sandbox, startSandbox } from "../../sandbox/index.ts";
 import { injectReadinessFault, resetReadinessFaults } from "../../sandbox/readiness-faults.ts";
@@ -176,6 +178,31 @@ describe("readiness: the stored result and the audit trail", () => {
     expect(latest?.failing).toEqual([expect.stringMatching(/^us-east-2 aurora NOT_READY: /)]);
     expect(latest?.ageSeconds).toBeLessThan(60);
     expect(await latestReadiness(PLATFORM, OTHER)).toMatchObject({ verdict: "READY" });
+  });
+});
+
+describe("readiness: Plan", () => {
+  it("shows the target's latest readiness and its age, and still plans with its own live checks", async () => {
+    await resetReadinessFaults(sandbox, ACTIVE);
+    await injectReadinessFault(sandbox, "hub-backup-stale", TARGET);
+    await evaluate();
+    const state = await planStep({
+      input: { targetRegion: TARGET, reason: "readiness e2e", dryRun: true },
+      execution: {
+        id: "arn:aws:states:us-east-1:000000000000:execution:x:plan-1",
+        name: "plan-1",
+        startTime: new Date().toISOString(),
+      },
+    });
+    expect(state.plan.readiness).toMatchObject({ region: TARGET, verdict: "NOT_READY" });
+    expect(state.plan.readiness?.ageSeconds).toBeLessThan(60);
+    expect(state.plan.readiness?.failing).toEqual([
+      expect.stringMatching(/^platform hub-backup\/hub-primary NOT_READY: newest Completed/),
+    ]);
+    expect(readinessLine(state.plan.readiness)).toMatch(
+      /^NOT_READY, evaluated \d+ s ago in us-east-1: platform hub-backup\/hub-primary NOT_READY/,
+    );
+    expect(state.plan.noop).toBe(false);
   });
 });
 
