@@ -45,6 +45,8 @@ export interface FakeVeleroBackup {
   name: string;
   /** `spec.includedNamespaces` (unset: every namespace). */
   includedNamespaces?: string[];
+  /** `spec.excludedNamespaces`. */
+  excludedNamespaces?: string[];
   /** `status.phase`: Completed, PartiallyFailed, Failed, InProgress, ... */
   phase: string;
   startedAt: string;
@@ -1111,6 +1113,7 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
           metadata: { name: b.name, labels: { "velero.io/storage-location": "default" } },
           spec: {
             ...(b.includedNamespaces ? { includedNamespaces: b.includedNamespaces } : {}),
+            ...(b.excludedNamespaces ? { excludedNamespaces: b.excludedNamespaces } : {}),
             storageLocation: "default",
             ttl: "720h0m0s",
           },

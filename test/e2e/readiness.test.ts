@@ -7,8 +7,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { main } from "../../cli/main.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeSandboxFile } from "../../cli/sandbox-file.ts";
 import { readAuditTrail, verifyChain } from "../../functions/lib/audit.ts";
 import {
@@ -24,6 +23,7 @@ import { planStep } from "../../functions/lib/steps.ts";
 import { READINESS_FAULTS, type ReadinessFaultName } from "../../sandbox/faults.ts";
 import { PLATFORM, type Sandbox, startSandbox } from "../../sandbox/index.ts";
 import { injectReadinessFault, resetReadinessFaults } from "../../sandbox/readiness-faults.ts";
+import { cli } from "./cli-run.ts";
 
 const ACTIVE = "us-west-2";
 const TARGET = "us-east-2";
@@ -205,29 +205,6 @@ describe("readiness: Plan", () => {
     expect(state.plan.noop).toBe(false);
   });
 });
-
-/** Runs the CLI in-process, capturing stdout and stderr. */
-async function cli(...args: string[]): Promise<{ code: number; out: string }> {
-  let out = "";
-  const capture = (chunk: string | Uint8Array, encoding?: unknown, done?: unknown) => {
-    out += String(chunk);
-    const callback = typeof encoding === "function" ? encoding : done;
-    if (typeof callback === "function") callback();
-    return true;
-  };
-  const write = vi
-    .spyOn(process.stdout, "write")
-    .mockImplementation(capture as typeof process.stdout.write);
-  const err = vi
-    .spyOn(process.stderr, "write")
-    .mockImplementation(capture as typeof process.stderr.write);
-  try {
-    return { code: await main(["node", "gitops-failover", ...args]), out };
-  } finally {
-    write.mockRestore();
-    err.mockRestore();
-  }
-}
 
 describe("readiness: the CLI", () => {
   it("readiness --sandbox prints the table and exits 1 while a target is NOT_READY, 0 once fixed", async () => {
