@@ -55,9 +55,6 @@ export type ReadinessStatus = "READY" | "NOT_READY" | "UNKNOWN";
 /** The row of the platform-wide checks. */
 export const PLATFORM_ROW = "platform";
 
-/** The checks of every target region, in the order they are shown. */
-export const REGION_CHECKS = ["spoke", "gitops", "aurora", "traffic", "health-check"] as const;
-
 /** One check's result: what an operator reads in the table and acts on. */
 export interface CheckResult {
   /** A target region, or {@link PLATFORM_ROW}. */
@@ -344,7 +341,7 @@ async function healthCheck(t: Topology, region: string): Promise<Verdict> {
 // ---------------------------------------------------------------------- platform checks
 
 /** The regions whose orchestrators must find every secret: ORCHESTRATOR_REGIONS, else CDK's default. */
-export function orchestratorRegions(t: Topology): string[] {
+function orchestratorRegions(t: Topology): string[] {
   const named = (process.env.ORCHESTRATOR_REGIONS ?? "")
     .split(",")
     .map((r) => r.trim())
@@ -639,6 +636,10 @@ export function readinessLine(r: TargetReadiness | undefined): string {
   return `${r.verdict}, evaluated ${age} ago in ${r.evaluatedIn}${why}`;
 }
 
+const METRICS_SERVICE = "gitops-failover";
+export const TARGET_READY_METRIC = "TargetReady";
+const FAILING_CHECKS_METRIC = "FailingChecks";
+
 /** The dimensions of the readiness metrics (CDK's alarms use the same). */
 export function readinessMetricDimensions(
   platform: string,
@@ -646,10 +647,6 @@ export function readinessMetricDimensions(
 ): Record<string, string> {
   return { service: METRICS_SERVICE, Platform: platform, Region: region };
 }
-
-export const METRICS_SERVICE = "gitops-failover";
-export const TARGET_READY_METRIC = "TargetReady";
-export const FAILING_CHECKS_METRIC = "FailingChecks";
 
 /**
  * Where a run's metrics go: the Lambda writes EMF documents to stdout (CloudWatch turns them into
