@@ -8,8 +8,9 @@ import { type Command, InvalidArgumentError, Option } from "commander";
 import { InputValidationError } from "../functions/lib/errors.ts";
 import {
   FAULTS,
-  type FaultName,
   MIN_SPOKES,
+  READINESS_FAULTS,
+  type ReadinessFaultName,
   SANDBOX_REGIONS,
   sizeProblems,
 } from "../sandbox/faults.ts";
@@ -80,14 +81,15 @@ async function interruptible<T>(
   }
 }
 
-function faultsOf(names: string[]): FaultName[] {
-  const unknown = names.filter((n) => !(n in FAULTS));
+/** The faults named, checked against `known` (FAULTS, or READINESS_FAULTS with --readiness). */
+function faultsOf<K extends string>(names: string[], known: Record<K, string>): K[] {
+  const unknown = names.filter((n) => !(n in known));
   if (unknown.length) {
     throw new InputValidationError("unknown fault", [
-      `--fault ${unknown.join(", ")}: not a fault (known: ${Object.keys(FAULTS).join(", ")}; see --fault list)`,
+      `--fault ${unknown.join(", ")}: not a fault (known: ${Object.keys(known).join(", ")}; see --fault list)`,
     ]);
   }
-  return names as FaultName[];
+  return names as K[];
 }
 
 interface DrillFlags {
@@ -104,6 +106,7 @@ interface DrillFlags {
   alarmRepeats: number;
   killSwitch: boolean;
   cooldownHit: boolean;
+  readiness: boolean;
 }
 
 /** Registers `drill` and `sandbox up` on the CLI. */
@@ -158,13 +161,23 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
       "an alarm right after a failover: no execution may start (implies --via alarm)",
       false,
     )
+    .option(
+      "--readiness",
+      "run the readiness evaluation instead of a failover (--fault takes the readiness faults; --target is where they hit)",
+      false,
+    )
     .option("--json", "print the result as JSON", false)
     .action(async (flags: DrillFlags) => {
       if (flags.fault.includes("list")) {
-        for (const [name, what] of Object.entries(FAULTS)) io.out(`${name.padEnd(24)}${what}`);
+        const known = flags.readiness ? READINESS_FAULTS : FAULTS;
+        for (const [name, what] of Object.entries(known)) io.out(`${name.padEnd(30)}${what}`);
         return;
       }
-      const faults = faultsOf(flags.fault);
+      if (flags.readiness) {
+        await readinessDrill(io, flags, faultsOf(flags.fault, READINESS_FAULTS));
+        return;
+      }
+      const faults = faultsOf(flags.fault, FAULTS);
       const size = sizeOf(flags);
       const viaAlarm =
         flags.via === "alarm" || flags.alarmRepeats > 1 || flags.killSwitch || flags.cooldownHit;
@@ -246,6 +259,32 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
         io.out("sandbox stopped");
       },
     );
+}
+
+/** `drill --readiness`: the readiness function once, in a fresh sandbox, with the faults asked. */
+async function readinessDrill(
+  io: CliIo,
+  flags: DrillFlags,
+  faults: ReadinessFaultName[],
+): Promise<void> {
+  const { runReadinessDrill } = await import("../sandbox/readiness-drill.ts");
+  const { progressLine, readinessExit, readinessTable } = await import("./readiness.ts");
+  const live = process.stdout.isTTY && !flags.json;
+  const result = await runReadinessDrill({
+    target: flags.target,
+    faults,
+    ...sizeOf(flags),
+    ...(live
+      ? {
+          onResult: (r, done, total) =>
+            process.stdout.write(`\r\x1b[K${progressLine(r, done, total)}`),
+        }
+      : {}),
+  });
+  if (live) process.stdout.write("\r\x1b[K");
+  if (flags.json) io.out(JSON.stringify(result, null, 2));
+  else for (const line of readinessTable(result.evaluation)) io.out(line);
+  io.setExit(readinessExit(result.evaluation));
 }
 
 /** What `sandbox up` prints: every endpoint and credential, with a command to try each. */

@@ -8,6 +8,7 @@ import { redact } from "../functions/lib/redact.ts";
 import { registerAuditCommands } from "./audit.ts";
 import { type CliIo, registerSandboxCommands } from "./drill.ts";
 import { registerOperatorCommands } from "./ops.ts";
+import { registerReadinessCommand } from "./readiness.ts";
 import { validateConfig, validateInput } from "./validate.ts";
 
 const EXIT = { ok: 0, failed: 1, invalid: 2 } as const;
@@ -34,6 +35,9 @@ function program(io: CliIo): Command {
   registerSandboxCommands(cli, io);
   registerAuditCommands(cli, io);
   registerOperatorCommands(cli, out);
+  registerReadinessCommand(cli, io, async (env, region, onResult) =>
+    (await import("../sandbox/readiness-drill.ts")).readinessOnSandbox(env, region, onResult),
+  );
   return cli;
 }
 

@@ -5,8 +5,11 @@
  */
 import type { Topology } from "./lib/config.ts";
 
-/** The kinds of secret in the topology: the Git credentials, the Argo CD hubs' tokens, the spokes' tokens. */
-export type SecretKind = "git" | "argocd" | "spoke";
+/**
+ * The kinds of secret in the topology: the Git credentials, the Argo CD hubs' tokens, the spokes'
+ * tokens, and the hub clusters' read-only tokens (readiness reads their Velero backups).
+ */
+export type SecretKind = "git" | "argocd" | "spoke" | "backup";
 
 interface StepFunction {
   state: string;

@@ -46,3 +46,24 @@ export function sizeProblems(spokes: number, apps: number): string[] {
   }
   return problems;
 }
+
+/**
+ * Faults a readiness drill injects (`drill --readiness --fault <name>`): each breaks exactly one
+ * region x check of the evaluation, for the target region the drill names.
+ */
+export const READINESS_FAULTS = {
+  "standby-spoke-token-expired":
+    "the target's spoke token in Secrets Manager expired: its spoke answers 401 (spoke)",
+  "secret-replica-missing":
+    "the Git secret was never replicated to the second orchestrator region (platform secrets)",
+  "replica-lag-high": "the target's Aurora replication lag is 30 s, above maxRpoSeconds (aurora)",
+  "standby-app-degraded":
+    "one app on the target's spoke lost its ready pods: Argo CD reports Degraded (gitops)",
+  "standby-hub-down": "the standby Argo CD hub is unreachable (platform argocd-hub/hub-standby)",
+  "hub-backup-stale":
+    "the primary hub's newest Velero backup completed 3 days ago (platform hub-backup/hub-primary)",
+  "target-health-check-failing":
+    "every Route 53 checker fails the target's health check (health-check)",
+} as const;
+/** The name of a readiness fault (`drill --readiness --fault <name>`). */
+export type ReadinessFaultName = keyof typeof READINESS_FAULTS;

@@ -11,7 +11,12 @@ import { join } from "node:path";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import { parse } from "yaml";
 import { dynamoClient, globalAcceleratorClient, resetClients } from "../functions/lib/aws.ts";
-import { parseTopology, resetRuntimeTopology, type Topology } from "../functions/lib/config.ts";
+import {
+  defaultOrchestratorRegions,
+  parseTopology,
+  resetRuntimeTopology,
+  type Topology,
+} from "../functions/lib/config.ts";
 import { logger } from "../functions/lib/middleware.ts";
 import { clearSecretCache } from "../functions/lib/secrets.ts";
 import { type ArgoEmulator, startArgoCd } from "./argocd.ts";
@@ -24,7 +29,7 @@ import { clearFunctionLogs } from "./function-logs.ts";
 import { type GitServer, startGitServer } from "./git.ts";
 import { DEFAULT_REPLICAS, gitopsLayout, VALUES_FILE } from "./gitops-layout.ts";
 import { LOCAL_STATE_MACHINE_ARN } from "./runner.ts";
-import { type FakeSpoke, startSpoke } from "./spoke.ts";
+import { type FakeSpoke, type FakeVeleroBackup, startSpoke } from "./spoke.ts";
 import { createWorkDir, sweepAbandonedWorkDirs } from "./workdir.ts";
 
 /** The platform the sandbox runs (topology `platform`, Argo CD app selector, namespace). */
@@ -107,6 +112,8 @@ export interface Sandbox {
     /** Argo CD's local admin, for POST /api/v1/session. */
     argocdAdmin: { username: string; password: string };
     spokeToken: string;
+    /** The read-only token of the hub clusters' Kubernetes API (Velero backups). */
+    hubClusterToken: string;
   };
   /** The temporary directory holding the CA (removed by stop()). */
   dir: string;
@@ -115,6 +122,8 @@ export interface Sandbox {
   caFile: string;
   git: GitServer;
   spokes: FakeSpoke[];
+  /** Per Argo CD hub, its cluster's Kubernetes API (serving the Velero backups of `argocd`). */
+  hubClusters: Record<string, FakeSpoke>;
   argo: ArgoEmulator;
   aws: AwsSandbox;
   sfn: StepFunctions;
@@ -143,10 +152,38 @@ function spokeNames(count: number): { region: string; name: string }[] {
   });
 }
 
+/** The AuroraGlobalDBRPOLag a passive region publishes when nothing is wrong (ms). */
+export const PASSIVE_RPO_LAG_MS = 250;
+
+/** The Velero namespace on the hub clusters, and how old a hub backup may be. */
+export const HUB_BACKUP = { namespace: "velero", argocdNamespace: "argocd", maxAgeHours: 25 };
+
+/** What a healthy hub cluster holds: the daily Argo CD backup, completed 2 hours ago. */
+export function freshHubBackups(now = Date.now()): FakeVeleroBackup[] {
+  const at = (hoursAgo: number) => new Date(now - hoursAgo * 3_600_000).toISOString();
+  return [
+    {
+      name: "argocd-daily-previous",
+      includedNamespaces: [HUB_BACKUP.argocdNamespace],
+      phase: "Completed",
+      startedAt: at(26.1),
+      completedAt: at(26),
+    },
+    {
+      name: "argocd-daily-latest",
+      includedNamespaces: [HUB_BACKUP.argocdNamespace],
+      phase: "Completed",
+      startedAt: at(2.1),
+      completedAt: at(2),
+    },
+  ];
+}
+
 function buildTopology(
   git: GitServer,
   argo: ArgoEmulator,
   spokes: FakeSpoke[],
+  hubClusters: Record<string, FakeSpoke>,
   caPem: string,
 ): Topology {
   const regions = Object.fromEntries(
@@ -197,6 +234,12 @@ function buildTopology(
           url,
           tokenSecretArn: secretArn("us-west-2", `argocd-${name}`),
           caData: caPem,
+          backup: {
+            apiServer: hubClusters[name]?.url,
+            caData: caPem,
+            tokenSecretArn: secretArn("us-west-2", `velero-${name}`),
+            ...HUB_BACKUP,
+          },
         })),
         appSelector: `app.kubernetes.io/part-of=${PLATFORM}`,
         requestTimeoutSeconds: 10,
@@ -312,7 +355,31 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     stops.push(() => argo.stop());
     await argo.reconcileNow();
 
-    const topology = buildTopology(git, argo, spokes, ca.caPem);
+    const hubClusterToken = secret();
+    const hubClusters = Object.fromEntries(
+      await Promise.all(
+        Object.keys(argo.urls).map(
+          async (hub) =>
+            [
+              hub,
+              await startSpoke({
+                name: `${hub}-cluster`,
+                region: SANDBOX_REGION,
+                token: hubClusterToken,
+                ca,
+                namespaces: [HUB_BACKUP.argocdNamespace],
+                velero: { namespace: HUB_BACKUP.namespace },
+              }),
+            ] as const,
+        ),
+      ),
+    );
+    stops.push(async () => {
+      await Promise.all(Object.values(hubClusters).map((c) => c.stop()));
+    });
+    for (const cluster of Object.values(hubClusters)) cluster.setVeleroBackups(freshHubBackups());
+
+    const topology = buildTopology(git, argo, spokes, hubClusters, ca.caPem);
     const waitMs = options.waitMs ?? 20;
     const sfn = createStepFunctions({
       stateMachineArn: LOCAL_STATE_MACHINE_ARN,
@@ -332,6 +399,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       METRICS_NAMESPACE: "GitopsFailover",
       REPORT_DIR: options.reportDir,
       STATE_MACHINE_ARN: LOCAL_STATE_MACHINE_ARN,
+      ORCHESTRATOR_REGIONS: defaultOrchestratorRegions(topology).join(","),
       POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? "SILENT",
     };
     const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
@@ -350,6 +418,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       git: gitCredentials,
       spokeToken,
       argocdToken,
+      hubClusterToken,
       promotionDelayMs: options.promotionDelayMs ?? 150,
     });
 
@@ -359,12 +428,13 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       topology,
       stateMachineArn: LOCAL_STATE_MACHINE_ARN,
       env,
-      credentials: { git: gitCredentials, argocdToken, argocdAdmin, spokeToken },
+      credentials: { git: gitCredentials, argocdToken, argocdAdmin, spokeToken, hubClusterToken },
       dir,
       ca,
       caFile: join(ca.dir, "ca.crt"),
       git,
       spokes,
+      hubClusters,
       argo,
       aws,
       sfn,
@@ -393,18 +463,32 @@ async function seedAws(
     git: { username: string; password: string };
     spokeToken: string;
     argocdToken: string;
+    hubClusterToken: string;
     promotionDelayMs: number;
   },
 ): Promise<void> {
-  aws.secrets.put(
-    t.git.credentialsSecretArn,
-    JSON.stringify({ username: s.git.username, token: s.git.password }),
-  );
-  for (const hub of t.argocd.hubs)
-    aws.secrets.put(hub.tokenSecretArn, JSON.stringify({ token: s.argocdToken }));
+  const token = (value: string) => JSON.stringify({ token: value });
+  const secrets: [arn: string, value: string][] = [
+    [
+      t.git.credentialsSecretArn,
+      JSON.stringify({ username: s.git.username, token: s.git.password }),
+    ],
+    ...t.argocd.hubs.flatMap((hub): [string, string][] => [
+      [hub.tokenSecretArn, token(s.argocdToken)],
+      ...(hub.backup
+        ? [[hub.backup.tokenSecretArn, token(s.hubClusterToken)] as [string, string]]
+        : []),
+    ]),
+    ...Object.values(t.regions).flatMap((r) =>
+      r.spokes.map((spoke): [string, string] => [spoke.tokenSecretArn, token(s.spokeToken)]),
+    ),
+  ];
+  // The replica rule (README): every secret in every orchestrator region.
+  for (const [arn, value] of secrets) {
+    aws.secrets.put(arn, value);
+    for (const region of defaultOrchestratorRegions(t)) aws.secrets.replicate(arn, region);
+  }
   for (const [region, r] of Object.entries(t.regions)) {
-    for (const spoke of r.spokes)
-      aws.secrets.put(spoke.tokenSecretArn, JSON.stringify({ token: s.spokeToken }));
     aws.ga.defineEndpointGroup({
       arn: r.globalAccelerator?.endpointGroupArn ?? "",
       region,
@@ -418,7 +502,7 @@ async function seedAws(
       ],
     });
     aws.route53.defineHealthCheck(r.route53.healthCheckId, { failingFraction: 0 });
-    aws.cloudwatch.setRpoLagMs(region, region === activeRegion ? null : 250);
+    aws.cloudwatch.setRpoLagMs(region, region === activeRegion ? null : PASSIVE_RPO_LAG_MS);
   }
   aws.rds.defineGlobalCluster({
     identifier: t.aurora.globalClusterIdentifier,

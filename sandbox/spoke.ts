@@ -1,7 +1,8 @@
 /**
  * A strict HTTPS fake of a spoke's kube-apiserver, one per spoke, for the sandbox and the tests.
  * It serves the subset the orchestrator and the Argo CD emulator use — health, discovery, nodes,
- * namespaces, apps/v1 Deployments and external-secrets.io/v1 ExternalSecrets — the way
+ * namespaces, apps/v1 Deployments, external-secrets.io/v1 ExternalSecrets and, on a hub cluster,
+ * velero.io/v1 Backups — the way
  * kube-apiserver does: bearer-token authentication, `Status` error bodies with the same reasons
  * and codes, 415 on an unsupported patch type, 409 on conflicts, resourceVersion/generation
  * bookkeeping and Deployment status derived from the spec. Faults (unreachable, nodes not Ready,
@@ -32,6 +33,25 @@ export interface FakeSpokeOptions {
   externalSecrets?: { namespace: string; name: string }[];
   /** The Sealed Secrets controller Deployment, present and available at start. */
   sealedSecrets?: { namespace: string; deployment: string };
+  /** Serve velero.io/v1 Backups (a hub cluster running Velero); the namespace is created. */
+  velero?: { namespace: string };
+}
+
+/**
+ * A Velero Backup as the Velero server leaves it (https://velero.io/docs/v1.10/api-types/backup/):
+ * what it included and its status phase and timestamps.
+ */
+export interface FakeVeleroBackup {
+  name: string;
+  /** `spec.includedNamespaces` (unset: every namespace). */
+  includedNamespaces?: string[];
+  /** `spec.excludedNamespaces`. */
+  excludedNamespaces?: string[];
+  /** `status.phase`: Completed, PartiallyFailed, Failed, InProgress, ... */
+  phase: string;
+  startedAt: string;
+  /** `status.completionTimestamp`, for a backup that ended. */
+  completedAt?: string;
 }
 
 /** A Deployment on a fake spoke, as the sandbox reads it (spec and status replicas). */
@@ -62,6 +82,10 @@ export interface FakeSpoke {
   setRolloutsFail(fail: boolean): void;
   /** Sets an existing ExternalSecret's Ready condition (a secret store outage). */
   setExternalSecretReady(namespace: string, name: string, ready: boolean): void;
+  /** One Deployment's pods stop (or start again) being ready: what Argo CD reports as Degraded. */
+  setDeploymentAvailable(namespace: string, name: string, available: boolean): void;
+  /** Replaces every Velero Backup with these, as the Velero server would have left them. */
+  setVeleroBackups(backups: FakeVeleroBackup[]): void;
   deployments(): FakeDeployment[];
   /** Requests received so far, rejected ones included. */
   requests(): number;
@@ -314,11 +338,16 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
     return ns;
   }
 
+  /** `namespace/name` of Deployments whose pods are not ready whatever their spec. */
+  const unavailable = new Set<string>();
+
   function deploymentStatus(obj: KubeObject): Json {
     const spec = obj.spec ?? {};
     const replicas = typeof spec.replicas === "number" ? spec.replicas : 1;
     const now = new Date().toISOString();
-    const failing = rolloutsFail && replicas > 0;
+    const failing =
+      (rolloutsFail || unavailable.has(`${obj.metadata.namespace}/${obj.metadata.name}`)) &&
+      replicas > 0;
     const condition = (type: string, status: string, reason: string, message: string) => ({
       type,
       status,
@@ -428,9 +457,24 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
     },
   };
 
+  const veleroBackups: Resource = {
+    group: "velero.io",
+    apiVersion: "velero.io/v1",
+    kind: "Backup",
+    plural: "backups",
+    itemsTyped: true,
+    store: new Map(),
+    validate: (obj) => (isObject(obj.spec) ? [] : ["spec: Required value"]),
+    reconcile(obj, previous) {
+      // The Velero server owns status: a new Backup is New until it picks it up.
+      obj.status = previous?.status ?? { phase: "New" };
+    },
+  };
+
   const resources = new Map<string, Resource>([
     ["apps/deployments", deployments],
     ["external-secrets.io/externalsecrets", externalSecrets],
+    ...(options.velero ? [["velero.io/backups", veleroBackups] as const] : []),
   ]);
 
   /** Checks the body's identity against the URL and the type, and fills server-owned metadata. */
@@ -657,7 +701,11 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
         return {
           kind: "APIGroupList",
           apiVersion: "v1",
-          groups: [group("apps"), group("external-secrets.io")],
+          groups: [
+            group("apps"),
+            group("external-secrets.io"),
+            ...(options.velero ? [group("velero.io")] : []),
+          ],
         };
       case "/api/v1":
         return resourceList("v1", [
@@ -686,6 +734,12 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
             ["es"],
           ],
         ]);
+      case "/apis/velero.io/v1":
+        return options.velero
+          ? resourceList("velero.io/v1", [
+              ["backups", "backup", "Backup", true, ["create", "get", "list", "update"], []],
+            ])
+          : undefined;
       default:
         return undefined;
     }
@@ -975,6 +1029,7 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
       },
     });
   }
+  if (options.velero) addNamespace(options.velero.namespace);
   if (options.sealedSecrets) {
     const { namespace, deployment } = options.sealedSecrets;
     const labels = { "app.kubernetes.io/name": "sealed-secrets" };
@@ -1037,6 +1092,39 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
         throw new Error(`ExternalSecret ${namespace}/${name} does not exist on ${options.name}`);
       obj.status = externalSecretStatus(ready);
       obj.metadata.resourceVersion = nextVersion();
+    },
+    setDeploymentAvailable(namespace, name, available) {
+      const key = `${namespace}/${name}`;
+      const obj = deployments.store.get(key);
+      if (!obj) throw new Error(`Deployment ${key} does not exist on ${options.name}`);
+      if (available) unavailable.delete(key);
+      else unavailable.add(key);
+      obj.status = deploymentStatus(obj);
+      obj.metadata.resourceVersion = nextVersion();
+    },
+    setVeleroBackups(backups) {
+      const namespace = options.velero?.namespace;
+      if (!namespace) throw new Error(`${options.name} does not run Velero`);
+      veleroBackups.store.clear();
+      for (const b of backups) {
+        const obj = create(veleroBackups, namespace, {
+          apiVersion: "velero.io/v1",
+          kind: "Backup",
+          metadata: { name: b.name, labels: { "velero.io/storage-location": "default" } },
+          spec: {
+            ...(b.includedNamespaces ? { includedNamespaces: b.includedNamespaces } : {}),
+            ...(b.excludedNamespaces ? { excludedNamespaces: b.excludedNamespaces } : {}),
+            storageLocation: "default",
+            ttl: "720h0m0s",
+          },
+        });
+        obj.status = {
+          phase: b.phase,
+          startTimestamp: b.startedAt,
+          ...(b.completedAt ? { completionTimestamp: b.completedAt } : {}),
+          version: 1,
+        };
+      }
     },
     deployments() {
       return [...deployments.store.values()].map((d) => ({

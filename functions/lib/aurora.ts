@@ -9,6 +9,7 @@
  */
 import { GetMetricDataCommand, type GetMetricDataCommandOutput } from "@aws-sdk/client-cloudwatch";
 import {
+  DescribeDBClustersCommand,
   DescribeGlobalClustersCommand,
   FailoverGlobalClusterCommand,
   type FailoverState,
@@ -170,6 +171,30 @@ export async function describeAurora(
   regions: string[],
 ): Promise<AuroraState> {
   return (await readGlobalCluster(topo, regions)).state;
+}
+
+/**
+ * The status of a region's member cluster, asked in that region (`available`, `backing-up`,
+ * `failing-over`, ...): a member that exists in the global cluster but is not available cannot
+ * take the writer. Throws AuroraPromotionFailed when the cluster does not exist.
+ */
+export async function memberStatus(topo: AuroraTopology, region: string): Promise<string> {
+  const arn = memberArn(topo, region);
+  const what = `[Aurora] DescribeDBClusters ${clusterIdentifier(arn)} in ${region}`;
+  try {
+    const out = await rdsClient(region).send(
+      new DescribeDBClustersCommand({ DBClusterIdentifier: arn }),
+      bounded(),
+    );
+    return out.DBClusters?.[0]?.Status ?? "unknown";
+  } catch (e) {
+    if ((e as { name?: string }).name === "DBClusterNotFoundFault") {
+      throw new AuroraPromotionFailed(`${what}: cluster ${arn} does not exist`, [
+        `correct regions.${region}.aurora.clusterArn in the topology`,
+      ]);
+    }
+    throw auroraError(e, what, topo);
+  }
 }
 
 function inferAction(f: FailoverState): "switchover" | "failover" {

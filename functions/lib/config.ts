@@ -205,6 +205,30 @@ const RegionSchema = z.strictObject({
 });
 export type Region = z.infer<typeof RegionSchema>;
 
+/**
+ * Where readiness reads a hub's Velero backups: the hub cluster's own Kubernetes API, with a
+ * read-only token (`get, list` on backups.velero.io in `namespace`).
+ */
+const HubBackupSchema = z.strictObject({
+  apiServer: HttpsUrl,
+  /** PEM of the hub cluster's CA (public); TLS is always verified against it. */
+  caData: z.string().includes("-----BEGIN CERTIFICATE-----", {
+    message: "must be a PEM certificate (the hub cluster CA)",
+  }),
+  tokenSecretArn: SecretArn,
+  /** The Velero server's namespace, where its Backup objects live. */
+  namespace: Name.default("velero"),
+  /** The Argo CD namespace a backup must include to count. */
+  argocdNamespace: Name.default("argocd"),
+  /** The newest Completed backup of the Argo CD namespace must be younger than this. */
+  maxAgeHours: z
+    .number()
+    .positive()
+    .max(24 * 31)
+    .default(25),
+});
+export type HubBackup = z.infer<typeof HubBackupSchema>;
+
 const HubSchema = z
   .strictObject({
     name: Name,
@@ -212,6 +236,8 @@ const HubSchema = z
     tokenSecretArn: SecretArn,
     /** PEM CA for a hub with a private certificate; public CAs need nothing. */
     caData: z.string().includes("-----BEGIN CERTIFICATE-----").optional(),
+    /** The hub's own recoverability (readiness reads its Velero backups); absent: not checked. */
+    backup: HubBackupSchema.optional(),
   })
   .superRefine((hub, ctx) => refuseCleartext(hub, ctx, "the Argo CD token"));
 export type Hub = z.infer<typeof HubSchema>;
@@ -347,6 +373,14 @@ const TopologySchema = z
         cooldownMinutes: 60,
         killSwitchParameter: "/gitops-failover/kill-switch",
       }),
+    readiness: z
+      .strictObject({
+        /** How often each orchestrator region evaluates every failover target. */
+        rateMinutes: z.int().min(1).max(1440).default(15),
+        /** Bound on one evaluation: a check still running then is UNKNOWN. */
+        timeoutSeconds: z.int().min(10).max(600).default(60),
+      })
+      .default({ rateMinutes: 15, timeoutSeconds: 60 }),
     regions: RegionMap,
   })
   .superRefine((t, ctx) => {
@@ -585,6 +619,17 @@ export function otherRegions(topology: Topology, region: string): string[] {
   return Object.entries(topology.regions)
     .filter(([name]) => name !== region)
     .sort(([a, ra], [b, rb]) => ra.priority - rb.priority || a.localeCompare(b))
+    .map(([name]) => name);
+}
+
+/**
+ * The regions that run an orchestrator when none are named: the two most preferred (lowest
+ * `priority`). CDK deploys there by default and readiness checks the secret replicas there.
+ */
+export function defaultOrchestratorRegions(topology: Topology): string[] {
+  return Object.entries(topology.regions)
+    .sort(([a, ra], [b, rb]) => ra.priority - rb.priority || a.localeCompare(b))
+    .slice(0, 2)
     .map(([name]) => name);
 }
 

@@ -24,6 +24,7 @@ import { UnexpectedError } from "./errors.ts";
 import { type FailedPlan, failedPlanOf } from "./failed-plan.ts";
 import { releaseLock } from "./lock.ts";
 import { recordFailoverMetrics } from "./metrics.ts";
+import { readinessLine } from "./readiness.ts";
 import { redact, redactDeep } from "./redact.ts";
 import { renderHtml } from "./report-html.ts";
 import type {
@@ -84,6 +85,8 @@ export interface FailoverReport {
   }[];
   /** The longer of the two Parallel branches: what bounded the failover's duration. */
   criticalPath: StepName[];
+  /** The target's latest readiness as Plan found it (readinessLine), or null. */
+  targetReadiness: string | null;
   timeline: {
     seq: number;
     at: string;
@@ -734,6 +737,7 @@ function buildReport(
     error,
     steps,
     criticalPath: criticalPath(steps, state.plan?.order ?? null),
+    targetReadiness: state.plan ? readinessLine(state.plan.readiness) : null,
     timeline: events.map((e) => ({
       seq: e.seq,
       at: e.endedAt ?? e.recordedAt,
@@ -880,6 +884,7 @@ function renderMarkdown(r: FailoverReport): string {
       : []),
     `- RTO: ${rtoLine(r)}`,
     `- Critical path: ${r.criticalPath.join(" -> ") || "none"}`,
+    `- Target readiness at Plan: ${md(r.targetReadiness ?? "not planned")}`,
     `- Audit trail: ${r.audit.events} events, chain ${r.audit.intact ? "intact" : "BROKEN"}, head ${r.audit.head ?? "none"}`,
     "",
     "## Steps",

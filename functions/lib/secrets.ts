@@ -9,7 +9,7 @@
  * region first and falls back to the ARN's region; a secret with neither readable fails with
  * the command that adds the missing replica.
  */
-import { GetSecretValueCommand } from "@aws-sdk/client-secrets-manager";
+import { DescribeSecretCommand, GetSecretValueCommand } from "@aws-sdk/client-secrets-manager";
 import { awsError, configuredRegion, regionOfArn, secretsClient } from "./aws.ts";
 import {
   AwsThrottled,
@@ -99,7 +99,50 @@ function remedy(primary: string, home: string, replica: Failure): string {
   if (replica.code === "DecryptionFailure") {
     return `allow the function's role kms:Decrypt on the KMS key of the replica of ${secretNameOf(primary)} in ${home}`;
   }
-  return `replicate the secret to the orchestrator's region: aws secretsmanager replicate-secret-to-regions --region ${secretRegion(primary)} --secret-id ${primary} --add-replica-regions Region=${home}`;
+  return `replicate the secret to the orchestrator's region: ${replicateCommand(primary, home)}`;
+}
+
+/** The AWS CLI command that adds the replica of `primary` in `region`. */
+function replicateCommand(primary: string, region: string): string {
+  return `aws secretsmanager replicate-secret-to-regions --region ${secretRegion(primary)} --secret-id ${primary} --add-replica-regions Region=${region}`;
+}
+
+/** Whether a secret is where a function in `region` reads it; `fix` says how when it is not. */
+export type SecretPresence = { present: true } | { present: false; why: string; fix: string };
+
+/**
+ * The replica rule for one orchestrator region: the secret (its replica, when the ARN names
+ * another region) exists there, so a function in that region reads it without reaching the
+ * ARN's region, which may be the one failing. Asks DescribeSecret, so no value is read. A
+ * service that does not answer throws (AwsUnavailable, AwsThrottled): nothing is known then.
+ */
+export async function secretPresence(arn: string, region: string): Promise<SecretPresence> {
+  const id = secretRegion(arn) === region ? arn : replicaArn(arn, region);
+  try {
+    await secretsClient(region).send(new DescribeSecretCommand({ SecretId: id }));
+    return { present: true };
+  } catch (e) {
+    const code = (e as { name?: string }).name;
+    if (code === "ResourceNotFoundException") {
+      return {
+        present: false,
+        why: `${secretNameOf(arn)} has no replica in ${region}`,
+        fix: replicateCommand(arn, region),
+      };
+    }
+    if (code === "AccessDeniedException") {
+      return {
+        present: false,
+        why: `${secretNameOf(arn)} in ${region}: DescribeSecret denied (${describe(e)})`,
+        fix: `allow secretsmanager:DescribeSecret on ${id}: redeploy the orchestrator stacks`,
+      };
+    }
+    throw awsError(
+      e,
+      `describing secret ${secretNameOf(arn)} in ${region} (${id})`,
+      SecretUnavailable,
+    );
+  }
 }
 
 /** Both reads failed: retryable only when a retry can help (a throttle, or a replica that did not answer). */

@@ -19,6 +19,7 @@ import {
   ResponseContext,
   ServerConfiguration,
 } from "@kubernetes/client-node";
+import type { Spoke } from "./config.ts";
 import {
   ConfigError,
   describe,
@@ -44,6 +45,18 @@ export interface SpokeExpectations {
   namespaces: string[];
   externalSecrets?: { namespaces: string[] };
   sealedSecrets?: { namespace: string; deployment: string };
+}
+
+/** What the topology expects of a spoke: VerifySpoke and readiness ask the same. */
+export function expectationsOf(s: Spoke): SpokeExpectations {
+  return {
+    minReadyNodes: s.minReadyNodes,
+    namespaces: s.namespaces,
+    ...(s.secretOperators.externalSecrets
+      ? { externalSecrets: s.secretOperators.externalSecrets }
+      : {}),
+    ...(s.secretOperators.sealedSecrets ? { sealedSecrets: s.secretOperators.sealedSecrets } : {}),
+  };
 }
 
 export interface SpokeCheck {
@@ -78,8 +91,21 @@ interface Condition {
   message?: string;
 }
 
-/** The clients for one spoke and the mapping of their failures to named errors. */
-class SpokeClient {
+/** What a cluster client names in its messages: the kind of cluster and the RBAC its token needs. */
+export interface ClusterRole {
+  /** `spoke`, or `hub cluster` for a hub's own API server (its Velero backups). */
+  kind: string;
+  /** The read-only role the token's ServiceAccount needs, as the fix names it. */
+  role: string;
+}
+
+const SPOKE_ROLE: ClusterRole = { kind: "spoke", role: READ_ONLY_ROLE };
+
+/**
+ * The clients for one cluster (a spoke, or a hub cluster) and the mapping of their failures to
+ * named errors: the same TLS, token and error rules wherever the orchestrator reads a cluster.
+ */
+export class SpokeClient {
   readonly core: CoreV1Api;
   readonly apps: AppsV1Api;
   readonly custom: CustomObjectsApi;
@@ -90,6 +116,7 @@ class SpokeClient {
   constructor(
     private readonly conn: SpokeConnection,
     private readonly timeoutMs: number,
+    private readonly as: ClusterRole = SPOKE_ROLE,
   ) {
     this.server = conn.apiServer.replace(/\/+$/, "");
     this.kc.loadFromOptions({
@@ -193,18 +220,18 @@ class SpokeClient {
     message: string,
     cause: unknown,
   ): FailoverError {
-    const where = `spoke ${this.conn.name} (${this.server})`;
+    const where = this.where();
     const said = message ? `: ${message}` : "";
     if (status === 401) {
       return new SpokeAuthError(
-        `${where} rejected the token from tokenSecretArn as invalid or expired (HTTP 401 on ${what}); it needs the ${READ_ONLY_ROLE}: store a valid token of a ServiceAccount bound to it in the secret`,
+        `${where} rejected the token from tokenSecretArn as invalid or expired (HTTP 401 on ${what}); it needs the ${this.as.role}: store a valid token of a ServiceAccount bound to it in the secret`,
         [],
         { cause },
       );
     }
     if (status === 403) {
       return new SpokeAuthError(
-        `${where} rejected the token from tokenSecretArn for ${what} (HTTP 403${said}); it needs the ${READ_ONLY_ROLE}: bind the token's ServiceAccount to it`,
+        `${where} rejected the token from tokenSecretArn for ${what} (HTTP 403${said}); it needs the ${this.as.role}: bind the token's ServiceAccount to it`,
         [],
         { cause },
       );
@@ -216,8 +243,12 @@ class SpokeClient {
     );
   }
 
+  private where(): string {
+    return `${this.as.kind} ${this.conn.name} (${this.server})`;
+  }
+
   private transportFailure(what: string, e: unknown): FailoverError {
-    const where = `spoke ${this.conn.name} (${this.server})`;
+    const where = this.where();
     const name = e instanceof Error ? e.name : "";
     if (name === "TimeoutError" || name === "AbortError") {
       return new SpokeUnreachable(
@@ -427,6 +458,28 @@ async function sealedSecretsCheck(
 }
 
 /**
+ * A client for a cluster's API server, refused unless TLS is verified: an https:// URL, and
+ * certificate checks not switched off for the process.
+ */
+export function clusterClient(
+  conn: SpokeConnection,
+  timeoutMs: number,
+  as: ClusterRole = SPOKE_ROLE,
+): SpokeClient {
+  if (!conn.apiServer.startsWith("https://")) {
+    throw new ConfigError(
+      `${as.kind} ${conn.name}: apiServer ${conn.apiServer} is not an https:// URL; clusters are only reached over verified TLS`,
+    );
+  }
+  if (process.env.NODE_TLS_REJECT_UNAUTHORIZED === "0") {
+    throw new ConfigError(
+      `${as.kind} ${conn.name}: NODE_TLS_REJECT_UNAUTHORIZED=0 disables TLS verification in this process; unset it`,
+    );
+  }
+  return new SpokeClient(conn, timeoutMs, as);
+}
+
+/**
  * Inspects a target spoke before the failover commits to it. Every check runs concurrently and
  * each request is bounded by `timeoutMs`, so an unreachable region costs one timeout, not one per
  * check. Failed checks are reported (ok: false), not thrown: the report shows everything that is
@@ -438,17 +491,7 @@ export async function inspectSpoke(
   expect: SpokeExpectations,
   options: { timeoutMs: number },
 ): Promise<SpokeReport> {
-  if (!conn.apiServer.startsWith("https://")) {
-    throw new ConfigError(
-      `spoke ${conn.name}: apiServer ${conn.apiServer} is not an https:// URL; spokes are only reached over verified TLS`,
-    );
-  }
-  if (process.env.NODE_TLS_REJECT_UNAUTHORIZED === "0") {
-    throw new ConfigError(
-      `spoke ${conn.name}: NODE_TLS_REJECT_UNAUTHORIZED=0 disables TLS verification in this process; unset it`,
-    );
-  }
-  const client = new SpokeClient(conn, options.timeoutMs);
+  const client = clusterClient(conn, options.timeoutMs);
   const readyz = readyzCheck(client);
   const nodes = nodesCheck(client, expect.minReadyNodes);
   const others: Promise<SpokeCheck>[] = [

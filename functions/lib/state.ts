@@ -6,6 +6,8 @@
 import type { FailoverInput } from "./config.ts";
 import type { ErrorData } from "./errors.ts";
 
+import type { TargetReadiness } from "./readiness.ts";
+
 export type StepStatus = "SUCCEEDED" | "IN_PROGRESS" | "FAILED";
 
 export interface ExecutionRef {
@@ -58,6 +60,8 @@ export interface Plan {
   approvalTimeoutSeconds: number;
   /** What would happen, in order, for the dry-run output and the report. */
   actions: string[];
+  /** The target's latest readiness evaluation and its age, when one is stored. */
+  readiness?: TargetReadiness;
 }
 
 /** A polling step's memory between invocations: when it began and when it must give up. */

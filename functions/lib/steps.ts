@@ -48,6 +48,7 @@ import {
 import { readHealthCheck } from "./health.ts";
 import { acquireLock } from "./lock.ts";
 import { type PollWindow, pollWindow } from "./poll.ts";
+import { latestReadiness } from "./readiness.ts";
 import { getSecret } from "./secrets.ts";
 import { assertSpokeReady, inspectSpoke } from "./spoke.ts";
 import type {
@@ -69,19 +70,21 @@ import type {
 import { applyNextStage, checkTargetHealth, readTraffic, type TrafficTopology } from "./traffic.ts";
 
 /** Per-call HTTP bound for spokes: an unreachable region must fail fast. */
-const SPOKE_TIMEOUT_MS = 10_000;
+export const SPOKE_TIMEOUT_MS = 10_000;
 
-function gitRepo(t: Topology): GitRepo {
+/** The topology's Git branch as the Git module reads it. */
+export function gitRepo(t: Topology): GitRepo {
   return { url: t.git.url, branch: t.git.branch, author: t.git.author };
 }
 
-async function gitAuth(t: Topology): Promise<GitAuth> {
+/** The orchestrator's Git credentials, from Secrets Manager. */
+export async function gitAuth(t: Topology): Promise<GitAuth> {
   const secret = await getSecret(t.git.credentialsSecretArn);
   return { token: secret.token, ...(secret.username ? { username: secret.username } : {}) };
 }
 
 /** The topology's Aurora view: global cluster and one member per region. */
-function auroraTopology(t: Topology): AuroraTopology {
+export function auroraTopology(t: Topology): AuroraTopology {
   return {
     globalClusterIdentifier: t.aurora.globalClusterIdentifier,
     maxRpoSeconds: t.aurora.maxRpoSeconds,
@@ -92,7 +95,7 @@ function auroraTopology(t: Topology): AuroraTopology {
 }
 
 /** The topology's traffic view: endpoint groups or weighted records, and health checks. */
-function trafficTopology(t: Topology): TrafficTopology {
+export function trafficTopology(t: Topology): TrafficTopology {
   return {
     mode: t.traffic.mode,
     ...(t.traffic.hostedZoneId ? { hostedZoneId: t.traffic.hostedZoneId } : {}),
@@ -270,7 +273,10 @@ export async function planStep(event: {
   const noop = !needs.retarget && !needs.aurora && !needs.traffic && !needs.demote;
   if (!noop) await assertTargetHealthy(t, target);
   const promotion = needs.aurora ? await checkPromotion(t, input) : undefined;
+  // Informs, never decides: Plan's own live checks above are what hold the failover back.
+  const readiness = await latestReadiness(t.platform, target).catch(() => undefined);
   const plan: Plan = {
+    ...(readiness ? { readiness } : {}),
     sourceRegion,
     targetRegion: target,
     before,

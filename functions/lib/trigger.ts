@@ -31,6 +31,7 @@ import { type HealthCheckView, readHealthCheck } from "./health.ts";
 import { claimIncident, lastFailover, unclaimIncident } from "./lock.ts";
 import { recordTriggerDecision } from "./metrics.ts";
 import { logger } from "./middleware.ts";
+import { latestReadiness, type ReadinessStatus, type TargetReadiness } from "./readiness.ts";
 
 /** What the trigger can do with one event (the dashboard charts each: infra/lib/dashboard.ts). */
 export const TRIGGER_OUTCOMES = [
@@ -60,9 +61,20 @@ export interface TriggerDecision {
   incident?: string;
   mode?: Topology["trigger"]["mode"];
   corroboration?: HealthCheckView;
-  /** Target candidates checked, in priority order, until a healthy one was found. */
-  candidates?: { region: string; failing: number; checkers: number; healthy: boolean }[];
+  /**
+   * Target candidates checked, in priority order, until a healthy one whose latest readiness is
+   * READY was found (or all were checked); `readiness` is each healthy one's latest verdict.
+   */
+  candidates?: {
+    region: string;
+    failing: number;
+    checkers: number;
+    healthy: boolean;
+    readiness?: ReadinessStatus;
+  }[];
   targetRegion?: string;
+  /** The readiness result the choice used: the target's latest evaluation and its age. */
+  targetReadiness?: Pick<TargetReadiness, "verdict" | "observedAt" | "ageSeconds" | "evaluatedIn">;
   input?: TriggerInput;
   executionArn?: string;
   /** True when an SNS message went out for this decision. */
@@ -377,6 +389,63 @@ function platformOrUnknown(): string {
 /** What the trigger has learned so far: an `error` decision carries it to the audit trail. */
 type Progress = Partial<Omit<TriggerDecision, "decision" | "reason" | "notified">>;
 
+/** A region's latest readiness, or undefined when there is none or it cannot be read. */
+async function readinessOf(platform: string, region: string) {
+  try {
+    return await latestReadiness(platform, region);
+  } catch (e) {
+    logger.warn("latest readiness unreadable: choosing by health alone", {
+      region,
+      error: describe(e),
+    });
+    return undefined;
+  }
+}
+
+/**
+ * The target: among the other regions in priority order, the first healthy one (its own health
+ * check not failing) whose latest readiness is READY; else the first healthy one. Readiness only
+ * orders the healthy candidates, it never rules one out: Plan makes its own live checks.
+ */
+async function chooseTarget(topology: Topology, failedRegion: string) {
+  const threshold = topology.trigger.corroborationThreshold;
+  const candidates: NonNullable<TriggerDecision["candidates"]> = [];
+  let first: { region: string; readiness: TargetReadiness | undefined } | undefined;
+  let ready: typeof first;
+  for (const region of otherRegions(topology, failedRegion)) {
+    const view = await readHealthCheck(healthCheckOf(topology, region));
+    const healthy = view.checkers > 0 && view.failingFraction < threshold;
+    const readiness = healthy ? await readinessOf(topology.platform, region) : undefined;
+    candidates.push({
+      region,
+      failing: view.failing,
+      checkers: view.checkers,
+      healthy,
+      ...(readiness ? { readiness: readiness.verdict } : {}),
+    });
+    if (!healthy) continue;
+    first ??= { region, readiness };
+    if (readiness?.verdict === "READY") {
+      ready = { region, readiness };
+      break;
+    }
+  }
+  const chosen = ready ?? first;
+  const r = chosen?.readiness;
+  return {
+    candidates,
+    targetRegion: chosen?.region,
+    targetReadiness: r
+      ? {
+          verdict: r.verdict,
+          observedAt: r.observedAt,
+          ageSeconds: r.ageSeconds,
+          evaluatedIn: r.evaluatedIn,
+        }
+      : undefined,
+  };
+}
+
 async function decide(raw: unknown, seen: Progress): Promise<TriggerDecision> {
   const parsed = AlarmEventSchema.safeParse(raw);
   if (!parsed.success) {
@@ -441,15 +510,13 @@ async function decide(raw: unknown, seen: Progress): Promise<TriggerDecision> {
     };
   }
 
-  const candidates: NonNullable<TriggerDecision["candidates"]> = [];
-  for (const region of otherRegions(topology, failedRegion)) {
-    const view = await readHealthCheck(healthCheckOf(topology, region));
-    const healthy = view.checkers > 0 && view.failingFraction < settings.corroborationThreshold;
-    candidates.push({ region, failing: view.failing, checkers: view.checkers, healthy });
-    if (healthy) break;
-  }
-  const targetRegion = candidates.find((c) => c.healthy)?.region;
-  const assessed = { ...withHealth, candidates, ...(targetRegion ? { targetRegion } : {}) };
+  const { candidates, targetRegion, targetReadiness } = await chooseTarget(topology, failedRegion);
+  const assessed = {
+    ...withHealth,
+    candidates,
+    ...(targetRegion ? { targetRegion } : {}),
+    ...(targetReadiness ? { targetReadiness } : {}),
+  };
   Object.assign(seen, { candidates, targetRegion });
 
   const killSwitch = await readKillSwitch(settings.killSwitchParameter);

@@ -12,6 +12,7 @@ import type { SecretKind } from "../../functions/catalog.ts";
 import { regionOfArn } from "../../functions/lib/aws.ts";
 import type { Topology } from "../../functions/lib/config.ts";
 import { replicaArn } from "../../functions/lib/secrets.ts";
+import { readinessFunctionName } from "./naming.ts";
 
 /** The resources of one orchestrator that grants point at. */
 export interface AccessTargets {
@@ -25,6 +26,8 @@ export interface AccessTargets {
   /** Named, not referenced: a step function's grant must not depend on the state machine that invokes it. */
   stateMachineName: string;
   killSwitchParameterArn: string;
+  /** Every region running an orchestrator: readiness checks the secret replicas in each. */
+  orchestratorRegions: string[];
 }
 
 type Conditions = Record<string, Record<string, string | string[]>>;
@@ -96,6 +99,7 @@ function secretArnsOf(t: Topology, kinds: readonly SecretKind[]): string[] {
     git: () => [t.git.credentialsSecretArn],
     argocd: () => t.argocd.hubs.map((h) => h.tokenSecretArn),
     spoke: () => Object.values(t.regions).flatMap((r) => r.spokes.map((s) => s.tokenSecretArn)),
+    backup: () => t.argocd.hubs.flatMap((h) => (h.backup ? [h.backup.tokenSecretArn] : [])),
   };
   return [...new Set(kinds.flatMap((k) => of[k]()))];
 }
@@ -112,6 +116,15 @@ function readableSecretArns(t: Topology, kinds: readonly SecretKind[], region: s
       ),
     ),
   ];
+}
+
+/**
+ * Every secret of the topology as it is found in each orchestrator region (itself in its own
+ * region, its replica elsewhere): what readiness describes to check the replica rule.
+ */
+function replicaArnsEverywhere(t: Topology, regions: string[]): string[] {
+  const all = secretArnsOf(t, ["git", "argocd", "spoke", "backup"]);
+  return [...new Set(regions.flatMap((region) => all.map((arn) => replicaArn(arn, region))))];
 }
 
 /**
@@ -175,6 +188,22 @@ const onStateMachine = (t: AccessTargets): Scope => ({ resources: [stateMachineA
 const SCOPES: Readonly<Record<string, (t: AccessTargets, g: Grantee) => Scope>> = {
   "secretsmanager:GetSecretValue": (t, g) => ({
     resources: readableSecretArns(t.topology, g.secrets, t.stack.region),
+  }),
+  /** Metadata only (no value): readiness checks every secret's replica in every orchestrator region. */
+  "secretsmanager:DescribeSecret": (t) => ({
+    resources: replicaArnsEverywhere(t.topology, t.orchestratorRegions),
+  }),
+
+  /** Operators run the readiness function now (`gitops-failover readiness`). */
+  "lambda:InvokeFunction": (t) => ({
+    resources: [
+      t.stack.formatArn({
+        service: "lambda",
+        resource: "function",
+        resourceName: readinessFunctionName(t.topology.platform),
+        arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+      }),
+    ],
   }),
 
   "rds:DescribeGlobalClusters": (t) => ({ resources: [globalClusterArn(t.topology)] }),
@@ -300,7 +329,7 @@ export function accessPlan(
   const readsSecrets = actions.includes("secretsmanager:GetSecretValue");
   if (readsSecrets && !grantee.secrets.length) {
     throw new Error(
-      "its code reads Secrets Manager but declares no secrets: add the kinds it reads (git, argocd, spoke) to its entry in functions/catalog.ts",
+      "its code reads Secrets Manager but declares no secrets: add the kinds it reads (git, argocd, spoke, backup) to its entry in functions/catalog.ts",
     );
   }
   if (!readsSecrets && grantee.secrets.length) {
@@ -377,13 +406,14 @@ export function acknowledgeWildcards(holder: IConstruct, who: string, grants: Gr
 }
 
 /**
- * What the operator CLI sends (cli/ops.ts, cli/audit.ts; test/infra/orchestrator.test.ts derives
+ * What the operator CLI sends (cli/ops.ts, cli/audit.ts, cli/readiness.ts; test/infra/orchestrator.test.ts derives
  * it from their code), plus StopExecution for stopping a failover from the console or the AWS
  * CLI. The orchestrator stack grants them, scoped like the functions' grants, in its operator
  * policy.
  */
 export const OPERATOR_ACTIONS = [
   "dynamodb:Query",
+  "lambda:InvokeFunction",
   "s3:GetObject",
   "states:DescribeExecution",
   "states:GetExecutionHistory",

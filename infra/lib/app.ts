@@ -10,13 +10,15 @@ import { FUNCTIONS } from "../../functions/catalog.ts";
 import { HealthStack } from "./health-stack.ts";
 import { alarmRoutes, HEALTH_REGION, healthStackName, orchestratorStackName } from "./naming.ts";
 import { OrchestratorStack, TRIGGER } from "./orchestrator-stack.ts";
+import { READINESS } from "./readiness.ts";
 import type { FunctionAccess, FunctionEntry } from "./sdk-access.ts";
 import type { Settings } from "./settings.ts";
 
-/** Every function the orchestrator deploys: the catalog's steps and the trigger. */
+/** Every function the orchestrator deploys: the catalog's steps, the trigger and readiness. */
 export const FUNCTION_ENTRIES: FunctionEntry[] = [
   ...FUNCTIONS.map((f) => ({ name: f.state, entry: `functions/${f.dir}/handler.ts` })),
   { name: TRIGGER.name, entry: TRIGGER.entry },
+  { name: READINESS.name, entry: READINESS.entry },
 ];
 
 export interface Deployment {

@@ -23,6 +23,16 @@ export function triggerFunctionName(platform: string): string {
   return `${namePrefix(platform)}-trigger`;
 }
 
+/** The readiness function: the schedule invokes it, and so does `gitops-failover readiness`. */
+export function readinessFunctionName(platform: string): string {
+  return `${namePrefix(platform)}-readiness`;
+}
+
+/** The alarm on a region's readiness (TargetReady 0 for two evaluations). */
+export function readinessAlarmName(platform: string, region: string): string {
+  return `${namePrefix(platform)}-${region}-not-ready`;
+}
+
 /** The alarm on a region's health check; the trigger finds the region by its HealthCheckId. */
 export function alarmName(platform: string, region: string): string {
   return `${namePrefix(platform)}-${region}-unhealthy`;

@@ -49,7 +49,15 @@ import {
 import { functionBundling } from "./bundling.ts";
 import { FailoverDashboard } from "./dashboard.ts";
 import { FailoverFunction } from "./failover-function.ts";
-import { alarmName, HEALTH_REGION, stateMachineName, triggerFunctionName } from "./naming.ts";
+import {
+  alarmName,
+  HEALTH_REGION,
+  METRICS_NAMESPACE,
+  readinessFunctionName,
+  stateMachineName,
+  triggerFunctionName,
+} from "./naming.ts";
+import { READINESS, ReadinessSignals, readinessTimeoutSeconds } from "./readiness.ts";
 import type { FunctionAccess } from "./sdk-access.ts";
 import type { Settings } from "./settings.ts";
 
@@ -67,6 +75,8 @@ const MEMORY_MB: Readonly<Record<string, number>> = {
   CommitRetarget: 1024,
   DemoteSource: 1024,
   Compensate: 1024,
+  /** A clone, and every check of every target at once. */
+  Readiness: 1024,
 };
 const DEFAULT_MEMORY_MB = 512;
 
@@ -88,6 +98,8 @@ export class OrchestratorStack extends Stack {
   /** What operators attach to run the CLI against this orchestrator (README, Deploy to AWS, step 6). */
   readonly operatorPolicy: ManagedPolicy;
   readonly dashboard: FailoverDashboard;
+  /** The readiness schedule and alarms. */
+  readonly readiness: ReadinessSignals;
 
   constructor(scope: Construct, id: string, props: OrchestratorStackProps) {
     super(scope, id, props);
@@ -158,6 +170,7 @@ export class OrchestratorStack extends Stack {
       topicArn: this.topic.topicArn,
       stateMachineName: machineName,
       killSwitchParameterArn: killSwitch.parameterArn,
+      orchestratorRegions: props.settings.orchestratorRegions,
     };
     const bundling = functionBundling(JSON.stringify(topology));
     const machineArn = stateMachineArnOf(targets);
@@ -166,7 +179,11 @@ export class OrchestratorStack extends Stack {
       entry: string,
       timeoutSeconds: number,
       secrets: readonly SecretKind[],
-      extra: { functionName?: string; serviceActions?: string[] } = {},
+      extra: {
+        functionName?: string;
+        serviceActions?: string[];
+        environment?: Record<string, string>;
+      } = {},
     ) => {
       const access = props.access.get(name);
       if (!access) throw new Error(`no derived SDK access for ${name} (${entry})`);
@@ -179,13 +196,16 @@ export class OrchestratorStack extends Stack {
         secrets,
         targets,
         bundling,
-        environment: resourceEnvironment(access.actions.concat(extra.serviceActions ?? []), {
-          AUDIT_TABLE: this.table.tableName,
-          TOPIC_ARN: this.topic.topicArn,
-          REPORT_BUCKET: this.bucket.bucketName,
-          STATE_MACHINE_ARN: machineArn,
-        }),
         ...extra,
+        environment: {
+          ...resourceEnvironment(access.actions.concat(extra.serviceActions ?? []), {
+            AUDIT_TABLE: this.table.tableName,
+            TOPIC_ARN: this.topic.topicArn,
+            REPORT_BUCKET: this.bucket.bucketName,
+            STATE_MACHINE_ARN: machineArn,
+          }),
+          ...extra.environment,
+        },
       });
     };
 
@@ -248,6 +268,28 @@ export class OrchestratorStack extends Stack {
       onFailure: toOperators,
     });
     this.functions.set(TRIGGER.name, trigger);
+
+    const readiness = make(
+      READINESS.name,
+      READINESS.entry,
+      readinessTimeoutSeconds(topology),
+      READINESS.secrets,
+      {
+        functionName: readinessFunctionName(topology.platform),
+        // Its metrics are EMF on stdout (no PutMetricData), in the orchestrator's namespace.
+        environment: {
+          METRICS_NAMESPACE,
+          ORCHESTRATOR_REGIONS: props.settings.orchestratorRegions.join(","),
+        },
+      },
+    );
+    this.functions.set(READINESS.name, readiness);
+    this.readiness = new ReadinessSignals(this, "ReadinessSignals", {
+      topology,
+      fn: readiness.function,
+      topic: this.topic,
+      key,
+    });
 
     if (props.alarmRegions.length && this.region !== HEALTH_REGION) {
       new Rule(this, "HealthAlarmRelay", {

@@ -24,6 +24,7 @@ const IAM_PREFIX: Readonly<Record<string, string>> = {
   "@aws-sdk/client-cloudwatch": "cloudwatch",
   "@aws-sdk/client-dynamodb": "dynamodb",
   "@aws-sdk/client-global-accelerator": "globalaccelerator",
+  "@aws-sdk/client-lambda": "lambda",
   "@aws-sdk/client-rds": "rds",
   "@aws-sdk/client-route-53": "route53",
   "@aws-sdk/client-s3": "s3",
@@ -90,8 +91,14 @@ export function iamActionOf(pkg: string, command: string): string {
     throw new Error(
       `${pkg}: no IAM service prefix known for it (add it to IAM_PREFIX in infra/lib/sdk-access.ts)`,
     );
-  return `${prefix}:${operation}`;
+  const action = `${prefix}:${operation}`;
+  return ACTIONS_NAMED_OTHERWISE[action] ?? action;
 }
+
+/** Operations whose IAM action has another name (Lambda's Invoke is lambda:InvokeFunction). */
+const ACTIONS_NAMED_OTHERWISE: Readonly<Record<string, string>> = {
+  "lambda:Invoke": "lambda:InvokeFunction",
+};
 
 interface NamedImport {
   pkg: string;

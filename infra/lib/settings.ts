@@ -12,6 +12,7 @@ import {
   timeoutOf,
 } from "../../functions/catalog.ts";
 import {
+  defaultOrchestratorRegions,
   formatIssues,
   loadTopology,
   RegionName,
@@ -82,14 +83,6 @@ const ContextSchema = z.strictObject({
 
 /** The context keys this app reads (`-c key=value`). */
 const CONTEXT_KEYS = Object.keys(ContextSchema.shape) as (keyof typeof ContextSchema.shape)[];
-
-/** The two most preferred regions: each can fail over the other's alarms. */
-function defaultOrchestratorRegions(topology: Topology): string[] {
-  return Object.entries(topology.regions)
-    .sort(([a, ra], [b, rb]) => ra.priority - rb.priority || a.localeCompare(b))
-    .slice(0, 2)
-    .map(([name]) => name);
-}
 
 /**
  * Reads and validates the settings from context values (`tryGetContext` for each of

@@ -33,6 +33,8 @@ export interface RdsEmulator {
   setPromotionDelayMs(ms: number): void;
   /** Fault aurora-failover-stuck: a promotion never completes. */
   setStuck(stuck: boolean): void;
+  /** A member cluster's `Status` as DescribeDBClusters answers it (default `available`). */
+  setMemberStatus(region: string, status: string): void;
   /** Calls signed for `region` are answered 503 ServiceUnavailable. */
   setRegionDown(region: string, down: boolean): void;
   /** The current writer region of a global cluster (the only one when omitted). */
@@ -61,6 +63,7 @@ const DEFAULT_PROMOTION_DELAY_MS = 500;
 export function createRds(): RdsEmulator {
   const clusters = new Map<string, GlobalCluster>();
   const down = new Set<string>();
+  const memberStatuses = new Map<string, string>();
   const log: RdsCall[] = [];
   let delayMs = DEFAULT_PROMOTION_DELAY_MS;
   let stuck = false;
@@ -172,6 +175,30 @@ export function createRds(): RdsEmulator {
     return { GlobalCluster: describe(c) };
   }
 
+  /**
+   * DescribeDBClusters for one member: a cluster is found only in its own region, by ARN or
+   * identifier (the DBClusterIdentifier filter of the RDS API).
+   */
+  function describeMember(params: Record<string, string>, ctx: { region: string }): XmlObject {
+    const id = requireString(params, "DBClusterIdentifier", queryMissing);
+    for (const c of clusters.values()) {
+      settle(c);
+      const arn = c.members[ctx.region];
+      if (!arn || (arn !== id && !arn.endsWith(`:cluster:${id}`))) continue;
+      return {
+        DBClusterIdentifier: arn.split(":").at(-1),
+        DBClusterArn: arn,
+        Status: memberStatuses.get(ctx.region) ?? "available",
+        Engine: "aurora-postgresql",
+        EngineVersion: "16.6",
+        GlobalClusterIdentifier: c.identifier,
+        StorageEncrypted: true,
+        DeletionProtection: true,
+      };
+    }
+    throw new AwsServiceError("DBClusterNotFoundFault", `DBCluster ${id} not found.`, 404);
+  }
+
   const handler: QueryServiceHandler = (action, params, ctx) => {
     log.push({ action, region: ctx.region });
     if (down.has(ctx.region)) {
@@ -184,6 +211,8 @@ export function createRds(): RdsEmulator {
         for (const c of list) settle(c);
         return { GlobalClusters: { GlobalClusterMember: list.map(describe) } };
       }
+      case "DescribeDBClusters":
+        return { DBClusters: { DBCluster: [describeMember(params, ctx)] } };
       case "SwitchoverGlobalCluster":
         return promote(params, ctx, "switchover");
       case "FailoverGlobalCluster":
@@ -209,6 +238,9 @@ export function createRds(): RdsEmulator {
     },
     setStuck(value) {
       stuck = value;
+    },
+    setMemberStatus(region, status) {
+      memberStatuses.set(region, status);
     },
     setRegionDown(region, value) {
       if (value) down.add(region);

@@ -1,6 +1,9 @@
 /**
  * Secrets Manager (awsJson1_1): the tokens the handlers read (Git, Argo CD, spokes). Secrets
- * are regional as on AWS: a secret is found only by calls signed for its ARN's region.
+ * are regional as on AWS: a secret is found only by calls signed for its ARN's region, or for the
+ * region of one of its replicas. A replica keeps the primary's name and suffix (only the ARN's
+ * region differs), follows the primary's values, and refuses writes
+ * (https://docs.aws.amazon.com/secretsmanager/latest/userguide/create-manage-multi-region-secrets.html).
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import {
@@ -18,6 +21,10 @@ export interface SecretsEmulator {
   handler: JsonServiceHandler;
   /** Creates the secret at `arn` or stores `value` as its new AWSCURRENT version. */
   put(arn: string, value: string): void;
+  /** Adds a replica of the secret at `arn` in `region` (replicate-secret-to-regions). */
+  replicate(arn: string, region: string): void;
+  /** Removes that replica (remove-regions-from-replication). */
+  removeReplica(arn: string, region: string): void;
 }
 
 interface Version {
@@ -31,7 +38,12 @@ interface Secret {
   arn: string;
   name: string;
   region: string;
+  /** Shared with the primary for a replica, so the replica follows every new value. */
   versions: Version[];
+  /** For a replica: the primary's region. */
+  primaryRegion?: string;
+  /** For a primary: the regions it is replicated to. */
+  replicaRegions: string[];
 }
 
 const NOT_FOUND = "Secrets Manager can't find the specified secret.";
@@ -60,7 +72,7 @@ export function createSecretsManager(): SecretsEmulator {
   }
 
   function create(arn: string, name: string, region: string, value?: string): Secret {
-    const s: Secret = { arn, name, region, versions: [] };
+    const s: Secret = { arn, name, region, versions: [], replicaRegions: [] };
     secrets.set(arn, s);
     if (value !== undefined) addVersion(s, value);
     return s;
@@ -76,6 +88,26 @@ export function createSecretsManager(): SecretsEmulator {
       throw new AwsServiceError("ResourceNotFoundException", NOT_FOUND);
     }
     return s;
+  }
+
+  function describeSecret(input: Record<string, unknown>, ctx: RequestContext) {
+    const s = find(requireString(input, "SecretId"), ctx);
+    return {
+      ARN: s.arn,
+      Name: s.name,
+      VersionIdsToStages: Object.fromEntries(s.versions.map((v) => [v.id, [...v.stages]])),
+      ...(s.primaryRegion
+        ? { PrimaryRegion: s.primaryRegion }
+        : s.replicaRegions.length
+          ? {
+              ReplicationStatus: s.replicaRegions.map((Region) => ({
+                Region,
+                Status: "InSync",
+                StatusMessage: "Replication succeeded",
+              })),
+            }
+          : {}),
+    };
   }
 
   function secretString(input: Record<string, unknown>): string | undefined {
@@ -121,6 +153,12 @@ export function createSecretsManager(): SecretsEmulator {
 
   function putSecretValue(input: Record<string, unknown>, ctx: RequestContext) {
     const s = find(requireString(input, "SecretId"), ctx);
+    if (s.primaryRegion) {
+      throw new AwsServiceError(
+        "InvalidRequestException",
+        `Operation not permitted on a replica secret. Call must be made in primary secret's region ${s.primaryRegion}.`,
+      );
+    }
     const value = secretString(input);
     if (value === undefined) {
       throw new AwsServiceError(
@@ -135,6 +173,8 @@ export function createSecretsManager(): SecretsEmulator {
     switch (action) {
       case "GetSecretValue":
         return getSecretValue(input, ctx);
+      case "DescribeSecret":
+        return describeSecret(input, ctx);
       case "CreateSecret":
         return createSecret(input, ctx);
       case "PutSecretValue":
@@ -154,6 +194,31 @@ export function createSecretsManager(): SecretsEmulator {
       const s = secrets.get(arn);
       if (s) addVersion(s, value);
       else create(arn, nameOfArn(arn), region, value);
+    },
+    replicate(arn, region) {
+      const primary = secrets.get(arn);
+      if (!primary || primary.primaryRegion) throw new Error(`no primary secret ${arn}`);
+      if (region === primary.region || primary.replicaRegions.includes(region)) return;
+      const parts = arn.split(":");
+      parts[3] = region;
+      const replica = parts.join(":");
+      secrets.set(replica, {
+        arn: replica,
+        name: primary.name,
+        region,
+        versions: primary.versions,
+        primaryRegion: primary.region,
+        replicaRegions: [],
+      });
+      primary.replicaRegions.push(region);
+    },
+    removeReplica(arn, region) {
+      const primary = secrets.get(arn);
+      if (!primary) throw new Error(`no primary secret ${arn}`);
+      const parts = arn.split(":");
+      parts[3] = region;
+      secrets.delete(parts.join(":"));
+      primary.replicaRegions = primary.replicaRegions.filter((r) => r !== region);
     },
   };
 }

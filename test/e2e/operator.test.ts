@@ -8,8 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GetCommand } from "@aws-sdk/lib-dynamodb";
-import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { main } from "../../cli/main.ts";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { writeSandboxFile } from "../../cli/sandbox-file.ts";
 import { readAuditTrail } from "../../functions/lib/audit.ts";
 import { dynamoClient } from "../../functions/lib/aws.ts";
@@ -19,33 +18,11 @@ import { type TriggerDecision, triggerOnAlarm } from "../../functions/lib/trigge
 import { DRILL_DEFAULTS, type DrillOptions, runDrill } from "../../sandbox/drill.ts";
 import { AUDIT_TABLE, PLATFORM, type Sandbox, startSandbox } from "../../sandbox/index.ts";
 import { runLocal } from "../../sandbox/runner.ts";
+import { cli } from "./cli-run.ts";
 
 const root = mkdtempSync(join(tmpdir(), "gf-operator-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 let n = 0;
-
-/** Runs the CLI in-process and returns its exit code and what it printed. */
-async function cli(...args: string[]): Promise<{ code: number; out: string }> {
-  let out = "";
-  const capture = (chunk: string | Uint8Array, encoding?: unknown, done?: unknown) => {
-    out += String(chunk);
-    const callback = typeof encoding === "function" ? encoding : done;
-    if (typeof callback === "function") callback();
-    return true;
-  };
-  const write = vi
-    .spyOn(process.stdout, "write")
-    .mockImplementation(capture as typeof process.stdout.write);
-  const err = vi
-    .spyOn(process.stderr, "write")
-    .mockImplementation(capture as typeof process.stderr.write);
-  try {
-    return { code: await main(["node", "gitops-failover", ...args]), out };
-  } finally {
-    write.mockRestore();
-    err.mockRestore();
-  }
-}
 
 async function until<T>(what: () => Promise<T | undefined>, label: string): Promise<T> {
   for (let i = 0; i < 400; i++) {

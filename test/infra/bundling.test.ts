@@ -47,6 +47,7 @@ beforeAll(() => {
       topicArn: arn,
       stateMachineName: "sm",
       killSwitchParameterArn: arn,
+      orchestratorRegions: ["us-west-2"],
     },
     bundling: functionBundling(JSON.stringify(topology)),
   });

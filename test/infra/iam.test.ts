@@ -29,6 +29,7 @@ import {
 import { deletablePartitionKeys } from "../../infra/lib/access.ts";
 import { FUNCTION_ENTRIES } from "../../infra/lib/app.ts";
 import { type OrchestratorStack, TRIGGER } from "../../infra/lib/orchestrator-stack.ts";
+import { READINESS } from "../../infra/lib/readiness.ts";
 import { DEFAULT_TOPOLOGY } from "../../infra/lib/settings.ts";
 import { deriveAll, type Synthesized, synthesize } from "./synth.ts";
 
@@ -53,6 +54,7 @@ const list = <T>(v: T | T[]): T[] => (Array.isArray(v) ? v : [v]);
 /** The kinds of secret functions/catalog.ts declares for a function (the trigger reads none). */
 function kindsOf(name: string): readonly SecretKind[] {
   if (name === TRIGGER.name) return TRIGGER.secrets;
+  if (name === READINESS.name) return READINESS.secrets;
   const spec = FUNCTIONS.find((f) => f.state === name);
   if (!spec) throw new Error(`no catalog entry for ${name}`);
   return spec.secrets;
@@ -69,6 +71,9 @@ function expectedSecrets(t: Topology, kinds: readonly SecretKind[]): string[] {
     ...(kinds.includes("argocd") ? t.argocd.hubs.map((h) => h.tokenSecretArn) : []),
     ...(kinds.includes("spoke")
       ? Object.values(t.regions).flatMap((r) => r.spokes.map((x) => x.tokenSecretArn))
+      : []),
+    ...(kinds.includes("backup")
+      ? t.argocd.hubs.flatMap((h) => (h.backup ? [h.backup.tokenSecretArn] : []))
       : []),
   ];
   const inWest = (arn: string) =>
@@ -199,6 +204,11 @@ describe.each([
     const t = s.settings.topology;
     const regions = Object.values(t.regions);
     const secrets = (name: string) => expectedSecrets(t, kindsOf(name));
+    const everywhere = expectedSecrets(t, ["git", "argocd", "spoke", "backup"]).flatMap((arn) =>
+      s.settings.orchestratorRegions.map((region) =>
+        arn.replace(/^(arn:aws:secretsmanager:)[a-z0-9-]+:/, `$1${region}:`),
+      ),
+    );
     const clusters = [
       "arn:aws:rds::111122223333:global-cluster:payments-global",
       ...regions.map((r) => r.aurora.clusterArn),
@@ -226,7 +236,11 @@ describe.each([
             continue;
           }
           const allowed: Record<string, (r: string) => boolean> = {
-            secretsmanager: (r) => secrets(name).includes(r),
+            // DescribeSecret (readiness, metadata only): every secret in every orchestrator region.
+            secretsmanager: (r) =>
+              action === "secretsmanager:DescribeSecret"
+                ? everywhere.includes(r)
+                : secrets(name).includes(r),
             rds: (r) => clusters.includes(r),
             globalaccelerator: (r) => groups.includes(r),
             route53: (r) => route53.includes(r),
@@ -458,6 +472,8 @@ function secretKindsReached(entry: string): Set<SecretKind> {
   const seen = new Set<string>();
   const classify = (arg: string, scope: string, where: string): SecretKind => {
     if (/\.git\.credentialsSecretArn$/.test(arg)) return "git";
+    if (/(^|\.)backup\.tokenSecretArn$/.test(arg)) return "backup";
+    if (/^hub\.tokenSecretArn$/.test(arg) && /\(hub: Hub\)/.test(scope)) return "argocd";
     if (/\.tokenSecretArn$/.test(arg)) {
       const hubs = scope.includes("argocd.hubs");
       const spokes = /\.spokes\b/.test(scope);

@@ -10,7 +10,7 @@ import type { IConstruct } from "constructs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { FUNCTIONS, placeholderOf, pollBudget, timeoutOf } from "../../functions/catalog.ts";
 import { OPERATOR_ACTIONS } from "../../infra/lib/access.ts";
-import { alarmName } from "../../infra/lib/naming.ts";
+import { alarmName, METRICS_NAMESPACE } from "../../infra/lib/naming.ts";
 import type { OrchestratorStack } from "../../infra/lib/orchestrator-stack.ts";
 import { deriveSdkAccess } from "../../infra/lib/sdk-access.ts";
 import { aslText, placeholders } from "../../statemachine/definition.ts";
@@ -130,11 +130,11 @@ describe("state machine", () => {
 });
 
 describe("functions", () => {
-  it("are one per Task state plus the trigger: nodejs22.x on arm64, ESM bundle, own log group with retention", () => {
+  it("are one per Task state plus the trigger and readiness: nodejs22.x on arm64, ESM bundle, own log group with retention", () => {
     expect([...stack.functions.keys()].sort()).toEqual(
-      [...FUNCTIONS.map((f) => f.state), "Trigger"].sort(),
+      [...FUNCTIONS.map((f) => f.state), "Trigger", "Readiness"].sort(),
     );
-    template.resourceCountIs("AWS::Lambda::Function", FUNCTIONS.length + 1);
+    template.resourceCountIs("AWS::Lambda::Function", FUNCTIONS.length + 2);
     for (const name of stack.functions.keys()) {
       const fn = functionOf(name);
       expect(fn.Runtime, name).toBe("nodejs22.x");
@@ -352,10 +352,11 @@ describe("operators", () => {
     });
   });
 
-  it("the policy covers every AWS call the operator CLI makes (derived from cli/ops.ts and cli/audit.ts)", async () => {
+  it("the policy covers every AWS call the operator CLI makes (derived from cli/ops.ts, cli/audit.ts and cli/readiness.ts)", async () => {
     const cli = await deriveSdkAccess([
       { name: "ops", entry: "cli/ops.ts" },
       { name: "audit", entry: "cli/audit.ts" },
+      { name: "readiness", entry: "cli/readiness.ts" },
     ]);
     const sent = [...cli.values()].flatMap((a) => a.actions);
     expect([...new Set([...sent, "states:StopExecution"])].sort()).toEqual(
@@ -366,6 +367,94 @@ describe("operators", () => {
   it("outputs the policy's ARN", () => {
     const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
     expect(outputs.OperatorPolicyArn?.Value).toEqual({ Ref: policyId() });
+  });
+});
+
+describe("readiness", () => {
+  const rate = () => synth.settings.topology.readiness.rateMinutes;
+
+  it("runs the readiness function on an EventBridge Scheduler schedule at the topology's rate, with a role that may invoke only it", () => {
+    const schedules = template.findResources("AWS::Scheduler::Schedule");
+    const [schedule] = Object.values(schedules) as { Properties: Json }[];
+    expect(Object.keys(schedules)).toHaveLength(1);
+    expect(schedule?.Properties).toMatchObject({
+      Name: "gitops-failover-payments-readiness",
+      ScheduleExpression: `rate(${rate()} minutes)`,
+      State: "ENABLED",
+      Target: {
+        Arn: { "Fn::GetAtt": [fnId("Readiness"), "Arn"] },
+        Input: "{}",
+        RetryPolicy: { MaximumRetryAttempts: 0 },
+      },
+    });
+    if (!schedule) throw new Error("no schedule");
+    const target = schedule.Properties.Target as { RoleArn: { "Fn::GetAtt": string[] } };
+    const roleId = target.RoleArn["Fn::GetAtt"][0] ?? "";
+    const role = propsOf(roleId) as {
+      AssumeRolePolicyDocument: { Statement: Json[] };
+      Policies: { PolicyDocument: { Statement: Json[] } }[];
+    };
+    expect(role.AssumeRolePolicyDocument.Statement[0]).toMatchObject({
+      Principal: { Service: "scheduler.amazonaws.com" },
+    });
+    expect(role.Policies.flatMap((p) => p.PolicyDocument.Statement)).toEqual([
+      {
+        Action: "lambda:InvokeFunction",
+        Effect: "Allow",
+        Resource: { "Fn::GetAtt": [fnId("Readiness"), "Arn"] },
+      },
+    ]);
+  });
+
+  it("alarms to the topic per region after two evaluations with TargetReady 0, on the dimensions the function emits", () => {
+    const topic = { Ref: logicalId(stack, stack.topic) };
+    for (const region of Object.keys(synth.settings.topology.regions)) {
+      template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+        AlarmName: `gitops-failover-payments-${region}-not-ready`,
+        Namespace: METRICS_NAMESPACE,
+        MetricName: "TargetReady",
+        Dimensions: Match.arrayWith([
+          { Name: "Platform", Value: "payments" },
+          { Name: "Region", Value: region },
+          { Name: "service", Value: "gitops-failover" },
+        ]),
+        Statistic: "Minimum",
+        Period: rate() * 60,
+        Threshold: 1,
+        ComparisonOperator: "LessThanThreshold",
+        EvaluationPeriods: 2,
+        DatapointsToAlarm: 2,
+        AlarmActions: [topic],
+        OKActions: [topic],
+      });
+    }
+    template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+      AlarmName: "gitops-failover-payments-readiness-failing",
+      MetricName: "Errors",
+      TreatMissingData: "breaching",
+      AlarmActions: [topic],
+    });
+  });
+
+  it("lets CloudWatch publish the alarms with the topic's key, and gives the function its namespace and orchestrator regions", () => {
+    const key = Object.values(template.findResources("AWS::KMS::Key"))[0] as {
+      Properties: { KeyPolicy: { Statement: Json[] } };
+    };
+    expect(key.Properties.KeyPolicy.Statement).toContainEqual(
+      expect.objectContaining({
+        Action: ["kms:Decrypt", "kms:GenerateDataKey"],
+        Principal: { Service: "cloudwatch.amazonaws.com" },
+      }),
+    );
+    const env = (functionOf("Readiness").Environment as { Variables: Json }).Variables;
+    expect(env).toMatchObject({
+      METRICS_NAMESPACE,
+      ORCHESTRATOR_REGIONS: synth.settings.orchestratorRegions.join(","),
+    });
+    expect(functionOf("Readiness")).toMatchObject({
+      FunctionName: "gitops-failover-payments-readiness",
+      Timeout: synth.settings.topology.readiness.timeoutSeconds + 60,
+    });
   });
 });
 

@@ -62,6 +62,8 @@ describe("iamActionOf", () => {
     expect(iamActionOf("@aws-sdk/client-sfn", "StartExecutionCommand")).toBe(
       "states:StartExecution",
     );
+    // The one operation whose IAM action is named otherwise (the Lambda API's Invoke).
+    expect(iamActionOf("@aws-sdk/client-lambda", "InvokeCommand")).toBe("lambda:InvokeFunction");
     expect(iamActionOf("@aws-sdk/lib-dynamodb", "TransactWriteCommand")).toBe(
       "dynamodb:TransactWriteItems",
     );

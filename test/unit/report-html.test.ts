@@ -43,6 +43,7 @@ function reportWith(overrides: Partial<FailoverReport>): FailoverReport {
     after: null,
     commit: { sha: "0123456789abcdef", previousSha: "fedcba9876543210", subject: HOSTILE },
     commits: [],
+    targetReadiness: null,
     dryRun: false,
     plan: null,
     order: { kind: "sequential", why: HOSTILE, split: null },

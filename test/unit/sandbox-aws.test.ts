@@ -24,6 +24,7 @@ import {
   UpdateEndpointGroupCommand,
 } from "@aws-sdk/client-global-accelerator";
 import {
+  DescribeDBClustersCommand,
   DescribeGlobalClustersCommand,
   FailoverGlobalClusterCommand,
   RDSClient,
@@ -39,6 +40,7 @@ import {
 } from "@aws-sdk/client-route-53";
 import {
   CreateSecretCommand,
+  DescribeSecretCommand,
   GetSecretValueCommand,
   PutSecretValueCommand,
   SecretsManagerClient,
@@ -145,6 +147,33 @@ describe("RDS Aurora Global Database", () => {
   afterEach(() => {
     sandbox.rds.setStuck(false);
     sandbox.rds.setRegionDown(EAST, false);
+  });
+
+  it("describes a member cluster only in its own region, with the status set", async () => {
+    // Prepare
+    sandbox.rds.setMemberStatus(WEST, "backing-up");
+    // Act
+    const west = await rds(WEST).send(
+      new DescribeDBClustersCommand({ DBClusterIdentifier: WEST_ARN }),
+    );
+    const east = await rds(EAST).send(
+      new DescribeDBClustersCommand({ DBClusterIdentifier: "platform-east" }),
+    );
+    const elsewhere = await failure(
+      rds(EAST).send(new DescribeDBClustersCommand({ DBClusterIdentifier: WEST_ARN })),
+    );
+    sandbox.rds.setMemberStatus(WEST, "available");
+    // Assess
+    expect(west.DBClusters?.[0]).toMatchObject({
+      DBClusterArn: WEST_ARN,
+      Status: "backing-up",
+      GlobalClusterIdentifier: "platform",
+    });
+    expect(east.DBClusters?.[0]).toMatchObject({
+      DBClusterIdentifier: "platform-east",
+      Status: "available",
+    });
+    expect(elsewhere.name).toBe("DBClusterNotFoundFault");
   });
 
   it("describes the global cluster with its writer", async () => {
@@ -533,6 +562,32 @@ describe("Secrets Manager", () => {
     expect(duplicate.name).toBe("ResourceExistsException");
     expect(current.SecretString).toBe("two");
     expect(previous.SecretString).toBe("one");
+  });
+
+  it("serves a replica under the same name and suffix in its region only, following the primary, refusing writes", async () => {
+    // Prepare
+    const primary = "arn:aws:secretsmanager:us-east-1:000000000000:secret:gitops/replicated-AbC123";
+    const replica = primary.replace(":us-east-1:", ":us-east-2:");
+    sandbox.secrets.put(primary, "v1");
+    sandbox.secrets.replicate(primary, WEST);
+    sandbox.secrets.put(primary, "v2");
+    // Act
+    const read = await sm(WEST).send(new GetSecretValueCommand({ SecretId: replica }));
+    const described = await sm(WEST).send(new DescribeSecretCommand({ SecretId: replica }));
+    const status = await sm(EAST).send(new DescribeSecretCommand({ SecretId: primary }));
+    const write = await failure(
+      sm(WEST).send(new PutSecretValueCommand({ SecretId: replica, SecretString: "x" })),
+    );
+    sandbox.secrets.removeReplica(primary, WEST);
+    const gone = await failure(sm(WEST).send(new DescribeSecretCommand({ SecretId: replica })));
+    // Assess
+    expect(read).toMatchObject({ ARN: replica, SecretString: "v2" });
+    expect(described).toMatchObject({ ARN: replica, PrimaryRegion: EAST });
+    expect(status.ReplicationStatus).toEqual([
+      { Region: WEST, Status: "InSync", StatusMessage: "Replication succeeded" },
+    ]);
+    expect(write.name).toBe("InvalidRequestException");
+    expect(gone.name).toBe("ResourceNotFoundException");
   });
 
   it("answers ValidationException when SecretId is missing", async () => {

@@ -30,6 +30,12 @@ import { loadTopology, resetRuntimeTopology, type Topology } from "../../functio
 import { acquireLock, lastFailover, releaseLock } from "../../functions/lib/lock.ts";
 import { logger } from "../../functions/lib/middleware.ts";
 import {
+  collectMetrics,
+  type Evaluation,
+  type ReadinessStatus,
+  recordReadiness,
+} from "../../functions/lib/readiness.ts";
+import {
   incidentName,
   shellQuote,
   type TriggerDecision,
@@ -530,6 +536,67 @@ describe("trigger: target", () => {
       ],
     });
     expect(startCalls()[0]?.input).toContain('"targetRegion":"eu-west-1"');
+  });
+
+  /** Stores an evaluation of the targets, `minutesAgo`, through the readiness module itself. */
+  async function evaluated(verdicts: Record<string, ReadinessStatus>, minutesAgo = 5) {
+    const startedAt = new Date(Date.now() - minutesAgo * 60_000).toISOString();
+    const evaluation: Evaluation = {
+      platform: "payments",
+      evaluatedIn: "us-east-1",
+      activeRegion: "us-west-2",
+      startedAt,
+      durationMs: 900,
+      verdicts,
+      results: Object.entries(verdicts).map(([region, status]) => ({
+        region,
+        check: "aurora",
+        status,
+        detail: status === "READY" ? "fine" : "replication lag 30 s",
+        observedAt: startedAt,
+      })),
+    };
+    await recordReadiness(evaluation, collectMetrics([]));
+  }
+
+  it("prefers a healthy target whose latest readiness is READY over a higher-priority one that is not, and records which result it used", async () => {
+    await evaluated({ "us-east-2": "NOT_READY", "eu-west-1": "READY" }, 5);
+    const d = await triggerOnAlarm(alarmEvent());
+    expect(d).toMatchObject({
+      decision: "started",
+      targetRegion: "eu-west-1",
+      candidates: [
+        { region: "us-east-2", healthy: true, readiness: "NOT_READY" },
+        { region: "eu-west-1", healthy: true, readiness: "READY" },
+      ],
+      targetReadiness: { verdict: "READY", evaluatedIn: "us-east-1" },
+    });
+    expect(d.targetReadiness?.ageSeconds).toBeGreaterThanOrEqual(299);
+    expect(d.targetReadiness?.ageSeconds).toBeLessThan(330);
+    expect(startCalls()[0]?.input).toContain('"targetRegion":"eu-west-1"');
+  });
+
+  it("falls back to the first healthy target when none is READY, saying which readiness it had", async () => {
+    await evaluated({ "us-east-2": "NOT_READY", "eu-west-1": "UNKNOWN" });
+    const d = await triggerOnAlarm(alarmEvent());
+    expect(d).toMatchObject({
+      targetRegion: "us-east-2",
+      targetReadiness: { verdict: "NOT_READY" },
+    });
+  });
+
+  it("never picks an unhealthy region for being READY", async () => {
+    await evaluated({ "us-east-2": "READY", "eu-west-1": "NOT_READY" });
+    health({ "us-east-2": [7, 8] });
+    const d = await triggerOnAlarm(alarmEvent());
+    expect(d).toMatchObject({
+      targetRegion: "eu-west-1",
+      candidates: [
+        { region: "us-east-2", healthy: false },
+        { region: "eu-west-1", healthy: true, readiness: "NOT_READY" },
+      ],
+    });
+    expect(d.candidates?.[0]?.readiness).toBeUndefined();
   });
 
   it("notifies and starts nothing when no other region is healthy", async () => {
