@@ -47,6 +47,7 @@ import {
   snapshot,
   trafficTopology,
 } from "./steps.ts";
+import { METRICS_NAMESPACE } from "./telemetry.ts";
 import { checkTargetHealth, readTraffic } from "./traffic.ts";
 import { newestHubBackup } from "./velero.ts";
 
@@ -682,7 +683,7 @@ export async function recordReadiness(
 ): Promise<RecordedReadiness> {
   const table = process.env.AUDIT_TABLE;
   const metrics = new Metrics({
-    namespace: process.env.METRICS_NAMESPACE ?? "GitopsFailover",
+    namespace: METRICS_NAMESPACE,
     serviceName: METRICS_SERVICE,
   });
   const changed: RecordedReadiness["changed"] = [];

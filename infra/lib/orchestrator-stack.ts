@@ -278,7 +278,6 @@ export class OrchestratorStack extends Stack {
         functionName: readinessFunctionName(topology.platform),
         // Its metrics are EMF on stdout (no PutMetricData), in the orchestrator's namespace.
         environment: {
-          METRICS_NAMESPACE,
           ORCHESTRATOR_REGIONS: props.settings.orchestratorRegions.join(","),
         },
       },

@@ -448,7 +448,6 @@ describe("readiness", () => {
     );
     const env = (functionOf("Readiness").Environment as { Variables: Json }).Variables;
     expect(env).toMatchObject({
-      METRICS_NAMESPACE,
       ORCHESTRATOR_REGIONS: synth.settings.orchestratorRegions.join(","),
     });
     expect(functionOf("Readiness")).toMatchObject({
