@@ -394,7 +394,11 @@ async function seedAws(
       ],
     });
     aws.route53.defineHealthCheck(r.route53.healthCheckId, { failingFraction: 0 });
-    aws.cloudwatch.setRpoLagMs(region, region === activeRegion ? null : 250);
+    aws.cloudwatch.setRpoLagMs(
+      region,
+      region === activeRegion ? null : 250,
+      r.aurora.clusterArn.split(":cluster:")[1],
+    );
   }
   aws.rds.defineGlobalCluster({
     identifier: t.aurora.globalClusterIdentifier,
