@@ -276,6 +276,8 @@ export function createCloudWatch(): CloudWatchEmulator {
   const queryHandler: QueryServiceHandler = async (action, params, ctx) => {
     const coerce = (v: unknown, key: string): unknown => {
       if (Array.isArray(v)) return v.map((x) => coerce(x, key));
+      // A dimension's Value is a string, unlike a datum's.
+      if (key === "Dimensions") return v;
       if (typeof v === "object" && v !== null) {
         return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, coerce(x, k)]));
       }
