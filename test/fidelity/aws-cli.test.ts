@@ -69,6 +69,17 @@ async function refused(args: string[], code: string, operation: string): Promise
   return r.stderr;
 }
 
+/** `globalaccelerator update-endpoint-group` of one group, at its only endpoint (us-west-2). */
+const updateGroup = (arn: string, ...options: string[]) => [
+  "globalaccelerator",
+  "update-endpoint-group",
+  "--region",
+  "us-west-2",
+  "--endpoint-group-arn",
+  arn,
+  ...options,
+];
+
 const group = (region: string) =>
   sandbox.topology.regions[region]?.globalAccelerator?.endpointGroupArn ?? "";
 
@@ -344,34 +355,22 @@ describe("aws: the calls the orchestrator makes", () => {
       east,
     ]);
     const endpoint = before.EndpointGroup.EndpointDescriptions[0]?.EndpointId ?? "";
-    const updated = await ok<{ EndpointGroup: Record<string, unknown> }>([
-      "globalaccelerator",
-      "update-endpoint-group",
-      "--region",
-      "us-west-2",
-      "--endpoint-group-arn",
-      east,
-      "--traffic-dial-percentage",
-      "0",
-      "--endpoint-configurations",
-      `EndpointId=${endpoint},Weight=200`,
-    ]);
+    const updated = await ok<{ EndpointGroup: Record<string, unknown> }>(
+      updateGroup(
+        east,
+        "--traffic-dial-percentage",
+        "0",
+        "--endpoint-configurations",
+        `EndpointId=${endpoint},Weight=200`,
+      ),
+    );
     expect(updated.EndpointGroup).toMatchObject({
       EndpointGroupArn: east,
       TrafficDialPercentage: 0,
       EndpointDescriptions: [{ EndpointId: endpoint, Weight: 200 }],
     });
     const weight = await refused(
-      [
-        "globalaccelerator",
-        "update-endpoint-group",
-        "--region",
-        "us-west-2",
-        "--endpoint-group-arn",
-        east,
-        "--endpoint-configurations",
-        `EndpointId=${endpoint},Weight=300`,
-      ],
+      updateGroup(east, "--endpoint-configurations", `EndpointId=${endpoint},Weight=300`),
       "ValidationException",
       "UpdateEndpointGroup",
     );
@@ -379,16 +378,7 @@ describe("aws: the calls the orchestrator makes", () => {
       "1 validation error detected: Value '300' at 'endpointConfigurations.1.member.weight' failed to satisfy constraint: Member must have value less than or equal to 255",
     );
     const dial = await refused(
-      [
-        "globalaccelerator",
-        "update-endpoint-group",
-        "--region",
-        "us-west-2",
-        "--endpoint-group-arn",
-        west,
-        "--traffic-dial-percentage",
-        "150",
-      ],
+      updateGroup(west, "--traffic-dial-percentage", "150"),
       "ValidationException",
       "UpdateEndpointGroup",
     );
@@ -401,19 +391,10 @@ describe("aws: the calls the orchestrator makes", () => {
   it("globalaccelerator ThrottlingException is retried by the CLI as throttling, then reported", async () => {
     sandbox.aws.ga.throttleUpdates(5);
     try {
-      const r = await aws(
-        [
-          "globalaccelerator",
-          "update-endpoint-group",
-          "--region",
-          "us-west-2",
-          "--endpoint-group-arn",
-          group("us-east-2"),
-          "--traffic-dial-percentage",
-          "0",
-        ],
-        { AWS_MAX_ATTEMPTS: "2", AWS_RETRY_MODE: "standard" },
-      );
+      const r = await aws(updateGroup(group("us-east-2"), "--traffic-dial-percentage", "0"), {
+        AWS_MAX_ATTEMPTS: "2",
+        AWS_RETRY_MODE: "standard",
+      });
       expect(r.code).toBe(254);
       expect(r.stderr).toContain(
         "An error occurred (ThrottlingException) when calling the UpdateEndpointGroup operation (reached max retries: 1): Rate exceeded",
