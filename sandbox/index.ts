@@ -502,7 +502,11 @@ async function seedAws(
       ],
     });
     aws.route53.defineHealthCheck(r.route53.healthCheckId, { failingFraction: 0 });
-    aws.cloudwatch.setRpoLagMs(region, region === activeRegion ? null : PASSIVE_RPO_LAG_MS);
+    aws.cloudwatch.setRpoLagMs(
+      region,
+      region === activeRegion ? null : PASSIVE_RPO_LAG_MS,
+      r.aurora.clusterArn.split(":cluster:")[1],
+    );
   }
   aws.rds.defineGlobalCluster({
     identifier: t.aurora.globalClusterIdentifier,

@@ -1,22 +1,50 @@
 /**
  * A strict HTTPS fake of a spoke's kube-apiserver, one per spoke, for the sandbox and the tests.
  * It serves the subset the orchestrator and the Argo CD emulator use — health, discovery, nodes,
- * namespaces, apps/v1 Deployments, external-secrets.io/v1 ExternalSecrets and, on a hub cluster,
- * velero.io/v1 Backups — the way
- * kube-apiserver does: bearer-token authentication, `Status` error bodies with the same reasons
- * and codes, 415 on an unsupported patch type, 409 on conflicts, resourceVersion/generation
- * bookkeeping and Deployment status derived from the spec. Faults (unreachable, nodes not Ready,
- * failing rollouts, ExternalSecrets not Ready) are switched on and off by method calls.
+          groups: [
+            group("apps"),
+            group("authorization.k8s.io"),
+            group("external-secrets.io"),
+            ...(options.velero ? [group("velero.io")] : []),
+          ],
  *
- * Deliberate simplifications: no watch, no dryRun, no protobuf/YAML bodies (415 / 400 say so),
- * `limit` is ignored (allowed by the API), strategic merge patches are applied as JSON merge
- * patches (lists are replaced, not merged by key) and JSON patches are refused with 415.
+ * Deliberate simplifications: no dryRun, no protobuf/YAML bodies (415 / 400 say so), `limit` is
+ * ignored (allowed by the API), watch bookmarks are never sent (allowed: they are a hint), a
+ * watch from a resourceVersion older than the watch's start replays nothing (no "410 Gone"),
+ * strategic merge patches are applied as JSON merge patches (lists are replaced, not merged by
+ * key) and JSON patches are refused with 415.
  */
 import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer } from "node:https";
 import type { Socket } from "node:net";
 import type { Ca } from "./ca.ts";
+import { INCLUDE_OBJECT, table, wantsTable } from "./kube-table.ts";
+
+/** An RBAC PolicyRule (rbac.authorization.k8s.io/v1), optionally bound only in some namespaces. */
+export interface PolicyRule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+  /** Namespaces of the RoleBindings granting it; omitted: a ClusterRoleBinding (everywhere). */
+  namespaces?: string[];
+}
+
+/** What a bearer token authenticates as, and what it is allowed. */
+export interface TokenGrant {
+  /** The user name (a service account: `system:serviceaccount:<namespace>:<name>`). */
+  user: string;
+  /** The binding named in SelfSubjectAccessReview's `reason` when a rule allows. */
+  binding: string;
+  rules: PolicyRule[];
+}
+
+/** What the sandbox's spoke token may do when no rules are given: everything (cluster-admin). */
+export const CLUSTER_ADMIN: TokenGrant = {
+  user: "system:serviceaccount:kube-system:gitops-failover",
+  binding: 'ClusterRoleBinding "gitops-failover" of ClusterRole "cluster-admin"',
+  rules: [{ apiGroups: ["*"], resources: ["*"], verbs: ["*"] }],
+};
 
 /** A fake spoke: its name and region, the token it requires, its CA, what it holds at start. */
 export interface FakeSpokeOptions {
@@ -24,6 +52,8 @@ export interface FakeSpokeOptions {
   region: string;
   /** The bearer token every request must carry. */
   token: string;
+  /** What `token` is allowed (default {@link CLUSTER_ADMIN}). */
+  grant?: TokenGrant;
   ca: Ca;
   /** Node count, all Ready at start (default 3). */
   nodes?: number;
@@ -87,6 +117,8 @@ export interface FakeSpoke {
   /** Replaces every Velero Backup with these, as the Velero server would have left them. */
   setVeleroBackups(backups: FakeVeleroBackup[]): void;
   deployments(): FakeDeployment[];
+  /** Accepts another bearer token with its own permissions (a narrower service account). */
+  addToken(token: string, grant: TokenGrant): void;
   /** Requests received so far, rejected ones included. */
   requests(): number;
   stop(): Promise<void>;
@@ -130,6 +162,20 @@ interface Resource {
 }
 
 const MAX_BODY_BYTES = 3 * 1024 * 1024;
+/** The kubelet version the nodes report (an EKS 1.31 node). */
+const KUBE_VERSION = "v1.31.4-eks-aeac579";
+/** The characters of generated name suffixes (apimachinery's rand.String alphabet). */
+const POD_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789";
+const TABLE_CONTENT_TYPE = "application/json;as=Table;v=v1;g=meta.k8s.io";
+/** Query parameters of a watch that do not select what is listed. */
+const WATCH_PARAMS = [
+  "watch",
+  "resourceVersion",
+  "resourceVersionMatch",
+  "timeoutSeconds",
+  "allowWatchBookmarks",
+  "sendInitialEvents",
+];
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const SYSTEM_NAMESPACES = ["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -221,6 +267,75 @@ function parseSelector(selector: string, what: string): Requirement[] {
 
 function selects(requirements: Requirement[], values: Record<string, string>): boolean {
   return requirements.every((r) => r(values));
+}
+
+/** A stable UUID-shaped identifier derived from a name. */
+function uuidOf(name: string): string {
+  const h = createHash("sha256").update(name).digest("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+}
+
+/** The attributes kube-apiserver authorizes a resource request by (undefined: a non-resource URL). */
+interface RequestAttributes {
+  verb: string;
+  group: string;
+  resource: string;
+  namespace?: string;
+  name?: string;
+}
+
+function requestAttributes(method: string, url: URL): RequestAttributes | undefined {
+  const parts = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+  let rest: string[];
+  let group: string;
+  if (parts[0] === "api" && parts[1] === "v1") [group, rest] = ["", parts.slice(2)];
+  else if (parts[0] === "apis" && parts.length > 3)
+    [group, rest] = [parts[1] ?? "", parts.slice(3)];
+  else return undefined;
+  if (rest.length === 0) return undefined;
+  const namespaced = rest[0] === "namespaces" && rest.length >= 3;
+  const [namespace, resource, name] = namespaced
+    ? [rest[1], rest[2], rest[3]]
+    : [undefined, rest[0], rest[1]];
+  const watching = ["true", "1"].includes(url.searchParams.get("watch") ?? "");
+  const verb =
+    {
+      GET: name ? "get" : watching ? "watch" : "list",
+      POST: "create",
+      PUT: "update",
+      PATCH: "patch",
+      DELETE: name ? "delete" : "deletecollection",
+    }[method] ?? method.toLowerCase();
+  return { verb, group, resource: resource ?? "", namespace, name };
+}
+
+/** The rule of `grant` that allows `attrs`, if any (RBAC: any matching rule allows). */
+function allowingRule(grant: TokenGrant, attrs: RequestAttributes): PolicyRule | undefined {
+  const has = (list: string[], value: string) => list.includes("*") || list.includes(value);
+  return grant.rules.find(
+    (r) =>
+      has(r.verbs, attrs.verb) &&
+      has(r.apiGroups, attrs.group) &&
+      has(r.resources, attrs.resource) &&
+      (r.namespaces === undefined ||
+        (attrs.namespace !== undefined && r.namespaces.includes(attrs.namespace))),
+  );
+}
+
+/** kube-apiserver's 403 for a request RBAC does not allow. */
+function forbidden(grant: TokenGrant, a: RequestAttributes): StatusError {
+  const what = `${a.resource}${a.group ? `.${a.group}` : ""}${a.name ? ` "${a.name}"` : ""}`;
+  const scope = a.namespace ? `in the namespace "${a.namespace}"` : "at the cluster scope";
+  return new StatusError(
+    403,
+    "Forbidden",
+    `${what} is forbidden: User "${grant.user}" cannot ${a.verb} resource "${a.resource}" in API group "${a.group}" ${scope}`,
+    {
+      ...(a.name ? { name: a.name } : {}),
+      ...(a.group ? { group: a.group } : {}),
+      kind: a.resource,
+    },
+  );
 }
 
 function tokenMatches(header: string | undefined, token: string): boolean {
@@ -315,6 +430,17 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
   let requestCount = 0;
   let revision = 1000;
   const nextVersion = () => String(++revision);
+  const tokens = new Map<string, TokenGrant>([[options.token, options.grant ?? CLUSTER_ADMIN]]);
+  /** Per node: the resourceVersion of its last change (readiness, cordon). */
+  const nodeVersions = Array.from({ length: totalNodes }, () => String(revision));
+  /** When each ReplicaSet (by name) was created: its Pods' age. */
+  const replicaSetCreated = new Map<string, string>();
+  const events = new Map<string, KubeObject>();
+  /** Open watches: each recomputes its list and sends the differences after any change. */
+  const watchers = new Set<() => void>();
+  const changed = () => {
+    for (const notify of watchers) notify();
+  };
 
   const namespaces = new Map<string, KubeObject>();
 
@@ -356,7 +482,7 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
       reason,
       message,
     });
-    const rs = `${obj.metadata.name}-${createHash("sha256").update(canonical(spec.template)).digest("hex").slice(0, 10)}`;
+    const rs = replicaSetName(obj);
     // Like kube-apiserver, zero counts are omitted from the JSON.
     const count = (n: number) => (n > 0 ? n : undefined);
     return {
@@ -434,6 +560,7 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
       if (!previous || canonical(previous.spec) !== canonical(obj.spec)) {
         obj.metadata.generation = (previous?.metadata.generation ?? 0) + 1;
         obj.status = deploymentStatus(obj);
+        recordRollout(obj, previous);
       } else {
         obj.metadata.generation = previous.metadata.generation;
         obj.status = previous.status;
@@ -587,7 +714,12 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
     return { apiVersion, kind, metadata, ...rest };
   }
 
-  function list(res: Resource, namespace: string | undefined, url: URL): Json {
+  /** What a list needs of a type: its objects and, for field selectors, its selectable fields. */
+  type Listable = Pick<Resource, "store" | "itemsTyped" | "apiVersion" | "kind"> & {
+    fields?: (obj: KubeObject) => Record<string, string>;
+  };
+
+  function list(res: Listable, namespace: string | undefined, url: URL): Json {
     const labels = parseSelector(url.searchParams.get("labelSelector") ?? "", "label selector");
     const fields = parseSelector(url.searchParams.get("fieldSelector") ?? "", "field selector");
     const matching = [...res.store.entries()].filter(([key, obj]) => {
@@ -595,6 +727,7 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
       const fieldValues = {
         "metadata.name": obj.metadata.name,
         "metadata.namespace": obj.metadata.namespace ?? "",
+        ...res.fields?.(obj),
       };
       return selects(labels, obj.metadata.labels ?? {}) && selects(fields, fieldValues);
     });
@@ -614,19 +747,34 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
     };
   }
 
+  const nodeName = (i: number) => `${options.name}-node-${i + 1}`;
+
   function nodes(): KubeObject[] {
     return Array.from({ length: totalNodes }, (_, i) => {
       const ready = i < readyNodes;
-      const name = `${options.name}-node-${i + 1}`;
+      const name = nodeName(i);
+      const condition = (type: string, status: string, reason: string, message: string) => ({
+        type,
+        status,
+        lastHeartbeatTime: startedAt,
+        lastTransitionTime: startedAt,
+        reason,
+        message,
+      });
+      const pressure = (type: string, reason: string, message: string) =>
+        ready
+          ? condition(type, "False", reason, message)
+          : condition(type, "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.");
       return {
         apiVersion: "v1",
         kind: "Node",
         metadata: {
           name,
-          uid: createHash("sha256").update(name).digest("hex").slice(0, 32),
-          resourceVersion: String(revision),
+          uid: uuidOf(name),
+          resourceVersion: nodeVersions[i] ?? String(revision),
           creationTimestamp: startedAt,
           labels: {
+            "kubernetes.io/arch": "amd64",
             "kubernetes.io/hostname": name,
             "kubernetes.io/os": "linux",
             "topology.kubernetes.io/region": options.region,
@@ -648,23 +796,350 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
             : {},
         status: {
           conditions: [
+            pressure(
+              "MemoryPressure",
+              "KubeletHasSufficientMemory",
+              "kubelet has sufficient memory available",
+            ),
+            pressure("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            pressure(
+              "PIDPressure",
+              "KubeletHasSufficientPID",
+              "kubelet has sufficient PID available",
+            ),
             ready
-              ? {
-                  type: "Ready",
-                  status: "True",
-                  reason: "KubeletReady",
-                  message: "kubelet is posting ready status",
-                }
-              : {
-                  type: "Ready",
-                  status: "Unknown",
-                  reason: "NodeStatusUnknown",
-                  message: "Kubelet stopped posting node status.",
-                },
+              ? condition("Ready", "True", "KubeletReady", "kubelet is posting ready status")
+              : condition(
+                  "Ready",
+                  "Unknown",
+                  "NodeStatusUnknown",
+                  "Kubelet stopped posting node status.",
+                ),
           ],
+          addresses: [
+            { type: "InternalIP", address: nodeIp(i) },
+            { type: "Hostname", address: name },
+          ],
+          nodeInfo: {
+            machineID: uuidOf(`${name}/machine`).replace(/-/g, ""),
+            systemUUID: uuidOf(`${name}/system`),
+            bootID: uuidOf(`${name}/boot`),
+            kernelVersion: "6.1.119",
+            osImage: "Bottlerocket OS 1.29.0 (aws-k8s-1.31)",
+            containerRuntimeVersion: "containerd://1.7.24+bottlerocket",
+            kubeletVersion: KUBE_VERSION,
+            kubeProxyVersion: KUBE_VERSION,
+            operatingSystem: "linux",
+            architecture: "amd64",
+          },
         },
       };
     });
+  }
+
+  /** A node's private address: 10.<spoke>.<zone>.<n>, stable per node. */
+  function nodeIp(i: number): string {
+    const spokeByte = createHash("sha256").update(options.name).digest()[0] ?? 0;
+    return `10.${spokeByte}.${i % 3}.${10 + i}`;
+  }
+
+  function replicaSetName(obj: KubeObject): string {
+    const template = obj.spec?.template;
+    return `${obj.metadata.name}-${createHash("sha256").update(canonical(template)).digest("hex").slice(0, 10)}`;
+  }
+
+  /**
+   * Records an Event as the component that would emit it; a repeat of the same reason and
+   * message about the same object counts up, as the event recorder's aggregation does.
+   */
+  function recordEvent(
+    involved: { kind: string; apiVersion: string; name: string; namespace?: string; uid: string },
+    type: "Normal" | "Warning",
+    reason: string,
+    message: string,
+    source: { component: string; host?: string },
+  ): void {
+    const namespace = involved.namespace ?? "default";
+    const now = new Date().toISOString();
+    const existing = [...events.values()].find(
+      (e) =>
+        (e.involvedObject as Json).uid === involved.uid &&
+        e.reason === reason &&
+        e.message === message,
+    );
+    if (existing) {
+      existing.count = (existing.count as number) + 1;
+      existing.lastTimestamp = now;
+      existing.metadata.resourceVersion = nextVersion();
+      return;
+    }
+    const name = `${involved.name}.${createHash("sha256").update(`${involved.uid}/${reason}/${message}/${now}/${events.size}`).digest("hex").slice(0, 16)}`;
+    events.set(`${namespace}/${name}`, {
+      apiVersion: "v1",
+      kind: "Event",
+      metadata: {
+        name,
+        namespace,
+        uid: randomUUID(),
+        resourceVersion: nextVersion(),
+        creationTimestamp: now,
+      },
+      involvedObject: {
+        kind: involved.kind,
+        namespace: involved.namespace,
+        name: involved.name,
+        uid: involved.uid,
+        apiVersion: involved.apiVersion,
+      },
+      reason,
+      message,
+      source,
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1,
+      type,
+      eventTime: null,
+      reportingComponent: source.component,
+      reportingInstance: source.host ?? "",
+    });
+  }
+
+  const nodeRef = (i: number) => ({
+    kind: "Node",
+    apiVersion: "v1",
+    name: nodeName(i),
+    uid: nodeName(i),
+  });
+
+  /** Node events for nodes whose readiness or schedulability changed (as node-controller and kubelet post them). */
+  function nodeChanges(before: { ready: number; cordoned: number }): void {
+    for (let i = 0; i < totalNodes; i++) {
+      const wasReady = i < before.ready;
+      const isReady = i < readyNodes;
+      const wasCordoned = i < before.cordoned;
+      const isCordoned = i < cordonedNodes;
+      if (wasReady === isReady && wasCordoned === isCordoned) continue;
+      nodeVersions[i] = nextVersion();
+      if (wasReady && !isReady) {
+        recordEvent(
+          nodeRef(i),
+          "Normal",
+          "NodeNotReady",
+          `Node ${nodeName(i)} status is now: NodeNotReady`,
+          {
+            component: "node-controller",
+          },
+        );
+      }
+      if (!wasReady && isReady) {
+        recordEvent(
+          nodeRef(i),
+          "Normal",
+          "NodeReady",
+          `Node ${nodeName(i)} status is now: NodeReady`,
+          {
+            component: "kubelet",
+            host: nodeName(i),
+          },
+        );
+      }
+      if (wasCordoned !== isCordoned) {
+        const state = isCordoned ? "NodeNotSchedulable" : "NodeSchedulable";
+        recordEvent(nodeRef(i), "Normal", state, `Node ${nodeName(i)} status is now: ${state}`, {
+          component: "kubelet",
+          host: nodeName(i),
+        });
+      }
+    }
+    changed();
+  }
+
+  const deploymentRef = (obj: KubeObject) => ({
+    kind: "Deployment",
+    apiVersion: "apps/v1",
+    name: obj.metadata.name,
+    namespace: obj.metadata.namespace,
+    uid: obj.metadata.uid,
+  });
+  const desiredReplicas = (obj: KubeObject | undefined) =>
+    typeof obj?.spec?.replicas === "number" ? obj.spec.replicas : 1;
+
+  /** The deployment-controller's ScalingReplicaSet events for a new or changed Deployment. */
+  function recordRollout(obj: KubeObject, previous: KubeObject | undefined): void {
+    const rs = replicaSetName(obj);
+    const to = desiredReplicas(obj);
+    const scaled = (name: string, from: number, target: number) =>
+      recordEvent(
+        deploymentRef(obj),
+        "Normal",
+        "ScalingReplicaSet",
+        `Scaled ${target > from ? "up" : "down"} replica set ${name} from ${from} to ${target}`,
+        { component: "deployment-controller" },
+      );
+    if (!replicaSetCreated.has(rs)) replicaSetCreated.set(rs, new Date().toISOString());
+    const oldRs = previous ? replicaSetName(previous) : undefined;
+    const from = previous ? desiredReplicas(previous) : 0;
+    if (oldRs === rs) {
+      if (from !== to) scaled(rs, from, to);
+    } else {
+      if (to > 0) scaled(rs, 0, to);
+      if (oldRs && from > 0) scaled(oldRs, from, 0);
+    }
+    if (rolloutsFail && to > 0) {
+      const [first] = podsOf(obj);
+      if (first) {
+        const container = String((first.spec?.containers as Json[] | undefined)?.[0]?.name ?? "");
+        recordEvent(
+          {
+            kind: "Pod",
+            apiVersion: "v1",
+            name: first.metadata.name,
+            namespace: first.metadata.namespace,
+            uid: first.metadata.uid,
+          },
+          "Warning",
+          "BackOff",
+          `Back-off restarting failed container ${container} in pod ${first.metadata.name}_${first.metadata.namespace}(${first.metadata.uid})`,
+          { component: "kubelet", host: String(first.spec?.nodeName ?? "") },
+        );
+      }
+    }
+  }
+
+  /**
+   * The Pods a Deployment's current ReplicaSet runs: `spec.replicas` of them, spread over the
+   * nodes; Ready while the rollout is available and their node is Ready (the node lifecycle
+   * controller marks Pods of a NotReady node not Ready), CrashLoopBackOff while rollouts fail.
+   */
+  function podsOf(d: KubeObject): KubeObject[] {
+    const rs = replicaSetName(d);
+    const hash = rs.slice(d.metadata.name.length + 1);
+    const template = (d.spec?.template ?? {}) as Json;
+    const templateMeta = (template.metadata ?? {}) as Json;
+    const templateSpec = (template.spec ?? {}) as Json;
+    const containers = (
+      Array.isArray(templateSpec.containers) ? templateSpec.containers : []
+    ) as Json[];
+    const available = typeof d.status?.readyReplicas === "number" ? d.status.readyReplicas : 0;
+    const failing = rolloutsFail && available === 0;
+    const created = replicaSetCreated.get(rs) ?? d.metadata.creationTimestamp;
+    const offset = createHash("sha256").update(d.metadata.uid).digest()[0] ?? 0;
+    return Array.from({ length: desiredReplicas(d) }, (_, i) => {
+      const digest = createHash("sha256").update(`${rs}/${i}`).digest();
+      const suffix = [...digest.subarray(0, 5)]
+        .map((b) => POD_SUFFIX_ALPHABET[b % POD_SUFFIX_ALPHABET.length])
+        .join("");
+      const name = `${rs}-${suffix}`;
+      const node = totalNodes ? (offset + i) % totalNodes : -1;
+      const ready = i < available && node >= 0 && node < readyNodes;
+      const condition = (type: string, status: boolean) => ({
+        type,
+        status: status ? "True" : "False",
+        lastProbeTime: null,
+        lastTransitionTime: created,
+      });
+      const podIp = `10.${digest[5] ?? 0}.${digest[6] ?? 0}.${digest[7] ?? 0}`;
+      return {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: {
+          name,
+          generateName: `${rs}-`,
+          namespace: d.metadata.namespace,
+          uid: uuidOf(name),
+          resourceVersion: String(
+            Math.max(Number(d.metadata.resourceVersion), Number(nodeVersions[node] ?? 0)),
+          ),
+          creationTimestamp: created,
+          labels: {
+            ...((templateMeta.labels ?? {}) as Record<string, string>),
+            "pod-template-hash": hash,
+          },
+          ownerReferences: [
+            {
+              apiVersion: "apps/v1",
+              kind: "ReplicaSet",
+              name: rs,
+              uid: uuidOf(rs),
+              controller: true,
+              blockOwnerDeletion: true,
+            },
+          ],
+        },
+        spec: {
+          ...templateSpec,
+          containers,
+          restartPolicy: templateSpec.restartPolicy ?? "Always",
+          ...(node >= 0 ? { nodeName: nodeName(node) } : {}),
+        },
+        status:
+          node < 0
+            ? {
+                phase: "Pending",
+                conditions: [
+                  {
+                    ...condition("PodScheduled", false),
+                    reason: "Unschedulable",
+                    message: "no nodes available to schedule pods",
+                  },
+                ],
+                qosClass: "BestEffort",
+              }
+            : {
+                phase: "Running",
+                conditions: [
+                  condition("PodReadyToStartContainers", true),
+                  condition("Initialized", true),
+                  condition("Ready", ready),
+                  condition("ContainersReady", ready),
+                  condition("PodScheduled", true),
+                ],
+                hostIP: nodeIp(node),
+                hostIPs: [{ ip: nodeIp(node) }],
+                podIP: podIp,
+                podIPs: [{ ip: podIp }],
+                startTime: created,
+                containerStatuses: containers.map((c) => ({
+                  name: String(c.name ?? ""),
+                  image: String(c.image ?? ""),
+                  imageID: "",
+                  ready,
+                  started: !failing,
+                  restartCount: failing ? 5 : 0,
+                  state: failing
+                    ? {
+                        waiting: {
+                          reason: "CrashLoopBackOff",
+                          message: `back-off 2m40s restarting failed container=${String(c.name ?? "")} pod=${name}_${d.metadata.namespace}(${uuidOf(name)})`,
+                        },
+                      }
+                    : { running: { startedAt: created } },
+                  ...(failing
+                    ? {
+                        lastState: {
+                          terminated: {
+                            exitCode: 1,
+                            reason: "Error",
+                            startedAt: created,
+                            finishedAt: created,
+                          },
+                        },
+                      }
+                    : {}),
+                })),
+                qosClass: "BestEffort",
+              },
+      };
+    });
+  }
+
+  /** Every Pod on the spoke (derived from the Deployments), keyed like the stores. */
+  function pods(): Map<string, KubeObject> {
+    const out = new Map<string, KubeObject>();
+    for (const d of [...deployments.store.values()]) {
+      for (const pod of podsOf(d)) out.set(`${pod.metadata.namespace}/${pod.metadata.name}`, pod);
+    }
+    return out;
   }
 
   function discovery(path: string): Json | undefined {
@@ -703,14 +1178,24 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
           apiVersion: "v1",
           groups: [
             group("apps"),
+            group("authorization.k8s.io"),
             group("external-secrets.io"),
             ...(options.velero ? [group("velero.io")] : []),
           ],
         };
       case "/api/v1":
         return resourceList("v1", [
-          ["namespaces", "namespace", "Namespace", false, ["create", "get", "list"], ["ns"]],
-          ["nodes", "node", "Node", false, ["get", "list"], ["no"]],
+          ["events", "event", "Event", true, ["get", "list", "watch"], ["ev"]],
+          [
+            "namespaces",
+            "namespace",
+            "Namespace",
+            false,
+            ["create", "get", "list", "watch"],
+            ["ns"],
+          ],
+          ["nodes", "node", "Node", false, ["get", "list", "watch"], ["no"]],
+          ["pods", "pod", "Pod", true, ["get", "list", "watch"], ["po"]],
         ]);
       case "/apis/apps/v1":
         return resourceList("apps/v1", [
@@ -719,8 +1204,19 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
             "deployment",
             "Deployment",
             true,
-            ["create", "delete", "get", "list", "patch", "update"],
+            ["create", "delete", "get", "list", "patch", "update", "watch"],
             ["deploy"],
+          ],
+        ]);
+      case "/apis/authorization.k8s.io/v1":
+        return resourceList("authorization.k8s.io/v1", [
+          [
+            "selfsubjectaccessreviews",
+            "selfsubjectaccessreview",
+            "SelfSubjectAccessReview",
+            false,
+            ["create"],
+            [],
           ],
         ]);
       case "/apis/external-secrets.io/v1":
@@ -730,7 +1226,7 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
             "externalsecret",
             "ExternalSecret",
             true,
-            ["create", "get", "list", "update"],
+            ["create", "get", "list", "update", "watch"],
             ["es"],
           ],
         ]);
@@ -745,7 +1241,201 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
     }
   }
 
-  type Reply = { code: number; body: Json | string };
+  type Reply = { code: number; body: Json | string; contentType?: string };
+
+  /** `/api/v1[/namespaces/<ns>]/{pods,events}[/<name>]`: the derived, read-only types. */
+  function derivedRequest(
+    parts: string[],
+  ): { plural: string; namespace?: string; name?: string } | undefined {
+    if (parts[0] !== "api" || parts[1] !== "v1") return undefined;
+    const rest = parts.slice(2);
+    const namespaced = rest[0] === "namespaces" && rest.length >= 3;
+    const [namespace, plural, name, extra] = namespaced
+      ? [rest[1], rest[2], rest[3], rest[4]]
+      : [undefined, rest[0], undefined, rest[1]];
+    if (plural !== "pods" && plural !== "events") return undefined;
+    if (extra !== undefined) throw noRoute();
+    return { plural, namespace, name };
+  }
+
+  function podList(): Listable {
+    return {
+      store: pods(),
+      itemsTyped: false,
+      apiVersion: "v1",
+      kind: "Pod",
+      fields: (p) => ({
+        "spec.nodeName": String(p.spec?.nodeName ?? ""),
+        "status.phase": String(p.status?.phase ?? ""),
+      }),
+    };
+  }
+
+  function eventList(): Listable {
+    return {
+      store: events,
+      itemsTyped: false,
+      apiVersion: "v1",
+      kind: "Event",
+      fields: (e) => {
+        const involved = (e.involvedObject ?? {}) as Record<string, string>;
+        return {
+          ...Object.fromEntries(
+            ["kind", "namespace", "name", "uid", "apiVersion"].map((k) => [
+              `involvedObject.${k}`,
+              involved[k] ?? "",
+            ]),
+          ),
+          reason: String(e.reason ?? ""),
+          type: String(e.type ?? ""),
+          "source.component": String((e.source as Json | undefined)?.component ?? ""),
+        };
+      },
+    };
+  }
+
+  /** A SelfSubjectAccessReview, answered from the caller's own RBAC rules. */
+  function accessReview(body: Json, grant: TokenGrant): Json {
+    if (body.apiVersion !== "authorization.k8s.io/v1" || body.kind !== "SelfSubjectAccessReview") {
+      throw badRequest(
+        `the API version and kind in the data (${String(body.apiVersion)}, ${String(body.kind)}) do not match the expected authorization.k8s.io/v1, SelfSubjectAccessReview`,
+      );
+    }
+    const spec = isObject(body.spec) ? body.spec : {};
+    const resource = isObject(spec.resourceAttributes) ? spec.resourceAttributes : undefined;
+    const nonResource = isObject(spec.nonResourceAttributes)
+      ? spec.nonResourceAttributes
+      : undefined;
+    if (!resource === !nonResource) {
+      throw new StatusError(
+        422,
+        "Invalid",
+        `SelfSubjectAccessReview.authorization.k8s.io "" is invalid: spec.resourceAttributes: Invalid value: "null": exactly one of nonResourceAttributes or resourceAttributes must be specified`,
+        { group: "authorization.k8s.io", kind: "SelfSubjectAccessReview" },
+      );
+    }
+    // Non-resource URLs (discovery, health, version) are open to every authenticated user.
+    const rule = resource
+      ? allowingRule(grant, {
+          verb: String(resource.verb ?? ""),
+          group: String(resource.group ?? ""),
+          resource: String(resource.resource ?? ""),
+          ...(typeof resource.namespace === "string" && resource.namespace
+            ? { namespace: resource.namespace }
+            : {}),
+        })
+      : undefined;
+    const allowed = resource ? rule !== undefined : true;
+    return {
+      kind: "SelfSubjectAccessReview",
+      apiVersion: "authorization.k8s.io/v1",
+      metadata: { creationTimestamp: null },
+      spec,
+      status: {
+        allowed,
+        ...(allowed
+          ? {
+              reason: resource
+                ? `RBAC: allowed by ${grant.binding} to User "${grant.user}"`
+                : 'RBAC: allowed by ClusterRoleBinding "system:discovery" of ClusterRole "system:discovery" to Group "system:authenticated"',
+            }
+          : {}),
+      },
+    };
+  }
+
+  /** Renders a 200 GET answer as a meta.k8s.io/v1 Table when the client asked for one. */
+  function asTable(req: IncomingMessage, url: URL, reply: Reply): Reply {
+    const body = reply.body;
+    if (req.method !== "GET" || reply.code !== 200 || typeof body === "string") return reply;
+    if (!wantsTable(req.headers.accept)) return reply;
+    const include = url.searchParams.get("includeObject") ?? "Metadata";
+    const isList =
+      typeof body.kind === "string" && body.kind.endsWith("List") && Array.isArray(body.items);
+    const kind = String(isList ? String(body.kind).slice(0, -4) : body.kind);
+    const objects = isList ? typedItems(body) : [body];
+    const rv = String(((body.metadata ?? {}) as Json).resourceVersion ?? revision);
+    const rendered = table(kind, objects, rv, include);
+    return rendered ? { code: 200, body: rendered, contentType: TABLE_CONTENT_TYPE } : reply;
+  }
+
+  /** A list's items with the apiVersion and kind that built-in lists leave out of each item. */
+  function typedItems(body: Json): Json[] {
+    const kind = String(body.kind).slice(0, -4);
+    return (body.items as Json[]).map((item) => ({ apiVersion: body.apiVersion, kind, ...item }));
+  }
+
+  /**
+   * `watch=true` on a list: a chunked stream of `{type, object}` lines. Without a
+   * resourceVersion (or with "0") the current items come first as ADDED; after that every
+   * change to what the list selects is sent as ADDED, MODIFIED or DELETED (as Table rows when
+   * the client asked for a Table), until `timeoutSeconds` or the client goes away.
+   */
+  async function watch(
+    req: IncomingMessage,
+    response: ServerResponse,
+    url: URL,
+    grant: TokenGrant,
+  ) {
+    const listUrl = new URL(url);
+    for (const param of WATCH_PARAMS) listUrl.searchParams.delete(param);
+    const snapshot = async () => {
+      const { body } = await route(req, listUrl, grant);
+      if (typeof body === "string" || !Array.isArray(body.items)) {
+        throw badRequest(
+          "watch needs a collection: watch a list with fieldSelector=metadata.name=<name>",
+        );
+      }
+      const items = typedItems(body).map((o) => {
+        const m = o.metadata as Meta;
+        return [`${m.namespace ?? ""}/${m.name}`, o] as const;
+      });
+      return { kind: String(body.kind).slice(0, -4), items: new Map(items) };
+    };
+    const first = await snapshot();
+    let known = first.items;
+    const objectKind = first.kind;
+    const tableWanted = wantsTable(req.headers.accept);
+    const include = url.searchParams.get("includeObject") ?? "Metadata";
+    response.writeHead(200, {
+      "Content-Type": tableWanted ? TABLE_CONTENT_TYPE : "application/json",
+      "Cache-Control": "no-cache, private",
+      "X-Content-Type-Options": "nosniff",
+    });
+    let columnsSent = false;
+    const emit = (type: string, obj: Json) => {
+      const rv = String((obj.metadata as Meta).resourceVersion);
+      const object = tableWanted
+        ? table(objectKind, [obj], rv, include, { columns: !columnsSent })
+        : obj;
+      columnsSent = true;
+      response.write(`${JSON.stringify({ type, object })}\n`);
+    };
+    const from = url.searchParams.get("resourceVersion");
+    if (!from || from === "0") for (const obj of known.values()) emit("ADDED", obj);
+    let chain = Promise.resolve();
+    const notify = () => {
+      chain = chain.then(async () => {
+        const now = (await snapshot().catch(() => undefined))?.items;
+        if (!now || response.writableEnded) return;
+        for (const [key, obj] of now) {
+          const before = known.get(key);
+          if (!before) emit("ADDED", obj);
+          else if (canonical(before) !== canonical(obj)) emit("MODIFIED", obj);
+        }
+        for (const [key, obj] of known) if (!now.has(key)) emit("DELETED", obj);
+        known = now;
+      });
+    };
+    watchers.add(notify);
+    const timeout = Number(url.searchParams.get("timeoutSeconds") ?? "1800");
+    const timer = setTimeout(() => response.end(), Math.max(1, timeout) * 1000);
+    timer.unref();
+    response.on("close", () => {
+      watchers.delete(notify);
+      clearTimeout(timer);
+    });
+  }
   const methodNotAllowed = () =>
     new StatusError(
       405,
@@ -755,15 +1445,12 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
     );
 
   /** Routes one authenticated request; throws StatusError for every refusal. */
-  async function route(req: IncomingMessage, url: URL): Promise<Reply> {
+  async function route(req: IncomingMessage, url: URL, grant: TokenGrant): Promise<Reply> {
     const method = req.method ?? "GET";
     const path = url.pathname.length > 1 ? url.pathname.replace(/\/$/, "") : url.pathname;
     const only = (...allowed: string[]) => {
       if (!allowed.includes(method)) throw methodNotAllowed();
     };
-    if (url.searchParams.get("watch") === "true" || url.searchParams.get("watch") === "1") {
-      throw badRequest("watch is not supported by the sandbox fake spoke");
-    }
     if (url.searchParams.has("dryRun"))
       throw badRequest("dryRun is not supported by the sandbox fake spoke");
 
@@ -778,7 +1465,7 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
         body: {
           major: "1",
           minor: "31",
-          gitVersion: "v1.31.0-sandbox",
+          gitVersion: KUBE_VERSION,
           gitTreeState: "clean",
           goVersion: "go1.22.5",
           compiler: "gc",
@@ -793,6 +1480,20 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
     }
 
     const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+    const derived = derivedRequest(parts);
+    if (derived) {
+      only("GET");
+      const res = derived.plural === "pods" ? podList() : eventList();
+      if (derived.name === undefined) return { code: 200, body: list(res, derived.namespace, url) };
+      const obj = res.store.get(`${derived.namespace}/${derived.name}`);
+      if (!obj) throw notFound(derived.plural, "", derived.name);
+      return { code: 200, body: obj };
+    }
+    if (path === "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews") {
+      only("POST");
+      requireJson(req);
+      return { code: 201, body: accessReview(await jsonBody(req), grant) };
+    }
     if (parts[0] === "api" && parts[1] === "v1") {
       const [, , collection, name, ...rest] = parts;
       if (rest.length) throw noRoute();
@@ -948,7 +1649,8 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
     const text = typeof reply.body === "string" ? reply.body : JSON.stringify(reply.body);
     response.writeHead(reply.code, {
       "Content-Type":
-        typeof reply.body === "string" ? "text/plain; charset=utf-8" : "application/json",
+        reply.contentType ??
+        (typeof reply.body === "string" ? "text/plain; charset=utf-8" : "application/json"),
       "Content-Length": Buffer.byteLength(text),
       "X-Content-Type-Options": "nosniff",
       "Cache-Control": "no-cache, private",
@@ -959,10 +1661,24 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
   async function handle(req: IncomingMessage, response: ServerResponse): Promise<void> {
     requestCount++;
     try {
-      if (!tokenMatches(req.headers.authorization, options.token)) {
-        throw new StatusError(401, "Unauthorized", "Unauthorized");
+      const grant = [...tokens].find(([token]) =>
+        tokenMatches(req.headers.authorization, token),
+      )?.[1];
+      if (!grant) throw new StatusError(401, "Unauthorized", "Unauthorized");
+      const target = new URL(req.url ?? "/", url);
+      const include = target.searchParams.get("includeObject");
+      if (include !== null && !INCLUDE_OBJECT.has(include)) {
+        throw badRequest(`Invalid value: "${include}": must be 'Metadata', 'Object', or 'None'`);
       }
-      send(response, await route(req, new URL(req.url ?? "/", url)));
+      const attrs = requestAttributes(req.method ?? "GET", target);
+      const review = attrs?.resource === "selfsubjectaccessreviews" && attrs.verb === "create";
+      if (attrs && !review && !allowingRule(grant, attrs)) throw forbidden(grant, attrs);
+      if (attrs?.verb === "watch") {
+        await watch(req, response, target, grant);
+        return;
+      }
+      send(response, asTable(req, target, await route(req, target, grant)));
+      if (req.method !== "GET") changed();
     } catch (e) {
       const error =
         e instanceof StatusError
@@ -1065,13 +1781,17 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
       if (!Number.isInteger(n) || n < 0 || n > totalNodes) {
         throw new RangeError(`ready nodes must be an integer from 0 to ${totalNodes}, got ${n}`);
       }
+      const before = { ready: readyNodes, cordoned: cordonedNodes };
       readyNodes = n;
+      nodeChanges(before);
     },
     setCordonedNodes(n) {
       if (!Number.isInteger(n) || n < 0 || n > totalNodes) {
         throw new RangeError(`cordoned nodes must be an integer from 0 to ${totalNodes}, got ${n}`);
       }
+      const before = { ready: readyNodes, cordoned: cordonedNodes };
       cordonedNodes = n;
+      nodeChanges(before);
     },
     setRolloutsFail(fail) {
       rolloutsFail = fail;
@@ -1085,6 +1805,7 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
           obj.metadata.resourceVersion = nextVersion();
         }
       }
+      changed();
     },
     setExternalSecretReady(namespace, name, ready) {
       const obj = externalSecrets.store.get(`${namespace}/${name}`);
@@ -1092,6 +1813,25 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
         throw new Error(`ExternalSecret ${namespace}/${name} does not exist on ${options.name}`);
       obj.status = externalSecretStatus(ready);
       obj.metadata.resourceVersion = nextVersion();
+      if (!ready) {
+        recordEvent(
+          {
+            kind: "ExternalSecret",
+            apiVersion: "external-secrets.io/v1",
+            name,
+            namespace,
+            uid: obj.metadata.uid,
+          },
+          "Warning",
+          "UpdateFailed",
+          "could not get secret data from provider",
+          { component: "external-secrets" },
+        );
+      }
+      changed();
+    },
+    addToken(token, grant) {
+      tokens.set(token, grant);
     },
     setDeploymentAvailable(namespace, name, available) {
       const key = `${namespace}/${name}`;

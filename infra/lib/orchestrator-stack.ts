@@ -52,7 +52,6 @@ import { FailoverFunction } from "./failover-function.ts";
 import {
   alarmName,
   HEALTH_REGION,
-  METRICS_NAMESPACE,
   readinessFunctionName,
   stateMachineName,
   triggerFunctionName,

@@ -1,5 +1,6 @@
 /**
- * CloudWatch (awsJson1_0 with awsQueryCompatible, as the installed SDK speaks it): the Aurora
+ * CloudWatch, in both protocols the service accepts: awsJson1_0 with awsQueryCompatible (as the
+ * installed SDK speaks it) and awsQuery 2010-08-01 (as the AWS CLI v2 and older SDKs do): the Aurora
  * RPO lag the ungraceful-failover guard reads, per region (published in secondary regions
  * only, so a region without a value has no datapoints). The orchestrator's own metrics are EMF
  * log lines (functions/lib/metrics.ts), not PutMetricData calls.
@@ -8,8 +9,12 @@ import {
   AwsServiceError,
   type JsonServiceHandler,
   optionalString,
+  type QueryServiceHandler,
+  queryInput,
+  queryOutput,
   type RequestContext,
   requireString,
+  type XmlObject,
 } from "./protocol.ts";
 
 /** CloudWatch errors by `__type`, with the awsQuery code the compatible SDK resolves them by. */
@@ -22,13 +27,28 @@ export const CLOUDWATCH_QUERY_ERRORS: Record<string, string> = {
 /** Control surface of the CloudWatch emulator. */
 export interface CloudWatchEmulator {
   handler: JsonServiceHandler;
-  /** AWS/RDS AuroraGlobalDBRPOLag in `region`; null: the metric has no datapoints there. */
-  setRpoLagMs(region: string, ms: number | null): void;
+  /** The same operations over awsQuery (form parameters in, XML out, awsQuery error codes). */
+  queryHandler: QueryServiceHandler;
+  /**
+   * AWS/RDS AuroraGlobalDBRPOLag in `region`; null: the metric has no datapoints there. The
+   * cluster identifier is the metric's DBClusterIdentifier dimension, as ListMetrics shows it.
+   */
+  setRpoLagMs(region: string, ms: number | null, clusterIdentifier?: string): void;
 }
 
 const RPO_NAMESPACE = "AWS/RDS";
 const RPO_METRIC = "AuroraGlobalDBRPOLag";
 const MAX_POINTS = 60;
+/** awsQuery members that are numbers and timestamps in the JSON operations. */
+const QUERY_NUMBERS = new Set([
+  "Value",
+  "Values",
+  "Counts",
+  "Period",
+  "StorageResolution",
+  "MaxDatapoints",
+]);
+const QUERY_TIMESTAMPS = new Set(["StartTime", "EndTime", "Timestamp", "Timestamps"]);
 const STATISTICS = new Set(["SampleCount", "Average", "Sum", "Minimum", "Maximum"]);
 
 function missing(key: string): AwsServiceError {
@@ -66,6 +86,7 @@ function list(input: Record<string, unknown>, key: string): Record<string, unkno
 /** Creates the emulator; `handler` serves the `monitoring` credential scope. */
 export function createCloudWatch(): CloudWatchEmulator {
   const rpoLag = new Map<string, number>();
+  const rpoCluster = new Map<string, string>();
 
   /** Period start times (epoch s), newest first, and the value, for a metric with data. */
   function series(
@@ -152,8 +173,45 @@ export function createCloudWatch(): CloudWatchEmulator {
     return { Label: metricName, Datapoints: datapoints };
   }
 
+  /** ListMetrics: the metrics with data in the caller's region, filtered as asked. */
+  function listMetrics(input: Record<string, unknown>, ctx: RequestContext) {
+    const namespace = optionalString(input, "Namespace");
+    const metricName = optionalString(input, "MetricName");
+    const filters = Array.isArray(input.Dimensions) ? input.Dimensions.map(record) : [];
+    const found = new Map<
+      string,
+      { Namespace: string; MetricName: string; Dimensions: Record<string, string> }
+    >();
+    const cluster = rpoCluster.get(ctx.region);
+    if (rpoLag.has(ctx.region) && cluster) {
+      found.set("rpo", {
+        Namespace: RPO_NAMESPACE,
+        MetricName: RPO_METRIC,
+        Dimensions: { DBClusterIdentifier: cluster },
+      });
+    }
+    const metrics = [...found.values()].filter(
+      (m) =>
+        (!namespace || m.Namespace === namespace) &&
+        (!metricName || m.MetricName === metricName) &&
+        filters.every((f) => {
+          const value = m.Dimensions[String(f.Name)];
+          return value !== undefined && (f.Value === undefined || f.Value === value);
+        }),
+    );
+    return {
+      Metrics: metrics.map((m) => ({
+        Namespace: m.Namespace,
+        MetricName: m.MetricName,
+        Dimensions: Object.entries(m.Dimensions).map(([Name, Value]) => ({ Name, Value })),
+      })),
+    };
+  }
+
   const handler: JsonServiceHandler = (action, input, ctx) => {
     switch (action) {
+      case "ListMetrics":
+        return listMetrics(input, ctx);
       case "GetMetricData":
         return getMetricData(input, ctx);
       case "GetMetricStatistics":
@@ -163,11 +221,44 @@ export function createCloudWatch(): CloudWatchEmulator {
     }
   };
 
+  /** awsQuery: strings converted to the numbers and epoch seconds the JSON operations take. */
+  const queryHandler: QueryServiceHandler = async (action, params, ctx) => {
+    const coerce = (v: unknown, key: string): unknown => {
+      if (Array.isArray(v)) return v.map((x) => coerce(x, key));
+      // A dimension's Value is a string, unlike a datum's.
+      if (key === "Dimensions") return v;
+      if (typeof v === "object" && v !== null) {
+        return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, coerce(x, k)]));
+      }
+      if (typeof v !== "string") return v;
+      if (QUERY_NUMBERS.has(key)) return Number(v);
+      if (QUERY_TIMESTAMPS.has(key)) return Date.parse(v) / 1000;
+      return v;
+    };
+    try {
+      const output = await handler(
+        action,
+        coerce(queryInput(params), "") as Record<string, unknown>,
+        ctx,
+      );
+      return queryOutput(output ?? {}, QUERY_TIMESTAMPS) as XmlObject;
+    } catch (e) {
+      if (!(e instanceof AwsServiceError)) throw e;
+      const code =
+        e.code === "UnknownOperationException"
+          ? "InvalidAction"
+          : (CLOUDWATCH_QUERY_ERRORS[e.code] ?? e.code);
+      throw new AwsServiceError(code, e.message, e.statusCode);
+    }
+  };
+
   return {
     handler,
-    setRpoLagMs(region, ms) {
+    queryHandler,
+    setRpoLagMs(region, ms, clusterIdentifier) {
       if (ms === null) rpoLag.delete(region);
       else rpoLag.set(region, ms);
+      if (clusterIdentifier) rpoCluster.set(region, clusterIdentifier);
     },
   };
 }

@@ -67,6 +67,63 @@ function invalidArgument(message: string): AwsServiceError {
   return new AwsServiceError("InvalidArgumentException", message);
 }
 
+/**
+ * A range constraint of the API model, checked by the service front end before the operation
+ * runs: AWS answers ValidationException with the "N validation error(s) detected" wording,
+ * 1-based `<list>.<n>.member.<field>` paths and Java's number rendering (a Float dial of 150 is
+ * '150.0'). Model: EndpointWeight 0-255, TrafficDialPercentage 0-100 (Global Accelerator API
+ * reference, EndpointConfiguration and UpdateEndpointGroup).
+ */
+function rangeProblem(
+  value: number,
+  path: string,
+  min: number,
+  max: number,
+  float: boolean,
+): string | undefined {
+  const shown = float && Number.isInteger(value) ? value.toFixed(1) : String(value);
+  if (value > max) {
+    return `Value '${shown}' at '${path}' failed to satisfy constraint: Member must have value less than or equal to ${max}`;
+  }
+  if (value < min) {
+    return `Value '${shown}' at '${path}' failed to satisfy constraint: Member must have value greater than or equal to ${min}`;
+  }
+  return undefined;
+}
+
+function validationError(problems: string[]): AwsServiceError {
+  const n = problems.length;
+  return new AwsServiceError(
+    "ValidationException",
+    `${n} validation error${n === 1 ? "" : "s"} detected: ${problems.join("; ")}`,
+  );
+}
+
+/** The model's range constraints on UpdateEndpointGroup's input, all reported at once. */
+function updateProblems(input: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  const dial = input.TrafficDialPercentage;
+  if (typeof dial === "number") {
+    const p = rangeProblem(dial, "trafficDialPercentage", 0, 100, true);
+    if (p) problems.push(p);
+  }
+  const configs = Array.isArray(input.EndpointConfigurations) ? input.EndpointConfigurations : [];
+  configs.forEach((raw, i) => {
+    const weight = (raw as Record<string, unknown> | null)?.Weight;
+    if (typeof weight === "number") {
+      const p = rangeProblem(
+        weight,
+        `endpointConfigurations.${i + 1}.member.weight`,
+        0,
+        255,
+        false,
+      );
+      if (p) problems.push(p);
+    }
+  });
+  return problems;
+}
+
 function listenerOf(groupArn: string): string {
   return groupArn.split("/endpoint-group/")[0] ?? groupArn;
 }
@@ -100,8 +157,8 @@ function endpointConfigurations(value: unknown, old: EndpointGroup): Endpoint[] 
     if (seen.has(id)) throw invalidArgument(`Duplicate endpoint ${id}.`);
     seen.add(id);
     const weight = c.Weight ?? DEFAULT_WEIGHT;
-    if (typeof weight !== "number" || !Number.isInteger(weight) || weight < 0 || weight > 255) {
-      throw invalidArgument(`Weight for ${id} must be an integer from 0 to 255.`);
+    if (typeof weight !== "number" || !Number.isInteger(weight)) {
+      throw new AwsServiceError("SerializationException", `Weight for ${id} must be an integer.`);
     }
     const previous = old.endpoints.find((e) => e.id === id);
     return {
@@ -128,6 +185,8 @@ export function createGlobalAccelerator(): GaEmulator {
   }
 
   function update(input: Record<string, unknown>) {
+    const problems = updateProblems(input);
+    if (problems.length) throw validationError(problems);
     const g = find(input);
     if (updatesFail) {
       throw new AwsServiceError(
@@ -136,8 +195,11 @@ export function createGlobalAccelerator(): GaEmulator {
       );
     }
     const dial = input.TrafficDialPercentage;
-    if (dial !== undefined && (typeof dial !== "number" || dial < 0 || dial > 100)) {
-      throw invalidArgument("TrafficDialPercentage must be from 0 to 100.");
+    if (dial !== undefined && typeof dial !== "number") {
+      throw new AwsServiceError(
+        "SerializationException",
+        "TrafficDialPercentage must be a number.",
+      );
     }
     const endpoints =
       input.EndpointConfigurations === undefined

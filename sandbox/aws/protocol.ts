@@ -166,6 +166,48 @@ export function optionalString(input: Record<string, unknown>, key: string): str
   return v;
 }
 
+/**
+ * awsQuery form parameters as the nested input an awsJson handler takes: `A.member.1.B=x`
+ * becomes `{A: [{B: "x"}]}` (values stay strings; the service converts its numbers and times).
+ */
+export function queryInput(params: Record<string, string>): Record<string, unknown> {
+  const root: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(params)) {
+    if (key === "Action" || key === "Version") continue;
+    const path = key.split(".");
+    let node: Record<string, unknown> | unknown[] = root;
+    for (let i = 0; i < path.length; i++) {
+      const part = path[i] as string;
+      const isList = part === "member" && /^\d+$/.test(path[i + 1] ?? "");
+      const slot: string | number = Array.isArray(node) ? Number(part) - 1 : part;
+      if (isList) continue;
+      const last = i === path.length - 1;
+      const nextIsList = path[i + 1] === "member";
+      const container = node as Record<string | number, unknown>;
+      if (last) container[slot] = value;
+      else {
+        container[slot] ??= nextIsList ? [] : {};
+        node = container[slot] as Record<string, unknown> | unknown[];
+      }
+    }
+  }
+  return root;
+}
+
+/** An awsJson-shaped answer as awsQuery XML: each list becomes `<member>` elements. */
+export function queryOutput(value: unknown, timestampKeys: Set<string>, key = ""): XmlValue {
+  if (Array.isArray(value)) {
+    return { member: value.map((v) => queryOutput(v, timestampKeys, key)) as XmlValue[] };
+  }
+  if (typeof value === "number" && timestampKeys.has(key)) return new Date(value * 1000);
+  if (typeof value === "object" && value !== null && !(value instanceof Date)) {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, queryOutput(v, timestampKeys, k)]),
+    );
+  }
+  return value as XmlValue;
+}
+
 /** The region part of an ARN (`arn:aws:svc:<region>:...`). */
 export function regionOfArn(arn: string): string | undefined {
   return arn.split(":")[3] || undefined;

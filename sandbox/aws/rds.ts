@@ -3,6 +3,7 @@
  * failover with the region rules AWS applies, a promotion that takes time (FailoverState, then
  * the writer flips), and the faults the drill needs (stuck promotion, region outage).
  */
+import { createHash } from "node:crypto";
 import {
   AwsServiceError,
   type QueryServiceHandler,
@@ -66,6 +67,7 @@ export function createRds(): RdsEmulator {
   const memberStatuses = new Map<string, string>();
   const log: RdsCall[] = [];
   let delayMs = DEFAULT_PROMOTION_DELAY_MS;
+  const createdAt = new Date();
   let stuck = false;
 
   function settle(c: GlobalCluster): void {
@@ -176,27 +178,68 @@ export function createRds(): RdsEmulator {
   }
 
   /**
-   * DescribeDBClusters for one member: a cluster is found only in its own region, by ARN or
-   * identifier (the DBClusterIdentifier filter of the RDS API).
+   * DescribeDBClusters in a region: the global clusters' members there, as the DBCluster shape
+   * of the RDS API reference gives them (one instance each, the writer's a cluster writer).
    */
-  function describeMember(params: Record<string, string>, ctx: { region: string }): XmlObject {
-    const id = requireString(params, "DBClusterIdentifier", queryMissing);
-    for (const c of clusters.values()) {
+  function describeDbClusters(params: Record<string, string>, region: string): XmlObject {
+    const wanted = params.DBClusterIdentifier;
+    const found = [...clusters.values()].flatMap((c) => {
       settle(c);
-      const arn = c.members[ctx.region];
-      if (!arn || (arn !== id && !arn.endsWith(`:cluster:${id}`))) continue;
-      return {
-        DBClusterIdentifier: arn.split(":").at(-1),
-        DBClusterArn: arn,
-        Status: memberStatuses.get(ctx.region) ?? "available",
-        Engine: "aurora-postgresql",
-        EngineVersion: "16.6",
-        GlobalClusterIdentifier: c.identifier,
-        StorageEncrypted: true,
-        DeletionProtection: true,
-      };
+      return Object.entries(c.members)
+        .filter(([memberRegion]) => memberRegion === region)
+        .map(([memberRegion, arn]) => ({ c, arn, writer: memberRegion === c.writer }));
+    });
+    const id = (arn: string) => arn.split(":cluster:")[1] ?? arn;
+    const selected = wanted
+      ? found.filter(({ arn }) => arn === wanted || id(arn) === wanted)
+      : found;
+    if (wanted && selected.length === 0) {
+      throw new AwsServiceError("DBClusterNotFoundFault", `DBCluster ${wanted} not found.`, 404);
     }
-    throw new AwsServiceError("DBClusterNotFoundFault", `DBCluster ${id} not found.`, 404);
+    return {
+      DBClusters: {
+        DBCluster: selected.map(({ c, arn, writer }) => {
+          const name = id(arn);
+          const host = `${name}.cluster-c0sandbox0000.${region}.rds.amazonaws.com`;
+          return {
+            AllocatedStorage: 1,
+            AvailabilityZones: { AvailabilityZone: ["a", "b", "c"].map((z) => `${region}${z}`) },
+            BackupRetentionPeriod: 7,
+            DBClusterIdentifier: name,
+            DBClusterParameterGroup: "default.aurora-postgresql16",
+            DBSubnetGroup: "default",
+            Status: memberStatuses.get(region) ?? (c.promotion ? "modifying" : "available"),
+            Endpoint: host,
+            ReaderEndpoint: host.replace(".cluster-", ".cluster-ro-"),
+            MultiAZ: false,
+            Engine: "aurora-postgresql",
+            EngineVersion: "16.6",
+            Port: 5432,
+            ...(writer ? { MasterUsername: "postgres" } : {}),
+            DBClusterMembers: {
+              DBClusterMember: [
+                {
+                  DBInstanceIdentifier: `${name}-1`,
+                  IsClusterWriter: writer,
+                  DBClusterParameterGroupStatus: "in-sync",
+                  PromotionTier: 1,
+                },
+              ],
+            },
+            StorageEncrypted: true,
+            DbClusterResourceId: `cluster-${createHash("sha256").update(arn).digest("hex").slice(0, 26).toUpperCase()}`,
+            DBClusterArn: arn,
+            ClusterCreateTime: createdAt,
+            EngineMode: "provisioned",
+            DeletionProtection: true,
+            HttpEndpointEnabled: false,
+            CopyTagsToSnapshot: true,
+            CrossAccountClone: false,
+            StorageType: "aurora",
+          };
+        }),
+      },
+    };
   }
 
   const handler: QueryServiceHandler = (action, params, ctx) => {
@@ -212,7 +255,7 @@ export function createRds(): RdsEmulator {
         return { GlobalClusters: { GlobalClusterMember: list.map(describe) } };
       }
       case "DescribeDBClusters":
-        return { DBClusters: { DBCluster: [describeMember(params, ctx)] } };
+        return describeDbClusters(params, ctx.region);
       case "SwitchoverGlobalCluster":
         return promote(params, ctx, "switchover");
       case "FailoverGlobalCluster":

@@ -251,28 +251,48 @@ export function createRoute53(): Route53Emulator {
   }
 
   function healthCheck(id: string): RestResponse {
+    return { root: "GetHealthCheckResponse", body: { HealthCheck: healthCheckXml(id) } };
+  }
+
+  /** ListHealthChecks: every check, by ID, in pages of maxitems (default 100, at most 1000: Route 53 API reference, ListHealthChecks). */
+  function listHealthChecks(query: URLSearchParams): RestResponse {
+    const max = Number(query.get("maxitems") ?? "100");
+    if (!Number.isInteger(max) || max < 1 || max > 1000) {
+      throw invalidInput("maxitems must be an integer from 1 to 1000.");
+    }
+    const marker = query.get("marker");
+    const ids = [...checks.keys()].sort().filter((id) => !marker || id >= marker);
+    const page = ids.slice(0, max);
+    return {
+      root: "ListHealthChecksResponse",
+      body: {
+        HealthChecks: { HealthCheck: page.map(healthCheckXml) },
+        Marker: marker ?? "",
+        IsTruncated: ids.length > max,
+        ...(ids.length > max ? { NextMarker: ids[max] } : {}),
+        MaxItems: String(max),
+      },
+    };
+  }
+
+  function healthCheckXml(id: string): XmlObject {
     const c = check(id);
     return {
-      root: "GetHealthCheckResponse",
-      body: {
-        HealthCheck: {
-          Id: id,
-          CallerReference: `sandbox-${id}`,
-          HealthCheckConfig: {
-            Port: 443,
-            Type: "HTTPS",
-            ResourcePath: c.resourcePath ?? "/healthz",
-            FullyQualifiedDomainName: c.fqdn ?? `${id}.sandbox.internal`,
-            RequestInterval: 30,
-            FailureThreshold: 3,
-            MeasureLatency: false,
-            Inverted: false,
-            Disabled: false,
-            EnableSNI: true,
-          },
-          HealthCheckVersion: 1,
-        },
+      Id: id,
+      CallerReference: `sandbox-${id}`,
+      HealthCheckConfig: {
+        Port: 443,
+        Type: "HTTPS",
+        ResourcePath: c.resourcePath ?? "/healthz",
+        FullyQualifiedDomainName: c.fqdn ?? `${id}.sandbox.internal`,
+        RequestInterval: 30,
+        FailureThreshold: 3,
+        MeasureLatency: false,
+        Inverted: false,
+        Disabled: false,
+        EnableSNI: true,
       },
+      HealthCheckVersion: 1,
     };
   }
 
@@ -398,6 +418,9 @@ export function createRoute53(): Route53Emulator {
   const handler: RestXmlServiceHandler = (req: RestRequest) => {
     const parts = req.path.split("/").filter(Boolean).map(decodeURIComponent);
     const [version, kind, id, sub, ...rest] = parts;
+    if (version === ROUTE53_VERSION && kind === "healthcheck" && id === undefined) {
+      if (req.method === "GET") return listHealthChecks(req.query);
+    }
     if (version === ROUTE53_VERSION && id !== undefined && rest.length === 0) {
       if (kind === "healthcheck" && req.method === "GET" && sub === "status") {
         return healthCheckStatus(id);

@@ -31,6 +31,7 @@ import { createRoute53, type Route53Emulator } from "./route53.ts";
 import { createSecretsManager, type SecretsEmulator } from "./secretsmanager.ts";
 import { createSns, type SnsEmulator } from "./sns.ts";
 import { createSsm, type SsmEmulator } from "./ssm.ts";
+import { stsHandler } from "./sts.ts";
 
 /** The only access key the sandbox accepts (a fake one, never a real credential). */
 export const SANDBOX_ACCESS_KEY_ID = "AKIASANDBOX000000001";
@@ -63,8 +64,10 @@ type Route =
       targetPrefix?: string;
       /** awsQueryCompatible services: `__type` -> the awsQuery code sent in x-amzn-query-error. */
       queryErrors?: Record<string, string>;
-      /** Regions with an endpoint; a call signed for another region gets its connection reset. */
+      /** Regions with an endpoint; a call signed for another region fails as a name lookup would. */
       regions?: string[];
+      /** The awsQuery protocol the same service also accepts (a request without X-Amz-Target). */
+      query?: Omit<Extract<Route, { kind: "query" }>, "kind">;
     }
   | { kind: "query"; version: string; xmlns: string; handler: QueryServiceHandler }
   | { kind: "restXml"; xmlns: string; handler: RestXmlServiceHandler };
@@ -88,7 +91,24 @@ const ENDPOINT_ENV: Record<string, string> = {
   sns: "SNS",
   ssm: "SSM",
   states: "SFN",
+  sts: "STS",
 };
+
+/**
+ * A call signed for a region where the service has no endpoint. On AWS the client never gets
+ * an answer: the regional host name does not resolve (the AWS CLI prints `Could not connect to
+ * the endpoint URL`, the SDK fails with ENOTFOUND). The sandbox's one endpoint does answer, so
+ * it answers an error that names that failure and is not retryable, instead of resetting the
+ * connection (which clients retry as a transient network error).
+ */
+function noEndpoint(service: string, region: string): AwsServiceError {
+  const host = `${service}.${region}.amazonaws.com`;
+  return new AwsServiceError(
+    "UnknownEndpoint",
+    `Could not connect to the endpoint URL: "https://${host}/": getaddrinfo ENOTFOUND ${host} (${service} has no endpoint in ${region})`,
+    400,
+  );
+}
 
 function inferStyle(req: IncomingMessage): ErrorStyle {
   const contentType = req.headers["content-type"] ?? "";
@@ -278,6 +298,20 @@ export async function startAwsSandbox(): Promise<AwsSandbox> {
         targetPrefix: "GraniteServiceVersion20100801",
         handler: cloudwatch.handler,
         queryErrors: CLOUDWATCH_QUERY_ERRORS,
+        query: {
+          version: "2010-08-01",
+          xmlns: "http://monitoring.amazonaws.com/doc/2010-08-01/",
+          handler: cloudwatch.queryHandler,
+        },
+      },
+    ],
+    [
+      "sts",
+      {
+        kind: "query",
+        version: "2011-06-15",
+        xmlns: "https://sts.amazonaws.com/doc/2011-06-15/",
+        handler: stsHandler,
       },
     ],
     [
@@ -318,13 +352,14 @@ export async function startAwsSandbox(): Promise<AwsSandbox> {
           `The sandbox does not serve the ${service} service`,
         );
       }
-      style = styleOf(route);
+      const query = route.kind === "json" && !req.headers["x-amz-target"] ? route.query : undefined;
+      style = query ? { kind: "query" } : styleOf(route);
       const ctx = { region };
       if (route.kind === "json" && route.regions && !route.regions.includes(region)) {
-        req.socket.destroy();
-        return;
+        throw noEndpoint(service, region);
       }
-      if (route.kind === "json") await serveJson(route, req, res, body, ctx, requestId);
+      if (query) await serveQuery({ kind: "query", ...query }, res, body, ctx, requestId);
+      else if (route.kind === "json") await serveJson(route, req, res, body, ctx, requestId);
       else if (route.kind === "query") await serveQuery(route, res, body, ctx, requestId);
       else await serveRestXml(route, req, res, body, ctx, requestId);
     } catch (e) {

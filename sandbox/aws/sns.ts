@@ -74,6 +74,15 @@ export function createSns(): SnsEmulator {
     switch (action) {
       case "Publish":
         return publish(params, ctx.region);
+      case "ListTopics": {
+        // Up to 100 topics per page, in the caller's region (SNS API reference, ListTopics).
+        const inRegion = [...topics].filter((arn) => regionOfArn(arn) === ctx.region).sort();
+        const start = params.NextToken ? inRegion.indexOf(params.NextToken) : 0;
+        if (start < 0) throw invalidParameter("NextToken");
+        const page = inRegion.slice(start, start + 100);
+        const next = inRegion[start + 100];
+        return { Topics: { member: page.map((TopicArn) => ({ TopicArn })) }, NextToken: next };
+      }
       case "CreateTopic": {
         const name = params.Name ?? "";
         if (!/^[A-Za-z0-9_-]{1,256}$/.test(name)) {

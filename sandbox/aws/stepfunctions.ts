@@ -8,7 +8,12 @@
  * state's previous event, as AWS does, so readers can tell Parallel branches apart.
  */
 import { allStates, type EventLog, executionArnOf, localDefinition, runLocal } from "../runner.ts";
-import { AwsServiceError, type JsonServiceHandler, requireString } from "./protocol.ts";
+import {
+  AwsServiceError,
+  type JsonServiceHandler,
+  regionOfArn,
+  requireString,
+} from "./protocol.ts";
 
 const MAX_INPUT_BYTES = 256 * 1024;
 
@@ -76,6 +81,7 @@ const WAIT_FOR_TOKEN = /\.waitForTaskToken$/;
 export function createStepFunctions(options: StepFunctionsOptions): StepFunctions {
   const executions = new Map<string, Execution>();
   const tasks = new Map<string, PendingTask>();
+  const createdAt = Date.now();
 
   /** Resource of every Task state: a function ARN, or a service integration's. */
   const resources = new Map(
@@ -318,7 +324,7 @@ export function createStepFunctions(options: StepFunctionsOptions): StepFunction
     return t;
   }
 
-  const handler: JsonServiceHandler = (action, input) => {
+  const handler: JsonServiceHandler = (action, input, ctx) => {
     switch (action) {
       case "StartExecution":
         return start(input);
@@ -329,6 +335,21 @@ export function createStepFunctions(options: StepFunctionsOptions): StepFunction
         const events = input.reverseOrder === true ? [...e.history].reverse() : e.history;
         return { events };
       }
+      case "ListStateMachines":
+        // The state machine lives in its ARN's region only.
+        return {
+          stateMachines:
+            regionOfArn(options.stateMachineArn) === ctx.region
+              ? [
+                  {
+                    stateMachineArn: options.stateMachineArn,
+                    name: options.stateMachineArn.split(":").at(-1),
+                    type: "STANDARD",
+                    creationDate: seconds(createdAt),
+                  },
+                ]
+              : [],
+        };
       case "ListExecutions": {
         requireString(input, "stateMachineArn");
         const list = [...executions.values()]

@@ -489,7 +489,7 @@ describe("Global Accelerator", () => {
     expect(sandbox.ga.dials()[EAST]).toBe(100);
   });
 
-  it("answers EndpointGroupNotFoundException and InvalidArgumentException", async () => {
+  it("answers EndpointGroupNotFoundException, and ValidationException in AWS's wording for values outside the model's ranges", async () => {
     // Act
     const missing = await failure(
       ga().send(new DescribeEndpointGroupCommand({ EndpointGroupArn: `${GROUP_EAST}x` })),
@@ -502,12 +502,31 @@ describe("Global Accelerator", () => {
         }),
       ),
     );
+    const badBoth = await failure(
+      ga().send(
+        new UpdateEndpointGroupCommand({
+          EndpointGroupArn: GROUP_EAST,
+          TrafficDialPercentage: 101,
+          EndpointConfigurations: [
+            { EndpointId: "alb-east", Weight: 1 },
+            { EndpointId: "alb-east-2", Weight: -1 },
+          ],
+        }),
+      ),
+    );
     // Assess
     expect(missing.name).toBe("EndpointGroupNotFoundException");
-    expect(badWeight.name).toBe("InvalidArgumentException");
+    expect(badWeight.name).toBe("ValidationException");
+    expect(badWeight.message).toBe(
+      "1 validation error detected: Value '256' at 'endpointConfigurations.1.member.weight' failed to satisfy constraint: Member must have value less than or equal to 255",
+    );
+    expect(badBoth.message).toBe(
+      "2 validation errors detected: Value '101.0' at 'trafficDialPercentage' failed to satisfy constraint: Member must have value less than or equal to 100; Value '-1' at 'endpointConfigurations.2.member.weight' failed to satisfy constraint: Member must have value greater than or equal to 0",
+    );
+    expect(sandbox.ga.dials()[EAST]).not.toBe(101);
   });
 
-  it("has no endpoint outside us-west-2: the connection is reset", async () => {
+  it("has no endpoint outside us-west-2: a non-retryable error naming the failed name lookup", async () => {
     // Prepare
     const before = sandbox.ga.calls().length;
     // Act
@@ -515,8 +534,9 @@ describe("Global Accelerator", () => {
       ga(EAST).send(new DescribeEndpointGroupCommand({ EndpointGroupArn: GROUP_EAST })),
     );
     // Assess
-    expect(e.code).toBe("ECONNRESET");
-    expect(status(e)).toBeUndefined();
+    expect(e.name).toBe("UnknownEndpoint");
+    expect(e.message).toContain("getaddrinfo ENOTFOUND globalaccelerator.us-east-1.amazonaws.com");
+    expect(status(e)).toBe(400);
     expect(sandbox.ga.calls().length).toBe(before);
   });
 });

@@ -1,11 +1,8 @@
-import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer as createHttpsServer, request } from "node:https";
 import { type AddressInfo, createServer as createTcpServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
-import { promisify } from "node:util";
+import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   ConfigError,
@@ -628,43 +625,12 @@ describe("fake spoke", () => {
     const names = (reply: { body: { resources: Record<string, unknown>[] } }) =>
       reply.body.resources.map((r) => [r.name, r.singularName, r.shortNames]);
     expect(names(core)).toEqual([
+      ["events", "event", ["ev"]],
       ["namespaces", "namespace", ["ns"]],
       ["nodes", "node", ["no"]],
+      ["pods", "pod", ["po"]],
     ]);
     expect(names(apps)).toEqual([["deployments", "deployment", ["deploy"]]]);
     expect(names(es)).toEqual([["externalsecrets", "externalsecret", ["es"]]]);
-  });
-
-  const kubectl = (process.env.PATH ?? "")
-    .split(delimiter)
-    .some((d) => d && existsSync(join(d, "kubectl")));
-  it.skipIf(!kubectl)("serves kubectl by short name (get deploy, get ns, get no)", async () => {
-    const s = await spoke();
-    const run = (...args: string[]) =>
-      promisify(execFile)(
-        "kubectl",
-        [
-          ...args,
-          "--server",
-          s.url,
-          "--token",
-          TOKEN,
-          "--certificate-authority",
-          join(ca.dir, "ca.crt"),
-          "--cache-dir",
-          join(dir, "kube-cache"),
-          "-o",
-          "name",
-        ],
-        { encoding: "utf8" },
-      );
-
-    const namespaces = await run("get", "ns");
-    const nodes = await run("get", "no");
-    const deployments = await run("get", "deploy", "-n", "kube-system");
-
-    expect(namespaces.stdout).toContain("namespace/payments");
-    expect(nodes.stdout).toContain("node/spoke-use2-node-1");
-    expect(deployments.stdout).toContain("deployment.apps/sealed-secrets-controller");
   });
 });
