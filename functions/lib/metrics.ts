@@ -20,8 +20,6 @@ export const METRIC = {
   trafficShift: "TrafficShiftSeconds",
   stepSeconds: "StepSeconds",
   triggerDecisions: "TriggerDecisions",
-  /** Written by the readiness checks (issue 11) per region with Platform and TargetRegion. */
-  targetReady: "TargetReady",
 } as const;
 
 /** The count metric of each step outcome (a step that did not run has none). */

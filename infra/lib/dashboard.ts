@@ -19,6 +19,7 @@ import type { StateMachine } from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import type { Topology } from "../../functions/lib/config.ts";
 import { METRIC, STEP_OUTCOME_METRIC } from "../../functions/lib/metrics.ts";
+import { readinessMetricDimensions, TARGET_READY_METRIC } from "../../functions/lib/readiness.ts";
 import { STEPS } from "../../functions/lib/report.ts";
 import { TRIGGER_OUTCOMES } from "../../functions/lib/trigger.ts";
 import { HEALTH_REGION, METRICS_NAMESPACE, namePrefix } from "./naming.ts";
@@ -137,7 +138,16 @@ export class FailoverDashboard extends Construct {
         [
           graph(
             "Readiness per region (TargetReady: 1 ready, 0 not)",
-            perTarget(METRIC.targetReady, Stats.MINIMUM),
+            regions.map((r) =>
+              new Metric({
+                namespace: METRICS_NAMESPACE,
+                metricName: TARGET_READY_METRIC,
+                // The readiness function's own dimensions, as its alarms use them.
+                dimensionsMap: readinessMetricDimensions(t.platform, r),
+                statistic: Stats.MINIMUM,
+                period: PERIOD,
+              }).with({ label: r }),
+            ),
           ),
         ],
       ],
