@@ -214,6 +214,7 @@ export function createRds(): RdsEmulator {
             MultiAZ: false,
             Engine: "aurora-postgresql",
             EngineVersion: "16.6",
+            GlobalClusterIdentifier: c.identifier,
             Port: 5432,
             ...(writer ? { MasterUsername: "postgres" } : {}),
             DBClusterMembers: {

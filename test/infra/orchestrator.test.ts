@@ -539,7 +539,10 @@ describe("dashboard", () => {
       regions.map((r) => `GitopsFailover RTOSeconds Platform payments TargetRegion ${r}`),
     );
     expect(plotted(widget(/^Readiness/))).toEqual(
-      regions.map((r) => `GitopsFailover TargetReady Platform payments TargetRegion ${r}`),
+      // On the readiness function's own dimensions, as its alarms use them.
+      regions.map(
+        (r) => `GitopsFailover TargetReady Platform payments Region ${r} service gitops-failover`,
+      ),
     );
     for (const p of ["p50", "p90"]) {
       const w = widget(new RegExp(`^Step duration .*${p}`));
