@@ -35,7 +35,7 @@ import type {
   Plan,
   PlatformSnapshot,
 } from "./state.ts";
-import { maxDialRegion, type PartialSnapshot, snapshot } from "./steps.ts";
+import { dialsText, maxDialRegion, type PartialSnapshot, snapshot } from "./steps.ts";
 
 /** STOPPED: the step was still polling when the other Parallel branch failed. */
 export type StepOutcome = "SUCCEEDED" | "SKIPPED" | "FAILED" | "NOT_RUN" | "STOPPED";
@@ -59,7 +59,7 @@ export type StepName = (typeof STEPS)[number];
 export type FailedStep = StepName | "Report";
 
 /** The files a report is made of, in S3 or in a directory. */
-export const REPORT_FILES = ["report.json", "report.md", "audit.jsonl"] as const;
+export const REPORT_FILES = ["report.json", "report.md", "report.html", "audit.jsonl"] as const;
 
 export interface FailoverReport {
   status: "SUCCEEDED" | "FAILED";
@@ -280,12 +280,6 @@ const OUTCOME: Record<AuditOutcome, StepOutcome> = {
   DECIDED: "SUCCEEDED",
 };
 
-function dialsText(dials: unknown): string {
-  return Object.entries(fields(dials))
-    .map(([r, d]) => `${r} ${String(d)}%`)
-    .join(", ");
-}
-
 /** The one-line detail of a step that ran, from its result. */
 function detailOf(name: StepName, r: StepRecord): string {
   const a = r.after;
@@ -315,7 +309,7 @@ function detailOf(name: StepName, r: StepRecord): string {
     case "ShiftTraffic":
       return typeof a.stage === "number"
         ? `stage ${a.stage + 1}: ${String(a.percent)}%`
-        : `dials ${dialsText(a.trafficDials)}`;
+        : `dials ${dialsText(fields(a.trafficDials))}`;
     case "VerifyTraffic":
       return "target endpoints healthy";
     case "DemoteSource":
@@ -958,7 +952,7 @@ function auditJsonl(events: AuditEvent[]): string {
 
 /** Where the report went: `s3://bucket/reports/<execution>/` or a directory. */
 async function writeReport(r: FailoverReport, events: AuditEvent[]): Promise<string> {
-  const files: [string, string, string][] = [
+  const files: [(typeof REPORT_FILES)[number], string, string][] = [
     ["report.json", `${JSON.stringify(r, null, 2)}\n`, "application/json"],
     ["report.md", renderMarkdown(r), "text/markdown"],
     ["report.html", renderHtml(r), "text/html; charset=utf-8"],

@@ -903,9 +903,10 @@ export async function demoteSourceStep(state: FailoverState): Promise<DemotionSt
   };
 }
 
-function dialsText(dials: Record<string, number>): string {
+/** Traffic per region on one line (`us-west-2 100%, us-east-2 0%`), for messages and reports. */
+export function dialsText(dials: Record<string, unknown>): string {
   return Object.entries(dials)
-    .map(([r, d]) => `${r} ${d}%`)
+    .map(([r, d]) => `${r} ${String(d)}%`)
     .join(", ");
 }
 
