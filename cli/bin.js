@@ -15,5 +15,10 @@ const { register } = await import("tsx/esm/api");
 // `POWERTOOLS_LOG_LEVEL=INFO npx gitops-failover drill` shows them.
 process.env.POWERTOOLS_LOG_LEVEL ??= "SILENT";
 register();
+// A reader that stops early (`drill | head`) closes the pipe: the drill still finishes and removes
+// its sandbox, with nothing more printed, instead of dying on an unhandled EPIPE.
+process.stdout.on("error", (err) => {
+  if (err.code !== "EPIPE" && err.code !== "ERR_STREAM_DESTROYED") throw err;
+});
 const { main } = await import("./main.ts");
 process.exitCode = await main(process.argv);
