@@ -44,12 +44,24 @@ export interface GitServer {
    * One-shot.
    */
   injectConflictOnNextPush(files?: Record<string, string>, message?: string): void;
+  /**
+   * One-shot: `prepare` runs when the next receive-pack POST arrives, `done` once git has
+   * answered it (its ref updates made, `from` and `to` the branch head before and after) and
+   * before that answer ends, so the pusher only learns of its push after `done` acted.
+   */
+  onNextPush(hook: PushHook): void;
   /** Rotates the password: the old credentials then get 401. */
   setPassword(password: string): void;
   /** Receive-pack POSTs served (accepted or not) and requests refused for wrong credentials. */
   stats(): { pushes: number; rejectedAuth: number };
   /** Closes the server, kills running CGI children and removes the repository. */
   stop(): Promise<void>;
+}
+
+/** What happens around one push (see GitServer.onNextPush). */
+export interface PushHook {
+  prepare?: () => void;
+  done: (head: { from: string; to: string }) => Promise<void>;
 }
 
 const AUTHOR = "sandbox <sandbox@localhost>";
@@ -71,6 +83,7 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
   let password = options.password;
   let pendingConflict: { files: Record<string, string>; message: string } | undefined;
   let conflictCount = 0;
+  let pushHook: PushHook | undefined;
   let commitQueue: Promise<unknown> = Promise.resolve();
 
   const env = {
@@ -166,7 +179,13 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
     res.end(`${text}\n`);
   }
 
-  function runCgi(req: IncomingMessage, res: ServerResponse, pathInfo: string, query: string) {
+  function runCgi(
+    req: IncomingMessage,
+    res: ServerResponse,
+    pathInfo: string,
+    query: string,
+    beforeEnd?: () => Promise<void>,
+  ) {
     const cgiEnv: Record<string, string> = {
       ...env,
       GIT_PROJECT_ROOT: root,
@@ -222,7 +241,16 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
       }
       res.writeHead(status);
       res.write(buffered.subarray(end + (end === crlf ? 4 : 2)));
-      child.stdout.pipe(res);
+      if (!beforeEnd) {
+        child.stdout.pipe(res);
+        return;
+      }
+      child.stdout.pipe(res, { end: false });
+      child.stdout.once("end", () => {
+        // A hook that fails leaves the branch as git left it; the drill's history shows it.
+        const end = () => res.end();
+        beforeEnd().then(end, end);
+      });
     };
     child.stdout.on("data", onHead);
     child.on("error", () => {
@@ -263,6 +291,14 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
       const conflict = pendingConflict;
       pendingConflict = undefined;
       if (conflict) await commitDirect(conflict.files, conflict.message);
+      const hook = pushHook;
+      pushHook = undefined;
+      if (hook) {
+        hook.prepare?.();
+        const from = await head();
+        const done = async () => hook.done({ from, to: await head() });
+        return runCgi(req, res, url.pathname, url.search.slice(1), done);
+      }
     }
     runCgi(req, res, url.pathname, url.search.slice(1));
   }
@@ -304,6 +340,9 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
         files: files ?? { "NOTES.md": `Note ${conflictCount} from another committer.\n` },
         message,
       };
+    },
+    onNextPush(hook) {
+      pushHook = hook;
     },
     setPassword(next) {
       password = next;

@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
-import { parse } from "yaml";
+import { parse, parseDocument } from "yaml";
 import { dynamoClient, globalAcceleratorClient, resetClients } from "../functions/lib/aws.ts";
 import {
   defaultOrchestratorRegions,
@@ -27,7 +27,7 @@ import { type Ca, createCa } from "./ca.ts";
 import { type FaultName, SANDBOX_REGIONS, sizeProblems } from "./faults.ts";
 import { clearFunctionLogs } from "./function-logs.ts";
 import { type GitServer, startGitServer } from "./git.ts";
-import { DEFAULT_REPLICAS, gitopsLayout, VALUES_FILE } from "./gitops-layout.ts";
+import { componentNames, DEFAULT_REPLICAS, gitopsLayout, VALUES_FILE } from "./gitops-layout.ts";
 import { LOCAL_STATE_MACHINE_ARN } from "./runner.ts";
 import { type FakeSpoke, type FakeVeleroBackup, startSpoke } from "./spoke.ts";
 import { createWorkDir, sweepAbandonedWorkDirs } from "./workdir.ts";
@@ -574,7 +574,61 @@ function injectFault(
     case "ga-update-fails":
       s.aws.ga.setUpdatesFail(true);
       return;
+    case "commit-on-top":
+    case "commit-undoes-retarget":
+      commitOnTopOfNextPush(s, fault === "commit-on-top" ? imageBump : undoRetarget(target));
+      return;
   }
+}
+
+/** A commit someone else pushes: its message and files, from the branch as it is. */
+type OnTop = (git: GitServer) => Promise<{ message: string; files: Record<string, string> }>;
+
+/** What an image updater writes back: a new tag of the first component's image. */
+const imageBump: OnTop = async (git) => {
+  const component = componentNames(1)[0] ?? "api";
+  const file = `apps/${component}/deployment.yaml`;
+  const text = await git.readFile(file);
+  return {
+    message: `build: automatic update of ${component} to 1.0.1\n\nArgo CD Image Updater write-back.`,
+    files: { [file]: text.replace(/:1\.0\.0$/m, ":1.0.1") },
+  };
+};
+
+/** A commit that sets the target's flag back to false (a stale branch merged, a bad revert). */
+function undoRetarget(target: string): OnTop {
+  return async (git) => {
+    const doc = parseDocument(await git.readFile(VALUES_FILE));
+    doc.setIn(["regions", target, "active"], false);
+    return {
+      message: `chore: sync production values from staging\n\nMakes ${target} passive again.`,
+      files: { [VALUES_FILE]: doc.toString() },
+    };
+  };
+}
+
+/**
+ * Right after the next push moves the branch (the retarget commit), `commit` lands on top of it
+ * before the pusher hears back, and Argo CD's Git polls are held from the push until then: Argo
+ * CD never sees the retarget commit as the head, only the commit on top (as a hub polling every
+ * 3 minutes would, however quickly AwaitArgoSync asks).
+ */
+function commitOnTopOfNextPush(s: Sandbox, commit: OnTop): void {
+  let release: (() => void) | undefined;
+  s.git.onNextPush({
+    prepare: () => {
+      release = s.argo.holdGitPolls();
+    },
+    done: async ({ from, to }) => {
+      try {
+        if (from === to) return commitOnTopOfNextPush(s, commit);
+        const { message, files } = await commit(s.git);
+        await s.git.commitDirect(files, message);
+      } finally {
+        release?.();
+      }
+    },
+  });
 }
 
 async function readState(s: Sandbox): Promise<SandboxState> {

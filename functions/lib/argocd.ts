@@ -53,7 +53,15 @@ export interface SyncCheck {
   error?: ErrorData;
   /** Argo CD API calls this check made on the hub that answered (list, clusters, per-app). */
   apiCalls?: number;
+  /** Revisions other than the requested one that apps were counted done at (commits on top). */
+  acceptedRevisions?: string[];
 }
+
+/** What the caller makes of a revision an app reports other than the requested one. */
+export type RevisionJudgement =
+  | { status: "accepted" }
+  | { status: "pending"; reason: string }
+  | { status: "failed"; error: ErrorData };
 
 /** What AwaitArgoSync asks for; see {@link checkSync}. */
 export interface SyncCheckRequest {
@@ -71,6 +79,12 @@ export interface SyncCheckRequest {
   firstPoll: boolean;
   /** Bound on each HTTP call (and on the whole first-poll refresh phase). */
   timeoutMs: number;
+  /**
+   * Judges the commit SHAs target apps report (Synced at, or a failed operation at) other than
+   * `revision`, such as a commit pushed on top of it: an accepted one counts as `revision`, a
+   * failed one fails the check. Without it only `revision` itself counts.
+   */
+  judgeRevisions?: (revisions: string[]) => Promise<Map<string, RevisionJudgement>>;
 }
 
 /** Parallel refreshes on the first poll: enough for a few hundred target apps, gentle on a sick hub. */
@@ -455,32 +469,40 @@ function sameSha(a: string, b: string): boolean {
   return a.toLowerCase() === b.toLowerCase();
 }
 
-function atRevision(app: TargetApp, revision: string): boolean {
-  return app.revisions.some((r) => sameSha(r, revision));
+/** Revisions (lower case) judged to count as the requested one. */
+type Accepted = ReadonlySet<string>;
+
+function atRevision(app: TargetApp, revision: string, accepted?: Accepted): boolean {
+  return app.revisions.some((r) => sameSha(r, revision) || accepted?.has(r.toLowerCase()));
 }
 
 function operationActive(app: TargetApp): boolean {
   return app.phase === "Running" || app.phase === "Terminating";
 }
 
-function isDone(app: TargetApp, revision: string): boolean {
+function isDone(app: TargetApp, revision: string, accepted?: Accepted): boolean {
   return (
     app.syncStatus === "Synced" &&
-    atRevision(app, revision) &&
+    atRevision(app, revision, accepted) &&
     app.health === "Healthy" &&
     !operationActive(app)
   );
 }
 
 /** The last operation targeted this revision and ended Failed/Error: Argo CD will not retry it. */
-function failedAt(app: TargetApp, revision: string): boolean {
+function failedAt(app: TargetApp, revision: string, accepted?: Accepted): boolean {
   return (
     (app.phase === "Failed" || app.phase === "Error") &&
-    app.operationRevisions.some((r) => sameSha(r, revision))
+    app.operationRevisions.some((r) => sameSha(r, revision) || accepted?.has(r.toLowerCase()))
   );
 }
 
-function pendingReason(app: TargetApp, revision: string): string {
+function pendingReason(
+  app: TargetApp,
+  revision: string,
+  accepted?: Accepted,
+  judged?: Map<string, RevisionJudgement>,
+): string {
   const parts: string[] = [];
   if (app.syncStatus !== "Synced") {
     parts.push(
@@ -490,8 +512,10 @@ function pendingReason(app: TargetApp, revision: string): string {
     parts.push(
       app.note ? "Synced" : `Synced, ${app.multiSource ? "revisions" : "revision"} not read`,
     );
-  } else if (!atRevision(app, revision)) {
-    parts.push(`Synced at ${short(app.revisions[0])}, not ${short(revision)}`);
+  } else if (!atRevision(app, revision, accepted)) {
+    const judgement = judged?.get(app.revisions[0]?.toLowerCase() ?? "");
+    const why = judgement?.status === "pending" ? ` (${judgement.reason})` : "";
+    parts.push(`Synced at ${short(app.revisions[0])}, not ${short(revision)}${why}`);
   }
   if (app.health !== "Healthy") parts.push(app.health);
   if (operationActive(app)) parts.push(`operation ${app.phase}`);
@@ -721,11 +745,63 @@ async function readWhatTheListLacks(
   return result;
 }
 
+const SHA = /^[0-9a-f]{40}$/i;
+
+/**
+ * The commit SHAs to judge: what apps not at `revision` are Synced at, and what failed
+ * operations ran at (a multi-source app's other sources included; the judge says which are its).
+ */
+function revisionsToJudge(req: SyncCheckRequest, apps: TargetApp[]): string[] {
+  const found = new Set<string>();
+  for (const app of apps) {
+    const synced =
+      app.syncStatus === "Synced" && app.revisionsKnown && !atRevision(app, req.revision)
+        ? app.revisions
+        : [];
+    const ended = app.phase === "Failed" || app.phase === "Error" ? app.operationRevisions : [];
+    for (const r of [...synced, ...ended])
+      if (SHA.test(r) && !sameSha(r, req.revision)) found.add(r.toLowerCase());
+  }
+  return [...found].sort();
+}
+
+async function judge(
+  req: SyncCheckRequest,
+  apps: TargetApp[],
+): Promise<Map<string, RevisionJudgement>> {
+  const revisions = req.judgeRevisions ? revisionsToJudge(req, apps) : [];
+  if (!req.judgeRevisions || revisions.length === 0) return new Map();
+  const judged = await req.judgeRevisions(revisions);
+  return new Map([...judged].map(([r, j]) => [r.toLowerCase(), j]));
+}
+
+/** The first failed judgement of a revision an app reports, with the apps that report it. */
+function rejectedRevision(
+  apps: TargetApp[],
+  judged: Map<string, RevisionJudgement>,
+): ErrorData | undefined {
+  for (const [revision, j] of judged) {
+    if (j.status !== "failed") continue;
+    const at = apps.filter((a) =>
+      [...a.revisions, ...a.operationRevisions].some((r) => sameSha(r, revision)),
+    );
+    if (!at.length) continue;
+    const names = at.slice(0, MAX_FAILED_DETAILS).map((a) => a.name);
+    const more = at.length > names.length ? ` and ${at.length - names.length} more` : "";
+    return {
+      ...j.error,
+      details: [...(j.error.details ?? []), `Argo CD reports it for ${names.join(", ")}${more}`],
+    };
+  }
+  return undefined;
+}
+
 function evaluate(
   hub: string,
   req: SyncCheckRequest,
   listing: Listing,
   apps: TargetApp[],
+  judged: Map<string, RevisionJudgement> = new Map(),
 ): SyncCheck {
   const where = `cluster(s) ${req.clusters.join(", ")}`;
   if (apps.length === 0) {
@@ -746,14 +822,29 @@ function evaluate(
       ).toData(),
     };
   }
-  const done = apps.filter((a) => isDone(a, req.revision));
+  const accepted: Accepted = new Set(
+    [...judged].filter(([, j]) => j.status === "accepted").map(([r]) => r),
+  );
+  const done = apps.filter((a) => isDone(a, req.revision, accepted));
   const failed = apps.filter(
-    (a) => !isDone(a, req.revision) && (a.syncRefused || failedAt(a, req.revision)),
+    (a) =>
+      !isDone(a, req.revision, accepted) && (a.syncRefused || failedAt(a, req.revision, accepted)),
   );
   const pending = apps
-    .filter((a) => !isDone(a, req.revision))
-    .map((a) => ({ name: a.name, reason: pendingReason(a, req.revision) }));
-  const base = { hub, total: apps.length, done: done.length, pending };
+    .filter((a) => !isDone(a, req.revision, accepted))
+    .map((a) => ({ name: a.name, reason: pendingReason(a, req.revision, accepted, judged) }));
+  const acceptedRevisions = [...accepted].filter((r) =>
+    done.some((a) => a.revisions.some((v) => sameSha(v, r))),
+  );
+  const base = {
+    hub,
+    total: apps.length,
+    done: done.length,
+    pending,
+    ...(acceptedRevisions.length ? { acceptedRevisions } : {}),
+  };
+  const rejected = rejectedRevision(apps, judged);
+  if (rejected) return { ...base, status: "FAILED", error: rejected };
   if (failed.length) {
     const details = failed
       .slice(0, MAX_FAILED_DETAILS)
@@ -784,7 +875,8 @@ async function checkOnHub(client: HubClient, req: SyncCheckRequest): Promise<Syn
   if (req.firstPoll && (req.refresh !== "none" || req.sync))
     apps = await prime(client, req, apps, deadline);
   apps = await readWhatTheListLacks(client, req, apps, deadline);
-  return { ...evaluate(client.hub.name, req, listing, apps), apiCalls: client.calls };
+  const judged = await judge(req, apps);
+  return { ...evaluate(client.hub.name, req, listing, apps, judged), apiCalls: client.calls };
 }
 
 /**

@@ -3,7 +3,12 @@
  * and returns a small summary for the execution state. Handlers wrap these in middy; the ASL
  * decides the order. Every step reads the current state first, so re-runs and Redrive are safe.
  */
-import { type ArgoHubConnection, checkSync, type SyncCheck } from "./argocd.ts";
+import {
+  type ArgoHubConnection,
+  checkSync,
+  type RevisionJudgement,
+  type SyncCheck,
+} from "./argocd.ts";
 import { appendAuditEvent, readAuditTrail } from "./audit.ts";
 import {
   type AuroraTopology,
@@ -42,6 +47,7 @@ import {
   type FailoverCommit,
   type GitAuth,
   type GitRepo,
+  judgeRevisions,
   type RenderedEdit,
   readValues,
 } from "./gitops.ts";
@@ -556,6 +562,36 @@ export async function commitRetargetStep(state: FailoverState): Promise<Retarget
   };
 }
 
+/**
+ * The judge of revisions Argo CD reports other than the retarget commit (commits pushed on top
+ * of it): a descendant that still makes the target active counts as the commit. Git that cannot
+ * be read leaves those apps pending (the poll's deadline names why), never failing the poll.
+ */
+function retargetJudge(
+  t: Topology,
+  state: FailoverState,
+  target: string,
+  sha: string,
+): (revisions: string[]) => Promise<Map<string, RevisionJudgement>> {
+  const ancestors = [
+    state.converge?.retarget?.previousSha ?? state.retarget?.previousSha,
+    state.plan.before.gitHead,
+  ].filter((a): a is string => !!a && a !== sha);
+  return async (revisions) => {
+    try {
+      return await judgeRevisions(
+        gitRepo(t),
+        await gitAuth(t),
+        { sha, target, edits: editsFor(t, target), ancestors },
+        revisions,
+      );
+    } catch (e) {
+      const reason = `Git could not be read to judge it: ${describe(e)}`;
+      return new Map(revisions.map((r) => [r, { status: "pending", reason }]));
+    }
+  };
+}
+
 async function argoHubs(t: Topology): Promise<ArgoHubConnection[]> {
   return Promise.all(
     t.argocd.hubs.map(async (h) => ({
@@ -642,6 +678,7 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
       // `hub` is set once a hub answered in this window: until then no refresh was made.
       firstPoll: window.polls === 1 || !previous?.hub,
       timeoutMs: t.argocd.requestTimeoutSeconds * 1000,
+      judgeRevisions: retargetJudge(t, state, state.plan.targetRegion, revision),
     });
   } catch (e) {
     const known = previous?.hub
@@ -665,6 +702,7 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
     total: result.total,
     done: result.done,
     pending: result.pending.slice(0, 10),
+    ...(result.acceptedRevisions ? { acceptedRevisions: result.acceptedRevisions } : {}),
     ...(previous?.lastError ? { lastError: previous.lastError } : {}),
   };
   if (result.status === "IN_PROGRESS" && window.expired) {
@@ -923,8 +961,16 @@ async function retargetCommitOf(state: FailoverState): Promise<string | undefine
   return typeof sha === "string" ? sha : undefined;
 }
 
-/** Is every selected app of `region` Synced at `revision` and Healthy, live (no refresh, no sync)? */
-async function appsReadyAt(t: Topology, region: string, revision: string): Promise<string | null> {
+/**
+ * Is every selected app of `region` Synced at `revision` (or a commit on top of it that still
+ * makes `region` active, as AwaitArgoSync accepts) and Healthy, live (no refresh, no sync)?
+ */
+async function appsReadyAt(
+  t: Topology,
+  state: FailoverState,
+  region: string,
+  revision: string,
+): Promise<string | null> {
   try {
     const check = await checkSync({
       hubs: await argoHubs(t),
@@ -936,8 +982,10 @@ async function appsReadyAt(t: Topology, region: string, revision: string): Promi
       sync: false,
       firstPoll: false,
       timeoutMs: t.argocd.requestTimeoutSeconds * 1000,
+      judgeRevisions: retargetJudge(t, state, region, revision),
     });
     if (check.status === "SUCCEEDED") return null;
+    if (check.error) return check.error.message;
     const pending = check.pending.slice(0, 3).map((p) => `${p.name}: ${p.reason}`);
     return `${check.total - check.done} of ${check.total} apps not Synced at ${revision.slice(0, 7)} and Healthy (${pending.join("; ")})`;
   } catch (e) {
@@ -1103,7 +1151,7 @@ async function moveTrafficToWriter(
       ? `the spoke(s) of ${target} were not verified`
       : !revision
         ? "no retarget commit is recorded"
-        : await appsReadyAt(t, target, revision);
+        : await appsReadyAt(t, state, target, revision);
   if (notReady) {
     note("move-traffic", "NOT_NEEDED", `not to ${target}, which holds the writer: ${notReady}`);
     return false;
