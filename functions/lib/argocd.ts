@@ -723,6 +723,7 @@ async function readWhatTheListLacks(
   req: SyncCheckRequest,
   apps: TargetApp[],
   deadline: number,
+  accepted?: Accepted,
 ): Promise<TargetApp[]> {
   const needsRevisions = (a: TargetApp) =>
     !a.revisionsKnown && a.syncStatus === "Synced" && a.health === "Healthy" && !operationActive(a);
@@ -730,7 +731,9 @@ async function readWhatTheListLacks(
   const failures = apps
     .filter(
       (a) =>
-        !a.complete && ended(a) && (a.operationRevisions.length === 0 || failedAt(a, req.revision)),
+        !a.complete &&
+        ended(a) &&
+        (a.operationRevisions.length === 0 || failedAt(a, req.revision, accepted)),
     )
     .slice(0, MAX_FAILED_DETAILS);
   const wanted = new Set([...apps.filter((a) => !a.complete && needsRevisions(a)), ...failures]);
@@ -773,6 +776,10 @@ async function judge(
   if (!req.judgeRevisions || revisions.length === 0) return new Map();
   const judged = await req.judgeRevisions(revisions);
   return new Map([...judged].map(([r, j]) => [r.toLowerCase(), j]));
+}
+
+function acceptedOf(judged: Map<string, RevisionJudgement>): Accepted {
+  return new Set([...judged].filter(([, j]) => j.status === "accepted").map(([r]) => r));
 }
 
 /** The first failed judgement of a revision an app reports, with the apps that report it. */
@@ -822,9 +829,7 @@ function evaluate(
       ).toData(),
     };
   }
-  const accepted: Accepted = new Set(
-    [...judged].filter(([, j]) => j.status === "accepted").map(([r]) => r),
-  );
+  const accepted = acceptedOf(judged);
   const done = apps.filter((a) => isDone(a, req.revision, accepted));
   const failed = apps.filter(
     (a) =>
@@ -876,6 +881,12 @@ async function checkOnHub(client: HubClient, req: SyncCheckRequest): Promise<Syn
     apps = await prime(client, req, apps, deadline);
   apps = await readWhatTheListLacks(client, req, apps, deadline);
   const judged = await judge(req, apps);
+  const accepted = acceptedOf(judged);
+  // The message of an operation that failed at an accepted commit on top of the revision.
+  const failedOnTop = (a: TargetApp) =>
+    failedAt(a, req.revision, accepted) && !failedAt(a, req.revision);
+  if (apps.some((a) => !a.complete && failedOnTop(a)))
+    apps = await readWhatTheListLacks(client, req, apps, deadline, accepted);
   return { ...evaluate(client.hub.name, req, listing, apps, judged), apiCalls: client.calls };
 }
 

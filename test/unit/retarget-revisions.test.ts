@@ -1,0 +1,209 @@
+/**
+ * judgeRevisions against a real Git server (git http-backend): which revisions Argo CD may report
+ * instead of the retarget commit, read from Git at that revision through isomorphic-git.
+ */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RevisionJudgement } from "../../functions/lib/argocd.ts";
+import {
+  type GitAuth,
+  type GitRepo,
+  judgeRevisions,
+  type RenderedEdit,
+  type RetargetLineage,
+} from "../../functions/lib/gitops.ts";
+import { type GitServer, startGitServer } from "../../sandbox/git.ts";
+
+const run = promisify(execFile);
+const AUTH: GitAuth = { username: "gitops-bot", token: "pw-2c9e41d7a0b3f865" };
+
+const values = (east: boolean, west: boolean) =>
+  `# Which regions serve.\nregions:\n  us-west-2:\n    active: ${west}\n  us-east-2:\n    active: ${east} # failover flips this\n`;
+
+/** The two-phase retarget edits for us-east-2 (the demote of us-west-2 comes later). */
+const EDITS: RenderedEdit[] = [
+  { file: "values.yaml", path: "regions.us-east-2.active", value: true },
+];
+
+let server: GitServer;
+let repo: GitRepo;
+/** seed -> retarget -> image bump (ok) -> demote of the source (ok) -> undo -> docs (on the undo). */
+const sha: Record<"seed" | "other" | "retarget" | "bump" | "demote" | "undo" | "docs", string> = {
+  seed: "",
+  other: "",
+  retarget: "",
+  bump: "",
+  demote: "",
+  undo: "",
+  docs: "",
+};
+let lineage: RetargetLineage;
+
+beforeAll(async () => {
+  server = await startGitServer({
+    username: AUTH.username ?? "",
+    password: AUTH.token,
+    files: { "values.yaml": values(false, true), "apps/api.yaml": "image: api:1.0.0\n" },
+  });
+  repo = { url: server.url, branch: "main", author: { name: "t", email: "t@example.com" } };
+  sha.seed = await server.head();
+  sha.other = await server.commitDirect({ "NOTES.md": "before the failover\n" }, "docs: notes");
+  sha.retarget = await server.commitDirect(
+    { "values.yaml": values(true, true) },
+    "failover(shop): make us-east-2 active",
+  );
+  sha.bump = await server.commitDirect(
+    { "apps/api.yaml": "image: api:1.0.1\n" },
+    "build: api 1.0.1",
+  );
+  sha.demote = await server.commitDirect(
+    { "values.yaml": values(true, false) },
+    "failover(shop): make us-west-2 passive",
+  );
+  sha.undo = await server.commitDirect(
+    { "values.yaml": values(false, true) },
+    "chore: sync values from staging",
+  );
+  sha.docs = await server.commitDirect({ "NOTES.md": "after\n" }, "docs: after");
+  lineage = { sha: sha.retarget, target: "us-east-2", edits: EDITS, ancestors: [sha.other] };
+});
+
+afterAll(async () => {
+  await server.stop();
+});
+
+describe("judgeRevisions", () => {
+  it("accepts descendants that keep the target active, two-phase demote included", async () => {
+    // Act
+    const judged = await judgeRevisions(repo, AUTH, lineage, [sha.bump, sha.demote.toUpperCase()]);
+
+    // Assess
+    expect(Object.fromEntries(judged)).toEqual({
+      [sha.bump]: { status: "accepted" },
+      [sha.demote]: { status: "accepted" },
+    });
+  });
+
+  it("fails a descendant that undoes the retarget, naming the commit that did it, not the newest", async () => {
+    // Act
+    const judged = await judgeRevisions(repo, AUTH, lineage, [sha.docs, sha.undo]);
+
+    // Assess
+    for (const at of [sha.docs, sha.undo]) {
+      const verdict = judged.get(at) as Extract<RevisionJudgement, { status: "failed" }>;
+      expect(verdict.status).toBe("failed");
+      expect(verdict.error.name).toBe("RetargetUndone");
+      expect(verdict.error.message).toContain(
+        `commit ${sha.undo.slice(0, 12)} ("chore: sync values from staging" by sandbox <sandbox@localhost>) on top of the retarget commit ${sha.retarget.slice(0, 12)} undoes it: at ${at.slice(0, 12)}`,
+      );
+      expect(verdict.error.message).toContain(
+        "values.yaml regions.us-east-2.active is false, not true, so Git no longer makes us-east-2 active",
+      );
+    }
+  });
+
+  it("keeps older commits and commits not on the branch pending, with the reason", async () => {
+    // Act
+    const judged = await judgeRevisions(repo, AUTH, lineage, [
+      sha.seed,
+      sha.other,
+      "0123456789abcdef0123456789abcdef01234567",
+    ]);
+
+    // Assess
+    expect(Object.fromEntries(judged)).toEqual({
+      [sha.seed]: {
+        status: "pending",
+        reason: `${sha.seed.slice(0, 7)} is older than the retarget commit ${sha.retarget.slice(0, 7)}`,
+      },
+      [sha.other]: {
+        status: "pending",
+        reason: `${sha.other.slice(0, 7)} is older than the retarget commit ${sha.retarget.slice(0, 7)}`,
+      },
+      "0123456789abcdef0123456789abcdef01234567": {
+        status: "pending",
+        reason: "0123456789ab is not among the newest 7 commits of main",
+      },
+    });
+  });
+
+  it("answers a revision judged before from its cache, without Git (a rotated token is not even noticed)", async () => {
+    // Prepare
+    await judgeRevisions(repo, AUTH, lineage, [sha.bump]);
+
+    // Act
+    const judged = await judgeRevisions(repo, { ...AUTH, token: "wrong" }, lineage, [sha.bump]);
+
+    // Assess
+    expect(judged.get(sha.bump)).toEqual({ status: "accepted" });
+    // a revision never judged needs Git, which refuses the token
+    await expect(
+      judgeRevisions(repo, { ...AUTH, token: "wrong" }, lineage, [
+        "0123456789abcdef0123456789abcdef01234567",
+      ]),
+    ).rejects.toMatchObject({ name: "GitAuthError" });
+  });
+
+  it("fetches deeper once when the retarget commit is buried under more than 20 commits", async () => {
+    // Prepare
+    const busy = await startGitServer({
+      username: AUTH.username ?? "",
+      password: AUTH.token,
+      files: { "values.yaml": values(false, true) },
+    });
+    try {
+      const parent = await busy.head();
+      const retarget = await busy.commitDirect({ "values.yaml": values(true, true) }, "retarget");
+      let head = retarget;
+      for (let i = 1; i <= 21; i++)
+        head = await busy.commitDirect({ "apps/api.yaml": `image: api:1.0.${i}\n` }, `bump ${i}`);
+
+      // Act
+      const judged = await judgeRevisions(
+        { ...repo, url: busy.url },
+        AUTH,
+        { ...lineage, sha: retarget, ancestors: [parent] },
+        [head],
+      );
+
+      // Assess
+      expect(judged.get(head)).toEqual({ status: "accepted" });
+    } finally {
+      await busy.stop();
+    }
+  });
+
+  it("fails with RetargetCommitLost once a force-push dropped the retarget commit", async () => {
+    // Prepare: a second repository whose branch is reset under the retarget and pushed on
+    const other = await startGitServer({
+      username: AUTH.username ?? "",
+      password: AUTH.token,
+      files: { "values.yaml": values(false, true) },
+    });
+    try {
+      const parent = await other.head();
+      const retarget = await other.commitDirect({ "values.yaml": values(true, true) }, "retarget");
+      await run("git", ["--git-dir", other.repoDir, "update-ref", "refs/heads/main", parent]);
+      const rewritten = await other.commitDirect({ "NOTES.md": "rewritten\n" }, "rewrite");
+      const otherRepo = { ...repo, url: other.url };
+
+      // Act
+      const judged = await judgeRevisions(
+        otherRepo,
+        AUTH,
+        { ...lineage, sha: retarget, ancestors: [parent] },
+        [rewritten],
+      );
+
+      // Assess
+      const verdict = judged.get(rewritten) as Extract<RevisionJudgement, { status: "failed" }>;
+      expect(verdict.error.name).toBe("RetargetCommitLost");
+      expect(verdict.error.message).toContain(
+        `main no longer contains the retarget commit ${retarget.slice(0, 12)} among the newest 2 commits from its head ${rewritten.slice(0, 12)}, while Argo CD reports ${rewritten.slice(0, 12)}`,
+      );
+    } finally {
+      await other.stop();
+    }
+  });
+});
