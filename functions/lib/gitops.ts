@@ -14,7 +14,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
-import { mkdir, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, rm, stat, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
@@ -200,13 +200,21 @@ export async function readValues(
  * each rejected push are checked first: a failover commit of another execution (its
  * `Failover-Execution:` trailer differs from `message`'s) stops it with ConcurrentFailover; one
  * of this execution's own (a retried invocation whose push did land) is simply built upon.
+ *
+ * `requires`: edits that must already hold on the commit built upon (the target's retarget
+ * values, for the commit that makes the old region passive): a commit pushed on top that undid
+ * them stops it with RetargetUndone, nothing committed.
  */
 export async function commitRetarget(
   repo: GitRepo,
   auth: GitAuth,
   edits: RenderedEdit[],
   message: CommitMessage,
-  options: { maxAttempts: number; plannedHead?: string },
+  options: {
+    maxAttempts: number;
+    plannedHead?: string;
+    requires?: { region: string; edits: RenderedEdit[] };
+  },
 ): Promise<RetargetResult> {
   const unique = uniqueEdits(edits);
   const text = commitText(message);
@@ -221,6 +229,7 @@ export async function commitRetarget(
     for (;;) {
       await refuseConcurrentFailover(c, base, checked, own);
       checked = base;
+      if (options.requires) await assertStillActive(c, base, options.requires);
       const { tree, changes } = await applyEdits(c, base, unique);
       if (!tree) return { skipped: true, sha: base, previousSha: base, attempts, changes };
       if (attempts >= options.maxAttempts) {
@@ -452,11 +461,15 @@ async function withRevisionRepo<T>(
   };
   const run = (revisionQueues.get(dir) ?? Promise.resolve()).then(async () => {
     try {
+      await sweepStaleRevisionRepos(dir);
       if (!fs.existsSync(join(dir, ".git"))) {
         await mkdir(dir, { recursive: true });
         await initRepo({ fs, dir });
       }
       await addRemote({ fs, dir, remote: "origin", url: repo.url, force: true });
+      // Marks it in use, for the sweep of other processes and later invocations.
+      const now = new Date();
+      await utimes(dir, now, now);
       return await work(c);
     } catch (e) {
       if (e instanceof GitAuthError) invalidateSecretToken(auth.token);
@@ -469,6 +482,46 @@ async function withRevisionRepo<T>(
     run.catch(() => undefined),
   );
   return run;
+}
+
+/** RetargetUndone when `required.edits` (what makes `required.region` active) do not hold at `base`. */
+async function assertStillActive(
+  c: Clone,
+  base: string,
+  required: { region: string; edits: RenderedEdit[] },
+): Promise<void> {
+  const broken = await brokenEdits(c, base, required.edits);
+  if (!broken.length) return;
+  throw new RetargetUndone(
+    `${c.where}: at the head of ${c.repo.branch} (${base.slice(0, 12)}) ${broken.join(", ")}: a commit pushed since the retarget made ${required.region} passive again; nothing was committed`,
+    [
+      `find it with \`git log -p ${base.slice(0, 12)} -- ${[...new Set(required.edits.map((e) => e.file))].join(" ")}\`, make ${required.region} active again (or revert it), then re-run`,
+    ],
+  );
+}
+
+/**
+ * Removes the revision repositories of other repositories (or branches) unused for
+ * STALE_CLONE_MS: a function keeps one per topology, but a host running many sandboxes would
+ * otherwise collect one per Git server. Best effort.
+ */
+async function sweepStaleRevisionRepos(keep: string, now = Date.now()): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(tmpdir());
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const dir = join(tmpdir(), name);
+    if (!name.startsWith(REVISIONS_PREFIX) || dir === keep || revisionQueues.has(dir)) continue;
+    try {
+      if (now - (await stat(dir)).mtimeMs > STALE_CLONE_MS)
+        await rm(dir, { recursive: true, force: true });
+    } catch {
+      // Gone already, or not ours to remove: leave it.
+    }
+  }
 }
 
 /** Fetches the branch `depth` commits deep (or that much deeper, `relative`); returns its head. */

@@ -928,7 +928,12 @@ export async function demoteSourceStep(state: FailoverState): Promise<DemotionSt
       body: `Second commit of the failover to ${target}: traffic and the Aurora writer have moved, so ${regions.join(", ")} now run their standby size.`,
       trailers: trailers(state, "demote"),
     },
-    { maxAttempts: t.git.pushAttempts, plannedHead: head },
+    {
+      maxAttempts: t.git.pushAttempts,
+      plannedHead: head,
+      // Never both passive: a commit on top that undid the target's activation stops the demote.
+      requires: { region: target, edits: editsFor(t, target) },
+    },
   );
   return {
     status: "SUCCEEDED",

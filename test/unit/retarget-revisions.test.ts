@@ -2,11 +2,12 @@
  * judgeRevisions against a real Git server (git http-backend): which revisions Argo CD may report
  * instead of the retarget commit, read from Git at that revision through isomorphic-git.
  */
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RevisionJudgement } from "../../functions/lib/argocd.ts";
 import {
+  commitRetarget,
   type GitAuth,
   type GitRepo,
   judgeRevisions,
@@ -25,6 +26,24 @@ const values = (east: boolean, west: boolean) =>
 const EDITS: RenderedEdit[] = [
   { file: "values.yaml", path: "regions.us-east-2.active", value: true },
 ];
+
+/** `count` image bumps on top of `parent` on main, in one git fast-import; returns the new head. */
+function pile(repoDir: string, parent: string, count: number): string {
+  const data = (text: string) => `data ${Buffer.byteLength(text)}\n${text}\n`;
+  let stream = "";
+  for (let i = 1; i <= count; i++) {
+    stream += `commit refs/heads/main\ncommitter ci <ci@example.com> ${1_700_000_000 + i} +0000\n`;
+    stream += data(`bump ${i}`);
+    if (i === 1) stream += `from ${parent}\n`;
+    stream += `M 100644 inline apps/api.yaml\n${data(`image: api:1.0.${i}\n`)}\n`;
+  }
+  const git = (args: string[], input?: string) =>
+    execFileSync("git", ["--git-dir", repoDir, ...args], { input })
+      .toString()
+      .trim();
+  git(["fast-import", "--quiet"], stream);
+  return git(["rev-parse", "refs/heads/main"]);
+}
 
 let server: GitServer;
 let repo: GitRepo;
@@ -145,7 +164,7 @@ describe("judgeRevisions", () => {
     ).rejects.toMatchObject({ name: "GitAuthError" });
   });
 
-  it("fetches deeper once when the retarget commit is buried under more than 20 commits", async () => {
+  it("fetches deeper once when the retarget commit is buried under more than 20 commits, and no deeper than 100", async () => {
     // Prepare
     const busy = await startGitServer({
       username: AUTH.username ?? "",
@@ -155,20 +174,23 @@ describe("judgeRevisions", () => {
     try {
       const parent = await busy.head();
       const retarget = await busy.commitDirect({ "values.yaml": values(true, true) }, "retarget");
-      let head = retarget;
-      for (let i = 1; i <= 21; i++)
-        head = await busy.commitDirect({ "apps/api.yaml": `image: api:1.0.${i}\n` }, `bump ${i}`);
+      const head = pile(busy.repoDir, retarget, 21);
+      const busyLineage = { ...lineage, sha: retarget, ancestors: [parent] };
 
       // Act
-      const judged = await judgeRevisions(
-        { ...repo, url: busy.url },
-        AUTH,
-        { ...lineage, sha: retarget, ancestors: [parent] },
-        [head],
-      );
+      const judged = await judgeRevisions({ ...repo, url: busy.url }, AUTH, busyLineage, [head]);
+      const buried = pile(busy.repoDir, head, 80);
+      const tooDeep = await judgeRevisions({ ...repo, url: busy.url }, AUTH, busyLineage, [buried]);
 
       // Assess
       expect(judged.get(head)).toEqual({ status: "accepted" });
+      expect(tooDeep.get(buried)).toMatchObject({
+        status: "failed",
+        error: {
+          name: "RetargetCommitLost",
+          message: expect.stringContaining("among the newest 100 commits"),
+        },
+      });
     } finally {
       await busy.stop();
     }
@@ -205,5 +227,32 @@ describe("judgeRevisions", () => {
     } finally {
       await other.stop();
     }
+  });
+
+  it("refuses to demote the source once a commit on top made the target passive again, committing nothing", async () => {
+    // Prepare: the branch head (docs, on top of undo) has us-east-2 passive again
+    const head = await server.head();
+
+    // Act
+    const attempt = commitRetarget(
+      repo,
+      AUTH,
+      [{ file: "values.yaml", path: "regions.us-west-2.active", value: false }],
+      { subject: "failover(shop): make us-west-2 passive", body: "", trailers: {} },
+      {
+        maxAttempts: 1,
+        plannedHead: sha.retarget,
+        requires: { region: "us-east-2", edits: EDITS },
+      },
+    );
+
+    // Assess
+    await expect(attempt).rejects.toMatchObject({
+      name: "RetargetUndone",
+      message: expect.stringContaining(
+        `at the head of main (${head.slice(0, 12)}) values.yaml regions.us-east-2.active is false, not true: a commit pushed since the retarget made us-east-2 passive again; nothing was committed`,
+      ),
+    });
+    expect(await server.head()).toBe(head);
   });
 });
