@@ -17,6 +17,7 @@ import {
   resetRuntimeTopology,
   type Topology,
 } from "../functions/lib/config.ts";
+import { revisionRepoDir } from "../functions/lib/gitops.ts";
 import { logger } from "../functions/lib/middleware.ts";
 import { clearSecretCache } from "../functions/lib/secrets.ts";
 import { type ArgoEmulator, startArgoCd } from "./argocd.ts";
@@ -335,7 +336,10 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         replicas: DEFAULT_REPLICAS,
       }),
     });
-    stops.push(() => git.stop());
+    stops.push(async () => {
+      await git.stop();
+      await rm(revisionRepoDir({ url: git.url, branch: "main" }), { recursive: true, force: true });
+    });
 
     const argo = await startArgoCd({
       gitRepoDir: git.repoDir,

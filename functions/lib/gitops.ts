@@ -433,6 +433,12 @@ async function brokenEdits(c: Clone, commit: string, edits: RenderedEdit[]): Pro
 
 /** Revision repositories are `<tmpdir>/gitops-failover-revisions-<hash of url and branch>`. */
 const REVISIONS_PREFIX = "gitops-failover-revisions-";
+/** Where judgeRevisions keeps `repo`'s branch in /tmp (a sandbox removes it when it stops). */
+export function revisionRepoDir(repo: Pick<GitRepo, "url" | "branch">): string {
+  const id = createHash("sha256").update(`${repo.url}\0${repo.branch}`).digest("hex").slice(0, 16);
+  return join(tmpdir(), `${REVISIONS_PREFIX}${id}`);
+}
+
 /** One judge at a time per repository in this process (the directory is shared). */
 const revisionQueues = new Map<string, Promise<unknown>>();
 
@@ -450,8 +456,7 @@ async function withRevisionRepo<T>(
     "base64",
   );
   registerSecret(credentials);
-  const id = createHash("sha256").update(`${repo.url}\0${repo.branch}`).digest("hex").slice(0, 16);
-  const dir = join(tmpdir(), `${REVISIONS_PREFIX}${id}`);
+  const dir = revisionRepoDir(repo);
   const c: Clone = {
     dir,
     repo,

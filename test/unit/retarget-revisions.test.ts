@@ -3,6 +3,7 @@
  * instead of the retarget commit, read from Git at that revision through isomorphic-git.
  */
 import { execFile, execFileSync } from "node:child_process";
+import { rm } from "node:fs/promises";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RevisionJudgement } from "../../functions/lib/argocd.ts";
@@ -13,6 +14,7 @@ import {
   judgeRevisions,
   type RenderedEdit,
   type RetargetLineage,
+  revisionRepoDir,
 } from "../../functions/lib/gitops.ts";
 import { type GitServer, startGitServer } from "../../sandbox/git.ts";
 
@@ -66,6 +68,7 @@ beforeAll(async () => {
     files: { "values.yaml": values(false, true), "apps/api.yaml": "image: api:1.0.0\n" },
   });
   repo = { url: server.url, branch: "main", author: { name: "t", email: "t@example.com" } };
+  urls.push(server.url);
   sha.seed = await server.head();
   sha.other = await server.commitDirect({ "NOTES.md": "before the failover\n" }, "docs: notes");
   sha.retarget = await server.commitDirect(
@@ -88,8 +91,13 @@ beforeAll(async () => {
   lineage = { sha: sha.retarget, target: "us-east-2", edits: EDITS, ancestors: [sha.other] };
 });
 
+/** Every Git server's URL: the judge keeps a repository in /tmp for each. */
+const urls: string[] = [];
+
 afterAll(async () => {
   await server.stop();
+  for (const url of urls)
+    await rm(revisionRepoDir({ url, branch: "main" }), { recursive: true, force: true });
 });
 
 describe("judgeRevisions", () => {
@@ -171,6 +179,7 @@ describe("judgeRevisions", () => {
       password: AUTH.token,
       files: { "values.yaml": values(false, true) },
     });
+    urls.push(busy.url);
     try {
       const parent = await busy.head();
       const retarget = await busy.commitDirect({ "values.yaml": values(true, true) }, "retarget");
@@ -203,6 +212,7 @@ describe("judgeRevisions", () => {
       password: AUTH.token,
       files: { "values.yaml": values(false, true) },
     });
+    urls.push(other.url);
     try {
       const parent = await other.head();
       const retarget = await other.commitDirect({ "values.yaml": values(true, true) }, "retarget");
