@@ -22,6 +22,8 @@ export interface GitServerOptions {
   branch?: string;
   /** The repository's name in the URL; default `platform`. */
   repoName?: string;
+  /** Credentials that may fetch but not push (HTTP 403 on receive-pack), as a read-only token. */
+  reader?: { username: string; password: string };
 }
 
 /** A running Git server: its URL, the bare repository, reads of the branch, and fault switches. */
@@ -160,13 +162,19 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
   await gitIn(["config", "http.receivepack", "true"]);
   await writeCommit(options.files, "Initial commit", undefined, SEED_EPOCH_SECONDS);
 
-  function authorized(req: IncomingMessage): boolean {
+  /** "write" for the pushing credentials, "read" for the reader's, false otherwise. */
+  function authorized(req: IncomingMessage): "write" | "read" | false {
     const header = req.headers.authorization ?? "";
     const match = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header);
     if (!match?.[1]) return false;
     const given = Buffer.from(match[1], "base64");
-    const expected = Buffer.from(`${options.username}:${password}`);
-    return given.length === expected.length && timingSafeEqual(given, expected);
+    const same = (user: string, pass: string) => {
+      const expected = Buffer.from(`${user}:${pass}`);
+      return given.length === expected.length && timingSafeEqual(given, expected);
+    };
+    if (same(options.username, password)) return "write";
+    if (options.reader && same(options.reader.username, options.reader.password)) return "read";
+    return false;
   }
 
   function plain(
@@ -278,13 +286,21 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
       req.resume();
       return plain(res, 405, "method not allowed", { Allow: "GET, POST" });
     }
-    if (!authorized(req)) {
+    const access = authorized(req);
+    if (!access) {
       // Real git clients first ask without credentials; only wrong credentials count.
       if (req.headers.authorization) counters.rejectedAuth++;
       req.resume();
       return plain(res, 401, "authentication required", {
         "WWW-Authenticate": 'Basic realm="git"',
       });
+    }
+    const pushing =
+      url.pathname === `${prefix}git-receive-pack` ||
+      url.searchParams.get("service") === "git-receive-pack";
+    if (access === "read" && pushing) {
+      req.resume();
+      return plain(res, 403, "read-only credentials: pushing is not allowed");
     }
     if (req.method === "POST" && url.pathname === `${prefix}git-receive-pack`) {
       counters.pushes++;

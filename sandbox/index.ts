@@ -109,6 +109,8 @@ export interface Sandbox {
   /** Credentials for poking at the stand-ins with ordinary tools. */
   credentials: {
     git: { username: string; password: string };
+    /** The read-only Git credentials (git.readCredentialsSecretArn): fetch, never push. */
+    gitReader: { username: string; password: string };
     argocdToken: string;
     /** Argo CD's local admin, for POST /api/v1/session. */
     argocdAdmin: { username: string; password: string };
@@ -225,6 +227,7 @@ function buildTopology(
         insecure: true,
         branch: "main",
         credentialsSecretArn: secretArn("us-west-2", "git"),
+        readCredentialsSecretArn: secretArn("us-west-2", "git-read"),
         author: { name: "gitops-failover", email: "gitops-failover@sandbox.local" },
         retarget: [{ file: VALUES_FILE, path: "regions.{{targetRegion}}.active", value: true }],
         demote: [{ file: VALUES_FILE, path: "regions.{{region}}.active", value: false }],
@@ -297,6 +300,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   try {
     const ca = await createCa(join(dir, "ca"));
     const gitCredentials = { username: "failover", password: secret() };
+    const gitReader = { username: "failover-read", password: secret() };
     const spokeToken = secret();
     const argocdToken = secret();
     const argocdAdmin = { username: "admin", password: secret() };
@@ -325,6 +329,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     const components = appCount / spokeCount;
     const git = await startGitServer({
       ...gitCredentials,
+      reader: gitReader,
       files: gitopsLayout({
         platform: PLATFORM,
         regions: SANDBOX_REGIONS.map((region) => ({
@@ -420,6 +425,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
 
     await seedAws(aws, topology, activeRegion, {
       git: gitCredentials,
+      gitReader,
       spokeToken,
       argocdToken,
       hubClusterToken,
@@ -432,7 +438,14 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       topology,
       stateMachineArn: LOCAL_STATE_MACHINE_ARN,
       env,
-      credentials: { git: gitCredentials, argocdToken, argocdAdmin, spokeToken, hubClusterToken },
+      credentials: {
+        git: gitCredentials,
+        gitReader,
+        argocdToken,
+        argocdAdmin,
+        spokeToken,
+        hubClusterToken,
+      },
       dir,
       ca,
       caFile: join(ca.dir, "ca.crt"),
@@ -465,6 +478,7 @@ async function seedAws(
   activeRegion: string,
   s: {
     git: { username: string; password: string };
+    gitReader: { username: string; password: string };
     spokeToken: string;
     argocdToken: string;
     hubClusterToken: string;
@@ -477,6 +491,14 @@ async function seedAws(
       t.git.credentialsSecretArn,
       JSON.stringify({ username: s.git.username, token: s.git.password }),
     ],
+    ...(t.git.readCredentialsSecretArn
+      ? [
+          [
+            t.git.readCredentialsSecretArn,
+            JSON.stringify({ username: s.gitReader.username, token: s.gitReader.password }),
+          ] as [string, string],
+        ]
+      : []),
     ...t.argocd.hubs.flatMap((hub): [string, string][] => [
       [hub.tokenSecretArn, token(s.argocdToken)],
       ...(hub.backup

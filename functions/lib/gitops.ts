@@ -152,6 +152,8 @@ interface Clone {
   where: string;
   headers: Record<string, string>;
   cache: object;
+  /** The HTTP client, when not boundedHttp (the revision judge's ends at its deadline). */
+  http?: HttpClient;
 }
 
 /**
@@ -293,6 +295,7 @@ export async function judgeRevisions(
   auth: GitAuth,
   lineage: RetargetLineage,
   revisions: string[],
+  options: { timeoutMs?: number } = {},
 ): Promise<Map<string, RevisionJudgement>> {
   const result = new Map<string, RevisionJudgement>();
   const scope = `${repo.url}\0${repo.branch}\0${lineage.sha}\0${JSON.stringify(lineage.edits)}\0`;
@@ -307,7 +310,8 @@ export async function judgeRevisions(
     else todo.push(revision);
   }
   if (!todo.length) return result;
-  await withRevisionRepo(repo, auth, async (c) => {
+  const deadline = Date.now() + (options.timeoutMs ?? 2 * HTTP_TIMEOUT_MS);
+  await withRevisionRepo(repo, auth, deadline, async (c) => {
     let head = await fetchBranch(c, FAILOVER_LOOKBACK_COMMITS, false);
     let history = await commitGraph(c, head);
     if (!history.has(lineage.sha)) {
@@ -375,7 +379,7 @@ async function judgeOne(
   const branch = c.repo.branch;
   if (!graph.has(lineage.sha)) {
     const error = new RetargetCommitLost(
-      `${c.where}: ${branch} no longer contains the retarget commit ${short(lineage.sha)} among the newest ${graph.size} commits from its head ${short(head)}, while Argo CD reports ${short(revision)}: a force-push dropped it (or more than ${REVISION_LOOKBACK_COMMITS} commits landed on top); nothing was moved`,
+      `${c.where}: ${branch} no longer contains the retarget commit ${short(lineage.sha)} among the newest ${graph.size} commits from its head ${short(head)}, while Argo CD reports ${short(revision)}: a force-push dropped it (or more than ${REVISION_LOOKBACK_COMMITS} commits landed on top)`,
       [
         `check ${branch}'s history on the Git host (its audit log or reflog), put the retarget back or re-run the failover, and stop whatever rewrote the branch`,
       ],
@@ -403,7 +407,7 @@ async function judgeOne(
   const subject = (commit?.message.split("\n")[0] ?? "").slice(0, 120);
   const by = commit ? ` by ${commit.author.name} <${commit.author.email}>` : "";
   const error = new RetargetUndone(
-    `commit ${short(culprit)} ("${subject}"${by}) on top of the retarget commit ${short(lineage.sha)} undoes it: at ${short(revision)}, which Argo CD deploys, ${broken.join(", ")}, so Git no longer makes ${lineage.target} active; nothing was moved`,
+    `commit ${short(culprit)} ("${subject}"${by}) on top of the retarget commit ${short(lineage.sha)} undoes it: at ${short(revision)}, which Argo CD deploys, ${broken.join(", ")}, so Git no longer makes ${lineage.target} active`,
     [
       `revert ${short(culprit)} (or make ${lineage.target} active again) and re-run the failover; whatever pushed it must leave the retarget values alone during a failover`,
     ],
@@ -449,6 +453,7 @@ const revisionQueues = new Map<string, Promise<unknown>>();
 async function withRevisionRepo<T>(
   repo: GitRepo,
   auth: GitAuth,
+  deadline: number,
   work: (c: Clone) => Promise<T>,
 ): Promise<T> {
   registerSecret(auth.token);
@@ -463,6 +468,15 @@ async function withRevisionRepo<T>(
     where: printableUrl(repo.url),
     headers: { Authorization: `Basic ${credentials}` },
     cache: {},
+    http: {
+      request: (request) =>
+        http.request({
+          ...request,
+          signal: AbortSignal.timeout(
+            Math.max(1, Math.min(HTTP_TIMEOUT_MS, deadline - Date.now())),
+          ),
+        }),
+    },
   };
   const run = (revisionQueues.get(dir) ?? Promise.resolve()).then(async () => {
     try {
@@ -534,7 +548,7 @@ async function fetchBranch(c: Clone, depth: number, relative: boolean): Promise<
   try {
     await fetch({
       fs,
-      http: boundedHttp,
+      http: c.http ?? boundedHttp,
       dir: c.dir,
       remote: "origin",
       ref: c.repo.branch,

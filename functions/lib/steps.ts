@@ -33,6 +33,7 @@ import {
   AuroraPromotionRefused,
   AuroraPromotionTimeout,
   CompensationIncomplete,
+  ConfigError,
   describe,
   type ErrorData,
   type FailoverError,
@@ -86,6 +87,17 @@ export function gitRepo(t: Topology): GitRepo {
 /** The orchestrator's Git credentials, from Secrets Manager. */
 export async function gitAuth(t: Topology): Promise<GitAuth> {
   const secret = await getSecret(t.git.credentialsSecretArn);
+  return { token: secret.token, ...(secret.username ? { username: secret.username } : {}) };
+}
+
+/**
+ * The read-only Git credentials AwaitArgoSync judges commits on top with (never the push token),
+ * from Secrets Manager.
+ */
+async function gitReadAuth(t: Topology): Promise<GitAuth> {
+  if (!t.git.readCredentialsSecretArn)
+    throw new ConfigError("git.readCredentialsSecretArn is not set in the topology");
+  const secret = await getSecret(t.git.readCredentialsSecretArn);
   return { token: secret.token, ...(secret.username ? { username: secret.username } : {}) };
 }
 
@@ -572,6 +584,7 @@ function retargetJudge(
   state: FailoverState,
   target: string,
   sha: string,
+  auth: () => Promise<GitAuth>,
 ): (revisions: string[]) => Promise<Map<string, RevisionJudgement>> {
   const ancestors = [
     state.converge?.retarget?.previousSha ?? state.retarget?.previousSha,
@@ -581,9 +594,10 @@ function retargetJudge(
     try {
       return await judgeRevisions(
         gitRepo(t),
-        await gitAuth(t),
+        await auth(),
         { sha, target, edits: editsFor(t, target), ancestors },
         revisions,
+        { timeoutMs: t.argocd.requestTimeoutSeconds * 1000 },
       );
     } catch (e) {
       const reason = `Git could not be read to judge it: ${describe(e)}`;
@@ -678,7 +692,13 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
       // `hub` is set once a hub answered in this window: until then no refresh was made.
       firstPoll: window.polls === 1 || !previous?.hub,
       timeoutMs: t.argocd.requestTimeoutSeconds * 1000,
-      judgeRevisions: retargetJudge(t, state, state.plan.targetRegion, revision),
+      ...(t.git.readCredentialsSecretArn
+        ? {
+            judgeRevisions: retargetJudge(t, state, state.plan.targetRegion, revision, () =>
+              gitReadAuth(t),
+            ),
+          }
+        : {}),
     });
   } catch (e) {
     const known = previous?.hub
@@ -987,7 +1007,7 @@ async function appsReadyAt(
       sync: false,
       firstPoll: false,
       timeoutMs: t.argocd.requestTimeoutSeconds * 1000,
-      judgeRevisions: retargetJudge(t, state, region, revision),
+      judgeRevisions: retargetJudge(t, state, region, revision, () => gitAuth(t)),
     });
     if (check.status === "SUCCEEDED") return null;
     if (check.error) return check.error.message;

@@ -20,6 +20,9 @@ import { type GitServer, startGitServer } from "../../sandbox/git.ts";
 
 const run = promisify(execFile);
 const AUTH: GitAuth = { username: "gitops-bot", token: "pw-2c9e41d7a0b3f865" };
+/** What AwaitArgoSync judges with (git.readCredentialsSecretArn): it may fetch, never push. */
+const READER: GitAuth = { username: "gitops-read", token: "pw-read-5b0e7c2a9d14" };
+const reader = { username: READER.username ?? "", password: READER.token };
 
 const values = (east: boolean, west: boolean) =>
   `# Which regions serve.\nregions:\n  us-west-2:\n    active: ${west}\n  us-east-2:\n    active: ${east} # failover flips this\n`;
@@ -65,6 +68,7 @@ beforeAll(async () => {
   server = await startGitServer({
     username: AUTH.username ?? "",
     password: AUTH.token,
+    reader,
     files: { "values.yaml": values(false, true), "apps/api.yaml": "image: api:1.0.0\n" },
   });
   repo = { url: server.url, branch: "main", author: { name: "t", email: "t@example.com" } };
@@ -103,7 +107,10 @@ afterAll(async () => {
 describe("judgeRevisions", () => {
   it("accepts descendants that keep the target active, two-phase demote included", async () => {
     // Act
-    const judged = await judgeRevisions(repo, AUTH, lineage, [sha.bump, sha.demote.toUpperCase()]);
+    const judged = await judgeRevisions(repo, READER, lineage, [
+      sha.bump,
+      sha.demote.toUpperCase(),
+    ]);
 
     // Assess
     expect(Object.fromEntries(judged)).toEqual({
@@ -114,7 +121,7 @@ describe("judgeRevisions", () => {
 
   it("fails a descendant that undoes the retarget, naming the commit that did it, not the newest", async () => {
     // Act
-    const judged = await judgeRevisions(repo, AUTH, lineage, [sha.docs, sha.undo]);
+    const judged = await judgeRevisions(repo, READER, lineage, [sha.docs, sha.undo]);
 
     // Assess
     for (const at of [sha.docs, sha.undo]) {
@@ -132,7 +139,7 @@ describe("judgeRevisions", () => {
 
   it("keeps older commits and commits not on the branch pending, with the reason", async () => {
     // Act
-    const judged = await judgeRevisions(repo, AUTH, lineage, [
+    const judged = await judgeRevisions(repo, READER, lineage, [
       sha.seed,
       sha.other,
       "0123456789abcdef0123456789abcdef01234567",
@@ -157,16 +164,16 @@ describe("judgeRevisions", () => {
 
   it("answers a revision judged before from its cache, without Git (a rotated token is not even noticed)", async () => {
     // Prepare
-    await judgeRevisions(repo, AUTH, lineage, [sha.bump]);
+    await judgeRevisions(repo, READER, lineage, [sha.bump]);
 
     // Act
-    const judged = await judgeRevisions(repo, { ...AUTH, token: "wrong" }, lineage, [sha.bump]);
+    const judged = await judgeRevisions(repo, { ...READER, token: "wrong" }, lineage, [sha.bump]);
 
     // Assess
     expect(judged.get(sha.bump)).toEqual({ status: "accepted" });
     // a revision never judged needs Git, which refuses the token
     await expect(
-      judgeRevisions(repo, { ...AUTH, token: "wrong" }, lineage, [
+      judgeRevisions(repo, { ...READER, token: "wrong" }, lineage, [
         "0123456789abcdef0123456789abcdef01234567",
       ]),
     ).rejects.toMatchObject({ name: "GitAuthError" });
@@ -263,6 +270,26 @@ describe("judgeRevisions", () => {
         `at the head of main (${head.slice(0, 12)}) values.yaml regions.us-east-2.active is false, not true: a commit pushed since the retarget made us-east-2 passive again; nothing was committed`,
       ),
     });
+    expect(await server.head()).toBe(head);
+  });
+
+  it("judges with read-only credentials, which the server refuses to push with", async () => {
+    // Prepare
+    const head = await server.head();
+
+    // Act
+    const judged = await judgeRevisions(repo, READER, lineage, [sha.demote]);
+    const push = commitRetarget(
+      repo,
+      READER,
+      [{ file: "values.yaml", path: "regions.us-east-2.active", value: true }],
+      { subject: "x", body: "", trailers: {} },
+      { maxAttempts: 1 },
+    );
+
+    // Assess
+    expect(judged.get(sha.demote)).toEqual({ status: "accepted" });
+    await expect(push).rejects.toMatchObject({ name: "GitAuthError" });
     expect(await server.head()).toBe(head);
   });
 });
