@@ -622,6 +622,7 @@ async function prime(
   req: SyncCheckRequest,
   apps: TargetApp[],
   deadline: number,
+  accepted?: Accepted,
 ): Promise<TargetApp[]> {
   const result = [...apps];
   await inPool(
@@ -629,10 +630,12 @@ async function prime(
     REFRESH_CONCURRENCY,
     async ({ app, index }) => {
       let current = app;
-      if (req.refresh !== "none" && !atRevision(current, req.revision)) {
+      if (req.refresh !== "none" && !atRevision(current, req.revision, accepted)) {
         current = await readApp(client, req, current, deadline, req.refresh);
       }
-      const syncedAtRevision = current.syncStatus === "Synced" && atRevision(current, req.revision);
+      // Synced at an accepted commit on top: a sync to the retarget commit would go backwards.
+      const syncedAtRevision =
+        current.syncStatus === "Synced" && atRevision(current, req.revision, accepted);
       if (req.sync && !current.automated && !syncedAtRevision && !operationActive(current)) {
         // the sync requests get one more `timeoutMs` after the refreshes, as a whole
         current = await syncApp(client, req, current, deadline + req.timeoutMs);
@@ -768,14 +771,16 @@ function revisionsToJudge(req: SyncCheckRequest, apps: TargetApp[]): string[] {
   return [...found].sort();
 }
 
+/** `known` and the judgements of the revisions apps report that it lacks. */
 async function judge(
   req: SyncCheckRequest,
   apps: TargetApp[],
+  known: Map<string, RevisionJudgement> = new Map(),
 ): Promise<Map<string, RevisionJudgement>> {
-  const revisions = req.judgeRevisions ? revisionsToJudge(req, apps) : [];
-  if (!req.judgeRevisions || revisions.length === 0) return new Map();
+  const revisions = revisionsToJudge(req, apps).filter((r) => !known.has(r));
+  if (!req.judgeRevisions || revisions.length === 0) return known;
   const judged = await req.judgeRevisions(revisions);
-  return new Map([...judged].map(([r, j]) => [r.toLowerCase(), j]));
+  return new Map([...known, ...[...judged].map(([r, j]) => [r.toLowerCase(), j] as const)]);
 }
 
 function acceptedOf(judged: Map<string, RevisionJudgement>): Accepted {
@@ -877,10 +882,13 @@ async function checkOnHub(client: HubClient, req: SyncCheckRequest): Promise<Syn
   // One time bound for every per-app Get of this poll (refreshes, then what the list lacks).
   const deadline = Date.now() + req.timeoutMs;
   let apps = listing.targets;
+  // What the list already tells first, so the first poll neither refreshes nor syncs back an
+  // app Synced at an accepted commit on top of the revision; then what the Gets told.
+  let judged = await judge(req, apps);
   if (req.firstPoll && (req.refresh !== "none" || req.sync))
-    apps = await prime(client, req, apps, deadline);
+    apps = await prime(client, req, apps, deadline, acceptedOf(judged));
   apps = await readWhatTheListLacks(client, req, apps, deadline);
-  const judged = await judge(req, apps);
+  judged = await judge(req, apps, judged);
   const accepted = acceptedOf(judged);
   // The message of an operation that failed at an accepted commit on top of the revision.
   const failedOnTop = (a: TargetApp) =>

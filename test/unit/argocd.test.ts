@@ -883,6 +883,36 @@ describe("checkSync: commits on top of the revision", () => {
     expect(j.asked).toEqual([[ON_TOP]]);
   });
 
+  it("on the first poll neither refreshes nor syncs back an app Synced at an accepted descendant", async () => {
+    // Prepare
+    const apps: AppSpec[] = [
+      { name: "east-api", revision: ON_TOP },
+      { name: "east-web", sync: "OutOfSync", revision: OLD },
+    ];
+    const h = await startHub(argo(apps, [{ name: "east-web", revision: ON_TOP }]));
+    const j = judge({
+      [ON_TOP]: { status: "accepted" },
+      [OLD]: { status: "pending", reason: "older" },
+    });
+
+    // Act
+    const result = await checkSync(
+      request([hub("hub-primary", h.url)], {
+        firstPoll: true,
+        sync: true,
+        judgeRevisions: j.judgeRevisions,
+      }),
+    );
+
+    // Assess: only the app behind is refreshed (and, Synced on top once refreshed, not synced)
+    expect(h.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
+      "GET /api/v1/applications",
+      "GET /api/v1/applications/east-web",
+    ]);
+    expect(result).toMatchObject({ status: "SUCCEEDED", done: 2, acceptedRevisions: [ON_TOP] });
+    expect(j.asked).toEqual([[ON_TOP]]);
+  });
+
   it("without a judge, a descendant is only another revision", async () => {
     // Prepare
     const h = await startHub(argo([{ name: "east-api", revision: ON_TOP }]));
