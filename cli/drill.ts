@@ -304,6 +304,7 @@ function sandboxLines(
     `sandbox up (${sandbox.spokes.length} spokes); endpoint file: ${endpointFile}`,
     `Git:        ${sandbox.git.url}  (user ${c.git.username}, password ${c.git.password})`,
     `            git clone http://${c.git.username}:${c.git.password}@${sandbox.git.url.replace(/^http:\/\//, "")}`,
+    `            read-only (git.readCredentialsSecretArn): user ${c.gitReader.username}, password ${c.gitReader.password}`,
     ...Object.entries(sandbox.argo.urls).map(
       ([hub, url]) => `Argo CD:    ${hub} ${url}  (Authorization: Bearer ${c.argocdToken})`,
     ),

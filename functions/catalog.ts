@@ -9,7 +9,7 @@ import type { Topology } from "./lib/config.ts";
  * The kinds of secret in the topology: the Git credentials, the Argo CD hubs' tokens, the spokes'
  * tokens, and the hub clusters' read-only tokens (readiness reads their Velero backups).
  */
-export type SecretKind = "git" | "argocd" | "spoke" | "backup";
+export type SecretKind = "git" | "argocd" | "spoke" | "backup" | "git-read";
 
 interface StepFunction {
   state: string;
@@ -29,7 +29,13 @@ export const FUNCTIONS = [
   { state: "Approval", dir: "approval", timeoutSeconds: 30, secrets: [] },
   { state: "VerifySpoke", dir: "verify-spoke", timeoutSeconds: 60, secrets: ["spoke"] },
   { state: "CommitRetarget", dir: "commit-retarget", timeoutSeconds: 120, secrets: ["git"] },
-  { state: "AwaitArgoSync", dir: "await-argo-sync", timeoutSeconds: 120, secrets: ["argocd"] },
+  /** Argo CD, and Git read-only (git.readCredentialsSecretArn) to judge commits on top. */
+  {
+    state: "AwaitArgoSync",
+    dir: "await-argo-sync",
+    timeoutSeconds: 120,
+    secrets: ["argocd", "git-read"],
+  },
   { state: "PromoteAurora", dir: "promote-aurora", timeoutSeconds: 60, secrets: [] },
   { state: "AwaitAurora", dir: "await-aurora", timeoutSeconds: 30, secrets: [] },
   { state: "ShiftTraffic", dir: "shift-traffic", timeoutSeconds: 60, secrets: [] },
@@ -86,7 +92,9 @@ const roundUp = (s: number) => Math.ceil(s / 10) * 10;
  *  - AwaitArgoSync, per hub tried in order (a hub that does not answer passes to the next): the
  *    application list, the cluster names, the first poll's refresh phase (bounded as a whole) and,
  *    with argocd.sync, the sync requests; each up to argocd.requestTimeoutSeconds. Before them the
- *    hubs' tokens (in parallel): the replica read, then the primary region's.
+ *    hubs' tokens (in parallel): the replica read, then the primary region's. With
+ *    git.readCredentialsSecretArn, then the judgement of commits on top of the retarget: that
+ *    token, and its Git reads bounded as a whole by argocd.requestTimeoutSeconds.
  *  - AwaitAurora: DescribeGlobalClusters in each region in turn until one answers.
  *  - VerifyTraffic: one Global Accelerator or Route 53 read.
  * Each also appends one audit event (own-region DynamoDB) and stops early before the timeout.
@@ -99,11 +107,16 @@ export function pollBudget(state: TaskState, t: Topology): PollBudget | undefine
     const hubs = t.argocd.hubs.length;
     const calls = 3 + (t.argocd.sync ? 1 : 0);
     const perCall = t.argocd.requestTimeoutSeconds;
+    // Commits on top of the retarget: the read-only Git token, then the Git reads as a whole.
+    const judge = t.git.readCredentialsSecretArn ? [2 * call, perCall] : [];
     return {
-      seconds: total([2 * call, hubs * calls * perCall, call, earlyTimeoutSeconds]),
+      seconds: total([2 * call, hubs * calls * perCall, ...judge, call, earlyTimeoutSeconds]),
       parts: [
         `${2 * call} s hub tokens (replica, then primary region)`,
         `${hubs} hub(s) x ${calls} calls x ${perCall} s argocd.requestTimeoutSeconds`,
+        ...(judge.length
+          ? [`${2 * call} s Git read token + ${perCall} s Git reads (commits on top)`]
+          : []),
         ...common,
       ],
       deadlineKey: "argoSyncSeconds",

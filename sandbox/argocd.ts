@@ -80,6 +80,11 @@ export interface ArgoEmulator {
   }[];
   /** Runs one reconcile pass now (Git poll, sync, health) and waits for it. */
   reconcileNow(): Promise<void>;
+  /**
+   * Holds every read of the branch head until the returned release is called: commits pushed
+   * meanwhile land between two Git polls, as they can on a real hub that polls every 3 minutes.
+   */
+  holdGitPolls(): () => void;
   stop(): Promise<void>;
 }
 
@@ -299,7 +304,11 @@ class GitReader {
     private readonly branch: string,
   ) {}
 
-  head(): Promise<string> {
+  /** While set, reads of the head wait for it (see ArgoEmulator.holdGitPolls). */
+  hold: Promise<void> | undefined;
+
+  async head(): Promise<string> {
+    while (this.hold) await this.hold;
     return git.resolveRef({ fs, gitdir: this.gitdir, ref: `refs/heads/${this.branch}` });
   }
 
@@ -1570,6 +1579,17 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
         }));
     },
     reconcileNow,
+    holdGitPolls() {
+      let release: () => void = () => {};
+      const hold = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      reader.hold = hold;
+      return () => {
+        if (reader.hold === hold) reader.hold = undefined;
+        release();
+      };
+    },
     async stop() {
       stopping = true;
       if (timer) clearTimeout(timer);

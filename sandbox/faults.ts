@@ -18,6 +18,10 @@ export const FAULTS = {
   "ga-throttled":
     "Global Accelerator throttles UpdateEndpointGroup beyond the SDK's retries (the ASL's Retry must absorb it)",
   "ga-update-fails": "Global Accelerator refuses UpdateEndpointGroup (AccessDenied)",
+  "commit-on-top":
+    "an image updater pushes on top of the retarget commit: Argo CD deploys that commit, never the retarget itself (must succeed)",
+  "commit-undoes-retarget":
+    "a commit pushed on top of the retarget makes the target passive again (must fail, naming it, before traffic moves)",
 } as const;
 /** The name of a fault a drill can inject (`--fault <name>`). */
 export type FaultName = keyof typeof FAULTS;

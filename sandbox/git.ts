@@ -22,6 +22,8 @@ export interface GitServerOptions {
   branch?: string;
   /** The repository's name in the URL; default `platform`. */
   repoName?: string;
+  /** Credentials that may fetch but not push (HTTP 403 on receive-pack), as a read-only token. */
+  reader?: { username: string; password: string };
 }
 
 /** A running Git server: its URL, the bare repository, reads of the branch, and fault switches. */
@@ -44,12 +46,24 @@ export interface GitServer {
    * One-shot.
    */
   injectConflictOnNextPush(files?: Record<string, string>, message?: string): void;
+  /**
+   * One-shot: `prepare` runs when the next receive-pack POST arrives, `done` once git has
+   * answered it (its ref updates made, `from` and `to` the branch head before and after) and
+   * before that answer ends, so the pusher only learns of its push after `done` acted.
+   */
+  onNextPush(hook: PushHook): void;
   /** Rotates the password: the old credentials then get 401. */
   setPassword(password: string): void;
   /** Receive-pack POSTs served (accepted or not) and requests refused for wrong credentials. */
   stats(): { pushes: number; rejectedAuth: number };
   /** Closes the server, kills running CGI children and removes the repository. */
   stop(): Promise<void>;
+}
+
+/** What happens around one push (see GitServer.onNextPush). */
+export interface PushHook {
+  prepare?: () => void;
+  done: (head: { from: string; to: string }) => Promise<void>;
 }
 
 const AUTHOR = "sandbox <sandbox@localhost>";
@@ -71,6 +85,7 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
   let password = options.password;
   let pendingConflict: { files: Record<string, string>; message: string } | undefined;
   let conflictCount = 0;
+  let pushHook: PushHook | undefined;
   let commitQueue: Promise<unknown> = Promise.resolve();
 
   const env = {
@@ -147,13 +162,19 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
   await gitIn(["config", "http.receivepack", "true"]);
   await writeCommit(options.files, "Initial commit", undefined, SEED_EPOCH_SECONDS);
 
-  function authorized(req: IncomingMessage): boolean {
+  /** "write" for the pushing credentials, "read" for the reader's, false otherwise. */
+  function authorized(req: IncomingMessage): "write" | "read" | false {
     const header = req.headers.authorization ?? "";
     const match = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header);
     if (!match?.[1]) return false;
     const given = Buffer.from(match[1], "base64");
-    const expected = Buffer.from(`${options.username}:${password}`);
-    return given.length === expected.length && timingSafeEqual(given, expected);
+    const same = (user: string, pass: string) => {
+      const expected = Buffer.from(`${user}:${pass}`);
+      return given.length === expected.length && timingSafeEqual(given, expected);
+    };
+    if (same(options.username, password)) return "write";
+    if (options.reader && same(options.reader.username, options.reader.password)) return "read";
+    return false;
   }
 
   function plain(
@@ -166,7 +187,13 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
     res.end(`${text}\n`);
   }
 
-  function runCgi(req: IncomingMessage, res: ServerResponse, pathInfo: string, query: string) {
+  function runCgi(
+    req: IncomingMessage,
+    res: ServerResponse,
+    pathInfo: string,
+    query: string,
+    beforeEnd?: () => Promise<void>,
+  ) {
     const cgiEnv: Record<string, string> = {
       ...env,
       GIT_PROJECT_ROOT: root,
@@ -222,7 +249,16 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
       }
       res.writeHead(status);
       res.write(buffered.subarray(end + (end === crlf ? 4 : 2)));
-      child.stdout.pipe(res);
+      if (!beforeEnd) {
+        child.stdout.pipe(res);
+        return;
+      }
+      child.stdout.pipe(res, { end: false });
+      child.stdout.once("end", () => {
+        // A hook that fails leaves the branch as git left it; the drill's history shows it.
+        const end = () => res.end();
+        beforeEnd().then(end, end);
+      });
     };
     child.stdout.on("data", onHead);
     child.on("error", () => {
@@ -250,7 +286,8 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
       req.resume();
       return plain(res, 405, "method not allowed", { Allow: "GET, POST" });
     }
-    if (!authorized(req)) {
+    const access = authorized(req);
+    if (!access) {
       // Real git clients first ask without credentials; only wrong credentials count.
       if (req.headers.authorization) counters.rejectedAuth++;
       req.resume();
@@ -258,11 +295,26 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
         "WWW-Authenticate": 'Basic realm="git"',
       });
     }
+    const pushing =
+      url.pathname === `${prefix}git-receive-pack` ||
+      url.searchParams.get("service") === "git-receive-pack";
+    if (access === "read" && pushing) {
+      req.resume();
+      return plain(res, 403, "read-only credentials: pushing is not allowed");
+    }
     if (req.method === "POST" && url.pathname === `${prefix}git-receive-pack`) {
       counters.pushes++;
       const conflict = pendingConflict;
       pendingConflict = undefined;
       if (conflict) await commitDirect(conflict.files, conflict.message);
+      const hook = pushHook;
+      pushHook = undefined;
+      if (hook) {
+        hook.prepare?.();
+        const from = await head();
+        const done = async () => hook.done({ from, to: await head() });
+        return runCgi(req, res, url.pathname, url.search.slice(1), done);
+      }
     }
     runCgi(req, res, url.pathname, url.search.slice(1));
   }
@@ -304,6 +356,9 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
         files: files ?? { "NOTES.md": `Note ${conflictCount} from another committer.\n` },
         message,
       };
+    },
+    onNextPush(hook) {
+      pushHook = hook;
     },
     setPassword(next) {
       password = next;

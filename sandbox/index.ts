@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
-import { parse } from "yaml";
+import { parse, parseDocument } from "yaml";
 import { dynamoClient, globalAcceleratorClient, resetClients } from "../functions/lib/aws.ts";
 import {
   defaultOrchestratorRegions,
@@ -17,6 +17,7 @@ import {
   resetRuntimeTopology,
   type Topology,
 } from "../functions/lib/config.ts";
+import { revisionRepoDir } from "../functions/lib/gitops.ts";
 import { logger } from "../functions/lib/middleware.ts";
 import { clearSecretCache } from "../functions/lib/secrets.ts";
 import { type ArgoEmulator, startArgoCd } from "./argocd.ts";
@@ -27,7 +28,7 @@ import { type Ca, createCa } from "./ca.ts";
 import { type FaultName, SANDBOX_REGIONS, sizeProblems } from "./faults.ts";
 import { clearFunctionLogs } from "./function-logs.ts";
 import { type GitServer, startGitServer } from "./git.ts";
-import { DEFAULT_REPLICAS, gitopsLayout, VALUES_FILE } from "./gitops-layout.ts";
+import { componentNames, DEFAULT_REPLICAS, gitopsLayout, VALUES_FILE } from "./gitops-layout.ts";
 import { LOCAL_STATE_MACHINE_ARN } from "./runner.ts";
 import { type FakeSpoke, type FakeVeleroBackup, startSpoke } from "./spoke.ts";
 import { createWorkDir, sweepAbandonedWorkDirs } from "./workdir.ts";
@@ -108,6 +109,8 @@ export interface Sandbox {
   /** Credentials for poking at the stand-ins with ordinary tools. */
   credentials: {
     git: { username: string; password: string };
+    /** The read-only Git credentials (git.readCredentialsSecretArn): fetch, never push. */
+    gitReader: { username: string; password: string };
     argocdToken: string;
     /** Argo CD's local admin, for POST /api/v1/session. */
     argocdAdmin: { username: string; password: string };
@@ -224,6 +227,7 @@ function buildTopology(
         insecure: true,
         branch: "main",
         credentialsSecretArn: secretArn("us-west-2", "git"),
+        readCredentialsSecretArn: secretArn("us-west-2", "git-read"),
         author: { name: "gitops-failover", email: "gitops-failover@sandbox.local" },
         retarget: [{ file: VALUES_FILE, path: "regions.{{targetRegion}}.active", value: true }],
         demote: [{ file: VALUES_FILE, path: "regions.{{region}}.active", value: false }],
@@ -296,6 +300,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   try {
     const ca = await createCa(join(dir, "ca"));
     const gitCredentials = { username: "failover", password: secret() };
+    const gitReader = { username: "failover-read", password: secret() };
     const spokeToken = secret();
     const argocdToken = secret();
     const argocdAdmin = { username: "admin", password: secret() };
@@ -324,6 +329,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     const components = appCount / spokeCount;
     const git = await startGitServer({
       ...gitCredentials,
+      reader: gitReader,
       files: gitopsLayout({
         platform: PLATFORM,
         regions: SANDBOX_REGIONS.map((region) => ({
@@ -335,7 +341,10 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         replicas: DEFAULT_REPLICAS,
       }),
     });
-    stops.push(() => git.stop());
+    stops.push(async () => {
+      await git.stop();
+      await rm(revisionRepoDir({ url: git.url, branch: "main" }), { recursive: true, force: true });
+    });
 
     const argo = await startArgoCd({
       gitRepoDir: git.repoDir,
@@ -416,6 +425,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
 
     await seedAws(aws, topology, activeRegion, {
       git: gitCredentials,
+      gitReader,
       spokeToken,
       argocdToken,
       hubClusterToken,
@@ -428,7 +438,14 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       topology,
       stateMachineArn: LOCAL_STATE_MACHINE_ARN,
       env,
-      credentials: { git: gitCredentials, argocdToken, argocdAdmin, spokeToken, hubClusterToken },
+      credentials: {
+        git: gitCredentials,
+        gitReader,
+        argocdToken,
+        argocdAdmin,
+        spokeToken,
+        hubClusterToken,
+      },
       dir,
       ca,
       caFile: join(ca.dir, "ca.crt"),
@@ -461,6 +478,7 @@ async function seedAws(
   activeRegion: string,
   s: {
     git: { username: string; password: string };
+    gitReader: { username: string; password: string };
     spokeToken: string;
     argocdToken: string;
     hubClusterToken: string;
@@ -473,6 +491,14 @@ async function seedAws(
       t.git.credentialsSecretArn,
       JSON.stringify({ username: s.git.username, token: s.git.password }),
     ],
+    ...(t.git.readCredentialsSecretArn
+      ? [
+          [
+            t.git.readCredentialsSecretArn,
+            JSON.stringify({ username: s.gitReader.username, token: s.gitReader.password }),
+          ] as [string, string],
+        ]
+      : []),
     ...t.argocd.hubs.flatMap((hub): [string, string][] => [
       [hub.tokenSecretArn, token(s.argocdToken)],
       ...(hub.backup
@@ -574,7 +600,61 @@ function injectFault(
     case "ga-update-fails":
       s.aws.ga.setUpdatesFail(true);
       return;
+    case "commit-on-top":
+    case "commit-undoes-retarget":
+      commitOnTopOfNextPush(s, fault === "commit-on-top" ? imageBump : undoRetarget(target));
+      return;
   }
+}
+
+/** A commit someone else pushes: its message and files, from the branch as it is. */
+type OnTop = (git: GitServer) => Promise<{ message: string; files: Record<string, string> }>;
+
+/** What an image updater writes back: a new tag of the first component's image. */
+const imageBump: OnTop = async (git) => {
+  const component = componentNames(1)[0] ?? "api";
+  const file = `apps/${component}/deployment.yaml`;
+  const text = await git.readFile(file);
+  return {
+    message: `build: automatic update of ${component} to 1.0.1\n\nArgo CD Image Updater write-back.`,
+    files: { [file]: text.replace(/:1\.0\.0$/m, ":1.0.1") },
+  };
+};
+
+/** A commit that sets the target's flag back to false (a stale branch merged, a bad revert). */
+function undoRetarget(target: string): OnTop {
+  return async (git) => {
+    const doc = parseDocument(await git.readFile(VALUES_FILE));
+    doc.setIn(["regions", target, "active"], false);
+    return {
+      message: `chore: sync production values from staging\n\nMakes ${target} passive again.`,
+      files: { [VALUES_FILE]: doc.toString() },
+    };
+  };
+}
+
+/**
+ * Right after the next push moves the branch (the retarget commit), `commit` lands on top of it
+ * before the pusher hears back, and Argo CD's Git polls are held from the push until then: Argo
+ * CD never sees the retarget commit as the head, only the commit on top (as a hub polling every
+ * 3 minutes would, however quickly AwaitArgoSync asks).
+ */
+function commitOnTopOfNextPush(s: Sandbox, commit: OnTop): void {
+  let release: (() => void) | undefined;
+  s.git.onNextPush({
+    prepare: () => {
+      release = s.argo.holdGitPolls();
+    },
+    done: async ({ from, to }) => {
+      try {
+        if (from === to) return commitOnTopOfNextPush(s, commit);
+        const { message, files } = await commit(s.git);
+        await s.git.commitDirect(files, message);
+      } finally {
+        release?.();
+      }
+    },
+  });
 }
 
 async function readState(s: Sandbox): Promise<SandboxState> {

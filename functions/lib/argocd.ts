@@ -53,7 +53,15 @@ export interface SyncCheck {
   error?: ErrorData;
   /** Argo CD API calls this check made on the hub that answered (list, clusters, per-app). */
   apiCalls?: number;
+  /** Revisions other than the requested one that apps were counted done at (commits on top). */
+  acceptedRevisions?: string[];
 }
+
+/** What the caller makes of a revision an app reports other than the requested one. */
+export type RevisionJudgement =
+  | { status: "accepted" }
+  | { status: "pending"; reason: string }
+  | { status: "failed"; error: ErrorData };
 
 /** What AwaitArgoSync asks for; see {@link checkSync}. */
 export interface SyncCheckRequest {
@@ -71,6 +79,12 @@ export interface SyncCheckRequest {
   firstPoll: boolean;
   /** Bound on each HTTP call (and on the whole first-poll refresh phase). */
   timeoutMs: number;
+  /**
+   * Judges the commit SHAs target apps report (Synced at, or a failed operation at) other than
+   * `revision`, such as a commit pushed on top of it: an accepted one counts as `revision`, a
+   * failed one fails the check. Without it only `revision` itself counts.
+   */
+  judgeRevisions?: (revisions: string[]) => Promise<Map<string, RevisionJudgement>>;
 }
 
 /** Parallel refreshes on the first poll: enough for a few hundred target apps, gentle on a sick hub. */
@@ -455,32 +469,40 @@ function sameSha(a: string, b: string): boolean {
   return a.toLowerCase() === b.toLowerCase();
 }
 
-function atRevision(app: TargetApp, revision: string): boolean {
-  return app.revisions.some((r) => sameSha(r, revision));
+/** Revisions (lower case) judged to count as the requested one. */
+type Accepted = ReadonlySet<string>;
+
+function atRevision(app: TargetApp, revision: string, accepted?: Accepted): boolean {
+  return app.revisions.some((r) => sameSha(r, revision) || accepted?.has(r.toLowerCase()));
 }
 
 function operationActive(app: TargetApp): boolean {
   return app.phase === "Running" || app.phase === "Terminating";
 }
 
-function isDone(app: TargetApp, revision: string): boolean {
+function isDone(app: TargetApp, revision: string, accepted?: Accepted): boolean {
   return (
     app.syncStatus === "Synced" &&
-    atRevision(app, revision) &&
+    atRevision(app, revision, accepted) &&
     app.health === "Healthy" &&
     !operationActive(app)
   );
 }
 
 /** The last operation targeted this revision and ended Failed/Error: Argo CD will not retry it. */
-function failedAt(app: TargetApp, revision: string): boolean {
+function failedAt(app: TargetApp, revision: string, accepted?: Accepted): boolean {
   return (
     (app.phase === "Failed" || app.phase === "Error") &&
-    app.operationRevisions.some((r) => sameSha(r, revision))
+    app.operationRevisions.some((r) => sameSha(r, revision) || accepted?.has(r.toLowerCase()))
   );
 }
 
-function pendingReason(app: TargetApp, revision: string): string {
+function pendingReason(
+  app: TargetApp,
+  revision: string,
+  accepted?: Accepted,
+  judged?: Map<string, RevisionJudgement>,
+): string {
   const parts: string[] = [];
   if (app.syncStatus !== "Synced") {
     parts.push(
@@ -490,8 +512,10 @@ function pendingReason(app: TargetApp, revision: string): string {
     parts.push(
       app.note ? "Synced" : `Synced, ${app.multiSource ? "revisions" : "revision"} not read`,
     );
-  } else if (!atRevision(app, revision)) {
-    parts.push(`Synced at ${short(app.revisions[0])}, not ${short(revision)}`);
+  } else if (!atRevision(app, revision, accepted)) {
+    const judgement = judged?.get(app.revisions[0]?.toLowerCase() ?? "");
+    const why = judgement?.status === "pending" ? ` (${judgement.reason})` : "";
+    parts.push(`Synced at ${short(app.revisions[0])}, not ${short(revision)}${why}`);
   }
   if (app.health !== "Healthy") parts.push(app.health);
   if (operationActive(app)) parts.push(`operation ${app.phase}`);
@@ -598,6 +622,7 @@ async function prime(
   req: SyncCheckRequest,
   apps: TargetApp[],
   deadline: number,
+  accepted?: Accepted,
 ): Promise<TargetApp[]> {
   const result = [...apps];
   await inPool(
@@ -605,10 +630,12 @@ async function prime(
     REFRESH_CONCURRENCY,
     async ({ app, index }) => {
       let current = app;
-      if (req.refresh !== "none" && !atRevision(current, req.revision)) {
+      if (req.refresh !== "none" && !atRevision(current, req.revision, accepted)) {
         current = await readApp(client, req, current, deadline, req.refresh);
       }
-      const syncedAtRevision = current.syncStatus === "Synced" && atRevision(current, req.revision);
+      // Synced at an accepted commit on top: a sync to the retarget commit would go backwards.
+      const syncedAtRevision =
+        current.syncStatus === "Synced" && atRevision(current, req.revision, accepted);
       if (req.sync && !current.automated && !syncedAtRevision && !operationActive(current)) {
         // the sync requests get one more `timeoutMs` after the refreshes, as a whole
         current = await syncApp(client, req, current, deadline + req.timeoutMs);
@@ -699,6 +726,7 @@ async function readWhatTheListLacks(
   req: SyncCheckRequest,
   apps: TargetApp[],
   deadline: number,
+  accepted?: Accepted,
 ): Promise<TargetApp[]> {
   const needsRevisions = (a: TargetApp) =>
     !a.revisionsKnown && a.syncStatus === "Synced" && a.health === "Healthy" && !operationActive(a);
@@ -706,7 +734,9 @@ async function readWhatTheListLacks(
   const failures = apps
     .filter(
       (a) =>
-        !a.complete && ended(a) && (a.operationRevisions.length === 0 || failedAt(a, req.revision)),
+        !a.complete &&
+        ended(a) &&
+        (a.operationRevisions.length === 0 || failedAt(a, req.revision, accepted)),
     )
     .slice(0, MAX_FAILED_DETAILS);
   const wanted = new Set([...apps.filter((a) => !a.complete && needsRevisions(a)), ...failures]);
@@ -721,11 +751,69 @@ async function readWhatTheListLacks(
   return result;
 }
 
+const SHA = /^[0-9a-f]{40}$/i;
+
+/**
+ * The commit SHAs to judge: what apps not at `revision` are Synced at, and what failed
+ * operations ran at (a multi-source app's other sources included; the judge says which are its).
+ */
+function revisionsToJudge(req: SyncCheckRequest, apps: TargetApp[]): string[] {
+  const found = new Set<string>();
+  for (const app of apps) {
+    const synced =
+      app.syncStatus === "Synced" && app.revisionsKnown && !atRevision(app, req.revision)
+        ? app.revisions
+        : [];
+    const ended = app.phase === "Failed" || app.phase === "Error" ? app.operationRevisions : [];
+    for (const r of [...synced, ...ended])
+      if (SHA.test(r) && !sameSha(r, req.revision)) found.add(r.toLowerCase());
+  }
+  return [...found].sort();
+}
+
+/** `known` and the judgements of the revisions apps report that it lacks. */
+async function judge(
+  req: SyncCheckRequest,
+  apps: TargetApp[],
+  known: Map<string, RevisionJudgement> = new Map(),
+): Promise<Map<string, RevisionJudgement>> {
+  const revisions = revisionsToJudge(req, apps).filter((r) => !known.has(r));
+  if (!req.judgeRevisions || revisions.length === 0) return known;
+  const judged = await req.judgeRevisions(revisions);
+  return new Map([...known, ...[...judged].map(([r, j]) => [r.toLowerCase(), j] as const)]);
+}
+
+function acceptedOf(judged: Map<string, RevisionJudgement>): Accepted {
+  return new Set([...judged].filter(([, j]) => j.status === "accepted").map(([r]) => r));
+}
+
+/** The first failed judgement of a revision an app reports, with the apps that report it. */
+function rejectedRevision(
+  apps: TargetApp[],
+  judged: Map<string, RevisionJudgement>,
+): ErrorData | undefined {
+  for (const [revision, j] of judged) {
+    if (j.status !== "failed") continue;
+    const at = apps.filter((a) =>
+      [...a.revisions, ...a.operationRevisions].some((r) => sameSha(r, revision)),
+    );
+    if (!at.length) continue;
+    const names = at.slice(0, MAX_FAILED_DETAILS).map((a) => a.name);
+    const more = at.length > names.length ? ` and ${at.length - names.length} more` : "";
+    return {
+      ...j.error,
+      details: [...(j.error.details ?? []), `Argo CD reports it for ${names.join(", ")}${more}`],
+    };
+  }
+  return undefined;
+}
+
 function evaluate(
   hub: string,
   req: SyncCheckRequest,
   listing: Listing,
   apps: TargetApp[],
+  judged: Map<string, RevisionJudgement> = new Map(),
 ): SyncCheck {
   const where = `cluster(s) ${req.clusters.join(", ")}`;
   if (apps.length === 0) {
@@ -746,14 +834,27 @@ function evaluate(
       ).toData(),
     };
   }
-  const done = apps.filter((a) => isDone(a, req.revision));
+  const accepted = acceptedOf(judged);
+  const done = apps.filter((a) => isDone(a, req.revision, accepted));
   const failed = apps.filter(
-    (a) => !isDone(a, req.revision) && (a.syncRefused || failedAt(a, req.revision)),
+    (a) =>
+      !isDone(a, req.revision, accepted) && (a.syncRefused || failedAt(a, req.revision, accepted)),
   );
   const pending = apps
-    .filter((a) => !isDone(a, req.revision))
-    .map((a) => ({ name: a.name, reason: pendingReason(a, req.revision) }));
-  const base = { hub, total: apps.length, done: done.length, pending };
+    .filter((a) => !isDone(a, req.revision, accepted))
+    .map((a) => ({ name: a.name, reason: pendingReason(a, req.revision, accepted, judged) }));
+  const acceptedRevisions = [...accepted].filter((r) =>
+    done.some((a) => a.revisions.some((v) => sameSha(v, r))),
+  );
+  const base = {
+    hub,
+    total: apps.length,
+    done: done.length,
+    pending,
+    ...(acceptedRevisions.length ? { acceptedRevisions } : {}),
+  };
+  const rejected = rejectedRevision(apps, judged);
+  if (rejected) return { ...base, status: "FAILED", error: rejected };
   if (failed.length) {
     const details = failed
       .slice(0, MAX_FAILED_DETAILS)
@@ -781,10 +882,20 @@ async function checkOnHub(client: HubClient, req: SyncCheckRequest): Promise<Syn
   // One time bound for every per-app Get of this poll (refreshes, then what the list lacks).
   const deadline = Date.now() + req.timeoutMs;
   let apps = listing.targets;
+  // What the list already tells first, so the first poll neither refreshes nor syncs back an
+  // app Synced at an accepted commit on top of the revision; then what the Gets told.
+  let judged = await judge(req, apps);
   if (req.firstPoll && (req.refresh !== "none" || req.sync))
-    apps = await prime(client, req, apps, deadline);
+    apps = await prime(client, req, apps, deadline, acceptedOf(judged));
   apps = await readWhatTheListLacks(client, req, apps, deadline);
-  return { ...evaluate(client.hub.name, req, listing, apps), apiCalls: client.calls };
+  judged = await judge(req, apps, judged);
+  const accepted = acceptedOf(judged);
+  // The message of an operation that failed at an accepted commit on top of the revision.
+  const failedOnTop = (a: TargetApp) =>
+    failedAt(a, req.revision, accepted) && !failedAt(a, req.revision);
+  if (apps.some((a) => !a.complete && failedOnTop(a)))
+    apps = await readWhatTheListLacks(client, req, apps, deadline, accepted);
+  return { ...evaluate(client.hub.name, req, listing, apps, judged), apiCalls: client.calls };
 }
 
 /**

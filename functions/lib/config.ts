@@ -309,6 +309,12 @@ const TopologySchema = z
          */
         demote: z.array(RetargetEdit).min(1).optional(),
         pushAttempts: z.int().min(1).max(10).default(5),
+        /**
+         * A read-only Git token (same shape as credentialsSecretArn) AwaitArgoSync reads the branch
+         * with, to judge commits pushed on top of the retarget commit: the Argo CD poller never
+         * holds the push token. Absent: only the retarget commit itself counts as synced.
+         */
+        readCredentialsSecretArn: SecretArn.optional(),
       })
       .superRefine((git, ctx) => refuseCleartext(git, ctx, "the Git token")),
     argocd: z.strictObject({

@@ -94,6 +94,22 @@ export class ConcurrentFailover extends FailoverError {
   readonly name = "ConcurrentFailover";
   readonly retryable = false;
 }
+/**
+ * A commit pushed on top of the retarget commit makes the target region passive again (its
+ * retarget values no longer hold there), and Argo CD deploys it: the failover cannot complete.
+ */
+export class RetargetUndone extends FailoverError {
+  readonly name = "RetargetUndone";
+  readonly retryable = false;
+}
+/**
+ * The branch no longer contains the retarget commit (a force-push dropped it, or it is buried
+ * deeper than the orchestrator looks) while Argo CD reports another revision.
+ */
+export class RetargetCommitLost extends FailoverError {
+  readonly name = "RetargetCommitLost";
+  readonly retryable = false;
+}
 
 // Argo CD
 export class ArgoUnreachable extends FailoverError {

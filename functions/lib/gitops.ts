@@ -12,16 +12,18 @@
  * inside the cooldown, and a failover commit by another execution that lands after this one
  * planned stops it with ConcurrentFailover. Both look back at most FAILOVER_LOOKBACK_COMMITS.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
-import { mkdir, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, rm, stat, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import {
+  addRemote,
   clone,
   fetch,
   type HttpClient,
+  init as initRepo,
   log,
   push,
   type ReadCommitResult,
@@ -45,6 +47,7 @@ import {
   Scalar,
   type YAMLMap,
 } from "yaml";
+import type { RevisionJudgement } from "./argocd.ts";
 import type { RetargetEdit } from "./config.ts";
 import {
   ConcurrentFailover,
@@ -55,6 +58,8 @@ import {
   GitPushConflict,
   GitUnreachable,
   isFailoverError,
+  RetargetCommitLost,
+  RetargetUndone,
   UnexpectedError,
 } from "./errors.ts";
 import { redact, registerSecret } from "./redact.ts";
@@ -147,6 +152,8 @@ interface Clone {
   where: string;
   headers: Record<string, string>;
   cache: object;
+  /** The HTTP client, when not boundedHttp (the revision judge's ends at its deadline). */
+  http?: HttpClient;
 }
 
 /**
@@ -195,13 +202,21 @@ export async function readValues(
  * each rejected push are checked first: a failover commit of another execution (its
  * `Failover-Execution:` trailer differs from `message`'s) stops it with ConcurrentFailover; one
  * of this execution's own (a retried invocation whose push did land) is simply built upon.
+ *
+ * `requires`: edits that must already hold on the commit built upon (the target's retarget
+ * values, for the commit that makes the old region passive): a commit pushed on top that undid
+ * them stops it with RetargetUndone, nothing committed.
  */
 export async function commitRetarget(
   repo: GitRepo,
   auth: GitAuth,
   edits: RenderedEdit[],
   message: CommitMessage,
-  options: { maxAttempts: number; plannedHead?: string },
+  options: {
+    maxAttempts: number;
+    plannedHead?: string;
+    requires?: { region: string; edits: RenderedEdit[] };
+  },
 ): Promise<RetargetResult> {
   const unique = uniqueEdits(edits);
   const text = commitText(message);
@@ -216,6 +231,7 @@ export async function commitRetarget(
     for (;;) {
       await refuseConcurrentFailover(c, base, checked, own);
       checked = base;
+      if (options.requires) await assertStillActive(c, base, options.requires);
       const { tree, changes } = await applyEdits(c, base, unique);
       if (!tree) return { skipped: true, sha: base, previousSha: base, attempts, changes };
       if (attempts >= options.maxAttempts) {
@@ -233,6 +249,320 @@ export async function commitRetarget(
       rejection = outcome.rejection;
     }
   });
+}
+
+/** The retarget commit whose descendants Argo CD may report instead of it (see judgeRevisions). */
+export interface RetargetLineage {
+  /** The retarget commit. */
+  sha: string;
+  /** The region it makes active. */
+  target: string;
+  /** The topology's retarget edits for `target`: what "still makes the target active" means. */
+  edits: RenderedEdit[];
+  /** Commits known to be older than it (its parent, the head Plan read): judged without Git. */
+  ancestors: string[];
+}
+
+/**
+ * How many commits from the branch head the revision judge fetches and reads: first
+ * FAILOVER_LOOKBACK_COMMITS, and this many only when the retarget commit is not among those.
+ */
+export const REVISION_LOOKBACK_COMMITS = 100;
+
+/**
+ * Definitive verdicts (a commit's content and ancestry never change), per repository, retarget
+ * commit and edits: a warm function judges each revision Argo CD reports once.
+ */
+const verdicts = new Map<string, RevisionJudgement>();
+const MAX_VERDICTS = 1_000;
+
+/**
+ * Judges revisions Argo CD reports for target apps instead of the retarget commit. Argo CD
+ * follows the branch head, so when an image updater or a CI job pushes on top of the retarget
+ * commit, apps are Synced at that newer commit and never at the retarget commit itself:
+ *  - a descendant whose retarget edits (read at that revision) all still hold: accepted;
+ *  - a descendant where they do not: failed with RetargetUndone, naming the commit that undid it;
+ *  - the branch no longer holds the retarget commit (force-pushed away): RetargetCommitLost;
+ *  - an older commit, or one not on the branch's recent history (another repository's, for a
+ *    multi-source app): pending, with the reason.
+ * Git work is bounded: one shallow fetch into a repository kept in /tmp across warm invocations
+ * (incremental after the first), deepened once to REVISION_LOOKBACK_COMMITS only when the
+ * retarget commit is not within the first FAILOVER_LOOKBACK_COMMITS; known ancestors and cached
+ * verdicts need no Git at all.
+ */
+export async function judgeRevisions(
+  repo: GitRepo,
+  auth: GitAuth,
+  lineage: RetargetLineage,
+  revisions: string[],
+  options: { timeoutMs?: number } = {},
+): Promise<Map<string, RevisionJudgement>> {
+  const result = new Map<string, RevisionJudgement>();
+  const scope = `${repo.url}\0${repo.branch}\0${lineage.sha}\0${JSON.stringify(lineage.edits)}\0`;
+  const older = new Set(lineage.ancestors.map((a) => a.toLowerCase()));
+  const todo: string[] = [];
+  for (const given of revisions) {
+    const revision = given.toLowerCase();
+    const known = older.has(revision)
+      ? behind(revision, lineage.sha)
+      : verdicts.get(scope + revision);
+    if (known) result.set(revision, known);
+    else todo.push(revision);
+  }
+  if (!todo.length) return result;
+  const deadline = Date.now() + (options.timeoutMs ?? 2 * HTTP_TIMEOUT_MS);
+  await withRevisionRepo(repo, auth, deadline, async (c) => {
+    let head = await fetchBranch(c, FAILOVER_LOOKBACK_COMMITS, false);
+    let history = await commitGraph(c, head);
+    if (!history.has(lineage.sha)) {
+      head = await fetchBranch(c, REVISION_LOOKBACK_COMMITS - FAILOVER_LOOKBACK_COMMITS, true);
+      history = await commitGraph(c, head);
+    }
+    for (const revision of todo) {
+      const verdict = await judgeOne(c, lineage, history, head, revision);
+      result.set(revision, verdict.judgement);
+      if (verdict.final) {
+        if (verdicts.size >= MAX_VERDICTS) verdicts.clear();
+        verdicts.set(scope + revision, verdict.judgement);
+      }
+    }
+  });
+  return result;
+}
+
+function behind(revision: string, retarget: string): RevisionJudgement {
+  return {
+    status: "pending",
+    reason: `${revision.slice(0, 7)} is older than the retarget commit ${retarget.slice(0, 7)}`,
+  };
+}
+
+/** The commits read from the branch head, newest first, with their parents. */
+type CommitGraph = Map<string, ReadCommitResult>;
+
+async function commitGraph(c: Clone, head: string): Promise<CommitGraph> {
+  try {
+    const entries = await log({
+      fs,
+      dir: c.dir,
+      ref: head,
+      depth: REVISION_LOOKBACK_COMMITS,
+      cache: c.cache,
+    });
+    return new Map(entries.map((e) => [e.oid, e]));
+  } catch (e) {
+    throw gitError(e, c, `reading the history of ${c.repo.branch}`);
+  }
+}
+
+/** Does `oid` have `ancestor` among its ancestors, within the commits read? */
+function descends(graph: CommitGraph, oid: string, ancestor: string): boolean {
+  const queue = [...(graph.get(oid)?.commit.parent ?? [])];
+  const seen = new Set<string>();
+  for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+    if (next === ancestor) return true;
+    if (seen.has(next)) continue;
+    seen.add(next);
+    queue.push(...(graph.get(next)?.commit.parent ?? []));
+  }
+  return false;
+}
+
+async function judgeOne(
+  c: Clone,
+  lineage: RetargetLineage,
+  graph: CommitGraph,
+  head: string,
+  revision: string,
+): Promise<{ judgement: RevisionJudgement; final: boolean }> {
+  const short = (sha: string) => sha.slice(0, 12);
+  const branch = c.repo.branch;
+  if (!graph.has(lineage.sha)) {
+    const error = new RetargetCommitLost(
+      `${c.where}: ${branch} no longer contains the retarget commit ${short(lineage.sha)} among the newest ${graph.size} commits from its head ${short(head)}, while Argo CD reports ${short(revision)}: a force-push dropped it (or more than ${REVISION_LOOKBACK_COMMITS} commits landed on top)`,
+      [
+        `check ${branch}'s history on the Git host (its audit log or reflog), put the retarget back or re-run the failover, and stop whatever rewrote the branch`,
+      ],
+    );
+    return { judgement: { status: "failed", error: error.toData() }, final: false };
+  }
+  if (!graph.has(revision)) {
+    const reason = `${short(revision)} is not among the newest ${graph.size} commits of ${branch}`;
+    return { judgement: { status: "pending", reason }, final: false };
+  }
+  if (!descends(graph, revision, lineage.sha))
+    return { judgement: behind(revision, lineage.sha), final: true };
+  const broken = await brokenEdits(c, revision, lineage.edits);
+  if (!broken.length) return { judgement: { status: "accepted" }, final: true };
+  // The oldest commit of the unbroken run ending at `revision` (first parents back to the
+  // retarget commit) is the one that undid it.
+  let culprit = revision;
+  for (;;) {
+    const parent = graph.get(culprit)?.commit.parent[0];
+    if (!parent || parent === lineage.sha || !descends(graph, parent, lineage.sha)) break;
+    if (!(await brokenEdits(c, parent, lineage.edits)).length) break;
+    culprit = parent;
+  }
+  const commit = graph.get(culprit)?.commit;
+  const subject = (commit?.message.split("\n")[0] ?? "").slice(0, 120);
+  const by = commit ? ` by ${commit.author.name} <${commit.author.email}>` : "";
+  const error = new RetargetUndone(
+    `commit ${short(culprit)} ("${subject}"${by}) on top of the retarget commit ${short(lineage.sha)} undoes it: at ${short(revision)}, which Argo CD deploys, ${broken.join(", ")}, so Git no longer makes ${lineage.target} active`,
+    [
+      `revert ${short(culprit)} (or make ${lineage.target} active again) and re-run the failover; whatever pushed it must leave the retarget values alone during a failover`,
+    ],
+  );
+  return { judgement: { status: "failed", error: error.toData() }, final: true };
+}
+
+/** The edits that do not hold at `commit`, each as `file path is X, not Y`. */
+async function brokenEdits(c: Clone, commit: string, edits: RenderedEdit[]): Promise<string[]> {
+  const docs = new Map<string, Document.Parsed>();
+  const broken: string[] = [];
+  for (const edit of uniqueEdits(edits)) {
+    let doc = docs.get(edit.file);
+    if (!doc) {
+      doc = parseYaml(await readText(c, commit, edit.file), edit.file);
+      docs.set(edit.file, doc);
+    }
+    const found = locate(doc, edit.path);
+    const value = found.kind === "found" ? plainValue(found.pair.value, doc) : undefined;
+    if (value !== edit.value)
+      broken.push(
+        `${edit.file} ${edit.path} is ${value === undefined ? "absent" : JSON.stringify(value)}, not ${JSON.stringify(edit.value)}`,
+      );
+  }
+  return broken;
+}
+
+/** Revision repositories are `<tmpdir>/gitops-failover-revisions-<hash of url and branch>`. */
+const REVISIONS_PREFIX = "gitops-failover-revisions-";
+/** Where judgeRevisions keeps `repo`'s branch in /tmp (a sandbox removes it when it stops). */
+export function revisionRepoDir(repo: Pick<GitRepo, "url" | "branch">): string {
+  const id = createHash("sha256").update(`${repo.url}\0${repo.branch}`).digest("hex").slice(0, 16);
+  return join(tmpdir(), `${REVISIONS_PREFIX}${id}`);
+}
+
+/** One judge at a time per repository in this process (the directory is shared). */
+const revisionQueues = new Map<string, Promise<unknown>>();
+
+/**
+ * Runs `work` in the repository this process keeps for `repo` in /tmp (created on first use).
+ * Any failure removes it, so a half-written fetch never poisons the next invocation.
+ */
+async function withRevisionRepo<T>(
+  repo: GitRepo,
+  auth: GitAuth,
+  deadline: number,
+  work: (c: Clone) => Promise<T>,
+): Promise<T> {
+  registerSecret(auth.token);
+  const credentials = Buffer.from(`${auth.username ?? "x-access-token"}:${auth.token}`).toString(
+    "base64",
+  );
+  registerSecret(credentials);
+  const dir = revisionRepoDir(repo);
+  const c: Clone = {
+    dir,
+    repo,
+    where: printableUrl(repo.url),
+    headers: { Authorization: `Basic ${credentials}` },
+    cache: {},
+    http: {
+      request: (request) =>
+        http.request({
+          ...request,
+          signal: AbortSignal.timeout(
+            Math.max(1, Math.min(HTTP_TIMEOUT_MS, deadline - Date.now())),
+          ),
+        }),
+    },
+  };
+  const run = (revisionQueues.get(dir) ?? Promise.resolve()).then(async () => {
+    try {
+      await sweepStaleRevisionRepos(dir);
+      if (!fs.existsSync(join(dir, ".git"))) {
+        await mkdir(dir, { recursive: true });
+        await initRepo({ fs, dir });
+      }
+      await addRemote({ fs, dir, remote: "origin", url: repo.url, force: true });
+      // Marks it in use, for the sweep of other processes and later invocations.
+      const now = new Date();
+      await utimes(dir, now, now);
+      return await work(c);
+    } catch (e) {
+      if (e instanceof GitAuthError) invalidateSecretToken(auth.token);
+      await rm(dir, { recursive: true, force: true });
+      throw e;
+    }
+  });
+  revisionQueues.set(
+    dir,
+    run.catch(() => undefined),
+  );
+  return run;
+}
+
+/** RetargetUndone when `required.edits` (what makes `required.region` active) do not hold at `base`. */
+async function assertStillActive(
+  c: Clone,
+  base: string,
+  required: { region: string; edits: RenderedEdit[] },
+): Promise<void> {
+  const broken = await brokenEdits(c, base, required.edits);
+  if (!broken.length) return;
+  throw new RetargetUndone(
+    `${c.where}: at the head of ${c.repo.branch} (${base.slice(0, 12)}) ${broken.join(", ")}: a commit pushed since the retarget made ${required.region} passive again; nothing was committed`,
+    [
+      `find it with \`git log -p ${base.slice(0, 12)} -- ${[...new Set(required.edits.map((e) => e.file))].join(" ")}\`, make ${required.region} active again (or revert it), then re-run`,
+    ],
+  );
+}
+
+/**
+ * Removes the revision repositories of other repositories (or branches) unused for
+ * STALE_CLONE_MS: a function keeps one per topology, but a host running many sandboxes would
+ * otherwise collect one per Git server. Best effort.
+ */
+async function sweepStaleRevisionRepos(keep: string, now = Date.now()): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(tmpdir());
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const dir = join(tmpdir(), name);
+    if (!name.startsWith(REVISIONS_PREFIX) || dir === keep || revisionQueues.has(dir)) continue;
+    try {
+      if (now - (await stat(dir)).mtimeMs > STALE_CLONE_MS)
+        await rm(dir, { recursive: true, force: true });
+    } catch {
+      // Gone already, or not ours to remove: leave it.
+    }
+  }
+}
+
+/** Fetches the branch `depth` commits deep (or that much deeper, `relative`); returns its head. */
+async function fetchBranch(c: Clone, depth: number, relative: boolean): Promise<string> {
+  try {
+    await fetch({
+      fs,
+      http: c.http ?? boundedHttp,
+      dir: c.dir,
+      remote: "origin",
+      ref: c.repo.branch,
+      singleBranch: true,
+      depth,
+      relative,
+      tags: false,
+      headers: { ...c.headers },
+      cache: c.cache,
+    });
+  } catch (e) {
+    throw gitError(e, c, "fetching");
+  }
+  return remoteHead(c);
 }
 
 /** Clone directories are `<tmpdir>/gitops-failover-clone-<pid>-<random>`. */

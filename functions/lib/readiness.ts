@@ -355,6 +355,7 @@ function topologySecrets(t: Topology): string[] {
   return [
     ...new Set([
       t.git.credentialsSecretArn,
+      ...(t.git.readCredentialsSecretArn ? [t.git.readCredentialsSecretArn] : []),
       ...t.argocd.hubs.flatMap((h) => [
         h.tokenSecretArn,
         ...(h.backup ? [h.backup.tokenSecretArn] : []),

@@ -300,8 +300,15 @@ function detailOf(name: StepName, r: StepRecord): string {
         .join(", ");
     case "CommitRetarget":
       return `${skipped ? "already at" : "committed"} ${String(a.gitHead ?? "?").slice(0, 12)}`;
-    case "AwaitArgoSync":
-      return `${String(a.done)}/${String(a.total)} apps Synced and Healthy via ${String(a.hub)}`;
+    case "AwaitArgoSync": {
+      const onTop = Array.isArray(a.acceptedRevisions)
+        ? a.acceptedRevisions.map((r) => String(r).slice(0, 12))
+        : [];
+      const at = onTop.length
+        ? `, at ${onTop.join(", ")} pushed on top of the retarget commit (still making the target active)`
+        : "";
+      return `${String(a.done)}/${String(a.total)} apps Synced and Healthy via ${String(a.hub)}${at}`;
+    }
     case "PromoteAurora":
       return skipped ? "target already writer" : String(a.action ?? "");
     case "AwaitAurora":

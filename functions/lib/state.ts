@@ -97,6 +97,8 @@ export interface ArgoProgress extends PollProgress {
   total?: number;
   done?: number;
   pending?: { name: string; reason: string }[];
+  /** Commits on top of the retarget commit that apps were accepted at (see gitops judgeRevisions). */
+  acceptedRevisions?: string[];
 }
 
 export interface PromotionState {

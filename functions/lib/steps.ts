@@ -3,7 +3,12 @@
  * and returns a small summary for the execution state. Handlers wrap these in middy; the ASL
  * decides the order. Every step reads the current state first, so re-runs and Redrive are safe.
  */
-import { type ArgoHubConnection, checkSync, type SyncCheck } from "./argocd.ts";
+import {
+  type ArgoHubConnection,
+  checkSync,
+  type RevisionJudgement,
+  type SyncCheck,
+} from "./argocd.ts";
 import { appendAuditEvent, readAuditTrail } from "./audit.ts";
 import {
   type AuroraTopology,
@@ -28,6 +33,7 @@ import {
   AuroraPromotionRefused,
   AuroraPromotionTimeout,
   CompensationIncomplete,
+  ConfigError,
   describe,
   type ErrorData,
   type FailoverError,
@@ -42,6 +48,7 @@ import {
   type FailoverCommit,
   type GitAuth,
   type GitRepo,
+  judgeRevisions,
   type RenderedEdit,
   readValues,
 } from "./gitops.ts";
@@ -80,6 +87,17 @@ export function gitRepo(t: Topology): GitRepo {
 /** The orchestrator's Git credentials, from Secrets Manager. */
 export async function gitAuth(t: Topology): Promise<GitAuth> {
   const secret = await getSecret(t.git.credentialsSecretArn);
+  return { token: secret.token, ...(secret.username ? { username: secret.username } : {}) };
+}
+
+/**
+ * The read-only Git credentials AwaitArgoSync judges commits on top with (never the push token),
+ * from Secrets Manager.
+ */
+async function gitReadAuth(t: Topology): Promise<GitAuth> {
+  if (!t.git.readCredentialsSecretArn)
+    throw new ConfigError("git.readCredentialsSecretArn is not set in the topology");
+  const secret = await getSecret(t.git.readCredentialsSecretArn);
   return { token: secret.token, ...(secret.username ? { username: secret.username } : {}) };
 }
 
@@ -556,6 +574,38 @@ export async function commitRetargetStep(state: FailoverState): Promise<Retarget
   };
 }
 
+/**
+ * The judge of revisions Argo CD reports other than the retarget commit (commits pushed on top
+ * of it): a descendant that still makes the target active counts as the commit. Git that cannot
+ * be read leaves those apps pending (the poll's deadline names why), never failing the poll.
+ */
+function retargetJudge(
+  t: Topology,
+  state: FailoverState,
+  target: string,
+  sha: string,
+  auth: () => Promise<GitAuth>,
+): (revisions: string[]) => Promise<Map<string, RevisionJudgement>> {
+  const ancestors = [
+    state.converge?.retarget?.previousSha ?? state.retarget?.previousSha,
+    state.plan.before.gitHead,
+  ].filter((a): a is string => !!a && a !== sha);
+  return async (revisions) => {
+    try {
+      return await judgeRevisions(
+        gitRepo(t),
+        await auth(),
+        { sha, target, edits: editsFor(t, target), ancestors },
+        revisions,
+        { timeoutMs: t.argocd.requestTimeoutSeconds * 1000 },
+      );
+    } catch (e) {
+      const reason = `Git could not be read to judge it: ${describe(e)}`;
+      return new Map(revisions.map((r) => [r, { status: "pending", reason }]));
+    }
+  };
+}
+
 async function argoHubs(t: Topology): Promise<ArgoHubConnection[]> {
   return Promise.all(
     t.argocd.hubs.map(async (h) => ({
@@ -642,6 +692,13 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
       // `hub` is set once a hub answered in this window: until then no refresh was made.
       firstPoll: window.polls === 1 || !previous?.hub,
       timeoutMs: t.argocd.requestTimeoutSeconds * 1000,
+      ...(t.git.readCredentialsSecretArn
+        ? {
+            judgeRevisions: retargetJudge(t, state, state.plan.targetRegion, revision, () =>
+              gitReadAuth(t),
+            ),
+          }
+        : {}),
     });
   } catch (e) {
     const known = previous?.hub
@@ -665,6 +722,7 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
     total: result.total,
     done: result.done,
     pending: result.pending.slice(0, 10),
+    ...(result.acceptedRevisions ? { acceptedRevisions: result.acceptedRevisions } : {}),
     ...(previous?.lastError ? { lastError: previous.lastError } : {}),
   };
   if (result.status === "IN_PROGRESS" && window.expired) {
@@ -890,7 +948,12 @@ export async function demoteSourceStep(state: FailoverState): Promise<DemotionSt
       body: `Second commit of the failover to ${target}: traffic and the Aurora writer have moved, so ${regions.join(", ")} now run their standby size.`,
       trailers: trailers(state, "demote"),
     },
-    { maxAttempts: t.git.pushAttempts, plannedHead: head },
+    {
+      maxAttempts: t.git.pushAttempts,
+      plannedHead: head,
+      // Never both passive: a commit on top that undid the target's activation stops the demote.
+      requires: { region: target, edits: editsFor(t, target) },
+    },
   );
   return {
     status: "SUCCEEDED",
@@ -923,8 +986,16 @@ async function retargetCommitOf(state: FailoverState): Promise<string | undefine
   return typeof sha === "string" ? sha : undefined;
 }
 
-/** Is every selected app of `region` Synced at `revision` and Healthy, live (no refresh, no sync)? */
-async function appsReadyAt(t: Topology, region: string, revision: string): Promise<string | null> {
+/**
+ * Is every selected app of `region` Synced at `revision` (or a commit on top of it that still
+ * makes `region` active, as AwaitArgoSync accepts) and Healthy, live (no refresh, no sync)?
+ */
+async function appsReadyAt(
+  t: Topology,
+  state: FailoverState,
+  region: string,
+  revision: string,
+): Promise<string | null> {
   try {
     const check = await checkSync({
       hubs: await argoHubs(t),
@@ -936,8 +1007,10 @@ async function appsReadyAt(t: Topology, region: string, revision: string): Promi
       sync: false,
       firstPoll: false,
       timeoutMs: t.argocd.requestTimeoutSeconds * 1000,
+      judgeRevisions: retargetJudge(t, state, region, revision, () => gitAuth(t)),
     });
     if (check.status === "SUCCEEDED") return null;
+    if (check.error) return check.error.message;
     const pending = check.pending.slice(0, 3).map((p) => `${p.name}: ${p.reason}`);
     return `${check.total - check.done} of ${check.total} apps not Synced at ${revision.slice(0, 7)} and Healthy (${pending.join("; ")})`;
   } catch (e) {
@@ -1103,7 +1176,7 @@ async function moveTrafficToWriter(
       ? `the spoke(s) of ${target} were not verified`
       : !revision
         ? "no retarget commit is recorded"
-        : await appsReadyAt(t, target, revision);
+        : await appsReadyAt(t, state, target, revision);
   if (notReady) {
     note("move-traffic", "NOT_NEEDED", `not to ${target}, which holds the writer: ${notReady}`);
     return false;

@@ -100,6 +100,7 @@ function secretArnsOf(t: Topology, kinds: readonly SecretKind[]): string[] {
     argocd: () => t.argocd.hubs.map((h) => h.tokenSecretArn),
     spoke: () => Object.values(t.regions).flatMap((r) => r.spokes.map((s) => s.tokenSecretArn)),
     backup: () => t.argocd.hubs.flatMap((h) => (h.backup ? [h.backup.tokenSecretArn] : [])),
+    "git-read": () => (t.git.readCredentialsSecretArn ? [t.git.readCredentialsSecretArn] : []),
   };
   return [...new Set(kinds.flatMap((k) => of[k]()))];
 }
@@ -123,7 +124,7 @@ function readableSecretArns(t: Topology, kinds: readonly SecretKind[], region: s
  * region, its replica elsewhere): what readiness describes to check the replica rule.
  */
 function replicaArnsEverywhere(t: Topology, regions: string[]): string[] {
-  const all = secretArnsOf(t, ["git", "argocd", "spoke", "backup"]);
+  const all = secretArnsOf(t, ["git", "argocd", "spoke", "backup", "git-read"]);
   return [...new Set(regions.flatMap((region) => all.map((arn) => replicaArn(arn, region))))];
 }
 

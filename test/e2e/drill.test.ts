@@ -419,6 +419,69 @@ describe("drill: faults the failover must absorb", () => {
   });
 });
 
+describe("drill: commits pushed on top of the retarget during AwaitArgoSync", () => {
+  const IMAGE_BUMP = "build: automatic update of api to 1.0.1";
+  const UNDO = "chore: sync production values from staging";
+
+  it("commit-on-top: Argo CD deploys the newer commit, which still makes the target active: the failover completes", async () => {
+    const result = await drill({ faults: ["commit-on-top"] });
+
+    expect(result.status).toBe("SUCCEEDED");
+    expect(drillProblems(result, {})).toEqual([]);
+    expectInvariants(result);
+    expect(result.after).toMatchObject({
+      activeRegion: TARGET,
+      auroraWriterRegion: TARGET,
+      trafficDials: MOVED_TRAFFIC,
+      workloads: settled(TARGET),
+    });
+    // The image updater's commit sits right on the retarget; DemoteSource builds on it.
+    expect(subjects(result.after)).toEqual([DEMOTE, IMAGE_BUMP, RETARGET, SEED]);
+    expectUsersServed(result);
+    const [, onTop, retarget] = result.after.gitLog;
+    const argo = auditOf(result).find(
+      (e) => e.step === "AwaitArgoSync" && e.outcome === "SUCCEEDED",
+    );
+    expect(argo?.after).toMatchObject({
+      revision: retarget?.sha,
+      acceptedRevisions: [onTop?.sha],
+    });
+    const report = result.executions[0]?.report as unknown as FailoverReport;
+    expect(report.steps.find((s) => s.name === "AwaitArgoSync")?.detail).toBe(
+      `2/2 apps Synced and Healthy via hub-primary, at ${onTop?.sha.slice(0, 12)} pushed on top of the retarget commit (still making the target active)`,
+    );
+    expect(report.commits.map((c) => [c.phase, c.subject])).toEqual([
+      ["activate", RETARGET],
+      ["demote", DEMOTE],
+    ]);
+  });
+
+  it("commit-undoes-retarget: fails with RetargetUndone naming that commit, before the writer or traffic move", async () => {
+    const result = await drill({ faults: ["commit-undoes-retarget"] });
+
+    expectFailedBeforeTraffic(result, "AwaitArgoSync", "RetargetUndone");
+    const [undo, retarget] = result.after.gitLog;
+    expect(subjects(result.after)).toEqual([UNDO, RETARGET, SEED]);
+    expect(result.error).toContain(
+      `commit ${undo?.sha.slice(0, 12)} ("${UNDO}" by sandbox <sandbox@localhost>) on top of the retarget commit ${retarget?.sha.slice(0, 12)} undoes it`,
+    );
+    expect(result.calls.gitPushes).toBe(1);
+    expect(result.after).toMatchObject({
+      activeRegion: SOURCE,
+      auroraWriterRegion: SOURCE,
+      trafficDials: UNCHANGED_TRAFFIC,
+      workloads: settled(SOURCE),
+    });
+    expect(step(result, "PromoteAurora")?.status).toBe("NOT_RUN");
+    const report = result.executions[0]?.report as unknown as FailoverReport;
+    expect(report.failedStep).toBe("AwaitArgoSync");
+    // Git already makes the target passive again: nothing for compensation to revert.
+    expect(report.compensation.map((a) => [a.action, a.outcome])).toEqual([
+      ["revert-commit", "NOT_NEEDED"],
+    ]);
+  });
+});
+
 describe("drill: trigger guards", () => {
   it("kill switch: the trigger starts nothing, for that reason", async () => {
     const result = await drill({ via: "alarm", killSwitch: true });

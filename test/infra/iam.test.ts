@@ -68,6 +68,9 @@ function kindsOf(name: string): readonly SecretKind[] {
 function expectedSecrets(t: Topology, kinds: readonly SecretKind[]): string[] {
   const arns = [
     ...(kinds.includes("git") ? [t.git.credentialsSecretArn] : []),
+    ...(kinds.includes("git-read") && t.git.readCredentialsSecretArn
+      ? [t.git.readCredentialsSecretArn]
+      : []),
     ...(kinds.includes("argocd") ? t.argocd.hubs.map((h) => h.tokenSecretArn) : []),
     ...(kinds.includes("spoke")
       ? Object.values(t.regions).flatMap((r) => r.spokes.map((x) => x.tokenSecretArn))
@@ -471,6 +474,7 @@ function secretKindsReached(entry: string): Set<SecretKind> {
   const kinds = new Set<SecretKind>();
   const seen = new Set<string>();
   const classify = (arg: string, scope: string, where: string): SecretKind => {
+    if (/\.git\.readCredentialsSecretArn$/.test(arg)) return "git-read";
     if (/\.git\.credentialsSecretArn$/.test(arg)) return "git";
     if (/(^|\.)backup\.tokenSecretArn$/.test(arg)) return "backup";
     if (/^hub\.tokenSecretArn$/.test(arg) && /\(hub: Hub\)/.test(scope)) return "argocd";

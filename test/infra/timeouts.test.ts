@@ -84,6 +84,37 @@ describe("pollBudget and timeoutOf", () => {
     expect(pollBudget("AwaitArgoSync", example)?.deadlineKey).toBe("argoSyncSeconds");
   });
 
+  it("AwaitArgoSync with a read-only Git token adds the token read and the Git reads, bounded as a whole", () => {
+    const call = CODE_BOUNDS.awsCallSeconds;
+    const perCall = example.argocd.requestTimeoutSeconds;
+    const judging = {
+      ...example,
+      git: {
+        ...example.git,
+        readCredentialsSecretArn:
+          "arn:aws:secretsmanager:us-west-2:111122223333:secret:gitops-failover/git-read-AbCdEf",
+      },
+    };
+    const without = pollBudget("AwaitArgoSync", example);
+    const withJudge = pollBudget("AwaitArgoSync", judging);
+    const partsOf = (b: typeof without) => b?.parts.length;
+    expect(withJudge?.seconds).toBe(
+      Math.ceil(
+        (2 * call +
+          example.argocd.hubs.length * 3 * perCall +
+          2 * call +
+          perCall +
+          call +
+          CODE_BOUNDS.earlyTimeoutSeconds) /
+          10,
+      ) * 10,
+    );
+    expect(partsOf(withJudge)).toBe((partsOf(without) ?? 0) + 1);
+    expect(source("functions/lib/steps.ts")).toContain(
+      "{ timeoutMs: t.argocd.requestTimeoutSeconds * 1000 }",
+    );
+  });
+
   it("AwaitAurora grows with the regions it may ask in turn; VerifyTraffic is one read", () => {
     expect(pollBudget("AwaitAurora", example)).toMatchObject({
       seconds: 80,

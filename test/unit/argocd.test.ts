@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import {
   type ArgoHubConnection,
   checkSync,
+  type RevisionJudgement,
   type SyncCheckRequest,
 } from "../../functions/lib/argocd.ts";
 import {
@@ -834,5 +835,166 @@ describe("checkSync: hubs", () => {
     expect(trusted).toMatchObject({ status: "SUCCEEDED", hub: "hub-primary" });
     expect(untrusted).toBeInstanceOf(ArgoUnreachable);
     expect((untrusted as ArgoUnreachable).details[0]).toMatch(/TLS failure .*caData/);
+  });
+});
+
+describe("checkSync: commits on top of the revision", () => {
+  const ON_TOP = "5e4d3c2b1a0987654321fedcba9876543210abcd";
+  const UNDO = "0123456789abcdef0123456789abcdef01234567";
+
+  /** A judge as AwaitArgoSync passes it: here a fixed verdict per revision, recording each call. */
+  function judge(verdicts: Record<string, RevisionJudgement>) {
+    const asked: string[][] = [];
+    const judgeRevisions = async (revisions: string[]) => {
+      asked.push(revisions);
+      return new Map(
+        revisions.flatMap((r): [string, RevisionJudgement][] => {
+          const v = verdicts[r];
+          return v ? [[r, v]] : [];
+        }),
+      );
+    };
+    return { asked, judgeRevisions };
+  }
+
+  it("counts apps Synced at an accepted descendant as done, asking only about revisions not the commit", async () => {
+    // Prepare
+    const h = await startHub(
+      argo([
+        { name: "east-api", revision: ON_TOP },
+        { name: "east-multi", revisions: ["v1.2.3", ON_TOP.toUpperCase()] },
+        { name: "east-web" },
+      ]),
+    );
+    const j = judge({ [ON_TOP]: { status: "accepted" } });
+
+    // Act
+    const result = await checkSync(
+      request([hub("hub-primary", h.url)], { judgeRevisions: j.judgeRevisions }),
+    );
+
+    // Assess
+    expect(result).toMatchObject({
+      status: "SUCCEEDED",
+      total: 3,
+      done: 3,
+      acceptedRevisions: [ON_TOP],
+    });
+    expect(j.asked).toEqual([[ON_TOP]]);
+  });
+
+  it("on the first poll neither refreshes nor syncs back an app Synced at an accepted descendant", async () => {
+    // Prepare
+    const apps: AppSpec[] = [
+      { name: "east-api", revision: ON_TOP },
+      { name: "east-web", sync: "OutOfSync", revision: OLD },
+    ];
+    const h = await startHub(argo(apps, [{ name: "east-web", revision: ON_TOP }]));
+    const j = judge({
+      [ON_TOP]: { status: "accepted" },
+      [OLD]: { status: "pending", reason: "older" },
+    });
+
+    // Act
+    const result = await checkSync(
+      request([hub("hub-primary", h.url)], {
+        firstPoll: true,
+        sync: true,
+        judgeRevisions: j.judgeRevisions,
+      }),
+    );
+
+    // Assess: only the app behind is refreshed (and, Synced on top once refreshed, not synced)
+    expect(h.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
+      "GET /api/v1/applications",
+      "GET /api/v1/applications/east-web",
+    ]);
+    expect(result).toMatchObject({ status: "SUCCEEDED", done: 2, acceptedRevisions: [ON_TOP] });
+    expect(j.asked).toEqual([[ON_TOP]]);
+  });
+
+  it("without a judge, a descendant is only another revision", async () => {
+    // Prepare
+    const h = await startHub(argo([{ name: "east-api", revision: ON_TOP }]));
+
+    // Act
+    const result = await checkSync(request([hub("hub-primary", h.url)]));
+
+    // Assess
+    expect(result).toMatchObject({ status: "IN_PROGRESS", done: 0 });
+    expect(result.acceptedRevisions).toBeUndefined();
+  });
+
+  it("keeps an app at a revision judged pending waiting, saying why", async () => {
+    // Prepare
+    const h = await startHub(argo([{ name: "east-api", revision: OLD }, { name: "east-web" }]));
+    const j = judge({ [OLD]: { status: "pending", reason: "1a2b3c4 is older than the retarget" } });
+
+    // Act
+    const result = await checkSync(
+      request([hub("hub-primary", h.url)], { judgeRevisions: j.judgeRevisions }),
+    );
+
+    // Assess
+    expect(result).toMatchObject({ status: "IN_PROGRESS", done: 1 });
+    expect(result.pending).toEqual([
+      {
+        name: "east-api",
+        reason: "Synced at 1a2b3c4, not 9f8e7d6 (1a2b3c4 is older than the retarget)",
+      },
+    ]);
+  });
+
+  it("fails with the judge's error when an app reports a revision judged failed, naming the apps", async () => {
+    // Prepare
+    const h = await startHub(
+      argo([
+        { name: "east-api", revision: UNDO },
+        { name: "east-web", revision: UNDO, sync: "OutOfSync", health: "Progressing" },
+        { name: "east-worker" },
+      ]),
+    );
+    const error = { name: "RetargetUndone", message: "commit 0123456789ab undoes it" };
+    const j = judge({ [UNDO]: { status: "failed", error } });
+
+    // Act
+    const result = await checkSync(
+      request([hub("hub-primary", h.url)], { judgeRevisions: j.judgeRevisions }),
+    );
+
+    // Assess: the OutOfSync app is not asked about, but it reports the revision too
+    expect(result).toMatchObject({ status: "FAILED", total: 3, done: 1 });
+    expect(result.error).toEqual({
+      ...error,
+      details: ["Argo CD reports it for east-api, east-web"],
+    });
+  });
+
+  it("fails like at the commit when an operation at an accepted descendant ended Failed", async () => {
+    // Prepare
+    const h = await startHub(
+      argo([
+        {
+          name: "east-api",
+          sync: "OutOfSync",
+          revision: OLD,
+          phase: "Failed",
+          message: "ImagePullBackOff",
+          opRevision: ON_TOP,
+        },
+      ]),
+    );
+    const j = judge({ [ON_TOP]: { status: "accepted" } });
+
+    // Act
+    const result = await checkSync(
+      request([hub("hub-primary", h.url)], { judgeRevisions: j.judgeRevisions }),
+    );
+
+    // Assess
+    expect(result.status).toBe("FAILED");
+    expect(result.error?.name).toBe("ArgoSyncFailed");
+    expect(result.error?.details).toEqual(["east-api: operation Failed: ImagePullBackOff"]);
+    expect(j.asked).toEqual([[ON_TOP]]);
   });
 });
