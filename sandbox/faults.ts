@@ -18,6 +18,8 @@ export const FAULTS = {
   "ga-throttled":
     "Global Accelerator throttles UpdateEndpointGroup beyond the SDK's retries (the ASL's Retry must absorb it)",
   "ga-update-fails": "Global Accelerator refuses UpdateEndpointGroup (AccessDenied)",
+  "assume-role-denied":
+    "the data account's role no longer trusts the orchestrator (implies --accounts split): AssumeRole is refused, Plan must stop naming the role",
 } as const;
 /** The name of a fault a drill can inject (`--fault <name>`). */
 export type FaultName = keyof typeof FAULTS;
