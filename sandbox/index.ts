@@ -267,7 +267,7 @@ function buildTopology(
         requestTimeoutSeconds: 10,
       },
       aurora: { globalClusterIdentifier: GLOBAL_CLUSTER, maxRpoSeconds: 5, ...roles?.data },
-      ...(roles ? { secrets: roles.secrets } : {}),
+      ...(roles ? { secrets: roles.secrets, orchestratorAccount: accounts.orchestrator } : {}),
       traffic: { mode: "global-accelerator", stages: [100] },
       trigger: {
         mode: "auto",

@@ -489,8 +489,30 @@ const TopologySchema = z
      * that account is read through it; secrets in other accounts with the function's own role.
      */
     secrets: z.strictObject(CrossAccount).superRefine(externalIdNeedsRole).optional(),
+    /**
+     * The account the orchestrator is deployed to: the member accounts' roles trust its function
+     * roles. Required when any resource names a roleArn.
+     */
+    orchestratorAccount: z
+      .string()
+      .regex(/^\d{12}$/, "must be a 12-digit AWS account id")
+      .optional(),
   })
   .superRefine((t, ctx) => {
+    const named = [
+      t.aurora,
+      t.traffic,
+      t.secrets,
+      ...Object.values(t.regions).flatMap((r) => [r.aurora, r.globalAccelerator, r.route53]),
+    ].some((block) => block?.roleArn);
+    if (named && !t.orchestratorAccount) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["orchestratorAccount"],
+        message:
+          "is required when a resource names a roleArn: the roles in the other accounts trust the function roles of this account (12 digits)",
+      });
+    }
     const secretsAccount = t.secrets?.roleArn && accountOfArn(t.secrets.roleArn);
     if (secretsAccount && !secretArns(t).some((arn) => accountOfArn(arn) === secretsAccount)) {
       ctx.addIssue({

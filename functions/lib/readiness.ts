@@ -168,12 +168,6 @@ async function spokeCheck(t: Topology, region: string): Promise<Verdict> {
   );
 }
 
-/** A hub with its token, as AwaitArgoSync connects to it. */
-async function hubConnection(t: Topology, hub: Hub): Promise<ArgoHubConnection> {
-  const { token } = await getSecret(hub.tokenSecretArn, secretRole(t, hub.tokenSecretArn));
-  return { name: hub.name, url: hub.url, token, ...(hub.caData ? { caData: hub.caData } : {}) };
-}
-
 /** Per hub and target region: AwaitArgoSync's check at the branch head, or why the hub failed. */
 type HubSweep = Map<string, Map<string, SyncCheck | Error>>;
 
@@ -183,6 +177,11 @@ type HubSweep = Map<string, Map<string, SyncCheck | Error>>;
  */
 async function sweepHubs(t: Topology, head: string, targets: string[]): Promise<HubSweep> {
   const sweep: HubSweep = new Map();
+  /** A hub with its token, as AwaitArgoSync connects to it. */
+  const hubConnection = async (hub: Hub): Promise<ArgoHubConnection> => {
+    const { token } = await getSecret(hub.tokenSecretArn, secretRole(t, hub.tokenSecretArn));
+    return { name: hub.name, url: hub.url, token, ...(hub.caData ? { caData: hub.caData } : {}) };
+  };
   const asError = (e: unknown) => (e instanceof Error ? e : new UnexpectedError(String(e)));
   await Promise.all(
     t.argocd.hubs.map(async (hub) => {
@@ -190,7 +189,7 @@ async function sweepHubs(t: Topology, head: string, targets: string[]): Promise<
       sweep.set(hub.name, byRegion);
       let conn: ArgoHubConnection;
       try {
-        conn = await hubConnection(t, hub);
+        conn = await hubConnection(hub);
       } catch (e) {
         for (const r of targets) byRegion.set(r, asError(e));
         return;
