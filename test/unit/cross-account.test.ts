@@ -215,7 +215,10 @@ describe("account-aware emulators", () => {
 });
 
 describe("topology: roleArn and externalId", () => {
-  const example = () => loadTopology("config/topology.example.yaml");
+  const example = () => ({
+    ...loadTopology("config/topology.example.yaml"),
+    orchestratorAccount: "111122223333",
+  });
   const withRegion = (patch: (r: Record<string, unknown>) => void) => {
     const t = structuredClone(example()) as unknown as {
       regions: Record<string, Record<string, unknown>>;
@@ -263,6 +266,16 @@ describe("topology: roleArn and externalId", () => {
     expect(problems(secrets)[0]).toMatch(
       /^secrets\.roleArn: is in account 222222222222, but no secret ARN of the topology is/,
     );
+  });
+
+  it("requires the orchestrator's account once a role is named (the roles trust its function roles)", () => {
+    const { orchestratorAccount: _, ...t } = {
+      ...example(),
+      secrets: { roleArn: "arn:aws:iam::111122223333:role/secrets" },
+    };
+    expect(problems(t)).toEqual([
+      "orchestratorAccount: is required when a resource names a roleArn: the roles in the other accounts trust the function roles of this account (12 digits)",
+    ]);
   });
 
   it("accepts the split-account example", () => {
