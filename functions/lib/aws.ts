@@ -84,7 +84,7 @@ export function withSessionName<T>(name: string | undefined, fn: () => Promise<T
 
 /** How long assumed credentials live; they are renewed this long before that. */
 const ASSUMED_SECONDS = 900;
-const RENEW_BEFORE_MS = 120_000;
+const RENEW_BEFORE_MS = 300_000;
 
 /**
  * A refused AssumeRole as a named error: which role, which account, which caller (from STS's
