@@ -8,7 +8,8 @@ import { DescribeEndpointGroupCommand } from "@aws-sdk/client-global-accelerator
 import { DescribeGlobalClustersCommand } from "@aws-sdk/client-rds";
 import { GetHealthCheckStatusCommand } from "@aws-sdk/client-route-53";
 import { GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { main } from "../../cli/main.ts";
 import {
   globalAcceleratorClient,
   rdsClient,
@@ -281,5 +282,32 @@ describe("topology: roleArn and externalId", () => {
   it("accepts the split-account example", () => {
     const t = loadTopology("config/topology.split-accounts.example.yaml");
     expect(t.regions["us-west-2"]?.globalAccelerator?.roleArn).toMatch(/:role\//);
+  });
+});
+
+describe("drill --accounts", () => {
+  async function cli(...args: string[]): Promise<{ code: number; stderr: string }> {
+    const err: string[] = [];
+    const stdout = vi.spyOn(process.stdout, "write").mockImplementation(() => true);
+    const stderr = vi
+      .spyOn(process.stderr, "write")
+      .mockImplementation((chunk) => err.push(String(chunk)) > 0);
+    try {
+      return { code: await main(["node", "gitops-failover", ...args]), stderr: err.join("") };
+    } finally {
+      stdout.mockRestore();
+      stderr.mockRestore();
+    }
+  }
+
+  it("exits 2, starting nothing, for assume-role-denied with --accounts single and for an unknown layout", async () => {
+    const single = await cli("drill", "--accounts", "single", "--fault", "assume-role-denied");
+    expect(single.code).toBe(2);
+    expect(single.stderr).toContain(
+      "--fault assume-role-denied: with --accounts single no role is assumed; add --accounts split",
+    );
+    const unknown = await cli("drill", "--accounts", "many");
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/argument 'many' is invalid. Allowed choices are single, split/);
   });
 });
