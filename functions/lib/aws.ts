@@ -21,7 +21,7 @@ import { SNSClient } from "@aws-sdk/client-sns";
 import { SSMClient } from "@aws-sdk/client-ssm";
 import { fromTemporaryCredentials } from "@aws-sdk/credential-providers";
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@smithy/types";
-import { accountOfArn, type RoleAccess } from "./config.ts";
+import { accountOfArn, type RoleAccess } from "./arn.ts";
 import {
   AssumeRoleRefused,
   AwsThrottled,

@@ -5,6 +5,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { LineCounter, parseDocument, visit } from "yaml";
 import { z } from "zod";
+import { accountOfArn, type RoleAccess } from "./arn.ts";
 import { ConfigError, InputValidationError } from "./errors.ts";
 
 /** Files larger than this are refused before parsing: a topology is a few KiB. */
@@ -169,17 +170,7 @@ const CrossAccount = {
   externalId: ExternalId.optional(),
 };
 
-/** The account id in an ARN (`arn:<partition>:<service>:<region>:<account>:...`), if any. */
-export function accountOfArn(arn: string): string | undefined {
-  const account = arn.split(":")[4];
-  return account && /^\d{12}$/.test(account) ? account : undefined;
-}
-
-/** A role to assume for a resource, as the runtime's client factories take it. */
-export interface RoleAccess {
-  roleArn: string;
-  externalId?: string;
-}
+export { accountOfArn, type RoleAccess };
 
 /** The role of a resource block, when it names one. */
 export function roleOf(block: { roleArn?: string; externalId?: string } | undefined) {
