@@ -10,6 +10,7 @@ import { GetHealthCheckStatusCommand } from "@aws-sdk/client-route-53";
 import { GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { main } from "../../cli/main.ts";
+import { CODE_BOUNDS, pollBudget } from "../../functions/catalog.ts";
 import {
   globalAcceleratorClient,
   rdsClient,
@@ -277,6 +278,20 @@ describe("topology: roleArn and externalId", () => {
     expect(problems(t)).toEqual([
       "orchestratorAccount: is required when a resource names a roleArn: the roles in the other accounts trust the function roles of this account (12 digits)",
     ]);
+  });
+
+  it("budgets one AssumeRole per role a poller uses on top of the single-account worst case", () => {
+    const single = loadTopology("config/topology.example.yaml");
+    const split = loadTopology("config/topology.split-accounts.example.yaml");
+    for (const state of ["AwaitArgoSync", "AwaitAurora", "VerifyTraffic"] as const) {
+      const one = pollBudget(state, single);
+      const more = pollBudget(state, split);
+      expect(one?.parts.join()).not.toContain("AssumeRole");
+      expect(more?.parts, state).toContain(`1 x ${CODE_BOUNDS.awsCallSeconds} s AssumeRole`);
+      expect(more?.seconds, state).toBeGreaterThanOrEqual(
+        (one?.seconds ?? 0) + CODE_BOUNDS.awsCallSeconds - 10,
+      );
+    }
   });
 
   it("accepts the split-account example", () => {
