@@ -115,7 +115,7 @@ export function assumeRoleError(e: unknown, role: RoleAccess): FailoverError {
     ? ` with the condition StringEquals sts:ExternalId = ${role.externalId}`
     : " (the topology sets no externalId, so none is sent)";
   const trust = [
-    `in account ${account}, the trust policy of ${role.roleArn} must allow sts:AssumeRole to ${principal ?? "the orchestrator's function roles"}${condition}; the MemberAccountRoles stack deployed there does exactly that (README: cross-account)`,
+    `in account ${account}, the trust policy of ${role.roleArn} must allow sts:AssumeRole to ${principal ?? "the orchestrator's function roles"}${condition}; the MemberAccountRoles stack deployed there does exactly that (README, "Cross-account platforms")`,
     `and this function's role must be allowed sts:AssumeRole on ${role.roleArn}: redeploy the orchestrator stacks with this roleArn in the topology`,
   ];
   return new AssumeRoleRefused(
