@@ -59,7 +59,7 @@ export function regionOfArn(arn: string): string | undefined {
 export type { RoleAccess };
 
 /** The session name outside any execution (the trigger, readiness, the CLI). */
-export const DEFAULT_SESSION_NAME = "gitops-failover";
+const DEFAULT_SESSION_NAME = "gitops-failover";
 
 const session = new AsyncLocalStorage<string>();
 
@@ -70,7 +70,7 @@ export function sessionNameOf(name: string): string {
 }
 
 /** The session name the roles assumed now carry: the execution's name inside a step. */
-export function sessionName(): string {
+function sessionName(): string {
   return session.getStore() ?? DEFAULT_SESSION_NAME;
 }
 
@@ -91,7 +91,7 @@ const RENEW_BEFORE_MS = 300_000;
  * own message), and the trust policy the role is missing. Throttles and errors without an
  * answer stay retryable (STS already retried them); nothing else is retried.
  */
-export function assumeRoleError(e: unknown, role: RoleAccess): FailoverError {
+function assumeRoleError(e: unknown, role: RoleAccess): FailoverError {
   const what = `AssumeRole ${role.roleArn}`;
   const name = (e as { name?: string }).name;
   if (name && THROTTLING.has(name))

@@ -149,7 +149,7 @@ export type RetargetEdit = z.infer<typeof RetargetEdit>;
  * An IAM role in the account that owns a resource, assumed (STS AssumeRole) for every call on
  * that resource. A role ARN names one role: no wildcard, no path tricks, a 12-digit account.
  */
-export const RoleArn = z
+const RoleArn = z
   .string()
   .regex(
     /^arn:aws[a-z-]*:iam::\d{12}:role\/(?:[\w+=,.@-]+\/)*[\w+=,.@-]{1,64}$/,
@@ -671,7 +671,7 @@ export function readConfigFile(path: string): string {
 }
 
 /** Every Secrets Manager ARN the topology names. */
-export function secretArns(t: Pick<Topology, "git" | "argocd" | "regions">): string[] {
+function secretArns(t: Pick<Topology, "git" | "argocd" | "regions">): string[] {
   return [
     t.git.credentialsSecretArn,
     ...t.argocd.hubs.flatMap((h) => [
