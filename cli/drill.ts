@@ -6,6 +6,7 @@ import { rm } from "node:fs/promises";
 import { resolve } from "node:path";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { InputValidationError } from "../functions/lib/errors.ts";
+import { ACCOUNT_LAYOUTS, type AccountLayout } from "../sandbox/accounts.ts";
 import {
   FAULTS,
   MIN_SPOKES,
@@ -107,6 +108,7 @@ interface DrillFlags {
   killSwitch: boolean;
   cooldownHit: boolean;
   readiness: boolean;
+  accounts?: AccountLayout;
 }
 
 /** Registers `drill` and `sandbox up` on the CLI. */
@@ -166,6 +168,16 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
       "run the readiness evaluation instead of a failover (--fault takes the readiness faults; --target is where they hit)",
       false,
     )
+    .addOption(
+      new Option(
+        "--accounts <layout>",
+        `AWS accounts (default single; assume-role-denied implies split): ${Object.entries(
+          ACCOUNT_LAYOUTS,
+        )
+          .map(([k, v]) => `${k}: ${v}`)
+          .join("; ")}`,
+      ).choices(Object.keys(ACCOUNT_LAYOUTS)),
+    )
     .option("--json", "print the result as JSON", false)
     .action(async (flags: DrillFlags) => {
       if (flags.fault.includes("list")) {
@@ -178,6 +190,11 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
         return;
       }
       const faults = faultsOf(flags.fault, FAULTS);
+      if (faults.includes("assume-role-denied") && flags.accounts === "single") {
+        throw new InputValidationError("fault needs another layout", [
+          "--fault assume-role-denied: with --accounts single no role is assumed; add --accounts split",
+        ]);
+      }
       const size = sizeOf(flags);
       const viaAlarm =
         flags.via === "alarm" || flags.alarmRepeats > 1 || flags.killSwitch || flags.cooldownHit;
@@ -195,6 +212,7 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
         alarmRepeats: flags.alarmRepeats,
         killSwitch: flags.killSwitch,
         cooldownHit: flags.cooldownHit,
+        ...(flags.accounts ? { accounts: flags.accounts } : {}),
         ...(flags.json
           ? {}
           : {

@@ -101,7 +101,14 @@ const roundUp = (s: number) => Math.ceil(s / 10) * 10;
  */
 export function pollBudget(state: TaskState, t: Topology): PollBudget | undefined {
   const { awsCallSeconds: call, auroraCallSeconds, earlyTimeoutSeconds } = CODE_BOUNDS;
-  const common = [`${call} s audit event`, `${earlyTimeoutSeconds} s early stop`];
+  const assumed = assumedRoles(state, t);
+  // A role in another account is assumed (one STS call) the first time an execution uses it.
+  const common = [
+    ...(assumed ? [`${assumed} x ${call} s AssumeRole`] : []),
+    `${call} s audit event`,
+    `${earlyTimeoutSeconds} s early stop`,
+  ];
+  const sts = assumed * call;
   const total = (parts: number[]) => roundUp(parts.reduce((a, b) => a + b, 0));
   if (state === "AwaitArgoSync") {
     const hubs = t.argocd.hubs.length;
@@ -110,7 +117,7 @@ export function pollBudget(state: TaskState, t: Topology): PollBudget | undefine
     // Commits on top of the retarget: the read-only Git token, then the Git reads as a whole.
     const judge = t.git.readCredentialsSecretArn ? [2 * call, perCall] : [];
     return {
-      seconds: total([2 * call, hubs * calls * perCall, ...judge, call, earlyTimeoutSeconds]),
+      seconds: total([sts, 2 * call, hubs * calls * perCall, ...judge, call, earlyTimeoutSeconds]),
       parts: [
         `${2 * call} s hub tokens (replica, then primary region)`,
         `${hubs} hub(s) x ${calls} calls x ${perCall} s argocd.requestTimeoutSeconds`,
@@ -125,19 +132,35 @@ export function pollBudget(state: TaskState, t: Topology): PollBudget | undefine
   if (state === "AwaitAurora") {
     const regions = Object.keys(t.regions).length;
     return {
-      seconds: total([regions * auroraCallSeconds, call, earlyTimeoutSeconds]),
+      seconds: total([sts, regions * auroraCallSeconds, call, earlyTimeoutSeconds]),
       parts: [`${regions} region(s) x ${auroraCallSeconds} s DescribeGlobalClusters`, ...common],
       deadlineKey: "auroraSeconds",
     };
   }
   if (state === "VerifyTraffic") {
     return {
-      seconds: total([call, call, earlyTimeoutSeconds]),
+      seconds: total([sts, call, call, earlyTimeoutSeconds]),
       parts: [`${call} s ${t.traffic.mode} health read`, ...common],
       deadlineKey: "trafficVerifySeconds",
     };
   }
   return undefined;
+}
+
+/** How many distinct roles in other accounts a poller may assume in one invocation. */
+function assumedRoles(state: TaskState, t: Topology): number {
+  const regions = Object.values(t.regions);
+  const roles =
+    state === "AwaitArgoSync"
+      ? [t.secrets?.roleArn]
+      : state === "AwaitAurora"
+        ? regions.map((r) => r.aurora.roleArn ?? t.aurora.roleArn)
+        : state === "VerifyTraffic"
+          ? t.traffic.mode === "global-accelerator"
+            ? regions.map((r) => r.globalAccelerator?.roleArn)
+            : regions.map((r) => r.route53.roleArn)
+          : [];
+  return new Set(roles.filter((r) => r !== undefined)).size;
 }
 
 /**

@@ -18,6 +18,7 @@ import { sfnClient } from "../functions/lib/aws.ts";
 import { REPORT_FILES, STEPS } from "../functions/lib/report.ts";
 import type { TriggerDecision } from "../functions/lib/trigger.ts";
 import { aslText } from "../statemachine/definition.ts";
+import type { AccountLayout } from "./accounts.ts";
 import { SANDBOX_ACCOUNT } from "./aws/protocol.ts";
 import { FAULTS, type FaultName } from "./faults.ts";
 import {
@@ -49,6 +50,11 @@ export interface DrillOptions {
   killSwitch?: boolean;
   /** A failover just happened: a new alarm inside the cooldown must start nothing. */
   cooldownHit?: boolean;
+  /**
+   * How the sandbox's resources are spread over AWS accounts: single by default, split when a
+   * fault needs roles to refuse (assume-role-denied).
+   */
+  accounts?: AccountLayout;
   /** Lines for people; nothing is printed when absent (--json, tests). */
   print?: (line: string) => void;
   /** Redraws a live status line (a spinner on a terminal). */
@@ -600,6 +606,8 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     apps: options.apps,
     reportDir: options.reportDir,
     waitMs,
+    accounts:
+      options.accounts ?? (options.faults.includes("assume-role-denied") ? "split" : "single"),
   });
   const startMs = Date.now() - t0;
   let peakRss = process.memoryUsage().rss;

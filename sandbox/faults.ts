@@ -22,6 +22,8 @@ export const FAULTS = {
     "an image updater pushes on top of the retarget commit: Argo CD deploys that commit, never the retarget itself (must succeed)",
   "commit-undoes-retarget":
     "a commit pushed on top of the retarget makes the target passive again (must fail, naming it, before traffic moves)",
+  "assume-role-denied":
+    "the data account's role no longer trusts the orchestrator (implies --accounts split): AssumeRole is refused, Plan must stop naming the role",
 } as const;
 /** The name of a fault a drill can inject (`--fault <name>`). */
 export type FaultName = keyof typeof FAULTS;

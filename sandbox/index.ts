@@ -20,6 +20,12 @@ import {
 import { revisionRepoDir } from "../functions/lib/gitops.ts";
 import { logger } from "../functions/lib/middleware.ts";
 import { clearSecretCache } from "../functions/lib/secrets.ts";
+import {
+  type AccountLayout,
+  accountsOf,
+  resourceAccounts,
+  type SandboxAccounts,
+} from "./accounts.ts";
 import { type ArgoEmulator, startArgoCd } from "./argocd.ts";
 import { SANDBOX_ACCOUNT, SANDBOX_REGION } from "./aws/protocol.ts";
 import { type AwsSandbox, startAwsSandbox } from "./aws/server.ts";
@@ -42,7 +48,12 @@ export const TOPIC_ARN = `arn:aws:sns:${SANDBOX_REGION}:${SANDBOX_ACCOUNT}:gitop
 /** The Aurora global cluster whose writer moves. */
 export const GLOBAL_CLUSTER = "payments-global";
 /** The Global Accelerator listener holding one endpoint group per region. */
-export const LISTENER_ARN = `arn:aws:globalaccelerator::${SANDBOX_ACCOUNT}:accelerator/00000000-0000-4000-8000-000000000001/listener/0000abcd`;
+export const LISTENER_ARN = listenerArn(SANDBOX_ACCOUNT);
+
+/** The listener's ARN in the account that owns the accelerator. */
+function listenerArn(account: string): string {
+  return `arn:aws:globalaccelerator::${account}:accelerator/00000000-0000-4000-8000-000000000001/listener/0000abcd`;
+}
 const SHORT: Record<string, string> = {
   "us-west-2": "usw2",
   "us-east-2": "use2",
@@ -62,6 +73,8 @@ export interface SandboxOptions {
   waitMs?: number;
   /** Milliseconds an Aurora promotion takes in the emulator. */
   promotionDelayMs?: number;
+  /** How the resources are spread over AWS accounts (default single: one account). */
+  accounts?: AccountLayout;
 }
 
 /** One region's Deployments, summed over its spokes. */
@@ -103,6 +116,8 @@ export interface SandboxCalls {
 /** A running sandbox: every stand-in, its endpoints and credentials, and its controls. */
 export interface Sandbox {
   topology: Topology;
+  /** Which account owns what, and the roles of the other accounts. */
+  accounts: SandboxAccounts;
   stateMachineArn: string;
   /** Environment the functions and the CLI need (endpoints, credentials, table, report dir). */
   env: Record<string, string>;
@@ -143,8 +158,8 @@ export interface Sandbox {
 }
 
 const secret = () => randomBytes(18).toString("base64url");
-const secretArn = (region: string, name: string) =>
-  `arn:aws:secretsmanager:${region}:${SANDBOX_ACCOUNT}:secret:sandbox/${name}-AbCdEf`;
+const secretArnIn = (region: string, name: string, account = SANDBOX_ACCOUNT) =>
+  `arn:aws:secretsmanager:${region}:${account}:secret:sandbox/${name}-AbCdEf`;
 const hex = (n: number, width: number) => n.toString(16).padStart(width, "0");
 
 /** Spreads `count` spokes over the regions, round-robin (at least one each: see sizeProblems). */
@@ -188,7 +203,10 @@ function buildTopology(
   spokes: FakeSpoke[],
   hubClusters: Record<string, FakeSpoke>,
   caPem: string,
+  accounts: SandboxAccounts,
 ): Topology {
+  const { roles } = accounts;
+  const secretArn = (region: string, name: string) => secretArnIn(region, name, accounts.secrets);
   const regions = Object.fromEntries(
     SANDBOX_REGIONS.map((region, i) => [
       region,
@@ -208,12 +226,16 @@ function buildTopology(
             secretOperators: { externalSecrets: { namespaces: [PLATFORM] } },
           })),
         aurora: {
-          clusterArn: `arn:aws:rds:${region}:${SANDBOX_ACCOUNT}:cluster:${PLATFORM}-${SHORT[region]}`,
+          clusterArn: `arn:aws:rds:${region}:${accounts.data}:cluster:${PLATFORM}-${SHORT[region]}`,
         },
         globalAccelerator: {
-          endpointGroupArn: `${LISTENER_ARN}/endpoint-group/${SHORT[region]}${hex(i + 1, 12)}`,
+          endpointGroupArn: `${listenerArn(accounts.network)}/endpoint-group/${SHORT[region]}${hex(i + 1, 12)}`,
+          ...roles?.network,
         },
-        route53: { healthCheckId: `${hex(i + 1, 8)}-0000-4000-8000-${hex(i + 1, 12)}` },
+        route53: {
+          healthCheckId: `${hex(i + 1, 8)}-0000-4000-8000-${hex(i + 1, 12)}`,
+          ...roles?.network,
+        },
       },
     ]),
   );
@@ -248,7 +270,8 @@ function buildTopology(
         appSelector: `app.kubernetes.io/part-of=${PLATFORM}`,
         requestTimeoutSeconds: 10,
       },
-      aurora: { globalClusterIdentifier: GLOBAL_CLUSTER, maxRpoSeconds: 5 },
+      aurora: { globalClusterIdentifier: GLOBAL_CLUSTER, maxRpoSeconds: 5, ...roles?.data },
+      ...(roles ? { secrets: roles.secrets, orchestratorAccount: accounts.orchestrator } : {}),
       traffic: { mode: "global-accelerator", stages: [100] },
       trigger: {
         mode: "auto",
@@ -305,7 +328,18 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     const argocdToken = secret();
     const argocdAdmin = { username: "admin", password: secret() };
 
-    const aws = await startAwsSandbox();
+    const accounts = accountsOf(options.accounts ?? "single");
+    const aws = await startAwsSandbox({ accounts: resourceAccounts(accounts) });
+    if (accounts.roles) {
+      // Each member account's role trusts the orchestrator's account, with its external id.
+      for (const role of Object.values(accounts.roles)) {
+        aws.sts.defineRole({
+          roleArn: role.roleArn,
+          trusted: [`arn:aws:iam::${accounts.orchestrator}:root`],
+          ...(role.externalId ? { externalId: role.externalId } : {}),
+        });
+      }
+    }
     stops.push(() => aws.stop());
 
     const names = spokeNames(spokeCount);
@@ -388,7 +422,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     });
     for (const cluster of Object.values(hubClusters)) cluster.setVeleroBackups(freshHubBackups());
 
-    const topology = buildTopology(git, argo, spokes, hubClusters, ca.caPem);
+    const topology = buildTopology(git, argo, spokes, hubClusters, ca.caPem, accounts);
     const waitMs = options.waitMs ?? 20;
     const sfn = createStepFunctions({
       stateMachineArn: LOCAL_STATE_MACHINE_ARN,
@@ -436,6 +470,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     const limits = { gaSdkAttempts: await globalAcceleratorClient().config.maxAttempts() };
     const sandbox: Sandbox = {
       topology,
+      accounts,
       stateMachineArn: LOCAL_STATE_MACHINE_ARN,
       env,
       credentials: {
@@ -604,6 +639,14 @@ function injectFault(
     case "commit-undoes-retarget":
       commitOnTopOfNextPush(s, fault === "commit-on-top" ? imageBump : undoRetarget(target));
       return;
+    case "assume-role-denied": {
+      // The data account's role no longer trusts the orchestrator: every AssumeRole is refused.
+      const role = s.accounts.roles?.data;
+      if (!role)
+        throw new Error("assume-role-denied needs --accounts split (no role is assumed otherwise)");
+      s.aws.sts.setTrusted(role.roleArn, []);
+      return;
+    }
   }
 }
 

@@ -17,8 +17,11 @@ import {
   SwitchoverGlobalClusterCommand,
 } from "@aws-sdk/client-rds";
 import {
+  type AwsActor,
+  actorFor,
   awsError,
   cloudWatchClient,
+  type RoleAccess,
   rdsClient,
   rdsOnceClient,
   regionOfArn,
@@ -39,6 +42,13 @@ export interface AuroraTopology {
   maxRpoSeconds: number;
   /** Region name -> ARN of that region's DB cluster in the global cluster. */
   members: Record<string, string>;
+  /** Region name -> the role to assume for that region's calls (the cluster's account); absent: own. */
+  roles?: Record<string, RoleAccess>;
+}
+
+/** The role for calls about the global cluster made in `region`. */
+function roleIn(topo: AuroraTopology, region: string): RoleAccess | undefined {
+  return topo.roles?.[region];
 }
 
 export interface AuroraState {
@@ -129,7 +139,7 @@ async function readGlobalCluster(
   let last: unknown;
   for (const region of regions) {
     try {
-      const out = await rdsClient(region).send(
+      const out = await rdsClient(region, roleIn(topo, region)).send(
         new DescribeGlobalClustersCommand({ GlobalClusterIdentifier: id }),
         bounded(),
       );
@@ -182,7 +192,7 @@ export async function memberStatus(topo: AuroraTopology, region: string): Promis
   const arn = memberArn(topo, region);
   const what = `[Aurora] DescribeDBClusters ${clusterIdentifier(arn)} in ${region}`;
   try {
-    const out = await rdsClient(region).send(
+    const out = await rdsClient(region, roleIn(topo, region)).send(
       new DescribeDBClustersCommand({ DBClusterIdentifier: arn }),
       bounded(),
     );
@@ -217,7 +227,7 @@ async function readRpoLagMs(
   const start = new Date(end.getTime() - RPO_WINDOW_MINUTES * 60_000);
   let out: GetMetricDataCommandOutput;
   try {
-    out = await cloudWatchClient(region).send(
+    out = await cloudWatchClient(region, roleIn(topo, region)).send(
       new GetMetricDataCommand({
         StartTime: start,
         EndTime: end,
@@ -328,7 +338,7 @@ async function assertWriterAnswers(
 ): Promise<void> {
   const id = topo.globalClusterIdentifier;
   try {
-    await rdsClient(writer).send(
+    await rdsClient(writer, roleIn(topo, writer)).send(
       new DescribeGlobalClustersCommand({ GlobalClusterIdentifier: id }),
       bounded(),
     );
@@ -422,8 +432,9 @@ function startedTo(f: FailoverState, targetArn: string): boolean {
 async function sendOnce(
   region: string,
   command: SwitchoverGlobalClusterCommand | FailoverGlobalClusterCommand,
+  role: RoleAccess | undefined,
 ): Promise<void> {
-  const client = rdsOnceClient(region);
+  const client = rdsOnceClient(region, role);
   // One call per command type: the SDK's `send` overloads take one command type at a time.
   if (command instanceof SwitchoverGlobalClusterCommand) await client.send(command, bounded());
   else await client.send(command, bounded());
@@ -457,7 +468,7 @@ async function startedAnyway(
 export async function promoteAurora(
   topo: AuroraTopology,
   req: PromotionRequest,
-): Promise<PromotionPlan & { startedDespite?: string }> {
+): Promise<PromotionPlan & { actor?: AwsActor; startedDespite?: string }> {
   const plan = await assertPromotable(topo, req);
   if (plan.skipped || !plan.calledIn) return plan;
   const id = topo.globalClusterIdentifier;
@@ -466,16 +477,19 @@ export async function promoteAurora(
     TargetDbClusterIdentifier: memberArn(topo, req.targetRegion),
   };
   const what = plan.action === "switchover" ? "SwitchoverGlobalCluster" : "FailoverGlobalCluster";
+  const actor = actorFor(roleIn(topo, plan.calledIn));
   try {
     await sendOnce(
       plan.calledIn,
       plan.action === "switchover"
         ? new SwitchoverGlobalClusterCommand(input)
         : new FailoverGlobalClusterCommand({ ...input, AllowDataLoss: true }),
+      roleIn(topo, plan.calledIn),
     );
   } catch (e) {
     const started = await startedAnyway(topo, req.targetRegion);
-    if (started === true) return { ...plan, startedDespite: describe(e) };
+    if (started === true)
+      return { ...plan, ...(actor ? { actor } : {}), startedDespite: describe(e) };
     const found =
       started === "unknown"
         ? "the global cluster could not be read again to see whether it started"
@@ -486,7 +500,7 @@ export async function promoteAurora(
       topo,
     );
   }
-  return plan;
+  return actor ? { ...plan, actor } : plan;
 }
 
 /**

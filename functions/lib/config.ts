@@ -5,6 +5,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { LineCounter, parseDocument, visit } from "yaml";
 import { z } from "zod";
+import { accountOfArn, type RoleAccess } from "./arn.ts";
 import { ConfigError, InputValidationError } from "./errors.ts";
 
 /** Files larger than this are refused before parsing: a topology is a few KiB. */
@@ -144,6 +145,71 @@ export const RetargetEdit = z.strictObject({
 });
 export type RetargetEdit = z.infer<typeof RetargetEdit>;
 
+/**
+ * An IAM role in the account that owns a resource, assumed (STS AssumeRole) for every call on
+ * that resource. A role ARN names one role: no wildcard, no path tricks, a 12-digit account.
+ */
+const RoleArn = z
+  .string()
+  .regex(
+    /^arn:aws[a-z-]*:iam::\d{12}:role\/(?:[\w+=,.@-]+\/)*[\w+=,.@-]{1,64}$/,
+    "must be an IAM role ARN such as arn:aws:iam::222233334444:role/gitops-failover-network (12-digit account, no wildcard)",
+  );
+
+/** The `sts:ExternalId` the role's trust policy requires (AssumeRole's ExternalId rules). */
+const ExternalId = z
+  .string()
+  .regex(/^[\w+=,.@:/-]{2,1224}$/, "must be 2 to 1224 characters of letters, digits and +=,.@:/-");
+
+/**
+ * What a resource block may say about its account: the role to assume there (omitted: the
+ * function's own role, as in a single-account platform) and the external id its trust requires.
+ */
+const CrossAccount = {
+  roleArn: RoleArn.optional(),
+  externalId: ExternalId.optional(),
+};
+
+export { accountOfArn, type RoleAccess };
+
+/** The role of a resource block, when it names one. */
+export function roleOf(block: { roleArn?: string; externalId?: string } | undefined) {
+  if (!block?.roleArn) return undefined;
+  const role: RoleAccess = { roleArn: block.roleArn };
+  if (block.externalId) role.externalId = block.externalId;
+  return role;
+}
+
+/** An externalId means nothing without the role it is passed to. */
+function externalIdNeedsRole(
+  block: { roleArn?: string; externalId?: string },
+  ctx: z.RefinementCtx,
+): void {
+  if (block.externalId && !block.roleArn)
+    ctx.addIssue({
+      code: "custom",
+      path: ["externalId"],
+      message: "is only passed to AssumeRole: set roleArn (the role in the resource's account) too",
+    });
+}
+
+/** The role must be in the account the resource's ARN names: AssumeRole elsewhere cannot reach it. */
+function sameAccount(
+  block: { roleArn?: string },
+  arn: string,
+  what: string,
+  ctx: z.RefinementCtx,
+): void {
+  const roleAccount = block.roleArn && accountOfArn(block.roleArn);
+  const resourceAccount = accountOfArn(arn);
+  if (roleAccount && resourceAccount && roleAccount !== resourceAccount)
+    ctx.addIssue({
+      code: "custom",
+      path: ["roleArn"],
+      message: `is in account ${roleAccount} but ${what} ${arn} is in account ${resourceAccount}: name the role in the account that owns it`,
+    });
+}
+
 const SpokeSchema = z.strictObject({
   name: Name,
   /** The cluster name Argo CD knows this spoke by (the cluster Secret's `name`). */
@@ -177,14 +243,21 @@ const RegionSchema = z.strictObject({
   /** Lower numbers are preferred as failover targets. */
   priority: z.int().min(0),
   spokes: z.array(SpokeSchema).min(1),
-  aurora: z.strictObject({
-    clusterArn: z
-      .string()
-      .regex(
-        /^arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:cluster:[A-Za-z0-9-]+$/,
-        "must be an RDS DB cluster ARN",
-      ),
-  }),
+  aurora: z
+    .strictObject({
+      clusterArn: z
+        .string()
+        .regex(
+          /^arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:cluster:[A-Za-z0-9-]+$/,
+          "must be an RDS DB cluster ARN",
+        ),
+      /** The role in the cluster's account; absent: `aurora.roleArn`, else the function's own. */
+      ...CrossAccount,
+    })
+    .superRefine((a, ctx) => {
+      externalIdNeedsRole(a, ctx);
+      sameAccount(a, a.clusterArn, "the cluster", ctx);
+    }),
   globalAccelerator: z
     .strictObject({
       endpointGroupArn: z
@@ -193,13 +266,25 @@ const RegionSchema = z.strictObject({
           /^arn:aws[a-z-]*:globalaccelerator::\d{12}:accelerator\/[a-z0-9-]+\/listener\/[a-z0-9]+\/endpoint-group\/[a-z0-9]+$/,
           "must be a Global Accelerator endpoint group ARN",
         ),
+      /** The role in the accelerator's account (a network account). */
+      ...CrossAccount,
+    })
+    .superRefine((g, ctx) => {
+      externalIdNeedsRole(g, ctx);
+      sameAccount(g, g.endpointGroupArn, "the endpoint group", ctx);
     })
     .optional(),
-  route53: z.strictObject({
-    healthCheckId: z.string().regex(/^[a-f0-9-]{36}$/, "must be a Route 53 health check id (UUID)"),
-    /** `SetIdentifier` of this region's weighted record, when traffic.mode is route53. */
-    setIdentifier: z.string().min(1).optional(),
-  }),
+  route53: z
+    .strictObject({
+      healthCheckId: z
+        .string()
+        .regex(/^[a-f0-9-]{36}$/, "must be a Route 53 health check id (UUID)"),
+      /** `SetIdentifier` of this region's weighted record, when traffic.mode is route53. */
+      setIdentifier: z.string().min(1).optional(),
+      /** The role in the account that owns the health check (a network account). */
+      ...CrossAccount,
+    })
+    .superRefine(externalIdNeedsRole),
   /** The regional endpoint the health check probes (hostname only). */
   endpoint: z.string().regex(/^[a-z0-9.-]+$/, "must be a hostname"),
 });
@@ -326,23 +411,31 @@ const TopologySchema = z
       sync: z.boolean().default(false),
       requestTimeoutSeconds: z.int().min(1).max(60).default(20),
     }),
-    aurora: z.strictObject({
-      globalClusterIdentifier: z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,62}$/),
-      maxRpoSeconds: z.number().min(0).default(5),
-    }),
-    traffic: z.strictObject({
-      mode: z.enum(["global-accelerator", "route53"]).default("global-accelerator"),
-      /** Percent of traffic moved off the other regions per stage; the last must be 100. */
-      stages: z
-        .array(z.int().min(1).max(100))
-        .min(1)
-        .default([100])
-        .refine((s) => s.at(-1) === 100 && s.every((v, i) => i === 0 || v > (s[i - 1] ?? 0)), {
-          message: "must be strictly increasing and end at 100",
-        }),
-      hostedZoneId: z.string().optional(),
-      recordName: z.string().optional(),
-    }),
+    aurora: z
+      .strictObject({
+        globalClusterIdentifier: z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,62}$/),
+        maxRpoSeconds: z.number().min(0).default(5),
+        /** The role in the global cluster's account (a data account), for every member without its own. */
+        ...CrossAccount,
+      })
+      .superRefine(externalIdNeedsRole),
+    traffic: z
+      .strictObject({
+        mode: z.enum(["global-accelerator", "route53"]).default("global-accelerator"),
+        /** Percent of traffic moved off the other regions per stage; the last must be 100. */
+        stages: z
+          .array(z.int().min(1).max(100))
+          .min(1)
+          .default([100])
+          .refine((s) => s.at(-1) === 100 && s.every((v, i) => i === 0 || v > (s[i - 1] ?? 0)), {
+            message: "must be strictly increasing and end at 100",
+          }),
+        hostedZoneId: z.string().optional(),
+        recordName: z.string().optional(),
+        /** The role in the hosted zone's account (traffic.mode route53). */
+        ...CrossAccount,
+      })
+      .superRefine(externalIdNeedsRole),
     timeouts: z
       .strictObject({
         argoSyncSeconds: z.int().min(30).max(3600).default(600),
@@ -388,8 +481,43 @@ const TopologySchema = z
       })
       .default({ rateMinutes: 15, timeoutSeconds: 60 }),
     regions: RegionMap,
+    /**
+     * The role in the account that holds the platform's secrets: every secret whose ARN names
+     * that account is read through it; secrets in other accounts with the function's own role.
+     */
+    secrets: z.strictObject(CrossAccount).superRefine(externalIdNeedsRole).optional(),
+    /**
+     * The account the orchestrator is deployed to: the member accounts' roles trust its function
+     * roles. Required when any resource names a roleArn.
+     */
+    orchestratorAccount: z
+      .string()
+      .regex(/^\d{12}$/, "must be a 12-digit AWS account id")
+      .optional(),
   })
   .superRefine((t, ctx) => {
+    const named = [
+      t.aurora,
+      t.traffic,
+      t.secrets,
+      ...Object.values(t.regions).flatMap((r) => [r.aurora, r.globalAccelerator, r.route53]),
+    ].some((block) => block?.roleArn);
+    if (named && !t.orchestratorAccount) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["orchestratorAccount"],
+        message:
+          "is required when a resource names a roleArn: the roles in the other accounts trust the function roles of this account (12 digits)",
+      });
+    }
+    const secretsAccount = t.secrets?.roleArn && accountOfArn(t.secrets.roleArn);
+    if (secretsAccount && !secretArns(t).some((arn) => accountOfArn(arn) === secretsAccount)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["secrets", "roleArn"],
+        message: `is in account ${secretsAccount}, but no secret ARN of the topology is: it would never be used`,
+      });
+    }
     const regions = Object.entries(t.regions);
     if (t.traffic.mode === "global-accelerator") {
       for (const [name, r] of regions) {
@@ -546,6 +674,29 @@ export function readConfigFile(path: string): string {
   if (size > MAX_CONFIG_BYTES)
     throw new ConfigError(`${path}: file is larger than ${MAX_CONFIG_BYTES} bytes`);
   return readFileSync(path, "utf8");
+}
+
+/** Every Secrets Manager ARN the topology names. */
+function secretArns(t: Pick<Topology, "git" | "argocd" | "regions">): string[] {
+  return [
+    t.git.credentialsSecretArn,
+    ...t.argocd.hubs.flatMap((h) => [
+      h.tokenSecretArn,
+      ...(h.backup ? [h.backup.tokenSecretArn] : []),
+    ]),
+    ...Object.values(t.regions).flatMap((r) => r.spokes.map((s) => s.tokenSecretArn)),
+  ];
+}
+
+/** The role to read `arn` with: `secrets.roleArn` when the secret is in that role's account. */
+export function secretRole(t: Pick<Topology, "secrets">, arn: string): RoleAccess | undefined {
+  const role = roleOf(t.secrets);
+  return role && accountOfArn(role.roleArn) === accountOfArn(arn) ? role : undefined;
+}
+
+/** The role for the global cluster's calls in `region`: the member's own, else `aurora.roleArn`. */
+export function auroraRole(t: Pick<Topology, "aurora" | "regions">, region: string) {
+  return roleOf(t.regions[region]?.aurora) ?? roleOf(t.aurora);
 }
 
 /** Validates a parsed topology, throwing ConfigError with one line per problem. */

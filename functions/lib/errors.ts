@@ -203,6 +203,17 @@ export class UnexpectedError extends FailoverError {
   readonly retryable = false;
 }
 
+// Cross-account
+/**
+ * STS refused to let the function assume a resource's role (no trust, a wrong external id, a
+ * missing sts:AssumeRole grant): says which role, from which account, and the trust it lacks.
+ * Never retried: the next attempt is refused the same way until the policy changes.
+ */
+export class AssumeRoleRefused extends FailoverError {
+  readonly name = "AssumeRoleRefused";
+  readonly retryable = false;
+}
+
 /** True for our named errors (as opposed to bugs and library errors). */
 export function isFailoverError(e: unknown): e is FailoverError {
   return e instanceof FailoverError;

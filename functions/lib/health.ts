@@ -4,7 +4,7 @@
  * refuse a target that is itself failing.
  */
 import { GetHealthCheckStatusCommand } from "@aws-sdk/client-route-53";
-import { awsError, route53Client } from "./aws.ts";
+import { awsError, type RoleAccess, route53Client } from "./aws.ts";
 import { UnexpectedError } from "./errors.ts";
 
 export interface HealthCheckView {
@@ -16,10 +16,13 @@ export interface HealthCheckView {
 }
 
 /** Reads a health check's last observations: a checker is healthy when its report starts with "Success". */
-export async function readHealthCheck(healthCheckId: string): Promise<HealthCheckView> {
+export async function readHealthCheck(
+  healthCheckId: string,
+  role?: RoleAccess,
+): Promise<HealthCheckView> {
   let observations: { StatusReport?: { Status?: string } }[];
   try {
-    const out = await route53Client().send(
+    const out = await route53Client(role).send(
       new GetHealthCheckStatusCommand({ HealthCheckId: healthCheckId }),
     );
     observations = out.HealthCheckObservations ?? [];

@@ -10,6 +10,7 @@ import { captureLambdaHandler } from "@aws-lambda-powertools/tracer/middleware";
 import middy, { type MiddlewareObj } from "@middy/core";
 import type { Context } from "aws-lambda";
 import { type AuditOutcome, appendAuditEvent } from "./audit.ts";
+import { withSessionName } from "./aws.ts";
 import { describe, FailoverError, StepTimeout, UnexpectedError } from "./errors.ts";
 import { logger, metrics, tracer } from "./telemetry.ts";
 
@@ -102,15 +103,22 @@ function beforeAfter(step: string, result: StepResult): { before?: unknown; afte
     case "PromoteAurora":
       return {
         before: { auroraWriterRegion: r.writerBefore },
-        after: { action: r.action, calledIn: r.calledIn },
+        after: { action: r.action, calledIn: r.calledIn, ...(r.actor ? { actor: r.actor } : {}) },
       };
     case "ShiftTraffic": {
       const changes = (r.changes as { region: string; from: number }[] | undefined) ?? [];
       const dials = (r.dials as Record<string, number> | undefined) ?? {};
       const before = { ...dials, ...Object.fromEntries(changes.map((c) => [c.region, c.from])) };
+      const actors = (r.changes as { region: string; actor?: object }[] | undefined) ?? [];
+      const writes = actors.flatMap((c) => (c.actor ? [{ region: c.region, ...c.actor }] : []));
       return {
         before: { trafficDials: before },
-        after: { trafficDials: dials, stage: r.stage, percent: r.percent },
+        after: {
+          trafficDials: dials,
+          stage: r.stage,
+          percent: r.percent,
+          ...(writes.length ? { actors: writes } : {}),
+        },
       };
     }
     default:
@@ -197,7 +205,10 @@ export function stepHandler<TEvent, TResult>(
   return handler.handler(async (event: TEvent) => {
     logger.appendKeys({ step });
     tracer.putAnnotation("Step", step);
-    const result = await fn(event);
+    // Roles assumed in other accounts carry the execution's name (CloudTrail there shows it).
+    const e = event as StepEvent;
+    const execution = e?.execution?.name ?? e?.state?.execution?.name;
+    const result = await withSessionName(execution, () => fn(event));
     logger.info(`${step} done`, { result: result as Record<string, unknown> });
     return result;
   });

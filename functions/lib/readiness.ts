@@ -25,6 +25,8 @@ import {
   RegionName,
   regionOf,
   renderEdit,
+  roleOf,
+  secretRole,
   type Topology,
 } from "./config.ts";
 import {
@@ -142,7 +144,7 @@ async function spokeCheck(t: Topology, region: string): Promise<Verdict> {
   const found = await Promise.all(
     spokes.map(async (s) => {
       try {
-        const { token } = await getSecret(s.tokenSecretArn);
+        const { token } = await getSecret(s.tokenSecretArn, secretRole(t, s.tokenSecretArn));
         const report = await inspectSpoke(
           { name: s.name, apiServer: s.apiServer, caData: s.caData, token },
           expectationsOf(s),
@@ -166,12 +168,6 @@ async function spokeCheck(t: Topology, region: string): Promise<Verdict> {
   );
 }
 
-/** A hub with its token, as AwaitArgoSync connects to it. */
-async function hubConnection(hub: Hub): Promise<ArgoHubConnection> {
-  const { token } = await getSecret(hub.tokenSecretArn);
-  return { name: hub.name, url: hub.url, token, ...(hub.caData ? { caData: hub.caData } : {}) };
-}
-
 /** Per hub and target region: AwaitArgoSync's check at the branch head, or why the hub failed. */
 type HubSweep = Map<string, Map<string, SyncCheck | Error>>;
 
@@ -181,6 +177,11 @@ type HubSweep = Map<string, Map<string, SyncCheck | Error>>;
  */
 async function sweepHubs(t: Topology, head: string, targets: string[]): Promise<HubSweep> {
   const sweep: HubSweep = new Map();
+  /** A hub with its token, as AwaitArgoSync connects to it. */
+  const hubConnection = async (hub: Hub): Promise<ArgoHubConnection> => {
+    const { token } = await getSecret(hub.tokenSecretArn, secretRole(t, hub.tokenSecretArn));
+    return { name: hub.name, url: hub.url, token, ...(hub.caData ? { caData: hub.caData } : {}) };
+  };
   const asError = (e: unknown) => (e instanceof Error ? e : new UnexpectedError(String(e)));
   await Promise.all(
     t.argocd.hubs.map(async (hub) => {
@@ -328,7 +329,7 @@ async function trafficCheck(t: Topology, region: string): Promise<Verdict> {
 /** Plan's rule: a target failing its own Route 53 health check is refused. */
 async function healthCheck(t: Topology, region: string): Promise<Verdict> {
   const r = regionOf(t, region);
-  const view = await readHealthCheck(r.route53.healthCheckId);
+  const view = await readHealthCheck(r.route53.healthCheckId, roleOf(r.route53));
   const seen = `${view.failing}/${view.checkers} Route 53 checkers failing`;
   const threshold = t.trigger.corroborationThreshold;
   if (view.failingFraction >= threshold) {
@@ -370,7 +371,7 @@ async function secretsCheck(t: Topology): Promise<Verdict> {
   const regions = orchestratorRegions(t);
   const arns = topologySecrets(t);
   const found = await Promise.all(
-    regions.flatMap((region) => arns.map((arn) => secretPresence(arn, region))),
+    regions.flatMap((region) => arns.map((arn) => secretPresence(arn, region, secretRole(t, arn)))),
   );
   const missing = found.flatMap((f) => (f.present ? [] : [f]));
   if (missing.length) {
@@ -385,14 +386,14 @@ async function secretsCheck(t: Topology): Promise<Verdict> {
 }
 
 /** The hub's Velero backup of its Argo CD namespace: completed, and younger than the threshold. */
-async function backupCheck(hub: Hub): Promise<Verdict> {
+async function backupCheck(t: Topology, hub: Hub): Promise<Verdict> {
   const backup = hub.backup;
   if (!backup) {
     return unknown(
       `hub ${hub.name} has no argocd.hubs[].backup in the topology: its Velero backups are not checked; add apiServer, caData and tokenSecretArn of the hub cluster`,
     );
   }
-  const { token } = await getSecret(backup.tokenSecretArn);
+  const { token } = await getSecret(backup.tokenSecretArn, secretRole(t, backup.tokenSecretArn));
   const found = await newestHubBackup(
     { name: hub.name, apiServer: backup.apiServer, caData: backup.caData, token },
     backup,
@@ -517,7 +518,7 @@ export async function evaluateReadiness(
       ? t.argocd.hubs.map((hub) => ({
           region: PLATFORM_ROW,
           check: `hub-backup/${hub.name}`,
-          run: () => backupCheck(hub),
+          run: () => backupCheck(t, hub),
         }))
       : [
           {

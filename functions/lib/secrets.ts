@@ -10,8 +10,9 @@
  * the command that adds the missing replica.
  */
 import { DescribeSecretCommand, GetSecretValueCommand } from "@aws-sdk/client-secrets-manager";
-import { awsError, configuredRegion, regionOfArn, secretsClient } from "./aws.ts";
+import { awsError, configuredRegion, type RoleAccess, regionOfArn, secretsClient } from "./aws.ts";
 import {
+  AssumeRoleRefused,
   AwsThrottled,
   AwsUnavailable,
   describe,
@@ -116,10 +117,14 @@ export type SecretPresence = { present: true } | { present: false; why: string; 
  * ARN's region, which may be the one failing. Asks DescribeSecret, so no value is read. A
  * service that does not answer throws (AwsUnavailable, AwsThrottled): nothing is known then.
  */
-export async function secretPresence(arn: string, region: string): Promise<SecretPresence> {
+export async function secretPresence(
+  arn: string,
+  region: string,
+  role?: RoleAccess,
+): Promise<SecretPresence> {
   const id = secretRegion(arn) === region ? arn : replicaArn(arn, region);
   try {
-    await secretsClient(region).send(new DescribeSecretCommand({ SecretId: id }));
+    await secretsClient(region, role).send(new DescribeSecretCommand({ SecretId: id }));
     return { present: true };
   } catch (e) {
     const code = (e as { name?: string }).name;
@@ -157,9 +162,12 @@ function unavailable(primary: string, home: string, replica: Failure, origin: Fa
   return new SecretUnavailable(message, details, cause);
 }
 
-async function attempt(at: Read): Promise<{ raw: string | undefined } | Failure> {
+async function attempt(
+  at: Read,
+  role: RoleAccess | undefined,
+): Promise<{ raw: string | undefined } | Failure> {
   try {
-    const out = await secretsClient(at.region).send(
+    const out = await secretsClient(at.region, role).send(
       new GetSecretValueCommand({ SecretId: at.arn }),
     );
     return { raw: out.SecretString };
@@ -183,7 +191,7 @@ async function attempt(at: Read): Promise<{ raw: string | undefined } | Failure>
  * ARNs (and how to add the replica) when neither can be read; a throttle or a replica that did
  * not answer throws a retryable error instead.
  */
-export async function getSecret(arn: string): Promise<SecretValue> {
+export async function getSecret(arn: string, role?: RoleAccess): Promise<SecretValue> {
   const hit = cache.get(arn);
   if (hit && Date.now() - hit.at < TTL_MS) return hit.value;
   const origin: Read = { arn, region: secretRegion(arn) };
@@ -191,14 +199,17 @@ export async function getSecret(arn: string): Promise<SecretValue> {
   let raw: string | undefined;
   let readFrom = arn;
   if (!home || home === origin.region) {
-    const got = await attempt(origin);
+    const got = await attempt(origin, role);
     if ("error" in got) throw got.error;
     raw = got.raw;
   } else {
     const replica: Read = { arn: replicaArn(arn, home), region: home };
-    const fromReplica = await attempt(replica);
+    const fromReplica = await attempt(replica, role);
+    // A role that cannot be assumed fails both reads the same way: said once, by name.
+    if ("error" in fromReplica && fromReplica.error instanceof AssumeRoleRefused)
+      throw fromReplica.error;
     if ("error" in fromReplica) {
-      const fromOrigin = await attempt(origin);
+      const fromOrigin = await attempt(origin, role);
       if ("error" in fromOrigin) throw unavailable(arn, home, fromReplica, fromOrigin);
       logger.warn("secret read from its primary region: no readable replica here", {
         secret: secretNameOf(arn),

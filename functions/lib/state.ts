@@ -3,6 +3,7 @@
  * Each step writes one key (its ASL `ResultPath`); the state stays small (well under the
  * 256 KiB Step Functions limit) because steps store summaries, never whole API answers.
  */
+import type { AwsActor } from "./aws.ts";
 import type { FailoverInput } from "./config.ts";
 import type { ErrorData } from "./errors.ts";
 
@@ -109,6 +110,8 @@ export interface PromotionState {
   calledIn?: string;
   rpoLagSeconds?: number;
   writerBefore: string | null;
+  /** Who sent the promotion: its account and, in another account, the assumed role's session. */
+  actor?: AwsActor;
 }
 
 export interface AuroraProgress extends PollProgress {
@@ -122,7 +125,8 @@ export interface TrafficProgress {
   stage: number;
   percent: number;
   complete: boolean;
-  changes: { region: string; from: number; to: number }[];
+  /** Each write, with who made it (account, and the assumed role's session when assumed). */
+  changes: { region: string; from: number; to: number; actor?: AwsActor }[];
   dials: Record<string, number>;
 }
 

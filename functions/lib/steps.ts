@@ -19,13 +19,16 @@ import {
   promoteAurora,
 } from "./aurora.ts";
 import {
+  auroraRole,
   EXECUTION_TIMEOUT_SECONDS,
   type FailoverInput,
   otherRegions,
   parseInput,
   regionOf,
   renderEdit,
+  roleOf,
   runtimeTopology,
+  secretRole,
   type Topology,
 } from "./config.ts";
 import {
@@ -86,7 +89,10 @@ export function gitRepo(t: Topology): GitRepo {
 
 /** The orchestrator's Git credentials, from Secrets Manager. */
 export async function gitAuth(t: Topology): Promise<GitAuth> {
-  const secret = await getSecret(t.git.credentialsSecretArn);
+  const secret = await getSecret(
+    t.git.credentialsSecretArn,
+    secretRole(t, t.git.credentialsSecretArn),
+  );
   return { token: secret.token, ...(secret.username ? { username: secret.username } : {}) };
 }
 
@@ -109,6 +115,12 @@ export function auroraTopology(t: Topology): AuroraTopology {
     members: Object.fromEntries(
       Object.entries(t.regions).map(([name, r]) => [name, r.aurora.clusterArn]),
     ),
+    roles: Object.fromEntries(
+      Object.keys(t.regions).flatMap((name) => {
+        const role = auroraRole(t, name);
+        return role ? [[name, role]] : [];
+      }),
+    ),
   };
 }
 
@@ -118,6 +130,7 @@ export function trafficTopology(t: Topology): TrafficTopology {
     mode: t.traffic.mode,
     ...(t.traffic.hostedZoneId ? { hostedZoneId: t.traffic.hostedZoneId } : {}),
     ...(t.traffic.recordName ? { recordName: t.traffic.recordName } : {}),
+    ...(roleOf(t.traffic) ? { zoneRole: roleOf(t.traffic) } : {}),
     regions: Object.fromEntries(
       Object.entries(t.regions).map(([name, r]) => [
         name,
@@ -127,6 +140,8 @@ export function trafficTopology(t: Topology): TrafficTopology {
             ? { endpointGroupArn: r.globalAccelerator.endpointGroupArn }
             : {}),
           ...(r.route53.setIdentifier ? { setIdentifier: r.route53.setIdentifier } : {}),
+          ...(roleOf(r.globalAccelerator) ? { gaRole: roleOf(r.globalAccelerator) } : {}),
+          ...(roleOf(r.route53) ? { healthCheckRole: roleOf(r.route53) } : {}),
         },
       ]),
     ),
@@ -369,7 +384,8 @@ async function checkPromotion(
 
 /** Refuses a target whose own Route 53 health check is failing: moving there would not help. */
 async function assertTargetHealthy(t: Topology, target: string): Promise<void> {
-  const health = await readHealthCheck(regionOf(t, target).route53.healthCheckId);
+  const { route53 } = regionOf(t, target);
+  const health = await readHealthCheck(route53.healthCheckId, roleOf(route53));
   if (health.failingFraction >= t.trigger.corroborationThreshold) {
     throw new TargetUnhealthy(
       `[Plan] ${target} is failing its own health check (${health.failing}/${health.checkers} Route 53 checkers): refusing to fail over into it; nothing was changed`,
@@ -464,7 +480,7 @@ export async function verifySpokeStep(state: FailoverState): Promise<SpokeResult
   const spokes = regionOf(t, state.plan.targetRegion).spokes;
   const reports = await Promise.all(
     spokes.map(async (s) => {
-      const { token } = await getSecret(s.tokenSecretArn);
+      const { token } = await getSecret(s.tokenSecretArn, secretRole(t, s.tokenSecretArn));
       const report = await inspectSpoke(
         { name: s.name, apiServer: s.apiServer, caData: s.caData, token },
         {
@@ -611,7 +627,7 @@ async function argoHubs(t: Topology): Promise<ArgoHubConnection[]> {
     t.argocd.hubs.map(async (h) => ({
       name: h.name,
       url: h.url,
-      token: (await getSecret(h.tokenSecretArn)).token,
+      token: (await getSecret(h.tokenSecretArn, secretRole(t, h.tokenSecretArn))).token,
       ...(h.caData ? { caData: h.caData } : {}),
     })),
   );
@@ -762,6 +778,7 @@ export async function promoteAuroraStep(
     ...(result.calledIn ? { calledIn: result.calledIn } : {}),
     ...(result.rpoLagSeconds !== undefined ? { rpoLagSeconds: result.rpoLagSeconds } : {}),
     ...(result.startedDespite ? { startedDespite: result.startedDespite } : {}),
+    ...(result.actor ? { actor: result.actor } : {}),
     writerBefore: result.before.writerRegion ?? null,
   };
 }
@@ -1157,7 +1174,8 @@ export async function compensateStep(state: FailoverState): Promise<Compensation
  * ungraceful failover's source that is really down), or null.
  */
 async function failingHealthCheck(t: Topology, region: string): Promise<string | null> {
-  const health = await readHealthCheck(regionOf(t, region).route53.healthCheckId);
+  const { route53 } = regionOf(t, region);
+  const health = await readHealthCheck(route53.healthCheckId, roleOf(route53));
   return health.failingFraction >= t.trigger.corroborationThreshold
     ? `${region} is failing its health check (${health.failing}/${health.checkers} Route 53 checkers)`
     : null;

@@ -30,23 +30,41 @@ import {
   type ResourceRecordSet,
   type RRType,
 } from "@aws-sdk/client-route-53";
-import { awsError, globalAcceleratorClient, route53Client } from "./aws.ts";
+import {
+  type AwsActor,
+  actorFor,
+  awsError,
+  globalAcceleratorClient,
+  type RoleAccess,
+  route53Client,
+} from "./aws.ts";
 import { ConfigError, TrafficPreconditionFailed, TrafficShiftFailed } from "./errors.ts";
 
 export interface TrafficTopology {
   mode: "global-accelerator" | "route53";
   hostedZoneId?: string;
   recordName?: string;
+  /** The role in the hosted zone's account (route53 mode); absent: the function's own. */
+  zoneRole?: RoleAccess;
   regions: Record<
     string,
-    { healthCheckId: string; endpointGroupArn?: string; setIdentifier?: string }
+    {
+      healthCheckId: string;
+      endpointGroupArn?: string;
+      setIdentifier?: string;
+      /** The role in the endpoint group's account. */
+      gaRole?: RoleAccess;
+      /** The role in the health check's account. */
+      healthCheckRole?: RoleAccess;
+    }
   >;
 }
 
 type Dials = Record<string, number>;
 export interface StageResult {
   skipped: boolean;
-  changes: { region: string; from: number; to: number }[];
+  /** Each write, with the identity it was made with (account, assumed role and session). */
+  changes: { region: string; from: number; to: number; actor?: AwsActor }[];
   after: { dials: Dials };
 }
 
@@ -60,6 +78,7 @@ interface GroupView {
   arn: string;
   dial: number;
   endpoints: EndpointDescription[];
+  role?: RoleAccess;
 }
 
 function regionEntry(topo: TrafficTopology, region: string) {
@@ -77,9 +96,14 @@ function targetFirst<T extends { region: string }>(items: T[], target: string): 
   return [...items.filter((i) => i.region === target), ...items.filter((i) => i.region !== target)];
 }
 
-async function describeGroup(region: string, arn: string, step: string): Promise<GroupView> {
+async function describeGroup(
+  region: string,
+  arn: string,
+  step: string,
+  role: RoleAccess | undefined,
+): Promise<GroupView> {
   try {
-    const out = await globalAcceleratorClient().send(
+    const out = await globalAcceleratorClient(role).send(
       new DescribeEndpointGroupCommand({ EndpointGroupArn: arn }),
     );
     const group = out.EndpointGroup;
@@ -92,6 +116,7 @@ async function describeGroup(region: string, arn: string, step: string): Promise
       arn,
       dial: group.TrafficDialPercentage ?? GA_DEFAULT_DIAL,
       endpoints: group.EndpointDescriptions ?? [],
+      ...(role ? { role } : {}),
     };
   } catch (e) {
     throw awsError(e, `${step} DescribeEndpointGroup ${arn} (${region})`, TrafficShiftFailed);
@@ -110,7 +135,9 @@ function groupArn(topo: TrafficTopology, region: string): string {
 
 async function readGroups(topo: TrafficTopology, step: string): Promise<GroupView[]> {
   return Promise.all(
-    Object.keys(topo.regions).map((r) => describeGroup(r, groupArn(topo, r), step)),
+    Object.keys(topo.regions).map((r) =>
+      describeGroup(r, groupArn(topo, r), step, regionEntry(topo, r).gaRole),
+    ),
   );
 }
 
@@ -119,7 +146,7 @@ const weightOf = (e: EndpointDescription) => e.Weight ?? GA_DEFAULT_WEIGHT;
 /** Every endpoint copied back whole: UpdateEndpointGroup replaces the list, and a missing Weight resets to 128. */
 async function writeDial(g: GroupView, to: number, what: string): Promise<void> {
   try {
-    await globalAcceleratorClient().send(
+    await globalAcceleratorClient(g.role).send(
       new UpdateEndpointGroupCommand({
         EndpointGroupArn: g.arn,
         TrafficDialPercentage: to,
@@ -181,7 +208,8 @@ async function applyGlobalAccelerator(
       to,
       `${step} UpdateEndpointGroup ${g.arn} (${g.region}) dial ${g.dial}->${to}${changedSoFar(changes)}`,
     );
-    changes.push({ region: g.region, from: g.dial, to });
+    const actor = actorFor(g.role);
+    changes.push({ region: g.region, from: g.dial, to, ...(actor ? { actor } : {}) });
     dials[g.region] = to;
   }
   return { skipped: false, changes, after: { dials } };
@@ -221,7 +249,7 @@ async function readRecords(topo: TrafficTopology, step: string): Promise<RegionR
   while (next) {
     const page: Page = next;
     try {
-      const out: ListResourceRecordSetsCommandOutput = await route53Client().send(
+      const out: ListResourceRecordSetsCommandOutput = await route53Client(topo.zoneRole).send(
         new ListResourceRecordSetsCommand({
           HostedZoneId: zone,
           StartRecordName: page.name,
@@ -339,9 +367,15 @@ async function applyRoute53(
     target,
   );
   if (!todo.length) return { skipped: true, changes: [], after: { dials } };
-  const changes = todo.map((r) => ({ region: r.region, from: r.dial, to: weightFor(r.region) }));
+  const actor = actorFor(topo.zoneRole);
+  const changes = todo.map((r) => ({
+    region: r.region,
+    from: r.dial,
+    to: weightFor(r.region),
+    ...(actor ? { actor } : {}),
+  }));
   try {
-    await route53Client().send(
+    await route53Client(topo.zoneRole).send(
       new ChangeResourceRecordSetsCommand({
         HostedZoneId: zone,
         ChangeBatch: {
@@ -445,7 +479,12 @@ export async function applyNextStage(
 }
 
 async function gaHealth(topo: TrafficTopology, target: string) {
-  const g = await describeGroup(target, groupArn(topo, target), "[VerifyTraffic]");
+  const g = await describeGroup(
+    target,
+    groupArn(topo, target),
+    "[VerifyTraffic]",
+    regionEntry(topo, target).gaRole,
+  );
   if (!g.endpoints.length)
     return { healthy: false, detail: [`endpoint group ${g.arn} (${target}) has no endpoints`] };
   const weighted = g.endpoints.filter((e) => weightOf(e) > 0);
@@ -468,10 +507,12 @@ async function gaHealth(topo: TrafficTopology, target: string) {
 }
 
 async function route53Health(topo: TrafficTopology, target: string) {
-  const id = regionEntry(topo, target).healthCheckId;
+  const { healthCheckId: id, healthCheckRole } = regionEntry(topo, target);
   let observations: { region: string; status: string }[];
   try {
-    const out = await route53Client().send(new GetHealthCheckStatusCommand({ HealthCheckId: id }));
+    const out = await route53Client(healthCheckRole).send(
+      new GetHealthCheckStatusCommand({ HealthCheckId: id }),
+    );
     observations = (out.HealthCheckObservations ?? []).map((o) => ({
       region: o.Region ?? o.IPAddress ?? "?",
       status: o.StatusReport?.Status ?? "no report",

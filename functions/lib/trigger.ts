@@ -23,6 +23,7 @@ import {
   FailoverInputSchema,
   formatIssues,
   otherRegions,
+  roleOf,
   runtimeTopology,
   type Topology,
 } from "./config.ts";
@@ -413,7 +414,10 @@ async function chooseTarget(topology: Topology, failedRegion: string) {
   let first: { region: string; readiness: TargetReadiness | undefined } | undefined;
   let ready: typeof first;
   for (const region of otherRegions(topology, failedRegion)) {
-    const view = await readHealthCheck(healthCheckOf(topology, region));
+    const view = await readHealthCheck(
+      healthCheckOf(topology, region),
+      roleOf(topology.regions[region]?.route53),
+    );
     const healthy = view.checkers > 0 && view.failingFraction < threshold;
     const readiness = healthy ? await readinessOf(topology.platform, region) : undefined;
     candidates.push({
@@ -495,7 +499,10 @@ async function decide(raw: unknown, seen: Progress): Promise<TriggerDecision> {
   const known = { ...base, failedRegion, incident, mode: settings.mode };
   Object.assign(seen, { failedRegion, incident, mode: settings.mode });
 
-  const corroboration = await readHealthCheck(healthCheckOf(topology, failedRegion));
+  const corroboration = await readHealthCheck(
+    healthCheckOf(topology, failedRegion),
+    roleOf(topology.regions[failedRegion]?.route53),
+  );
   const counted = `${corroboration.failing}/${corroboration.checkers} checkers failing`;
   const withHealth = { ...known, corroboration };
   seen.corroboration = corroboration;

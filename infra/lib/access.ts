@@ -10,7 +10,14 @@ import { flattenCfnReference } from "cdk-nag/lib/utils/flatten-cfn-reference.js"
 import type { IConstruct } from "constructs";
 import type { SecretKind } from "../../functions/catalog.ts";
 import { regionOfArn } from "../../functions/lib/aws.ts";
-import type { Topology } from "../../functions/lib/config.ts";
+import {
+  accountOfArn,
+  auroraRole,
+  type RoleAccess,
+  roleOf,
+  secretRole,
+  type Topology,
+} from "../../functions/lib/config.ts";
 import { replicaArn } from "../../functions/lib/secrets.ts";
 import { readinessFunctionName } from "./naming.ts";
 
@@ -84,17 +91,46 @@ function platformArns(t: Topology): TopologyArns {
   return { partition, account };
 }
 
-function globalClusterArn(t: Topology): string {
-  const { partition, account } = platformArns(t);
-  return `arn:${partition}:rds::${account}:global-cluster:${t.aurora.globalClusterIdentifier}`;
+/**
+ * Who reaches a resource: the ARN of the role assumed for it (topology `roleArn`), or undefined
+ * for the function's own role. Every scope below lists only the resources of one such owner.
+ */
+type Via = string | undefined;
+
+const via = (role: RoleAccess | undefined): Via => role?.roleArn;
+
+/** The regions whose Aurora calls go through `owner`. */
+function auroraRegions(t: Topology, owner: Via): string[] {
+  return Object.keys(t.regions).filter((r) => via(auroraRole(t, r)) === owner);
 }
 
-function memberClusterArns(t: Topology): string[] {
-  return Object.values(t.regions).map((r) => r.aurora.clusterArn);
+function globalClusterArns(t: Topology, owner: Via): string[] {
+  const regions = auroraRegions(t, owner);
+  if (!regions.length) return [];
+  const { partition } = platformArns(t);
+  const accounts = new Set(
+    regions.map((r) => accountOfArn(t.regions[r]?.aurora.clusterArn ?? "") ?? ""),
+  );
+  return [...accounts].map(
+    (account) =>
+      `arn:${partition}:rds::${account}:global-cluster:${t.aurora.globalClusterIdentifier}`,
+  );
+}
+
+/** A promotion names the target member: every member of the global cluster, for each owner that sends one. */
+function promotionArns(t: Topology, owner: Via): string[] {
+  const global = globalClusterArns(t, owner);
+  return global.length ? [...global, ...memberClusterArns(t, undefined, true)] : [];
+}
+
+function memberClusterArns(t: Topology, owner: Via, all = false): string[] {
+  return Object.entries(t.regions)
+    .filter(([name]) => all || via(auroraRole(t, name)) === owner)
+    .map(([, r]) => r.aurora.clusterArn);
 }
 
 /** The topology's secret ARNs of each kind. */
-function secretArnsOf(t: Topology, kinds: readonly SecretKind[]): string[] {
+function secretArnsOf(t: Topology, kinds: readonly SecretKind[], owner?: Via | null): string[] {
   const of: Record<SecretKind, () => string[]> = {
     git: () => [t.git.credentialsSecretArn],
     argocd: () => t.argocd.hubs.map((h) => h.tokenSecretArn),
@@ -102,17 +138,24 @@ function secretArnsOf(t: Topology, kinds: readonly SecretKind[]): string[] {
     backup: () => t.argocd.hubs.flatMap((h) => (h.backup ? [h.backup.tokenSecretArn] : [])),
     "git-read": () => (t.git.readCredentialsSecretArn ? [t.git.readCredentialsSecretArn] : []),
   };
-  return [...new Set(kinds.flatMap((k) => of[k]()))];
+  const arns = [...new Set(kinds.flatMap((k) => of[k]()))];
+  // null: every secret, whoever reads it; otherwise those read through `owner`.
+  return owner === null ? arns : arns.filter((arn) => via(secretRole(t, arn)) === owner);
 }
 
 /**
  * The secrets of `kinds`, each with its replica in `region` (functions/lib/secrets.ts reads the
  * replica in the function's own region first, the ARN's region when there is none).
  */
-function readableSecretArns(t: Topology, kinds: readonly SecretKind[], region: string): string[] {
+function readableSecretArns(
+  t: Topology,
+  kinds: readonly SecretKind[],
+  region: string,
+  owner: Via,
+): string[] {
   return [
     ...new Set(
-      secretArnsOf(t, kinds).flatMap((arn) =>
+      secretArnsOf(t, kinds, owner).flatMap((arn) =>
         regionOfArn(arn) === region ? [arn] : [arn, replicaArn(arn, region)],
       ),
     ),
@@ -123,8 +166,8 @@ function readableSecretArns(t: Topology, kinds: readonly SecretKind[], region: s
  * Every secret of the topology as it is found in each orchestrator region (itself in its own
  * region, its replica elsewhere): what readiness describes to check the replica rule.
  */
-function replicaArnsEverywhere(t: Topology, regions: string[]): string[] {
-  const all = secretArnsOf(t, ["git", "argocd", "spoke", "backup", "git-read"]);
+function replicaArnsEverywhere(t: Topology, regions: string[], owner: Via): string[] {
+  const all = secretArnsOf(t, ["git", "argocd", "spoke", "backup", "git-read"], owner);
   return [...new Set(regions.flatMap((region) => all.map((arn) => replicaArn(arn, region))))];
 }
 
@@ -138,23 +181,27 @@ export function deletablePartitionKeys(platform: string): string[] {
   return [`lock#${platform}`, `incident#${platform}`];
 }
 
-function endpointGroupArns(t: Topology): string[] {
+function endpointGroupArns(t: Topology, owner: Via): string[] {
   return Object.values(t.regions).flatMap((r) =>
-    r.globalAccelerator ? [r.globalAccelerator.endpointGroupArn] : [],
+    r.globalAccelerator && via(roleOf(r.globalAccelerator)) === owner
+      ? [r.globalAccelerator.endpointGroupArn]
+      : [],
   );
 }
 
-function healthCheckArns(t: Topology): string[] {
+function healthCheckArns(t: Topology, owner: Via): string[] {
   const { partition } = platformArns(t);
-  return Object.values(t.regions).map(
-    (r) => `arn:${partition}:route53:::healthcheck/${r.route53.healthCheckId}`,
-  );
+  return Object.values(t.regions)
+    .filter((r) => via(roleOf(r.route53)) === owner)
+    .map((r) => `arn:${partition}:route53:::healthcheck/${r.route53.healthCheckId}`);
 }
 
-function hostedZoneArns(t: Topology): string[] {
+function hostedZoneArns(t: Topology, owner: Via): string[] {
   const { partition } = platformArns(t);
   const zone = t.traffic.hostedZoneId?.replace(/^\/?hostedzone\//, "");
-  return zone ? [`arn:${partition}:route53:::hostedzone/${zone}`] : [];
+  return zone && via(roleOf(t.traffic)) === owner
+    ? [`arn:${partition}:route53:::hostedzone/${zone}`]
+    : [];
 }
 
 /** Route 53 compares record names lowercased and without the trailing dot. */
@@ -185,14 +232,18 @@ const onTable = (t: AccessTargets): Scope => ({ resources: [t.tableArn] });
 const onExecutions = (t: AccessTargets): Scope => ({ resources: [executionArns(t)] });
 const onStateMachine = (t: AccessTargets): Scope => ({ resources: [stateMachineArnOf(t)] });
 
-/** The scope of every action the functions (and the operators) may send. */
-const SCOPES: Readonly<Record<string, (t: AccessTargets, g: Grantee) => Scope>> = {
-  "secretsmanager:GetSecretValue": (t, g) => ({
-    resources: readableSecretArns(t.topology, g.secrets, t.stack.region),
+/**
+ * The scope of every action the functions (and the operators) may send. `owner` is who sends it:
+ * undefined for the function's own role, else the role assumed in a resource's account; an
+ * action on the topology's resources lists only that owner's, the others only the own role's.
+ */
+const SCOPES: Readonly<Record<string, (t: AccessTargets, g: Grantee, owner: Via) => Scope>> = {
+  "secretsmanager:GetSecretValue": (t, g, owner) => ({
+    resources: readableSecretArns(t.topology, g.secrets, t.stack.region, owner),
   }),
   /** Metadata only (no value): readiness checks every secret's replica in every orchestrator region. */
-  "secretsmanager:DescribeSecret": (t) => ({
-    resources: replicaArnsEverywhere(t.topology, t.orchestratorRegions),
+  "secretsmanager:DescribeSecret": (t, _, owner) => ({
+    resources: replicaArnsEverywhere(t.topology, t.orchestratorRegions, owner),
   }),
 
   /** Operators run the readiness function now (`gitops-failover readiness`). */
@@ -207,24 +258,37 @@ const SCOPES: Readonly<Record<string, (t: AccessTargets, g: Grantee) => Scope>> 
     ],
   }),
 
-  "rds:DescribeGlobalClusters": (t) => ({ resources: [globalClusterArn(t.topology)] }),
-  "rds:SwitchoverGlobalCluster": (t) => ({
-    resources: [globalClusterArn(t.topology), ...memberClusterArns(t.topology)],
+  "rds:DescribeGlobalClusters": (t, _, owner) => ({
+    resources: globalClusterArns(t.topology, owner),
   }),
-  "rds:FailoverGlobalCluster": (t) => ({
-    resources: [globalClusterArn(t.topology), ...memberClusterArns(t.topology)],
+  "rds:SwitchoverGlobalCluster": (t, _, owner) => ({
+    resources: promotionArns(t.topology, owner),
   }),
-  "rds:DescribeDBClusters": (t) => ({ resources: memberClusterArns(t.topology) }),
+  "rds:FailoverGlobalCluster": (t, _, owner) => ({
+    resources: promotionArns(t.topology, owner),
+  }),
+  "rds:DescribeDBClusters": (t, _, owner) => ({ resources: memberClusterArns(t.topology, owner) }),
 
-  "cloudwatch:GetMetricData": () => ({ resources: ["*"] }),
+  /** The Aurora lag metrics are in the clusters' account: "*" for each owner of an Aurora region. */
+  "cloudwatch:GetMetricData": (t, _, owner) => ({
+    resources: auroraRegions(t.topology, owner).length ? ["*"] : [],
+  }),
 
-  "globalaccelerator:DescribeEndpointGroup": (t) => ({ resources: endpointGroupArns(t.topology) }),
-  "globalaccelerator:UpdateEndpointGroup": (t) => ({ resources: endpointGroupArns(t.topology) }),
+  "globalaccelerator:DescribeEndpointGroup": (t, _, owner) => ({
+    resources: endpointGroupArns(t.topology, owner),
+  }),
+  "globalaccelerator:UpdateEndpointGroup": (t, _, owner) => ({
+    resources: endpointGroupArns(t.topology, owner),
+  }),
 
-  "route53:GetHealthCheckStatus": (t) => ({ resources: healthCheckArns(t.topology) }),
-  "route53:ListResourceRecordSets": (t) => ({ resources: hostedZoneArns(t.topology) }),
-  "route53:ChangeResourceRecordSets": (t) => ({
-    resources: hostedZoneArns(t.topology),
+  "route53:GetHealthCheckStatus": (t, _, owner) => ({
+    resources: healthCheckArns(t.topology, owner),
+  }),
+  "route53:ListResourceRecordSets": (t, _, owner) => ({
+    resources: hostedZoneArns(t.topology, owner),
+  }),
+  "route53:ChangeResourceRecordSets": (t, _, owner) => ({
+    resources: hostedZoneArns(t.topology, owner),
     conditions: {
       "ForAllValues:StringEquals": {
         "route53:ChangeResourceRecordSetsNormalizedRecordNames": [
@@ -287,15 +351,85 @@ const KEY_USE: Readonly<Record<string, { service: string; actions: string[] }>> 
   "sns:Publish": { service: "sns", actions: ["kms:Decrypt", "kms:GenerateDataKey"] },
 };
 
+/** The actions on resources a topology may place in another account (reached through a role). */
+const CROSS_ACCOUNT_SERVICES = new Set([
+  "rds",
+  "cloudwatch",
+  "globalaccelerator",
+  "route53",
+  "secretsmanager",
+]);
+
 /** The scope of an action for these targets; throws for an action nobody has scoped yet. */
-function scopeOf(action: string, targets: AccessTargets, grantee: Grantee): Scope {
+function scopeOf(action: string, targets: AccessTargets, grantee: Grantee, owner?: Via): Scope {
   const scope = SCOPES[action];
   if (!scope) {
     throw new Error(
       `no IAM scope known for ${action}: add it to SCOPES in infra/lib/access.ts (the resources it may act on)`,
     );
   }
-  return scope(targets, grantee);
+  if (owner !== undefined && !CROSS_ACCOUNT_SERVICES.has(action.split(":")[0] ?? ""))
+    return { resources: [] };
+  return scope(targets, grantee, owner);
+}
+
+/** Every role the topology names, once each. */
+export function topologyRoles(t: Topology): RoleAccess[] {
+  const roles = [
+    roleOf(t.aurora),
+    roleOf(t.traffic),
+    roleOf(t.secrets),
+    ...Object.values(t.regions).flatMap((r) => [
+      roleOf(r.aurora),
+      roleOf(r.globalAccelerator),
+      roleOf(r.route53),
+    ]),
+  ].filter((r): r is RoleAccess => r !== undefined);
+  return [...new Map(roles.map((r) => [r.roleArn, r])).values()].sort((a, b) =>
+    a.roleArn.localeCompare(b.roleArn),
+  );
+}
+
+/** One action's grant in a member account's role: the resources of that account it acts on. */
+export interface MemberGrant {
+  action: string;
+  resources: string[];
+  conditions?: Conditions;
+}
+
+/**
+ * What the code's `actions` do through each role of the topology: per role ARN, the actions
+ * and the resources they act on there (empty when the code never needs that role). The
+ * function's role is granted sts:AssumeRole on exactly those roles; the member account's role
+ * gets exactly these grants.
+ */
+export function memberGrants(
+  actions: string[],
+  targets: AccessTargets,
+  grantee: Grantee = { secrets: [] },
+): Map<string, MemberGrant[]> {
+  const out = new Map<string, MemberGrant[]>();
+  for (const role of topologyRoles(targets.topology)) {
+    const grants = [...new Set(actions)].sort().flatMap((action) => {
+      const scope = scopeOf(action, targets, grantee, role.roleArn);
+      return scope.resources.length
+        ? [
+            {
+              action,
+              resources: scope.resources,
+              ...(scope.conditions ? { conditions: scope.conditions } : {}),
+            },
+          ]
+        : [];
+    });
+    if (grants.length) out.set(role.roleArn, grants);
+  }
+  return out;
+}
+
+/** Why a member role's action is granted on "*", when it is. */
+export function wildcardReasonOf(action: string): string | undefined {
+  return UNSCOPED_ACTIONS[action] ?? WILDCARD_REASONS[action];
 }
 
 /** The KMS actions the given actions need on the orchestrator's key (sorted, unique). */
@@ -363,6 +497,17 @@ export function accessPlan(
       return why ? [why] : [];
     }),
   }));
+  const assumed = [...memberGrants(actions, targets, grantee).keys()];
+  if (assumed.length) {
+    grants.push({
+      statement: new PolicyStatement({
+        effect: Effect.ALLOW,
+        actions: ["sts:AssumeRole"],
+        resources: assumed,
+      }),
+      wildcardReasons: [],
+    });
+  }
   const granted = actions.filter((a) => !omitted.includes(a));
   const services = [
     ...new Set(granted.flatMap((a) => (KEY_USE[a] ? [KEY_USE[a].service] : []))),

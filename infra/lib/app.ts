@@ -7,8 +7,17 @@
 import { type App, Tags, Validations } from "aws-cdk-lib";
 import { AwsSolutionsChecks } from "cdk-nag";
 import { FUNCTIONS } from "../../functions/catalog.ts";
+import { accountOfArn } from "../../functions/lib/config.ts";
+import { topologyRoles } from "./access.ts";
 import { HealthStack } from "./health-stack.ts";
-import { alarmRoutes, HEALTH_REGION, healthStackName, orchestratorStackName } from "./naming.ts";
+import { MemberAccountRolesStack, type MemberRole } from "./member-roles.ts";
+import {
+  alarmRoutes,
+  HEALTH_REGION,
+  healthStackName,
+  memberRolesStackName,
+  orchestratorStackName,
+} from "./naming.ts";
 import { OrchestratorStack, TRIGGER } from "./orchestrator-stack.ts";
 import { READINESS } from "./readiness.ts";
 import type { FunctionAccess, FunctionEntry } from "./sdk-access.ts";
@@ -24,6 +33,8 @@ export const FUNCTION_ENTRIES: FunctionEntry[] = [
 export interface Deployment {
   orchestrators: OrchestratorStack[];
   health: HealthStack;
+  /** Per member account of a cross-account topology, the roles it must offer. */
+  memberAccounts: MemberAccountRolesStack[];
 }
 
 /** Adds the platform's stacks to `app`; `access` comes from deriveSdkAccess(FUNCTION_ENTRIES). */
@@ -33,7 +44,7 @@ export function buildDeployment(
   access: Map<string, FunctionAccess>,
 ): Deployment {
   const { platform } = settings.topology;
-  const account = process.env.CDK_DEFAULT_ACCOUNT;
+  const account = settings.topology.orchestratorAccount ?? process.env.CDK_DEFAULT_ACCOUNT;
   const routes = alarmRoutes(Object.keys(settings.topology.regions), settings.orchestratorRegions);
   const orchestrators = settings.orchestratorRegions.map(
     (region) =>
@@ -58,7 +69,63 @@ export function buildDeployment(
       "the health rules deliver to the orchestrators' triggers",
     );
   }
+  const memberAccounts = memberAccountStacks(app, settings, orchestrators);
   Tags.of(app).add("gitops-failover:platform", platform);
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
-  return { orchestrators, health };
+  return { orchestrators, health, memberAccounts };
+}
+
+/**
+ * One stack per account the topology's roles are in: each role trusts exactly the function
+ * roles (of every orchestrator region) whose code needs it, and allows the union of what they do
+ * there. A role no function needs is still created, with no permission, so the topology and the
+ * accounts never disagree about which roles exist.
+ */
+function memberAccountStacks(
+  app: App,
+  settings: Settings,
+  orchestrators: OrchestratorStack[],
+): MemberAccountRolesStack[] {
+  const { topology } = settings;
+  const roles = topologyRoles(topology);
+  if (!roles.length || !topology.orchestratorAccount) return [];
+  const needs = new Map<string, MemberRole>(
+    roles.map((role) => [role.roleArn, { role, trusted: [], grants: [] }]),
+  );
+  for (const orchestrator of orchestrators) {
+    for (const fn of orchestrator.functions.values()) {
+      for (const [roleArn, grants] of fn.memberGrants) {
+        const need = needs.get(roleArn);
+        if (!need || !fn.roleArn) continue;
+        need.trusted.push(fn.roleArn);
+        for (const g of grants) {
+          const known = need.grants.find(
+            (k) =>
+              k.action === g.action &&
+              JSON.stringify(k.conditions) === JSON.stringify(g.conditions),
+          );
+          if (known) known.resources = [...new Set([...known.resources, ...g.resources])].sort();
+          else need.grants.push({ ...g, resources: [...g.resources].sort() });
+        }
+      }
+    }
+  }
+  const byAccount = new Map<string, MemberRole[]>();
+  for (const need of needs.values()) {
+    const account = accountOfArn(need.role.roleArn) ?? "";
+    byAccount.set(account, [...(byAccount.get(account) ?? []), need]);
+  }
+  return [...byAccount.entries()].map(
+    ([account, accountRoles]) =>
+      new MemberAccountRolesStack(app, memberRolesStackName(topology.platform, account), {
+        env: { account, region: HEALTH_REGION },
+        description: `gitops-failover ${topology.platform}: the roles account ${account} offers the orchestrator in ${topology.orchestratorAccount}`,
+        terminationProtection: true,
+        orchestratorAccount: topology.orchestratorAccount as string,
+        roles: accountRoles.map((r) => ({
+          ...r,
+          grants: r.grants.sort((a, b) => a.action.localeCompare(b.action)),
+        })),
+      }),
+  );
 }

@@ -11,7 +11,14 @@ import { type BundlingOptions, NodejsFunction } from "aws-cdk-lib/aws-lambda-nod
 import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
 import type { SecretKind } from "../../functions/catalog.ts";
-import { type AccessTargets, accessPlan, acknowledgeWildcards } from "./access.ts";
+import {
+  type AccessTargets,
+  accessPlan,
+  acknowledgeWildcards,
+  type MemberGrant,
+  memberGrants,
+} from "./access.ts";
+import { functionRoleName } from "./naming.ts";
 import { type FunctionAccess, REPO_ROOT } from "./sdk-access.ts";
 
 /** What the Lambda runtime itself writes with the role: its logs. */
@@ -46,6 +53,13 @@ export class FailoverFunction extends Construct {
   readonly grantedActions: string[];
   /** Derived actions not granted because the topology has nothing for them to act on. */
   readonly omittedActions: string[];
+  /**
+   * Per role it assumes in another account, what its code does there: the member account's
+   * role must allow exactly these, and trust `roleArn` below.
+   */
+  readonly memberGrants: Map<string, MemberGrant[]>;
+  /** The role's ARN as another account's trust policy names it (set when it assumes any role). */
+  readonly roleArn?: string;
 
   constructor(scope: Construct, id: string, props: FailoverFunctionProps) {
     super(scope, id);
@@ -63,11 +77,21 @@ export class FailoverFunction extends Construct {
       });
     }
     this.omittedActions = plan.omitted;
+    this.memberGrants = memberGrants(
+      [...props.access.actions, ...(props.serviceActions ?? [])],
+      props.targets,
+      { secrets: props.secrets },
+    );
+    const stack = props.targets.stack;
+    const roleName = this.memberGrants.size
+      ? functionRoleName(props.targets.topology.platform, props.step, stack.region)
+      : undefined;
     this.grantedActions = [...new Set([...props.access.actions, ...(props.serviceActions ?? [])])]
       .filter((a) => !plan.omitted.includes(a))
       .sort();
 
     this.role = new Role(this, "Role", {
+      ...(roleName ? { roleName } : {}),
       assumedBy: new ServicePrincipal("lambda.amazonaws.com"),
       description: `gitops-failover ${props.step}: exactly the AWS calls its code makes`,
       inlinePolicies: {
@@ -83,6 +107,11 @@ export class FailoverFunction extends Construct {
       },
     });
     acknowledgeWildcards(this.role, props.step, plan.grants);
+    if (roleName) {
+      const account = props.targets.topology.orchestratorAccount ?? stack.account;
+      const partition = [...this.memberGrants.keys()][0]?.split(":")[1] ?? "aws";
+      this.roleArn = `arn:${partition}:iam::${account}:role/${roleName}`;
+    }
 
     this.function = new NodejsFunction(this, "Function", {
       entry: join(REPO_ROOT, props.entry),

@@ -38,6 +38,23 @@ export function alarmName(platform: string, region: string): string {
   return `${namePrefix(platform)}-${region}-unhealthy`;
 }
 
+/**
+ * The role of a function that assumes roles in other accounts: named, so the member accounts'
+ * trust policies can name it (`aws:PrincipalArn`) before it exists. At most 64 characters.
+ */
+export function functionRoleName(platform: string, step: string, region: string): string {
+  const name = `${namePrefix(platform)}-${step}-${region}`;
+  if (name.length <= 64) return name;
+  let hash = 0;
+  for (const c of name) hash = (hash * 31 + c.charCodeAt(0)) >>> 0;
+  return `${name.slice(0, 55)}-${hash.toString(36).padStart(8, "0").slice(0, 8)}`;
+}
+
+/** The stack of the roles one member account offers the orchestrator (deployed in that account). */
+export function memberRolesStackName(platform: string, account: string): string {
+  return `GitopsFailover-${platform.replaceAll(".", "-")}-MemberRoles-${account}`;
+}
+
 export function orchestratorStackName(platform: string, region: string): string {
   return `GitopsFailover-${platform.replaceAll(".", "-")}-Orchestrator-${region}`;
 }

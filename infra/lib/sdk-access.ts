@@ -161,7 +161,10 @@ export function sdkImports(module: string, text: string, root = REPO_ROOT): Name
       }
       for (const { name, node: el } of names) {
         if (/^waitUntil|^waitFor/.test(name)) refuse(el, `waiter ${name} from ${pkg}`);
+        // A credential provider is not an aggregated client: the AssumeRole it sends is granted
+        // from the topology's roles (access.ts, memberGrants), not from the code.
         if (
+          pkg !== "@aws-sdk/credential-providers" &&
           !name.endsWith("Client") &&
           existsSync(join(root, "node_modules", pkg, "dist-es", `${name}.js`))
         ) {

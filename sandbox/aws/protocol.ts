@@ -31,6 +31,8 @@ export class AwsServiceError extends Error {
 /** Per-request facts a handler may depend on: the SigV4 credential scope's region. */
 export interface RequestContext {
   region: string;
+  /** The access key id the request was signed with (STS tells whose it is). */
+  accessKeyId?: string;
 }
 
 /** An awsJson1_0 / awsJson1_1 operation: `action` is the X-Amz-Target operation name. */

@@ -31,10 +31,9 @@ import { createRoute53, type Route53Emulator } from "./route53.ts";
 import { createSecretsManager, type SecretsEmulator } from "./secretsmanager.ts";
 import { createSns, type SnsEmulator } from "./sns.ts";
 import { createSsm, type SsmEmulator } from "./ssm.ts";
-import { stsHandler } from "./sts.ts";
+import { type CallerIdentity, createSts, SANDBOX_ACCESS_KEY_ID, type StsEmulator } from "./sts.ts";
 
-/** The only access key the sandbox accepts (a fake one, never a real credential). */
-export const SANDBOX_ACCESS_KEY_ID = "AKIASANDBOX000000001";
+export { SANDBOX_ACCESS_KEY_ID };
 /** Its secret: the SDK needs one to sign; the sandbox does not verify signatures. */
 export const SANDBOX_SECRET_ACCESS_KEY = "sandbox-secret-access-key-not-a-real-one";
 
@@ -50,6 +49,7 @@ export interface AwsSandbox {
   route53: Route53Emulator;
   sns: SnsEmulator;
   ssm: SsmEmulator;
+  sts: StsEmulator;
   dynamo: { endpoint: string };
   /** Serves another awsJson service (e.g. `states`) under its credential-scope name. */
   register(service: string, protocol: "json1.0" | "json1.1", handler: JsonServiceHandler): void;
@@ -77,6 +77,14 @@ type ErrorStyle =
   | { kind: "json"; version: string; queryErrors?: Record<string, string> }
   | { kind: "query" }
   | { kind: "restXml"; xmlns?: string };
+
+/**
+ * The services whose resources may live in another account than the orchestrator's: each one's
+ * owning account (`drill --accounts split`); absent, every resource is the sandbox account's.
+ */
+export type ResourceAccounts = Partial<
+  Record<"rds" | "monitoring" | "globalaccelerator" | "route53" | "secretsmanager", string>
+>;
 
 /** X-Amz-Target prefixes of the awsJson services the project may register. */
 const KNOWN_TARGET_PREFIXES: Record<string, string> = { states: "AWSStepFunctions" };
@@ -154,11 +162,12 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return (req.headers["content-encoding"] === "gzip" ? gunzipSync(raw) : raw).toString("utf8");
 }
 
-/** Checks the Authorization header as AWS does before routing; returns the credential scope. */
+/** Checks the Authorization header as AWS does before routing; returns the scope and the caller. */
 function authenticate(
   req: IncomingMessage,
   style: ErrorStyle,
-): { service: string; region: string } {
+  sts: StsEmulator,
+): { service: string; region: string; accessKeyId: string; caller: CallerIdentity } {
   const header = req.headers.authorization;
   if (!header) {
     const code =
@@ -180,11 +189,78 @@ function authenticate(
       403,
     );
   }
-  if (credential.accessKeyId !== SANDBOX_ACCESS_KEY_ID) {
+  const caller = sts.identity(credential.accessKeyId);
+  // Temporary credentials count only with their session token (X-Amz-Security-Token).
+  if (
+    !caller ||
+    (caller.sessionToken && req.headers["x-amz-security-token"] !== caller.sessionToken)
+  ) {
     const code = style.kind === "json" ? "UnrecognizedClientException" : "InvalidClientTokenId";
     throw new AwsServiceError(code, "The security token included in the request is invalid.", 403);
   }
-  return { service: credential.service, region: credential.region };
+  if (caller.expiresAt !== undefined && caller.expiresAt <= Date.now()) {
+    const code = style.kind === "json" ? "ExpiredTokenException" : "ExpiredToken";
+    throw new AwsServiceError(code, "The security token included in the request is expired", 403);
+  }
+  return {
+    service: credential.service,
+    region: credential.region,
+    accessKeyId: credential.accessKeyId,
+    caller,
+  };
+}
+
+/** The operation a request names, for an access-denied message: the target, the Action or the path. */
+function operationOf(req: IncomingMessage, body: string): string {
+  const target = req.headers["x-amz-target"];
+  if (typeof target === "string") return target.slice(target.lastIndexOf(".") + 1);
+  const action = new URLSearchParams(body).get("Action");
+  if (action) return action;
+  const path = new URL(req.url ?? "/", "http://sandbox").pathname;
+  if (/\/healthcheck\/[^/]+\/status$/.test(path)) return "GetHealthCheckStatus";
+  if (/\/healthcheck\/[^/]+$/.test(path)) return "GetHealthCheck";
+  if (/\/hostedzone\/[^/]+\/rrset$/.test(path))
+    return req.method === "POST" ? "ChangeResourceRecordSets" : "ListResourceRecordSets";
+  return path.split("/").filter(Boolean).join(":");
+}
+
+/** The resource a request names, as the denial's `on resource:` says it. */
+function resourceOf(service: string, owner: string, req: IncomingMessage, body: string): string {
+  const path = new URL(req.url ?? "/", "http://sandbox").pathname;
+  const hc = /\/healthcheck\/([^/]+)/.exec(path)?.[1];
+  if (hc) return `arn:aws:route53:::healthcheck/${hc}`;
+  const zone = /\/hostedzone\/([^/]+)/.exec(path)?.[1];
+  if (zone) return `arn:aws:route53:::hostedzone/${zone}`;
+  let fields: Record<string, unknown> = Object.fromEntries(new URLSearchParams(body));
+  if (req.headers["x-amz-target"]) {
+    try {
+      fields = JSON.parse(body || "{}") as Record<string, unknown>;
+    } catch {
+      fields = {};
+    }
+  }
+  const arn = [fields.EndpointGroupArn, fields.SecretId].find((v) => typeof v === "string");
+  if (typeof arn === "string") return arn;
+  if (typeof fields.GlobalClusterIdentifier === "string")
+    return `arn:aws:rds::${owner}:global-cluster:${fields.GlobalClusterIdentifier}`;
+  return `arn:aws:${service}:*:${owner}:*`;
+}
+
+/**
+ * A call with credentials of another account than the resource's: what AWS answers when no
+ * resource-based policy lets that account in (awsJson: AccessDeniedException, 400; awsQuery and
+ * restXml: AccessDenied, 403), naming the caller, the action and the resource.
+ */
+function accessDenied(
+  style: ErrorStyle,
+  caller: CallerIdentity,
+  action: string,
+  resource: string,
+): AwsServiceError {
+  const message = `User: ${caller.arn} is not authorized to perform: ${action} on resource: ${resource} because no resource-based policy allows the ${action} action`;
+  return style.kind === "json"
+    ? new AwsServiceError("AccessDeniedException", message, 400)
+    : new AwsServiceError("AccessDenied", message, 403);
 }
 
 async function serveJson(
@@ -263,7 +339,11 @@ async function serveRestXml(
 }
 
 /** Starts every emulator, dynalite and the server; `stop` ends all of them. */
-export async function startAwsSandbox(): Promise<AwsSandbox> {
+export async function startAwsSandbox(
+  options: { accounts?: ResourceAccounts } = {},
+): Promise<AwsSandbox> {
+  const accounts: Record<string, string | undefined> = options.accounts ?? {};
+  const sts = createSts();
   const rds = createRds();
   const cloudwatch = createCloudWatch();
   const ga = createGlobalAccelerator();
@@ -311,7 +391,7 @@ export async function startAwsSandbox(): Promise<AwsSandbox> {
         kind: "query",
         version: "2011-06-15",
         xmlns: "https://sts.amazonaws.com/doc/2011-06-15/",
-        handler: stsHandler,
+        handler: sts.handler,
       },
     ],
     [
@@ -344,7 +424,7 @@ export async function startAwsSandbox(): Promise<AwsSandbox> {
     let style = inferStyle(req);
     try {
       const body = await readBody(req);
-      const { service, region } = authenticate(req, style);
+      const { service, region, accessKeyId, caller } = authenticate(req, style, sts);
       const route = routes.get(service);
       if (!route) {
         throw new AwsServiceError(
@@ -354,9 +434,14 @@ export async function startAwsSandbox(): Promise<AwsSandbox> {
       }
       const query = route.kind === "json" && !req.headers["x-amz-target"] ? route.query : undefined;
       style = query ? { kind: "query" } : styleOf(route);
-      const ctx = { region };
+      const ctx = { region, accessKeyId };
       if (route.kind === "json" && route.regions && !route.regions.includes(region)) {
         throw noEndpoint(service, region);
+      }
+      const owner = accounts[service];
+      if (owner && caller.account !== owner) {
+        const action = `${service === "monitoring" ? "cloudwatch" : service}:${operationOf(req, body)}`;
+        throw accessDenied(style, caller, action, resourceOf(service, owner, req, body));
       }
       if (query) await serveQuery({ kind: "query", ...query }, res, body, ctx, requestId);
       else if (route.kind === "json") await serveJson(route, req, res, body, ctx, requestId);
@@ -402,6 +487,7 @@ export async function startAwsSandbox(): Promise<AwsSandbox> {
     route53,
     sns,
     ssm,
+    sts,
     dynamo: { endpoint: dynamo.endpoint },
     register(service, protocol, handler) {
       if (routes.has(service)) throw new Error(`service ${service} is already served`);

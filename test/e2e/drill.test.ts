@@ -645,3 +645,40 @@ describe("drill: Ctrl-C", () => {
     expect(readdirSync(run.tmp).filter((f) => SANDBOX_DIRS.test(f))).toEqual([]);
   }, 60_000);
 });
+
+describe("drill: cross-account (--accounts split)", () => {
+  const NETWORK = "arn:aws:iam::111111111111:role/gitops-failover-network";
+  const DATA = "arn:aws:iam::222222222222:role/gitops-failover-data";
+
+  it("orchestrator, network, data and secrets in four accounts: fails over, each AWS change audited with its account and session", async () => {
+    const result = await drill({ accounts: "split" });
+
+    expectFailedOver(result);
+    const name = result.executions[0]?.name ?? "";
+    const audit = auditOf(result);
+    expect(verifyChain(audit)).toMatchObject({ intact: true });
+    const promote = audit.find((e) => e.step === "PromoteAurora")?.after;
+    expect(promote).toMatchObject({
+      action: "switchover",
+      actor: { account: "222222222222", roleArn: DATA, sessionName: name },
+    });
+    const shift = audit.find((e) => e.step === "ShiftTraffic")?.after as {
+      actors?: { region: string; account: string; roleArn: string; sessionName: string }[];
+    };
+    expect(shift.actors?.map((a) => a.region).sort()).toEqual([SOURCE, TARGET].sort());
+    for (const a of shift.actors ?? [])
+      expect(a).toMatchObject({ account: "111111111111", roleArn: NETWORK, sessionName: name });
+  });
+
+  it("assume-role-denied: Plan stops naming the data account's role and its missing trust; nothing changed", async () => {
+    const result = await drill({ faults: ["assume-role-denied"] });
+
+    expectFailedBeforeTraffic(result, "Plan", "AssumeRoleRefused");
+    expect(result.after).toEqual(result.before);
+    expect(result.calls.gitPushes).toBe(0);
+    expect(result.error).toContain(`cannot assume ${DATA} (account 222222222222)`);
+    expect(result.error).toContain("sts:ExternalId = gitops-failover-data-sandbox");
+    // Refused, not transient: asked once, never retried.
+    expect(step(result, "Plan")).toMatchObject({ invocations: 1, retries: 0 });
+  });
+});

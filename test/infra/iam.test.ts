@@ -19,14 +19,14 @@ import ts from "typescript";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { FUNCTIONS, type SecretKind } from "../../functions/catalog.ts";
-import type { Topology } from "../../functions/lib/config.ts";
+import { loadTopology, type Topology } from "../../functions/lib/config.ts";
 import {
   acquireLock,
   claimIncident,
   releaseLock,
   unclaimIncident,
 } from "../../functions/lib/lock.ts";
-import { deletablePartitionKeys } from "../../infra/lib/access.ts";
+import { deletablePartitionKeys, topologyRoles } from "../../infra/lib/access.ts";
 import { FUNCTION_ENTRIES } from "../../infra/lib/app.ts";
 import { type OrchestratorStack, TRIGGER } from "../../infra/lib/orchestrator-stack.ts";
 import { READINESS } from "../../infra/lib/readiness.ts";
@@ -88,6 +88,7 @@ const logicalId = (s: Stack, c: { node: { defaultChild?: unknown } }) =>
 
 let gaSynth: Synthesized;
 let r53Synth: Synthesized;
+let splitSynth: Synthesized;
 
 /** The example topology moved to Route 53 weighted records (no Global Accelerator). */
 function route53Topology(): string {
@@ -111,6 +112,7 @@ beforeAll(async () => {
   const access = await deriveAll();
   gaSynth = synthesize({}, access);
   r53Synth = synthesize({ topology: route53Topology(), orchestratorRegions: "us-west-2" }, access);
+  splitSynth = synthesize({ topology: SPLIT }, access);
 });
 
 /** Statements of each function's role, from the synthesized template. */
@@ -576,5 +578,169 @@ describe("the derivation", () => {
       }
     }
     expect([...union].sort()).toEqual([...scanned].sort());
+  });
+});
+
+/**
+ * Cross-account IAM, both sides, from a synth of the split-account example (cdk-nag on): each
+ * function role may assume exactly the member roles its code needs (never "*"), keeps none of
+ * the permissions those roles carry, and each member account's stack creates its role trusting
+ * exactly those function roles (with the external id) and allowing exactly what they do there.
+ */
+const SPLIT = "config/topology.split-accounts.example.yaml";
+const NETWORK = "arn:aws:iam::222233334444:role/gitops-failover-network";
+const DATA = "arn:aws:iam::333344445555:role/gitops-failover-data";
+const SECRETS = "arn:aws:iam::444455556666:role/gitops-failover-secrets";
+
+interface RoleProps {
+  RoleName?: string;
+  AssumeRolePolicyDocument: { Statement: (Statement & { Principal: unknown })[] };
+  Policies?: { PolicyDocument: { Statement: Statement[] } }[];
+}
+
+const resourcesOf = (s: Statement) => list(s.Resource as string | string[]);
+function memberRolesOf(stackName: string): RoleProps[] {
+  const stack = splitSynth.assembly.getStackByName(stackName).template as {
+    Resources: Record<string, Json>;
+  };
+  return Object.values(stack.Resources)
+    .filter((r) => r.Type === "AWS::IAM::Role")
+    .map((r) => r.Properties as unknown as RoleProps);
+}
+const roleStatements = (r: RoleProps) =>
+  (r.Policies ?? []).flatMap((p) => p.PolicyDocument.Statement);
+const roleActions = (r: RoleProps) =>
+  roleStatements(r)
+    .flatMap((s) => list(s.Action))
+    .sort();
+
+/** Function role name -> the member roles it may assume. */
+function assumedBy(): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const o of splitSynth.deployment.orchestrators) {
+    for (const r of memberRolesOf(o.stackName)) {
+      const assume = roleStatements(r).filter((s) => list(s.Action).includes("sts:AssumeRole"));
+      if (r.RoleName && assume.length)
+        out.set(r.RoleName, assume.flatMap((s) => resourcesOf(s)).sort());
+    }
+  }
+  return out;
+}
+
+describe("cross-account: the split-account example, both sides", () => {
+  it("synthesizes one MemberAccountRoles stack per member account, in that account", () => {
+    expect(
+      splitSynth.deployment.memberAccounts.map((s) => [s.stackName, s.account]).sort(),
+    ).toEqual([
+      ["GitopsFailover-payments-MemberRoles-222233334444", "222233334444"],
+      ["GitopsFailover-payments-MemberRoles-333344445555", "333344445555"],
+      ["GitopsFailover-payments-MemberRoles-444455556666", "444455556666"],
+    ]);
+  });
+
+  it("each member role allows exactly the actions the orchestrator makes on that account's resources", () => {
+    const topology = loadTopology(SPLIT);
+    const [network] = memberRolesOf("GitopsFailover-payments-MemberRoles-222233334444");
+    expect(network?.RoleName).toBe("gitops-failover-network");
+    expect(roleActions(network as RoleProps)).toEqual([
+      "globalaccelerator:DescribeEndpointGroup",
+      "globalaccelerator:UpdateEndpointGroup",
+      "route53:GetHealthCheckStatus",
+    ]);
+    const groups = Object.values(topology.regions).map(
+      (r) => r.globalAccelerator?.endpointGroupArn,
+    );
+    for (const s of roleStatements(network as RoleProps)) {
+      if (list(s.Action)[0]?.startsWith("globalaccelerator:"))
+        expect(resourcesOf(s).sort()).toEqual(groups.sort());
+      else
+        expect(resourcesOf(s).sort()).toEqual(
+          Object.values(topology.regions)
+            .map((r) => `arn:aws:route53:::healthcheck/${r.route53.healthCheckId}`)
+            .sort(),
+        );
+    }
+    const [data] = memberRolesOf("GitopsFailover-payments-MemberRoles-333344445555");
+    expect(roleActions(data as RoleProps)).toEqual([
+      "cloudwatch:GetMetricData",
+      "rds:DescribeDBClusters",
+      "rds:DescribeGlobalClusters",
+      "rds:FailoverGlobalCluster",
+      "rds:SwitchoverGlobalCluster",
+    ]);
+    const clusters = Object.values(topology.regions).map((r) => r.aurora.clusterArn);
+    const global = "arn:aws:rds::333344445555:global-cluster:payments-global";
+    for (const s of roleStatements(data as RoleProps)) {
+      const [first] = list(s.Action);
+      const want =
+        first === "cloudwatch:GetMetricData"
+          ? ["*"]
+          : first === "rds:DescribeDBClusters"
+            ? clusters
+            : first === "rds:DescribeGlobalClusters"
+              ? [global]
+              : [global, ...clusters];
+      expect(resourcesOf(s).sort(), first).toEqual(want.sort());
+    }
+    const [secrets] = memberRolesOf("GitopsFailover-payments-MemberRoles-444455556666");
+    expect(roleActions(secrets as RoleProps)).toEqual([
+      "secretsmanager:DescribeSecret",
+      "secretsmanager:GetSecretValue",
+    ]);
+    for (const s of roleStatements(secrets as RoleProps))
+      for (const arn of resourcesOf(s))
+        expect(arn).toMatch(/^arn:aws:secretsmanager:[a-z0-9-]+:444455556666:secret:/);
+  });
+
+  it("each member role trusts exactly the function roles allowed to assume it, with its external id", () => {
+    const assumed = assumedBy();
+    for (const [stack, roleArn, externalId] of [
+      ["GitopsFailover-payments-MemberRoles-222233334444", NETWORK, "payments-failover-network"],
+      ["GitopsFailover-payments-MemberRoles-333344445555", DATA, "payments-failover-data"],
+      ["GitopsFailover-payments-MemberRoles-444455556666", SECRETS, "payments-failover-secrets"],
+    ] as const) {
+      const [role] = memberRolesOf(stack);
+      const [trust] = role?.AssumeRolePolicyDocument.Statement ?? [];
+      expect(trust?.Principal).toEqual({
+        AWS: { "Fn::Join": ["", ["arn:", { Ref: "AWS::Partition" }, ":iam::111122223333:root"]] },
+      });
+      expect(trust?.Condition?.StringEquals).toEqual({ "sts:ExternalId": externalId });
+      const trusted = list(trust?.Condition?.ArnEquals?.["aws:PrincipalArn"] as string[]).sort();
+      const granted = [...assumed.entries()]
+        .filter(([, arns]) => arns.includes(roleArn))
+        .map(([name]) => `arn:aws:iam::111122223333:role/${name}`)
+        .sort();
+      expect(trusted.length).toBeGreaterThan(0);
+      expect(trusted).toEqual(granted);
+    }
+  });
+
+  it("function roles assume only named roles and keep none of the member accounts' permissions", () => {
+    const assumed = assumedBy();
+    expect(assumed.get("gitops-failover-payments-PromoteAurora-us-west-2")).toEqual([DATA]);
+    expect(assumed.get("gitops-failover-payments-VerifyTraffic-us-west-2")).toEqual([NETWORK]);
+    expect(assumed.get("gitops-failover-payments-CommitRetarget-us-west-2")).toEqual([SECRETS]);
+    for (const o of splitSynth.deployment.orchestrators) {
+      for (const r of memberRolesOf(o.stackName)) {
+        for (const a of roleActions(r))
+          expect(a, r.RoleName).not.toMatch(
+            /^(rds|globalaccelerator|route53|secretsmanager|cloudwatch):/,
+          );
+      }
+    }
+  });
+
+  it("has no wildcard action in any member role or function role", () => {
+    const stacks = [
+      ...splitSynth.deployment.memberAccounts.map((s) => s.stackName),
+      ...splitSynth.deployment.orchestrators.map((s) => s.stackName),
+    ];
+    for (const name of stacks)
+      for (const r of memberRolesOf(name))
+        for (const a of roleActions(r)) expect(a, name).not.toContain("*");
+  });
+
+  it("a single-account topology names no role: no member stack, nothing to assume", () => {
+    expect(topologyRoles(loadTopology(DEFAULT_TOPOLOGY))).toEqual([]);
   });
 });
