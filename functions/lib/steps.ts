@@ -36,7 +36,6 @@ import {
   AuroraPromotionRefused,
   AuroraPromotionTimeout,
   CompensationIncomplete,
-  ConfigError,
   describe,
   type ErrorData,
   type FailoverError,
@@ -87,24 +86,15 @@ export function gitRepo(t: Topology): GitRepo {
   return { url: t.git.url, branch: t.git.branch, author: t.git.author };
 }
 
-/** The orchestrator's Git credentials, from Secrets Manager. */
-export async function gitAuth(t: Topology): Promise<GitAuth> {
-  const secret = await getSecret(
-    t.git.credentialsSecretArn,
-    secretRole(t, t.git.credentialsSecretArn),
-  );
+/** Git credentials from the Secrets Manager secret `arn`, through its account's role if any. */
+async function gitAuthFrom(t: Topology, arn: string): Promise<GitAuth> {
+  const secret = await getSecret(arn, secretRole(t, arn));
   return { token: secret.token, ...(secret.username ? { username: secret.username } : {}) };
 }
 
-/**
- * The read-only Git credentials AwaitArgoSync judges commits on top with (never the push token),
- * from Secrets Manager.
- */
-async function gitReadAuth(t: Topology): Promise<GitAuth> {
-  if (!t.git.readCredentialsSecretArn)
-    throw new ConfigError("git.readCredentialsSecretArn is not set in the topology");
-  const secret = await getSecret(t.git.readCredentialsSecretArn);
-  return { token: secret.token, ...(secret.username ? { username: secret.username } : {}) };
+/** The orchestrator's Git credentials (the push token). */
+export function gitAuth(t: Topology): Promise<GitAuth> {
+  return gitAuthFrom(t, t.git.credentialsSecretArn);
 }
 
 /** The topology's Aurora view: global cluster and one member per region. */
@@ -708,10 +698,11 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
       // `hub` is set once a hub answered in this window: until then no refresh was made.
       firstPoll: window.polls === 1 || !previous?.hub,
       timeoutMs: t.argocd.requestTimeoutSeconds * 1000,
+      // Commits on top are judged with the read-only token, never the push token.
       ...(t.git.readCredentialsSecretArn
         ? {
             judgeRevisions: retargetJudge(t, state, state.plan.targetRegion, revision, () =>
-              gitReadAuth(t),
+              gitAuthFrom(t, t.git.readCredentialsSecretArn as string),
             ),
           }
         : {}),

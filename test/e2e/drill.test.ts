@@ -424,7 +424,8 @@ describe("drill: commits pushed on top of the retarget during AwaitArgoSync", ()
   const UNDO = "chore: sync production values from staging";
 
   it("commit-on-top: Argo CD deploys the newer commit, which still makes the target active: the failover completes", async () => {
-    const result = await drill({ faults: ["commit-on-top"] });
+    // In split accounts: the read-only Git token is read through the secrets account's role too.
+    const result = await drill({ faults: ["commit-on-top"], accounts: "split" });
 
     expect(result.status).toBe("SUCCEEDED");
     expect(drillProblems(result, {})).toEqual([]);
