@@ -52,6 +52,7 @@ import type { RetargetEdit } from "./config.ts";
 import {
   ConcurrentFailover,
   ConfigError,
+  describe,
   type FailoverError,
   GitAuthError,
   GitEditError,
@@ -311,22 +312,32 @@ export async function judgeRevisions(
   }
   if (!todo.length) return result;
   const deadline = Date.now() + (options.timeoutMs ?? 2 * HTTP_TIMEOUT_MS);
-  await withRevisionRepo(repo, auth, deadline, async (c) => {
-    let head = await fetchBranch(c, FAILOVER_LOOKBACK_COMMITS, false);
-    let history = await commitGraph(c, head);
-    if (!history.has(lineage.sha)) {
-      head = await fetchBranch(c, REVISION_LOOKBACK_COMMITS - FAILOVER_LOOKBACK_COMMITS, true);
-      history = await commitGraph(c, head);
-    }
-    for (const revision of todo) {
-      const verdict = await judgeOne(c, lineage, history, head, revision);
-      result.set(revision, verdict.judgement);
-      if (verdict.final) {
-        if (verdicts.size >= MAX_VERDICTS) verdicts.clear();
-        verdicts.set(scope + revision, verdict.judgement);
+  try {
+    await withRevisionRepo(repo, auth, deadline, async (c) => {
+      let head = await fetchBranch(c, FAILOVER_LOOKBACK_COMMITS, false);
+      let history = await commitGraph(c, head);
+      if (!history.has(lineage.sha)) {
+        head = await fetchBranch(c, REVISION_LOOKBACK_COMMITS - FAILOVER_LOOKBACK_COMMITS, true);
+        history = await commitGraph(c, head);
       }
-    }
-  });
+      for (const revision of todo) {
+        const verdict = await judgeOne(c, lineage, history, head, revision);
+        result.set(revision, verdict.judgement);
+        if (verdict.final) {
+          if (verdicts.size >= MAX_VERDICTS) verdicts.clear();
+          verdicts.set(scope + revision, verdict.judgement);
+        }
+      }
+    });
+  } catch (e) {
+    // The verdicts already reached stand. A refused token will not heal before the deadline:
+    // it fails now; anything else (Git slow or down) leaves the new revisions pending.
+    const judgement: RevisionJudgement =
+      e instanceof GitAuthError
+        ? { status: "failed", error: e.toData() }
+        : { status: "pending", reason: `Git could not be read to judge it: ${describe(e)}` };
+    for (const revision of todo) if (!result.has(revision)) result.set(revision, judgement);
+  }
   return result;
 }
 
@@ -418,11 +429,22 @@ async function judgeOne(
 /** The edits that do not hold at `commit`, each as `file path is X, not Y`. */
 async function brokenEdits(c: Clone, commit: string, edits: RenderedEdit[]): Promise<string[]> {
   const docs = new Map<string, Document.Parsed>();
+  const unreadable = new Set<string>();
   const broken: string[] = [];
   for (const edit of uniqueEdits(edits)) {
+    if (unreadable.has(edit.file)) continue;
     let doc = docs.get(edit.file);
     if (!doc) {
-      doc = parseYaml(await readText(c, commit, edit.file), edit.file);
+      try {
+        doc = parseYaml(await readText(c, commit, edit.file), edit.file);
+      } catch (e) {
+        // Deleted, replaced by a directory or a symlink, or no longer YAML: the retarget is gone.
+        if (!(e instanceof GitEditError)) throw e;
+        const advice = e.details.length ? `: ${e.details.join("; ")}` : "";
+        broken.push(e.message.slice(0, e.message.length - advice.length));
+        unreadable.add(edit.file);
+        continue;
+      }
       docs.set(edit.file, doc);
     }
     const found = locate(doc, edit.path);
@@ -491,8 +513,9 @@ async function withRevisionRepo<T>(
       await utimes(dir, now, now);
       return await work(c);
     } catch (e) {
+      // A refused token fetched nothing: the repository kept so far is still good.
       if (e instanceof GitAuthError) invalidateSecretToken(auth.token);
-      await rm(dir, { recursive: true, force: true });
+      else await rm(dir, { recursive: true, force: true });
       throw e;
     }
   });

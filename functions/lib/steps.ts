@@ -596,6 +596,8 @@ function retargetJudge(
     state.converge?.retarget?.previousSha ?? state.retarget?.previousSha,
     state.plan.before.gitHead,
   ].filter((a): a is string => !!a && a !== sha);
+  // One bound for all the Git work of this poll, however many times Argo CD's answer asks.
+  const until = Date.now() + t.argocd.requestTimeoutSeconds * 1000;
   return async (revisions) => {
     try {
       return await judgeRevisions(
@@ -603,7 +605,7 @@ function retargetJudge(
         await auth(),
         { sha, target, edits: editsFor(t, target), ancestors },
         revisions,
-        { timeoutMs: t.argocd.requestTimeoutSeconds * 1000 },
+        { timeoutMs: Math.max(1, until - Date.now()) },
       );
     } catch (e) {
       const reason = `Git could not be read to judge it: ${describe(e)}`;

@@ -171,12 +171,77 @@ describe("judgeRevisions", () => {
 
     // Assess
     expect(judged.get(sha.bump)).toEqual({ status: "accepted" });
-    // a revision never judged needs Git, which refuses the token
-    await expect(
-      judgeRevisions(repo, { ...READER, token: "wrong" }, lineage, [
-        "0123456789abcdef0123456789abcdef01234567",
-      ]),
-    ).rejects.toMatchObject({ name: "GitAuthError" });
+    // a revision never judged needs Git, which refuses the token: that one fails (the token
+    // will not heal before the deadline), the verdict reached before stands
+    const unknown = "0123456789abcdef0123456789abcdef01234567";
+    const refused = await judgeRevisions(repo, { ...READER, token: "wrong" }, lineage, [
+      sha.bump,
+      unknown,
+    ]);
+    expect(refused.get(sha.bump)).toEqual({ status: "accepted" });
+    expect(refused.get(unknown)).toMatchObject({
+      status: "failed",
+      error: { name: "GitAuthError" },
+    });
+  });
+
+  it("leaves a new revision pending while Git does not answer, keeping the verdicts reached before", async () => {
+    // Prepare: a verdict reached while Git answered, then the same repository unreachable
+    await judgeRevisions(repo, READER, lineage, [sha.bump]);
+    const gone = await startGitServer({
+      username: AUTH.username ?? "",
+      password: AUTH.token,
+      files: { "values.yaml": values(false, true) },
+    });
+    await gone.stop();
+    const unknown = "fedcba9876543210fedcba9876543210fedcba98";
+
+    // Act: the cache is per repository URL, so ask the stopped server about a new revision
+    const judged = await judgeRevisions({ ...repo, url: gone.url }, READER, lineage, [unknown]);
+    const cached = await judgeRevisions(repo, { ...READER, token: "wrong" }, lineage, [sha.bump]);
+
+    // Assess
+    expect(judged.get(unknown)).toMatchObject({
+      status: "pending",
+      reason: expect.stringMatching(/^Git could not be read to judge it: /),
+    });
+    expect(cached.get(sha.bump)).toEqual({ status: "accepted" });
+  });
+
+  it("fails a commit on top that leaves the values file unreadable (not YAML): the retarget is gone", async () => {
+    // Prepare
+    const broken = await startGitServer({
+      username: AUTH.username ?? "",
+      password: AUTH.token,
+      files: { "values.yaml": values(false, true) },
+    });
+    urls.push(broken.url);
+    const brokenRepo = { ...repo, url: broken.url };
+    const retarget = await broken.commitDirect({ "values.yaml": values(true, true) }, "retarget");
+    const garbled = await broken.commitDirect(
+      { "values.yaml": "regions: [unclosed\n" },
+      "chore: bad merge",
+    );
+
+    // Act
+    const judged = await judgeRevisions(
+      brokenRepo,
+      AUTH,
+      { sha: retarget, target: "us-east-2", edits: EDITS, ancestors: [] },
+      [garbled],
+    );
+    await broken.stop();
+
+    // Assess
+    expect(judged.get(garbled)).toMatchObject({
+      status: "failed",
+      error: {
+        name: "RetargetUndone",
+        message: expect.stringContaining(
+          "which Argo CD deploys, values.yaml:2:1 is not valid YAML: ",
+        ),
+      },
+    });
   });
 
   it("fetches deeper once when the retarget commit is buried under more than 20 commits, and no deeper than 100", async () => {
