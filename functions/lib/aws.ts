@@ -112,8 +112,24 @@ function assumeRoleError(e: unknown, role: RoleAccess): FailoverError {
     "arn:$1:iam::$2:role/$3",
   );
   const condition = role.externalId
-    ? ` with the condition StringEquals sts:ExternalId = ${role.externalId}`
+    ? " with the condition StringEquals sts:ExternalId = the externalId the topology gives this role"
     : " (the topology sets no externalId, so none is sent)";
+  if (name !== "AccessDenied") {
+    // Not a trust problem: the region, the function's own credentials or the request itself.
+    const hint: Record<string, string> = {
+      RegionDisabledException: `STS is not activated in ${homeRegion()}: activate it in the IAM account settings of the orchestrator's account`,
+      ExpiredTokenException: "this function's own credentials expired: check its execution role",
+      InvalidClientTokenId:
+        "this function's own credentials are not valid: check its execution role",
+      CredentialsProviderError:
+        "this function has no credentials of its own: check its execution role",
+    };
+    return new AssumeRoleRefused(
+      `cannot assume ${role.roleArn} (account ${account}): ${describe(e)}`,
+      [hint[name ?? ""] ?? "check the role ARN and the topology's externalId for this role"],
+      { cause: e },
+    );
+  }
   const trust = [
     `in account ${account}, the trust policy of ${role.roleArn} must allow sts:AssumeRole to ${principal ?? "the orchestrator's function roles"}${condition}; the MemberAccountRoles stack deployed there does exactly that (README, "Cross-account platforms")`,
     `and this function's role must be allowed sts:AssumeRole on ${role.roleArn}: redeploy the orchestrator stacks with this roleArn in the topology`,

@@ -182,7 +182,7 @@ export function roleOf(block: { roleArn?: string; externalId?: string } | undefi
 
 /** An externalId means nothing without the role it is passed to. */
 function externalIdNeedsRole(
-  block: { roleArn?: string; externalId?: string },
+  block: { roleArn?: string | undefined; externalId?: string | undefined },
   ctx: z.RefinementCtx,
 ): void {
   if (block.externalId && !block.roleArn)
@@ -195,17 +195,18 @@ function externalIdNeedsRole(
 
 /** The role must be in the account the resource's ARN names: AssumeRole elsewhere cannot reach it. */
 function sameAccount(
-  block: { roleArn?: string },
+  block: { roleArn?: string | undefined },
   arn: string,
   what: string,
   ctx: z.RefinementCtx,
+  path: string[] = ["roleArn"],
 ): void {
   const roleAccount = block.roleArn && accountOfArn(block.roleArn);
   const resourceAccount = accountOfArn(arn);
   if (roleAccount && resourceAccount && roleAccount !== resourceAccount)
     ctx.addIssue({
       code: "custom",
-      path: ["roleArn"],
+      path,
       message: `is in account ${roleAccount} but ${what} ${arn} is in account ${resourceAccount}: name the role in the account that owns it`,
     });
 }
@@ -518,6 +519,7 @@ const TopologySchema = z
         message: `is in account ${secretsAccount}, but no secret ARN of the topology is: it would never be used`,
       });
     }
+    crossAccountProblems(t, ctx);
     const regions = Object.entries(t.regions);
     if (t.traffic.mode === "global-accelerator") {
       for (const [name, r] of regions) {
@@ -686,6 +688,78 @@ function secretArns(t: Pick<Topology, "git" | "argocd" | "regions">): string[] {
     ]),
     ...Object.values(t.regions).flatMap((r) => r.spokes.map((s) => s.tokenSecretArn)),
   ];
+}
+
+/**
+ * Roles that would never be assumed, or assumed two ways: a top-level aurora role every region
+ * overrides, a traffic role Global Accelerator mode never uses (its roles are per region), one
+ * role with two external ids (its trust can require only one); and a top-level aurora role in
+ * another account than a cluster that relies on it.
+ */
+interface RoleBlock {
+  roleArn?: string | undefined;
+  externalId?: string | undefined;
+}
+function crossAccountProblems(
+  t: {
+    aurora: RoleBlock;
+    traffic: RoleBlock & { mode: string };
+    secrets?: RoleBlock | undefined;
+    regions: Record<
+      string,
+      {
+        aurora: RoleBlock & { clusterArn: string };
+        globalAccelerator?: RoleBlock | undefined;
+        route53?: RoleBlock | undefined;
+      }
+    >;
+  },
+  ctx: z.RefinementCtx,
+): void {
+  const regions = Object.entries(t.regions);
+  if (t.aurora.roleArn && regions.every(([, r]) => r.aurora.roleArn))
+    ctx.addIssue({
+      code: "custom",
+      path: ["aurora", "roleArn"],
+      message:
+        "is never used: every region names its own regions.<region>.aurora.roleArn; remove it",
+    });
+  for (const [name, r] of regions)
+    if (t.aurora.roleArn && !r.aurora.roleArn)
+      sameAccount(t.aurora, r.aurora.clusterArn, `the cluster of ${name}`, ctx, [
+        "aurora",
+        "roleArn",
+      ]);
+  if (t.traffic.roleArn && t.traffic.mode !== "route53")
+    ctx.addIssue({
+      code: "custom",
+      path: ["traffic", "roleArn"],
+      message:
+        "is used only with traffic.mode route53 (the hosted zone's account); with global-accelerator set regions.<region>.globalAccelerator.roleArn instead",
+    });
+  const blocks: [string[], RoleBlock | undefined][] = [
+    [["aurora"], t.aurora],
+    [["traffic"], t.traffic],
+    [["secrets"], t.secrets],
+    ...regions.flatMap(([name, r]) =>
+      (["aurora", "globalAccelerator", "route53"] as const).map(
+        (k): [string[], RoleBlock | undefined] => [["regions", name, k], r[k]],
+      ),
+    ),
+  ];
+  const idOf = new Map<string, string>();
+  for (const [path, block] of blocks) {
+    if (!block?.roleArn) continue;
+    const id = block.externalId ?? "";
+    const first = idOf.get(block.roleArn);
+    if (first === undefined) idOf.set(block.roleArn, id);
+    else if (first !== id)
+      ctx.addIssue({
+        code: "custom",
+        path: [...path, "externalId"],
+        message: `differs from the externalId another block gives ${block.roleArn}: one role's trust requires one external id; use the same value everywhere the role is named`,
+      });
+  }
 }
 
 /** The role to read `arn` with: `secrets.roleArn` when the secret is in that role's account. */

@@ -129,7 +129,11 @@ describe("client factories with a resource's role", () => {
     expect(e.message).toContain(
       `cannot assume ${NETWORK_ROLE.roleArn} (account ${NETWORK}) from arn:aws:iam::${ORCHESTRATOR}:user/sandbox (account ${ORCHESTRATOR})`,
     );
-    expect(e.message).toContain("StringEquals sts:ExternalId = wrong-id");
+    // The external id (the confused-deputy token) is named by its topology key, never echoed.
+    expect(e.message).toContain(
+      "StringEquals sts:ExternalId = the externalId the topology gives this role",
+    );
+    expect(e.message).not.toContain("wrong-id");
     expect(sandbox.sts.assumed().slice(before)).toEqual([
       { roleArn: NETWORK_ROLE.roleArn, sessionName: "gitops-failover", outcome: "AccessDenied" },
     ]);
@@ -292,6 +296,46 @@ describe("topology: roleArn and externalId", () => {
         (one?.seconds ?? 0) + CODE_BOUNDS.awsCallSeconds - 10,
       );
     }
+  });
+
+  it("refuses roles that would never be assumed, one role with two external ids, and a shared aurora role in another account than a cluster", () => {
+    const split = () =>
+      structuredClone(loadTopology("config/topology.split-accounts.example.yaml"));
+    const ga = split().regions["us-west-2"]?.globalAccelerator;
+    const network = ga?.roleArn as string;
+    // Prepare
+    const unusedTraffic = {
+      ...split(),
+      traffic: { ...split().traffic, roleArn: network, externalId: ga?.externalId },
+    };
+    const twoIds = split();
+    const east = twoIds.regions["us-east-2"]?.route53;
+    if (east) east.externalId = "another-id";
+    const overridden = split();
+    for (const r of Object.values(overridden.regions))
+      r.aurora = {
+        ...r.aurora,
+        roleArn: overridden.aurora.roleArn,
+        externalId: overridden.aurora.externalId,
+      };
+    const elsewhere = {
+      ...example(),
+      aurora: { ...example().aurora, roleArn: `arn:aws:iam::${DATA}:role/data` },
+    };
+
+    // Act + Assess
+    expect(problems(unusedTraffic)).toEqual([
+      "traffic.roleArn: is used only with traffic.mode route53 (the hosted zone's account); with global-accelerator set regions.<region>.globalAccelerator.roleArn instead",
+    ]);
+    expect(problems(twoIds)).toEqual([
+      `regions.us-east-2.route53.externalId: differs from the externalId another block gives ${network}: one role's trust requires one external id; use the same value everywhere the role is named`,
+    ]);
+    expect(problems(overridden)).toEqual([
+      "aurora.roleArn: is never used: every region names its own regions.<region>.aurora.roleArn; remove it",
+    ]);
+    expect(problems(elsewhere)).toContain(
+      `aurora.roleArn: is in account ${DATA} but the cluster of us-west-2 arn:aws:rds:us-west-2:111122223333:cluster:payments-usw2 is in account 111122223333: name the role in the account that owns it`,
+    );
   });
 
   it("accepts the split-account example", () => {
