@@ -36,6 +36,8 @@ export const FUNCTIONS = [
   { state: "VerifyTraffic", dir: "verify-traffic", timeoutSeconds: 30, secrets: [] },
   /** The second commit of a two-phase retarget; reads the dials first. */
   { state: "DemoteSource", dir: "demote-source", timeoutSeconds: 120, secrets: ["git"] },
+  /** After DemoteSource: the old region(s) cannot serve or write; one check per poll. */
+  { state: "Fence", dir: "fence", timeoutSeconds: 120, secrets: ["spoke", "argocd"] },
   /** After a failure before traffic moved: Aurora, traffic, an Argo CD check and a Git commit. */
   { state: "Compensate", dir: "compensate", timeoutSeconds: 120, secrets: ["git", "argocd"] },
   /** Report and RecordFailure read Git (the after-snapshot, like Plan's), then write the report. */

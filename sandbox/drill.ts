@@ -198,6 +198,7 @@ function stepOutcome(name: string, state: Record<string, unknown>): [string, str
     ShiftTraffic: "traffic",
     VerifyTraffic: "trafficHealth",
     DemoteSource: "demotion",
+    Fence: "fence",
     Compensate: "compensation",
   };
   if (name === "Plan") {

@@ -18,6 +18,10 @@ export const FAULTS = {
   "ga-throttled":
     "Global Accelerator throttles UpdateEndpointGroup beyond the SDK's retries (the ASL's Retry must absorb it)",
   "ga-update-fails": "Global Accelerator refuses UpdateEndpointGroup (AccessDenied)",
+  "old-region-returns-active":
+    "as the failover's second commit arrives, someone raises the old region's traffic dial back to 50 by hand (Fence must fail)",
+  "old-region-unreachable":
+    "the old region's spokes refuse connections for the whole failover (Fence: pending, re-checked by readiness)",
 } as const;
 /** The name of a fault a drill can inject (`--fault <name>`). */
 export type FaultName = keyof typeof FAULTS;

@@ -44,6 +44,11 @@ export interface GitServer {
    * One-shot.
    */
   injectConflictOnNextPush(files?: Record<string, string>, message?: string): void;
+  /**
+   * Runs `hook` (awaited) just before each receive-pack POST is served from now on, with the
+   * count of pushes since it was set: someone acting on the platform while a push arrives.
+   */
+  beforePush(hook: (push: number) => Promise<void>): void;
   /** Rotates the password: the old credentials then get 401. */
   setPassword(password: string): void;
   /** Receive-pack POSTs served (accepted or not) and requests refused for wrong credentials. */
@@ -70,6 +75,7 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
   const counters = { pushes: 0, rejectedAuth: 0 };
   let password = options.password;
   let pendingConflict: { files: Record<string, string>; message: string } | undefined;
+  let pushHook: { run: (push: number) => Promise<void>; pushes: number } | undefined;
   let conflictCount = 0;
   let commitQueue: Promise<unknown> = Promise.resolve();
 
@@ -263,6 +269,7 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
       const conflict = pendingConflict;
       pendingConflict = undefined;
       if (conflict) await commitDirect(conflict.files, conflict.message);
+      if (pushHook) await pushHook.run(++pushHook.pushes);
     }
     runCgi(req, res, url.pathname, url.search.slice(1));
   }
@@ -298,6 +305,9 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
       return (await gitIn(["cat-file", "blob", `${ref}:${path}`])).toString("utf8");
     },
     commitDirect,
+    beforePush(run) {
+      pushHook = { run, pushes: 0 };
+    },
     injectConflictOnNextPush(files, message = "Concurrent change by another committer") {
       conflictCount++;
       pendingConflict = {

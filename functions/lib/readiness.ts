@@ -35,6 +35,7 @@ import {
   SpokeAuthError,
   UnexpectedError,
 } from "./errors.ts";
+import { checkFence, type FenceRecord, fenceRecord, recordFence } from "./fence.ts";
 import { readValues } from "./gitops.ts";
 import { readHealthCheck } from "./health.ts";
 import { getSecret, secretNameOf, secretPresence } from "./secrets.ts";
@@ -339,6 +340,30 @@ async function healthCheck(t: Topology, region: string): Promise<Verdict> {
   return ready(`health check ${view.healthCheckId} of ${r.endpoint}: ${seen}`);
 }
 
+/**
+ * A fence the Fence step left pending (the old region did not answer): checked again, at the
+ * branch head (the failover's commit or a later one). READY once the region answers fenced (the
+ * record then says verified and the check goes away); NOT_READY the moment it answers while
+ * still able to serve or write; UNKNOWN while it still does not answer.
+ */
+async function fenceCheck(t: Topology, record: FenceRecord, head: string | null): Promise<Verdict> {
+  const [found] = await checkFence(t, {
+    targetRegion: record.targetRegion,
+    regions: [record.region],
+    revision: head ?? record.revision,
+    spokeTimeoutMs: SPOKE_TIMEOUT_MS,
+  });
+  const since = `since ${record.since} (execution ${record.execution})`;
+  if (!found || found.fence === "pending")
+    return unknown(`fence pending ${since}: ${found?.detail ?? "not checked"}`);
+  if (found.fence === "live")
+    return notReady(
+      `the old region answers but is NOT fenced (${since}): ${found.live.join("; ")}; fence it: ${found.commands.join("; then ")}`,
+    );
+  await recordFence(t.platform, { ...record, status: "verified", since: new Date().toISOString() });
+  return ready(`fence verified: ${found.detail} (was pending ${since})`);
+}
+
 // ---------------------------------------------------------------------- platform checks
 
 /** The regions whose orchestrators must find every secret: ORCHESTRATOR_REGIONS, else CDK's default. */
@@ -492,6 +517,9 @@ export async function evaluateReadiness(
   const sweep = git.ok ? sweepHubs(t, git.head, targets) : undefined;
   const noHead = () =>
     Promise.resolve(unknown("the branch head is unknown (see the git check): not evaluated"));
+  const fences = (
+    await Promise.all(targets.map((r) => fenceRecord(t.platform, r).catch(() => undefined)))
+  ).filter((f): f is FenceRecord => f?.status === "pending");
   const planned: Planned[] = [
     ...targets.flatMap((region) => [
       { region, check: "spoke", run: () => spokeCheck(t, region) },
@@ -505,6 +533,11 @@ export async function evaluateReadiness(
       { region, check: "traffic", run: () => trafficCheck(t, region) },
       { region, check: "health-check", run: () => healthCheck(t, region) },
     ]),
+    ...fences.map((f) => ({
+      region: f.region,
+      check: "fence",
+      run: () => fenceCheck(t, f, git.ok ? git.head : null),
+    })),
     { region: PLATFORM_ROW, check: "git", run: () => Promise.resolve(gitVerdict) },
     { region: PLATFORM_ROW, check: "secrets", run: () => secretsCheck(t) },
     ...t.argocd.hubs.map((hub) => ({

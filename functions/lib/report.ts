@@ -52,6 +52,7 @@ export const STEPS = [
   "ShiftTraffic",
   "VerifyTraffic",
   "DemoteSource",
+  "Fence",
   "Compensate",
 ] as const;
 export type StepName = (typeof STEPS)[number];
@@ -139,6 +140,11 @@ export interface FailoverReport {
     seconds: number | null;
   };
   generatedAt: string;
+  /**
+   * Each old region's fence as the Fence step last saw it (`verified`, `pending (unreachable)`,
+   * `not fenced`), what is still live there and the commands that fence it; empty when it did not run.
+   */
+  fence?: { region: string; fence: string; detail: string; live: string[]; commands: string[] }[];
 }
 
 /** Lambda puts `{"errorType","errorMessage",...}` in Cause; local runs put the message. */
@@ -247,6 +253,11 @@ function recordsFromState(state: Partial<FailoverState>): Partial<Record<StepNam
     out.VerifyTraffic = { outcome: "SUCCEEDED", after: {} };
   if (state.demotion)
     out.DemoteSource = { outcome: done(state.demotion.skipped), after: { ...state.demotion } };
+  if (state.fence && state.fence.status !== "IN_PROGRESS")
+    out.Fence = {
+      outcome: state.fence.status === "FAILED" ? "FAILED" : done(state.fence.skipped),
+      after: { ...state.fence },
+    };
   if (state.compensation && state.compensation.status !== "IN_PROGRESS")
     out.Compensate = {
       outcome: state.compensation.status === "FAILED" ? "FAILED" : "SUCCEEDED",
@@ -316,6 +327,12 @@ function detailOf(name: StepName, r: StepRecord): string {
       return skipped
         ? String(a.reason ?? "nothing to commit")
         : `committed ${String(a.gitHead ?? a.sha ?? "?").slice(0, 12)}: ${(Array.isArray(a.regions) ? a.regions : []).join(", ")} passive`;
+    case "Fence":
+      return skipped
+        ? "no old region to fence"
+        : (Array.isArray(a.regions) ? a.regions : [])
+            .map((x) => `${String(fields(x).region)} fence: ${String(fields(x).fence)}`)
+            .join("; ");
     case "Compensate":
       return (
         (Array.isArray(a.actions) ? a.actions : [])
@@ -616,6 +633,7 @@ function manualSteps(r: ReportDraft, t: Topology, allowDataLoss: boolean): strin
     return [
       `The failover itself completed (${target} is active, with Aurora's writer and the traffic): nothing to undo. Only the Report step failed (${cause}); this report was written by RecordFailure instead.`,
     ];
+  if (r.failedStep === "Fence") return fenceSteps(r, target);
   const moved = movedBy(r);
   const status = (n: StepName) => r.steps.find((s) => s.name === n)?.status;
   const auroraPending = r.after
@@ -674,6 +692,23 @@ function manualSteps(r: ReportDraft, t: Topology, allowDataLoss: boolean): strin
     `Or finish forward instead of undoing: fix the cause (${cause}) and start a new execution with the same input, ${rerun}; it skips what is already done and goes on from ${r.failedStep ?? "the failed step"}. (A new execution, not a redrive: this one ended in its Fail state, where a redrive would resume.)`,
   );
   return steps;
+}
+
+/**
+ * After the Fence step failed: nothing to undo (traffic and the writer are on the target); what
+ * is still live in each old region, the commands that fence it, and how to check it again.
+ */
+function fenceSteps(r: ReportDraft, target: string): string[] {
+  const live = (r.fence ?? []).filter((f) => f.fence === "not fenced");
+  const regions = live.map((f) => f.region).join(", ") || "an old region";
+  return [
+    `The failover itself completed: traffic is on ${target}; do not undo it. But ${regions} can still serve or write, so users or writes may reach the old region.`,
+    ...live.flatMap((f) => [
+      `${f.region} is still live: ${f.live.join("; ")}.`,
+      ...f.commands.map((c) => `Fence ${f.region}: \`${c}\``),
+      `Then check it again: \`gitops-failover readiness --region ${f.region}\` (its fence check must be READY).`,
+    ]),
+  ];
 }
 
 async function afterSnapshot(t: Topology, target: string | null): Promise<PlatformSnapshot | null> {
@@ -767,6 +802,13 @@ function buildReport(
         : null,
     },
     generatedAt: new Date().toISOString(),
+    fence: (state.fence?.regions ?? []).map((f) => ({
+      region: f.region,
+      fence: f.fence,
+      detail: f.detail,
+      live: f.live,
+      commands: f.commands,
+    })),
   };
   return redactDeep({
     ...partial,
@@ -878,6 +920,7 @@ function renderMarkdown(r: FailoverReport): string {
       : []),
     `- RTO: ${rtoLine(r)}`,
     `- Critical path: ${r.criticalPath.join(" -> ") || "none"}`,
+    ...(r.fence ?? []).map((f) => `- ${f.region} fence: ${f.fence} (${md(f.detail)})`),
     `- Target readiness at Plan: ${md(r.targetReadiness ?? "not planned")}`,
     `- Audit trail: ${r.audit.events} events, chain ${r.audit.intact ? "intact" : "BROKEN"}, head ${r.audit.head ?? "none"}`,
     "",

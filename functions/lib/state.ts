@@ -168,6 +168,24 @@ export interface CompensationProgress extends PollProgress {
   revertCommit?: { sha: string; subject: string };
 }
 
+/** One old region's fence, as the Fence step reports it. */
+export interface RegionFenceState {
+  region: string;
+  fence: "verified" | "pending (unreachable)" | "not fenced";
+  detail: string;
+  /** What is still live there and the commands that fence it (empty when fenced). */
+  live: string[];
+  commands: string[];
+}
+
+/** The Fence poller: every old region verified, pending (unreachable) or not fenced. */
+export interface FenceProgress extends PollProgress {
+  skipped: boolean;
+  /** The commit whose passive values the old regions' apps must be Synced at. */
+  revision: string;
+  regions: RegionFenceState[];
+}
+
 export interface FailoverState {
   execution: ExecutionRef;
   input: FailoverInput;
@@ -190,6 +208,7 @@ export interface FailoverState {
   traffic?: TrafficProgress;
   trafficHealth?: TrafficHealthProgress;
   demotion?: DemotionState;
+  fence?: FenceProgress;
   compensation?: CompensationProgress;
   error?: CaughtError;
 }

@@ -32,10 +32,12 @@ import {
   type ErrorData,
   type FailoverError,
   isFailoverError,
+  OldRegionNotFenced,
   TargetUnhealthy,
   TrafficPreconditionFailed,
   TrafficVerifyTimeout,
 } from "./errors.ts";
+import { checkFence, recordFence } from "./fence.ts";
 import {
   commitRetarget,
   FAILOVER_LOOKBACK_COMMITS,
@@ -59,6 +61,7 @@ import type {
   DemotionState,
   ExecutionRef,
   FailoverState,
+  FenceProgress,
   Plan,
   PlatformSnapshot,
   PromotionState,
@@ -901,6 +904,95 @@ export async function demoteSourceStep(state: FailoverState): Promise<DemotionSt
     changes: result.changes,
     subject,
   };
+}
+
+/**
+ * The regions a failover moved away from: the source, the regions it demoted, and any other
+ * region that was active in Git, held the writer or had traffic before it began.
+ */
+export function fenceRegionsOf(plan: Plan): string[] {
+  const b = plan.before;
+  const served = Object.entries(b.trafficDials)
+    .filter(([, d]) => d > 0)
+    .map(([r]) => r);
+  const all = [
+    plan.sourceRegion,
+    ...plan.demoteRegions,
+    ...b.activeRegions,
+    b.auroraWriterRegion,
+    ...served,
+  ];
+  return [...new Set(all)].filter((r): r is string => !!r && r !== plan.targetRegion);
+}
+
+const FENCE_LABEL = {
+  verified: "verified",
+  pending: "pending (unreachable)",
+  live: "not fenced",
+} as const;
+
+/**
+ * Fence: one check, once traffic is on the target, that each old region can neither serve nor
+ * write (fence.ts). A dial up or the writer there fails at once with OldRegionNotFenced (a
+ * person raised or kept it: nothing here will clear it); apps not yet Synced at the passive
+ * commit are waited for until the Argo CD deadline. A region whose spokes do not answer is
+ * `pending (unreachable)`, not a failure: it is kept for readiness to re-check.
+ */
+export async function fenceStep(state: FailoverState): Promise<FenceProgress> {
+  const t = runtimeTopology();
+  const target = state.plan.targetRegion;
+  const regions = fenceRegionsOf(state.plan);
+  const revision =
+    state.demotion?.sha ?? state.converge?.retarget?.sha ?? state.plan.before.gitHead;
+  const window = pollWindow(state.fence, t.timeouts.argoSyncSeconds);
+  if (!regions.length)
+    return { ...window, status: "SUCCEEDED", skipped: true, revision, regions: [] };
+  const found = await checkFence(t, {
+    targetRegion: target,
+    regions,
+    revision,
+    spokeTimeoutMs: SPOKE_TIMEOUT_MS,
+  });
+  const progress = {
+    ...window,
+    skipped: false,
+    revision,
+    regions: found.map((f) => ({
+      region: f.region,
+      fence: FENCE_LABEL[f.fence],
+      detail: f.detail,
+      live: f.live,
+      commands: f.commands,
+    })),
+  };
+  const live = found.filter((f) => f.fence === "live");
+  if (live.some((f) => !f.converging) || (live.length && window.expired)) {
+    return {
+      ...progress,
+      ...timedOut(
+        new OldRegionNotFenced(
+          `[Fence] ${live.map((f) => f.region).join(", ")} can still serve or write after the failover; traffic is on ${target} (the failover itself completed)`,
+          live.flatMap((f) => [
+            `${f.region} still live: ${f.live.join("; ")}`,
+            ...f.commands.map((c) => `${f.region} fence it: ${c}`),
+          ]),
+        ).toData(),
+        window,
+      ),
+    };
+  }
+  if (live.length) return { ...progress, status: "IN_PROGRESS" };
+  for (const f of found) {
+    await recordFence(t.platform, {
+      region: f.region,
+      status: f.fence === "pending" ? "pending" : "verified",
+      targetRegion: target,
+      revision,
+      execution: state.execution.name,
+      since: window.checkedAt,
+    });
+  }
+  return { ...progress, status: "SUCCEEDED" };
 }
 
 /** Traffic per region on one line (`us-west-2 100%, us-east-2 0%`), for messages and reports. */
