@@ -107,6 +107,7 @@ interface DrillFlags {
   killSwitch: boolean;
   cooldownHit: boolean;
   readiness: boolean;
+  failback: boolean;
 }
 
 /** Registers `drill` and `sandbox up` on the CLI. */
@@ -166,6 +167,11 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
       "run the readiness evaluation instead of a failover (--fault takes the readiness faults; --target is where they hit)",
       false,
     )
+    .option(
+      "--failback",
+      "after the failover, the old region recovers and a failback returns to it (ends where it started)",
+      false,
+    )
     .option("--json", "print the result as JSON", false)
     .action(async (flags: DrillFlags) => {
       if (flags.fault.includes("list")) {
@@ -178,6 +184,16 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
         return;
       }
       const faults = faultsOf(flags.fault, FAULTS);
+      if (
+        faults.includes("aurora-not-rejoined") &&
+        !(flags.failback && flags.mode === "ungraceful")
+      )
+        throw new InputValidationError(
+          "fault aurora-not-rejoined needs a failback after an unplanned failover",
+          [
+            "add --mode ungraceful --failback (only an ungraceful failover leaves the old Aurora primary to rejoin)",
+          ],
+        );
       const size = sizeOf(flags);
       const viaAlarm =
         flags.via === "alarm" || flags.alarmRepeats > 1 || flags.killSwitch || flags.cooldownHit;
@@ -195,6 +211,7 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
         alarmRepeats: flags.alarmRepeats,
         killSwitch: flags.killSwitch,
         cooldownHit: flags.cooldownHit,
+        failback: flags.failback,
         ...(flags.json
           ? {}
           : {

@@ -27,7 +27,8 @@ export const FUNCTIONS = [
   /** Reads Git (the before-snapshot): the Git secret with a fallback, a clone, three AWS services, the lock. */
   { state: "Plan", dir: "plan", timeoutSeconds: 120, secrets: ["git"] },
   { state: "Approval", dir: "approval", timeoutSeconds: 30, secrets: [] },
-  { state: "VerifySpoke", dir: "verify-spoke", timeoutSeconds: 60, secrets: ["spoke"] },
+  /** A failback's pre-checks too: readiness's checks of the region (its spoke, the Argo CD hubs). */
+  { state: "VerifySpoke", dir: "verify-spoke", timeoutSeconds: 60, secrets: ["spoke", "argocd"] },
   { state: "CommitRetarget", dir: "commit-retarget", timeoutSeconds: 120, secrets: ["git"] },
   { state: "AwaitArgoSync", dir: "await-argo-sync", timeoutSeconds: 120, secrets: ["argocd"] },
   { state: "PromoteAurora", dir: "promote-aurora", timeoutSeconds: 60, secrets: [] },

@@ -583,6 +583,10 @@ function injectFault(
       });
       return;
     }
+    case "aurora-not-rejoined":
+      // The old primary of the ungraceful failover stays pending-resync (recovery.ts skips it too).
+      s.aws.rds.setRejoinHeld(true);
+      return;
     case "old-region-unreachable":
       for (const spoke of s.spokes.filter((sp) => sp.region === oldRegionOf(s, target)))
         spoke.setReachable(false);

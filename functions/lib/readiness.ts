@@ -592,6 +592,47 @@ export async function evaluateReadiness(
   };
 }
 
+/**
+ * One region's own checks (spoke, gitops at `head`, aurora, traffic, health-check, and a pending
+ * fence), without the platform's: a failback's pre-checks in VerifySpoke, which reads only what
+ * those need. Bounded by `boundSeconds` (or readiness.timeoutSeconds if shorter); nothing is stored.
+ */
+export async function regionReadiness(
+  t: Topology,
+  region: string,
+  head: string,
+  boundSeconds: number,
+): Promise<CheckResult[]> {
+  const seconds = Math.min(t.readiness.timeoutSeconds, boundSeconds);
+  const deadline = Date.now() + seconds * 1000;
+  const sweep = sweepHubs(t, head, [region]);
+  const fence = await fenceRecord(t.platform, region).catch(() => undefined);
+  const planned: Planned[] = [
+    { region, check: "spoke", run: () => spokeCheck(t, region) },
+    { region, check: "gitops", run: () => sweep.then((s) => gitopsCheck(t, region, head, s)) },
+    { region, check: "aurora", run: () => auroraCheck(t, region) },
+    { region, check: "traffic", run: () => trafficCheck(t, region) },
+    { region, check: "health-check", run: () => healthCheck(t, region) },
+    ...(fence?.status === "pending"
+      ? [{ region, check: "fence", run: () => fenceCheck(t, fence, head) }]
+      : []),
+  ];
+  return Promise.all(
+    planned.map(async (p) => {
+      const verdict = await within(p.run().catch(verdictOf), deadline, () =>
+        unknown(`did not finish within ${seconds} s`),
+      );
+      return {
+        region: p.region,
+        check: p.check,
+        status: verdict.status,
+        detail: oneLine(verdict.detail),
+        observedAt: new Date().toISOString(),
+      };
+    }),
+  );
+}
+
 /** A target's verdict: its own checks and the platform's. */
 function verdictFor(results: CheckResult[], region: string): ReadinessStatus {
   const mine = results.filter((r) => r.region === region || r.region === PLATFORM_ROW);

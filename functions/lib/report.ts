@@ -144,6 +144,8 @@ export interface FailoverReport {
    * Each old region's fence as the Fence step last saw it (`verified`, `pending (unreachable)`,
    * `not fenced`), what is still live there and the commands that fence it; empty when it did not run.
    */
+  /** A failback: the failover it undoes (execution name and console link). */
+  failback?: { undoes: { execution: string; link: string } | null; checks: string[] } | null;
   fence?: { region: string; fence: string; detail: string; live: string[]; commands: string[] }[];
 }
 
@@ -802,6 +804,21 @@ function buildReport(
         : null,
     },
     generatedAt: new Date().toISOString(),
+    failback: state.plan?.failback
+      ? {
+          undoes: state.plan.failback.undoes
+            ? {
+                execution: state.plan.failback.undoes.split(":").at(-1) ?? "",
+                link: consoleLink({
+                  id: state.plan.failback.undoes,
+                  name: "",
+                  startTime: "",
+                }),
+              }
+            : null,
+          checks: state.spoke?.failbackChecks ?? [],
+        }
+      : null,
     fence: (state.fence?.regions ?? []).map((f) => ({
       region: f.region,
       fence: f.fence,
@@ -886,7 +903,7 @@ function rtoLine(r: FailoverReport): string {
 function renderMarkdown(r: FailoverReport): string {
   const md = markdownText;
   const lines = [
-    `# ${r.dryRun ? "Dry run of a failover" : `Failover ${r.status === "SUCCEEDED" ? "succeeded" : "FAILED"}`}: ${r.sourceRegion ?? "?"} -> ${r.targetRegion ?? "?"}`,
+    `# ${r.dryRun ? `Dry run of a ${r.failback ? "failback" : "failover"}` : `${r.failback ? "Failback" : "Failover"} ${r.status === "SUCCEEDED" ? "succeeded" : "FAILED"}`}: ${r.sourceRegion ?? "?"} -> ${r.targetRegion ?? "?"}`,
     ...(r.dryRun
       ? [
           "",
@@ -901,6 +918,11 @@ function renderMarkdown(r: FailoverReport): string {
     `- Outcome: **${r.status}**${r.error ? ` at ${r.failedStep}: ${md(r.error.name)}: ${md(r.error.message)}` : ""}`,
     `- Platform: ${r.platform}; mode: ${r.mode ?? "?"}; requested by: ${md(r.requestedBy ?? "?")}`,
     `- Reason: ${md(r.reason ?? "?")}`,
+    ...(r.failback
+      ? [
+          `- Failback: ${r.failback.undoes ? `undoes the failover [${md(r.failback.undoes.execution)}](${r.failback.undoes.link})` : "no earlier failover to this region found in the branch history"}; pre-checks passed: ${r.failback.checks.map((c) => md(c.split(":")[0] ?? c)).join(", ") || "none needed"}`,
+        ]
+      : []),
     `- Execution: [${r.execution.name}](${r.links.execution})`,
     ...(r.commits.length
       ? r.commits.map(

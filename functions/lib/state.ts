@@ -62,6 +62,11 @@ export interface Plan {
   actions: string[];
   /** The target's latest readiness evaluation and its age, when one is stored. */
   readiness?: TargetReadiness;
+  /**
+   * A failback: the failover it undoes (the execution ARN of the newest failover commit, when
+   * that failover moved to the region this one leaves). Its pre-checks run in VerifySpoke.
+   */
+  failback?: { undoes: string | null };
 }
 
 /** A polling step's memory between invocations: when it began and when it must give up. */
@@ -79,6 +84,8 @@ export interface PollProgress {
 export interface SpokeResult {
   status: "SUCCEEDED";
   spokes: { spoke: string; readyNodes: number; checks: number }[];
+  /** A failback's pre-checks, each `<check>: <what was found>` (all READY, or it was refused). */
+  failbackChecks?: string[];
 }
 
 export interface RetargetResultState {

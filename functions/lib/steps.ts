@@ -37,6 +37,7 @@ import {
   TrafficPreconditionFailed,
   TrafficVerifyTimeout,
 } from "./errors.ts";
+import { assertFailbackReady, failbackRefusalOf, undoneFailover } from "./failback.ts";
 import { checkFence, recordFence } from "./fence.ts";
 import {
   commitRetarget,
@@ -259,12 +260,14 @@ export async function planStep(event: {
   const input = parseInput(event.input, t);
   const target = input.targetRegion;
   // Only an automatic execution (the trigger sets failedRegion) is held back by the cooldown.
-  const lookback = input.failedRegion ? FAILOVER_LOOKBACK_COMMITS : 0;
+  const lookback = input.failedRegion || input.failback ? FAILOVER_LOOKBACK_COMMITS : 0;
   const { lastFailover, ...before } = await snapshot(t, target, lookback);
   const sourceRegion = sourceRegionOf(before, target);
   // An alarm on a region that is not serving (a passive one) is no reason to move anything.
   const bystander = !!input.failedRegion && input.failedRegion !== sourceRegion;
-  const held = bystander ? undefined : cooldownHold(t, event.execution, lastFailover);
+  // Only an automatic execution is held back by the cooldown (a failback reads the history too).
+  const held =
+    bystander || !input.failedRegion ? undefined : cooldownHold(t, event.execution, lastFailover);
   const idle = bystander || !!held;
   const needs = {
     retarget: !idle && !before.activeRegions.includes(target),
@@ -275,11 +278,16 @@ export async function planStep(event: {
   const demoteRegions = needs.demote ? regionsToDemote(t, before, target) : [];
   const noop = !needs.retarget && !needs.aurora && !needs.traffic && !needs.demote;
   if (!noop) await assertTargetHealthy(t, target);
+  // A failback's pre-checks run in VerifySpoke (they read the region's spoke and Argo CD).
+  const failback = input.failback
+    ? { undoes: undoneFailover(lastFailover, sourceRegion) }
+    : undefined;
   const promotion = needs.aurora ? await checkPromotion(t, input) : undefined;
   // Informs, never decides: Plan's own live checks above are what hold the failover back.
   const readiness = await latestReadiness(t.platform, target).catch(() => undefined);
   const plan: Plan = {
     ...(readiness ? { readiness } : {}),
+    ...(failback ? { failback } : {}),
     sourceRegion,
     targetRegion: target,
     before,
@@ -348,6 +356,8 @@ async function checkPromotion(
     return await assertPromotable(auroraTopology(t), req, "Plan");
   } catch (e) {
     if (input.dryRun && e instanceof AuroraPromotionRefused) return e;
+    if (input.failback && e instanceof AuroraPromotionRefused)
+      throw failbackRefusalOf(input.targetRegion, e);
     throw e;
   }
 }
@@ -468,7 +478,10 @@ export async function verifySpokeStep(state: FailoverState): Promise<SpokeResult
       return { spoke: report.spoke, readyNodes: report.readyNodes, checks: report.checks.length };
     }),
   );
-  return { status: "SUCCEEDED", spokes: reports };
+  const failbackChecks = state.input.failback
+    ? await assertFailbackReady(t, state.plan.targetRegion, state.plan.before)
+    : undefined;
+  return { status: "SUCCEEDED", spokes: reports, ...(failbackChecks ? { failbackChecks } : {}) };
 }
 
 /**
