@@ -714,6 +714,11 @@ export function readinessLine(r: TargetReadiness | undefined): string {
 const METRICS_SERVICE = "gitops-failover";
 export const TARGET_READY_METRIC = "TargetReady";
 const FAILING_CHECKS_METRIC = "FailingChecks";
+/**
+ * 1 when a region the Fence step left pending answers while not fenced (its `fence` check is
+ * NOT_READY), else 0; emitted only for a region with a pending fence. CDK alarms on one datapoint.
+ */
+export const UNFENCED_METRIC = "OldRegionUnfenced";
 
 /** The dimensions of the readiness metrics (CDK's alarms use the same). */
 export function readinessMetricDimensions(
@@ -766,6 +771,9 @@ export async function recordReadiness(
     metrics.addDimensions({ Platform: evaluation.platform, Region: region });
     metrics.addMetric(TARGET_READY_METRIC, MetricUnit.Count, verdict === "READY" ? 1 : 0);
     metrics.addMetric(FAILING_CHECKS_METRIC, MetricUnit.Count, failing.length);
+    const fence = evaluation.results.find((r) => r.region === region && r.check === "fence");
+    if (fence)
+      metrics.addMetric(UNFENCED_METRIC, MetricUnit.Count, fence.status === "NOT_READY" ? 1 : 0);
     sink(metrics);
     if (!table) continue;
     const previous = await latestReadiness(evaluation.platform, region);

@@ -97,23 +97,28 @@ describe("Fence", () => {
         execution: "fence-unreachable",
       });
 
+      const metrics: Record<string, unknown>[] = [];
       const fenceOf = async () => {
+        metrics.length = 0;
         const { evaluation } = await readinessStep({}, sandbox.topology, {
-          sink: collectMetrics([]),
+          sink: collectMetrics(metrics as unknown[]),
         });
         return evaluation.results.find((r) => r.region === SOURCE && r.check === "fence");
       };
+      const unfenced = () => metrics.find((m) => m.Region === SOURCE)?.OldRegionUnfenced;
       // Still down: pending, not known.
       expect(await fenceOf()).toMatchObject({ status: "UNKNOWN" });
+      expect(unfenced()).toBe(0);
 
       // It comes back with its dial raised by hand: NOT_READY at once, with the command.
       for (const spoke of sandbox.spokes.filter((s) => s.region === SOURCE))
         spoke.setReachable(true);
       await raiseDialByHand(sandbox, SOURCE, 100);
       await sandbox.settle();
-      const unfenced = await fenceOf();
-      expect(unfenced?.status).toBe("NOT_READY");
-      expect(unfenced?.detail).toMatch(
+      const live = await fenceOf();
+      expect(unfenced()).toBe(1);
+      expect(live?.status).toBe("NOT_READY");
+      expect(live?.detail).toMatch(
         /the old region answers but is NOT fenced .*traffic dial 100%.*--traffic-dial-percentage 0/,
       );
 
@@ -124,8 +129,10 @@ describe("Fence", () => {
         status: "READY",
         detail: expect.stringMatching(/^fence verified: dial 0, not the writer, apps Synced/),
       });
+      expect(unfenced()).toBe(0);
       expect(await fenceRecord("payments", SOURCE)).toMatchObject({ status: "verified" });
       expect(await fenceOf()).toBeUndefined();
+      expect(unfenced()).toBeUndefined();
     } finally {
       await sandbox.stop();
     }
