@@ -8,9 +8,9 @@
  * Catch on the Parallel state keeps neither branch's output, so after a failure in one branch
  * only the trail knows that the other committed, or promoted Aurora).
  */
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import {
   type AuditEvent,
   type AuditOutcome,
@@ -20,7 +20,7 @@ import {
 } from "./audit.ts";
 import { awsError, regionOfArn, s3Client } from "./aws.ts";
 import { runtimeTopology, type Topology } from "./config.ts";
-import { UnexpectedError } from "./errors.ts";
+import { describe, UnexpectedError } from "./errors.ts";
 import { type FailedPlan, failedPlanOf } from "./failed-plan.ts";
 import { releaseLock } from "./lock.ts";
 import { recordFailoverMetrics } from "./metrics.ts";
@@ -36,6 +36,7 @@ import type {
   PlatformSnapshot,
 } from "./state.ts";
 import { dialsText, maxDialRegion, type PartialSnapshot, snapshot } from "./steps.ts";
+import { logger } from "./telemetry.ts";
 
 /** STOPPED: the step was still polling when the other Parallel branch failed. */
 export type StepOutcome = "SUCCEEDED" | "SKIPPED" | "FAILED" | "NOT_RUN" | "STOPPED";
@@ -144,6 +145,8 @@ export interface FailoverReport {
    * Each old region's fence as the Fence step last saw it (`verified`, `pending (unreachable)`,
    * `not fenced`), what is still live there and the commands that fence it; empty when it did not run.
    */
+  /** Set on a failover's report once a failback undid it: that failback (name and console link). */
+  undoneBy?: { execution: string; link: string };
   /** A failback: the failover it undoes (execution name and console link). */
   failback?: { undoes: { execution: string; link: string } | null; checks: string[] } | null;
   fence?: { region: string; fence: string; detail: string; live: string[]; commands: string[] }[];
@@ -918,6 +921,9 @@ function renderMarkdown(r: FailoverReport): string {
     `- Outcome: **${r.status}**${r.error ? ` at ${r.failedStep}: ${md(r.error.name)}: ${md(r.error.message)}` : ""}`,
     `- Platform: ${r.platform}; mode: ${r.mode ?? "?"}; requested by: ${md(r.requestedBy ?? "?")}`,
     `- Reason: ${md(r.reason ?? "?")}`,
+    ...(r.undoneBy
+      ? [`- Undone by: the failback [${md(r.undoneBy.execution)}](${r.undoneBy.link})`]
+      : []),
     ...(r.failback
       ? [
           `- Failback: ${r.failback.undoes ? `undoes the failover [${md(r.failback.undoes.execution)}](${r.failback.undoes.link})` : "no earlier failover to this region found in the branch history"}; pre-checks passed: ${r.failback.checks.map((c) => md(c.split(":")[0] ?? c)).join(", ") || "none needed"}`,
@@ -1052,6 +1058,58 @@ async function writeReport(r: FailoverReport, events: AuditEvent[]): Promise<str
 }
 
 /**
+ * After a failback's report: the report of the failover it undoes (same store, its own prefix)
+ * gets `undoneBy`, so each of the two links the other. Best effort: a report that is not there
+ * (expired, another bucket) or cannot be rewritten leaves the failback's own report as it is.
+ */
+async function linkUndone(r: FailoverReport): Promise<void> {
+  const undone = r.failback?.undoes?.execution;
+  if (!undone) return;
+  const by = { execution: r.execution.name, link: consoleLink(r.execution) };
+  const render = (old: FailoverReport): [string, string, string][] => {
+    const linked = { ...old, undoneBy: by };
+    return [
+      ["report.json", `${JSON.stringify(linked, null, 2)}\n`, "application/json"],
+      ["report.md", renderMarkdown(linked), "text/markdown"],
+      ["report.html", renderHtml(linked), "text/html; charset=utf-8"],
+    ];
+  };
+  try {
+    const dir = process.env.REPORT_DIR;
+    if (dir) {
+      const at = join(dir, undone);
+      const old = JSON.parse(await readFile(join(at, "report.json"), "utf8")) as FailoverReport;
+      await Promise.all(render(old).map(([name, body]) => writeFile(join(at, name), body)));
+      return;
+    }
+    const bucket = process.env.REPORT_BUCKET;
+    if (!bucket) return;
+    const prefix = `reports/${undone}`;
+    const got = await s3Client().send(
+      new GetObjectCommand({ Bucket: bucket, Key: `${prefix}/report.json` }),
+    );
+    const old = JSON.parse((await got.Body?.transformToString()) ?? "{}") as FailoverReport;
+    await Promise.all(
+      render(old).map(([name, body, type]) =>
+        s3Client().send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: `${prefix}/${name}`,
+            Body: body,
+            ContentType: type,
+          }),
+        ),
+      ),
+    );
+  } catch (e) {
+    logger.warn("could not link the undone failover's report", {
+      undone,
+      error: describe(e),
+    });
+  }
+}
+
+/**
  * The step's output. `audit` is the closed chain's length and head: in the execution history,
  * it anchors the chain (`audit verify <execution>` compares the table with it).
  */
@@ -1149,6 +1207,7 @@ async function closeAndReport(
     const events = await closeChain(state, execution, step, t, after, failedPlan);
     report = buildReport(state, execution, t, after, events, failedPlan);
     location = await writeReport(report, events);
+    if (step === "Report") await linkUndone(report);
   } finally {
     await releaseLock(t.platform, execution.name, { changed: changesForCooldown(report) });
   }

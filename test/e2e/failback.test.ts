@@ -36,7 +36,7 @@ const readReport = (dir: string) =>
   JSON.parse(readFileSync(join(dir, "report.json"), "utf8")) as FailoverReport;
 
 describe("failback", () => {
-  it("drill --mode ungraceful --failback: Aurora's old primary rejoins, the failback ends where the drill started; its report links the failover it undoes", async () => {
+  it("drill --mode ungraceful --failback: Aurora's old primary rejoins, the failback ends where the drill started; the two reports link each other", async () => {
     const reportDir = join(root, "ungraceful");
     const run = await cli(
       ...["drill", "--mode", "ungraceful", "--failback", "--json"],
@@ -71,7 +71,14 @@ describe("failback", () => {
       status: "SUCCEEDED",
       execution: { name: failover?.name },
       fence: [expect.objectContaining({ region: HOME, fence: "verified" })],
+      undoneBy: {
+        execution: failback?.name,
+        link: expect.stringContaining(failback?.name ?? "?"),
+      },
     });
+    expect(readFileSync(join(first, "report.md"), "utf8")).toContain(
+      `- Undone by: the failback [${failback?.name}]`,
+    );
   });
 
   it("aurora-not-rejoined: the failback is refused in its pre-checks (Plan, before anything changes) naming the pending-resync member; nothing moves back", async () => {
