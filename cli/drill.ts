@@ -109,6 +109,7 @@ interface DrillFlags {
   cooldownHit: boolean;
   readiness: boolean;
   accounts?: AccountLayout;
+  failback: boolean;
 }
 
 /** Registers `drill` and `sandbox up` on the CLI. */
@@ -178,6 +179,11 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
           .join("; ")}`,
       ).choices(Object.keys(ACCOUNT_LAYOUTS)),
     )
+    .option(
+      "--failback",
+      "after the failover, the old region recovers and a failback returns to it (ends where it started)",
+      false,
+    )
     .option("--json", "print the result as JSON", false)
     .action(async (flags: DrillFlags) => {
       if (flags.fault.includes("list")) {
@@ -195,6 +201,16 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
           "--fault assume-role-denied: with --accounts single no role is assumed; add --accounts split",
         ]);
       }
+      if (
+        faults.includes("aurora-not-rejoined") &&
+        !(flags.failback && flags.mode === "ungraceful")
+      )
+        throw new InputValidationError(
+          "fault aurora-not-rejoined needs a failback after an unplanned failover",
+          [
+            "add --mode ungraceful --failback (only an ungraceful failover leaves the old Aurora primary to rejoin)",
+          ],
+        );
       const size = sizeOf(flags);
       const viaAlarm =
         flags.via === "alarm" || flags.alarmRepeats > 1 || flags.killSwitch || flags.cooldownHit;
@@ -213,6 +229,7 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
         killSwitch: flags.killSwitch,
         cooldownHit: flags.cooldownHit,
         ...(flags.accounts ? { accounts: flags.accounts } : {}),
+        failback: flags.failback,
         ...(flags.json
           ? {}
           : {

@@ -415,6 +415,78 @@ async function pendingApproval(
   return { arn, token };
 }
 
+/** Starts an execution with `input` and prints how to follow it. */
+async function launch(
+  flags: StartFlags,
+  input: FailoverInput,
+  out: (line: string) => void,
+  kind: "failover" | "failback" = "failover",
+): Promise<void> {
+  const prefix = input.dryRun ? "dryrun" : kind === "failback" ? "failback" : "manual";
+  const name = flags.name ?? `${prefix}-${input.targetRegion}-${stamp(new Date())}`;
+  if (!EXECUTION_NAME.test(name))
+    throw new InputValidationError(`--name: "${name}" is not an execution name`);
+  const conn = connect(flags);
+  const started = await call(`starting ${name}`, () =>
+    conn.client.send(
+      new StartExecutionCommand({
+        stateMachineArn: conn.stateMachineArn,
+        name,
+        input: JSON.stringify(input),
+      }),
+    ),
+  );
+  if (flags.json) {
+    out(
+      JSON.stringify({
+        name,
+        executionArn: started.executionArn,
+        startDate: iso(started.startDate),
+        input,
+      }),
+    );
+    return;
+  }
+  const notes = [
+    input.mode,
+    input.dryRun && "dry run",
+    input.requireApproval && "approval required",
+  ].filter(Boolean);
+  out(`started ${name}: ${kind} to ${input.targetRegion} (${notes.join(", ")})`);
+  out(`  ${started.executionArn}`);
+  out(`  follow it: ${conn.suggest(`watch ${name}`)}`);
+}
+
+/**
+ * The region the newest succeeded failover left (its plan's source region): where a failback
+ * goes by default. Refuses with what to pass instead when no execution says.
+ */
+async function lastLeftRegion(conn: Connection): Promise<string> {
+  const listed = await call("listing executions", () =>
+    conn.client.send(
+      new ListExecutionsCommand({
+        stateMachineArn: conn.stateMachineArn,
+        statusFilter: "SUCCEEDED",
+        maxResults: 20,
+      }),
+    ),
+  );
+  for (const e of listed.executions ?? []) {
+    if (!e.executionArn) continue;
+    const arn = e.executionArn;
+    const exec = await describeExec(conn, arn);
+    const state = JSON.parse(exec.output ?? "{}") as {
+      input?: { dryRun?: boolean };
+      plan?: { noop?: boolean; sourceRegion?: string | null };
+    };
+    if (state.input?.dryRun || state.plan?.noop || !state.plan?.sourceRegion) continue;
+    return state.plan.sourceRegion;
+  }
+  throw new InputValidationError("no region to fail back to", [
+    "no succeeded failover among the newest 20 executions names the region it left: pass --to <region>",
+  ]);
+}
+
 /** Registers the operator commands on the CLI; `out` prints one line. */
 export function registerOperatorCommands(cli: Command, out: (line: string) => void): void {
   connectionOptions(
@@ -442,42 +514,44 @@ export function registerOperatorCommands(cli: Command, out: (line: string) => vo
       .option("--name <execution>", "execution name (default: manual-<target>-<UTC time>)")
       .option("-c, --config <topology>", "also check the target against this topology file"),
   ).action(async (flags: StartFlags) => {
-    const input = startInput(flags);
-    const name =
-      flags.name ??
-      `${input.dryRun ? "dryrun" : "manual"}-${input.targetRegion}-${stamp(new Date())}`;
-    if (!EXECUTION_NAME.test(name))
-      throw new InputValidationError(`--name: "${name}" is not an execution name`);
-    const conn = connect(flags);
-    const started = await call(`starting ${name}`, () =>
-      conn.client.send(
-        new StartExecutionCommand({
-          stateMachineArn: conn.stateMachineArn,
-          name,
-          input: JSON.stringify(input),
-        }),
-      ),
-    );
-    if (flags.json) {
-      out(
-        JSON.stringify({
-          name,
-          executionArn: started.executionArn,
-          startDate: iso(started.startDate),
-          input,
-        }),
-      );
-      return;
-    }
-    const notes = [
-      input.mode,
-      input.dryRun && "dry run",
-      input.requireApproval && "approval required",
-    ].filter(Boolean);
-    out(`started ${name}: failover to ${input.targetRegion} (${notes.join(", ")})`);
-    out(`  ${started.executionArn}`);
-    out(`  follow it: ${conn.suggest(`watch ${name}`)}`);
+    await launch(flags, startInput(flags), out);
   });
+
+  connectionOptions(
+    cli
+      .command("failback")
+      .description(
+        "fail back: a graceful failover to the region the last failover left, behind the failback pre-checks (VerifySpoke, before any commit)",
+      )
+      .option(
+        "--to <region>",
+        "region to fail back to (default: the region the newest succeeded failover left)",
+      )
+      .requiredOption("--reason <text>", "why (recorded in Git, the audit trail and the report)")
+      .option(
+        "--dry-run",
+        "plan only: change nothing (the pre-checks run after Plan, in VerifySpoke)",
+        false,
+      )
+      .option("--require-approval", "stop at the Approval step until `approve`", false)
+      .option("--requested-by <who>", "who asks (default: cli:<your user name>)")
+      .option("--name <execution>", "execution name (default: failback-<region>-<UTC time>)")
+      .option("-c, --config <topology>", "also check the region against this topology file"),
+  ).action(
+    async (flags: Omit<StartFlags, "target" | "mode" | "allowDataLoss"> & { to?: string }) => {
+      const to = flags.to ?? (await lastLeftRegion(connect(flags)));
+      const input = {
+        ...startInput({ ...flags, target: to, mode: "graceful", allowDataLoss: false }),
+        failback: true,
+      };
+      await launch(
+        { ...flags, target: to, mode: "graceful", allowDataLoss: false },
+        input,
+        out,
+        "failback",
+      );
+    },
+  );
 
   connectionOptions(
     cli

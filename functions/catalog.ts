@@ -27,7 +27,8 @@ export const FUNCTIONS = [
   /** Reads Git (the before-snapshot): the Git secret with a fallback, a clone, three AWS services, the lock. */
   { state: "Plan", dir: "plan", timeoutSeconds: 120, secrets: ["git"] },
   { state: "Approval", dir: "approval", timeoutSeconds: 30, secrets: [] },
-  { state: "VerifySpoke", dir: "verify-spoke", timeoutSeconds: 60, secrets: ["spoke"] },
+  /** A failback's pre-checks too: readiness's checks of the region (its spoke, the Argo CD hubs). */
+  { state: "VerifySpoke", dir: "verify-spoke", timeoutSeconds: 60, secrets: ["spoke", "argocd"] },
   { state: "CommitRetarget", dir: "commit-retarget", timeoutSeconds: 120, secrets: ["git"] },
   /** Argo CD, and Git read-only (git.readCredentialsSecretArn) to judge commits on top. */
   {
@@ -42,6 +43,8 @@ export const FUNCTIONS = [
   { state: "VerifyTraffic", dir: "verify-traffic", timeoutSeconds: 30, secrets: [] },
   /** The second commit of a two-phase retarget; reads the dials first. */
   { state: "DemoteSource", dir: "demote-source", timeoutSeconds: 120, secrets: ["git"] },
+  /** After DemoteSource: the old region(s) cannot serve or write; one check per poll. */
+  { state: "Fence", dir: "fence", timeoutSeconds: 120, secrets: ["spoke", "argocd"] },
   /** After a failure before traffic moved: Aurora, traffic, an Argo CD check and a Git commit. */
   { state: "Compensate", dir: "compensate", timeoutSeconds: 120, secrets: ["git", "argocd"] },
   /** Report and RecordFailure read Git (the after-snapshot, like Plan's), then write the report. */

@@ -4,7 +4,7 @@
  * SFN client against the emulator), shows each step live, and ends with a summary of what each
  * step did, how long it took here and how long it would have taken on AWS.
  */
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
@@ -28,6 +28,7 @@ import {
   type SandboxState,
   startSandbox,
 } from "./index.ts";
+import { recoverRegion } from "./recovery.ts";
 import { type AslState, allStates, invokeTrigger } from "./runner.ts";
 
 /** What a drill does: the failover asked for, the sandbox's size, the faults, where it reports. */
@@ -59,6 +60,11 @@ export interface DrillOptions {
   print?: (line: string) => void;
   /** Redraws a live status line (a spinner on a terminal). */
   live?: (line: string) => void;
+  /**
+   * After the failover: the old region recovers (recovery.ts), then a failback to it (a graceful
+   * failover with `failback: true`) must bring the active region, writer and dials back.
+   */
+  failback?: boolean;
   /** Aborting (Ctrl-C) stops the executions and the sandbox; runDrill then rejects. */
   signal?: AbortSignal;
 }
@@ -107,6 +113,8 @@ export interface DrillExecution {
   before: SandboxState;
   /** The platform once it ended and Argo CD reconciled (the spokes run what Git says). */
   after: SandboxState;
+  /** The failback of `drill --failback` (not a repeat). */
+  failback?: boolean;
 }
 
 /** report.json as the drill reads it back (written by the Report / RecordFailure function). */
@@ -204,6 +212,7 @@ function stepOutcome(name: string, state: Record<string, unknown>): [string, str
     ShiftTraffic: "traffic",
     VerifyTraffic: "trafficHealth",
     DemoteSource: "demotion",
+    Fence: "fence",
     Compensate: "compensation",
   };
   if (name === "Plan") {
@@ -423,13 +432,15 @@ async function startByApi(
   sandbox: Sandbox,
   name: string,
   options: DrillOptions,
+  failbackTo?: string,
 ): Promise<string | undefined> {
   const input = {
-    targetRegion: options.target,
-    reason: `sandbox drill${options.faults.length ? ` with ${options.faults.join(", ")}` : ""}`,
-    mode: options.mode,
+    targetRegion: failbackTo ?? options.target,
+    reason: `sandbox drill${failbackTo ? " failback" : ""}${options.faults.length ? ` with ${options.faults.join(", ")}` : ""}`,
+    mode: failbackTo ? "graceful" : options.mode,
     dryRun: options.dryRun,
     requestedBy: "drill",
+    ...(failbackTo ? { failback: true } : {}),
   };
   const started = await sfnClient().send(
     new StartExecutionCommand({
@@ -594,6 +605,13 @@ async function notStartedReport(
   );
 }
 
+/** Copies an execution's report files into `<dir>/<execution>/` before the next one overwrites them. */
+async function keepReport(dir: string, execution: string): Promise<void> {
+  const into = join(dir, execution);
+  await mkdir(into, { recursive: true });
+  for (const f of REPORT_FILES) await copyFile(join(dir, f), join(into, f)).catch(() => undefined);
+}
+
 /** Runs `repeat` executions against one sandbox and returns what each did. */
 export async function runDrill(options: DrillOptions): Promise<DrillResult> {
   const t0 = Date.now();
@@ -648,6 +666,20 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
         );
         await execute(name, () => startByApi(sandbox, name, options));
       }
+      const [failover] = executions;
+      const home = before.activeRegion;
+      if (options.failback && failover?.status === "SUCCEEDED" && home) {
+        await keepReport(options.reportDir, failover.name);
+        const recovery = await recoverRegion(sandbox, home, {
+          auroraRejoins: !options.faults.includes("aurora-not-rejoined"),
+        });
+        for (const line of recovery) options.print?.(`recovery: ${line}`);
+        const name = `${failover.name}-failback`;
+        options.print?.(`execution ${name}: failback to ${home} (graceful)`);
+        await execute(name, () => startByApi(sandbox, name, options, home));
+        const last = executions.at(-1);
+        if (last?.name === name) last.failback = true;
+      }
     }
     const after = await settledState(sandbox);
     const failed = executions.find((e) => e.status !== "SUCCEEDED");
@@ -683,7 +715,7 @@ function unchanged(a: SandboxState, b: SandboxState): boolean {
  */
 export function drillProblems(
   result: DrillResult,
-  options: Pick<DrillOptions, "killSwitch" | "cooldownHit">,
+  options: Pick<DrillOptions, "killSwitch" | "cooldownHit" | "failback">,
 ): string[] {
   const problems: string[] = [];
   if (options.killSwitch || options.cooldownHit) {
@@ -703,7 +735,21 @@ export function drillProblems(
   }
   if (result.status !== "SUCCEEDED")
     problems.push(`the failover ${result.status} at ${result.failedStep ?? "?"}`);
-  for (const e of result.executions.slice(1)) {
+  const failback = result.executions.find((e) => e.failback);
+  if (options.failback) {
+    if (!failback) problems.push("no failback ran (the failover before it did not succeed)");
+    const b = result.before;
+    const a = result.after;
+    if (
+      a.activeRegion !== b.activeRegion ||
+      a.auroraWriterRegion !== b.auroraWriterRegion ||
+      JSON.stringify(a.trafficDials) !== JSON.stringify(b.trafficDials)
+    )
+      problems.push(
+        `after the failback: active ${a.activeRegion}, writer ${a.auroraWriterRegion}, dials ${JSON.stringify(a.trafficDials)}; expected where they started (${b.activeRegion}, ${b.auroraWriterRegion}, ${JSON.stringify(b.trafficDials)})`,
+      );
+  }
+  for (const e of result.executions.slice(1).filter((x) => !x.failback)) {
     const acted = e.steps.filter((s) => FAILOVER_STEPS.includes(s.name) && s.status !== "SKIPPED");
     if (acted.length)
       problems.push(

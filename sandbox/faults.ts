@@ -24,6 +24,12 @@ export const FAULTS = {
     "a commit pushed on top of the retarget makes the target passive again (must fail, naming it, before traffic moves)",
   "assume-role-denied":
     "the data account's role no longer trusts the orchestrator (implies --accounts split): AssumeRole is refused, Plan must stop naming the role",
+  "old-region-returns-active":
+    "as the failover's second commit arrives, someone raises the old region's traffic dial back to 50 by hand (Fence must fail)",
+  "old-region-unreachable":
+    "the old region's spokes refuse connections for the whole failover (Fence: pending, re-checked by readiness)",
+  "aurora-not-rejoined":
+    "with --mode ungraceful --failback: the old Aurora primary stays pending-resync, never rebuilt as a secondary (the failback must be refused in its pre-checks)",
 } as const;
 /** The name of a fault a drill can inject (`--fault <name>`). */
 export type FaultName = keyof typeof FAULTS;

@@ -52,6 +52,11 @@ export interface GitServer {
    * before that answer ends, so the pusher only learns of its push after `done` acted.
    */
   onNextPush(hook: PushHook): void;
+  /**
+   * Runs `hook` (awaited) just before each receive-pack POST is served from now on, with the
+   * count of pushes since it was set: someone acting on the platform while a push arrives.
+   */
+  beforePush(hook: (push: number) => Promise<void>): void;
   /** Rotates the password: the old credentials then get 401. */
   setPassword(password: string): void;
   /** Receive-pack POSTs served (accepted or not) and requests refused for wrong credentials. */
@@ -84,6 +89,7 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
   const counters = { pushes: 0, rejectedAuth: 0 };
   let password = options.password;
   let pendingConflict: { files: Record<string, string>; message: string } | undefined;
+  let everyPush: { run: (push: number) => Promise<void>; pushes: number } | undefined;
   let conflictCount = 0;
   let pushHook: PushHook | undefined;
   let commitQueue: Promise<unknown> = Promise.resolve();
@@ -307,6 +313,7 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
       const conflict = pendingConflict;
       pendingConflict = undefined;
       if (conflict) await commitDirect(conflict.files, conflict.message);
+      if (everyPush) await everyPush.run(++everyPush.pushes);
       const hook = pushHook;
       pushHook = undefined;
       if (hook) {
@@ -350,6 +357,9 @@ export async function startGitServer(options: GitServerOptions): Promise<GitServ
       return (await gitIn(["cat-file", "blob", `${ref}:${path}`])).toString("utf8");
     },
     commitDirect,
+    beforePush(run) {
+      everyPush = { run, pushes: 0 };
+    },
     injectConflictOnNextPush(files, message = "Concurrent change by another committer") {
       conflictCount++;
       pendingConflict = {

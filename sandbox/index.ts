@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
+import { UpdateEndpointGroupCommand } from "@aws-sdk/client-global-accelerator";
 import { parse, parseDocument } from "yaml";
 import { dynamoClient, globalAcceleratorClient, resetClients } from "../functions/lib/aws.ts";
 import {
@@ -647,6 +648,22 @@ function injectFault(
       s.aws.sts.setTrusted(role.roleArn, []);
       return;
     }
+    case "old-region-returns-active": {
+      const old = oldRegionOf(s, target);
+      // The second push of a failover is DemoteSource's, made after it checked the old dial is 0.
+      s.git.beforePush(async (push) => {
+        if (push === 2) await raiseDialByHand(s, old, 50);
+      });
+      return;
+    }
+    case "aurora-not-rejoined":
+      // The old primary of the ungraceful failover stays pending-resync (recovery.ts skips it too).
+      s.aws.rds.setRejoinHeld(true);
+      return;
+    case "old-region-unreachable":
+      for (const spoke of s.spokes.filter((sp) => sp.region === oldRegionOf(s, target)))
+        spoke.setReachable(false);
+      return;
   }
 }
 
@@ -698,6 +715,24 @@ function commitOnTopOfNextPush(s: Sandbox, commit: OnTop): void {
       }
     },
   });
+}
+
+/** The region serving now (the top dial), which a failover to `target` moves away from. */
+function oldRegionOf(s: Sandbox, target: string): string {
+  const [old] = Object.entries(s.aws.ga.dials())
+    .filter(([r]) => r !== target)
+    .sort(([, a], [, b]) => b - a)[0] ?? [""];
+  return old;
+}
+
+/** An operator's `aws globalaccelerator update-endpoint-group --traffic-dial-percentage`. */
+export async function raiseDialByHand(s: Sandbox, region: string, dial: number): Promise<void> {
+  await globalAcceleratorClient().send(
+    new UpdateEndpointGroupCommand({
+      EndpointGroupArn: s.topology.regions[region]?.globalAccelerator?.endpointGroupArn,
+      TrafficDialPercentage: dial,
+    }),
+  );
 }
 
 async function readState(s: Sandbox): Promise<SandboxState> {

@@ -56,7 +56,13 @@ export interface AuroraState {
   /** `FailoverState.Status` (pending, failing-over, switching-over, cancelling); null when idle. */
   failoverState: string | null;
   status: string | null;
-  members: { region: string; clusterArn: string; isWriter: boolean }[];
+  members: {
+    region: string;
+    clusterArn: string;
+    isWriter: boolean;
+    /** `connected`, or `pending-resync`: the old primary of an unplanned failover, not rejoined yet. */
+    synchronization?: string;
+  }[];
 }
 
 /** Bound on each RDS / CloudWatch call: a dead region's API must fail fast, not hang the Lambda. */
@@ -116,6 +122,7 @@ function toState(topo: AuroraTopology, gc: GlobalCluster): AuroraState {
             region: regionOfCluster(topo, m.DBClusterArn),
             clusterArn: m.DBClusterArn,
             isWriter: m.IsWriter === true,
+            ...(m.SynchronizationStatus ? { synchronization: m.SynchronizationStatus } : {}),
           },
         ]
       : [],
@@ -396,6 +403,14 @@ export async function assertPromotable(
     );
   }
   if (target.isWriter) return { skipped: true, action: "none", before };
+  if (target.synchronization === "pending-resync") {
+    throw new AuroraPromotionRefused(
+      `[${step}] ${targetArn} (${req.targetRegion}) has not rejoined global cluster ${id}: it is pending-resync (the old primary of an unplanned failover), so it cannot take the writer; nothing was changed`,
+      [
+        `wait until \`aws rds describe-global-clusters --region ${req.targetRegion} --global-cluster-identifier ${id}\` shows its SynchronizationStatus connected (Aurora rebuilds it as a secondary once ${req.targetRegion} has recovered), then start again`,
+      ],
+    );
+  }
   if (req.mode === "graceful") {
     const writer = before.writerRegion;
     if (!writer) {

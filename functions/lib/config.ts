@@ -599,6 +599,12 @@ export const FailoverInputSchema = z.strictObject({
   detectedAt: z.iso.datetime({ offset: true }).optional(),
   /** The region an alarm saw fail: Plan does nothing unless it is the one serving traffic. */
   failedRegion: RegionName.optional(),
+  /**
+   * A failback: a graceful failover back to the region an earlier failover left, behind the
+   * failback pre-checks in VerifySpoke (spoke ready, apps Synced and Healthy while passive, Aurora member rejoined
+   * and caught up, health check passing).
+   */
+  failback: z.boolean().optional(),
 });
 export type FailoverInput = z.infer<typeof FailoverInputSchema>;
 
@@ -808,6 +814,11 @@ export function parseInput(data: unknown, topology: Topology): FailoverInput {
   if (input.allowDataLoss && input.mode !== "ungraceful") {
     problems.push(
       'allowDataLoss: only applies to mode "ungraceful" (a graceful switchover loses no data); remove it or set mode',
+    );
+  }
+  if (input.failback && input.mode !== "graceful") {
+    problems.push(
+      'failback: a failback is a graceful failover (the region it returns to is healthy again); remove mode "ungraceful"',
     );
   }
   if (problems.length) throw new InputValidationError("execution input is invalid", problems);

@@ -197,6 +197,22 @@ export class ApprovalRejected extends FailoverError {
   readonly retryable = false;
 }
 
+// Fencing and failback
+/**
+ * After traffic moved: an old region still serves or writes (its dial is up, it holds Aurora's
+ * writer, or its apps did not go passive). The failover itself completed; the report says what
+ * is still live there and the commands that fence it.
+ */
+export class OldRegionNotFenced extends FailoverError {
+  readonly name = "OldRegionNotFenced";
+  readonly retryable = false;
+}
+/** A failback's pre-checks found the region it would return to not ready to take the platform. */
+export class FailbackRefused extends FailoverError {
+  readonly name = "FailbackRefused";
+  readonly retryable = false;
+}
+
 /** Anything that is not one of ours (a bug, a library error): reported by name, never with a stack. */
 export class UnexpectedError extends FailoverError {
   readonly name = "UnexpectedError";

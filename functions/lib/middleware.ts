@@ -58,6 +58,7 @@ const STEP_ACTIONS: Record<string, string> = {
   ShiftTraffic: "shift traffic to the target region",
   VerifyTraffic: "verify the target's endpoints are healthy",
   DemoteSource: "commit the old region(s) passive, now that traffic is on the target",
+  Fence: "verify the old region(s) cannot serve or write",
   Compensate: "restore users and a writable database in one region after the failure",
 };
 

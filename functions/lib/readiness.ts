@@ -37,6 +37,7 @@ import {
   SpokeAuthError,
   UnexpectedError,
 } from "./errors.ts";
+import { checkFence, type FenceRecord, fenceRecord, recordFence } from "./fence.ts";
 import { readValues } from "./gitops.ts";
 import { readHealthCheck } from "./health.ts";
 import { getSecret, secretNameOf, secretPresence } from "./secrets.ts";
@@ -340,6 +341,30 @@ async function healthCheck(t: Topology, region: string): Promise<Verdict> {
   return ready(`health check ${view.healthCheckId} of ${r.endpoint}: ${seen}`);
 }
 
+/**
+ * A fence the Fence step left pending (the old region did not answer): checked again, at the
+ * branch head (the failover's commit or a later one). READY once the region answers fenced (the
+ * record then says verified and the check goes away); NOT_READY the moment it answers while
+ * still able to serve or write; UNKNOWN while it still does not answer.
+ */
+async function fenceCheck(t: Topology, record: FenceRecord, head: string | null): Promise<Verdict> {
+  const [found] = await checkFence(t, {
+    targetRegion: record.targetRegion,
+    regions: [record.region],
+    revision: head ?? record.revision,
+    spokeTimeoutMs: SPOKE_TIMEOUT_MS,
+  });
+  const since = `since ${record.since} (execution ${record.execution})`;
+  if (!found || found.fence === "pending")
+    return unknown(`fence pending ${since}: ${found?.detail ?? "not checked"}`);
+  if (found.fence === "live")
+    return notReady(
+      `the old region answers but is NOT fenced (${since}): ${found.live.join("; ")}; fence it: ${found.commands.join("; then ")}`,
+    );
+  await recordFence(t.platform, { ...record, status: "verified", since: new Date().toISOString() });
+  return ready(`fence verified: ${found.detail} (was pending ${since})`);
+}
+
 // ---------------------------------------------------------------------- platform checks
 
 /** The regions whose orchestrators must find every secret: ORCHESTRATOR_REGIONS, else CDK's default. */
@@ -494,6 +519,9 @@ export async function evaluateReadiness(
   const sweep = git.ok ? sweepHubs(t, git.head, targets) : undefined;
   const noHead = () =>
     Promise.resolve(unknown("the branch head is unknown (see the git check): not evaluated"));
+  const fences = (
+    await Promise.all(targets.map((r) => fenceRecord(t.platform, r).catch(() => undefined)))
+  ).filter((f): f is FenceRecord => f?.status === "pending");
   const planned: Planned[] = [
     ...targets.flatMap((region) => [
       { region, check: "spoke", run: () => spokeCheck(t, region) },
@@ -507,6 +535,11 @@ export async function evaluateReadiness(
       { region, check: "traffic", run: () => trafficCheck(t, region) },
       { region, check: "health-check", run: () => healthCheck(t, region) },
     ]),
+    ...fences.map((f) => ({
+      region: f.region,
+      check: "fence",
+      run: () => fenceCheck(t, f, git.ok ? git.head : null),
+    })),
     { region: PLATFORM_ROW, check: "git", run: () => Promise.resolve(gitVerdict) },
     { region: PLATFORM_ROW, check: "secrets", run: () => secretsCheck(t) },
     ...t.argocd.hubs.map((hub) => ({
@@ -559,6 +592,47 @@ export async function evaluateReadiness(
     verdicts: Object.fromEntries(targets.map((r) => [r, verdictFor(results, r)])),
     results,
   };
+}
+
+/**
+ * One region's own checks (spoke, gitops at `head`, aurora, traffic, health-check, and a pending
+ * fence), without the platform's: a failback's pre-checks in VerifySpoke, which reads only what
+ * those need. Bounded by `boundSeconds` (or readiness.timeoutSeconds if shorter); nothing is stored.
+ */
+export async function regionReadiness(
+  t: Topology,
+  region: string,
+  head: string,
+  boundSeconds: number,
+): Promise<CheckResult[]> {
+  const seconds = Math.min(t.readiness.timeoutSeconds, boundSeconds);
+  const deadline = Date.now() + seconds * 1000;
+  const sweep = sweepHubs(t, head, [region]);
+  const fence = await fenceRecord(t.platform, region).catch(() => undefined);
+  const planned: Planned[] = [
+    { region, check: "spoke", run: () => spokeCheck(t, region) },
+    { region, check: "gitops", run: () => sweep.then((s) => gitopsCheck(t, region, head, s)) },
+    { region, check: "aurora", run: () => auroraCheck(t, region) },
+    { region, check: "traffic", run: () => trafficCheck(t, region) },
+    { region, check: "health-check", run: () => healthCheck(t, region) },
+    ...(fence?.status === "pending"
+      ? [{ region, check: "fence", run: () => fenceCheck(t, fence, head) }]
+      : []),
+  ];
+  return Promise.all(
+    planned.map(async (p) => {
+      const verdict = await within(p.run().catch(verdictOf), deadline, () =>
+        unknown(`did not finish within ${seconds} s`),
+      );
+      return {
+        region: p.region,
+        check: p.check,
+        status: verdict.status,
+        detail: oneLine(verdict.detail),
+        observedAt: new Date().toISOString(),
+      };
+    }),
+  );
 }
 
 /** A target's verdict: its own checks and the platform's. */
@@ -642,6 +716,11 @@ export function readinessLine(r: TargetReadiness | undefined): string {
 const METRICS_SERVICE = "gitops-failover";
 export const TARGET_READY_METRIC = "TargetReady";
 const FAILING_CHECKS_METRIC = "FailingChecks";
+/**
+ * 1 when a region the Fence step left pending answers while not fenced (its `fence` check is
+ * NOT_READY), else 0; emitted only for a region with a pending fence. CDK alarms on one datapoint.
+ */
+export const UNFENCED_METRIC = "OldRegionUnfenced";
 
 /** The dimensions of the readiness metrics (CDK's alarms use the same). */
 export function readinessMetricDimensions(
@@ -694,6 +773,9 @@ export async function recordReadiness(
     metrics.addDimensions({ Platform: evaluation.platform, Region: region });
     metrics.addMetric(TARGET_READY_METRIC, MetricUnit.Count, verdict === "READY" ? 1 : 0);
     metrics.addMetric(FAILING_CHECKS_METRIC, MetricUnit.Count, failing.length);
+    const fence = evaluation.results.find((r) => r.region === region && r.check === "fence");
+    if (fence)
+      metrics.addMetric(UNFENCED_METRIC, MetricUnit.Count, fence.status === "NOT_READY" ? 1 : 0);
     sink(metrics);
     if (!table) continue;
     const previous = await latestReadiness(evaluation.platform, region);

@@ -8,9 +8,9 @@
  * Catch on the Parallel state keeps neither branch's output, so after a failure in one branch
  * only the trail knows that the other committed, or promoted Aurora).
  */
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import {
   type AuditEvent,
   type AuditOutcome,
@@ -20,7 +20,7 @@ import {
 } from "./audit.ts";
 import { awsError, regionOfArn, s3Client } from "./aws.ts";
 import { runtimeTopology, type Topology } from "./config.ts";
-import { UnexpectedError } from "./errors.ts";
+import { describe, UnexpectedError } from "./errors.ts";
 import { type FailedPlan, failedPlanOf } from "./failed-plan.ts";
 import { releaseLock } from "./lock.ts";
 import { recordFailoverMetrics } from "./metrics.ts";
@@ -36,6 +36,7 @@ import type {
   PlatformSnapshot,
 } from "./state.ts";
 import { dialsText, maxDialRegion, type PartialSnapshot, snapshot } from "./steps.ts";
+import { logger } from "./telemetry.ts";
 
 /** STOPPED: the step was still polling when the other Parallel branch failed. */
 export type StepOutcome = "SUCCEEDED" | "SKIPPED" | "FAILED" | "NOT_RUN" | "STOPPED";
@@ -52,6 +53,7 @@ export const STEPS = [
   "ShiftTraffic",
   "VerifyTraffic",
   "DemoteSource",
+  "Fence",
   "Compensate",
 ] as const;
 export type StepName = (typeof STEPS)[number];
@@ -139,6 +141,15 @@ export interface FailoverReport {
     seconds: number | null;
   };
   generatedAt: string;
+  /**
+   * Each old region's fence as the Fence step last saw it (`verified`, `pending (unreachable)`,
+   * `not fenced`), what is still live there and the commands that fence it; empty when it did not run.
+   */
+  /** Set on a failover's report once a failback undid it: that failback (name and console link). */
+  undoneBy?: { execution: string; link: string };
+  /** A failback: the failover it undoes (execution name and console link). */
+  failback?: { undoes: { execution: string; link: string } | null; checks: string[] } | null;
+  fence?: { region: string; fence: string; detail: string; live: string[]; commands: string[] }[];
 }
 
 /** Lambda puts `{"errorType","errorMessage",...}` in Cause; local runs put the message. */
@@ -247,6 +258,11 @@ function recordsFromState(state: Partial<FailoverState>): Partial<Record<StepNam
     out.VerifyTraffic = { outcome: "SUCCEEDED", after: {} };
   if (state.demotion)
     out.DemoteSource = { outcome: done(state.demotion.skipped), after: { ...state.demotion } };
+  if (state.fence && state.fence.status !== "IN_PROGRESS")
+    out.Fence = {
+      outcome: state.fence.status === "FAILED" ? "FAILED" : done(state.fence.skipped),
+      after: { ...state.fence },
+    };
   if (state.compensation && state.compensation.status !== "IN_PROGRESS")
     out.Compensate = {
       outcome: state.compensation.status === "FAILED" ? "FAILED" : "SUCCEEDED",
@@ -323,6 +339,12 @@ function detailOf(name: StepName, r: StepRecord): string {
       return skipped
         ? String(a.reason ?? "nothing to commit")
         : `committed ${String(a.gitHead ?? a.sha ?? "?").slice(0, 12)}: ${(Array.isArray(a.regions) ? a.regions : []).join(", ")} passive`;
+    case "Fence":
+      return skipped
+        ? "no old region to fence"
+        : (Array.isArray(a.regions) ? a.regions : [])
+            .map((x) => `${String(fields(x).region)} fence: ${String(fields(x).fence)}`)
+            .join("; ");
     case "Compensate":
       return (
         (Array.isArray(a.actions) ? a.actions : [])
@@ -623,6 +645,7 @@ function manualSteps(r: ReportDraft, t: Topology, allowDataLoss: boolean): strin
     return [
       `The failover itself completed (${target} is active, with Aurora's writer and the traffic): nothing to undo. Only the Report step failed (${cause}); this report was written by RecordFailure instead.`,
     ];
+  if (r.failedStep === "Fence") return fenceSteps(r, target);
   const moved = movedBy(r);
   const status = (n: StepName) => r.steps.find((s) => s.name === n)?.status;
   const auroraPending = r.after
@@ -681,6 +704,23 @@ function manualSteps(r: ReportDraft, t: Topology, allowDataLoss: boolean): strin
     `Or finish forward instead of undoing: fix the cause (${cause}) and start a new execution with the same input, ${rerun}; it skips what is already done and goes on from ${r.failedStep ?? "the failed step"}. (A new execution, not a redrive: this one ended in its Fail state, where a redrive would resume.)`,
   );
   return steps;
+}
+
+/**
+ * After the Fence step failed: nothing to undo (traffic and the writer are on the target); what
+ * is still live in each old region, the commands that fence it, and how to check it again.
+ */
+function fenceSteps(r: ReportDraft, target: string): string[] {
+  const live = (r.fence ?? []).filter((f) => f.fence === "not fenced");
+  const regions = live.map((f) => f.region).join(", ") || "an old region";
+  return [
+    `The failover itself completed: traffic is on ${target}; do not undo it. But ${regions} can still serve or write, so users or writes may reach the old region.`,
+    ...live.flatMap((f) => [
+      `${f.region} is still live: ${f.live.join("; ")}.`,
+      ...f.commands.map((c) => `Fence ${f.region}: \`${c}\``),
+      `Then check it again: \`gitops-failover readiness --region ${f.region}\` (its fence check must be READY).`,
+    ]),
+  ];
 }
 
 async function afterSnapshot(t: Topology, target: string | null): Promise<PlatformSnapshot | null> {
@@ -774,6 +814,28 @@ function buildReport(
         : null,
     },
     generatedAt: new Date().toISOString(),
+    failback: state.plan?.failback
+      ? {
+          undoes: state.plan.failback.undoes
+            ? {
+                execution: state.plan.failback.undoes.split(":").at(-1) ?? "",
+                link: consoleLink({
+                  id: state.plan.failback.undoes,
+                  name: "",
+                  startTime: "",
+                }),
+              }
+            : null,
+          checks: state.spoke?.failbackChecks ?? [],
+        }
+      : null,
+    fence: (state.fence?.regions ?? []).map((f) => ({
+      region: f.region,
+      fence: f.fence,
+      detail: f.detail,
+      live: f.live,
+      commands: f.commands,
+    })),
   };
   return redactDeep({
     ...partial,
@@ -851,7 +913,7 @@ function rtoLine(r: FailoverReport): string {
 function renderMarkdown(r: FailoverReport): string {
   const md = markdownText;
   const lines = [
-    `# ${r.dryRun ? "Dry run of a failover" : `Failover ${r.status === "SUCCEEDED" ? "succeeded" : "FAILED"}`}: ${r.sourceRegion ?? "?"} -> ${r.targetRegion ?? "?"}`,
+    `# ${r.dryRun ? `Dry run of a ${r.failback ? "failback" : "failover"}` : `${r.failback ? "Failback" : "Failover"} ${r.status === "SUCCEEDED" ? "succeeded" : "FAILED"}`}: ${r.sourceRegion ?? "?"} -> ${r.targetRegion ?? "?"}`,
     ...(r.dryRun
       ? [
           "",
@@ -866,6 +928,14 @@ function renderMarkdown(r: FailoverReport): string {
     `- Outcome: **${r.status}**${r.error ? ` at ${r.failedStep}: ${md(r.error.name)}: ${md(r.error.message)}` : ""}`,
     `- Platform: ${r.platform}; mode: ${r.mode ?? "?"}; requested by: ${md(r.requestedBy ?? "?")}`,
     `- Reason: ${md(r.reason ?? "?")}`,
+    ...(r.undoneBy
+      ? [`- Undone by: the failback [${md(r.undoneBy.execution)}](${r.undoneBy.link})`]
+      : []),
+    ...(r.failback
+      ? [
+          `- Failback: ${r.failback.undoes ? `undoes the failover [${md(r.failback.undoes.execution)}](${r.failback.undoes.link})` : "no earlier failover to this region found in the branch history"}; pre-checks passed: ${r.failback.checks.map((c) => md(c.split(":")[0] ?? c)).join(", ") || "none needed"}`,
+        ]
+      : []),
     `- Execution: [${r.execution.name}](${r.links.execution})`,
     ...(r.commits.length
       ? r.commits.map(
@@ -885,6 +955,7 @@ function renderMarkdown(r: FailoverReport): string {
       : []),
     `- RTO: ${rtoLine(r)}`,
     `- Critical path: ${r.criticalPath.join(" -> ") || "none"}`,
+    ...(r.fence ?? []).map((f) => `- ${f.region} fence: ${f.fence} (${md(f.detail)})`),
     `- Target readiness at Plan: ${md(r.targetReadiness ?? "not planned")}`,
     `- Audit trail: ${r.audit.events} events, chain ${r.audit.intact ? "intact" : "BROKEN"}, head ${r.audit.head ?? "none"}`,
     "",
@@ -994,6 +1065,58 @@ async function writeReport(r: FailoverReport, events: AuditEvent[]): Promise<str
 }
 
 /**
+ * After a failback's report: the report of the failover it undoes (same store, its own prefix)
+ * gets `undoneBy`, so each of the two links the other. Best effort: a report that is not there
+ * (expired, another bucket) or cannot be rewritten leaves the failback's own report as it is.
+ */
+async function linkUndone(r: FailoverReport): Promise<void> {
+  const undone = r.failback?.undoes?.execution;
+  if (!undone) return;
+  const by = { execution: r.execution.name, link: consoleLink(r.execution) };
+  const render = (old: FailoverReport): [string, string, string][] => {
+    const linked = { ...old, undoneBy: by };
+    return [
+      ["report.json", `${JSON.stringify(linked, null, 2)}\n`, "application/json"],
+      ["report.md", renderMarkdown(linked), "text/markdown"],
+      ["report.html", renderHtml(linked), "text/html; charset=utf-8"],
+    ];
+  };
+  try {
+    const dir = process.env.REPORT_DIR;
+    if (dir) {
+      const at = join(dir, undone);
+      const old = JSON.parse(await readFile(join(at, "report.json"), "utf8")) as FailoverReport;
+      await Promise.all(render(old).map(([name, body]) => writeFile(join(at, name), body)));
+      return;
+    }
+    const bucket = process.env.REPORT_BUCKET;
+    if (!bucket) return;
+    const prefix = `reports/${undone}`;
+    const got = await s3Client().send(
+      new GetObjectCommand({ Bucket: bucket, Key: `${prefix}/report.json` }),
+    );
+    const old = JSON.parse((await got.Body?.transformToString()) ?? "{}") as FailoverReport;
+    await Promise.all(
+      render(old).map(([name, body, type]) =>
+        s3Client().send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: `${prefix}/${name}`,
+            Body: body,
+            ContentType: type,
+          }),
+        ),
+      ),
+    );
+  } catch (e) {
+    logger.warn("could not link the undone failover's report", {
+      undone,
+      error: describe(e),
+    });
+  }
+}
+
+/**
  * The step's output. `audit` is the closed chain's length and head: in the execution history,
  * it anchors the chain (`audit verify <execution>` compares the table with it).
  */
@@ -1091,6 +1214,7 @@ async function closeAndReport(
     const events = await closeChain(state, execution, step, t, after, failedPlan);
     report = buildReport(state, execution, t, after, events, failedPlan);
     location = await writeReport(report, events);
+    if (step === "Report") await linkUndone(report);
   } finally {
     await releaseLock(t.platform, execution.name, { changed: changesForCooldown(report) });
   }

@@ -63,6 +63,11 @@ export interface Plan {
   actions: string[];
   /** The target's latest readiness evaluation and its age, when one is stored. */
   readiness?: TargetReadiness;
+  /**
+   * A failback: the failover it undoes (the execution ARN of the newest failover commit, when
+   * that failover moved to the region this one leaves). Its pre-checks run in VerifySpoke.
+   */
+  failback?: { undoes: string | null };
 }
 
 /** A polling step's memory between invocations: when it began and when it must give up. */
@@ -80,6 +85,8 @@ export interface PollProgress {
 export interface SpokeResult {
   status: "SUCCEEDED";
   spokes: { spoke: string; readyNodes: number; checks: number }[];
+  /** A failback's pre-checks, each `<check>: <what was found>` (all READY, or it was refused). */
+  failbackChecks?: string[];
 }
 
 export interface RetargetResultState {
@@ -174,6 +181,24 @@ export interface CompensationProgress extends PollProgress {
   revertCommit?: { sha: string; subject: string };
 }
 
+/** One old region's fence, as the Fence step reports it. */
+export interface RegionFenceState {
+  region: string;
+  fence: "verified" | "pending (unreachable)" | "not fenced";
+  detail: string;
+  /** What is still live there and the commands that fence it (empty when fenced). */
+  live: string[];
+  commands: string[];
+}
+
+/** The Fence poller: every old region verified, pending (unreachable) or not fenced. */
+export interface FenceProgress extends PollProgress {
+  skipped: boolean;
+  /** The commit whose passive values the old regions' apps must be Synced at. */
+  revision: string;
+  regions: RegionFenceState[];
+}
+
 export interface FailoverState {
   execution: ExecutionRef;
   input: FailoverInput;
@@ -196,6 +221,7 @@ export interface FailoverState {
   traffic?: TrafficProgress;
   trafficHealth?: TrafficHealthProgress;
   demotion?: DemotionState;
+  fence?: FenceProgress;
   compensation?: CompensationProgress;
   error?: CaughtError;
 }

@@ -40,10 +40,13 @@ import {
   type ErrorData,
   type FailoverError,
   isFailoverError,
+  OldRegionNotFenced,
   TargetUnhealthy,
   TrafficPreconditionFailed,
   TrafficVerifyTimeout,
 } from "./errors.ts";
+import { assertFailbackReady, failbackRefusalOf, undoneFailover } from "./failback.ts";
+import { checkFence, recordFence } from "./fence.ts";
 import {
   commitRetarget,
   FAILOVER_LOOKBACK_COMMITS,
@@ -68,6 +71,7 @@ import type {
   DemotionState,
   ExecutionRef,
   FailoverState,
+  FenceProgress,
   Plan,
   PlatformSnapshot,
   PromotionState,
@@ -279,12 +283,14 @@ export async function planStep(event: {
   const input = parseInput(event.input, t);
   const target = input.targetRegion;
   // Only an automatic execution (the trigger sets failedRegion) is held back by the cooldown.
-  const lookback = input.failedRegion ? FAILOVER_LOOKBACK_COMMITS : 0;
+  const lookback = input.failedRegion || input.failback ? FAILOVER_LOOKBACK_COMMITS : 0;
   const { lastFailover, ...before } = await snapshot(t, target, lookback);
   const sourceRegion = sourceRegionOf(before, target);
   // An alarm on a region that is not serving (a passive one) is no reason to move anything.
   const bystander = !!input.failedRegion && input.failedRegion !== sourceRegion;
-  const held = bystander ? undefined : cooldownHold(t, event.execution, lastFailover);
+  // Only an automatic execution is held back by the cooldown (a failback reads the history too).
+  const held =
+    bystander || !input.failedRegion ? undefined : cooldownHold(t, event.execution, lastFailover);
   const idle = bystander || !!held;
   const needs = {
     retarget: !idle && !before.activeRegions.includes(target),
@@ -295,11 +301,16 @@ export async function planStep(event: {
   const demoteRegions = needs.demote ? regionsToDemote(t, before, target) : [];
   const noop = !needs.retarget && !needs.aurora && !needs.traffic && !needs.demote;
   if (!noop) await assertTargetHealthy(t, target);
+  // A failback's pre-checks run in VerifySpoke (they read the region's spoke and Argo CD).
+  const failback = input.failback
+    ? { undoes: undoneFailover(lastFailover, sourceRegion) }
+    : undefined;
   const promotion = needs.aurora ? await checkPromotion(t, input) : undefined;
   // Informs, never decides: Plan's own live checks above are what hold the failover back.
   const readiness = await latestReadiness(t.platform, target).catch(() => undefined);
   const plan: Plan = {
     ...(readiness ? { readiness } : {}),
+    ...(failback ? { failback } : {}),
     sourceRegion,
     targetRegion: target,
     before,
@@ -368,6 +379,8 @@ async function checkPromotion(
     return await assertPromotable(auroraTopology(t), req, "Plan");
   } catch (e) {
     if (input.dryRun && e instanceof AuroraPromotionRefused) return e;
+    if (input.failback && e instanceof AuroraPromotionRefused)
+      throw failbackRefusalOf(input.targetRegion, e);
     throw e;
   }
 }
@@ -489,7 +502,10 @@ export async function verifySpokeStep(state: FailoverState): Promise<SpokeResult
       return { spoke: report.spoke, readyNodes: report.readyNodes, checks: report.checks.length };
     }),
   );
-  return { status: "SUCCEEDED", spokes: reports };
+  const failbackChecks = state.input.failback
+    ? await assertFailbackReady(t, state.plan.targetRegion, state.plan.before)
+    : undefined;
+  return { status: "SUCCEEDED", spokes: reports, ...(failbackChecks ? { failbackChecks } : {}) };
 }
 
 /**
@@ -974,6 +990,95 @@ export async function demoteSourceStep(state: FailoverState): Promise<DemotionSt
     changes: result.changes,
     subject,
   };
+}
+
+/**
+ * The regions a failover moved away from: the source, the regions it demoted, and any other
+ * region that was active in Git, held the writer or had traffic before it began.
+ */
+export function fenceRegionsOf(plan: Plan): string[] {
+  const b = plan.before;
+  const served = Object.entries(b.trafficDials)
+    .filter(([, d]) => d > 0)
+    .map(([r]) => r);
+  const all = [
+    plan.sourceRegion,
+    ...plan.demoteRegions,
+    ...b.activeRegions,
+    b.auroraWriterRegion,
+    ...served,
+  ];
+  return [...new Set(all)].filter((r): r is string => !!r && r !== plan.targetRegion);
+}
+
+const FENCE_LABEL = {
+  verified: "verified",
+  pending: "pending (unreachable)",
+  live: "not fenced",
+} as const;
+
+/**
+ * Fence: one check, once traffic is on the target, that each old region can neither serve nor
+ * write (fence.ts). A dial up or the writer there fails at once with OldRegionNotFenced (a
+ * person raised or kept it: nothing here will clear it); apps not yet Synced at the passive
+ * commit are waited for until the Argo CD deadline. A region whose spokes do not answer is
+ * `pending (unreachable)`, not a failure: it is kept for readiness to re-check.
+ */
+export async function fenceStep(state: FailoverState): Promise<FenceProgress> {
+  const t = runtimeTopology();
+  const target = state.plan.targetRegion;
+  const regions = fenceRegionsOf(state.plan);
+  const revision =
+    state.demotion?.sha ?? state.converge?.retarget?.sha ?? state.plan.before.gitHead;
+  const window = pollWindow(state.fence, t.timeouts.argoSyncSeconds);
+  if (!regions.length)
+    return { ...window, status: "SUCCEEDED", skipped: true, revision, regions: [] };
+  const found = await checkFence(t, {
+    targetRegion: target,
+    regions,
+    revision,
+    spokeTimeoutMs: SPOKE_TIMEOUT_MS,
+  });
+  const progress = {
+    ...window,
+    skipped: false,
+    revision,
+    regions: found.map((f) => ({
+      region: f.region,
+      fence: FENCE_LABEL[f.fence],
+      detail: f.detail,
+      live: f.live,
+      commands: f.commands,
+    })),
+  };
+  const live = found.filter((f) => f.fence === "live");
+  if (live.some((f) => !f.converging) || (live.length && window.expired)) {
+    return {
+      ...progress,
+      ...timedOut(
+        new OldRegionNotFenced(
+          `[Fence] ${live.map((f) => f.region).join(", ")} can still serve or write after the failover; traffic is on ${target} (the failover itself completed)`,
+          live.flatMap((f) => [
+            `${f.region} still live: ${f.live.join("; ")}`,
+            ...f.commands.map((c) => `${f.region} fence it: ${c}`),
+          ]),
+        ).toData(),
+        window,
+      ),
+    };
+  }
+  if (live.length) return { ...progress, status: "IN_PROGRESS" };
+  for (const f of found) {
+    await recordFence(t.platform, {
+      region: f.region,
+      status: f.fence === "pending" ? "pending" : "verified",
+      targetRegion: target,
+      revision,
+      execution: state.execution.name,
+      since: window.checkedAt,
+    });
+  }
+  return { ...progress, status: "SUCCEEDED" };
 }
 
 /** Traffic per region on one line (`us-west-2 100%, us-east-2 0%`), for messages and reports. */

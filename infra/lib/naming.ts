@@ -33,6 +33,11 @@ export function readinessAlarmName(platform: string, region: string): string {
   return `${namePrefix(platform)}-${region}-not-ready`;
 }
 
+/** The alarm on an old region answering while not fenced (OldRegionUnfenced, one evaluation). */
+export function unfencedAlarmName(platform: string, region: string): string {
+  return `${namePrefix(platform)}-${region}-not-fenced`;
+}
+
 /** The alarm on a region's health check; the trigger finds the region by its HealthCheckId. */
 export function alarmName(platform: string, region: string): string {
   return `${namePrefix(platform)}-${region}-unhealthy`;

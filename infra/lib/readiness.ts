@@ -26,8 +26,12 @@ import type { Topic } from "aws-cdk-lib/aws-sns";
 import { Construct } from "constructs";
 import type { SecretKind } from "../../functions/catalog.ts";
 import type { Topology } from "../../functions/lib/config.ts";
-import { readinessMetricDimensions, TARGET_READY_METRIC } from "../../functions/lib/readiness.ts";
-import { METRICS_NAMESPACE, namePrefix, readinessAlarmName } from "./naming.ts";
+import {
+  readinessMetricDimensions,
+  TARGET_READY_METRIC,
+  UNFENCED_METRIC,
+} from "../../functions/lib/readiness.ts";
+import { METRICS_NAMESPACE, namePrefix, readinessAlarmName, unfencedAlarmName } from "./naming.ts";
 
 /** The readiness function: not a Task state; it shares everything else with the step functions. */
 export const READINESS = {
@@ -57,6 +61,11 @@ export class ReadinessSignals extends Construct {
   /** Per region of the topology (any of them can be a target), the NOT_READY alarm. */
   readonly alarms: Map<string, Alarm>;
   readonly errorsAlarm: Alarm;
+  /**
+   * Per region, the alarm on an old region that answers while not fenced (the readiness
+   * function's OldRegionUnfenced): on the first such evaluation, not after two.
+   */
+  readonly unfencedAlarms: Map<string, Alarm>;
 
   constructor(scope: Construct, id: string, props: ReadinessSignalsProps) {
     super(scope, id);
@@ -123,6 +132,30 @@ export class ReadinessSignals extends Construct {
           evaluationPeriods: EVALUATIONS_TO_ALARM,
           datapointsToAlarm: EVALUATIONS_TO_ALARM,
           // The active region is not evaluated (no datapoint); a silent function has its own alarm.
+          treatMissingData: TreatMissingData.NOT_BREACHING,
+        });
+        alarm.addAlarmAction(notify);
+        alarm.addOkAction(notify);
+        return [region, alarm] as const;
+      }),
+    );
+    this.unfencedAlarms = new Map(
+      Object.keys(t.regions).map((region) => {
+        const alarm = new Alarm(this, `NotFenced-${region}`, {
+          alarmName: unfencedAlarmName(t.platform, region),
+          alarmDescription: `${region}, left pending by a failover's Fence step, answers but can still serve or write: run \`gitops-failover readiness --region ${region}\` and run the commands of its fence check`,
+          metric: new Metric({
+            namespace: METRICS_NAMESPACE,
+            metricName: UNFENCED_METRIC,
+            dimensionsMap: readinessMetricDimensions(t.platform, region),
+            statistic: Stats.MAXIMUM,
+            period: rate,
+          }),
+          threshold: 1,
+          comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+          evaluationPeriods: 1,
+          datapointsToAlarm: 1,
+          // Emitted only while a fence is pending: no datapoint is no finding.
           treatMissingData: TreatMissingData.NOT_BREACHING,
         });
         alarm.addAlarmAction(notify);

@@ -38,6 +38,15 @@ export interface RdsEmulator {
   setMemberStatus(region: string, status: string): void;
   /** Calls signed for `region` are answered 503 ServiceUnavailable. */
   setRegionDown(region: string, down: boolean): void;
+  /**
+   * The old primary of an unplanned failover (FailoverGlobalCluster with AllowDataLoss) is rebuilt
+   * as a secondary once its region is available: until then its member is `pending-resync` and
+   * cannot be promoted. Aurora does it by itself (here: one promotion delay after the failover,
+   * while the region's API answers); this makes it happen now.
+   */
+  rejoin(region: string): void;
+  /** Fault aurora-not-rejoined: no old primary rejoins by itself (rejoin() still does). */
+  setRejoinHeld(held: boolean): void;
   /** The current writer region of a global cluster (the only one when omitted). */
   writerRegion(identifier?: string): string;
   calls(): RdsCall[];
@@ -65,13 +74,26 @@ export function createRds(): RdsEmulator {
   const clusters = new Map<string, GlobalCluster>();
   const down = new Set<string>();
   const memberStatuses = new Map<string, string>();
+  /**
+   * Regions whose member is `pending-resync` (the old primary of an unplanned failover), with
+   * when Aurora will have rebuilt it if its region answers by then and rejoining is not held.
+   */
+  const resync = new Map<string, number>();
+  let rejoinHeld = false;
+
+  function rejoinDue(): void {
+    for (const [region, at] of resync)
+      if (!rejoinHeld && !down.has(region) && Date.now() >= at) resync.delete(region);
+  }
   const log: RdsCall[] = [];
   let delayMs = DEFAULT_PROMOTION_DELAY_MS;
   const createdAt = new Date();
   let stuck = false;
 
   function settle(c: GlobalCluster): void {
+    rejoinDue();
     if (c.promotion && !stuck && Date.now() >= c.promotion.startedAt + delayMs) {
+      if (c.promotion.dataLoss) resync.set(c.promotion.from, Date.now() + delayMs);
       c.writer = c.promotion.to;
       delete c.promotion;
     }
@@ -104,11 +126,11 @@ export function createRds(): RdsEmulator {
       StorageEncrypted: true,
       DeletionProtection: true,
       GlobalClusterMembers: {
-        GlobalClusterMember: Object.values(c.members).map((arn) => ({
+        GlobalClusterMember: Object.entries(c.members).map(([region, arn]) => ({
           DBClusterArn: arn,
           Readers: arn === writerArn ? { member: arns.filter((a) => a !== arn) } : undefined,
           IsWriter: arn === writerArn,
-          SynchronizationStatus: "connected",
+          SynchronizationStatus: resync.has(region) ? "pending-resync" : "connected",
         })),
       },
       FailoverState: p
@@ -157,6 +179,12 @@ export function createRds(): RdsEmulator {
       throw new AwsServiceError(
         "InvalidParameterValue",
         `${c.members[target]} is already the primary cluster of global cluster ${c.identifier}.`,
+      );
+    }
+    if (resync.has(target)) {
+      throw new AwsServiceError(
+        "InvalidGlobalClusterStateFault",
+        `${c.members[target]} is not synchronized with the primary of global cluster ${c.identifier} (SynchronizationStatus pending-resync): it cannot be promoted until it has rejoined.`,
       );
     }
     const callRegion = allowDataLoss ? target : c.writer;
@@ -289,6 +317,12 @@ export function createRds(): RdsEmulator {
     setRegionDown(region, value) {
       if (value) down.add(region);
       else down.delete(region);
+    },
+    rejoin(region) {
+      resync.delete(region);
+    },
+    setRejoinHeld(held) {
+      rejoinHeld = held;
     },
     writerRegion(identifier) {
       const c = identifier ? clusters.get(identifier) : [...clusters.values()][0];

@@ -107,6 +107,7 @@ describe("statemachine/failover.asl.json", () => {
         "AwaitArgoSyncWait",
         "AwaitAuroraWait",
         "CompensateWait",
+        "FenceWait",
         "NextTrafficStage",
         "VerifyTrafficWait",
       ].sort(),
@@ -132,7 +133,7 @@ describe("statemachine/failover.asl.json", () => {
     expect(intoChoice).toEqual(["Converge"]);
   });
 
-  it("demotes the source only after traffic moved and was verified, then reports", () => {
+  it("demotes the source only after traffic moved and was verified, fences it, then reports", () => {
     const into = states.filter(([, s]) => s.Next === "DemoteSource").map(([n]) => n);
     const healthy = definition.States["TrafficHealthy?"] as unknown as {
       Choices: { Next: string }[];
@@ -140,6 +141,14 @@ describe("statemachine/failover.asl.json", () => {
 
     expect(into).toEqual([]);
     expect(healthy.Choices.map((c) => c.Next)).toContain("DemoteSource");
-    expect((definition.States.DemoteSource as { Next?: string }).Next).toBe("Report");
+    expect((definition.States.DemoteSource as { Next?: string }).Next).toBe("Fence");
+    expect(
+      states
+        .filter(([, s]) => s.Next === "Fence")
+        .map(([n]) => n)
+        .sort(),
+    ).toEqual(["DemoteSource", "FenceWait"]);
+    const fenced = definition.States["Fenced?"] as unknown as { Choices: { Next: string }[] };
+    expect(fenced.Choices.map((c) => c.Next)).toEqual(["Report", "FenceFailed"]);
   });
 });

@@ -172,6 +172,7 @@ describe("drill: happy path", () => {
       ["ShiftTraffic", "SUCCEEDED"],
       ["VerifyTraffic", "SUCCEEDED"],
       ["DemoteSource", "SUCCEEDED"],
+      ["Fence", "SUCCEEDED"],
       ["Compensate", "NOT_RUN"],
       ["Report", "SUCCEEDED"],
       ["Notify", "SUCCEEDED"],
@@ -182,6 +183,9 @@ describe("drill: happy path", () => {
     const markdown = readFileSync(join(result.reportDir, "report.md"), "utf8");
     expect(markdown).toContain("```mermaid\ngantt");
     expect(markdown).toMatch(/RTO: \d+ s/);
+    expect(markdown).toMatch(
+      /- us-west-2 fence: verified \(dial 0, not the writer, apps Synced at [0-9a-f]{7} \(passive\) and Healthy\)/,
+    );
     expect(verifyChain(auditOf(result))).toMatchObject({ intact: true });
     // Two commits, and the window in which users and the writer were apart: the switchover.
     const [activate, demote] = result.after.gitLog;
@@ -240,6 +244,7 @@ describe("drill: happy path", () => {
       ["ShiftTraffic", "SKIPPED"],
       ["VerifyTraffic", "SKIPPED"],
       ["DemoteSource", "SKIPPED"],
+      ["Fence", "SKIPPED"],
       ["Compensate", "SKIPPED"],
       ["Report", "SUCCEEDED"],
       ["Notify", "SUCCEEDED"],

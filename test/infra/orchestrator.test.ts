@@ -436,6 +436,28 @@ describe("readiness", () => {
     });
   });
 
+  it("alarms to the topic per region on the first evaluation an old region answers while not fenced", () => {
+    const topic = { Ref: logicalId(stack, stack.topic) };
+    for (const region of Object.keys(synth.settings.topology.regions)) {
+      template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+        AlarmName: `gitops-failover-payments-${region}-not-fenced`,
+        Namespace: METRICS_NAMESPACE,
+        MetricName: "OldRegionUnfenced",
+        Dimensions: Match.arrayWith([
+          { Name: "Platform", Value: "payments" },
+          { Name: "Region", Value: region },
+        ]),
+        Statistic: "Maximum",
+        Threshold: 1,
+        ComparisonOperator: "GreaterThanOrEqualToThreshold",
+        EvaluationPeriods: 1,
+        DatapointsToAlarm: 1,
+        TreatMissingData: "notBreaching",
+        AlarmActions: [topic],
+      });
+    }
+  });
+
   it("lets CloudWatch publish the alarms with the topic's key, and gives the function its namespace and orchestrator regions", () => {
     const key = Object.values(template.findResources("AWS::KMS::Key"))[0] as {
       Properties: { KeyPolicy: { Statement: Json[] } };

@@ -1,0 +1,5 @@
+/** Fence: one check that the old region(s) cannot serve or write, once traffic is on the target. */
+import { stepHandler } from "../lib/middleware.ts";
+import { fenceStep } from "../lib/steps.ts";
+
+export const handler = stepHandler("Fence", fenceStep);
