@@ -13,11 +13,11 @@ import { DynamoDBDocumentClient, GetCommand, PutCommand } from "@aws-sdk/lib-dyn
 import { type ArgoHubConnection, checkSync } from "./argocd.ts";
 import { describeAurora } from "./aurora.ts";
 import { awsError, dynamoClient } from "./aws.ts";
-import { otherRegions, regionOf, type Topology } from "./config.ts";
+import { otherRegions, regionOf, secretRole, type Topology } from "./config.ts";
 import { describe, SpokeUnreachable, UnexpectedError } from "./errors.ts";
 import { getSecret } from "./secrets.ts";
 import { inspectSpoke } from "./spoke.ts";
-import { auroraTopology, trafficTopology } from "./steps.ts";
+import { argoHubs, auroraTopology, trafficTopology } from "./steps.ts";
 import { readTraffic } from "./traffic.ts";
 
 /** The Global Accelerator API is in us-west-2 only. */
@@ -52,22 +52,11 @@ export interface FenceRequest {
   spokeTimeoutMs: number;
 }
 
-async function argoHubs(t: Topology): Promise<ArgoHubConnection[]> {
-  return Promise.all(
-    t.argocd.hubs.map(async (h) => ({
-      name: h.name,
-      url: h.url,
-      token: (await getSecret(h.tokenSecretArn)).token,
-      ...(h.caData ? { caData: h.caData } : {}),
-    })),
-  );
-}
-
 /** Whether any spoke of the region answers its API server (an answer refusing our token counts). */
 async function regionAnswers(t: Topology, region: string, timeoutMs: number): Promise<boolean> {
   const answers = await Promise.all(
     regionOf(t, region).spokes.map(async (s) => {
-      const { token } = await getSecret(s.tokenSecretArn);
+      const { token } = await getSecret(s.tokenSecretArn, secretRole(t, s.tokenSecretArn));
       try {
         await inspectSpoke(
           { name: s.name, apiServer: s.apiServer, caData: s.caData, token },

@@ -630,7 +630,8 @@ function retargetJudge(
   };
 }
 
-async function argoHubs(t: Topology): Promise<ArgoHubConnection[]> {
+/** The Argo CD hubs with their tokens (each read through its account's role). */
+export async function argoHubs(t: Topology): Promise<ArgoHubConnection[]> {
   return Promise.all(
     t.argocd.hubs.map(async (h) => ({
       name: h.name,

@@ -38,8 +38,9 @@ const readReport = (dir: string) =>
 describe("failback", () => {
   it("drill --mode ungraceful --failback: Aurora's old primary rejoins, the failback ends where the drill started; the two reports link each other", async () => {
     const reportDir = join(root, "ungraceful");
+    // In split accounts: Fence, the pre-checks and the rejoin reach each account through its role.
     const run = await cli(
-      ...["drill", "--mode", "ungraceful", "--failback", "--json"],
+      ...["drill", "--mode", "ungraceful", "--failback", "--accounts", "split", "--json"],
       ...["--report-dir", reportDir],
     );
     expect(run.code).toBe(0);
