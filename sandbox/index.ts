@@ -6,10 +6,12 @@
  * `AWS_ENDPOINT_URL_<SERVICE>` variables, exactly as on AWS.
  */
 import { randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import { parse } from "yaml";
+import { SIGNING_KEY_FILE } from "../functions/lib/anchor.ts";
+import { exportPublicKey } from "../functions/lib/anchor-verify.ts";
 import { dynamoClient, globalAcceleratorClient, resetClients } from "../functions/lib/aws.ts";
 import {
   defaultOrchestratorRegions,
@@ -398,6 +400,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       TOPIC_ARN,
       METRICS_NAMESPACE: "GitopsFailover",
       REPORT_DIR: options.reportDir,
+      AUDIT_SIGNING_KEY: aws.kms.signingKeyArn,
       STATE_MACHINE_ARN: LOCAL_STATE_MACHINE_ARN,
       ORCHESTRATOR_REGIONS: defaultOrchestratorRegions(topology).join(","),
       POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? "SILENT",
@@ -421,6 +424,15 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       hubClusterToken,
       promotionDelayMs: options.promotionDelayMs ?? 150,
     });
+
+    // The key that signs this sandbox's anchors lives as long as the sandbox: its public key,
+    // exported the way an operator would (kms:GetPublicKey), lets `audit verify` check a
+    // report offline once the sandbox is gone.
+    await mkdir(options.reportDir, { recursive: true });
+    await writeFile(
+      join(options.reportDir, SIGNING_KEY_FILE),
+      await exportPublicKey(aws.kms.signingKeyArn),
+    );
 
     // What the functions' Global Accelerator client will try before giving up (functions/lib/aws.ts).
     const limits = { gaSdkAttempts: await globalAcceleratorClient().config.maxAttempts() };

@@ -21,6 +21,8 @@ export interface AccessTargets {
   tableArn: string;
   /** The customer-managed key of the table and the topic. */
   keyArn: string;
+  /** The asymmetric key (ECC_NIST_P256, SIGN_VERIFY) that signs the audit anchors. */
+  signingKeyArn: string;
   bucketArn: string;
   topicArn: string;
   /** Named, not referenced: a step function's grant must not depend on the state machine that invokes it. */
@@ -253,6 +255,16 @@ const SCOPES: Readonly<Record<string, (t: AccessTargets, g: Grantee) => Scope>> 
 
   "sns:Publish": (t) => ({ resources: [t.topicArn] }),
 
+  /** Only the anchor's way of signing (anchor.ts): RAW messages, ECDSA_SHA_256. */
+  "kms:Sign": (t) => ({
+    resources: [t.signingKeyArn],
+    conditions: {
+      StringEquals: { "kms:SigningAlgorithm": "ECDSA_SHA_256", "kms:MessageType": "RAW" },
+    },
+  }),
+  "kms:Verify": (t) => ({ resources: [t.signingKeyArn] }),
+  "kms:GetPublicKey": (t) => ({ resources: [t.signingKeyArn] }),
+
   "states:StartExecution": onStateMachine,
   "states:ListExecutions": onStateMachine,
   "states:DescribeExecution": onExecutions,
@@ -413,6 +425,8 @@ export function acknowledgeWildcards(holder: IConstruct, who: string, grants: Gr
  */
 export const OPERATOR_ACTIONS = [
   "dynamodb:Query",
+  "kms:GetPublicKey",
+  "kms:Verify",
   "lambda:InvokeFunction",
   "s3:GetObject",
   "states:DescribeExecution",

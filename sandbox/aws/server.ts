@@ -16,6 +16,7 @@ import {
 } from "./cloudwatch.ts";
 import { startDynamo } from "./dynamodb.ts";
 import { createGlobalAccelerator, GA_REGION, type GaEmulator } from "./globalaccelerator.ts";
+import { createKms, type KmsEmulator } from "./kms.ts";
 import {
   AwsServiceError,
   type JsonServiceHandler,
@@ -50,6 +51,7 @@ export interface AwsSandbox {
   route53: Route53Emulator;
   sns: SnsEmulator;
   ssm: SsmEmulator;
+  kms: KmsEmulator;
   dynamo: { endpoint: string };
   /** Serves another awsJson service (e.g. `states`) under its credential-scope name. */
   register(service: string, protocol: "json1.0" | "json1.1", handler: JsonServiceHandler): void;
@@ -92,6 +94,7 @@ const ENDPOINT_ENV: Record<string, string> = {
   ssm: "SSM",
   states: "SFN",
   sts: "STS",
+  kms: "KMS",
 };
 
 /**
@@ -271,6 +274,7 @@ export async function startAwsSandbox(): Promise<AwsSandbox> {
   const route53 = createRoute53();
   const sns = createSns();
   const ssm = createSsm(SANDBOX_REGION);
+  const kms = createKms(SANDBOX_REGION);
   const routes = new Map<string, Route>([
     [
       "rds",
@@ -329,6 +333,7 @@ export async function startAwsSandbox(): Promise<AwsSandbox> {
       { kind: "json", version: "1.1", targetPrefix: "secretsmanager", handler: secrets.handler },
     ],
     ["ssm", { kind: "json", version: "1.1", targetPrefix: "AmazonSSM", handler: ssm.handler }],
+    ["kms", { kind: "json", version: "1.1", targetPrefix: "TrentService", handler: kms.handler }],
     [
       "route53",
       {
@@ -402,6 +407,7 @@ export async function startAwsSandbox(): Promise<AwsSandbox> {
     route53,
     sns,
     ssm,
+    kms,
     dynamo: { endpoint: dynamo.endpoint },
     register(service, protocol, handler) {
       if (routes.has(service)) throw new Error(`service ${service} is already served`);

@@ -308,6 +308,65 @@ describe("audit trail, reports, notifications", () => {
   });
 });
 
+describe("signed anchors and immutable reports", () => {
+  const signingKey = () => logicalId(stack, stack.signingKey);
+  const statementsOf = (name: string) => {
+    const f = stack.functions.get(name);
+    if (!f) throw new Error(`no function ${name}`);
+    const role = propsOf(logicalId(stack, f.role)) as {
+      Policies: { PolicyDocument: { Statement: Json[] } }[];
+    };
+    return role.Policies.flatMap((p) => p.PolicyDocument.Statement);
+  };
+
+  it("create an asymmetric signing key (ECC_NIST_P256, SIGN_VERIFY), retained, and output its ARN", () => {
+    expect(propsOf(signingKey())).toMatchObject({
+      KeySpec: "ECC_NIST_P256",
+      KeyUsage: "SIGN_VERIFY",
+    });
+    expect(resources[signingKey()]?.DeletionPolicy).toBe("Retain");
+    const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(outputs.AuditSigningKeyArn?.Value).toEqual({ "Fn::GetAtt": [signingKey(), "Arn"] });
+  });
+
+  it("let exactly Report and RecordFailure sign, on that key, RAW ECDSA_SHA_256 only, and give only them its ARN", () => {
+    const signers = [...stack.functions.keys()].filter((name) =>
+      statementsOf(name).some((st) => [st.Action].flat().includes("kms:Sign")),
+    );
+    expect(signers.sort()).toEqual(["RecordFailure", "Report"]);
+    for (const name of signers) {
+      const sign = statementsOf(name).filter((st) => [st.Action].flat().includes("kms:Sign"));
+      expect(sign, name).toEqual([
+        {
+          Action: "kms:Sign",
+          Effect: "Allow",
+          Resource: { "Fn::GetAtt": [signingKey(), "Arn"] },
+          Condition: {
+            StringEquals: { "kms:SigningAlgorithm": "ECDSA_SHA_256", "kms:MessageType": "RAW" },
+          },
+        },
+      ]);
+    }
+    const withKey = [...stack.functions.keys()].filter(
+      (name) =>
+        (functionOf(name).Environment as { Variables: Json }).Variables.AUDIT_SIGNING_KEY !==
+        undefined,
+    );
+    expect(withKey.sort()).toEqual(["RecordFailure", "Report"]);
+  });
+
+  it("keep every report version under S3 Object Lock (governance, 365 days by default) on a versioned bucket", () => {
+    expect(propsOf(logicalId(stack, stack.bucket))).toMatchObject({
+      ObjectLockEnabled: true,
+      ObjectLockConfiguration: {
+        ObjectLockEnabled: "Enabled",
+        Rule: { DefaultRetention: { Mode: "GOVERNANCE", Days: 365 } },
+      },
+      VersioningConfiguration: { Status: "Enabled" },
+    });
+  });
+});
+
 describe("operators", () => {
   const policyId = () => logicalId(stack, stack.operatorPolicy);
 
