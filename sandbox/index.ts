@@ -22,15 +22,22 @@ import {
 import { logger } from "../functions/lib/middleware.ts";
 import { clearSecretCache } from "../functions/lib/secrets.ts";
 import { type ArgoEmulator, startArgoCd } from "./argocd.ts";
+import { type FunctionUrlServer, startFunctionUrl, type UrlResponse } from "./aws/function-url.ts";
 import { SANDBOX_ACCOUNT, SANDBOX_REGION } from "./aws/protocol.ts";
-import { type AwsSandbox, startAwsSandbox } from "./aws/server.ts";
+import {
+  type AwsSandbox,
+  SANDBOX_ACCESS_KEY_ID,
+  SANDBOX_SECRET_ACCESS_KEY,
+  startAwsSandbox,
+} from "./aws/server.ts";
 import { createStepFunctions, type StepFunctions } from "./aws/stepfunctions.ts";
+import { SANDBOX_USER_ARN } from "./aws/sts.ts";
 import { type Ca, createCa } from "./ca.ts";
 import { type FaultName, SANDBOX_REGIONS, sizeProblems } from "./faults.ts";
 import { clearFunctionLogs } from "./function-logs.ts";
 import { type GitServer, startGitServer } from "./git.ts";
 import { DEFAULT_REPLICAS, gitopsLayout, VALUES_FILE } from "./gitops-layout.ts";
-import { LOCAL_STATE_MACHINE_ARN } from "./runner.ts";
+import { invokeApprover, LOCAL_STATE_MACHINE_ARN } from "./runner.ts";
 import { type FakeSpoke, type FakeVeleroBackup, startSpoke } from "./spoke.ts";
 import { createWorkDir, sweepAbandonedWorkDirs } from "./workdir.ts";
 
@@ -49,6 +56,28 @@ const SHORT: Record<string, string> = {
   "us-east-2": "use2",
   "eu-west-1": "euw1",
 };
+
+/**
+ * Who the approval entry point knows: the sandbox's operator (the credentials every client
+ * here uses, STS's GetCallerIdentity answers its ARN) and an auditor the topology's approvers
+ * leave out.
+ */
+export const SANDBOX_PRINCIPALS = [
+  {
+    accessKeyId: SANDBOX_ACCESS_KEY_ID,
+    secretAccessKey: SANDBOX_SECRET_ACCESS_KEY,
+    arn: SANDBOX_USER_ARN,
+    accountId: SANDBOX_ACCOUNT,
+    userId: "AIDASANDBOX00000000001",
+  },
+  {
+    accessKeyId: "AKIASANDBOXAUDITOR01",
+    secretAccessKey: "sandbox-auditor-secret-key-not-a-real-one",
+    arn: `arn:aws:iam::${SANDBOX_ACCOUNT}:user/auditor`,
+    accountId: SANDBOX_ACCOUNT,
+    userId: "AIDASANDBOXAUDITOR001",
+  },
+];
 
 /** What to start; the size must pass {@link sizeProblems}. */
 export interface SandboxOptions {
@@ -129,6 +158,8 @@ export interface Sandbox {
   argo: ArgoEmulator;
   aws: AwsSandbox;
   sfn: StepFunctions;
+  /** The approval entry point: a function URL that verifies SigV4 with the principals' keys. */
+  approvalUrl: FunctionUrlServer;
   /** Injects a fault for a failover to `targetRegion` (see FAULTS). */
   injectFault(fault: FaultName, targetRegion: string): void;
   /** Reads the platform from the stand-ins. */
@@ -220,6 +251,8 @@ function buildTopology(
     {
       apiVersion: "gitops-failover/v1",
       platform: PLATFORM,
+      // Only the sandbox's operator may answer an approval: the auditor's key is refused.
+      approvers: [SANDBOX_USER_ARN],
       git: {
         url: git.url,
         // git http-backend behind a plain HTTP server on 127.0.0.1: the one cleartext endpoint.
@@ -391,6 +424,13 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     aws.register("states", "json1.0", sfn.handler);
     stops.push(() => sfn.stopAll());
 
+    const approvalUrl = await startFunctionUrl({
+      region: SANDBOX_REGION,
+      principals: SANDBOX_PRINCIPALS,
+      invoke: (event) => invokeApprover(event) as Promise<UrlResponse>,
+    });
+    stops.push(() => approvalUrl.stop());
+
     clearFunctionLogs(options.reportDir);
     const env: Record<string, string> = {
       ...aws.env,
@@ -401,6 +441,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       METRICS_NAMESPACE: "GitopsFailover",
       REPORT_DIR: options.reportDir,
       AUDIT_SIGNING_KEY: aws.kms.signingKeyArn,
+      GITOPS_FAILOVER_APPROVAL_URL: approvalUrl.url,
       STATE_MACHINE_ARN: LOCAL_STATE_MACHINE_ARN,
       ORCHESTRATOR_REGIONS: defaultOrchestratorRegions(topology).join(","),
       POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? "SILENT",
@@ -450,6 +491,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       argo,
       aws,
       sfn,
+      approvalUrl,
       injectFault: (fault, target) => injectFault(sandbox, fault, target, limits),
       state: () => readState(sandbox),
       settle: () => argo.reconcileNow(),

@@ -36,7 +36,7 @@ import { stsHandler } from "./sts.ts";
 
 /** The only access key the sandbox accepts (a fake one, never a real credential). */
 export const SANDBOX_ACCESS_KEY_ID = "AKIASANDBOX000000001";
-/** Its secret: the SDK needs one to sign; the sandbox does not verify signatures. */
+/** Its secret: the AWS emulators check the signature's form and key; the approval URL recomputes it. */
 export const SANDBOX_SECRET_ACCESS_KEY = "sandbox-secret-access-key-not-a-real-one";
 
 /** The running sandbox: its endpoint, the env to give SDK clients, and each service's controls. */
