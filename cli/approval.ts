@@ -1,14 +1,14 @@
 /**
  * `approve` / `reject` through the approval entry point: a POST to the approver's function URL
  * (AWS_IAM auth) signed with SigV4 for the `lambda` service with the operator's own
- * credentials (the SDK's default chain, `--profile` included), so the approver records the
+ * credentials (the Step Functions client's: the SDK's default chain, `--profile` included), so the approver records the
  * principal AWS verified rather than only the name typed with `--by`. Operators hold no
  * states:SendTaskSuccess/Failure; the URL is the only way to answer.
  */
 import { Sha256 } from "@aws-crypto/sha256-js";
-import { fromNodeProviderChain } from "@aws-sdk/credential-providers";
 import { HttpRequest } from "@smithy/protocol-http";
 import { SignatureV4 } from "@smithy/signature-v4";
+import type { AwsCredentialIdentity } from "@smithy/types";
 import { describe, InputValidationError } from "../functions/lib/errors.ts";
 import { readSandboxFile } from "./sandbox-file.ts";
 
@@ -55,14 +55,14 @@ function regionOfUrl(url: URL, fallback: string): string {
 export async function sendDecision(
   urlText: string,
   body: DecisionBody,
-  options: { region: string; profile?: string },
+  options: { region: string; credentials: () => Promise<AwsCredentialIdentity> },
 ): Promise<DecisionAnswer> {
   const url = new URL(urlText);
   const payload = JSON.stringify(body);
   const signer = new SignatureV4({
     service: "lambda",
     region: regionOfUrl(url, options.region),
-    credentials: fromNodeProviderChain(options.profile ? { profile: options.profile } : {}),
+    credentials: options.credentials,
     sha256: Sha256,
   });
   const signed = await signer.sign(

@@ -417,13 +417,12 @@ async function pendingApproval(
 /** Sends the decision to the approval entry point; a refusal fails naming what it said. */
 async function decide(
   conn: Connection,
-  flags: ConnectionFlags,
   url: string,
   body: DecisionBody,
 ): Promise<{ principal: string }> {
   const answer = await sendDecision(url, body, {
     region: await conn.client.config.region(),
-    ...(flags.profile ? { profile: flags.profile } : {}),
+    credentials: () => conn.client.config.credentials(),
   });
   if (!answer.ok)
     throw new OperationFailed(
@@ -659,7 +658,7 @@ export function registerOperatorCommands(cli: Command, out: (line: string) => vo
     const conn = connect(flags, ref);
     const { arn } = await pendingApproval(conn, ref);
     const approvedBy = flags.by ?? operator();
-    const answer = await decide(conn, flags, url, {
+    const answer = await decide(conn, url, {
       decision: "approve",
       executionArn: arn,
       by: approvedBy,
@@ -704,7 +703,7 @@ export function registerOperatorCommands(cli: Command, out: (line: string) => vo
       const url = approvalUrlOf(flags);
       const conn = connect(flags, ref);
       const { arn } = await pendingApproval(conn, ref);
-      const answer = await decide(conn, flags, url, {
+      const answer = await decide(conn, url, {
         decision: "reject",
         executionArn: arn,
         by: flags.by ?? operator(),

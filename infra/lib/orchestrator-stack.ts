@@ -19,7 +19,7 @@ import { Rule } from "aws-cdk-lib/aws-events";
 import { LambdaFunction } from "aws-cdk-lib/aws-events-targets";
 import { ManagedPolicy, PolicyStatement } from "aws-cdk-lib/aws-iam";
 import { Key, KeySpec, KeyUsage } from "aws-cdk-lib/aws-kms";
-import type { IDestination } from "aws-cdk-lib/aws-lambda";
+import { type FunctionUrl, FunctionUrlAuthType, type IDestination } from "aws-cdk-lib/aws-lambda";
 import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
 import {
   BlockPublicAccess,
@@ -52,6 +52,7 @@ import { FailoverDashboard } from "./dashboard.ts";
 import { FailoverFunction } from "./failover-function.ts";
 import {
   alarmName,
+  approverFunctionName,
   HEALTH_REGION,
   namePrefix,
   readinessFunctionName,
@@ -67,6 +68,14 @@ export const TRIGGER = {
   name: "Trigger",
   entry: "functions/trigger/handler.ts",
   timeoutSeconds: 60,
+  secrets: [] as readonly SecretKind[],
+} as const;
+
+/** The approval entry point: a function URL with AWS_IAM auth (functions/lib/approver.ts). */
+export const APPROVER = {
+  name: "Approver",
+  entry: "functions/approver/handler.ts",
+  timeoutSeconds: 30,
   secrets: [] as readonly SecretKind[],
 } as const;
 
@@ -97,6 +106,8 @@ export class OrchestratorStack extends Stack {
   readonly bucket: Bucket;
   /** The asymmetric key that signs the audit anchors. */
   readonly signingKey: Key;
+  /** The approval entry point (AWS_IAM auth): `approve` / `reject` call it with SigV4. */
+  readonly approvalUrl: FunctionUrl;
   readonly topic: Topic;
   /** What operators attach to run the CLI against this orchestrator (README, Deploy to AWS, step 6). */
   readonly operatorPolicy: ManagedPolicy;
@@ -312,6 +323,20 @@ export class OrchestratorStack extends Stack {
       },
     );
     this.functions.set(READINESS.name, readiness);
+
+    const approver = make(
+      APPROVER.name,
+      APPROVER.entry,
+      APPROVER.timeoutSeconds,
+      APPROVER.secrets,
+      {
+        functionName: approverFunctionName(topology.platform),
+        environment: { STATE_MACHINE_ARN: machineArn },
+      },
+    );
+    this.functions.set(APPROVER.name, approver);
+    // AWS_IAM: Lambda verifies the caller's SigV4 signature and passes the principal on.
+    this.approvalUrl = approver.function.addFunctionUrl({ authType: FunctionUrlAuthType.AWS_IAM });
     this.readiness = new ReadinessSignals(this, "ReadinessSignals", {
       topology,
       fn: readiness.function,
@@ -369,6 +394,11 @@ export class OrchestratorStack extends Stack {
     new CfnOutput(this, "ReportBucketName", { value: this.bucket.bucketName });
     new CfnOutput(this, "NotificationTopicArn", { value: this.topic.topicArn });
     new CfnOutput(this, "AuditTableName", { value: this.table.tableName });
+    new CfnOutput(this, "ApprovalUrl", {
+      description:
+        "The approval entry point (AWS_IAM auth): set GITOPS_FAILOVER_APPROVAL_URL to it for `gitops-failover approve` / `reject`",
+      value: this.approvalUrl.url,
+    });
     new CfnOutput(this, "AuditSigningKeyArn", {
       description:
         "Signs the audit anchors: `gitops-failover audit public-key --key-id <this>` exports its public key for `audit verify --public-key`",

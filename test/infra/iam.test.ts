@@ -28,7 +28,7 @@ import {
 } from "../../functions/lib/lock.ts";
 import { deletablePartitionKeys } from "../../infra/lib/access.ts";
 import { FUNCTION_ENTRIES } from "../../infra/lib/app.ts";
-import { type OrchestratorStack, TRIGGER } from "../../infra/lib/orchestrator-stack.ts";
+import { APPROVER, type OrchestratorStack, TRIGGER } from "../../infra/lib/orchestrator-stack.ts";
 import { READINESS } from "../../infra/lib/readiness.ts";
 import { DEFAULT_TOPOLOGY } from "../../infra/lib/settings.ts";
 import { deriveAll, type Synthesized, synthesize } from "./synth.ts";
@@ -45,6 +45,8 @@ const SERVICE_ACTIONS: Record<string, string[]> = { Trigger: ["sns:Publish"] };
 /** The actions AWS gives no resource-level permissions (granted on "*"). */
 const NO_RESOURCE_LEVEL = [
   "cloudwatch:GetMetricData",
+  "states:SendTaskFailure",
+  "states:SendTaskSuccess",
   "xray:PutTelemetryRecords",
   "xray:PutTraceSegments",
 ];
@@ -55,6 +57,7 @@ const list = <T>(v: T | T[]): T[] => (Array.isArray(v) ? v : [v]);
 function kindsOf(name: string): readonly SecretKind[] {
   if (name === TRIGGER.name) return TRIGGER.secrets;
   if (name === READINESS.name) return READINESS.secrets;
+  if (name === APPROVER.name) return APPROVER.secrets;
   const spec = FUNCTIONS.find((f) => f.state === name);
   if (!spec) throw new Error(`no catalog entry for ${name}`);
   return spec.secrets;
