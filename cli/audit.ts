@@ -92,7 +92,7 @@ interface Loaded {
   badLine?: number;
   chain: string;
   /** The anchor, or why there is none. */
-  anchor: { source: string; value: ChainAnchor } | { missing: string };
+  anchor: { source: string; value: ChainAnchor; doc?: unknown } | { missing: string };
   /** Without an anchor truncation cannot be ruled out: a report directory always has one. */
   anchorRequired: boolean;
   /** Events allowed after the anchor: none in a report directory; in the table, the trigger's. */
@@ -133,16 +133,8 @@ function signatureKey(
   flags: ConnectionFlags & KeyFlags,
 ): { key: SignatureKey; caveat?: string } | { problem: string } {
   if (flags.publicKey) {
-    if (!existsSync(flags.publicKey))
-      throw new InputValidationError(
-        `--public-key ${flags.publicKey} does not exist: export it with \`gitops-failover audit public-key --key-id <arn>\``,
-      );
     return {
-      key: {
-        kind: "publicKey",
-        pem: readFileSync(flags.publicKey, "utf8"),
-        source: flags.publicKey,
-      },
+      key: { kind: "publicKey", pem: readPem(flags.publicKey), source: flags.publicKey },
     };
   }
   const arn = (report as { execution?: { id?: unknown } } | undefined)?.execution?.id;
@@ -243,8 +235,9 @@ async function executionAnchor(arn: string): Promise<Loaded["anchor"]> {
     const client = sfnClient(regionOfArn(arn));
     const described = await client.send(new DescribeExecutionCommand({ executionArn: arn }));
     if (described.status === "RUNNING") return { missing: `${arn} is still running` };
-    const output = anchorIn((parseJson(described.output) as { report?: unknown })?.report);
-    if (output) return { source, value: output };
+    const report = (parseJson(described.output) as { report?: unknown })?.report;
+    const output = anchorIn(report);
+    if (output) return { source, value: output, doc: report };
     let nextToken: string | undefined;
     do {
       const page = await client.send(
@@ -259,8 +252,9 @@ async function executionAnchor(arn: string): Promise<Loaded["anchor"]> {
       for (const e of page.events ?? []) {
         const exited = e.stateExitedEventDetails;
         if (exited?.name !== "Report" && exited?.name !== "RecordFailure") continue;
-        const value = anchorIn((parseJson(exited.output) as { report?: unknown })?.report);
-        if (value) return { source, value };
+        const report = (parseJson(exited.output) as { report?: unknown })?.report;
+        const value = anchorIn(report);
+        if (value) return { source, value, doc: report };
       }
       nextToken = page.nextToken;
     } while (nextToken);
@@ -272,7 +266,7 @@ async function executionAnchor(arn: string): Promise<Loaded["anchor"]> {
 
 async function loadTable(
   source: string,
-  flags: { table?: string; stateMachine?: string } & ConnectionFlags,
+  flags: { table?: string; stateMachine?: string } & ConnectionFlags & KeyFlags,
 ): Promise<Loaded> {
   const sandbox = applyConnection(flags);
   if (flags.table) process.env.AUDIT_TABLE = flags.table;
@@ -293,15 +287,44 @@ async function loadTable(
   const arn = source.startsWith("arn:")
     ? source
     : stateMachine && `${stateMachine.replace(":stateMachine:", ":execution:")}:${name}`;
+  const anchor: Loaded["anchor"] = arn
+    ? await executionAnchor(arn)
+    : { missing: "no state machine to read the execution from (pass --state-machine <arn>)" };
   return {
     events,
     chain: `the audit table ${table}`,
-    anchor: arn
-      ? await executionAnchor(arn)
-      : { missing: "no state machine to read the execution from (pass --state-machine <arn>)" },
+    anchor,
     anchorRequired: false,
     mayFollow: (e) => e.step === "Trigger",
+    ...(arn && "value" in anchor
+      ? { signature: await outputSignature(arn, anchor.value, anchor.doc, flags) }
+      : {}),
   };
+}
+
+/**
+ * The signed anchor of the Report (or RecordFailure) output, checked with kms:Verify (or
+ * --public-key): the history cannot be edited, and the signature says the key's holder closed
+ * this chain.
+ */
+async function outputSignature(
+  arn: string,
+  recorded: ChainAnchor,
+  doc: unknown,
+  flags: KeyFlags,
+): Promise<NonNullable<Loaded["signature"]>> {
+  const key: SignatureKey = flags.publicKey
+    ? { kind: "publicKey", pem: readPem(flags.publicKey), source: flags.publicKey }
+    : { kind: "kms", ...(flags.keyId ? { expectedKeyId: flags.keyId } : {}) };
+  return checkSignedAnchor(doc, { execution: arn, ...recorded }, "the execution history", key);
+}
+
+function readPem(file: string): string {
+  if (!existsSync(file))
+    throw new InputValidationError(
+      `--public-key ${file} does not exist: export it with \`gitops-failover audit public-key --key-id <arn>\``,
+    );
+  return readFileSync(file, "utf8");
 }
 
 interface Verdict {

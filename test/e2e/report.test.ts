@@ -368,6 +368,25 @@ describe("rejected execution in a running sandbox", () => {
     expect(genuine.out).toMatch(/matches report\.json .*; matches the execution history too$/m);
   });
 
+  it("audit verify <execution>: checks the output's signed anchor with kms:Verify, and refuses it from another key", async () => {
+    const other = sandbox.aws.kms.signingKeyArn.replace(
+      /key\/.*$/,
+      "key/00000000-0000-4000-8000-000000000000",
+    );
+
+    const verified = await cli("audit", "verify", NAME, "--sandbox", endpointFile);
+    const pinned = await cli("audit", "verify", NAME, "--sandbox", endpointFile, "--key-id", other);
+
+    expect(verified.code).toBe(0);
+    expect(verified.out).toContain(
+      `signature verified by kms:Verify with ${sandbox.aws.kms.signingKeyArn}`,
+    );
+    expect(pinned.code).toBe(1);
+    expect(pinned.out).toContain(
+      `audit trail BROKEN: the execution history's signed anchor is signed with ${sandbox.aws.kms.signingKeyArn}, not the expected key ${other}`,
+    );
+  });
+
   it("RecordFailure's output carries the same signed anchor as report.json (the execution history keeps it)", async () => {
     const arn = `${sandbox.stateMachineArn.replace(":stateMachine:", ":execution:")}:${NAME}`;
     const history = await sfnClient().send(
