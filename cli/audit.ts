@@ -384,7 +384,9 @@ function judge(l: Loaded): Verdict {
       notes: [
         ...later,
         ...signed,
-        `checked the directory against itself only: ${l.witness.missing}; audit.jsonl and report.json truncated together would not show`,
+        l.signature?.ok
+          ? `not checked against the execution: ${l.witness.missing}; the signed anchor stands in for it (audit.jsonl and report.json truncated together would need a new signature)`
+          : `checked the directory against itself only: ${l.witness.missing}; audit.jsonl and report.json truncated together would not show`,
       ],
     };
   const witnessed = checkAnchor(l.events, l.witness.value, {
