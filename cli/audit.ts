@@ -11,6 +11,13 @@ import { join } from "node:path";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { DescribeExecutionCommand, GetExecutionHistoryCommand } from "@aws-sdk/client-sfn";
 import type { Command } from "commander";
+import { SIGNING_KEY_FILE } from "../functions/lib/anchor.ts";
+import {
+  checkSignedAnchor,
+  exportPublicKey,
+  type SignatureKey,
+  type SignatureVerdict,
+} from "../functions/lib/anchor-verify.ts";
 import {
   type AuditEvent,
   type ChainAnchor,
@@ -47,6 +54,12 @@ interface ConnectionFlags {
   profile?: string;
 }
 
+/** How `audit verify` checks a report's signature: a pinned public key, or KMS with a pinned key. */
+interface KeyFlags {
+  publicKey?: string;
+  keyId?: string;
+}
+
 /**
  * Applies the connection flags to the environment before any client is created: the SDK's
  * default chain then reads the profile and region like every other AWS tool.
@@ -79,7 +92,7 @@ interface Loaded {
   badLine?: number;
   chain: string;
   /** The anchor, or why there is none. */
-  anchor: { source: string; value: ChainAnchor } | { missing: string };
+  anchor: { source: string; value: ChainAnchor; doc?: unknown } | { missing: string };
   /** Without an anchor truncation cannot be ruled out: a report directory always has one. */
   anchorRequired: boolean;
   /** Events allowed after the anchor: none in a report directory; in the table, the trigger's. */
@@ -89,6 +102,8 @@ interface Loaded {
    * directory can change (audit.jsonl and report.json truncated together agree with each other).
    */
   witness?: Loaded["anchor"] | { problem: string };
+  /** For a report directory: report.json's signed anchor, checked; and what the check relied on. */
+  signature?: SignatureVerdict & { caveat?: string };
 }
 
 /** `report.audit` of report.json or of a Report / RecordFailure output, when it is one. */
@@ -107,7 +122,44 @@ function parseJson(text: string | undefined): unknown {
   }
 }
 
-async function loadDirectory(dir: string, flags: ConnectionFlags): Promise<Loaded> {
+/**
+ * The key report.json's signature is checked with: `--public-key` (offline), else KMS when the
+ * execution's account can be asked (`--sandbox`, `--key-id`, or an execution on AWS), else the
+ * public key a sandbox exported beside its reports.
+ */
+function signatureKey(
+  dir: string,
+  report: unknown,
+  flags: ConnectionFlags & KeyFlags,
+): { key: SignatureKey; caveat?: string } | { problem: string } {
+  if (flags.publicKey) {
+    return {
+      key: { kind: "publicKey", pem: readPem(flags.publicKey), source: flags.publicKey },
+    };
+  }
+  const arn = (report as { execution?: { id?: unknown } } | undefined)?.execution?.id;
+  const onAws = typeof arn === "string" && arn.split(":")[4] !== SANDBOX_ACCOUNT;
+  if (flags.sandbox || flags.keyId || onAws) {
+    applyConnection(flags);
+    return {
+      key: { kind: "kms", ...(flags.keyId ? { expectedKeyId: flags.keyId } : {}) },
+      ...(flags.keyId
+        ? {}
+        : { caveat: "the key is the one report.json names: pin it with --key-id <arn>" }),
+    };
+  }
+  const exported = join(dir, SIGNING_KEY_FILE);
+  if (!existsSync(exported))
+    return {
+      problem: `no key to check report.json's signed anchor with: pass --public-key <file> (\`gitops-failover audit public-key --key-id <arn>\` exports it) or --key-id <arn>`,
+    };
+  return {
+    key: { kind: "publicKey", pem: readFileSync(exported, "utf8"), source: exported },
+    caveat: `${SIGNING_KEY_FILE} lies beside the report: pin a key with --public-key to rule out a report re-signed with another key`,
+  };
+}
+
+async function loadDirectory(dir: string, flags: ConnectionFlags & KeyFlags): Promise<Loaded> {
   const file = join(dir, "audit.jsonl");
   if (!existsSync(file))
     throw new InputValidationError(`${file} does not exist: is ${dir} a report directory?`);
@@ -124,7 +176,27 @@ async function loadDirectory(dir: string, flags: ConnectionFlags): Promise<Loade
     anchorRequired: true,
     mayFollow: () => false,
     witness: await directoryWitness(report, parsed.events, flags),
+    signature: await directorySignature(dir, report, value, flags),
   };
+}
+
+async function directorySignature(
+  dir: string,
+  report: unknown,
+  recorded: ChainAnchor | undefined,
+  flags: ConnectionFlags & KeyFlags,
+): Promise<NonNullable<Loaded["signature"]> | undefined> {
+  if (!recorded) return undefined;
+  const key = signatureKey(dir, report, flags);
+  if ("problem" in key) return { ok: false, problem: key.problem };
+  const execution = (report as { execution?: { id?: unknown } }).execution?.id;
+  const verdict = await checkSignedAnchor(
+    report,
+    { execution: typeof execution === "string" ? execution : undefined, ...recorded },
+    "report.json",
+    key.key,
+  );
+  return { ...verdict, ...(key.caveat ? { caveat: key.caveat } : {}) };
 }
 
 /**
@@ -163,8 +235,9 @@ async function executionAnchor(arn: string): Promise<Loaded["anchor"]> {
     const client = sfnClient(regionOfArn(arn));
     const described = await client.send(new DescribeExecutionCommand({ executionArn: arn }));
     if (described.status === "RUNNING") return { missing: `${arn} is still running` };
-    const output = anchorIn((parseJson(described.output) as { report?: unknown })?.report);
-    if (output) return { source, value: output };
+    const report = (parseJson(described.output) as { report?: unknown })?.report;
+    const output = anchorIn(report);
+    if (output) return { source, value: output, doc: report };
     let nextToken: string | undefined;
     do {
       const page = await client.send(
@@ -179,8 +252,9 @@ async function executionAnchor(arn: string): Promise<Loaded["anchor"]> {
       for (const e of page.events ?? []) {
         const exited = e.stateExitedEventDetails;
         if (exited?.name !== "Report" && exited?.name !== "RecordFailure") continue;
-        const value = anchorIn((parseJson(exited.output) as { report?: unknown })?.report);
-        if (value) return { source, value };
+        const report = (parseJson(exited.output) as { report?: unknown })?.report;
+        const value = anchorIn(report);
+        if (value) return { source, value, doc: report };
       }
       nextToken = page.nextToken;
     } while (nextToken);
@@ -192,7 +266,7 @@ async function executionAnchor(arn: string): Promise<Loaded["anchor"]> {
 
 async function loadTable(
   source: string,
-  flags: { table?: string; stateMachine?: string } & ConnectionFlags,
+  flags: { table?: string; stateMachine?: string } & ConnectionFlags & KeyFlags,
 ): Promise<Loaded> {
   const sandbox = applyConnection(flags);
   if (flags.table) process.env.AUDIT_TABLE = flags.table;
@@ -213,15 +287,44 @@ async function loadTable(
   const arn = source.startsWith("arn:")
     ? source
     : stateMachine && `${stateMachine.replace(":stateMachine:", ":execution:")}:${name}`;
+  const anchor: Loaded["anchor"] = arn
+    ? await executionAnchor(arn)
+    : { missing: "no state machine to read the execution from (pass --state-machine <arn>)" };
   return {
     events,
     chain: `the audit table ${table}`,
-    anchor: arn
-      ? await executionAnchor(arn)
-      : { missing: "no state machine to read the execution from (pass --state-machine <arn>)" },
+    anchor,
     anchorRequired: false,
     mayFollow: (e) => e.step === "Trigger",
+    ...(arn && "value" in anchor
+      ? { signature: await outputSignature(arn, anchor.value, anchor.doc, flags) }
+      : {}),
   };
+}
+
+/**
+ * The signed anchor of the Report (or RecordFailure) output, checked with kms:Verify (or
+ * --public-key): the history cannot be edited, and the signature says the key's holder closed
+ * this chain.
+ */
+async function outputSignature(
+  arn: string,
+  recorded: ChainAnchor,
+  doc: unknown,
+  flags: KeyFlags,
+): Promise<NonNullable<Loaded["signature"]>> {
+  const key: SignatureKey = flags.publicKey
+    ? { kind: "publicKey", pem: readPem(flags.publicKey), source: flags.publicKey }
+    : { kind: "kms", ...(flags.keyId ? { expectedKeyId: flags.keyId } : {}) };
+  return checkSignedAnchor(doc, { execution: arn, ...recorded }, "the execution history", key);
+}
+
+function readPem(file: string): string {
+  if (!existsSync(file))
+    throw new InputValidationError(
+      `--public-key ${file} does not exist: export it with \`gitops-failover audit public-key --key-id <arn>\``,
+    );
+  return readFileSync(file, "utf8");
 }
 
 interface Verdict {
@@ -244,6 +347,13 @@ function judge(l: Loaded): Verdict {
       : verifyChain(l.events);
   if (!chain.intact)
     return { ...base, intact: false, seq: chain.seq, problem: chain.problem, anchor: null };
+  if (l.witness && "problem" in l.witness)
+    return { ...base, intact: false, problem: l.witness.problem, anchor: null };
+  if (l.signature && !l.signature.ok)
+    return { ...base, intact: false, problem: l.signature.problem, anchor: null };
+  const signed = l.signature?.ok
+    ? [l.signature.caveat ? `${l.signature.how} (${l.signature.caveat})` : l.signature.how]
+    : [];
   if ("missing" in l.anchor) {
     const note = `not anchored: ${l.anchor.missing}; truncation cannot be ruled out`;
     return l.anchorRequired
@@ -265,8 +375,7 @@ function judge(l: Loaded): Verdict {
   const later = checked.later.length
     ? [`${checked.later.length} later trigger decision(s) (a repeated alarm) after the report`]
     : [];
-  if (!l.witness) return { ...base, intact: true, anchor, notes: later };
-  if ("problem" in l.witness) return { ...base, intact: false, problem: l.witness.problem, anchor };
+  if (!l.witness) return { ...base, intact: true, anchor, notes: [...later, ...signed] };
   if ("missing" in l.witness)
     return {
       ...base,
@@ -274,7 +383,10 @@ function judge(l: Loaded): Verdict {
       anchor,
       notes: [
         ...later,
-        `checked the directory against itself only: ${l.witness.missing}; audit.jsonl and report.json truncated together would not show`,
+        ...signed,
+        l.signature?.ok
+          ? `not checked against the execution: ${l.witness.missing}; the signed anchor stands in for it (audit.jsonl and report.json truncated together would need a new signature)`
+          : `checked the directory against itself only: ${l.witness.missing}; audit.jsonl and report.json truncated together would not show`,
       ],
     };
   const witnessed = checkAnchor(l.events, l.witness.value, {
@@ -289,7 +401,12 @@ function judge(l: Loaded): Verdict {
       problem: `${l.chain} has ${l.events.length} events, ${l.witness.source} recorded ${l.witness.value.events}: the directory holds events the execution never closed`,
       anchor,
     };
-  return { ...base, intact: true, anchor, notes: [...later, `matches ${l.witness.source} too`] };
+  return {
+    ...base,
+    intact: true,
+    anchor,
+    notes: [...later, ...signed, `matches ${l.witness.source} too`],
+  };
 }
 
 const VERIFY_EXIT_CODES = `
@@ -297,9 +414,14 @@ A report directory is checked against its report.json and, when the execution ca
 (--sandbox <file> for a running sandbox's, else AWS), against the execution's own output too;
 otherwise the verdict says it checked the directory against itself only.
 
+report.json's signed anchor (execution, count, head, report object versions) is checked with
+--public-key (offline), else kms:Verify when the execution can be reached, else the public key
+a sandbox exported beside its reports (signing-key.pem).
+
 Exit codes:
-  0  the chain is intact and matches the count and head its report recorded
-  1  the chain is broken, truncated or does not match (the first bad event is named)
+  0  the chain is intact, matches the count and head its report recorded, and the signature holds
+  1  the chain is broken, truncated or does not match (the first bad event is named), or the
+     signed anchor is missing or does not verify (named)
   2  bad usage or input (no such directory, no table)`;
 
 const REPORT_EXIT_CODES = `
@@ -343,6 +465,14 @@ export function registerAuditCommands(cli: Command, io: CliIo): void {
       "where an execution name's output is read (default: $GITOPS_FAILOVER_STATE_MACHINE_ARN)",
     )
     .option("--sandbox <file>", "a running sandbox's endpoint file")
+    .option(
+      "--public-key <file>",
+      "check report.json's signature offline with this PEM public key (see `audit public-key`)",
+    )
+    .option(
+      "--key-id <arn>",
+      "check report.json's signature with kms:Verify, and only if this key signed it",
+    )
     .option("--region <region>", "AWS region of the orchestrator stack (default: $AWS_REGION)")
     .option("--profile <profile>", "AWS profile from ~/.aws/config (default: $AWS_PROFILE)")
     .option("--json", "print the verdict as JSON", false)
@@ -350,7 +480,8 @@ export function registerAuditCommands(cli: Command, io: CliIo): void {
     .action(
       async (
         source: string,
-        flags: { table?: string; stateMachine?: string; json: boolean } & ConnectionFlags,
+        flags: { table?: string; stateMachine?: string; json: boolean } & ConnectionFlags &
+          KeyFlags,
       ) => {
         const loaded =
           existsSync(source) && statSync(source).isDirectory()
@@ -377,6 +508,20 @@ export function registerAuditCommands(cli: Command, io: CliIo): void {
         io.setExit(v.intact ? 0 : 1);
       },
     );
+
+  audit
+    .command("public-key")
+    .description(
+      "print the audit signing key's public key (PEM, from kms:GetPublicKey): `audit verify --public-key` checks reports with it offline",
+    )
+    .requiredOption("--key-id <arn>", "the signing key (the stack's AuditSigningKeyArn output)")
+    .option("--sandbox <file>", "a running sandbox's endpoint file")
+    .option("--region <region>", "AWS region (default: $AWS_REGION)")
+    .option("--profile <profile>", "AWS profile from ~/.aws/config (default: $AWS_PROFILE)")
+    .action(async (flags: { keyId: string } & ConnectionFlags) => {
+      applyConnection(flags);
+      io.out((await exportPublicKey(flags.keyId)).trimEnd());
+    });
 
   cli
     .command("report")

@@ -17,8 +17,6 @@ import {
   GetExecutionHistoryCommand,
   type HistoryEvent,
   ListExecutionsCommand,
-  SendTaskFailureCommand,
-  SendTaskSuccessCommand,
   SFNClient,
   StartExecutionCommand,
 } from "@aws-sdk/client-sfn";
@@ -33,6 +31,7 @@ import {
 } from "../functions/lib/config.ts";
 import { describe, InputValidationError } from "../functions/lib/errors.ts";
 import { registerSecret } from "../functions/lib/redact.ts";
+import { approvalUrlOf, type DecisionBody, sendDecision } from "./approval.ts";
 import { EXECUTION_ARN, readSandboxFile, STATE_MACHINE_ARN } from "./sandbox-file.ts";
 
 /** The operation ran and failed (AWS refused it, or the execution it watched failed): exit 1. */
@@ -487,6 +486,23 @@ async function lastLeftRegion(conn: Connection): Promise<string> {
   ]);
 }
 
+/** Sends the decision to the approval entry point; a refusal fails naming what it said. */
+async function decide(
+  conn: Connection,
+  url: string,
+  body: DecisionBody,
+): Promise<{ principal: string }> {
+  const answer = await sendDecision(url, body, {
+    region: await conn.client.config.region(),
+    credentials: () => conn.client.config.credentials(),
+  });
+  if (!answer.ok)
+    throw new OperationFailed(
+      `the approval entry point refused to ${body.decision} ${nameOf(body.executionArn)}${answer.status ? ` (HTTP ${answer.status})` : ""}: ${answer.message}`,
+    );
+  return answer;
+}
+
 /** Registers the operator commands on the CLI; `out` prints one line. */
 export function registerOperatorCommands(cli: Command, out: (line: string) => void): void {
   connectionOptions(
@@ -702,22 +718,37 @@ export function registerOperatorCommands(cli: Command, out: (line: string) => vo
   connectionOptions(
     cli
       .command("approve")
-      .description("approve a failover waiting at its Approval step")
+      .description(
+        "approve a failover waiting at its Approval step, through the approval entry point (SigV4: your verified principal is recorded)",
+      )
       .argument("<execution>", "execution name, or its ARN (which needs no --state-machine)")
-      .option("--by <name>", "who approves (default: $GITOPS_FAILOVER_USER or your user name)"),
-  ).action(async (ref: string, flags: ConnectionFlags & { by?: string }) => {
-    const conn = connect(flags, ref);
-    const { arn, token } = await pendingApproval(conn, ref);
-    const approvedBy = flags.by ?? operator();
-    await call(`approving ${nameOf(arn)}`, () =>
-      conn.client.send(
-        new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify({ approvedBy }) }),
+      .option("--by <name>", "who approves (default: $GITOPS_FAILOVER_USER or your user name)")
+      .option(
+        "--approval-url <url>",
+        "the approval function URL (default: $GITOPS_FAILOVER_APPROVAL_URL; the stack's ApprovalUrl output)",
       ),
-    );
-    if (flags.json) out(JSON.stringify({ name: nameOf(arn), executionArn: arn, approvedBy }));
+  ).action(async (ref: string, flags: ConnectionFlags & { by?: string; approvalUrl?: string }) => {
+    const url = approvalUrlOf(flags);
+    const conn = connect(flags, ref);
+    const { arn } = await pendingApproval(conn, ref);
+    const approvedBy = flags.by ?? operator();
+    const answer = await decide(conn, url, {
+      decision: "approve",
+      executionArn: arn,
+      by: approvedBy,
+    });
+    if (flags.json)
+      out(
+        JSON.stringify({
+          name: nameOf(arn),
+          executionArn: arn,
+          approvedBy,
+          principal: answer.principal,
+        }),
+      );
     else
       out(
-        `approved ${nameOf(arn)} as ${approvedBy}; follow it: ${conn.suggest(`watch ${nameOf(arn)}`)}`,
+        `approved ${nameOf(arn)} as ${approvedBy} (verified principal ${answer.principal}); follow it: ${conn.suggest(`watch ${nameOf(arn)}`)}`,
       );
   });
 
@@ -725,31 +756,46 @@ export function registerOperatorCommands(cli: Command, out: (line: string) => vo
     cli
       .command("reject")
       .description(
-        "reject a failover waiting at its Approval step (the execution fails with ApprovalRejected)",
+        "reject a failover waiting at its Approval step, through the approval entry point (the execution fails with ApprovalRejected)",
       )
       .argument("<execution>", "execution name, or its ARN (which needs no --state-machine)")
       .requiredOption("--reason <text>", "why (becomes the failure's cause)")
-      .option("--by <name>", "who rejects (default: $GITOPS_FAILOVER_USER or your user name)"),
-  ).action(async (ref: string, flags: ConnectionFlags & { reason: string; by?: string }) => {
-    const reason = flags.reason.trim();
-    if (reason.length < 3 || reason.length > 500) {
-      throw new InputValidationError("--reason: must say why in 3 to 500 characters");
-    }
-    const conn = connect(flags, ref);
-    const { arn, token } = await pendingApproval(conn, ref);
-    await call(`rejecting ${nameOf(arn)}`, () =>
-      conn.client.send(
-        new SendTaskFailureCommand({
-          taskToken: token,
-          error: "ApprovalRejected",
-          cause: `rejected by ${flags.by ?? operator()}: ${reason}`,
-        }),
+      .option("--by <name>", "who rejects (default: $GITOPS_FAILOVER_USER or your user name)")
+      .option(
+        "--approval-url <url>",
+        "the approval function URL (default: $GITOPS_FAILOVER_APPROVAL_URL; the stack's ApprovalUrl output)",
       ),
-    );
-    if (flags.json)
-      out(JSON.stringify({ name: nameOf(arn), executionArn: arn, rejected: true, reason }));
-    else out(`rejected ${nameOf(arn)}: ${reason}`);
-  });
+  ).action(
+    async (
+      ref: string,
+      flags: ConnectionFlags & { reason: string; by?: string; approvalUrl?: string },
+    ) => {
+      const reason = flags.reason.trim();
+      if (reason.length < 3 || reason.length > 500) {
+        throw new InputValidationError("--reason: must say why in 3 to 500 characters");
+      }
+      const url = approvalUrlOf(flags);
+      const conn = connect(flags, ref);
+      const { arn } = await pendingApproval(conn, ref);
+      const answer = await decide(conn, url, {
+        decision: "reject",
+        executionArn: arn,
+        by: flags.by ?? operator(),
+        reason,
+      });
+      if (flags.json)
+        out(
+          JSON.stringify({
+            name: nameOf(arn),
+            executionArn: arn,
+            rejected: true,
+            reason,
+            principal: answer.principal,
+          }),
+        );
+      else out(`rejected ${nameOf(arn)} (verified principal ${answer.principal}): ${reason}`);
+    },
+  );
 
   connectionOptions(
     cli

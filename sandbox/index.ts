@@ -6,11 +6,13 @@
  * `AWS_ENDPOINT_URL_<SERVICE>` variables, exactly as on AWS.
  */
 import { randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import { UpdateEndpointGroupCommand } from "@aws-sdk/client-global-accelerator";
 import { parse, parseDocument } from "yaml";
+import { SIGNING_KEY_FILE } from "../functions/lib/anchor.ts";
+import { exportPublicKey } from "../functions/lib/anchor-verify.ts";
 import { dynamoClient, globalAcceleratorClient, resetClients } from "../functions/lib/aws.ts";
 import {
   defaultOrchestratorRegions,
@@ -28,15 +30,22 @@ import {
   type SandboxAccounts,
 } from "./accounts.ts";
 import { type ArgoEmulator, startArgoCd } from "./argocd.ts";
+import { type FunctionUrlServer, startFunctionUrl, type UrlResponse } from "./aws/function-url.ts";
 import { SANDBOX_ACCOUNT, SANDBOX_REGION } from "./aws/protocol.ts";
-import { type AwsSandbox, startAwsSandbox } from "./aws/server.ts";
+import {
+  type AwsSandbox,
+  SANDBOX_ACCESS_KEY_ID,
+  SANDBOX_SECRET_ACCESS_KEY,
+  startAwsSandbox,
+} from "./aws/server.ts";
 import { createStepFunctions, type StepFunctions } from "./aws/stepfunctions.ts";
+import { SANDBOX_USER_ARN } from "./aws/sts.ts";
 import { type Ca, createCa } from "./ca.ts";
 import { type FaultName, SANDBOX_REGIONS, sizeProblems } from "./faults.ts";
 import { clearFunctionLogs } from "./function-logs.ts";
 import { type GitServer, startGitServer } from "./git.ts";
 import { componentNames, DEFAULT_REPLICAS, gitopsLayout, VALUES_FILE } from "./gitops-layout.ts";
-import { LOCAL_STATE_MACHINE_ARN } from "./runner.ts";
+import { invokeApprover, LOCAL_STATE_MACHINE_ARN } from "./runner.ts";
 import { type FakeSpoke, type FakeVeleroBackup, startSpoke } from "./spoke.ts";
 import { createWorkDir, sweepAbandonedWorkDirs } from "./workdir.ts";
 
@@ -60,6 +69,28 @@ const SHORT: Record<string, string> = {
   "us-east-2": "use2",
   "eu-west-1": "euw1",
 };
+
+/**
+ * Who the approval entry point knows: the sandbox's operator (the credentials every client
+ * here uses, STS's GetCallerIdentity answers its ARN) and an auditor the topology's approvers
+ * leave out.
+ */
+export const SANDBOX_PRINCIPALS = [
+  {
+    accessKeyId: SANDBOX_ACCESS_KEY_ID,
+    secretAccessKey: SANDBOX_SECRET_ACCESS_KEY,
+    arn: SANDBOX_USER_ARN,
+    accountId: SANDBOX_ACCOUNT,
+    userId: "AIDASANDBOX00000000001",
+  },
+  {
+    accessKeyId: "AKIASANDBOXAUDITOR01",
+    secretAccessKey: "sandbox-auditor-secret-key-not-a-real-one",
+    arn: `arn:aws:iam::${SANDBOX_ACCOUNT}:user/auditor`,
+    accountId: SANDBOX_ACCOUNT,
+    userId: "AIDASANDBOXAUDITOR001",
+  },
+];
 
 /** What to start; the size must pass {@link sizeProblems}. */
 export interface SandboxOptions {
@@ -146,6 +177,8 @@ export interface Sandbox {
   argo: ArgoEmulator;
   aws: AwsSandbox;
   sfn: StepFunctions;
+  /** The approval entry point: a function URL that verifies SigV4 with the principals' keys. */
+  approvalUrl: FunctionUrlServer;
   /** Injects a fault for a failover to `targetRegion` (see FAULTS). */
   injectFault(fault: FaultName, targetRegion: string): void;
   /** Reads the platform from the stand-ins. */
@@ -244,6 +277,8 @@ function buildTopology(
     {
       apiVersion: "gitops-failover/v1",
       platform: PLATFORM,
+      // Only the sandbox's operator may answer an approval: the auditor's key is refused.
+      approvers: [SANDBOX_USER_ARN],
       git: {
         url: git.url,
         // git http-backend behind a plain HTTP server on 127.0.0.1: the one cleartext endpoint.
@@ -433,6 +468,13 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     aws.register("states", "json1.0", sfn.handler);
     stops.push(() => sfn.stopAll());
 
+    const approvalUrl = await startFunctionUrl({
+      region: SANDBOX_REGION,
+      principals: SANDBOX_PRINCIPALS,
+      invoke: (event) => invokeApprover(event) as Promise<UrlResponse>,
+    });
+    stops.push(() => approvalUrl.stop());
+
     clearFunctionLogs(options.reportDir);
     const env: Record<string, string> = {
       ...aws.env,
@@ -442,6 +484,8 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       TOPIC_ARN,
       METRICS_NAMESPACE: "GitopsFailover",
       REPORT_DIR: options.reportDir,
+      AUDIT_SIGNING_KEY: aws.kms.signingKeyArn,
+      GITOPS_FAILOVER_APPROVAL_URL: approvalUrl.url,
       STATE_MACHINE_ARN: LOCAL_STATE_MACHINE_ARN,
       ORCHESTRATOR_REGIONS: defaultOrchestratorRegions(topology).join(","),
       POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? "SILENT",
@@ -467,6 +511,15 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       promotionDelayMs: options.promotionDelayMs ?? 150,
     });
 
+    // The key that signs this sandbox's anchors lives as long as the sandbox: its public key,
+    // exported the way an operator would (kms:GetPublicKey), lets `audit verify` check a
+    // report offline once the sandbox is gone.
+    await mkdir(options.reportDir, { recursive: true });
+    await writeFile(
+      join(options.reportDir, SIGNING_KEY_FILE),
+      await exportPublicKey(aws.kms.signingKeyArn),
+    );
+
     // What the functions' Global Accelerator client will try before giving up (functions/lib/aws.ts).
     const limits = { gaSdkAttempts: await globalAcceleratorClient().config.maxAttempts() };
     const sandbox: Sandbox = {
@@ -491,6 +544,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       argo,
       aws,
       sfn,
+      approvalUrl,
       injectFault: (fault, target) => injectFault(sandbox, fault, target, limits),
       state: () => readState(sandbox),
       settle: () => argo.reconcileNow(),

@@ -94,6 +94,14 @@ export function invokeTrigger(event: unknown): Promise<unknown> {
   return invoke(TRIGGER_FUNCTION, event);
 }
 
+/** The approval entry point (infra: its function URL, AWS_IAM auth). */
+const APPROVER_FUNCTION: LocalFunction = { dir: "approver", timeoutSeconds: 30 };
+
+/** Delivers one function URL request (payload format 2.0) to the real approver handler. */
+export function invokeApprover(event: unknown): Promise<unknown> {
+  return invoke(APPROVER_FUNCTION, event);
+}
+
 /** One local execution: its input and name, compressed waits and retries, approval, events. */
 export interface LocalRunOptions {
   input: unknown;

@@ -12,6 +12,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { GlobalAcceleratorClient } from "@aws-sdk/client-global-accelerator";
+import { KMSClient } from "@aws-sdk/client-kms";
 import { RDSClient } from "@aws-sdk/client-rds";
 import { Route53Client } from "@aws-sdk/client-route-53";
 import { S3Client } from "@aws-sdk/client-s3";
@@ -269,6 +270,7 @@ export const s3Client = /* @__PURE__ */ memo((region) => new S3Client({ region, 
 export const snsClient = /* @__PURE__ */ memo((region) => new SNSClient({ region, ...SDK_CONFIG }));
 export const sfnClient = /* @__PURE__ */ memo((region) => new SFNClient({ region, ...SDK_CONFIG }));
 export const ssmClient = /* @__PURE__ */ memo((region) => new SSMClient({ region, ...SDK_CONFIG }));
+export const kmsClient = /* @__PURE__ */ memo((region) => new KMSClient({ region, ...SDK_CONFIG }));
 export const globalAcceleratorClient = (role?: RoleAccess) =>
   gaMemo(GLOBAL_ACCELERATOR_REGION, role);
 const gaMemo = /* @__PURE__ */ memo(

@@ -495,6 +495,22 @@ const TopologySchema = z
       .string()
       .regex(/^\d{12}$/, "must be a 12-digit AWS account id")
       .optional(),
+    /**
+     * Who may approve or reject through the approval entry point: IAM principal ARNs exactly as
+     * Lambda reports the verified caller (a role session is `arn:aws:sts::<account>:assumed-role/<role>/<session>`).
+     * Absent: anyone the entry point's IAM policy lets call it.
+     */
+    approvers: z
+      .array(
+        z
+          .string()
+          .regex(
+            /^arn:aws[a-z-]*:(iam|sts)::\d{12}:[A-Za-z0-9+=,.@_/-]+$/,
+            "must be an IAM principal ARN such as arn:aws:iam::111122223333:user/jane",
+          ),
+      )
+      .min(1, "must name at least one principal (or leave approvers out)")
+      .optional(),
   })
   .superRefine((t, ctx) => {
     const named = [

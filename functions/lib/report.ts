@@ -11,6 +11,7 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { type AnchorPayload, type SignedAnchor, signAnchor } from "./anchor.ts";
 import {
   type AuditEvent,
   type AuditOutcome,
@@ -98,7 +99,13 @@ export interface FailoverReport {
     detail: string;
   }[];
   /** The chain this report closes: `audit verify` checks audit.jsonl against it. */
-  audit: { events: number; head: string | null; intact: boolean };
+  audit: {
+    events: number;
+    head: string | null;
+    intact: boolean;
+    /** The signed anchor (anchor.ts): in report.json only, added once the other files are written. */
+    signed?: SignedAnchor | null;
+  };
   links: { execution: string; commit: string | null };
   /** When Plan failed: what could be read of the platform then (Plan changes nothing). */
   before: PlatformSnapshot | PartialSnapshot | null;
@@ -1028,40 +1035,71 @@ function auditJsonl(events: AuditEvent[]): string {
   return events.map((e) => JSON.stringify(e)).join("\n") + (events.length ? "\n" : "");
 }
 
-/** Where the report went: `s3://bucket/reports/<execution>/` or a directory. */
-async function writeReport(r: FailoverReport, events: AuditEvent[]): Promise<string> {
+/**
+ * Writes the report: first report.md, report.html and audit.jsonl (their S3 VersionIds go into the
+ * anchor), then the anchor is signed, then report.json with the signed anchor in it. Returns
+ * where it went (`s3://bucket/reports/<execution>/` or the directory) and the signed anchor.
+ */
+async function writeReport(
+  r: FailoverReport,
+  events: AuditEvent[],
+): Promise<{ location: string; signed: SignedAnchor | null }> {
   const files: [(typeof REPORT_FILES)[number], string, string][] = [
-    ["report.json", `${JSON.stringify(r, null, 2)}\n`, "application/json"],
     ["report.md", renderMarkdown(r), "text/markdown"],
     ["report.html", renderHtml(r), "text/html; charset=utf-8"],
     ["audit.jsonl", auditJsonl(events), "application/x-ndjson"],
   ];
+  const anchor = (location: string, objects: AnchorPayload["objects"]) =>
+    signAnchor({
+      execution: r.execution.id,
+      events: r.audit.events,
+      head: r.audit.head,
+      objects,
+      location,
+    });
+  const json = (signed: SignedAnchor) =>
+    `${JSON.stringify({ ...r, audit: { ...r.audit, signed } }, null, 2)}\n`;
   const dir = process.env.REPORT_DIR;
   if (dir) {
     await mkdir(dir, { recursive: true });
     await Promise.all(files.map(([name, body]) => writeFile(join(dir, name), body)));
-    return dir;
+    // A directory keeps no versions: the anchor says so rather than inventing ids.
+    const signed = await anchor(dir, Object.fromEntries(files.map(([name]) => [name, null])));
+    await writeFile(join(dir, "report.json"), json(signed));
+    return { location: dir, signed };
   }
   const bucket = process.env.REPORT_BUCKET;
-  if (!bucket) return "not written (neither REPORT_BUCKET nor REPORT_DIR is set)";
+  if (!bucket)
+    return { location: "not written (neither REPORT_BUCKET nor REPORT_DIR is set)", signed: null };
   const prefix = `reports/${r.execution.name}`;
+  const put = (name: string, body: string, type: string) =>
+    s3Client().send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: `${prefix}/${name}`,
+        Body: body,
+        ContentType: type,
+      }),
+    );
+  let versions: [string, string | null][];
   try {
-    await Promise.all(
-      files.map(([name, body, type]) =>
-        s3Client().send(
-          new PutObjectCommand({
-            Bucket: bucket,
-            Key: `${prefix}/${name}`,
-            Body: body,
-            ContentType: type,
-          }),
-        ),
+    versions = await Promise.all(
+      files.map(
+        async ([name, body, type]) =>
+          [name, (await put(name, body, type)).VersionId ?? null] as [string, string | null],
       ),
     );
   } catch (e) {
     throw awsError(e, `writing the report to s3://${bucket}/${prefix}`, UnexpectedError);
   }
-  return `s3://${bucket}/${prefix}/`;
+  const location = `s3://${bucket}/${prefix}/`;
+  const signed = await anchor(location, Object.fromEntries(versions));
+  try {
+    await put("report.json", json(signed), "application/json");
+  } catch (e) {
+    throw awsError(e, `writing the report to s3://${bucket}/${prefix}`, UnexpectedError);
+  }
+  return { location, signed };
 }
 
 /**
@@ -1127,10 +1165,11 @@ export interface ReportSummary {
   error: { name: string; message: string } | null;
   rtoSeconds: number | null;
   changed: string[];
-  audit: { events: number; head: string | null };
+  /** `signed`: the same signed anchor as report.json's, kept where no one can edit it. */
+  audit: { events: number; head: string | null; signed?: SignedAnchor };
 }
 
-function summary(r: FailoverReport, location: string): ReportSummary {
+function summary(r: FailoverReport, location: string, signed: SignedAnchor | null): ReportSummary {
   return {
     status: r.status,
     location,
@@ -1138,7 +1177,7 @@ function summary(r: FailoverReport, location: string): ReportSummary {
     error: r.error,
     rtoSeconds: r.rto.seconds,
     changed: r.changed,
-    audit: { events: r.audit.events, head: r.audit.head },
+    audit: { events: r.audit.events, head: r.audit.head, ...(signed?.signature ? { signed } : {}) },
   };
 }
 
@@ -1209,17 +1248,17 @@ async function closeAndReport(
   const t = runtimeTopology();
   const after = await afterSnapshot(t, state.plan?.targetRegion ?? null);
   let report = buildReport(state, execution, t, after, [], failedPlan);
-  let location: string;
+  let written: Awaited<ReturnType<typeof writeReport>>;
   try {
     const events = await closeChain(state, execution, step, t, after, failedPlan);
     report = buildReport(state, execution, t, after, events, failedPlan);
-    location = await writeReport(report, events);
+    written = await writeReport(report, events);
     if (step === "Report") await linkUndone(report);
   } finally {
     await releaseLock(t.platform, execution.name, { changed: changesForCooldown(report) });
   }
   recordFailoverMetrics(report);
-  return summary(report, location);
+  return summary(report, written.location, written.signed);
 }
 
 /** Report: the after-snapshot, the closed audit chain, the report, the execution's metrics. */

@@ -204,7 +204,8 @@ export interface FailoverState {
   input: FailoverInput;
   plan: Plan;
   /** The answer an operator sent through SendTaskSuccess, as recorded by the first step after it. */
-  approval?: { approvedBy?: string; approvedAt?: string };
+  /** The Approval answer: the typed name, and the caller the approval entry point verified. */
+  approval?: { approvedBy?: string; approvedAt?: string; principal?: string };
   /** Set on the second pass through Converge of a graceful failover: the data branch runs. */
   convergePhase?: "data";
   spoke?: SpokeResult;

@@ -525,6 +525,7 @@ async function recordApproval(state: FailoverState): Promise<void> {
     ? Math.max(0, Math.round((now.getTime() - Date.parse(askedAt)) / 1000))
     : null;
   const by = state.approval.approvedBy ?? "unknown";
+  const principal = state.approval.principal ?? null;
   await appendAuditEvent({
     execution: state.execution.name,
     step: "Approval",
@@ -533,11 +534,12 @@ async function recordApproval(state: FailoverState): Promise<void> {
     outcome: "DECIDED",
     after: {
       approvedBy: by,
+      principal,
       approvedAt: now.toISOString(),
       askedAt: askedAt ?? null,
       waitedSeconds,
     },
-    detail: `approved by ${by}${waitedSeconds !== null ? ` after ${waitedSeconds} s` : ""}`,
+    detail: `approved by ${by}${principal ? ` (verified principal ${principal})` : ""}${waitedSeconds !== null ? ` after ${waitedSeconds} s` : ""}`,
     ...(askedAt ? { startedAt: askedAt } : {}),
     endedAt: now.toISOString(),
   });

@@ -19,7 +19,7 @@ import {
   type Topology,
 } from "../../functions/lib/config.ts";
 import { replicaArn } from "../../functions/lib/secrets.ts";
-import { readinessFunctionName } from "./naming.ts";
+import { approverFunctionName, readinessFunctionName } from "./naming.ts";
 
 /** The resources of one orchestrator that grants point at. */
 export interface AccessTargets {
@@ -28,6 +28,8 @@ export interface AccessTargets {
   tableArn: string;
   /** The customer-managed key of the table and the topic. */
   keyArn: string;
+  /** The asymmetric key (ECC_NIST_P256, SIGN_VERIFY) that signs the audit anchors. */
+  signingKeyArn: string;
   bucketArn: string;
   topicArn: string;
   /** Named, not referenced: a step function's grant must not depend on the state machine that invokes it. */
@@ -60,9 +62,9 @@ const UNSCOPED_ACTIONS: Readonly<Record<string, string>> = {
   "xray:PutTelemetryRecords":
     "xray:PutTelemetryRecords has no resource-level permissions (Service Authorization Reference, AWS X-Ray); Lambda active tracing reports the X-Ray telemetry with the function's role",
   "states:SendTaskSuccess":
-    "states:SendTaskSuccess has no resource-level permissions; the task token is the capability, and an operator gets one only from GetExecutionHistory of the orchestrator's own executions",
+    "states:SendTaskSuccess has no resource-level permissions; the task token is the capability, and only the approver function (behind its IAM-authenticated URL) holds this, reading the token from the orchestrator's own executions",
   "states:SendTaskFailure":
-    "states:SendTaskFailure has no resource-level permissions; the task token is the capability, and an operator gets one only from GetExecutionHistory of the orchestrator's own executions",
+    "states:SendTaskFailure has no resource-level permissions; the task token is the capability, and only the approver function (behind its IAM-authenticated URL) holds this, reading the token from the orchestrator's own executions",
 };
 
 /** Why an object-level or execution-level wildcard is as narrow as the resource allows. */
@@ -246,6 +248,19 @@ const SCOPES: Readonly<Record<string, (t: AccessTargets, g: Grantee, owner: Via)
     resources: replicaArnsEverywhere(t.topology, t.orchestratorRegions, owner),
   }),
 
+  /** Operators answer approvals only through the approver's function URL, and only with SigV4. */
+  "lambda:InvokeFunctionUrl": (t) => ({
+    resources: [
+      t.stack.formatArn({
+        service: "lambda",
+        resource: "function",
+        resourceName: approverFunctionName(t.topology.platform),
+        arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+      }),
+    ],
+    conditions: { StringEquals: { "lambda:FunctionUrlAuthType": "AWS_IAM" } },
+  }),
+
   /** Operators run the readiness function now (`gitops-failover readiness`). */
   "lambda:InvokeFunction": (t) => ({
     resources: [
@@ -317,6 +332,16 @@ const SCOPES: Readonly<Record<string, (t: AccessTargets, g: Grantee, owner: Via)
   "s3:GetObject": (t) => ({ resources: [`${t.bucketArn}/reports/*`] }),
 
   "sns:Publish": (t) => ({ resources: [t.topicArn] }),
+
+  /** Only the anchor's way of signing (anchor.ts): RAW messages, ECDSA_SHA_256. */
+  "kms:Sign": (t) => ({
+    resources: [t.signingKeyArn],
+    conditions: {
+      StringEquals: { "kms:SigningAlgorithm": "ECDSA_SHA_256", "kms:MessageType": "RAW" },
+    },
+  }),
+  "kms:Verify": (t) => ({ resources: [t.signingKeyArn] }),
+  "kms:GetPublicKey": (t) => ({ resources: [t.signingKeyArn] }),
 
   "states:StartExecution": onStateMachine,
   "states:ListExecutions": onStateMachine,
@@ -554,18 +579,20 @@ export function acknowledgeWildcards(holder: IConstruct, who: string, grants: Gr
 /**
  * What the operator CLI sends (cli/ops.ts, cli/audit.ts, cli/readiness.ts; test/infra/orchestrator.test.ts derives
  * it from their code), plus StopExecution for stopping a failover from the console or the AWS
- * CLI. The orchestrator stack grants them, scoped like the functions' grants, in its operator
+ * CLI, and InvokeFunctionUrl for approve/reject (a signed HTTPS call, not an SDK command). No
+ * states:SendTaskSuccess/Failure: only the approver answers, with the caller it verified. The orchestrator stack grants them, scoped like the functions' grants, in its operator
  * policy.
  */
 export const OPERATOR_ACTIONS = [
   "dynamodb:Query",
+  "kms:GetPublicKey",
+  "kms:Verify",
   "lambda:InvokeFunction",
+  "lambda:InvokeFunctionUrl",
   "s3:GetObject",
   "states:DescribeExecution",
   "states:GetExecutionHistory",
   "states:ListExecutions",
-  "states:SendTaskFailure",
-  "states:SendTaskSuccess",
   "states:StartExecution",
   "states:StopExecution",
 ] as const;

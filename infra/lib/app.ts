@@ -18,16 +18,17 @@ import {
   memberRolesStackName,
   orchestratorStackName,
 } from "./naming.ts";
-import { OrchestratorStack, TRIGGER } from "./orchestrator-stack.ts";
+import { APPROVER, OrchestratorStack, TRIGGER } from "./orchestrator-stack.ts";
 import { READINESS } from "./readiness.ts";
 import type { FunctionAccess, FunctionEntry } from "./sdk-access.ts";
 import type { Settings } from "./settings.ts";
 
-/** Every function the orchestrator deploys: the catalog's steps, the trigger and readiness. */
+/** Every function the orchestrator deploys: the catalog's steps, the trigger, readiness, the approver. */
 export const FUNCTION_ENTRIES: FunctionEntry[] = [
   ...FUNCTIONS.map((f) => ({ name: f.state, entry: `functions/${f.dir}/handler.ts` })),
   { name: TRIGGER.name, entry: TRIGGER.entry },
   { name: READINESS.name, entry: READINESS.entry },
+  { name: APPROVER.name, entry: APPROVER.entry },
 ];
 
 export interface Deployment {

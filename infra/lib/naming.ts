@@ -28,6 +28,11 @@ export function readinessFunctionName(platform: string): string {
   return `${namePrefix(platform)}-readiness`;
 }
 
+/** The approval entry point: operators may invoke only its function URL (AWS_IAM auth). */
+export function approverFunctionName(platform: string): string {
+  return `${namePrefix(platform)}-approver`;
+}
+
 /** The alarm on a region's readiness (TargetReady 0 for two evaluations). */
 export function readinessAlarmName(platform: string, region: string): string {
   return `${namePrefix(platform)}-${region}-not-ready`;

@@ -18,13 +18,14 @@ import { AttributeType, BillingMode, Table, TableEncryption } from "aws-cdk-lib/
 import { Rule } from "aws-cdk-lib/aws-events";
 import { LambdaFunction } from "aws-cdk-lib/aws-events-targets";
 import { ManagedPolicy, PolicyStatement } from "aws-cdk-lib/aws-iam";
-import { Key } from "aws-cdk-lib/aws-kms";
-import type { IDestination } from "aws-cdk-lib/aws-lambda";
+import { Key, KeySpec, KeyUsage } from "aws-cdk-lib/aws-kms";
+import { type FunctionUrl, FunctionUrlAuthType, type IDestination } from "aws-cdk-lib/aws-lambda";
 import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
 import {
   BlockPublicAccess,
   Bucket,
   BucketEncryption,
+  ObjectLockRetention,
   ObjectOwnership,
   StorageClass,
 } from "aws-cdk-lib/aws-s3";
@@ -51,7 +52,9 @@ import { FailoverDashboard } from "./dashboard.ts";
 import { FailoverFunction } from "./failover-function.ts";
 import {
   alarmName,
+  approverFunctionName,
   HEALTH_REGION,
+  namePrefix,
   readinessFunctionName,
   stateMachineName,
   triggerFunctionName,
@@ -65,6 +68,14 @@ export const TRIGGER = {
   name: "Trigger",
   entry: "functions/trigger/handler.ts",
   timeoutSeconds: 60,
+  secrets: [] as readonly SecretKind[],
+} as const;
+
+/** The approval entry point: a function URL with AWS_IAM auth (functions/lib/approver.ts). */
+export const APPROVER = {
+  name: "Approver",
+  entry: "functions/approver/handler.ts",
+  timeoutSeconds: 30,
   secrets: [] as readonly SecretKind[],
 } as const;
 
@@ -93,6 +104,10 @@ export class OrchestratorStack extends Stack {
   readonly functions: Map<string, FailoverFunction>;
   readonly table: Table;
   readonly bucket: Bucket;
+  /** The asymmetric key that signs the audit anchors. */
+  readonly signingKey: Key;
+  /** The approval entry point (AWS_IAM auth): `approve` / `reject` call it with SigV4. */
+  readonly approvalUrl: FunctionUrl;
   readonly topic: Topic;
   /** What operators attach to run the CLI against this orchestrator (README, Deploy to AWS, step 6). */
   readonly operatorPolicy: ManagedPolicy;
@@ -111,6 +126,21 @@ export class OrchestratorStack extends Stack {
       removalPolicy: RemovalPolicy.RETAIN,
     });
 
+    // Signs the audit anchors (functions/lib/anchor.ts): only Report and RecordFailure may use
+    // it to sign, operators to verify, so a rewritten chain cannot be re-anchored.
+    this.signingKey = new Key(this, "AuditSigningKey", {
+      description: `gitops-failover ${topology.platform}: signs the audit trail's anchors`,
+      keySpec: KeySpec.ECC_NIST_P256,
+      keyUsage: KeyUsage.SIGN_VERIFY,
+      alias: `alias/${namePrefix(topology.platform)}-audit`,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    Validations.of(this.signingKey).acknowledge({
+      id: "AwsSolutions-KMS5",
+      reason:
+        "KMS rotates only symmetric encryption keys; an asymmetric signing key cannot have rotation enabled, and old anchors must stay verifiable with it",
+    });
+
     this.table = new Table(this, "AuditTrail", {
       partitionKey: { name: "pk", type: AttributeType.STRING },
       sortKey: { name: "sk", type: AttributeType.STRING },
@@ -122,8 +152,17 @@ export class OrchestratorStack extends Stack {
       removalPolicy: RemovalPolicy.RETAIN,
     });
 
+    // Object Lock: no one who can write the bucket can overwrite or delete a report version
+    // before its retention ends (compliance: not even the root user; governance: only with
+    // s3:BypassGovernanceRetention). The anchor records each object's version id.
+    const { reportLock } = props.settings;
     this.bucket = new Bucket(this, "Reports", {
       versioned: true,
+      objectLockEnabled: true,
+      objectLockDefaultRetention:
+        reportLock.mode === "compliance"
+          ? ObjectLockRetention.compliance(Duration.days(reportLock.retentionDays))
+          : ObjectLockRetention.governance(Duration.days(reportLock.retentionDays)),
       encryption: BucketEncryption.S3_MANAGED,
       blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
       objectOwnership: ObjectOwnership.BUCKET_OWNER_ENFORCED,
@@ -165,6 +204,7 @@ export class OrchestratorStack extends Stack {
       topology,
       tableArn: this.table.tableArn,
       keyArn: key.keyArn,
+      signingKeyArn: this.signingKey.keyArn,
       bucketArn: this.bucket.bucketArn,
       topicArn: this.topic.topicArn,
       stateMachineName: machineName,
@@ -202,6 +242,7 @@ export class OrchestratorStack extends Stack {
             TOPIC_ARN: this.topic.topicArn,
             REPORT_BUCKET: this.bucket.bucketName,
             STATE_MACHINE_ARN: machineArn,
+            AUDIT_SIGNING_KEY: this.signingKey.keyArn,
           }),
           ...extra.environment,
         },
@@ -282,6 +323,20 @@ export class OrchestratorStack extends Stack {
       },
     );
     this.functions.set(READINESS.name, readiness);
+
+    const approver = make(
+      APPROVER.name,
+      APPROVER.entry,
+      APPROVER.timeoutSeconds,
+      APPROVER.secrets,
+      {
+        functionName: approverFunctionName(topology.platform),
+        environment: { STATE_MACHINE_ARN: machineArn },
+      },
+    );
+    this.functions.set(APPROVER.name, approver);
+    // AWS_IAM: Lambda verifies the caller's SigV4 signature and passes the principal on.
+    this.approvalUrl = approver.function.addFunctionUrl({ authType: FunctionUrlAuthType.AWS_IAM });
     this.readiness = new ReadinessSignals(this, "ReadinessSignals", {
       topology,
       fn: readiness.function,
@@ -339,6 +394,16 @@ export class OrchestratorStack extends Stack {
     new CfnOutput(this, "ReportBucketName", { value: this.bucket.bucketName });
     new CfnOutput(this, "NotificationTopicArn", { value: this.topic.topicArn });
     new CfnOutput(this, "AuditTableName", { value: this.table.tableName });
+    new CfnOutput(this, "ApprovalUrl", {
+      description:
+        "The approval entry point (AWS_IAM auth): set GITOPS_FAILOVER_APPROVAL_URL to it for `gitops-failover approve` / `reject`",
+      value: this.approvalUrl.url,
+    });
+    new CfnOutput(this, "AuditSigningKeyArn", {
+      description:
+        "Signs the audit anchors: `gitops-failover audit public-key --key-id <this>` exports its public key for `audit verify --public-key`",
+      value: this.signingKey.keyArn,
+    });
     new CfnOutput(this, "KillSwitchParameterName", { value: killSwitch.parameterName });
     new CfnOutput(this, "DashboardUrl", {
       description:
@@ -365,6 +430,7 @@ function resourceEnvironment(
     TOPIC_ARN: string;
     REPORT_BUCKET: string;
     STATE_MACHINE_ARN: string;
+    AUDIT_SIGNING_KEY: string;
   },
 ): Record<string, string> {
   const uses = (prefix: string) => actions.some((a) => a.startsWith(prefix));
@@ -373,5 +439,6 @@ function resourceEnvironment(
     ...(uses("sns:") ? { TOPIC_ARN: values.TOPIC_ARN } : {}),
     ...(uses("s3:") ? { REPORT_BUCKET: values.REPORT_BUCKET } : {}),
     ...(uses("states:StartExecution") ? { STATE_MACHINE_ARN: values.STATE_MACHINE_ARN } : {}),
+    ...(uses("kms:Sign") ? { AUDIT_SIGNING_KEY: values.AUDIT_SIGNING_KEY } : {}),
   };
 }

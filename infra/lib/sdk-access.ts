@@ -24,6 +24,7 @@ const IAM_PREFIX: Readonly<Record<string, string>> = {
   "@aws-sdk/client-cloudwatch": "cloudwatch",
   "@aws-sdk/client-dynamodb": "dynamodb",
   "@aws-sdk/client-global-accelerator": "globalaccelerator",
+  "@aws-sdk/client-kms": "kms",
   "@aws-sdk/client-lambda": "lambda",
   "@aws-sdk/client-rds": "rds",
   "@aws-sdk/client-route-53": "route53",

@@ -44,6 +44,8 @@ export interface Settings {
   healthChecks: HealthCheckSource;
   /** Path the created health checks probe on each `regions.<r>.endpoint`. */
   healthCheckPath: string;
+  /** S3 Object Lock on the report bucket: each report version is kept this long, in this mode. */
+  reportLock: { retentionDays: number; mode: "governance" | "compliance" };
 }
 
 /** Input a synth cannot proceed with: `problems` holds one line each. */
@@ -79,6 +81,13 @@ const ContextSchema = z.strictObject({
     .string()
     .regex(/^\/[A-Za-z0-9._~/-]{0,254}$/, "must be an absolute URL path such as /healthz")
     .default("/healthz"),
+  reportRetentionDays: z.coerce
+    .number()
+    .int("must be a whole number of days")
+    .min(1, "must be at least 1 day")
+    .max(36500, "must be at most 36500 days (100 years, S3's limit)")
+    .default(365),
+  reportLockMode: z.enum(["governance", "compliance"]).default("governance"),
 });
 
 /** The context keys this app reads (`-c key=value`). */
@@ -127,6 +136,7 @@ export function loadSettings(context: (key: string) => unknown): Settings {
     orchestratorRegions: ctx.orchestratorRegions ?? defaultOrchestratorRegions(topology),
     healthChecks: ctx.healthChecks,
     healthCheckPath: ctx.healthCheckPath,
+    reportLock: { retentionDays: ctx.reportRetentionDays, mode: ctx.reportLockMode },
   };
 }
 

@@ -16,6 +16,7 @@ import {
 } from "./cloudwatch.ts";
 import { startDynamo } from "./dynamodb.ts";
 import { createGlobalAccelerator, GA_REGION, type GaEmulator } from "./globalaccelerator.ts";
+import { createKms, type KmsEmulator } from "./kms.ts";
 import {
   AwsServiceError,
   type JsonServiceHandler,
@@ -34,7 +35,7 @@ import { createSsm, type SsmEmulator } from "./ssm.ts";
 import { type CallerIdentity, createSts, SANDBOX_ACCESS_KEY_ID, type StsEmulator } from "./sts.ts";
 
 export { SANDBOX_ACCESS_KEY_ID };
-/** Its secret: the SDK needs one to sign; the sandbox does not verify signatures. */
+/** Its secret: the AWS emulators check the signature's form and key; the approval URL recomputes it. */
 export const SANDBOX_SECRET_ACCESS_KEY = "sandbox-secret-access-key-not-a-real-one";
 
 /** The running sandbox: its endpoint, the env to give SDK clients, and each service's controls. */
@@ -50,6 +51,7 @@ export interface AwsSandbox {
   sns: SnsEmulator;
   ssm: SsmEmulator;
   sts: StsEmulator;
+  kms: KmsEmulator;
   dynamo: { endpoint: string };
   /** Serves another awsJson service (e.g. `states`) under its credential-scope name. */
   register(service: string, protocol: "json1.0" | "json1.1", handler: JsonServiceHandler): void;
@@ -100,6 +102,7 @@ const ENDPOINT_ENV: Record<string, string> = {
   ssm: "SSM",
   states: "SFN",
   sts: "STS",
+  kms: "KMS",
 };
 
 /**
@@ -351,6 +354,7 @@ export async function startAwsSandbox(
   const route53 = createRoute53();
   const sns = createSns();
   const ssm = createSsm(SANDBOX_REGION);
+  const kms = createKms(SANDBOX_REGION);
   const routes = new Map<string, Route>([
     [
       "rds",
@@ -409,6 +413,7 @@ export async function startAwsSandbox(
       { kind: "json", version: "1.1", targetPrefix: "secretsmanager", handler: secrets.handler },
     ],
     ["ssm", { kind: "json", version: "1.1", targetPrefix: "AmazonSSM", handler: ssm.handler }],
+    ["kms", { kind: "json", version: "1.1", targetPrefix: "TrentService", handler: kms.handler }],
     [
       "route53",
       {
@@ -488,6 +493,7 @@ export async function startAwsSandbox(
     sns,
     ssm,
     sts,
+    kms,
     dynamo: { endpoint: dynamo.endpoint },
     register(service, protocol, handler) {
       if (routes.has(service)) throw new Error(`service ${service} is already served`);

@@ -7,7 +7,10 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Sha256 } from "@aws-crypto/sha256-js";
 import { GetCommand } from "@aws-sdk/lib-dynamodb";
+import { HttpRequest } from "@smithy/protocol-http";
+import { SignatureV4 } from "@smithy/signature-v4";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { writeSandboxFile } from "../../cli/sandbox-file.ts";
 import { readAuditTrail } from "../../functions/lib/audit.ts";
@@ -15,8 +18,15 @@ import { dynamoClient } from "../../functions/lib/aws.ts";
 import { lastFailover } from "../../functions/lib/lock.ts";
 import type { FailoverReport } from "../../functions/lib/report.ts";
 import { type TriggerDecision, triggerOnAlarm } from "../../functions/lib/trigger.ts";
+import { SANDBOX_USER_ARN } from "../../sandbox/aws/sts.ts";
 import { DRILL_DEFAULTS, type DrillOptions, runDrill } from "../../sandbox/drill.ts";
-import { AUDIT_TABLE, PLATFORM, type Sandbox, startSandbox } from "../../sandbox/index.ts";
+import {
+  AUDIT_TABLE,
+  PLATFORM,
+  SANDBOX_PRINCIPALS,
+  type Sandbox,
+  startSandbox,
+} from "../../sandbox/index.ts";
 import { runLocal } from "../../sandbox/runner.ts";
 import { cli } from "./cli-run.ts";
 
@@ -108,14 +118,20 @@ describe("operator CLI against a running sandbox", () => {
       by: "jane",
       at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
       waitedSeconds: expect.any(Number),
-      principal: null,
+      principal: SANDBOX_USER_ARN,
     });
     const decided = (await readAuditTrail(report.execution.name)).find(
       (e) => e.step === "Approval" && e.outcome === "DECIDED",
     );
-    expect(decided).toMatchObject({ actor: "jane", after: { approvedBy: "jane" } });
-    expect(readFileSync(join(dir, "report.md"), "utf8")).toMatch(
-      /- Approved by: jane \(as typed; no verified principal\) at \S+, after waiting \d+ s/,
+    expect(decided).toMatchObject({
+      actor: "jane",
+      after: { approvedBy: "jane", principal: SANDBOX_USER_ARN },
+    });
+    expect(approved.out).toContain(
+      `approved approve-me as jane (verified principal ${SANDBOX_USER_ARN})`,
+    );
+    expect(readFileSync(join(dir, "report.md"), "utf8")).toContain(
+      `- Approved by: jane (verified principal ${SANDBOX_USER_ARN}) at `,
     );
   });
 
@@ -205,6 +221,68 @@ describe("operator CLI against a running sandbox", () => {
     expect(report.failedStep).toBe("Approval");
     expect(report.changed).toEqual([]);
     expect(watched.out).toContain("rejected by");
+    expect(rejected.out).toContain(`rejected reject-me (verified principal ${SANDBOX_USER_ARN})`);
+    expect((report as unknown as FailoverReport).error?.message).toContain(
+      `(verified principal ${SANDBOX_USER_ARN}): primary recovered`,
+    );
+  });
+
+  it("the approval entry point refuses an unsigned call, a wrong secret, a changed body and a principal the topology does not list", async () => {
+    await startWithApproval("guarded");
+    await waitingAtApproval("guarded");
+    const executionArn = `${sandbox.stateMachineArn.replace(":stateMachine:", ":execution:")}:guarded`;
+    const body = { decision: "approve", executionArn, by: "mallory" } as const;
+    const url = sandbox.approvalUrl.url;
+    const [operator, auditor] = SANDBOX_PRINCIPALS;
+    /** A POST signed for `lambda` with the given key pair; `tamper` changes it after signing. */
+    const signedPost = async (
+      key: { accessKeyId: string; secretAccessKey: string },
+      tamper: (b: string) => string = (b) => b,
+    ) => {
+      const u = new URL(url);
+      const payload = JSON.stringify(body);
+      const signed = await new SignatureV4({
+        service: "lambda",
+        region: "us-east-1",
+        credentials: key,
+        sha256: Sha256,
+      }).sign(
+        new HttpRequest({
+          method: "POST",
+          protocol: "http:",
+          hostname: u.hostname,
+          port: Number(u.port),
+          path: "/",
+          headers: { host: u.host, "content-type": "application/json" },
+          body: payload,
+        }),
+      );
+      const res = await fetch(url, {
+        method: "POST",
+        headers: signed.headers,
+        body: tamper(payload),
+      });
+      return { status: res.status, text: await res.text() };
+    };
+    if (!operator || !auditor) throw new Error("no sandbox principals");
+
+    const unsigned = await fetch(url, { method: "POST", body: JSON.stringify(body) });
+    const wrongSecret = await signedPost({ ...operator, secretAccessKey: "guessed" });
+    const changed = await signedPost(operator, (b) => b.replace("mallory", "jane"));
+    const unlisted = await signedPost(auditor);
+    const status = await cli("status", "guarded", "--sandbox", endpointFile, "--json");
+
+    expect(unsigned.status).toBe(403);
+    expect(await unsigned.text()).toBe('{"Message":"Forbidden"}');
+    expect(wrongSecret.status).toBe(403);
+    expect(wrongSecret.text).toContain("The request signature we calculated does not match");
+    expect(changed.status).toBe(403);
+    expect(changed.text).toContain("The request signature we calculated does not match");
+    expect(unlisted.status).toBe(403);
+    expect(JSON.parse(unlisted.text)).toEqual({
+      message: `${auditor.arn} may not approve or reject failovers of ${PLATFORM}: the topology's approvers are ${operator.arn}`,
+    });
+    expect(status.out).toContain('"awaitingApproval":true');
   });
 });
 

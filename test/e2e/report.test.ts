@@ -10,7 +10,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DeleteItemCommand } from "@aws-sdk/client-dynamodb";
-import { DescribeExecutionCommand } from "@aws-sdk/client-sfn";
+import { DescribeExecutionCommand, GetExecutionHistoryCommand } from "@aws-sdk/client-sfn";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { main } from "../../cli/main.ts";
 import { writeSandboxFile } from "../../cli/sandbox-file.ts";
@@ -130,6 +130,61 @@ describe("failure report (drill --fault argocd-sync-timeout)", () => {
     );
     expect(broken.code).toBe(1);
     expect(broken.out).toContain("audit trail BROKEN at event 3");
+  });
+
+  it("audit verify: exit 1 naming the signed anchor when report.json's head, count or signature changes", async () => {
+    // Prepare: three copies, each with one part of report.json's anchor changed.
+    const edit = (name: string, change: (r: FailoverReport) => void) => {
+      const copy = tamperedCopy(result.reportDir, name, (lines) => lines);
+      const r = JSON.parse(readFileSync(join(copy, "report.json"), "utf8")) as FailoverReport;
+      change(r);
+      writeFileSync(join(copy, "report.json"), JSON.stringify(r));
+      return copy;
+    };
+    const signed = () => report.audit.signed?.signature?.value ?? "";
+    const zero = "0".repeat(64);
+    const copies = [
+      edit("head", (r) => {
+        if (r.audit.signed) r.audit.signed.payload.head = zero;
+        r.audit.head = zero;
+      }),
+      edit("count", (r) => {
+        if (r.audit.signed) r.audit.signed.payload.events -= 1;
+      }),
+      edit("signature", (r) => {
+        const v = signed();
+        if (r.audit.signed?.signature)
+          r.audit.signed.signature.value = `${v.slice(0, 20)}${v[20] === "A" ? "B" : "A"}${v.slice(21)}`;
+      }),
+    ];
+    const pem = join(root, "pinned.pem");
+    cpSync(join(result.reportDir, "signing-key.pem"), pem);
+    const unpinned = tamperedCopy(result.reportDir, "unpinned", (lines) => lines);
+    rmSync(join(unpinned, "signing-key.pem"));
+
+    // Act
+    const verdicts = [];
+    for (const copy of copies) verdicts.push(await cli("audit", "verify", copy));
+    const pinned = await cli("audit", "verify", unpinned, "--public-key", pem);
+    const noKey = await cli("audit", "verify", unpinned);
+
+    // Assess
+    expect(verdicts.map((v) => v.code)).toEqual([1, 1, 1]);
+    expect(verdicts[0]?.out).toContain(
+      `audit trail BROKEN: report.json's signed anchor: the signature does not verify with ${join(root, "head", "signing-key.pem")}`,
+    );
+    expect(verdicts[1]?.out).toContain(
+      `audit trail BROKEN: report.json's signed anchor signs ${report.audit.events - 1} events`,
+    );
+    expect(verdicts[2]?.out).toContain(
+      "audit trail BROKEN: report.json's signed anchor: the signature does not verify",
+    );
+    expect(pinned.code).toBe(0);
+    expect(pinned.out).toContain(`signature verified offline with ${pem};`);
+    expect(noKey.code).toBe(1);
+    expect(noKey.out).toContain(
+      "audit trail BROKEN: no key to check report.json's signed anchor with: pass --public-key <file>",
+    );
   });
 
   it("audit verify: exit 1 when the last event is deleted (the chain that is left is intact)", async () => {
@@ -274,7 +329,7 @@ describe("rejected execution in a running sandbox", () => {
     );
   });
 
-  it("audit verify <dir>: audit.jsonl and report.json truncated together pass alone, not against the execution", async () => {
+  it("audit verify <dir>: audit.jsonl and report.json truncated together break the signed anchor, and disagree with the execution", async () => {
     // Prepare: drop the last event and make report.json agree with what is left.
     const dir = join(root, "rejected");
     const n = report.audit.events;
@@ -285,23 +340,70 @@ describe("rejected execution in a running sandbox", () => {
       join(forged, "report.json"),
       JSON.stringify({ ...report, audit: { ...report.audit, events: n - 1, head } }),
     );
+    const unsigned = { ...report.audit, events: n - 1, head, signed: undefined };
+    const stripped = tamperedCopy(dir, "stripped", (lines) => lines.slice(0, -1));
+    writeFileSync(join(stripped, "report.json"), JSON.stringify({ ...report, audit: unsigned }));
 
     // Act
     const alone = await cli("audit", "verify", forged);
+    const noSignature = await cli("audit", "verify", stripped);
     const witnessed = await cli("audit", "verify", forged, "--sandbox", endpointFile);
     const genuine = await cli("audit", "verify", dir, "--sandbox", endpointFile);
 
     // Assess
-    expect(alone.code).toBe(0);
+    expect(alone.code).toBe(1);
     expect(alone.out).toContain(
-      `checked the directory against itself only: ${NAME} ran in a sandbox, which only that sandbox can answer for (pass --sandbox <endpoint file> while it runs); audit.jsonl and report.json truncated together would not show`,
+      `audit trail BROKEN: report.json's signed anchor signs ${n} events, head ${report.audit.head}; report.json records ${n - 1} events, head ${head} (edited?)`,
+    );
+    expect(noSignature.code).toBe(1);
+    expect(noSignature.out).toContain(
+      "audit trail BROKEN: report.json holds no signed anchor (audit.signed is missing or malformed)",
     );
     expect(witnessed.code).toBe(1);
-    expect(witnessed.out).toContain(
-      `audit trail BROKEN: audit.jsonl has ${n - 1} events, the execution history recorded ${n} (truncated?)`,
-    );
+    expect(witnessed.out).toContain("report.json's signed anchor signs");
     expect(genuine.code).toBe(0);
+    expect(genuine.out).toContain(
+      `signature verified by kms:Verify with ${sandbox.aws.kms.signingKeyArn}`,
+    );
     expect(genuine.out).toMatch(/matches report\.json .*; matches the execution history too$/m);
+  });
+
+  it("audit verify <execution>: checks the output's signed anchor with kms:Verify, and refuses it from another key", async () => {
+    const other = sandbox.aws.kms.signingKeyArn.replace(
+      /key\/.*$/,
+      "key/00000000-0000-4000-8000-000000000000",
+    );
+
+    const verified = await cli("audit", "verify", NAME, "--sandbox", endpointFile);
+    const pinned = await cli("audit", "verify", NAME, "--sandbox", endpointFile, "--key-id", other);
+
+    expect(verified.code).toBe(0);
+    expect(verified.out).toContain(
+      `signature verified by kms:Verify with ${sandbox.aws.kms.signingKeyArn}`,
+    );
+    expect(pinned.code).toBe(1);
+    expect(pinned.out).toContain(
+      `audit trail BROKEN: the execution history's signed anchor is signed with ${sandbox.aws.kms.signingKeyArn}, not the expected key ${other}`,
+    );
+  });
+
+  it("RecordFailure's output carries the same signed anchor as report.json (the execution history keeps it)", async () => {
+    const arn = `${sandbox.stateMachineArn.replace(":stateMachine:", ":execution:")}:${NAME}`;
+    const history = await sfnClient().send(
+      new GetExecutionHistoryCommand({ executionArn: arn, includeExecutionData: true }),
+    );
+    const exited = history.events?.find((e) => e.stateExitedEventDetails?.name === "RecordFailure");
+    const output = JSON.parse(exited?.stateExitedEventDetails?.output ?? "{}") as {
+      report?: { audit?: { signed?: unknown } };
+    };
+
+    expect(output.report?.audit?.signed).toEqual(report.audit.signed);
+    expect(report.audit.signed?.payload).toMatchObject({
+      execution: arn,
+      events: report.audit.events,
+      head: report.audit.head,
+      objects: { "audit.jsonl": null, "report.md": null, "report.html": null },
+    });
   });
 
   it("audit verify <dir>: exit 1 when report.json is pointed at another execution", async () => {

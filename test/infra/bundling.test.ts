@@ -43,6 +43,7 @@ beforeAll(() => {
       topology,
       tableArn: arn,
       keyArn: arn,
+      signingKeyArn: arn,
       bucketArn: arn,
       topicArn: arn,
       stateMachineName: "sm",

@@ -130,11 +130,11 @@ describe("state machine", () => {
 });
 
 describe("functions", () => {
-  it("are one per Task state plus the trigger and readiness: nodejs22.x on arm64, ESM bundle, own log group with retention", () => {
+  it("are one per Task state plus the trigger, readiness and the approver: nodejs22.x on arm64, ESM bundle, own log group with retention", () => {
     expect([...stack.functions.keys()].sort()).toEqual(
-      [...FUNCTIONS.map((f) => f.state), "Trigger", "Readiness"].sort(),
+      [...FUNCTIONS.map((f) => f.state), "Trigger", "Readiness", "Approver"].sort(),
     );
-    template.resourceCountIs("AWS::Lambda::Function", FUNCTIONS.length + 2);
+    template.resourceCountIs("AWS::Lambda::Function", FUNCTIONS.length + 3);
     for (const name of stack.functions.keys()) {
       const fn = functionOf(name);
       expect(fn.Runtime, name).toBe("nodejs22.x");
@@ -308,6 +308,84 @@ describe("audit trail, reports, notifications", () => {
   });
 });
 
+describe("signed anchors and immutable reports", () => {
+  const signingKey = () => logicalId(stack, stack.signingKey);
+  const statementsOf = (name: string) => {
+    const f = stack.functions.get(name);
+    if (!f) throw new Error(`no function ${name}`);
+    const role = propsOf(logicalId(stack, f.role)) as {
+      Policies: { PolicyDocument: { Statement: Json[] } }[];
+    };
+    return role.Policies.flatMap((p) => p.PolicyDocument.Statement);
+  };
+
+  it("create an asymmetric signing key (ECC_NIST_P256, SIGN_VERIFY), retained, and output its ARN", () => {
+    expect(propsOf(signingKey())).toMatchObject({
+      KeySpec: "ECC_NIST_P256",
+      KeyUsage: "SIGN_VERIFY",
+    });
+    expect(resources[signingKey()]?.DeletionPolicy).toBe("Retain");
+    const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(outputs.AuditSigningKeyArn?.Value).toEqual({ "Fn::GetAtt": [signingKey(), "Arn"] });
+  });
+
+  it("let exactly Report and RecordFailure sign, on that key, RAW ECDSA_SHA_256 only, and give only them its ARN", () => {
+    const signers = [...stack.functions.keys()].filter((name) =>
+      statementsOf(name).some((st) => [st.Action].flat().includes("kms:Sign")),
+    );
+    expect(signers.sort()).toEqual(["RecordFailure", "Report"]);
+    for (const name of signers) {
+      const sign = statementsOf(name).filter((st) => [st.Action].flat().includes("kms:Sign"));
+      expect(sign, name).toEqual([
+        {
+          Action: "kms:Sign",
+          Effect: "Allow",
+          Resource: { "Fn::GetAtt": [signingKey(), "Arn"] },
+          Condition: {
+            StringEquals: { "kms:SigningAlgorithm": "ECDSA_SHA_256", "kms:MessageType": "RAW" },
+          },
+        },
+      ]);
+    }
+    const withKey = [...stack.functions.keys()].filter(
+      (name) =>
+        (functionOf(name).Environment as { Variables: Json }).Variables.AUDIT_SIGNING_KEY !==
+        undefined,
+    );
+    expect(withKey.sort()).toEqual(["RecordFailure", "Report"]);
+  });
+
+  it("keep every report version under S3 Object Lock (governance, 365 days by default) on a versioned bucket", () => {
+    expect(propsOf(logicalId(stack, stack.bucket))).toMatchObject({
+      ObjectLockEnabled: true,
+      ObjectLockConfiguration: {
+        ObjectLockEnabled: "Enabled",
+        Rule: { DefaultRetention: { Mode: "GOVERNANCE", Days: 365 } },
+      },
+      VersioningConfiguration: { Status: "Enabled" },
+    });
+  });
+});
+
+describe("the approval entry point", () => {
+  it("is the approver's function URL with AWS_IAM auth, output as ApprovalUrl; only the approver may answer a task token", () => {
+    const approver = fnId("Approver");
+    template.hasResourceProperties("AWS::Lambda::Url", {
+      AuthType: "AWS_IAM",
+      TargetFunctionArn: { "Fn::GetAtt": [approver, "Arn"] },
+    });
+    expect(functionOf("Approver").FunctionName).toBe("gitops-failover-payments-approver");
+    const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(JSON.stringify(outputs.ApprovalUrl?.Value)).toContain("FunctionUrl");
+    const answering = Object.entries(resources)
+      .filter(([, r]) => r.Type === "AWS::IAM::Role" || r.Type === "AWS::IAM::ManagedPolicy")
+      .filter(([, r]) => JSON.stringify(r.Properties).includes("states:SendTaskSuccess"))
+      .map(([id]) => id);
+    const approverRole = logicalId(stack, stack.functions.get("Approver")?.role as IConstruct);
+    expect(answering).toEqual([approverRole]);
+  });
+});
+
 describe("operators", () => {
   const policyId = () => logicalId(stack, stack.operatorPolicy);
 
@@ -335,8 +413,14 @@ describe("operators", () => {
       expect(JSON.stringify(one(a).Resource), a).toMatch(
         /:states:us-west-2:.*:execution:gitops-failover-payments:\*"\]\]\}$/,
       );
-    for (const a of ["states:SendTaskSuccess", "states:SendTaskFailure"])
-      expect(one(a).Resource, a).toBe("*");
+    expect(actions).not.toContain("states:SendTaskSuccess");
+    expect(actions).not.toContain("states:SendTaskFailure");
+    expect(one("lambda:InvokeFunctionUrl")).toMatchObject({
+      Condition: { StringEquals: { "lambda:FunctionUrlAuthType": "AWS_IAM" } },
+    });
+    expect(JSON.stringify(one("lambda:InvokeFunctionUrl").Resource)).toMatch(
+      /:lambda:us-west-2:.*:function:gitops-failover-payments-approver"\]\]\}$/,
+    );
     expect(JSON.stringify(one("s3:GetObject").Resource)).toBe(
       JSON.stringify({
         "Fn::Join": ["", [{ "Fn::GetAtt": [logicalId(stack, stack.bucket), "Arn"] }, "/reports/*"]],
@@ -359,9 +443,9 @@ describe("operators", () => {
       { name: "readiness", entry: "cli/readiness.ts" },
     ]);
     const sent = [...cli.values()].flatMap((a) => a.actions);
-    expect([...new Set([...sent, "states:StopExecution"])].sort()).toEqual(
-      [...OPERATOR_ACTIONS].sort(),
-    );
+    expect(
+      [...new Set([...sent, "states:StopExecution", "lambda:InvokeFunctionUrl"])].sort(),
+    ).toEqual([...OPERATOR_ACTIONS].sort());
   });
 
   it("outputs the policy's ARN", () => {

@@ -55,6 +55,27 @@ describe("loadSettings", () => {
     expect(s.healthCheckPath).toBe("/healthz");
   });
 
+  it("takes the report bucket's Object Lock from -c reportRetentionDays and -c reportLockMode (default governance, 365 days)", () => {
+    const context: Record<string, string> = {
+      reportRetentionDays: "2555",
+      reportLockMode: "compliance",
+    };
+    expect(loadSettings(() => undefined).reportLock).toEqual({
+      retentionDays: 365,
+      mode: "governance",
+    });
+    expect(loadSettings((k) => context[k]).reportLock).toEqual({
+      retentionDays: 2555,
+      mode: "compliance",
+    });
+    expect(
+      settingsError({ reportRetentionDays: "0", reportLockMode: "legal-hold" }).problems,
+    ).toEqual([
+      "-c reportRetentionDays: must be at least 1 day",
+      expect.stringMatching(/^-c reportLockMode: .*"governance".*"compliance"/),
+    ]);
+  });
+
   it("takes orchestrator regions as a comma list (-c) or an array (cdk.json)", () => {
     expect(
       loadSettings((k) => (k === "orchestratorRegions" ? "us-east-1, eu-west-1" : undefined))

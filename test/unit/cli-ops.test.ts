@@ -3,13 +3,16 @@
  * small Step Functions (JSON 1.0) server that keeps executions and histories shaped as AWS (and
  * the sandbox emulator) returns them, including the Approval's TaskScheduled event.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { main } from "../../cli/main.ts";
+import { answerApproval, type FunctionUrlRequest } from "../../functions/lib/approver.ts";
+import { resetRuntimeTopology } from "../../functions/lib/config.ts";
+import { type FunctionUrlServer, startFunctionUrl } from "../../sandbox/aws/function-url.ts";
 
 const STATE_MACHINE_ARN = "arn:aws:states:us-east-1:000000000000:stateMachine:gitops-failover";
 const arnOf = (name: string) =>
@@ -346,6 +349,7 @@ function endpointFile(name: string, url: string, stateMachineArn: string): strin
         AWS_SECRET_ACCESS_KEY: "sandbox",
         AUDIT_TABLE: "sandbox-audit",
         STATE_MACHINE_ARN: stateMachineArn,
+        GITOPS_FAILOVER_APPROVAL_URL: approvalUrl.url,
       },
       reportDir: join(dir, "reports"),
     }),
@@ -353,14 +357,46 @@ function endpointFile(name: string, url: string, stateMachineArn: string): strin
   return path;
 }
 
+/** The operator the approval entry point verifies (the endpoint file's key pair). */
+const PRINCIPAL = "arn:aws:iam::000000000000:user/operator";
+let approvalUrl: FunctionUrlServer;
+
 beforeAll(async () => {
   const fake = await serveJson(handle);
   server = fake.server;
+  // The approval entry point, running the real approver against the fake Step Functions.
+  const lambdaEnv = {
+    TOPOLOGY: readFileSync("config/topology.example.yaml", "utf8"),
+    STATE_MACHINE_ARN,
+  };
+  approvalUrl = await startFunctionUrl({
+    region: "us-east-1",
+    principals: [
+      {
+        accessKeyId: "sandbox",
+        secretAccessKey: "sandbox",
+        arn: PRINCIPAL,
+        accountId: "000000000000",
+        userId: "AIDAOPERATOR",
+      },
+    ],
+    // The function's own environment, only while it runs (the CLI's must stay without it).
+    invoke: async (event) => {
+      Object.assign(process.env, lambdaEnv);
+      resetRuntimeTopology();
+      try {
+        return await answerApproval(event as FunctionUrlRequest);
+      } finally {
+        for (const key of Object.keys(lambdaEnv)) delete process.env[key];
+      }
+    },
+  });
   sandboxFile = endpointFile("sandbox.json", fake.url, STATE_MACHINE_ARN);
   process.env.GITOPS_FAILOVER_USER = "alice";
 });
 
 afterAll(async () => {
+  await approvalUrl.stop();
   await new Promise((resolve) => server.close(resolve));
 });
 
@@ -627,12 +663,12 @@ describe("operator CLI: list and status", () => {
 describe("operator CLI: approve and reject", () => {
   const WAITING = "auto-us-west-2-20240501T120000Z";
 
-  it("approves with the pending task token and who approved, without printing the token", async () => {
+  it("approves through the entry point: the pending task token, who typed and who AWS verified, without printing the token", async () => {
     const r = await cli("approve", WAITING, "--by", "bob", ...sb());
     expect(r).toMatchObject({ code: 0, stderr: "" });
-    expect(r.stdout).toContain(`approved ${WAITING} as bob`);
+    expect(r.stdout).toContain(`approved ${WAITING} as bob (verified principal ${PRINCIPAL})`);
     expect(callsOf("SendTaskSuccess")).toEqual([
-      { taskToken: TOKEN, output: '{"approvedBy":"bob"}' },
+      { taskToken: TOKEN, output: JSON.stringify({ approvedBy: "bob", principal: PRINCIPAL }) },
     ]);
     expect(r.stdout).not.toContain(TOKEN);
     const again = await cli("approve", WAITING, ...sb());
@@ -647,6 +683,7 @@ describe("operator CLI: approve and reject", () => {
       name: WAITING,
       executionArn: arnOf(WAITING),
       approvedBy: "alice",
+      principal: PRINCIPAL,
     });
   });
 
@@ -657,7 +694,11 @@ describe("operator CLI: approve and reject", () => {
     );
     expect(r.code).toBe(0);
     expect(callsOf("SendTaskFailure")).toEqual([
-      { taskToken: TOKEN, error: "ApprovalRejected", cause: "rejected by bob: the region is back" },
+      {
+        taskToken: TOKEN,
+        error: "ApprovalRejected",
+        cause: `rejected by bob (verified principal ${PRINCIPAL}): the region is back`,
+      },
     ]);
     expect(r.stdout).not.toContain(TOKEN);
   });
@@ -672,12 +713,13 @@ describe("operator CLI: approve and reject", () => {
 
   it("approve and reject take the execution ARN from the SNS message alone: no --state-machine", async () => {
     await cli("list", ...sb()); // the endpoint (AWS_ENDPOINT_URL_SFN) stays in the environment
+    process.env.GITOPS_FAILOVER_APPROVAL_URL = approvalUrl.url; // as an operator's shell sets it
     const approved = await cli("approve", arnOf(WAITING), "--by", "bob");
     expect(approved).toMatchObject({ code: 0, stderr: "" });
     expect(approved.stdout).toContain(`approved ${WAITING} as bob`);
     expect(callsOf("DescribeExecution").at(-1)).toEqual({ executionArn: arnOf(WAITING) });
     expect(callsOf("SendTaskSuccess")).toEqual([
-      { taskToken: TOKEN, output: '{"approvedBy":"bob"}' },
+      { taskToken: TOKEN, output: JSON.stringify({ approvedBy: "bob", principal: PRINCIPAL }) },
     ]);
 
     executions = fixtures();

@@ -232,6 +232,21 @@ describe("topology schema", () => {
     expect(accepted.argocd.hubs.map((h) => h.insecure)).toEqual([false, true]);
   });
 
+  it("takes an optional list of approvers (IAM principal ARNs) and refuses anything else", () => {
+    const t = example() as Record<string, unknown>;
+    const jane = "arn:aws:iam::111122223333:user/jane";
+    const session = "arn:aws:sts::111122223333:assumed-role/sre/jane@example.com";
+
+    expect(parseTopology(t).approvers).toBeUndefined();
+    expect(parseTopology({ ...t, approvers: [jane, session] }).approvers).toEqual([jane, session]);
+    expect(problems(() => parseTopology({ ...t, approvers: ["jane", jane] }))).toEqual([
+      "approvers.0: must be an IAM principal ARN such as arn:aws:iam::111122223333:user/jane",
+    ]);
+    expect(problems(() => parseTopology({ ...t, approvers: [] }))).toEqual([
+      "approvers: must name at least one principal (or leave approvers out)",
+    ]);
+  });
+
   it.each([".git/config", "apps/.git/hooks/post-checkout", ".GIT/config"])(
     "refuses a retarget file inside .git/: %s",
     (file) => {

@@ -3,6 +3,7 @@
  * env the sandbox hands out (AWS_ENDPOINT_URL_<SERVICE>, credentials, region), as production is.
  */
 
+import { createHash, createPublicKey, verify } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,6 +24,14 @@ import {
   ListEndpointGroupsCommand,
   UpdateEndpointGroupCommand,
 } from "@aws-sdk/client-global-accelerator";
+import {
+  DescribeKeyCommand,
+  GetPublicKeyCommand,
+  KMSClient,
+  KMSInvalidSignatureException,
+  SignCommand,
+  VerifyCommand,
+} from "@aws-sdk/client-kms";
 import {
   DescribeDBClustersCommand,
   DescribeGlobalClustersCommand,
@@ -124,6 +133,7 @@ describe("sandbox env", () => {
       "SNS",
       "SSM",
       "SFN",
+      "KMS",
     ]) {
       expect(sandbox.env[`AWS_ENDPOINT_URL_${service}`]).toBe(sandbox.endpoint);
     }
@@ -1071,5 +1081,124 @@ describe("Step Functions emulator running the real ASL in the whole sandbox", ()
     expect(e.message).toBe(
       "1 validation error detected: Value null at 'executionArn' failed to satisfy constraint: Member must not be null",
     );
+  });
+});
+
+describe("KMS", () => {
+  const kms = (region: string) => new KMSClient({ region, ...SDK });
+  const message = Buffer.from('{"events":3,"head":"ab"}');
+  const digest = createHash("sha256").update(message).digest();
+  const ecdsa = {
+    KeyId: "alias/gitops-failover-audit",
+    SigningAlgorithm: "ECDSA_SHA_256",
+  } as const;
+
+  it("signs RAW and DIGEST with ECDSA P-256: DER signatures that node:crypto verifies with GetPublicKey's key", async () => {
+    // Act
+    const raw = await kms(EAST).send(new SignCommand({ ...ecdsa, Message: message }));
+    const pre = await kms(EAST).send(
+      new SignCommand({ ...ecdsa, Message: digest, MessageType: "DIGEST" }),
+    );
+    const pub = await kms(EAST).send(new GetPublicKeyCommand({ KeyId: sandbox.kms.signingKeyArn }));
+    const key = createPublicKey({
+      key: Buffer.from(pub.PublicKey ?? []),
+      format: "der",
+      type: "spki",
+    });
+    // A message and its digest are the same message: each signature verifies against the other form.
+    const crossed = await kms(EAST).send(
+      new VerifyCommand({ ...ecdsa, Message: message, Signature: pre.Signature }),
+    );
+    const crossedDigest = await kms(EAST).send(
+      new VerifyCommand({
+        ...ecdsa,
+        Message: digest,
+        MessageType: "DIGEST",
+        Signature: raw.Signature,
+      }),
+    );
+    // Assess
+    expect(raw).toMatchObject({
+      KeyId: sandbox.kms.signingKeyArn,
+      SigningAlgorithm: "ECDSA_SHA_256",
+    });
+    expect(Buffer.from(raw.Signature ?? [])[0]).toBe(0x30);
+    expect(verify("sha256", message, key, Buffer.from(raw.Signature ?? []))).toBe(true);
+    expect(verify("sha256", message, key, Buffer.from(pre.Signature ?? []))).toBe(true);
+    expect(pub).toMatchObject({
+      KeySpec: "ECC_NIST_P256",
+      KeyUsage: "SIGN_VERIFY",
+      SigningAlgorithms: ["ECDSA_SHA_256"],
+    });
+    expect(crossed.SignatureValid).toBe(true);
+    expect(crossedDigest.SignatureValid).toBe(true);
+  });
+
+  it("resolves a key by id, key ARN, alias and alias ARN in its own region only", async () => {
+    // Prepare
+    const arn = sandbox.kms.signingKeyArn;
+    const id = arn.split("/").at(-1) ?? "";
+    const aliasArn = `arn:aws:kms:${EAST}:000000000000:alias/gitops-failover-audit`;
+    // Act
+    const found = await Promise.all(
+      [id, arn, "alias/gitops-failover-audit", aliasArn].map((KeyId) =>
+        kms(EAST).send(new DescribeKeyCommand({ KeyId })),
+      ),
+    );
+    const elsewhere = await failure(kms(WEST).send(new DescribeKeyCommand({ KeyId: id })));
+    // Assess
+    expect(found.map((f) => f.KeyMetadata?.Arn)).toEqual([arn, arn, arn, arn]);
+    expect(elsewhere.name).toBe("NotFoundException");
+    expect(elsewhere.message).toBe(
+      `Key 'arn:aws:kms:${WEST}:000000000000:key/${id}' is not found.`,
+    );
+  });
+
+  it("refuses a bad signature, a wrong-length digest, a long RAW message, another algorithm and a symmetric key", async () => {
+    // Prepare
+    const sig = Buffer.from(
+      (await kms(EAST).send(new SignCommand({ ...ecdsa, Message: message }))).Signature ?? [],
+    );
+    const flipped = Buffer.from(sig);
+    flipped[10] = (flipped[10] ?? 0) ^ 1;
+    // Act
+    const bad = await failure(
+      kms(EAST).send(
+        new VerifyCommand({ ...ecdsa, Message: Buffer.from("other"), Signature: sig }),
+      ),
+    );
+    const mangled = await failure(
+      kms(EAST).send(new VerifyCommand({ ...ecdsa, Message: message, Signature: flipped })),
+    );
+    const shortDigest = await failure(
+      kms(EAST).send(
+        new SignCommand({ ...ecdsa, Message: digest.subarray(0, 20), MessageType: "DIGEST" }),
+      ),
+    );
+    const long = await failure(
+      kms(EAST).send(new SignCommand({ ...ecdsa, Message: Buffer.alloc(4097, 1) })),
+    );
+    const p384 = await failure(
+      kms(EAST).send(
+        new SignCommand({ ...ecdsa, Message: message, SigningAlgorithm: "ECDSA_SHA_384" }),
+      ),
+    );
+    const symmetric = { KeyId: "alias/sandbox-symmetric" };
+    const wrongKey = await failure(
+      kms(EAST).send(new SignCommand({ ...ecdsa, ...symmetric, Message: message })),
+    );
+    const noPublicKey = await failure(kms(EAST).send(new GetPublicKeyCommand(symmetric)));
+    // Assess
+    expect(bad).toBeInstanceOf(KMSInvalidSignatureException);
+    expect(mangled).toBeInstanceOf(KMSInvalidSignatureException);
+    expect(status(bad)).toBe(400);
+    expect(shortDigest.name).toBe("ValidationException");
+    expect(shortDigest.message).toContain("20 bytes, expected 32");
+    expect(long.name).toBe("ValidationException");
+    expect(long.message).toContain("less than or equal to 4096");
+    expect(p384.name).toBe("InvalidKeyUsageException");
+    expect(wrongKey.name).toBe("InvalidKeyUsageException");
+    expect(wrongKey.message).toMatch(/key usage is ENCRYPT_DECRYPT which is not valid for Sign\.$/);
+    expect(noPublicKey.name).toBe("UnsupportedOperationException");
   });
 });
