@@ -30,6 +30,7 @@ import { type GitServer, startGitServer } from "./git.ts";
 import { DEFAULT_REPLICAS, gitopsLayout, VALUES_FILE } from "./gitops-layout.ts";
 import { LOCAL_STATE_MACHINE_ARN } from "./runner.ts";
 import { type FakeSpoke, type FakeVeleroBackup, startSpoke } from "./spoke.ts";
+import { sandboxMs, type TimeModel } from "./time-model.ts";
 import { createWorkDir, sweepAbandonedWorkDirs } from "./workdir.ts";
 
 /** The platform the sandbox runs (topology `platform`, Argo CD app selector, namespace). */
@@ -61,6 +62,11 @@ export interface SandboxOptions {
   waitMs?: number;
   /** Milliseconds an Aurora promotion takes in the emulator. */
   promotionDelayMs?: number;
+  /**
+   * Realistic service delays scaled by one factor (sandbox/time-model.ts): replaces `waitMs`
+   * and `promotionDelayMs`; the ASL's Waits and Retries run at the same scale.
+   */
+  timeModel?: TimeModel;
 }
 
 /** One region's Deployments, summed over its spokes. */
@@ -350,7 +356,20 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       apiToken: argocdToken,
       admin: argocdAdmin,
       tls: await ca.issue("argocd"),
-      pollIntervalMs: 100,
+      ...(options.timeModel
+        ? {
+            // Passes every 2 AWS seconds: an app sees its Git poll tick that late at most.
+            pollIntervalMs: Math.max(10, sandboxMs(options.timeModel, 2)),
+            timing: {
+              syncMs: sandboxMs(options.timeModel, options.timeModel.argocd.syncSeconds),
+              gitPollMs: sandboxMs(options.timeModel, options.timeModel.argocd.gitPollSeconds),
+              gitPollJitterMs: sandboxMs(
+                options.timeModel,
+                options.timeModel.argocd.gitPollJitterSeconds,
+              ),
+            },
+          }
+        : { pollIntervalMs: 100 }),
     });
     stops.push(() => argo.stop());
     await argo.reconcileNow();
@@ -385,6 +404,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       stateMachineArn: LOCAL_STATE_MACHINE_ARN,
       waitMs,
       retryMs: waitMs,
+      ...(options.timeModel ? { timeScale: options.timeModel.scale } : {}),
     });
     aws.register("states", "json1.0", sfn.handler);
     stops.push(() => sfn.stopAll());
@@ -421,6 +441,14 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       hubClusterToken,
       promotionDelayMs: options.promotionDelayMs ?? 150,
     });
+    const model = options.timeModel;
+    if (model) {
+      aws.rds.setPromotionDurationsMs({
+        switchover: sandboxMs(model, model.aurora.switchoverSeconds),
+        failover: sandboxMs(model, model.aurora.failoverSeconds),
+      });
+      aws.ga.setConvergenceMs(sandboxMs(model, model.globalAccelerator.convergeSeconds));
+    }
 
     // What the functions' Global Accelerator client will try before giving up (functions/lib/aws.ts).
     const limits = { gaSdkAttempts: await globalAcceleratorClient().config.maxAttempts() };

@@ -41,6 +41,24 @@ export interface RdsEmulator {
   /** The current writer region of a global cluster (the only one when omitted). */
   writerRegion(identifier?: string): string;
   calls(): RdsCall[];
+  /**
+   * Per kind, how long a promotion takes (time model); overrides setPromotionDelayMs for that
+   * kind. A switchover is graceful (SwitchoverGlobalCluster or FailoverGlobalCluster without
+   * AllowDataLoss), a failover loses data.
+   */
+  setPromotionDurationsMs(durations: { switchover: number; failover: number }): void;
+  /** Every promotion with its own event times (ms epoch): requested and completed. */
+  promotions(): PromotionEvent[];
+}
+
+/** One promotion as the service saw it: when it was requested and when the writer flipped. */
+export interface PromotionEvent {
+  identifier: string;
+  kind: "switchover" | "failover";
+  from: string;
+  to: string;
+  startedAt: number;
+  completedAt?: number;
 }
 
 interface Promotion {
@@ -69,10 +87,22 @@ export function createRds(): RdsEmulator {
   let delayMs = DEFAULT_PROMOTION_DELAY_MS;
   const createdAt = new Date();
   let stuck = false;
+  let durations: { switchover: number; failover: number } | undefined;
+  const events: PromotionEvent[] = [];
+
+  function delayOf(p: Promotion): number {
+    if (!durations) return delayMs;
+    return p.dataLoss ? durations.failover : durations.switchover;
+  }
 
   function settle(c: GlobalCluster): void {
-    if (c.promotion && !stuck && Date.now() >= c.promotion.startedAt + delayMs) {
-      c.writer = c.promotion.to;
+    if (c.promotion && !stuck && Date.now() >= c.promotion.startedAt + delayOf(c.promotion)) {
+      const p = c.promotion;
+      const event = events.findLast(
+        (e) => e.identifier === c.identifier && e.startedAt === p.startedAt,
+      );
+      if (event) event.completedAt = p.startedAt + delayOf(p);
+      c.writer = p.to;
       delete c.promotion;
     }
   }
@@ -174,6 +204,13 @@ export function createRds(): RdsEmulator {
       dataLoss: allowDataLoss,
       startedAt: Date.now(),
     };
+    events.push({
+      identifier: c.identifier,
+      kind: allowDataLoss ? "failover" : "switchover",
+      from: c.promotion.from,
+      to: target,
+      startedAt: c.promotion.startedAt,
+    });
     return { GlobalCluster: describe(c) };
   }
 
@@ -297,5 +334,12 @@ export function createRds(): RdsEmulator {
       return c.writer;
     },
     calls: () => log.map((c) => ({ ...c })),
+    setPromotionDurationsMs(value) {
+      durations = { ...value };
+    },
+    promotions() {
+      for (const c of clusters.values()) settle(c);
+      return events.map((e) => ({ ...e }));
+    },
   };
 }

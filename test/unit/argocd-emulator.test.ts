@@ -58,6 +58,7 @@ async function startPlatform(
   components = 3,
   regions = REGIONS,
   pollIntervalMs = 100,
+  timing?: { syncMs: number; gitPollMs: number; gitPollJitterMs: number },
 ): Promise<Platform> {
   const dir = await mkdtemp(join(tmpdir(), "argocd-e2e-"));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
@@ -96,6 +97,7 @@ async function startPlatform(
     admin: { username: "admin", password: "admin-password" },
     tls: await ca.issue("argocd"),
     pollIntervalMs,
+    ...(timing ? { timing } : {}),
   });
   cleanups.push(() => argo.stop());
   const hubs = Object.entries(argo.urls).map(([name, url]) => ({
@@ -159,7 +161,12 @@ async function pollSync(
   hubs: ArgoHubConnection[],
   revision: string,
   stop: (r: SyncCheck) => boolean,
-  options: { max?: number; sync?: boolean; clusters?: string[] } = {},
+  options: {
+    max?: number;
+    sync?: boolean;
+    clusters?: string[];
+    refresh?: "hard" | "normal" | "none";
+  } = {},
 ): Promise<SyncCheck[]> {
   const results: SyncCheck[] = [];
   for (let i = 0; i < (options.max ?? 200); i++) {
@@ -168,7 +175,7 @@ async function pollSync(
       selector: SELECTOR,
       clusters: options.clusters ?? ["spoke-use2"],
       revision,
-      refresh: "hard",
+      refresh: options.refresh ?? "hard",
       sync: options.sync ?? false,
       firstPoll: i === 0,
       timeoutMs: 5_000,
@@ -643,5 +650,96 @@ describe("Argo CD emulator at scale", () => {
       before.map((a) => a.status.operationState?.startedAt),
     );
     expect(new Set(after.map((a) => a.status.sync.revision))).toEqual(new Set([sha]));
+  });
+});
+
+/** A POST to hub-primary's /api/webhook, with no API token, as a Git host delivers it. */
+async function deliver(
+  p: Platform,
+  headers: Record<string, string>,
+  body: unknown,
+  method = "POST",
+): Promise<{ status: number; text: string }> {
+  const url = new URL("/api/webhook", p.argo.urls["hub-primary"]);
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      url,
+      { method, ca: p.caPem, headers: { "content-type": "application/json", ...headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }),
+        );
+      },
+    );
+    req.on("error", reject);
+    req.end(method === "POST" ? JSON.stringify(body) : undefined);
+  });
+}
+
+describe("Argo CD emulator time model and Git webhook", () => {
+  it("an app sees a commit only at its Git poll tick or once a matching push webhook refreshed it, then syncs after syncMs", async () => {
+    // A Git poll an hour away: without the webhook nothing would compare with the commit here.
+    const p = await startPlatform(3, REGIONS, 20, {
+      syncMs: 150,
+      gitPollMs: 3_600_000,
+      gitPollJitterMs: 0,
+    });
+    const sha = await retarget(p, "us-east-2");
+    const push = (htmlUrl: string, ref = "refs/heads/main") => ({
+      ref,
+      after: sha,
+      repository: { html_url: htmlUrl, default_branch: "main" },
+      commits: [],
+    });
+
+    expect(await deliver(p, {}, push("https://git.sandbox.local/shop/gitops"))).toMatchObject({
+      status: 400,
+      text: "Unknown webhook event\n",
+    });
+    expect((await deliver(p, { "x-github-event": "push" }, undefined, "GET")).status).toBe(405);
+    expect(
+      await deliver(
+        p,
+        { "x-github-event": "issues" },
+        push("https://git.sandbox.local/shop/gitops"),
+      ),
+    ).toMatchObject({
+      status: 400,
+      text: "Webhook processing failed: event not defined to be parsed\n",
+    });
+    expect((await deliver(p, { "x-github-event": "ping" }, { zen: "hi" })).status).toBe(200);
+    // Another repository, another branch: accepted, nothing refreshed.
+    await deliver(p, { "x-github-event": "push" }, push("https://git.sandbox.local/shop/other"));
+    await deliver(
+      p,
+      { "x-github-event": "push" },
+      push("https://git.sandbox.local/shop/gitops", "refs/heads/feature"),
+    );
+    await p.argo.reconcileNow();
+    await pause(200);
+    const before = p.argo.applications();
+    expect(before.every((a) => a.revision !== sha)).toBe(true);
+    expect(p.argo.webhooks().map((w) => w.refreshed)).toEqual([0, 0]);
+
+    // The web URL of the repository the apps name (no .git): every app of the repo refreshed.
+    const accepted = await deliver(
+      p,
+      { "x-github-event": "push" },
+      push("https://git.sandbox.local/shop/gitops"),
+    );
+    expect(accepted).toEqual({ status: 200, text: "" });
+    expect(p.argo.webhooks().at(-1)?.refreshed).toBe(before.length);
+    const polls = await pollSync(p.hubs, sha, (r) => r.status !== "IN_PROGRESS", {
+      max: 100,
+      refresh: "none",
+    });
+    expect(polls.at(-1)?.status).toBe("SUCCEEDED");
+    const events = p.argo
+      .syncEvents()
+      .filter((e) => e.revision === sha && e.cluster === "spoke-use2");
+    expect(events).toHaveLength(3);
+    for (const e of events) expect((e.syncedAt ?? 0) - e.detectedAt).toBeGreaterThanOrEqual(150);
   });
 });
