@@ -1671,6 +1671,8 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
     webhookLog.push(record);
     const repoRegex = webUrlRegex(webUrl);
     if (!repoRegex) return;
+    // Like a refresh, the worker compares with the branch head as it is now.
+    await advance(await reader.head());
     const at = Date.now();
     for (const app of apps.values()) {
       const sources = [app.spec.source ?? {}];

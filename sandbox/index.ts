@@ -249,6 +249,10 @@ function buildTopology(
         })),
         appSelector: `app.kubernetes.io/part-of=${PLATFORM}`,
         requestTimeoutSeconds: 10,
+        // One Git webhook delivery on the first poll instead of a refresh per app: the web URL
+        // of the repository the ApplicationSets name (gitops-layout.ts).
+        refresh: "webhook",
+        webhookRepoUrl: `https://git.sandbox.local/${PLATFORM}/gitops`,
       },
       aurora: { globalClusterIdentifier: GLOBAL_CLUSTER, maxRpoSeconds: 5 },
       traffic: { mode: "global-accelerator", stages: [100] },

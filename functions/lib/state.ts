@@ -74,6 +74,10 @@ export interface PollProgress {
   /** Set when the poll window belongs to one traffic stage (a new stage gets a new window). */
   stage?: number;
   error?: ErrorData;
+  /** Seconds the loop's Wait waits before the next poll (functions/lib/pace.ts). */
+  nextWaitSeconds?: number;
+  /** Seconds of Wait asked for in this window so far. */
+  pacedSeconds?: number;
 }
 
 export interface SpokeResult {
@@ -97,6 +101,8 @@ export interface ArgoProgress extends PollProgress {
   total?: number;
   done?: number;
   pending?: { name: string; reason: string }[];
+  /** The first poll's Git webhook delivery (`argocd.refresh: webhook`): "delivered" or why not. */
+  webhook?: string;
 }
 
 export interface PromotionState {
