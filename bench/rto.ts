@@ -419,21 +419,17 @@ async function runbook(sandbox: Sandbox, model: TimeModel, path: Path): Promise<
   const calls = recordCalls();
   const t = sandbox.topology;
   const graceful = path === "runbook-graceful";
-  let clientMs = 0;
+  /** The latest call's window (wall ms), for the phase that ends with it. */
+  let last = { start: 0, end: 0 };
   const timed = async <T>(work: () => Promise<T>): Promise<T> => {
     const s = Date.now();
     try {
       return await work();
     } finally {
-      clientMs += Date.now() - s;
+      last = { start: s, end: Date.now() };
     }
   };
-  const napped = { apps: 0, data: 0 };
-  const nap = async (phase: "apps" | "data", seconds: number) => {
-    const s = Date.now();
-    await sleep(sandboxMs(model, seconds));
-    napped[phase] += Date.now() - s;
-  };
+  const nap = (seconds: number) => sleep(sandboxMs(model, seconds));
   const t0 = Date.now();
   // 1. git push
   const commit = await timed(() =>
@@ -445,6 +441,8 @@ async function runbook(sandbox: Sandbox, model: TimeModel, path: Path): Promise<
       { maxAttempts: 3 },
     ),
   );
+  const pushEnd = last.end;
+  let appsSeen = last;
   // 2. argocd app wait --sync --health -l <selector> (a watch: polled every 2 s here)
   const hubs = Object.entries(sandbox.argo.urls).map(([name, url]) => ({
     name,
@@ -465,10 +463,13 @@ async function runbook(sandbox: Sandbox, model: TimeModel, path: Path): Promise<
         timeoutMs: 60_000,
       }),
     );
-    if (r.status === "SUCCEEDED") break;
+    if (r.status === "SUCCEEDED") {
+      appsSeen = last;
+      break;
+    }
     if (r.status === "FAILED")
       throw new Error(`runbook: argocd app wait failed: ${r.error?.message}`);
-    await nap("apps", 2);
+    await nap(2);
   }
   // 3. aws rds switchover-global-cluster / failover-global-cluster --allow-data-loss, then wait
   const gc = t.aurora.globalClusterIdentifier;
@@ -489,16 +490,22 @@ async function runbook(sandbox: Sandbox, model: TimeModel, path: Path): Promise<
           }),
         ),
   );
+  const promoted = last;
+  let dataSeen = last;
   for (;;) {
-    await nap("data", 10);
+    await nap(10);
     const d = await timed(() =>
       rdsClient(TARGET).send(new DescribeGlobalClustersCommand({ GlobalClusterIdentifier: gc })),
     );
     const g = d.GlobalClusters?.[0];
     const writer = g?.GlobalClusterMembers?.find((m) => m.IsWriter)?.DBClusterArn;
-    if (writer === target && !g?.FailoverState?.Status) break;
+    if (writer === target && !g?.FailoverState?.Status) {
+      dataSeen = last;
+      break;
+    }
   }
   // 4. aws globalaccelerator update-endpoint-group: target dial 100, then source dial 0
+  const gaStart = Date.now();
   for (const [region, dial] of [
     [TARGET, 100],
     [SOURCE, 0],
@@ -527,10 +534,22 @@ async function runbook(sandbox: Sandbox, model: TimeModel, path: Path): Promise<
   const data = awsSeconds(model, f.dataMs);
   const traffic = awsSeconds(model, f.trafficMs);
   const floor = (graceful ? apps + data : Math.max(apps, data)) + traffic;
-  const appsWait = awsSeconds(model, napped.apps);
-  const dataWait = awsSeconds(model, napped.data);
+  // Waiting on a service is service time (scaled back); the calls are real time, counted as is,
+  // except those made while the service was still working (its progress is in the waits).
+  const appsWait = awsSeconds(model, appsSeen.start - pushEnd);
+  const dataWait = awsSeconds(model, dataSeen.start - promoted.end);
+  const callsMs =
+    pushEnd -
+    t0 +
+    (appsSeen.end - appsSeen.start) +
+    (promoted.end - promoted.start) +
+    (dataSeen.end - dataSeen.start) +
+    Math.max(0, f.trafficAt - gaStart);
   const rto =
-    clientMs / 1000 + appsWait + dataWait + awsSeconds(model, f.convergedAt - f.trafficAt);
+    Math.max(0, callsMs) / 1000 +
+    appsWait +
+    dataWait +
+    awsSeconds(model, f.convergedAt - f.trafficAt);
   const argo = calls.filter((c) => argoPorts.has(c.port));
   return {
     path,
@@ -539,7 +558,7 @@ async function runbook(sandbox: Sandbox, model: TimeModel, path: Path): Promise<
     floor,
     floorParts: { detection: 0, apps, data, traffic },
     excess: {
-      "client time (git, argocd, aws CLI calls)": clientMs / 1000,
+      "client time (git, argocd, aws CLI calls) outside the waits": Math.max(0, callsMs) / 1000,
       "argocd app wait beyond the apps' own time (Argo CD's Git poll finds the commit)":
         appsWait - apps,
       "describe-global-clusters loop beyond the promotion's own time": dataWait - data,
