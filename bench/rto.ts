@@ -642,6 +642,17 @@ for (const { spokes, apps, scale } of sizes) {
       `| ${r.path} | ${r.status} | ${fmt(r.rto)} | ${fmt(r.floor)} | ${[r.floorParts.detection, r.floorParts.apps, r.floorParts.data, r.floorParts.traffic].map(fmt).join(" / ")} | **${(r.rto / r.floor).toFixed(3)}** | ${r.transitions ?? "-"} | ${polls.length ? `${first}; ${later} (${polls.length} polls)` : "-"} | ${JSON.stringify(r.argoCalls)} | ${r.appsRefreshedOnRequest} | ${(r.wallMs / 1000).toFixed(1)} s |`,
     );
   }
+  const sameServices = results
+    .filter((r) => r.path.startsWith("runbook-"))
+    .map((r) => {
+      const o = results.find((x) => x.path === r.path.replace("runbook-", ""));
+      return o ? `${r.path} ${(r.rto / o.floor).toFixed(3)}` : "";
+    })
+    .filter(Boolean);
+  if (sameServices.length)
+    console.log(
+      `\nRunbook RTO over the orchestrator's floor of the same mode (the same services, its apps told at once): ${sameServices.join(", ")}`,
+    );
   console.log("\nExcess over the floor, by cause (AWS s):\n");
   for (const r of results)
     console.log(
