@@ -86,6 +86,8 @@ export interface WebhookEvent {
   event: string;
   revision: string;
   refreshed: number;
+  /** The delivery carried an Authorization header (a Git host sends none). */
+  authorization: boolean;
 }
 
 /** A running emulator: its hub URLs, fault switches, what it manages, and stop(). */
@@ -1667,6 +1669,7 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
       event,
       revision: typeof body.after === "string" ? body.after : "",
       refreshed: 0,
+      authorization: req.headers.authorization !== undefined,
     };
     webhookLog.push(record);
     const repoRegex = webUrlRegex(webUrl);

@@ -156,6 +156,12 @@ async function retarget(p: Platform, region: string): Promise<string> {
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** What `read` returns once it is `want`, or after 2 s (argocd-server refreshes after it answered). */
+async function settled<T>(read: () => T, want: T): Promise<T> {
+  for (let i = 0; i < 100 && read() !== want; i++) await pause(20);
+  return read();
+}
+
 /** Polls like the state machine does (first poll refreshes) until `stop` says so or `max` polls. */
 async function pollSync(
   hubs: ArgoHubConnection[],
@@ -730,7 +736,7 @@ describe("Argo CD emulator time model and Git webhook", () => {
       push("https://git.sandbox.local/shop/gitops"),
     );
     expect(accepted).toEqual({ status: 200, text: "" });
-    expect(p.argo.webhooks().at(-1)?.refreshed).toBe(before.length);
+    expect(await settled(() => p.argo.webhooks()[2]?.refreshed, before.length)).toBe(before.length);
     const polls = await pollSync(p.hubs, sha, (r) => r.status !== "IN_PROGRESS", {
       max: 100,
       refresh: "none",
@@ -741,5 +747,47 @@ describe("Argo CD emulator time model and Git webhook", () => {
       .filter((e) => e.revision === sha && e.cluster === "spoke-use2");
     expect(events).toHaveLength(3);
     for (const e of events) expect((e.syncedAt ?? 0) - e.detectedAt).toBeGreaterThanOrEqual(150);
+  });
+});
+
+describe("AwaitArgoSync's refresh: webhook", () => {
+  it("the first poll makes 2 calls (list, one push webhook with no API token) and every target app compares with the commit; later polls 1", async () => {
+    const p = await startPlatform(3, REGIONS, 20, {
+      syncMs: 100,
+      gitPollMs: 3_600_000,
+      gitPollJitterMs: 0,
+    });
+    const sha = await retarget(p, "us-east-2");
+    const check = (firstPoll: boolean, repoUrl: string) =>
+      checkSync({
+        hubs: p.hubs,
+        selector: SELECTOR,
+        clusters: ["spoke-use2"],
+        revision: sha,
+        refresh: "webhook",
+        webhook: { repoUrl, branch: "main" },
+        sync: false,
+        firstPoll,
+        timeoutMs: 5_000,
+      });
+    // A URL naming another repository: delivered, nothing refreshed, the apps stay behind.
+    const wrong = await check(true, "https://git.sandbox.local/shop/other.git");
+    expect(wrong).toMatchObject({ status: "IN_PROGRESS", apiCalls: 2, webhook: "delivered" });
+    await pause(200);
+    expect(p.argo.webhooks().map((w) => w.refreshed)).toEqual([0]);
+
+    // The clone URL with credentials and .git: sent as the web URL, it matches the apps' repoURL.
+    const first = await check(true, "https://user:secret@git.sandbox.local/shop/gitops.git");
+    expect(first).toMatchObject({ apiCalls: 2, webhook: "delivered" });
+    const all = p.argo.applications().length;
+    expect(await settled(() => p.argo.webhooks()[1]?.refreshed, all)).toBe(all);
+    expect(p.argo.webhooks().every((w) => !w.authorization)).toBe(true);
+    let last = first;
+    for (let i = 0; i < 100 && last.status === "IN_PROGRESS"; i++) {
+      await pause(30);
+      last = await check(false, "https://git.sandbox.local/shop/gitops");
+      expect(last.apiCalls).toBe(1);
+    }
+    expect(last).toMatchObject({ status: "SUCCEEDED", done: 3 });
   });
 });
