@@ -25,7 +25,7 @@
  *   an explicit sync is. An unreachable spoke leaves the app Unknown and is retried every poll.
  * - Every Application lives in namespace `argocd`, project as its template says.
  */
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import fs from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import http from "node:http";
@@ -67,6 +67,11 @@ export interface ArgoEmulatorOptions {
    * completes `syncMs` after it started.
    */
   timing?: { syncMs: number; gitPollMs: number; gitPollJitterMs: number };
+  /**
+   * argocd-secret's `webhook.github.secret`: when set, a delivery must carry
+   * `X-Hub-Signature-256: sha256=<HMAC-SHA256 of the body>` or is answered 400.
+   */
+  webhookSecret?: string;
 }
 
 /** An app's way to a commit, in the emulator's own event times (ms epoch). */
@@ -1642,9 +1647,22 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
       fail(400, "Webhook processing failed: event not defined to be parsed");
       return;
     }
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const raw = Buffer.concat(chunks);
+    if (o.webhookSecret) {
+      const want = `sha256=${createHmac("sha256", o.webhookSecret).update(raw).digest("hex")}`;
+      const got = String(req.headers["x-hub-signature-256"] ?? "");
+      if (!got || !tokenEquals(got, want)) {
+        fail(400, "Webhook processing failed: HMAC verification failed");
+        return;
+      }
+    }
     let body: Json;
     try {
-      body = await readJson(req);
+      const parsed: unknown = JSON.parse(raw.toString("utf8") || "{}");
+      if (!isObject(parsed)) throw new Error("not an object");
+      body = parsed;
     } catch {
       fail(400, "Webhook processing failed: error parsing payload");
       return;

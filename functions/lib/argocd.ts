@@ -808,13 +808,16 @@ async function checkOnHub(client: HubClient, req: SyncCheckRequest): Promise<Syn
     req.firstPoll && req.refresh === "webhook" && apps.some((a) => !atRevision(a, req.revision))
       ? await deliverPush(client, req)
       : undefined;
-  if (req.firstPoll && (req.refresh === "hard" || req.refresh === "normal" || req.sync))
-    apps = await prime(client, req, apps, deadline);
+  // A delivery the hub did not accept (a webhook secret it checks, a proxy): refresh each app
+  // instead, as `hard` would have, rather than leave the commit to Argo CD's Git poll.
+  const fallback = webhook !== undefined && webhook !== "delivered";
+  if (req.firstPoll && (req.refresh === "hard" || req.refresh === "normal" || fallback || req.sync))
+    apps = await prime(client, fallback ? { ...req, refresh: "hard" } : req, apps, deadline);
   apps = await readWhatTheListLacks(client, req, apps, deadline);
   return {
     ...evaluate(client.hub.name, req, listing, apps),
     apiCalls: client.calls,
-    ...(webhook ? { webhook } : {}),
+    ...(webhook ? { webhook: fallback ? `${webhook}; refreshed each app instead` : webhook } : {}),
   };
 }
 
@@ -838,7 +841,7 @@ export function webUrlOf(repoUrl: string): string {
  * push moved (HEAD when the branch is the default one), at once instead of at the next Git poll.
  * No changed files are listed, so apps with a manifest-generate-paths annotation are refreshed
  * too. The endpoint takes no API token (a hub may check a webhook secret instead, and then
- * answers 400: noted, and Argo CD's own Git poll finds the commit). Never fails the poll.
+ * answers 400: noted, and the poll refreshes each app instead). Never fails the poll.
  */
 async function deliverPush(client: HubClient, req: SyncCheckRequest): Promise<string> {
   if (!req.webhook) return "not delivered: no repository URL for the webhook";

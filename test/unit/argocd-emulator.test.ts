@@ -59,6 +59,7 @@ async function startPlatform(
   regions = REGIONS,
   pollIntervalMs = 100,
   timing?: { syncMs: number; gitPollMs: number; gitPollJitterMs: number },
+  webhookSecret?: string,
 ): Promise<Platform> {
   const dir = await mkdtemp(join(tmpdir(), "argocd-e2e-"));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
@@ -98,6 +99,7 @@ async function startPlatform(
     tls: await ca.issue("argocd"),
     pollIntervalMs,
     ...(timing ? { timing } : {}),
+    ...(webhookSecret ? { webhookSecret } : {}),
   });
   cleanups.push(() => argo.stop());
   const hubs = Object.entries(argo.urls).map(([name, url]) => ({
@@ -789,5 +791,39 @@ describe("AwaitArgoSync's refresh: webhook", () => {
       expect(last.apiCalls).toBe(1);
     }
     expect(last).toMatchObject({ status: "SUCCEEDED", done: 3 });
+  });
+});
+
+describe("AwaitArgoSync's refresh: webhook, on a hub that checks a webhook secret", () => {
+  it("the unsigned delivery is refused (400) and the first poll refreshes each app instead", async () => {
+    const p = await startPlatform(
+      3,
+      REGIONS,
+      20,
+      { syncMs: 50, gitPollMs: 3_600_000, gitPollJitterMs: 0 },
+      "webhook-secret-0123",
+    );
+    const sha = await retarget(p, "us-east-2");
+    const first = await checkSync({
+      hubs: p.hubs,
+      selector: SELECTOR,
+      clusters: ["spoke-use2"],
+      revision: sha,
+      refresh: "webhook",
+      webhook: { repoUrl: "https://git.sandbox.local/shop/gitops", branch: "main" },
+      sync: false,
+      firstPoll: true,
+      timeoutMs: 5_000,
+    });
+    expect(first.webhook).toBe(
+      "not accepted: HTTP 400 Webhook processing failed: HMAC verification failed; refreshed each app instead",
+    );
+    // list, webhook, then one refresh per target app not at the commit
+    expect(first.apiCalls).toBe(2 + 3);
+    expect(p.argo.webhooks()).toEqual([]);
+    const polls = await pollSync(p.hubs, sha, (r) => r.status !== "IN_PROGRESS", {
+      refresh: "none",
+    });
+    expect(polls.at(-1)?.status).toBe("SUCCEEDED");
   });
 });
