@@ -25,7 +25,7 @@
  *   an explicit sync is. An unreachable spoke leaves the app Unknown and is retried every poll.
  * - Every Application lives in namespace `argocd`, project as its template says.
  */
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import fs from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import http from "node:http";
@@ -59,6 +59,40 @@ export interface ArgoEmulatorOptions {
   pollIntervalMs: number;
   /** Names of the listeners; default ["hub-primary", "hub-standby"]. */
   hubs?: string[];
+  /**
+   * The time model (sandbox/time-model.ts), in sandbox milliseconds. Without it an app sees a
+   * new commit at the next pass and syncs at once. With it, an app compares with a new commit
+   * only at its own Git poll tick (every `gitPollMs` plus a per-app share of `gitPollJitterMs`,
+   * at a per-app phase) or once refreshed (GET ?refresh, a Git webhook), and its sync operation
+   * completes `syncMs` after it started.
+   */
+  timing?: { syncMs: number; gitPollMs: number; gitPollJitterMs: number };
+  /**
+   * argocd-secret's `webhook.github.secret`: when set, a delivery must carry
+   * `X-Hub-Signature-256: sha256=<HMAC-SHA256 of the body>` or is answered 400.
+   */
+  webhookSecret?: string;
+}
+
+/** An app's way to a commit, in the emulator's own event times (ms epoch). */
+export interface AppSyncEvent {
+  app: string;
+  cluster: string;
+  revision: string;
+  /** The app compared with the commit (Git poll tick or refresh). */
+  detectedAt: number;
+  /** Its sync operation to the commit succeeded: Synced and Healthy. */
+  syncedAt?: number;
+}
+
+/** One Git webhook delivery argocd-server accepted, and how many apps it refreshed. */
+export interface WebhookEvent {
+  at: number;
+  event: string;
+  revision: string;
+  refreshed: number;
+  /** The delivery carried an Authorization header (a Git host sends none). */
+  authorization: boolean;
 }
 
 /** A running emulator: its hub URLs, fault switches, what it manages, and stop(). */
@@ -86,6 +120,10 @@ export interface ArgoEmulator {
    */
   holdGitPolls(): () => void;
   stop(): Promise<void>;
+  /** Every app's detection of and sync to each commit since start (time model runs). */
+  syncEvents(): AppSyncEvent[];
+  /** Every Git webhook delivery accepted (POST /api/webhook), with what it refreshed. */
+  webhooks(): WebhookEvent[];
 }
 
 type Json = Record<string, unknown>;
@@ -850,6 +888,8 @@ interface Operation {
   initiatedBy: { automated: true } | { username: string };
   startedAt: string;
   finishedAt?: string;
+  /** Time model: the operation completes no earlier than this (ms epoch). */
+  dueAt?: number;
 }
 
 interface AppRecord extends GeneratedApp {
@@ -867,6 +907,8 @@ interface AppRecord extends GeneratedApp {
   failedRevision?: string;
   reconciledAt?: string;
   lock: Promise<unknown>;
+  /** Last refresh asked for (GET ?refresh or a webhook), ms epoch. */
+  refreshRequestedAt?: number;
 }
 
 function now(): string {
@@ -889,6 +931,53 @@ async function inPool<T>(
     for (let i = next++; i < items.length; i = next++) await work(items[i] as T);
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/**
+ * argocd-server's GetWebURLRegex: any repoURL naming the same repository as a webhook's web URL
+ * (optional scheme http/https/ssh, user, `ssh.`/`altssh.` host prefix, port, `.git`); undefined
+ * when the URL does not parse (nothing is refreshed).
+ */
+export function webUrlRegex(webUrl: string): RegExp | undefined {
+  let url: URL;
+  try {
+    url = new URL(webUrl);
+  } catch {
+    return undefined;
+  }
+  const quote = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const host = quote(url.hostname);
+  const path = quote(url.pathname.slice(1));
+  return new RegExp(
+    `^((https?|ssh)://)?([\\w.][\\w.-]{0,30}[\\w.$-]?@)?((alt)?ssh\\.)?${host}(:\\d+)?[:/]${path}(\\.git)?$`,
+    "i",
+  );
+}
+
+/**
+ * util/app/path AppFilesHaveChanged: no changed files listed, or no
+ * `argocd.argoproj.io/manifest-generate-paths` annotation, means refresh; otherwise a changed
+ * file must be one of the paths (absolute from the repo root, else relative to the source path)
+ * or under one.
+ */
+function filesChanged(
+  app: { annotations: Record<string, string> },
+  source: { path?: string },
+  changed: string[],
+): boolean {
+  const annotation = app.annotations["argocd.argoproj.io/manifest-generate-paths"];
+  if (!changed.length || !annotation) return true;
+  const paths = annotation
+    .split(";")
+    .map((p) => p.trim())
+    .filter(Boolean)
+    .map((p) =>
+      p.startsWith("/") ? p.slice(1) : posix.normalize(posix.join(source.path ?? "", p)),
+    );
+  if (!paths.length) return true;
+  return changed.some((f) =>
+    paths.some((p) => f === p || f.startsWith(`${p.replace(/\/$/, "")}/`)),
+  );
 }
 
 // ---------------------------------------------------------------- the emulator
@@ -925,7 +1014,13 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
   let stalled = false;
   let stopping = false;
   let timer: NodeJS.Timeout | undefined;
+  const timers = new Set<NodeJS.Timeout>();
   let resourceVersion = 1;
+  const startedAtMs = Date.now();
+  /** When the emulator first saw each branch head (ms epoch). */
+  const headsSeen = new Map<string, number>();
+  const syncLog = new Map<string, AppSyncEvent>();
+  const webhookLog: WebhookEvent[] = [];
 
   const bump = (app: AppRecord) => {
     app.resourceVersion = ++resourceVersion;
@@ -952,6 +1047,7 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
   function advance(sha: string): Promise<Snapshot> {
     const run = modelChain.then(async () => {
       const snap = await reader.snapshot(sha);
+      if (!headsSeen.has(sha)) headsSeen.set(sha, Date.now());
       if (modelSha === sha) return snap;
       const generated = new Map<string, GeneratedApp>();
       for (const appSet of snap.appSets) {
@@ -980,6 +1076,44 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
     });
     modelChain = run.catch(() => undefined);
     return run;
+  }
+
+  /** A per-app number in [0, 1) that stays the same for the app (its poll phase, its jitter). */
+  function share(app: AppRecord, salt: string): number {
+    return Number.parseInt(sha1(`${salt}:${app.name}`).slice(0, 8), 16) / 2 ** 32;
+  }
+
+  /**
+   * Time model: has the app compared with `sha` by now? At its first load, when refreshed since
+   * the head appeared, or when one of its Git poll ticks fell after the head appeared.
+   */
+  function detects(app: AppRecord, sha: string): boolean {
+    const timing = o.timing;
+    if (!timing || app.comparedRevision === undefined || app.comparedRevision === sha) return true;
+    const seen = headsSeen.get(sha) ?? Date.now();
+    if ((app.refreshRequestedAt ?? -1) >= seen) return true;
+    const period = timing.gitPollMs + share(app, "jitter") * timing.gitPollJitterMs;
+    const phase = share(app, "phase") * period;
+    const tick = (at: number) => Math.floor((at - startedAtMs - phase) / period);
+    return tick(Date.now()) > tick(seen);
+  }
+
+  /** Time model: the operation runs once `syncMs` passed (the sync and the rollout). */
+  function startTimed(app: AppRecord, operation: Operation, syncMs: number): void {
+    operation.dueAt = Date.now() + syncMs;
+    app.operation = operation;
+    bump(app);
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      const work = withLock(app, async () => {
+        if (app.operation !== operation || !running(app)) return;
+        await runOperation(app, await reader.snapshot(operation.revision), operation);
+      });
+      background.add(work);
+      void work.catch(() => undefined).finally(() => background.delete(work));
+    }, syncMs);
+    timers.add(timer);
+    timer.unref();
   }
 
   function synced(app: AppRecord): boolean {
@@ -1072,6 +1206,8 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
 
   function finish(app: AppRecord, phase: Operation["phase"], message: string): void {
     if (!app.operation) return;
+    const event = syncLog.get(`${app.name}@${app.operation.revision}`);
+    if (event && phase === "Succeeded") event.syncedAt ??= Date.now();
     app.operation = { ...app.operation, phase, message, finishedAt: now() };
     bump(app);
   }
@@ -1086,24 +1222,37 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
       app.desired = [];
       app.renderError = (e as Error).message;
     }
+    if (o.timing && app.comparedRevision !== undefined && app.comparedRevision !== snap.sha) {
+      const key = `${app.name}@${snap.sha}`;
+      if (!syncLog.has(key))
+        syncLog.set(key, {
+          app: app.name,
+          cluster: clusterOf(app)?.secret.name ?? app.spec.destination?.name ?? "",
+          revision: snap.sha,
+          detectedAt: Date.now(),
+        });
+    }
     app.comparedRevision = snap.sha;
     app.reconciledAt = now();
     if (`${app.comparedRevision}|${app.renderError}|${synced(app)}` !== before) bump(app);
     const c = clusterOf(app);
     if (stalled || !c || app.renderError || c.downInPass === pass) return;
     if (running(app) && app.operation) {
+      if (app.operation.dueAt !== undefined && Date.now() < app.operation.dueAt) return;
       const target = await reader.snapshot(app.operation.revision);
       await runOperation(app, target, app.operation);
       return;
     }
     if (!synced(app) && automated(app) && app.failedRevision !== snap.sha) {
-      await runOperation(app, snap, {
+      const operation: Operation = {
         phase: "Running",
         message: "",
         revision: snap.sha,
         initiatedBy: { automated: true },
         startedAt: now(),
-      });
+      };
+      if (o.timing) startTimed(app, operation, o.timing.syncMs);
+      else await runOperation(app, snap, operation);
     }
   }
 
@@ -1167,10 +1316,11 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
     await inPool([...byCluster], CLUSTER_CONCURRENCY, async ([c, clusterApps]) => {
       const due = clusterApps.filter(
         (a) =>
-          a.comparedRevision !== snap.sha ||
-          !synced(a) ||
-          running(a) ||
-          (c !== undefined && Boolean(c.down)),
+          detects(a, snap.sha) &&
+          (a.comparedRevision !== snap.sha ||
+            !synced(a) ||
+            running(a) ||
+            (c !== undefined && Boolean(c.down))),
       );
       await inPool(due, APP_CONCURRENCY, (app) => withLock(app, () => reconcileApp(app, snap)));
       if (!c || c.downInPass === pass) return;
@@ -1198,6 +1348,7 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
   /** GET with `refresh`: compare with the head now and auto-sync, before answering. */
   async function refreshApp(app: AppRecord): Promise<void> {
     const snap = await advance(await reader.head());
+    app.refreshRequestedAt = Date.now();
     await withLock(app, () => reconcileApp(app, snap));
   }
 
@@ -1423,6 +1574,10 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
         initiatedBy: { username: user },
         startedAt: now(),
       };
+      if (o.timing) {
+        startTimed(app, operation, o.timing.syncMs);
+        return appView(app);
+      }
       app.operation = operation;
       bump(app);
       const work = withLock(app, async () =>
@@ -1471,8 +1626,114 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
     res.end(text);
   }
 
+  /**
+   * POST /api/webhook as argocd-server serves it (util/webhook/webhook.go), for GitHub's payload
+   * shape: no API token (a webhook secret would be checked instead; the sandbox sets none), the
+   * provider told by its event header, answered at once, the refreshes done afterwards by a
+   * worker. A push refreshes (normal) every app with a source whose repoURL names the payload's
+   * repository (scheme, user, port and `.git` aside) and whose targetRevision the push moved:
+   * HEAD or empty when the pushed branch is the default one, else the same branch name. Apps
+   * with a `manifest-generate-paths` annotation are refreshed only when a changed file is under
+   * one of its paths or the payload lists no changed files.
+   */
+  async function webhook(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const fail = (status: number, message: string) => {
+      req.resume();
+      res.writeHead(status, { "content-type": "text/plain; charset=utf-8" });
+      res.end(`${message}\n`);
+    };
+    const event = req.headers["x-github-event"];
+    if (typeof event !== "string" || !event) {
+      // GitLab, Bitbucket, Gogs and Azure DevOps deliveries are not emulated.
+      fail(400, "Unknown webhook event");
+      return;
+    }
+    if (req.method !== "POST") {
+      fail(405, "Webhook processing failed: invalid HTTP Method");
+      return;
+    }
+    if (event !== "push" && event !== "ping") {
+      fail(400, "Webhook processing failed: event not defined to be parsed");
+      return;
+    }
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const raw = Buffer.concat(chunks);
+    if (o.webhookSecret) {
+      const want = `sha256=${createHmac("sha256", o.webhookSecret).update(raw).digest("hex")}`;
+      const got = String(req.headers["x-hub-signature-256"] ?? "");
+      if (!got || !tokenEquals(got, want)) {
+        fail(400, "Webhook processing failed: HMAC verification failed");
+        return;
+      }
+    }
+    let body: Json;
+    try {
+      const parsed: unknown = JSON.parse(raw.toString("utf8") || "{}");
+      if (!isObject(parsed)) throw new Error("not an object");
+      body = parsed;
+    } catch {
+      fail(400, "Webhook processing failed: error parsing payload");
+      return;
+    }
+    res.writeHead(200);
+    res.end();
+    if (event === "ping") return;
+    const repository = isObject(body.repository) ? body.repository : {};
+    const webUrl = typeof repository.html_url === "string" ? repository.html_url : "";
+    const ref = typeof body.ref === "string" ? body.ref : "";
+    const revision = ref.split("/").slice(2).join("/") || ref;
+    const touchedHead = repository.default_branch === revision;
+    const changed = (Array.isArray(body.commits) ? body.commits : []).flatMap((c) =>
+      isObject(c)
+        ? ["added", "modified", "removed"].flatMap((k) =>
+            Array.isArray(c[k]) ? (c[k] as unknown[]).map(String) : [],
+          )
+        : [],
+    );
+    const record: WebhookEvent = {
+      at: Date.now(),
+      event,
+      revision: typeof body.after === "string" ? body.after : "",
+      refreshed: 0,
+      authorization: req.headers.authorization !== undefined,
+    };
+    webhookLog.push(record);
+    const repoRegex = webUrlRegex(webUrl);
+    if (!repoRegex) return;
+    // Like a refresh, the worker compares with the branch head as it is now.
+    await advance(await reader.head());
+    const at = Date.now();
+    for (const app of apps.values()) {
+      const sources = [app.spec.source ?? {}];
+      const moved = sources.some((src) => {
+        const target = (src.targetRevision ?? "").split("/").slice(-1)[0] ?? "";
+        const revisionMoved =
+          target === "HEAD" || target === ""
+            ? touchedHead
+            : /^refs\/(heads|tags)\//.test(src.targetRevision ?? "")
+              ? revision === target
+              : src.targetRevision === revision;
+        return (
+          revisionMoved && repoRegex.test(src.repoURL ?? "") && filesChanged(app, src, changed)
+        );
+      });
+      if (!moved) continue;
+      app.refreshRequestedAt = at;
+      record.refreshed++;
+    }
+    if (record.refreshed) void reconcileNow().catch(() => undefined);
+  }
+
   async function handle(hub: Listener, req: IncomingMessage, res: ServerResponse): Promise<void> {
     hub.served++;
+    if (new URL(req.url ?? "/", "https://127.0.0.1").pathname === "/api/webhook") {
+      await webhook(req, res).catch(() => {
+        if (!res.headersSent) res.writeHead(500);
+        res.end();
+      });
+      return;
+    }
     try {
       const body = await route(req, new URL(req.url ?? "/", "https://127.0.0.1"));
       send(res, 200, body);
@@ -1590,9 +1851,12 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
         release();
       };
     },
+    syncEvents: () => [...syncLog.values()].map((e) => ({ ...e })),
+    webhooks: () => webhookLog.map((e) => ({ ...e })),
     async stop() {
       stopping = true;
       if (timer) clearTimeout(timer);
+      for (const t of timers) clearTimeout(t);
       await passChain;
       await Promise.allSettled([...background]);
       await closeListeners();

@@ -47,6 +47,7 @@ import { type GitServer, startGitServer } from "./git.ts";
 import { componentNames, DEFAULT_REPLICAS, gitopsLayout, VALUES_FILE } from "./gitops-layout.ts";
 import { invokeApprover, LOCAL_STATE_MACHINE_ARN } from "./runner.ts";
 import { type FakeSpoke, type FakeVeleroBackup, startSpoke } from "./spoke.ts";
+import { sandboxMs, type TimeModel } from "./time-model.ts";
 import { createWorkDir, sweepAbandonedWorkDirs } from "./workdir.ts";
 
 /** The platform the sandbox runs (topology `platform`, Argo CD app selector, namespace). */
@@ -107,6 +108,11 @@ export interface SandboxOptions {
   promotionDelayMs?: number;
   /** How the resources are spread over AWS accounts (default single: one account). */
   accounts?: AccountLayout;
+  /**
+   * Realistic service delays scaled by one factor (sandbox/time-model.ts): replaces `waitMs`
+   * and `promotionDelayMs`; the ASL's Waits and Retries run at the same scale.
+   */
+  timeModel?: TimeModel;
 }
 
 /** One region's Deployments, summed over its spokes. */
@@ -305,6 +311,10 @@ function buildTopology(
         })),
         appSelector: `app.kubernetes.io/part-of=${PLATFORM}`,
         requestTimeoutSeconds: 10,
+        // One Git webhook delivery on the first poll instead of a refresh per app: the web URL
+        // of the repository the ApplicationSets name (gitops-layout.ts).
+        refresh: "webhook",
+        webhookRepoUrl: `https://git.sandbox.local/${PLATFORM}/gitops`,
       },
       aurora: { globalClusterIdentifier: GLOBAL_CLUSTER, maxRpoSeconds: 5, ...roles?.data },
       ...(roles ? { secrets: roles.secrets, orchestratorAccount: accounts.orchestrator } : {}),
@@ -429,7 +439,20 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       apiToken: argocdToken,
       admin: argocdAdmin,
       tls: await ca.issue("argocd"),
-      pollIntervalMs: 100,
+      ...(options.timeModel
+        ? {
+            // Passes every 2 AWS seconds: an app sees its Git poll tick that late at most.
+            pollIntervalMs: Math.max(10, sandboxMs(options.timeModel, 2)),
+            timing: {
+              syncMs: sandboxMs(options.timeModel, options.timeModel.argocd.syncSeconds),
+              gitPollMs: sandboxMs(options.timeModel, options.timeModel.argocd.gitPollSeconds),
+              gitPollJitterMs: sandboxMs(
+                options.timeModel,
+                options.timeModel.argocd.gitPollJitterSeconds,
+              ),
+            },
+          }
+        : { pollIntervalMs: 100 }),
     });
     stops.push(() => argo.stop());
     await argo.reconcileNow();
@@ -464,6 +487,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       stateMachineArn: LOCAL_STATE_MACHINE_ARN,
       waitMs,
       retryMs: waitMs,
+      ...(options.timeModel ? { timeScale: options.timeModel.scale } : {}),
     });
     aws.register("states", "json1.0", sfn.handler);
     stops.push(() => sfn.stopAll());
@@ -510,6 +534,14 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       hubClusterToken,
       promotionDelayMs: options.promotionDelayMs ?? 150,
     });
+    const model = options.timeModel;
+    if (model) {
+      aws.rds.setPromotionDurationsMs({
+        switchover: sandboxMs(model, model.aurora.switchoverSeconds),
+        failover: sandboxMs(model, model.aurora.failoverSeconds),
+      });
+      aws.ga.setConvergenceMs(sandboxMs(model, model.globalAccelerator.convergeSeconds));
+    }
 
     // The key that signs this sandbox's anchors lives as long as the sandbox: its public key,
     // exported the way an operator would (kms:GetPublicKey), lets `audit verify` check a

@@ -112,6 +112,12 @@ export interface LocalRunOptions {
   /** Milliseconds between retries. */
   retryMs?: number;
   /**
+   * Sandbox seconds per AWS second (sandbox/time-model.ts): when set, every Wait state waits its
+   * `Seconds` (or the value at its `SecondsPath`) times this, and every Retry its
+   * `IntervalSeconds` times this, instead of `waitMs` / `retryMs`.
+   */
+  timeScale?: number;
+  /**
    * Called with the Approval task's payload after the approval function ran; resolves when
    * approved (its value becomes the task output) and rejects to reject.
    */
@@ -137,6 +143,8 @@ export interface AslState {
   Resource?: string;
   Next?: string;
   Seconds?: number;
+  SecondsPath?: string;
+  ResultPath?: string;
   Retry?: {
     ErrorEquals: string[];
     IntervalSeconds?: number;
@@ -163,6 +171,48 @@ export function allStates(definition: Record<string, unknown>): Map<string, AslS
 
 function waitStates(definition: Record<string, unknown>): string[] {
   return [...allStates(definition)].filter(([, s]) => s.Type === "Wait").map(([name]) => name);
+}
+
+/** `$.argo.nextWaitSeconds` -> ["argo", "nextWaitSeconds"]; undefined for other shapes. */
+function pathKeys(path: string | undefined): string[] | undefined {
+  const m = path?.match(/^\$((?:\.[A-Za-z0-9_]+)+)$/);
+  return m?.[1]?.slice(1).split(".");
+}
+
+/**
+ * Wait times under a time scale. A `SecondsPath` Wait reads the value its path names in the
+ * latest result of the Task whose ResultPath holds it (every poll loop is Task -> Choice -> Wait),
+ * at the moment the engine reads the override: a getter, since the value changes every poll.
+ */
+function scaledWaits(
+  definition: Record<string, unknown>,
+  scale: number,
+  results: Map<string, unknown>,
+): Record<string, number> {
+  const waits: Record<string, number> = {};
+  for (const [name, s] of allStates(definition)) {
+    if (s.Type !== "Wait") continue;
+    if (typeof s.Seconds === "number") waits[name] = s.Seconds * 1000 * scale;
+    const keys = pathKeys(s.SecondsPath);
+    if (!keys) continue;
+    Object.defineProperty(waits, name, {
+      enumerable: true,
+      get: () => {
+        let v: unknown = results.get(keys[0] ?? "");
+        for (const k of keys.slice(1)) v = (v as Record<string, unknown> | undefined)?.[k];
+        return (typeof v === "number" && v >= 0 ? v : 0) * 1000 * scale;
+      },
+    });
+  }
+  return waits;
+}
+
+/** Retry intervals under a time scale: each retrier's IntervalSeconds, scaled. */
+function scaledRetries(definition: Record<string, unknown>, scale: number) {
+  const retries: Record<string, number[]> = {};
+  for (const [name, s] of allStates(definition))
+    if (s.Retry) retries[name] = s.Retry.map((r) => (r.IntervalSeconds ?? 1) * 1000 * scale);
+  return retries;
 }
 
 interface TaskDefinition {
@@ -220,6 +270,9 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
     options.executionName,
   );
   const overrides: Record<string, (input: unknown) => Promise<unknown>> = {};
+  const states = allStates(definition);
+  /** Each Task's latest result by its ResultPath's first key (for SecondsPath Waits). */
+  const results = new Map<string, unknown>();
   for (const spec of FUNCTIONS) {
     const task =
       spec.state === "Approval"
@@ -232,10 +285,22 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
             return options.approve(payload);
           }
         : (input: unknown) => invokeLocal(spec.state, input);
-    overrides[spec.state] = (input) => untilAborted(task(input), options.signal);
+    const resultKey = pathKeys(states.get(spec.state)?.ResultPath)?.[0];
+    overrides[spec.state] = async (input) => {
+      const result = await untilAborted(task(input), options.signal);
+      if (resultKey) results.set(resultKey, result);
+      return result;
+    };
   }
-  const waits = Object.fromEntries(waitStates(definition).map((n) => [n, options.waitMs ?? 0]));
-  const retries = Object.fromEntries(FUNCTIONS.map((f) => [f.state, options.retryMs ?? 0]));
+  const scale = options.timeScale;
+  const waits =
+    scale === undefined
+      ? Object.fromEntries(waitStates(definition).map((n) => [n, options.waitMs ?? 0]))
+      : scaledWaits(definition, scale, results);
+  const retries =
+    scale === undefined
+      ? Object.fromEntries(FUNCTIONS.map((f) => [f.state, options.retryMs ?? 0]))
+      : scaledRetries(definition, scale);
   const execution = machine.run(options.input as never, {
     overrides: {
       taskResourceLocalHandlers: overrides as never,

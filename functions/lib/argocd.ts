@@ -19,6 +19,7 @@
  * the only undici in node_modules (8.x, transitive) is rejected by Node 22's built-in fetch as a
  * dispatcher ("invalid onRequestStart method"); node:https needs no dependency at all.
  */
+import { randomUUID } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 import {
@@ -55,6 +56,8 @@ export interface SyncCheck {
   apiCalls?: number;
   /** Revisions other than the requested one that apps were counted done at (commits on top). */
   acceptedRevisions?: string[];
+  /** First poll with `refresh: webhook`: "delivered", or why the delivery was not accepted. */
+  webhook?: string;
 }
 
 /** What the caller makes of a revision an app reports other than the requested one. */
@@ -73,7 +76,14 @@ export interface SyncCheckRequest {
   clusters: string[];
   /** The retarget commit SHA every target app must be Synced at. */
   revision: string;
-  refresh: "hard" | "normal" | "none";
+  /**
+   * First poll: `hard`/`normal` refresh each target app not at the commit (one GET each);
+   * `webhook` delivers one Git push event to argocd-server instead (see `webhook`), which
+   * refreshes every app of the repository the push moved: one call whatever the app count.
+   */
+  refresh: "hard" | "normal" | "none" | "webhook";
+  /** For `refresh: webhook`: the repository's web URL as the apps name it, and the branch pushed. */
+  webhook?: { repoUrl: string; branch: string; previousRevision?: string };
   /** Ask Argo CD to sync target apps to `revision` on the first poll (apps without auto-sync). */
   sync: boolean;
   firstPoll: boolean;
@@ -305,6 +315,15 @@ class HubClient {
     return res;
   }
 
+  /** POST /api/webhook with a GitHub push event: no API token, the event in its header. */
+  push(body: unknown): Promise<HubResponse> {
+    return this.send("POST", "/api/webhook", {}, body, this.timeoutMs, {
+      "x-github-event": "push",
+      "x-github-delivery": randomUUID(),
+      "user-agent": "GitHub-Hookshot/gitops-failover",
+    });
+  }
+
   /** Parses a 2xx answer; an HTML login page or a proxy's error is "no usable answer". */
   json<T>(res: HubResponse, what: string): T {
     try {
@@ -325,14 +344,15 @@ class HubClient {
     query: Record<string, string | undefined>,
     body: unknown,
     timeoutMs: number,
+    /** A webhook delivery: these headers, and no API token. */
+    webhookHeaders?: Record<string, string>,
   ): Promise<HubResponse> {
     const url = new URL(this.base.href.replace(/\/+$/, "") + path);
     for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const headers: Record<string, string | number> = {
-      authorization: `Bearer ${this.hub.token}`,
-      accept: "application/json",
-    };
+    const headers: Record<string, string | number> = webhookHeaders
+      ? { ...webhookHeaders }
+      : { authorization: `Bearer ${this.hub.token}`, accept: "application/json" };
     if (payload !== undefined) {
       headers["content-type"] = "application/json";
       headers["content-length"] = Buffer.byteLength(payload);
@@ -630,7 +650,10 @@ async function prime(
     REFRESH_CONCURRENCY,
     async ({ app, index }) => {
       let current = app;
-      if (req.refresh !== "none" && !atRevision(current, req.revision, accepted)) {
+      if (
+        (req.refresh === "hard" || req.refresh === "normal") &&
+        !atRevision(current, req.revision, accepted)
+      ) {
         current = await readApp(client, req, current, deadline, req.refresh);
       }
       // Synced at an accepted commit on top: a sync to the retarget commit would go backwards.
@@ -885,8 +908,18 @@ async function checkOnHub(client: HubClient, req: SyncCheckRequest): Promise<Syn
   // What the list already tells first, so the first poll neither refreshes nor syncs back an
   // app Synced at an accepted commit on top of the revision; then what the Gets told.
   let judged = await judge(req, apps);
-  if (req.firstPoll && (req.refresh !== "none" || req.sync))
-    apps = await prime(client, req, apps, deadline, acceptedOf(judged));
+  const onTop = acceptedOf(judged);
+  const webhook =
+    req.firstPoll &&
+    req.refresh === "webhook" &&
+    apps.some((a) => !atRevision(a, req.revision, onTop))
+      ? await deliverPush(client, req)
+      : undefined;
+  // A delivery the hub did not accept (a webhook secret it checks, a proxy): refresh each app
+  // instead, as `hard` would have, rather than leave the commit to Argo CD's Git poll.
+  const fallback = webhook !== undefined && webhook !== "delivered";
+  if (req.firstPoll && (req.refresh === "hard" || req.refresh === "normal" || fallback || req.sync))
+    apps = await prime(client, fallback ? { ...req, refresh: "hard" } : req, apps, deadline, onTop);
   apps = await readWhatTheListLacks(client, req, apps, deadline);
   judged = await judge(req, apps, judged);
   const accepted = acceptedOf(judged);
@@ -895,7 +928,55 @@ async function checkOnHub(client: HubClient, req: SyncCheckRequest): Promise<Syn
     failedAt(a, req.revision, accepted) && !failedAt(a, req.revision);
   if (apps.some((a) => !a.complete && failedOnTop(a)))
     apps = await readWhatTheListLacks(client, req, apps, deadline, accepted);
-  return { ...evaluate(client.hub.name, req, listing, apps, judged), apiCalls: client.calls };
+  return {
+    ...evaluate(client.hub.name, req, listing, apps, judged),
+    apiCalls: client.calls,
+    ...(webhook ? { webhook: fallback ? `${webhook}; refreshed each app instead` : webhook } : {}),
+  };
+}
+
+/**
+ * The repository URL as a Git host's push payload names it (`repository.html_url`): no
+ * credentials, no `.git`. argocd-server matches it against each app's repoURL by host and path,
+ * whatever the scheme, user, port or `.git` suffix (util/webhook GetWebURLRegex).
+ */
+export function webUrlOf(repoUrl: string): string {
+  const url = new URL(repoUrl);
+  url.username = "";
+  url.password = "";
+  url.search = "";
+  url.hash = "";
+  return url.href.replace(/\/+$/, "").replace(/\.git$/, "");
+}
+
+/**
+ * One Git webhook delivery to argocd-server (`POST /api/webhook`, GitHub's push shape): it
+ * refreshes every Application whose source names the repository and whose targetRevision the
+ * push moved (HEAD when the branch is the default one), at once instead of at the next Git poll.
+ * No changed files are listed, so apps with a manifest-generate-paths annotation are refreshed
+ * too. The endpoint takes no API token (a hub may check a webhook secret instead, and then
+ * answers 400: noted, and the poll refreshes each app instead). Never fails the poll.
+ */
+async function deliverPush(client: HubClient, req: SyncCheckRequest): Promise<string> {
+  if (!req.webhook) return "not delivered: no repository URL for the webhook";
+  const { repoUrl, branch, previousRevision } = req.webhook;
+  try {
+    const res = await client.push({
+      ref: `refs/heads/${branch}`,
+      before: previousRevision ?? "0".repeat(40),
+      after: req.revision,
+      repository: { html_url: webUrlOf(repoUrl), default_branch: branch },
+      commits: [],
+      head_commit: { id: req.revision },
+    });
+    if (res.status >= 200 && res.status < 300) return "delivered";
+    return `not accepted: HTTP ${res.status} ${argoMessage(res.text)}`.slice(0, MAX_MESSAGE_CHARS);
+  } catch (e) {
+    return `not delivered: ${e instanceof HubDown ? e.why : (e as Error).message}`.slice(
+      0,
+      MAX_MESSAGE_CHARS,
+    );
+  }
 }
 
 /**

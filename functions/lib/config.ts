@@ -408,9 +408,14 @@ const TopologySchema = z
       hubs: z.array(HubSchema).min(1),
       appSelector: z.string().min(1),
       appNamespace: z.string().optional(),
-      refresh: z.enum(["hard", "normal", "none"]).default("hard"),
+      refresh: z.enum(["hard", "normal", "none", "webhook"]).default("hard"),
       sync: z.boolean().default(false),
       requestTimeoutSeconds: z.int().min(1).max(60).default(20),
+      /**
+       * `refresh: webhook`: the repository's web URL as the Applications' repoURL names it
+       * (argocd-server matches them by host and path); default git.url.
+       */
+      webhookRepoUrl: z.url({ protocol: /^https?$/ }).optional(),
     }),
     aurora: z
       .strictObject({

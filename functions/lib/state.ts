@@ -80,6 +80,10 @@ export interface PollProgress {
   /** Set when the poll window belongs to one traffic stage (a new stage gets a new window). */
   stage?: number;
   error?: ErrorData;
+  /** Seconds the loop's Wait waits before the next poll (functions/lib/pace.ts). */
+  nextWaitSeconds?: number;
+  /** Seconds of Wait asked for in this window so far. */
+  pacedSeconds?: number;
 }
 
 export interface SpokeResult {
@@ -107,6 +111,8 @@ export interface ArgoProgress extends PollProgress {
   pending?: { name: string; reason: string }[];
   /** Commits on top of the retarget commit that apps were accepted at (see gitops judgeRevisions). */
   acceptedRevisions?: string[];
+  /** The first poll's Git webhook delivery (`argocd.refresh: webhook`): "delivered" or why not. */
+  webhook?: string;
 }
 
 export interface PromotionState {

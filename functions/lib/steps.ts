@@ -715,6 +715,11 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
       clusters: regionOf(t, state.plan.targetRegion).spokes.map((s) => s.argocdCluster),
       revision,
       refresh: t.argocd.refresh,
+      webhook: {
+        repoUrl: t.argocd.webhookRepoUrl ?? t.git.url,
+        branch: t.git.branch,
+        ...(state.retarget?.previousSha ? { previousRevision: state.retarget.previousSha } : {}),
+      },
       sync: t.argocd.sync,
       // `hub` is set once a hub answered in this window: until then no refresh was made.
       firstPoll: window.polls === 1 || !previous?.hub,
@@ -751,6 +756,7 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
     done: result.done,
     pending: result.pending.slice(0, 10),
     ...(result.acceptedRevisions ? { acceptedRevisions: result.acceptedRevisions } : {}),
+    ...(result.webhook ? { webhook: result.webhook } : {}),
     ...(previous?.lastError ? { lastError: previous.lastError } : {}),
   };
   if (result.status === "IN_PROGRESS" && window.expired) {

@@ -46,6 +46,18 @@ export interface GaEmulator {
   /** Current endpoint weights of a group. */
   weights(arn: string): Record<string, number>;
   calls(): GaCall[];
+  /** How long traffic takes to follow an accepted update (time model; default 0). */
+  setConvergenceMs(ms: number): void;
+  /** Every accepted UpdateEndpointGroup with its own event times (ms epoch). */
+  updates(): GaUpdateEvent[];
+}
+
+/** One accepted dial change: when it was made and when traffic follows it. */
+export interface GaUpdateEvent {
+  region: string;
+  dial: number;
+  at: number;
+  convergedAt: number;
 }
 
 interface Endpoint {
@@ -176,6 +188,8 @@ export function createGlobalAccelerator(): GaEmulator {
   const log: GaCall[] = [];
   let throttle = 0;
   let updatesFail = false;
+  let convergenceMs = 0;
+  const updates: GaUpdateEvent[] = [];
 
   function find(input: Record<string, unknown>): EndpointGroup {
     const arn = requireString(input, "EndpointGroupArn");
@@ -207,6 +221,8 @@ export function createGlobalAccelerator(): GaEmulator {
         : endpointConfigurations(input.EndpointConfigurations, g);
     g.endpoints = endpoints;
     if (typeof dial === "number") g.dial = dial;
+    const at = Date.now();
+    updates.push({ region: g.region, dial: g.dial, at, convergedAt: at + convergenceMs });
     return { EndpointGroup: describe(g) };
   }
 
@@ -282,5 +298,9 @@ export function createGlobalAccelerator(): GaEmulator {
       return Object.fromEntries(g.endpoints.map((e) => [e.id, e.weight]));
     },
     calls: () => log.map((c) => ({ ...c })),
+    setConvergenceMs(ms) {
+      convergenceMs = ms;
+    },
+    updates: () => updates.map((u) => ({ ...u })),
   };
 }

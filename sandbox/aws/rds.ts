@@ -50,6 +50,24 @@ export interface RdsEmulator {
   /** The current writer region of a global cluster (the only one when omitted). */
   writerRegion(identifier?: string): string;
   calls(): RdsCall[];
+  /**
+   * Per kind, how long a promotion takes (time model); overrides setPromotionDelayMs for that
+   * kind. A switchover is graceful (SwitchoverGlobalCluster or FailoverGlobalCluster without
+   * AllowDataLoss), a failover loses data.
+   */
+  setPromotionDurationsMs(durations: { switchover: number; failover: number }): void;
+  /** Every promotion with its own event times (ms epoch): requested and completed. */
+  promotions(): PromotionEvent[];
+}
+
+/** One promotion as the service saw it: when it was requested and when the writer flipped. */
+export interface PromotionEvent {
+  identifier: string;
+  kind: "switchover" | "failover";
+  from: string;
+  to: string;
+  startedAt: number;
+  completedAt?: number;
 }
 
 interface Promotion {
@@ -89,12 +107,25 @@ export function createRds(): RdsEmulator {
   let delayMs = DEFAULT_PROMOTION_DELAY_MS;
   const createdAt = new Date();
   let stuck = false;
+  let durations: { switchover: number; failover: number } | undefined;
+  const events: PromotionEvent[] = [];
+
+  function delayOf(p: Promotion): number {
+    if (!durations) return delayMs;
+    return p.dataLoss ? durations.failover : durations.switchover;
+  }
 
   function settle(c: GlobalCluster): void {
     rejoinDue();
-    if (c.promotion && !stuck && Date.now() >= c.promotion.startedAt + delayMs) {
-      if (c.promotion.dataLoss) resync.set(c.promotion.from, Date.now() + delayMs);
-      c.writer = c.promotion.to;
+    if (c.promotion && !stuck && Date.now() >= c.promotion.startedAt + delayOf(c.promotion)) {
+      const p = c.promotion;
+      const event = events.findLast(
+        (e) => e.identifier === c.identifier && e.startedAt === p.startedAt,
+      );
+      if (event) event.completedAt = p.startedAt + delayOf(p);
+      // The old primary of an unplanned failover rejoins as a secondary some time later.
+      if (p.dataLoss) resync.set(p.from, Date.now() + delayOf(p));
+      c.writer = p.to;
       delete c.promotion;
     }
   }
@@ -202,6 +233,13 @@ export function createRds(): RdsEmulator {
       dataLoss: allowDataLoss,
       startedAt: Date.now(),
     };
+    events.push({
+      identifier: c.identifier,
+      kind: allowDataLoss ? "failover" : "switchover",
+      from: c.promotion.from,
+      to: target,
+      startedAt: c.promotion.startedAt,
+    });
     return { GlobalCluster: describe(c) };
   }
 
@@ -331,5 +369,12 @@ export function createRds(): RdsEmulator {
       return c.writer;
     },
     calls: () => log.map((c) => ({ ...c })),
+    setPromotionDurationsMs(value) {
+      durations = { ...value };
+    },
+    promotions() {
+      for (const c of clusters.values()) settle(c);
+      return events.map((e) => ({ ...e }));
+    },
   };
 }

@@ -63,6 +63,8 @@ export interface StepFunctionsOptions {
   waitMs: number;
   /** Milliseconds before each Retry attempt (instead of IntervalSeconds with backoff). */
   retryMs: number;
+  /** When set, Waits and Retries take their ASL seconds times this instead (sandbox/time-model.ts). */
+  timeScale?: number;
 }
 
 /** The emulator: its awsJson1_0 handler and controls for the sandbox. */
@@ -248,6 +250,7 @@ export function createStepFunctions(options: StepFunctionsOptions): StepFunction
       stateMachineArn: arn,
       waitMs: options.waitMs,
       retryMs: options.retryMs,
+      ...(options.timeScale !== undefined ? { timeScale: options.timeScale } : {}),
       signal: abort.signal,
       onEvent: (e) => recordLog(exec, e),
       approve: (payload) =>

@@ -3,7 +3,6 @@ import { describe, expect, it } from "vitest";
 import { FUNCTIONS, placeholderOf } from "../../functions/catalog.ts";
 import { EXECUTION_TIMEOUT_SECONDS } from "../../functions/lib/config.ts";
 import * as errors from "../../functions/lib/errors.ts";
-import { POLL_INTERVAL_SECONDS } from "../../functions/lib/poll.ts";
 import { LOCK_LEASE_SECONDS } from "../../functions/lib/steps.ts";
 import { localDefinition } from "../../sandbox/runner.ts";
 import { aslText, placeholders, substitute } from "../../statemachine/definition.ts";
@@ -113,8 +112,12 @@ describe("statemachine/failover.asl.json", () => {
       ].sort(),
     );
     const pollWaits = waits.filter(([, s]) => s.Next !== "ShiftTraffic");
+    // Each poll loop waits as long as its poller says (functions/lib/pace.ts, bounded there);
+    // test/asl/transitions.test.ts bounds the polls each deadline allows.
     for (const [name, s] of pollWaits)
-      expect((s as { Seconds?: number }).Seconds, name).toBe(POLL_INTERVAL_SECONDS);
+      expect((s as { SecondsPath?: string }).SecondsPath, name).toMatch(
+        /^\$\.\w+\.nextWaitSeconds$/,
+      );
   });
 
   it("moves traffic only from the Converge state's success path, once the data phase is not deferred", () => {

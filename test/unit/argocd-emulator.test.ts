@@ -58,6 +58,8 @@ async function startPlatform(
   components = 3,
   regions = REGIONS,
   pollIntervalMs = 100,
+  timing?: { syncMs: number; gitPollMs: number; gitPollJitterMs: number },
+  webhookSecret?: string,
 ): Promise<Platform> {
   const dir = await mkdtemp(join(tmpdir(), "argocd-e2e-"));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
@@ -96,6 +98,8 @@ async function startPlatform(
     admin: { username: "admin", password: "admin-password" },
     tls: await ca.issue("argocd"),
     pollIntervalMs,
+    ...(timing ? { timing } : {}),
+    ...(webhookSecret ? { webhookSecret } : {}),
   });
   cleanups.push(() => argo.stop());
   const hubs = Object.entries(argo.urls).map(([name, url]) => ({
@@ -154,12 +158,23 @@ async function retarget(p: Platform, region: string): Promise<string> {
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** What `read` returns once it is `want`, or after 2 s (argocd-server refreshes after it answered). */
+async function settled<T>(read: () => T, want: T): Promise<T> {
+  for (let i = 0; i < 100 && read() !== want; i++) await pause(20);
+  return read();
+}
+
 /** Polls like the state machine does (first poll refreshes) until `stop` says so or `max` polls. */
 async function pollSync(
   hubs: ArgoHubConnection[],
   revision: string,
   stop: (r: SyncCheck) => boolean,
-  options: { max?: number; sync?: boolean; clusters?: string[] } = {},
+  options: {
+    max?: number;
+    sync?: boolean;
+    clusters?: string[];
+    refresh?: "hard" | "normal" | "none";
+  } = {},
 ): Promise<SyncCheck[]> {
   const results: SyncCheck[] = [];
   for (let i = 0; i < (options.max ?? 200); i++) {
@@ -168,7 +183,7 @@ async function pollSync(
       selector: SELECTOR,
       clusters: options.clusters ?? ["spoke-use2"],
       revision,
-      refresh: "hard",
+      refresh: options.refresh ?? "hard",
       sync: options.sync ?? false,
       firstPoll: i === 0,
       timeoutMs: 5_000,
@@ -643,5 +658,172 @@ describe("Argo CD emulator at scale", () => {
       before.map((a) => a.status.operationState?.startedAt),
     );
     expect(new Set(after.map((a) => a.status.sync.revision))).toEqual(new Set([sha]));
+  });
+});
+
+/** A POST to hub-primary's /api/webhook, with no API token, as a Git host delivers it. */
+async function deliver(
+  p: Platform,
+  headers: Record<string, string>,
+  body: unknown,
+  method = "POST",
+): Promise<{ status: number; text: string }> {
+  const url = new URL("/api/webhook", p.argo.urls["hub-primary"]);
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      url,
+      { method, ca: p.caPem, headers: { "content-type": "application/json", ...headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }),
+        );
+      },
+    );
+    req.on("error", reject);
+    req.end(method === "POST" ? JSON.stringify(body) : undefined);
+  });
+}
+
+describe("Argo CD emulator time model and Git webhook", () => {
+  it("an app sees a commit only at its Git poll tick or once a matching push webhook refreshed it, then syncs after syncMs", async () => {
+    // A Git poll an hour away: without the webhook nothing would compare with the commit here.
+    const p = await startPlatform(3, REGIONS, 20, {
+      syncMs: 150,
+      gitPollMs: 3_600_000,
+      gitPollJitterMs: 0,
+    });
+    const sha = await retarget(p, "us-east-2");
+    const push = (htmlUrl: string, ref = "refs/heads/main") => ({
+      ref,
+      after: sha,
+      repository: { html_url: htmlUrl, default_branch: "main" },
+      commits: [],
+    });
+
+    expect(await deliver(p, {}, push("https://git.sandbox.local/shop/gitops"))).toMatchObject({
+      status: 400,
+      text: "Unknown webhook event\n",
+    });
+    expect((await deliver(p, { "x-github-event": "push" }, undefined, "GET")).status).toBe(405);
+    expect(
+      await deliver(
+        p,
+        { "x-github-event": "issues" },
+        push("https://git.sandbox.local/shop/gitops"),
+      ),
+    ).toMatchObject({
+      status: 400,
+      text: "Webhook processing failed: event not defined to be parsed\n",
+    });
+    expect((await deliver(p, { "x-github-event": "ping" }, { zen: "hi" })).status).toBe(200);
+    // Another repository, another branch: accepted, nothing refreshed.
+    await deliver(p, { "x-github-event": "push" }, push("https://git.sandbox.local/shop/other"));
+    await deliver(
+      p,
+      { "x-github-event": "push" },
+      push("https://git.sandbox.local/shop/gitops", "refs/heads/feature"),
+    );
+    await p.argo.reconcileNow();
+    await pause(200);
+    const before = p.argo.applications();
+    expect(before.every((a) => a.revision !== sha)).toBe(true);
+    expect(p.argo.webhooks().map((w) => w.refreshed)).toEqual([0, 0]);
+
+    // The web URL of the repository the apps name (no .git): every app of the repo refreshed.
+    const accepted = await deliver(
+      p,
+      { "x-github-event": "push" },
+      push("https://git.sandbox.local/shop/gitops"),
+    );
+    expect(accepted).toEqual({ status: 200, text: "" });
+    expect(await settled(() => p.argo.webhooks()[2]?.refreshed, before.length)).toBe(before.length);
+    const polls = await pollSync(p.hubs, sha, (r) => r.status !== "IN_PROGRESS", {
+      max: 100,
+      refresh: "none",
+    });
+    expect(polls.at(-1)?.status).toBe("SUCCEEDED");
+    const events = p.argo
+      .syncEvents()
+      .filter((e) => e.revision === sha && e.cluster === "spoke-use2");
+    expect(events).toHaveLength(3);
+    for (const e of events) expect((e.syncedAt ?? 0) - e.detectedAt).toBeGreaterThanOrEqual(150);
+  });
+});
+
+describe("AwaitArgoSync's refresh: webhook", () => {
+  it("the first poll makes 2 calls (list, one push webhook with no API token) and every target app compares with the commit; later polls 1", async () => {
+    const p = await startPlatform(3, REGIONS, 20, {
+      syncMs: 100,
+      gitPollMs: 3_600_000,
+      gitPollJitterMs: 0,
+    });
+    const sha = await retarget(p, "us-east-2");
+    const check = (firstPoll: boolean, repoUrl: string) =>
+      checkSync({
+        hubs: p.hubs,
+        selector: SELECTOR,
+        clusters: ["spoke-use2"],
+        revision: sha,
+        refresh: "webhook",
+        webhook: { repoUrl, branch: "main" },
+        sync: false,
+        firstPoll,
+        timeoutMs: 5_000,
+      });
+    // A URL naming another repository: delivered, nothing refreshed, the apps stay behind.
+    const wrong = await check(true, "https://git.sandbox.local/shop/other.git");
+    expect(wrong).toMatchObject({ status: "IN_PROGRESS", apiCalls: 2, webhook: "delivered" });
+    await pause(200);
+    expect(p.argo.webhooks().map((w) => w.refreshed)).toEqual([0]);
+
+    // The clone URL with credentials and .git: sent as the web URL, it matches the apps' repoURL.
+    const first = await check(true, "https://user:secret@git.sandbox.local/shop/gitops.git");
+    expect(first).toMatchObject({ apiCalls: 2, webhook: "delivered" });
+    const all = p.argo.applications().length;
+    expect(await settled(() => p.argo.webhooks()[1]?.refreshed, all)).toBe(all);
+    expect(p.argo.webhooks().every((w) => !w.authorization)).toBe(true);
+    let last = first;
+    for (let i = 0; i < 100 && last.status === "IN_PROGRESS"; i++) {
+      await pause(30);
+      last = await check(false, "https://git.sandbox.local/shop/gitops");
+      expect(last.apiCalls).toBe(1);
+    }
+    expect(last).toMatchObject({ status: "SUCCEEDED", done: 3 });
+  });
+});
+
+describe("AwaitArgoSync's refresh: webhook, on a hub that checks a webhook secret", () => {
+  it("the unsigned delivery is refused (400) and the first poll refreshes each app instead", async () => {
+    const p = await startPlatform(
+      3,
+      REGIONS,
+      20,
+      { syncMs: 50, gitPollMs: 3_600_000, gitPollJitterMs: 0 },
+      "webhook-secret-0123",
+    );
+    const sha = await retarget(p, "us-east-2");
+    const first = await checkSync({
+      hubs: p.hubs,
+      selector: SELECTOR,
+      clusters: ["spoke-use2"],
+      revision: sha,
+      refresh: "webhook",
+      webhook: { repoUrl: "https://git.sandbox.local/shop/gitops", branch: "main" },
+      sync: false,
+      firstPoll: true,
+      timeoutMs: 5_000,
+    });
+    expect(first.webhook).toBe(
+      "not accepted: HTTP 400 Webhook processing failed: HMAC verification failed; refreshed each app instead",
+    );
+    // list, webhook, then one refresh per target app not at the commit
+    expect(first.apiCalls).toBe(2 + 3);
+    expect(p.argo.webhooks()).toEqual([]);
+    const polls = await pollSync(p.hubs, sha, (r) => r.status !== "IN_PROGRESS", {
+      refresh: "none",
+    });
+    expect(polls.at(-1)?.status).toBe("SUCCEEDED");
   });
 });
