@@ -25,6 +25,8 @@ export const EXPECTED_SECONDS = {
   trafficVerify: 0,
   /** Compensate waits for a promotion (its own or a switch back) when it waits at all. */
   compensate: 60,
+  /** Fence waits for Argo CD to apply the demote commit on the old region, like AwaitArgoSync. */
+  fence: 30,
 } as const;
 
 /** Seconds to wait before the next poll, `elapsed` seconds into a window expecting `expected`. */

@@ -38,6 +38,7 @@ const LOOPS: Record<string, { expected: number; deadline: number }> = {
   AwaitAurora: { expected: EXPECTED_SECONDS.aurora, deadline: t.auroraSeconds },
   VerifyTraffic: { expected: EXPECTED_SECONDS.trafficVerify, deadline: t.trafficVerifySeconds },
   Compensate: { expected: EXPECTED_SECONDS.compensate, deadline: t.auroraSeconds },
+  Fence: { expected: EXPECTED_SECONDS.fence, deadline: t.argoSyncSeconds },
 };
 
 /** Task -> its loop's Wait: Task -> Choice -> Wait -> the same Task (a poll loop). */
