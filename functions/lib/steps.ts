@@ -36,6 +36,7 @@ import {
   AuroraPromotionRefused,
   AuroraPromotionTimeout,
   CompensationIncomplete,
+  ConfigError,
   describe,
   type ErrorData,
   type FailoverError,
@@ -61,7 +62,7 @@ import { readHealthCheck } from "./health.ts";
 import { acquireLock } from "./lock.ts";
 import { type PollWindow, pollWindow } from "./poll.ts";
 import { latestReadiness } from "./readiness.ts";
-import { getSecret } from "./secrets.ts";
+import { getSecret, type SecretValue } from "./secrets.ts";
 import { assertSpokeReady, inspectSpoke } from "./spoke.ts";
 import type {
   ArgoProgress,
@@ -90,15 +91,23 @@ export function gitRepo(t: Topology): GitRepo {
   return { url: t.git.url, branch: t.git.branch, author: t.git.author };
 }
 
-/** Git credentials from the Secrets Manager secret `arn`, through its account's role if any. */
-async function gitAuthFrom(t: Topology, arn: string): Promise<GitAuth> {
-  const secret = await getSecret(arn, secretRole(t, arn));
+/** The Git credentials a Secrets Manager secret holds. */
+function gitAuthOf(secret: SecretValue): GitAuth {
   return { token: secret.token, ...(secret.username ? { username: secret.username } : {}) };
 }
 
-/** The orchestrator's Git credentials (the push token). */
-export function gitAuth(t: Topology): Promise<GitAuth> {
-  return gitAuthFrom(t, t.git.credentialsSecretArn);
+/** The orchestrator's Git credentials (the push token), through its account's role if any. */
+export async function gitAuth(t: Topology): Promise<GitAuth> {
+  const arn = t.git.credentialsSecretArn;
+  return gitAuthOf(await getSecret(t.git.credentialsSecretArn, secretRole(t, arn)));
+}
+
+/** The read-only Git credentials AwaitArgoSync judges commits on top with (never the push token). */
+async function gitReadAuth(t: Topology): Promise<GitAuth> {
+  if (!t.git.readCredentialsSecretArn)
+    throw new ConfigError("git.readCredentialsSecretArn is not set in the topology");
+  const arn = t.git.readCredentialsSecretArn;
+  return gitAuthOf(await getSecret(t.git.readCredentialsSecretArn, secretRole(t, arn)));
 }
 
 /** The topology's Aurora view: global cluster and one member per region. */
@@ -728,7 +737,7 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
       ...(t.git.readCredentialsSecretArn
         ? {
             judgeRevisions: retargetJudge(t, state, state.plan.targetRegion, revision, () =>
-              gitAuthFrom(t, t.git.readCredentialsSecretArn as string),
+              gitReadAuth(t),
             ),
           }
         : {}),
@@ -1240,7 +1249,9 @@ export async function compensateStep(state: FailoverState): Promise<Compensation
       );
       return incomplete(`the writer did not come back to ${serving}`, []);
     }
-    if (writer === target) {
+    // Once a move to the writer failed, later polls (waiting for a rejoin) do not ask again.
+    const moveFailed = actions.some((a) => a.action === "move-traffic" && a.outcome === "FAILED");
+    if (writer === target && !moveFailed) {
       const moved = await moveTrafficToWriter(state, t, target, note);
       if (moved) return progress("SUCCEEDED");
     }
@@ -1251,6 +1262,12 @@ export async function compensateStep(state: FailoverState): Promise<Compensation
         sick,
       ]);
     }
+    // The old primary of an unplanned failover takes the writer back only once it has rejoined
+    // the global cluster (Aurora rebuilds it as a secondary): wait for that, within the window.
+    const resyncing = aurora.members.some(
+      (m) => m.region === serving && m.synchronization === "pending-resync",
+    );
+    if (resyncing && !window.expired) return progress("IN_PROGRESS");
     try {
       const back = await promoteAurora(auroraTopology(t), {
         targetRegion: serving,
