@@ -24,12 +24,17 @@ interface StepFunction {
 }
 
 export const FUNCTIONS = [
-  /** Reads Git (the before-snapshot): the Git secret with a fallback, a clone, three AWS services, the lock. */
-  { state: "Plan", dir: "plan", timeoutSeconds: 120, secrets: ["git"] },
+  /**
+   * Reads Git (the before-snapshot): the Git secret with a fallback, a clone, three AWS services,
+   * the lock; and the source's spokes (capacity parity's live figure).
+   */
+  { state: "Plan", dir: "plan", timeoutSeconds: 120, secrets: ["git", "spoke"] },
   { state: "Approval", dir: "approval", timeoutSeconds: 30, secrets: [] },
   { state: "VerifySpoke", dir: "verify-spoke", timeoutSeconds: 60, secrets: ["spoke"] },
   { state: "CommitRetarget", dir: "commit-retarget", timeoutSeconds: 120, secrets: ["git"] },
   { state: "AwaitArgoSync", dir: "await-argo-sync", timeoutSeconds: 120, secrets: ["argocd"] },
+  /** Capacity parity's gate: reads the target's Deployments, HPAs and Pending pods. */
+  { state: "AwaitCapacity", dir: "await-capacity", timeoutSeconds: 60, secrets: ["spoke"] },
   { state: "PromoteAurora", dir: "promote-aurora", timeoutSeconds: 60, secrets: [] },
   { state: "AwaitAurora", dir: "await-aurora", timeoutSeconds: 30, secrets: [] },
   { state: "ShiftTraffic", dir: "shift-traffic", timeoutSeconds: 60, secrets: [] },

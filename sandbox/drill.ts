@@ -55,6 +55,13 @@ export interface DrillOptions {
   live?: (line: string) => void;
   /** Aborting (Ctrl-C) stops the executions and the sandbox; runDrill then rejects. */
   signal?: AbortSignal;
+  /**
+   * Load on the source region: every HPA there asks for this many replicas (capacity parity then
+   * commits that figure as the target's floor). Absent: no load beyond the Git baseline.
+   */
+  sourceLoad?: number;
+  /** The topology's capacity.whenSourceUnknown (default baseline). */
+  capacityWhenSourceUnknown?: "baseline" | "refuse";
 }
 
 /** The plain drill: us-west-2 -> us-east-2, graceful, 3 spokes, 6 apps (what the tests start from). */
@@ -193,6 +200,7 @@ function stepOutcome(name: string, state: Record<string, unknown>): [string, str
     VerifySpoke: "spoke",
     CommitRetarget: "retarget",
     AwaitArgoSync: "argo",
+    AwaitCapacity: "capacityGate",
     PromoteAurora: "promotion",
     AwaitAurora: "aurora",
     ShiftTraffic: "traffic",
@@ -588,6 +596,14 @@ async function notStartedReport(
   );
 }
 
+/** Every HPA of the source region asks for `replicas` (the HPA clamps it to its min/max). */
+async function applySourceLoad(sandbox: Sandbox, replicas: number): Promise<void> {
+  for (const spoke of sandbox.spokes.filter((s) => s.region === sandbox.activeRegion))
+    for (const app of sandbox.topology.capacity?.apps ?? [])
+      if (app.hpa) spoke.setHpaDemand(app.namespace, app.hpa, replicas);
+  await sandbox.settle();
+}
+
 /** Runs `repeat` executions against one sandbox and returns what each did. */
 export async function runDrill(options: DrillOptions): Promise<DrillResult> {
   const t0 = Date.now();
@@ -600,6 +616,9 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     apps: options.apps,
     reportDir: options.reportDir,
     waitMs,
+    ...(options.capacityWhenSourceUnknown
+      ? { capacityWhenSourceUnknown: options.capacityWhenSourceUnknown }
+      : {}),
   });
   const startMs = Date.now() - t0;
   let peakRss = process.memoryUsage().rss;
@@ -613,6 +632,12 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     );
     const notice = cleartextNotice(sandbox.topology);
     if (notice) options.print?.(notice);
+    if (options.sourceLoad !== undefined) {
+      await applySourceLoad(sandbox, options.sourceLoad);
+      options.print?.(
+        `load: every HPA in ${sandbox.activeRegion} asks for ${options.sourceLoad} replicas`,
+      );
+    }
     for (const fault of options.faults) {
       sandbox.injectFault(fault, options.target);
       options.print?.(`fault ${fault}: ${FAULTS[fault]}`);

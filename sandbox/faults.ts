@@ -18,6 +18,10 @@ export const FAULTS = {
   "ga-throttled":
     "Global Accelerator throttles UpdateEndpointGroup beyond the SDK's retries (the ASL's Retry must absorb it)",
   "ga-update-fails": "Global Accelerator refuses UpdateEndpointGroup (AccessDenied)",
+  "target-capacity-short":
+    "the target's nodes hold two pods fewer than the committed replicas: those stay Pending (the capacity gate must stop before traffic moves)",
+  "source-capacity-unknown":
+    "the source region's spokes refuse connections and readiness stored no capacity figure (capacity.whenSourceUnknown decides)",
 } as const;
 /** The name of a fault a drill can inject (`--fault <name>`). */
 export type FaultName = keyof typeof FAULTS;

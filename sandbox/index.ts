@@ -27,7 +27,14 @@ import { type Ca, createCa } from "./ca.ts";
 import { type FaultName, SANDBOX_REGIONS, sizeProblems } from "./faults.ts";
 import { clearFunctionLogs } from "./function-logs.ts";
 import { type GitServer, startGitServer } from "./git.ts";
-import { DEFAULT_REPLICAS, gitopsLayout, VALUES_FILE } from "./gitops-layout.ts";
+import {
+  componentNames,
+  DEFAULT_REPLICAS,
+  gitopsLayout,
+  HPA_COMPONENT,
+  HPA_MAX_REPLICAS,
+  VALUES_FILE,
+} from "./gitops-layout.ts";
 import { LOCAL_STATE_MACHINE_ARN } from "./runner.ts";
 import { type FakeSpoke, type FakeVeleroBackup, startSpoke } from "./spoke.ts";
 import { createWorkDir, sweepAbandonedWorkDirs } from "./workdir.ts";
@@ -61,6 +68,8 @@ export interface SandboxOptions {
   waitMs?: number;
   /** Milliseconds an Aurora promotion takes in the emulator. */
   promotionDelayMs?: number;
+  /** The topology's capacity.whenSourceUnknown (default baseline). */
+  capacityWhenSourceUnknown?: "baseline" | "refuse";
 }
 
 /** One region's Deployments, summed over its spokes. */
@@ -127,6 +136,8 @@ export interface Sandbox {
   argo: ArgoEmulator;
   aws: AwsSandbox;
   sfn: StepFunctions;
+  /** The region the seed makes active (the source of a drill's failover). */
+  activeRegion: string;
   /** Injects a fault for a failover to `targetRegion` (see FAULTS). */
   injectFault(fault: FaultName, targetRegion: string): void;
   /** Reads the platform from the stand-ins. */
@@ -185,6 +196,7 @@ function buildTopology(
   spokes: FakeSpoke[],
   hubClusters: Record<string, FakeSpoke>,
   caPem: string,
+  capacity: { components: number; whenSourceUnknown: "baseline" | "refuse" },
 ): Topology {
   const regions = Object.fromEntries(
     SANDBOX_REGIONS.map((region, i) => [
@@ -246,6 +258,21 @@ function buildTopology(
       },
       aurora: { globalClusterIdentifier: GLOBAL_CLUSTER, maxRpoSeconds: 5 },
       traffic: { mode: "global-accelerator", stages: [100] },
+      // Capacity parity: every component's floor, from the source's observed capacity.
+      capacity: {
+        whenSourceUnknown: capacity.whenSourceUnknown,
+        // Pods Pending for want of nodes show at once here; on AWS, give node autoscaling time.
+        gateSeconds: 120,
+        apps: componentNames(capacity.components).map((c) => ({
+          deployment: c,
+          namespace: PLATFORM,
+          ...(c === HPA_COMPONENT ? { hpa: c } : {}),
+          file: VALUES_FILE,
+          path: `regions.{{targetRegion}}.minReplicas.${c}`,
+          min: 1,
+          max: HPA_MAX_REPLICAS,
+        })),
+      },
       trigger: {
         mode: "auto",
         corroborationThreshold: 0.5,
@@ -379,7 +406,10 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     });
     for (const cluster of Object.values(hubClusters)) cluster.setVeleroBackups(freshHubBackups());
 
-    const topology = buildTopology(git, argo, spokes, hubClusters, ca.caPem);
+    const topology = buildTopology(git, argo, spokes, hubClusters, ca.caPem, {
+      components,
+      whenSourceUnknown: options.capacityWhenSourceUnknown ?? "baseline",
+    });
     const waitMs = options.waitMs ?? 20;
     const sfn = createStepFunctions({
       stateMachineArn: LOCAL_STATE_MACHINE_ARN,
@@ -438,6 +468,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       argo,
       aws,
       sfn,
+      activeRegion,
       injectFault: (fault, target) => injectFault(sandbox, fault, target, limits),
       state: () => readState(sandbox),
       settle: () => argo.reconcileNow(),
@@ -573,6 +604,16 @@ function injectFault(
       return;
     case "ga-update-fails":
       s.aws.ga.setUpdatesFail(true);
+      return;
+    case "target-capacity-short": {
+      // Room for every committed replica but two: the last Deployment's two stay Pending.
+      const needed = (s.topology.capacity?.apps.length ?? 0) * DEFAULT_REPLICAS.active;
+      for (const spoke of targetSpokes) spoke.setPodCapacity(Math.max(0, needed - 2));
+      return;
+    }
+    case "source-capacity-unknown":
+      for (const spoke of s.spokes.filter((x) => x.region === s.activeRegion))
+        spoke.setReachable(false);
       return;
   }
 }

@@ -3,6 +3,7 @@
  * Each step writes one key (its ASL `ResultPath`); the state stays small (well under the
  * 256 KiB Step Functions limit) because steps store summaries, never whole API answers.
  */
+import type { AppReadiness, CapacityPlan } from "./capacity.ts";
 import type { FailoverInput } from "./config.ts";
 import type { ErrorData } from "./errors.ts";
 
@@ -62,6 +63,16 @@ export interface Plan {
   actions: string[];
   /** The target's latest readiness evaluation and its age, when one is stored. */
   readiness?: TargetReadiness;
+  /** Capacity parity: the source's observed capacity (live or stored) and the floors to commit. */
+  capacity?: CapacityPlan;
+}
+
+/** The capacity gate's progress: per app observed, committed and Ready on the target. */
+export interface CapacityProgress extends PollProgress {
+  skipped?: boolean;
+  apps?: AppReadiness[];
+  /** Why the gate passed its stragglers on to AwaitArgoSync (they were not short of nodes). */
+  handedOver?: string;
 }
 
 /** A polling step's memory between invocations: when it began and when it must give up. */
@@ -88,6 +99,8 @@ export interface RetargetResultState {
   previousSha: string;
   attempts: number;
   changes: { file: string; path: string; from: unknown; to: unknown }[];
+  /** Capacity parity's floors the same commit wrote (old and new per app's value path). */
+  floors?: { file: string; path: string; from: unknown; to: unknown }[];
   subject: string;
 }
 
@@ -179,11 +192,13 @@ export interface FailoverState {
   spoke?: SpokeResult;
   retarget?: RetargetResultState;
   argo?: ArgoProgress;
+  capacityGate?: CapacityProgress;
   promotion?: PromotionState;
   aurora?: AuroraProgress;
   converge?: {
     retarget: RetargetResultState;
     argo: ArgoProgress;
+    capacityGate?: CapacityProgress;
     promotion: PromotionState;
     aurora: AuroraProgress;
   };

@@ -13,6 +13,7 @@ import {
   type PromotionPlan,
   promoteAurora,
 } from "./aurora.ts";
+import { type CapacityPlan, capacityEdits, capacityLine, planCapacity } from "./capacity.ts";
 import {
   EXECUTION_TIMEOUT_SECONDS,
   type FailoverInput,
@@ -44,6 +45,7 @@ import {
   type GitRepo,
   type RenderedEdit,
   readValues,
+  type ValueChange,
 } from "./gitops.ts";
 import { readHealthCheck } from "./health.ts";
 import { acquireLock } from "./lock.ts";
@@ -273,10 +275,15 @@ export async function planStep(event: {
   const noop = !needs.retarget && !needs.aurora && !needs.traffic && !needs.demote;
   if (!noop) await assertTargetHealthy(t, target);
   const promotion = needs.aurora ? await checkPromotion(t, input) : undefined;
+  // Capacity parity: the floors the retarget commit writes, from the source's live or stored figure.
+  const capacity = needs.retarget
+    ? await planCapacity(t, input, sourceRegion, SPOKE_TIMEOUT_MS)
+    : undefined;
   // Informs, never decides: Plan's own live checks above are what hold the failover back.
   const readiness = await latestReadiness(t.platform, target).catch(() => undefined);
   const plan: Plan = {
     ...(readiness ? { readiness } : {}),
+    ...(capacity ? { capacity } : {}),
     sourceRegion,
     targetRegion: target,
     before,
@@ -292,7 +299,10 @@ export async function planStep(event: {
         ]
       : held
         ? [held]
-        : planActions(t, input, before, needs, promotion),
+        : [
+            ...planActions(t, input, before, needs, promotion),
+            ...(capacity ? [capacityLine(capacity)] : []),
+          ],
   };
   if (!input.dryRun) {
     await acquireLock(
@@ -534,13 +544,17 @@ export async function commitRetargetStep(state: FailoverState): Promise<Retarget
   const t = runtimeTopology();
   const target = state.plan.targetRegion;
   const subject = `failover(${t.platform}): make ${target} active`;
+  const capacity = state.plan.capacity;
+  const floors = capacityEdits(capacity);
+  const isFloor = (c: ValueChange) => floors.some((f) => f.file === c.file && f.path === c.path);
+  const intro = `Source region: ${state.plan.sourceRegion ?? "unknown"}. Mode: ${state.input.mode}.${t.git.demote ? " The source stays active until traffic has moved (two-phase retarget)." : ""}`;
   const result = await commitRetarget(
     gitRepo(t),
     await gitAuth(t),
-    editsFor(t, target),
+    [...editsFor(t, target), ...floors],
     {
       subject,
-      body: `Source region: ${state.plan.sourceRegion ?? "unknown"}. Mode: ${state.input.mode}.${t.git.demote ? " The source stays active until traffic has moved (two-phase retarget)." : ""}`,
+      body: capacity ? (changes) => `${intro}\n\n${capacityBody(capacity, changes)}` : intro,
       trailers: trailers(state, "activate"),
     },
     { maxAttempts: t.git.pushAttempts, plannedHead: state.plan.before.gitHead },
@@ -551,9 +565,28 @@ export async function commitRetargetStep(state: FailoverState): Promise<Retarget
     sha: result.sha,
     previousSha: result.previousSha,
     attempts: result.attempts,
-    changes: result.changes,
+    changes: result.changes.filter((c) => !isFloor(c)),
+    ...(floors.length ? { floors: result.changes.filter(isFloor) } : {}),
     subject,
   };
+}
+
+/**
+ * The commit message's capacity lines: where the figures came from, then per app its old and new
+ * floor and the observed figure it follows (or that no floor was committed).
+ */
+function capacityBody(capacity: CapacityPlan, changes: ValueChange[]): string {
+  const head =
+    capacity.source === "unknown"
+      ? `Capacity: the source's capacity is UNKNOWN (${capacity.liveError ?? "no figure"}; nothing stored); no floor committed, the target runs its Git baseline.`
+      : `Capacity (${capacity.source === "live" ? "live" : "stored 24-hour maximum"} from ${capacity.sourceRegion ?? "?"}, observed ${capacity.observedAt ?? "?"}):`;
+  const lines = capacity.apps
+    .filter((a) => a.committed !== null)
+    .map((a) => {
+      const change = changes.find((c) => c.file === a.file && c.path === a.path);
+      return `- ${a.app}: ${a.path} ${String(change?.from ?? "unset")} -> ${String(a.committed)} (observed ${String(a.observed)})`;
+    });
+  return [head, ...lines].join("\n");
 }
 
 async function argoHubs(t: Topology): Promise<ArgoHubConnection[]> {

@@ -106,6 +106,7 @@ describe("statemachine/failover.asl.json", () => {
       [
         "AwaitArgoSyncWait",
         "AwaitAuroraWait",
+        "AwaitCapacityWait",
         "CompensateWait",
         "NextTrafficStage",
         "VerifyTrafficWait",
