@@ -484,12 +484,12 @@ export function capacityShort(
 const GATE_TIMEOUT_MS = 10_000;
 
 /**
- * AwaitCapacity: one check of the target per invocation, before Argo CD's wait and so before
- * Aurora and traffic move. SUCCEEDED once every app with a committed floor has
- * `minimumSuccessPercent` of it Ready on every target spoke; at the deadline, pods Pending (no
- * node can take them) fail it with TargetCapacityShort, naming the apps. A floor Argo CD has not
- * applied yet, or pods that run but are not Ready, are not a capacity problem: at the deadline the
- * gate hands them over to AwaitArgoSync, whose own deadline and error name them.
+ * AwaitCapacity: one check of the target per invocation, beside Argo CD's wait (a Parallel in the
+ * apps branch), so before Aurora and traffic move. SUCCEEDED once every app with a committed
+ * floor has `minimumSuccessPercent` of it Ready on every target spoke; at the deadline, pods
+ * Pending (no node can take them) fail it with TargetCapacityShort, naming the apps. A floor Argo
+ * CD has not applied yet, or pods that run but are not Ready, are not a capacity problem: at the
+ * deadline the gate leaves them to AwaitArgoSync, whose own deadline and error name them.
  */
 export async function awaitCapacityStep(state: FailoverState): Promise<CapacityProgress> {
   const t = runtimeTopology();
