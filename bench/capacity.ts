@@ -1,14 +1,16 @@
 /**
- * What capacity parity adds to a failover, in the embedded sandbox: the AwaitCapacity gate
- * (invocations, handler wall time, and what its polls would take on AWS with 10 s Waits) and
- * Plan's live read of the source's capacity, per size. Each size is one drill (graceful,
- * us-west-2 -> us-east-2) in this process; the figures come from the execution history.
+ * What capacity parity adds to a failover, in the embedded sandbox: the AwaitCapacity gate runs
+ * beside AwaitArgoSync (a Parallel), so what it adds to the failover is how much later than
+ * Argo CD's wait it ends (`max(0, gate end - Argo CD end)`, from the audit timestamps in
+ * report.json); also its polls, its handler time, and Plan's time (Plan now reads the source's
+ * capacity live). One graceful drill us-west-2 -> us-east-2 per run, in this process.
  *
  *   npx tsx bench/capacity.ts [--runs 3] [--sizes 3x6,50x2000]
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { FailoverReport } from "../functions/lib/report.ts";
 import { DRILL_DEFAULTS, runDrill } from "../sandbox/drill.ts";
 
 const arg = (name: string, fallback: string) => {
@@ -21,45 +23,45 @@ const sizes = arg("sizes", "3x6,50x2000")
   .map((s) => s.split("x").map(Number));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 
+interface Row {
+  status: string;
+  polls: number;
+  gateWall: number;
+  added: number;
+  argoWall: number;
+  planWall: number;
+  total: number;
+}
+
 const root = mkdtempSync(join(tmpdir(), "gf-bench-capacity-"));
 try {
   console.log(
-    "| size | status | gate invocations | gate handler wall | gate on AWS ~ | Plan wall | Argo sync wall | drill wall |",
+    "| size | runs (status) | gate polls | gate handler wall | gate ends after Argo CD by (= time added) | AwaitArgoSync handler wall | Plan wall | drill wall |",
   );
   console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const [spokes = 3, apps = 6] of sizes) {
-    const rows: {
-      status: string;
-      inv: number;
-      wall: number;
-      aws: number;
-      plan: number;
-      argo: number;
-      total: number;
-    }[] = [];
+    const rows: Row[] = [];
     for (let i = 0; i < runs; i++) {
-      const r = await runDrill({
-        ...DRILL_DEFAULTS,
-        spokes,
-        apps,
-        reportDir: join(root, `${spokes}x${apps}-${i}`),
-      });
+      const dir = join(root, `${spokes}x${apps}-${i}`);
+      const r = await runDrill({ ...DRILL_DEFAULTS, spokes, apps, reportDir: dir });
       const step = (name: string) => r.executions[0]?.steps.find((s) => s.name === name);
-      const gate = step("AwaitCapacity");
+      const report = JSON.parse(readFileSync(join(dir, "report.json"), "utf8")) as FailoverReport;
+      const end = (name: string) =>
+        Date.parse(report.steps.find((s) => s.name === name)?.endedAt ?? "") || 0;
       rows.push({
         status: r.status,
-        inv: gate?.invocations ?? 0,
-        wall: gate?.wallMs ?? 0,
-        aws: gate?.emulatedMs ?? 0,
-        plan: step("Plan")?.wallMs ?? 0,
-        argo: step("AwaitArgoSync")?.wallMs ?? 0,
+        polls: step("AwaitCapacity")?.invocations ?? 0,
+        gateWall: step("AwaitCapacity")?.wallMs ?? 0,
+        added: Math.max(0, end("AwaitCapacity") - end("AwaitArgoSync")),
+        argoWall: step("AwaitArgoSync")?.wallMs ?? 0,
+        planWall: step("Plan")?.wallMs ?? 0,
         total: r.sandbox.wallMs,
       });
     }
-    const m = (k: keyof (typeof rows)[number]) => median(rows.map((x) => Number(x[k])));
-    const ms = (v: number) => `${Math.round(v)} ms`;
+    const m = (k: keyof Row) => `${Math.round(median(rows.map((x) => Number(x[k]))))} ms`;
+    const statuses = [...new Set(rows.map((x) => x.status))].join("/");
     console.log(
-      `| ${spokes} spokes x ${apps} apps | ${[...new Set(rows.map((x) => x.status))].join("/")} | ${rows.map((x) => x.inv).join("/")} | ${ms(m("wall"))} | ${ms(m("aws"))} | ${ms(m("plan"))} | ${ms(m("argo"))} | ${ms(m("total"))} |`,
+      `| ${spokes} spokes x ${apps} apps | ${runs} (${statuses}) | ${rows.map((x) => x.polls).join("/")} | ${m("gateWall")} | ${m("added")} (${rows.map((x) => x.added).join("/")}) | ${m("argoWall")} | ${m("planWall")} | ${m("total")} |`,
     );
   }
 } finally {

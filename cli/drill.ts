@@ -107,6 +107,8 @@ interface DrillFlags {
   killSwitch: boolean;
   cooldownHit: boolean;
   readiness: boolean;
+  sourceLoad?: number;
+  capacityWhenSourceUnknown?: "baseline" | "refuse";
 }
 
 /** Registers `drill` and `sandbox up` on the CLI. */
@@ -166,6 +168,17 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
       "run the readiness evaluation instead of a failover (--fault takes the readiness faults; --target is where they hit)",
       false,
     )
+    .option(
+      "--source-load <n>",
+      "capacity parity: the source region's HPA asks for n replicas (the target's floor follows)",
+      intIn(1, 30),
+    )
+    .addOption(
+      new Option(
+        "--capacity-when-source-unknown <what>",
+        "capacity parity: the topology's capacity.whenSourceUnknown",
+      ).choices(["baseline", "refuse"]),
+    )
     .option("--json", "print the result as JSON", false)
     .action(async (flags: DrillFlags) => {
       if (flags.fault.includes("list")) {
@@ -195,6 +208,10 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
         alarmRepeats: flags.alarmRepeats,
         killSwitch: flags.killSwitch,
         cooldownHit: flags.cooldownHit,
+        ...(flags.sourceLoad !== undefined ? { sourceLoad: flags.sourceLoad } : {}),
+        ...(flags.capacityWhenSourceUnknown
+          ? { capacityWhenSourceUnknown: flags.capacityWhenSourceUnknown }
+          : {}),
         ...(flags.json
           ? {}
           : {

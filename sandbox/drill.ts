@@ -15,7 +15,7 @@ import {
 } from "@aws-sdk/client-sfn";
 import { FUNCTIONS } from "../functions/catalog.ts";
 import { sfnClient } from "../functions/lib/aws.ts";
-import { REPORT_FILES, STEPS } from "../functions/lib/report.ts";
+import { type FailoverReport, REPORT_FILES, STEPS } from "../functions/lib/report.ts";
 import type { TriggerDecision } from "../functions/lib/trigger.ts";
 import { aslText } from "../statemachine/definition.ts";
 import { SANDBOX_ACCOUNT } from "./aws/protocol.ts";
@@ -737,6 +737,15 @@ export function summaryTable(result: DrillResult): string[] {
   for (const e of result.executions) {
     lines.push("", `${e.name}: ${e.status}${e.error ? ` (${e.error})` : ""}`);
     const plan = e.report?.plan as { actions?: string[] } | null | undefined;
+    const capacity = e.report?.capacity as FailoverReport["capacity"];
+    if (capacity) {
+      const n = (v: number | null) => (v === null ? "-" : String(v));
+      lines.push(`${capacity.source === "unknown" ? "WARNING: " : ""}${capacity.line}`);
+      for (const a of capacity.apps)
+        lines.push(
+          `  ${a.app}: observed ${n(a.observed)}, committed ${n(a.committed)}/spoke, Ready ${n(a.ready)}`,
+        );
+    }
     if (e.report?.dryRun && plan?.actions) {
       lines.push("plan (dry run: nothing was changed):");
       for (const action of plan.actions) lines.push(`  - ${action}`);

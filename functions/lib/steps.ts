@@ -74,6 +74,9 @@ import { applyNextStage, checkTargetHealth, readTraffic, type TrafficTopology } 
 /** Per-call HTTP bound for spokes: an unreachable region must fail fast. */
 export const SPOKE_TIMEOUT_MS = 10_000;
 
+/** Plan's bound on reading a (probably failed) source's capacity in an ungraceful failover. */
+const UNGRACEFUL_LIVE_READ_MS = 3_000;
+
 /** The topology's Git branch as the Git module reads it. */
 export function gitRepo(t: Topology): GitRepo {
   return { url: t.git.url, branch: t.git.branch, author: t.git.author };
@@ -275,9 +278,15 @@ export async function planStep(event: {
   const noop = !needs.retarget && !needs.aurora && !needs.traffic && !needs.demote;
   if (!noop) await assertTargetHealthy(t, target);
   const promotion = needs.aurora ? await checkPromotion(t, input) : undefined;
-  // Capacity parity: the floors the retarget commit writes, from the source's live or stored figure.
+  // Capacity parity: the floors the retarget commit writes, from the source's live or stored
+  // figure. Ungraceful: the source is likely down, so its live read gets a short bound (RTO).
   const capacity = needs.retarget
-    ? await planCapacity(t, input, sourceRegion, SPOKE_TIMEOUT_MS)
+    ? await planCapacity(
+        t,
+        input,
+        sourceRegion,
+        input.mode === "ungraceful" ? UNGRACEFUL_LIVE_READ_MS : SPOKE_TIMEOUT_MS,
+      )
     : undefined;
   // Informs, never decides: Plan's own live checks above are what hold the failover back.
   const readiness = await latestReadiness(t.platform, target).catch(() => undefined);
