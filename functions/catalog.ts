@@ -41,8 +41,16 @@ export const FUNCTIONS = [
   { state: "VerifyTraffic", dir: "verify-traffic", timeoutSeconds: 30, secrets: [] },
   /** The second commit of a two-phase retarget; reads the dials first. */
   { state: "DemoteSource", dir: "demote-source", timeoutSeconds: 120, secrets: ["git"] },
-  /** After a failure before traffic moved: Aurora, traffic, an Argo CD check and a Git commit. */
-  { state: "Compensate", dir: "compensate", timeoutSeconds: 120, secrets: ["git", "argocd"] },
+  /**
+   * After a failure before traffic moved: Aurora, traffic, an Argo CD check, the target's
+   * capacity (users never follow the writer onto a target short of its floors) and a Git commit.
+   */
+  {
+    state: "Compensate",
+    dir: "compensate",
+    timeoutSeconds: 120,
+    secrets: ["git", "argocd", "spoke"],
+  },
   /** Report and RecordFailure read Git (the after-snapshot, like Plan's), then write the report. */
   { state: "Report", dir: "report", timeoutSeconds: 120, secrets: ["git"] },
   { state: "RecordFailure", dir: "record-failure", timeoutSeconds: 120, secrets: ["git"] },

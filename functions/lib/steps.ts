@@ -13,7 +13,13 @@ import {
   type PromotionPlan,
   promoteAurora,
 } from "./aurora.ts";
-import { type CapacityPlan, capacityEdits, capacityLine, planCapacity } from "./capacity.ts";
+import {
+  type CapacityPlan,
+  capacityEdits,
+  capacityLine,
+  checkCapacity,
+  planCapacity,
+} from "./capacity.ts";
 import {
   EXECUTION_TIMEOUT_SECONDS,
   type FailoverInput,
@@ -988,6 +994,30 @@ async function appsReadyAt(t: Topology, region: string, revision: string): Promi
 }
 
 /**
+ * Why `region` is too small to take the users (capacity parity): the committed floors not Ready
+ * there at the run's minimumSuccessPercent; null when it holds them, or nothing was committed.
+ */
+async function capacityShortAt(
+  state: FailoverState,
+  t: Topology,
+  region: string,
+): Promise<string | null> {
+  const plan = state.plan.capacity;
+  if (!plan?.apps.some((a) => a.committed !== null)) return null;
+  try {
+    const check = await checkCapacity(t, plan, region, SPOKE_TIMEOUT_MS);
+    if (check.status === "SUCCEEDED") return null;
+    const short = check.apps.filter((a) => a.short.length);
+    return `${short.length} app(s) below ${plan.minimumSuccessPercent}% of their committed replicas Ready (${short
+      .slice(0, 3)
+      .map((a) => `${a.app}: ${a.short.join(", ")}`)
+      .join("; ")})`;
+  } catch (e) {
+    return `its capacity could not be read: ${describe(e)}`;
+  }
+}
+
+/**
  * Compensate: after a failure that stopped before traffic moved, restores a serving state —
  * users and a writable database in one region, that region at its full size. One decision per
  * invocation, from what it reads live:
@@ -1145,7 +1175,7 @@ async function moveTrafficToWriter(
       ? `the spoke(s) of ${target} were not verified`
       : !revision
         ? "no retarget commit is recorded"
-        : await appsReadyAt(t, target, revision);
+        : ((await appsReadyAt(t, target, revision)) ?? (await capacityShortAt(state, t, target)));
   if (notReady) {
     note("move-traffic", "NOT_NEEDED", `not to ${target}, which holds the writer: ${notReady}`);
     return false;
