@@ -21,6 +21,7 @@ const TARGET = "us-east-2";
 const UNMOVED = { "us-west-2": 100, "us-east-2": 0, "eu-west-1": 0 };
 const MOVED = { "us-west-2": 0, "us-east-2": 100, "eu-west-1": 0 };
 const APPS = [`${PLATFORM}/api`, `${PLATFORM}/web`];
+const VALUES = "envs/production/values.yaml";
 
 let n = 0;
 function drill(options: Partial<DrillOptions>) {
@@ -48,6 +49,16 @@ describe("capacity parity in a failover", () => {
     expect(readFileSync(join(result.reportDir, "report.md"), "utf8")).toContain(
       `| ${PLATFORM}/web | 9 | 9 | 9 |`,
     );
+    // The activating commit wrote both floors (the seed's 1 -> the observed figure).
+    const commit = readFileSync(join(result.reportDir, "audit.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { step: string; after: { floors?: unknown } })
+      .find((e) => e.step === "CommitRetarget");
+    expect(commit?.after.floors).toEqual([
+      { file: VALUES, path: "regions.us-east-2.minReplicas.api", from: 1, to: 3 },
+      { file: VALUES, path: "regions.us-east-2.minReplicas.web", from: 1, to: 9 },
+    ]);
     // The gate ran before Argo CD's wait, and both before traffic moved.
     const order = report.timeline.map((e) => e.step);
     expect(order.indexOf("AwaitCapacity")).toBeGreaterThan(order.indexOf("CommitRetarget"));
