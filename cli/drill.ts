@@ -110,6 +110,8 @@ interface DrillFlags {
   readiness: boolean;
   accounts?: AccountLayout;
   failback: boolean;
+  sourceLoad?: number;
+  capacityWhenSourceUnknown?: "baseline" | "refuse";
 }
 
 /** Registers `drill` and `sandbox up` on the CLI. */
@@ -184,6 +186,17 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
       "after the failover, the old region recovers and a failback returns to it (ends where it started)",
       false,
     )
+    .option(
+      "--source-load <n>",
+      "capacity parity: the source region's HPA asks for n replicas (the target's floor follows)",
+      intIn(1, 30),
+    )
+    .addOption(
+      new Option(
+        "--capacity-when-source-unknown <what>",
+        "capacity parity: the topology's capacity.whenSourceUnknown",
+      ).choices(["baseline", "refuse"]),
+    )
     .option("--json", "print the result as JSON", false)
     .action(async (flags: DrillFlags) => {
       if (flags.fault.includes("list")) {
@@ -230,6 +243,10 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
         cooldownHit: flags.cooldownHit,
         ...(flags.accounts ? { accounts: flags.accounts } : {}),
         failback: flags.failback,
+        ...(flags.sourceLoad !== undefined ? { sourceLoad: flags.sourceLoad } : {}),
+        ...(flags.capacityWhenSourceUnknown
+          ? { capacityWhenSourceUnknown: flags.capacityWhenSourceUnknown }
+          : {}),
         ...(flags.json
           ? {}
           : {

@@ -24,8 +24,11 @@ interface StepFunction {
 }
 
 export const FUNCTIONS = [
-  /** Reads Git (the before-snapshot): the Git secret with a fallback, a clone, three AWS services, the lock. */
-  { state: "Plan", dir: "plan", timeoutSeconds: 120, secrets: ["git"] },
+  /**
+   * Reads Git (the before-snapshot): the Git secret with a fallback, a clone, three AWS services,
+   * the lock; and the source's spokes (capacity parity's live figure).
+   */
+  { state: "Plan", dir: "plan", timeoutSeconds: 120, secrets: ["git", "spoke"] },
   { state: "Approval", dir: "approval", timeoutSeconds: 30, secrets: [] },
   /** A failback's pre-checks too: readiness's checks of the region (its spoke, the Argo CD hubs). */
   { state: "VerifySpoke", dir: "verify-spoke", timeoutSeconds: 60, secrets: ["spoke", "argocd"] },
@@ -37,6 +40,8 @@ export const FUNCTIONS = [
     timeoutSeconds: 120,
     secrets: ["argocd", "git-read"],
   },
+  /** Capacity parity's gate: reads the target's Deployments, HPAs and Pending pods. */
+  { state: "AwaitCapacity", dir: "await-capacity", timeoutSeconds: 60, secrets: ["spoke"] },
   { state: "PromoteAurora", dir: "promote-aurora", timeoutSeconds: 60, secrets: [] },
   { state: "AwaitAurora", dir: "await-aurora", timeoutSeconds: 30, secrets: [] },
   { state: "ShiftTraffic", dir: "shift-traffic", timeoutSeconds: 60, secrets: [] },
@@ -45,8 +50,16 @@ export const FUNCTIONS = [
   { state: "DemoteSource", dir: "demote-source", timeoutSeconds: 120, secrets: ["git"] },
   /** After DemoteSource: the old region(s) cannot serve or write; one check per poll. */
   { state: "Fence", dir: "fence", timeoutSeconds: 120, secrets: ["spoke", "argocd"] },
-  /** After a failure before traffic moved: Aurora, traffic, an Argo CD check and a Git commit. */
-  { state: "Compensate", dir: "compensate", timeoutSeconds: 120, secrets: ["git", "argocd"] },
+  /**
+   * After a failure before traffic moved: Aurora, traffic, an Argo CD check, the target's
+   * capacity (users never follow the writer onto a target short of its floors) and a Git commit.
+   */
+  {
+    state: "Compensate",
+    dir: "compensate",
+    timeoutSeconds: 120,
+    secrets: ["git", "argocd", "spoke"],
+  },
   /** Report and RecordFailure read Git (the after-snapshot, like Plan's), then write the report. */
   { state: "Report", dir: "report", timeoutSeconds: 120, secrets: ["git"] },
   { state: "RecordFailure", dir: "record-failure", timeoutSeconds: 120, secrets: ["git"] },

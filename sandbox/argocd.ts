@@ -657,8 +657,23 @@ async function renderManifests(
         [TRACKING_ANNOTATION]: `${app.name}:${group}/${doc.kind}:${namespace}/${meta.name}`,
       };
       body.metadata = meta;
-      if (doc.kind === "Deployment" && chartReplicas !== undefined && isObject(body.spec)) {
-        body.spec.replicas = chartReplicas;
+      // Capacity parity's committed floor: an active region runs at least
+      // regions.<region>.minReplicas.<name>; the HPA of the same name starts from that figure.
+      const floor =
+        isActive && typeof region === "string"
+          ? getPath(values, `regions.${region}.minReplicas.${meta.name}`)
+          : undefined;
+      const replicas =
+        chartReplicas !== undefined && typeof floor === "number"
+          ? Math.max(chartReplicas, floor)
+          : chartReplicas;
+      if (doc.kind === "Deployment" && replicas !== undefined && isObject(body.spec)) {
+        body.spec.replicas = replicas;
+      }
+      if (doc.kind === "HorizontalPodAutoscaler" && replicas !== undefined && isObject(body.spec)) {
+        const min = Math.max(1, replicas);
+        body.spec.minReplicas = min;
+        body.spec.maxReplicas = Math.max(min, Number(body.spec.maxReplicas) || min);
       }
       manifests.push({
         key,

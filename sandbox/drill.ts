@@ -15,7 +15,7 @@ import {
 } from "@aws-sdk/client-sfn";
 import { FUNCTIONS } from "../functions/catalog.ts";
 import { sfnClient } from "../functions/lib/aws.ts";
-import { REPORT_FILES, STEPS } from "../functions/lib/report.ts";
+import { type FailoverReport, REPORT_FILES, STEPS } from "../functions/lib/report.ts";
 import type { TriggerDecision } from "../functions/lib/trigger.ts";
 import { aslText } from "../statemachine/definition.ts";
 import type { AccountLayout } from "./accounts.ts";
@@ -67,6 +67,13 @@ export interface DrillOptions {
   failback?: boolean;
   /** Aborting (Ctrl-C) stops the executions and the sandbox; runDrill then rejects. */
   signal?: AbortSignal;
+  /**
+   * Load on the source region: every HPA there asks for this many replicas (capacity parity then
+   * commits that figure as the target's floor). Absent: no load beyond the Git baseline.
+   */
+  sourceLoad?: number;
+  /** The topology's capacity.whenSourceUnknown (default baseline). */
+  capacityWhenSourceUnknown?: "baseline" | "refuse";
 }
 
 /** The plain drill: us-west-2 -> us-east-2, graceful, 3 spokes, 6 apps (what the tests start from). */
@@ -207,6 +214,7 @@ function stepOutcome(name: string, state: Record<string, unknown>): [string, str
     VerifySpoke: "spoke",
     CommitRetarget: "retarget",
     AwaitArgoSync: "argo",
+    AwaitCapacity: "capacityGate",
     PromoteAurora: "promotion",
     AwaitAurora: "aurora",
     ShiftTraffic: "traffic",
@@ -612,6 +620,14 @@ async function keepReport(dir: string, execution: string): Promise<void> {
   for (const f of REPORT_FILES) await copyFile(join(dir, f), join(into, f)).catch(() => undefined);
 }
 
+/** Every HPA of the source region asks for `replicas` (the HPA clamps it to its min/max). */
+async function applySourceLoad(sandbox: Sandbox, replicas: number): Promise<void> {
+  for (const spoke of sandbox.spokes.filter((s) => s.region === sandbox.activeRegion))
+    for (const app of sandbox.topology.capacity?.apps ?? [])
+      if (app.hpa) spoke.setHpaDemand(app.namespace, app.hpa, replicas);
+  await sandbox.settle();
+}
+
 /** Runs `repeat` executions against one sandbox and returns what each did. */
 export async function runDrill(options: DrillOptions): Promise<DrillResult> {
   const t0 = Date.now();
@@ -626,6 +642,9 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     waitMs,
     accounts:
       options.accounts ?? (options.faults.includes("assume-role-denied") ? "split" : "single"),
+    ...(options.capacityWhenSourceUnknown
+      ? { capacityWhenSourceUnknown: options.capacityWhenSourceUnknown }
+      : {}),
   });
   const startMs = Date.now() - t0;
   let peakRss = process.memoryUsage().rss;
@@ -639,6 +658,12 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     );
     const notice = cleartextNotice(sandbox.topology);
     if (notice) options.print?.(notice);
+    if (options.sourceLoad !== undefined) {
+      await applySourceLoad(sandbox, options.sourceLoad);
+      options.print?.(
+        `load: every HPA in ${sandbox.activeRegion} asks for ${options.sourceLoad} replicas`,
+      );
+    }
     for (const fault of options.faults) {
       sandbox.injectFault(fault, options.target);
       options.print?.(`fault ${fault}: ${FAULTS[fault]}`);
@@ -766,6 +791,15 @@ export function summaryTable(result: DrillResult): string[] {
   for (const e of result.executions) {
     lines.push("", `${e.name}: ${e.status}${e.error ? ` (${e.error})` : ""}`);
     const plan = e.report?.plan as { actions?: string[] } | null | undefined;
+    const capacity = e.report?.capacity as FailoverReport["capacity"];
+    if (capacity) {
+      const n = (v: number | null) => (v === null ? "-" : String(v));
+      lines.push(`${capacity.source === "unknown" ? "WARNING: " : ""}${capacity.line}`);
+      for (const a of capacity.apps)
+        lines.push(
+          `  ${a.app}: observed ${n(a.observed)}, committed ${n(a.committed)}/spoke, Ready ${n(a.ready)}`,
+        );
+    }
     if (e.report?.dryRun && plan?.actions) {
       lines.push("plan (dry run: nothing was changed):");
       for (const action of plan.actions) lines.push(`  - ${action}`);

@@ -30,6 +30,10 @@ export const FAULTS = {
     "the old region's spokes refuse connections for the whole failover (Fence: pending, re-checked by readiness)",
   "aurora-not-rejoined":
     "with --mode ungraceful --failback: the old Aurora primary stays pending-resync, never rebuilt as a secondary (the failback must be refused in its pre-checks)",
+  "target-capacity-short":
+    "the target's nodes hold two pods fewer than the committed replicas: those stay Pending (the capacity gate must stop before traffic moves)",
+  "source-capacity-unknown":
+    "the source region's spokes refuse connections and readiness stored no capacity figure (capacity.whenSourceUnknown decides)",
 } as const;
 /** The name of a fault a drill can inject (`--fault <name>`). */
 export type FaultName = keyof typeof FAULTS;

@@ -5,8 +5,9 @@
  * - `applicationsets/<component>.yaml`: one ApplicationSet per component, cluster generator over
  *   the production spokes, automated sync with prune + selfHeal, and
  *   `preserveResourcesOnDeletion: true` so a cluster that stops matching keeps its workloads.
- * - `apps/<component>/`: a Deployment and an ExternalSecret.
- * - `envs/production/values.yaml`: `regions.<region>.active` per region and
+ * - `apps/<component>/`: a Deployment and an ExternalSecret; `web` also a HorizontalPodAutoscaler.
+ * - `envs/production/values.yaml`: `regions.<region>.active` per region,
+ *   `regions.<region>.minReplicas.<component>` (capacity parity's committed floor) and
  *   `replicas.{active,passive}`.
  *
  * The "chart" rule (applied by the Argo CD emulator, as a Helm template would): a Deployment runs
@@ -182,6 +183,40 @@ spec:
 `;
 }
 
+function hpa(platform: string, component: string): string {
+  return `# Scales ${component} with load. The chart sets minReplicas to the Deployment's figure
+# (replicas.active, or the committed floor regions.<region>.minReplicas.${component} if higher;
+# replicas.passive in a passive region): Argo CD's selfHeal keeps that floor, the HPA goes above it.
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: ${component}
+  labels:
+    app.kubernetes.io/name: ${component}
+    app.kubernetes.io/part-of: ${platform}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: ${component}
+  minReplicas: 1
+  maxReplicas: ${HPA_MAX_REPLICAS}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: 70
+`;
+}
+
+/** The HPAs' `maxReplicas` in the seed. */
+export const HPA_MAX_REPLICAS = 30;
+
+/** The component that scales with load (an HPA); the others run fixed replicas. */
+export const HPA_COMPONENT = "web";
+
 function externalSecret(platform: string, component: string): string {
   return `# Credentials come from the region's own Secrets Manager, never from Git.
 apiVersion: external-secrets.io/v1
@@ -205,9 +240,15 @@ spec:
 `;
 }
 
-function values(o: LayoutOptions, replicas: { active: number; passive: number }): string {
+function values(
+  o: LayoutOptions,
+  replicas: { active: number; passive: number },
+  components: string[],
+): string {
+  const floors = components.map((c) => `      ${c}: 1`).join("\n");
   const flags = o.regions.map(
-    (r) => `  ${r.region}:\n    active: ${r.region === o.activeRegion ? "true" : "false"}`,
+    (r) =>
+      `  ${r.region}:\n    active: ${r.region === o.activeRegion ? "true" : "false"}\n    # Capacity parity: each Deployment runs at least this many replicas while the region is\n    # active; a failover commits the source's observed capacity here.\n    minReplicas:\n${floors}`,
   );
   return `# Production values shared by every component of ${o.platform}.
 # The regions that serve traffic: a failover first sets the target's flag to true (retarget edit
@@ -258,12 +299,13 @@ export function gitopsLayout(o: LayoutOptions): Record<string, string> {
   const components = componentNames(o.components);
   const files: Record<string, string> = {
     "README.md": readme(o, components),
-    [VALUES_FILE]: values(o, replicas),
+    [VALUES_FILE]: values(o, replicas, components),
   };
   for (const c of components) {
     files[`${APPLICATIONSETS_DIR}/${c}.yaml`] = applicationSet(o.platform, c);
     files[`apps/${c}/deployment.yaml`] = deployment(o.platform, c);
     files[`apps/${c}/externalsecret.yaml`] = externalSecret(o.platform, c);
+    if (c === HPA_COMPONENT) files[`apps/${c}/hpa.yaml`] = hpa(o.platform, c);
   }
   return files;
 }

@@ -44,7 +44,14 @@ import { type Ca, createCa } from "./ca.ts";
 import { type FaultName, SANDBOX_REGIONS, sizeProblems } from "./faults.ts";
 import { clearFunctionLogs } from "./function-logs.ts";
 import { type GitServer, startGitServer } from "./git.ts";
-import { componentNames, DEFAULT_REPLICAS, gitopsLayout, VALUES_FILE } from "./gitops-layout.ts";
+import {
+  componentNames,
+  DEFAULT_REPLICAS,
+  gitopsLayout,
+  HPA_COMPONENT,
+  HPA_MAX_REPLICAS,
+  VALUES_FILE,
+} from "./gitops-layout.ts";
 import { invokeApprover, LOCAL_STATE_MACHINE_ARN } from "./runner.ts";
 import { type FakeSpoke, type FakeVeleroBackup, startSpoke } from "./spoke.ts";
 import { sandboxMs, type TimeModel } from "./time-model.ts";
@@ -113,6 +120,8 @@ export interface SandboxOptions {
    * and `promotionDelayMs`; the ASL's Waits and Retries run at the same scale.
    */
   timeModel?: TimeModel;
+  /** The topology's capacity.whenSourceUnknown (default baseline). */
+  capacityWhenSourceUnknown?: "baseline" | "refuse";
 }
 
 /** One region's Deployments, summed over its spokes. */
@@ -185,6 +194,8 @@ export interface Sandbox {
   sfn: StepFunctions;
   /** The approval entry point: a function URL that verifies SigV4 with the principals' keys. */
   approvalUrl: FunctionUrlServer;
+  /** The region the seed makes active (the source of a drill's failover). */
+  activeRegion: string;
   /** Injects a fault for a failover to `targetRegion` (see FAULTS). */
   injectFault(fault: FaultName, targetRegion: string): void;
   /** Reads the platform from the stand-ins. */
@@ -244,6 +255,7 @@ function buildTopology(
   hubClusters: Record<string, FakeSpoke>,
   caPem: string,
   accounts: SandboxAccounts,
+  capacity: { components: number; whenSourceUnknown: "baseline" | "refuse" },
 ): Topology {
   const { roles } = accounts;
   const secretArn = (region: string, name: string) => secretArnIn(region, name, accounts.secrets);
@@ -319,6 +331,21 @@ function buildTopology(
       aurora: { globalClusterIdentifier: GLOBAL_CLUSTER, maxRpoSeconds: 5, ...roles?.data },
       ...(roles ? { secrets: roles.secrets, orchestratorAccount: accounts.orchestrator } : {}),
       traffic: { mode: "global-accelerator", stages: [100] },
+      // Capacity parity: every component's floor, from the source's observed capacity.
+      capacity: {
+        whenSourceUnknown: capacity.whenSourceUnknown,
+        // Pods Pending for want of nodes show at once here; on AWS, give node autoscaling time.
+        gateSeconds: 120,
+        apps: componentNames(capacity.components).map((c) => ({
+          deployment: c,
+          namespace: PLATFORM,
+          ...(c === HPA_COMPONENT ? { hpa: c } : {}),
+          file: VALUES_FILE,
+          path: `regions.{{targetRegion}}.minReplicas.${c}`,
+          min: 1,
+          max: HPA_MAX_REPLICAS,
+        })),
+      },
       trigger: {
         mode: "auto",
         corroborationThreshold: 0.5,
@@ -481,7 +508,10 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     });
     for (const cluster of Object.values(hubClusters)) cluster.setVeleroBackups(freshHubBackups());
 
-    const topology = buildTopology(git, argo, spokes, hubClusters, ca.caPem, accounts);
+    const topology = buildTopology(git, argo, spokes, hubClusters, ca.caPem, accounts, {
+      components,
+      whenSourceUnknown: options.capacityWhenSourceUnknown ?? "baseline",
+    });
     const waitMs = options.waitMs ?? 20;
     const sfn = createStepFunctions({
       stateMachineArn: LOCAL_STATE_MACHINE_ARN,
@@ -577,6 +607,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       aws,
       sfn,
       approvalUrl,
+      activeRegion,
       injectFault: (fault, target) => injectFault(sandbox, fault, target, limits),
       state: () => readState(sandbox),
       settle: () => argo.reconcileNow(),
@@ -748,6 +779,16 @@ function injectFault(
       return;
     case "old-region-unreachable":
       for (const spoke of s.spokes.filter((sp) => sp.region === oldRegionOf(s, target)))
+        spoke.setReachable(false);
+      return;
+    case "target-capacity-short": {
+      // Room for every committed replica but two: the last Deployment's two stay Pending.
+      const needed = (s.topology.capacity?.apps.length ?? 0) * DEFAULT_REPLICAS.active;
+      for (const spoke of targetSpokes) spoke.setPodCapacity(Math.max(0, needed - 2));
+      return;
+    }
+    case "source-capacity-unknown":
+      for (const spoke of s.spokes.filter((x) => x.region === s.activeRegion))
         spoke.setReachable(false);
       return;
   }

@@ -3,6 +3,14 @@
  * It serves the subset the orchestrator and the Argo CD emulator use — health, discovery, nodes,
           groups: [
             group("apps"),
+            {
+              name: "autoscaling",
+              versions: [
+                { groupVersion: "autoscaling/v2", version: "v2" },
+                { groupVersion: "autoscaling/v1", version: "v1" },
+              ],
+              preferredVersion: { groupVersion: "autoscaling/v2", version: "v2" },
+            },
             group("authorization.k8s.io"),
             group("external-secrets.io"),
             ...(options.velero ? [group("velero.io")] : []),
@@ -65,6 +73,8 @@ export interface FakeSpokeOptions {
   sealedSecrets?: { namespace: string; deployment: string };
   /** Serve velero.io/v1 Backups (a hub cluster running Velero); the namespace is created. */
   velero?: { namespace: string };
+  /** Pods each node can run (the kubelet's maxPods, default 110): pods beyond stay Pending. */
+  maxPodsPerNode?: number;
 }
 
 /**
@@ -114,6 +124,13 @@ export interface FakeSpoke {
   setExternalSecretReady(namespace: string, name: string, ready: boolean): void;
   /** One Deployment's pods stop (or start again) being ready: what Argo CD reports as Degraded. */
   setDeploymentAvailable(namespace: string, name: string, available: boolean): void;
+  /** Pods the spoke's nodes can run in all (default nodes x maxPodsPerNode): the rest stay Pending. */
+  setPodCapacity(pods: number): void;
+  /**
+   * The replicas an HPA's metrics ask for (its load), clamped by the HPA to min/max; undefined:
+   * no load beyond its target's own replicas.
+   */
+  setHpaDemand(namespace: string, name: string, replicas: number | undefined): void;
   /** Replaces every Velero Backup with these, as the Velero server would have left them. */
   setVeleroBackups(backups: FakeVeleroBackup[]): void;
   deployments(): FakeDeployment[];
@@ -378,6 +395,36 @@ async function jsonBody(req: IncomingMessage): Promise<Json> {
   return parsed;
 }
 
+/** autoscaling/v2 validation (kubernetes pkg/apis/autoscaling/validation) of what the sandbox uses. */
+function hpaProblems(obj: KubeObject): string[] {
+  const spec = obj.spec;
+  if (!isObject(spec)) return ["spec: Required value"];
+  const problems: string[] = [];
+  const ref = spec.scaleTargetRef;
+  if (!isObject(ref)) problems.push("spec.scaleTargetRef: Required value");
+  else {
+    if (typeof ref.kind !== "string" || !ref.kind)
+      problems.push("spec.scaleTargetRef.kind: Required value");
+    if (typeof ref.name !== "string" || !ref.name)
+      problems.push("spec.scaleTargetRef.name: Required value");
+  }
+  const min = spec.minReplicas ?? 1;
+  const max = spec.maxReplicas;
+  if (!(Number.isInteger(min) && (min as number) >= 1))
+    problems.push(
+      `spec.minReplicas: Invalid value: ${JSON.stringify(min)}: must be greater than or equal to 1`,
+    );
+  if (!(Number.isInteger(max) && (max as number) >= 1))
+    problems.push(
+      `spec.maxReplicas: Invalid value: ${JSON.stringify(max)}: must be greater than 0`,
+    );
+  else if (Number.isInteger(min) && (max as number) < (min as number))
+    problems.push(
+      `spec.maxReplicas: Invalid value: ${max}: must be greater than or equal to \`minReplicas\``,
+    );
+  return problems;
+}
+
 function deploymentProblems(obj: KubeObject): string[] {
   const problems: string[] = [];
   const spec = obj.spec;
@@ -427,6 +474,9 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
   let readyNodes = totalNodes;
   let cordonedNodes = 0;
   let rolloutsFail = false;
+  let podCapacity = totalNodes * (options.maxPodsPerNode ?? 110);
+  /** `namespace/name` of an HPA -> the replicas its metrics ask for. */
+  const hpaDemand = new Map<string, number>();
   let requestCount = 0;
   let revision = 1000;
   const nextVersion = () => String(++revision);
@@ -467,13 +517,62 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
   /** `namespace/name` of Deployments whose pods are not ready whatever their spec. */
   const unavailable = new Set<string>();
 
-  function deploymentStatus(obj: KubeObject): Json {
-    const spec = obj.spec ?? {};
-    const replicas = typeof spec.replicas === "number" ? spec.replicas : 1;
+  /** The HPAs by the Deployment they scale (`namespace/name` of their scaleTargetRef). */
+  function hpaIndex(): Map<string, KubeObject> {
+    const index = new Map<string, KubeObject>();
+    for (const h of hpas.store.values()) {
+      const ref = (h.spec?.scaleTargetRef ?? {}) as Json;
+      if (ref.kind === "Deployment") index.set(`${h.metadata.namespace}/${String(ref.name)}`, h);
+    }
+    return index;
+  }
+
+  /**
+   * The replicas an HPA wants: its load (or its target's own replicas) within min/max. A target
+   * scaled to 0 disables autoscaling (ScalingDisabled), as kube-controller-manager does.
+   */
+  function hpaDesired(h: KubeObject, specReplicas: number): number {
+    if (specReplicas === 0) return 0;
+    const min = typeof h.spec?.minReplicas === "number" ? h.spec.minReplicas : 1;
+    const max = typeof h.spec?.maxReplicas === "number" ? h.spec.maxReplicas : min;
+    const want = hpaDemand.get(`${h.metadata.namespace}/${h.metadata.name}`) ?? specReplicas;
+    return Math.min(max, Math.max(min, want));
+  }
+
+  /** The replicas a Deployment runs: its HPA's desired figure when one scales it, else its spec. */
+  function effectiveReplicas(d: KubeObject, index = hpaIndex()): number {
+    const spec = desiredReplicas(d);
+    const h = index.get(`${d.metadata.namespace}/${d.metadata.name}`);
+    return h ? hpaDesired(h, spec) : spec;
+  }
+
+  /**
+   * Pods the scheduler could place per Deployment within the nodes' capacity, Deployments in
+   * `namespace/name` order (deterministic, whatever order Argo CD applied them in).
+   */
+  function allotments(): Map<KubeObject, number> {
+    let left = podCapacity;
+    const index = hpaIndex();
+    const out = new Map<KubeObject, number>();
+    const ordered = [...deployments.store.entries()].sort(([a], [b]) =>
+      a < b ? -1 : a > b ? 1 : 0,
+    );
+    for (const [, d] of ordered) {
+      const n = Math.min(effectiveReplicas(d, index), Math.max(0, left));
+      left -= n;
+      out.set(d, n);
+    }
+    return out;
+  }
+
+  function deploymentStatus(obj: KubeObject, placement = allotments()): Json {
+    const replicas = effectiveReplicas(obj);
+    const placed = placement.get(obj) ?? Math.min(replicas, podCapacity);
     const now = new Date().toISOString();
     const failing =
       (rolloutsFail || unavailable.has(`${obj.metadata.namespace}/${obj.metadata.name}`)) &&
       replicas > 0;
+    const ready = failing ? 0 : placed;
     const condition = (type: string, status: string, reason: string, message: string) => ({
       type,
       status,
@@ -489,9 +588,9 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
       observedGeneration: obj.metadata.generation,
       replicas: count(replicas),
       updatedReplicas: count(replicas),
-      readyReplicas: count(failing ? 0 : replicas),
-      availableReplicas: count(failing ? 0 : replicas),
-      unavailableReplicas: count(failing ? replicas : 0),
+      readyReplicas: count(ready),
+      availableReplicas: count(ready),
+      unavailableReplicas: count(replicas - ready),
       conditions: failing
         ? [
             condition(
@@ -508,20 +607,128 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
             ),
           ]
         : [
-            condition(
-              "Available",
-              "True",
-              "MinimumReplicasAvailable",
-              "Deployment has minimum availability.",
-            ),
-            condition(
-              "Progressing",
-              "True",
-              "NewReplicaSetAvailable",
-              `ReplicaSet "${rs}" has successfully progressed.`,
-            ),
+            // The default RollingUpdate strategy's maxUnavailable: 25% (rounded down).
+            ready >= replicas - Math.floor(replicas / 4)
+              ? condition(
+                  "Available",
+                  "True",
+                  "MinimumReplicasAvailable",
+                  "Deployment has minimum availability.",
+                )
+              : condition(
+                  "Available",
+                  "False",
+                  "MinimumReplicasUnavailable",
+                  "Deployment does not have minimum availability.",
+                ),
+            ready < replicas
+              ? condition(
+                  "Progressing",
+                  "True",
+                  "ReplicaSetUpdated",
+                  `ReplicaSet "${rs}" is progressing.`,
+                )
+              : condition(
+                  "Progressing",
+                  "True",
+                  "NewReplicaSetAvailable",
+                  `ReplicaSet "${rs}" has successfully progressed.`,
+                ),
           ],
     };
+  }
+
+  /** What the HPA controller reports: current replicas of its target and what it wants. */
+  function hpaStatus(h: KubeObject): Json {
+    const ref = (h.spec?.scaleTargetRef ?? {}) as Json;
+    const target = deployments.store.get(`${h.metadata.namespace}/${String(ref.name)}`);
+    const now = new Date().toISOString();
+    const cond = (type: string, status: string, reason: string, message: string) => ({
+      type,
+      status,
+      lastTransitionTime: now,
+      reason,
+      message,
+    });
+    if (!target || ref.kind !== "Deployment")
+      return {
+        currentReplicas: 0,
+        desiredReplicas: 0,
+        conditions: [
+          cond(
+            "AbleToScale",
+            "False",
+            "FailedGetScale",
+            `the HPA controller was unable to get the target's current scale: deployments/scale.apps "${String(ref.name)}" not found`,
+          ),
+        ],
+      };
+    const spec = desiredReplicas(target);
+    const current = typeof target.status?.replicas === "number" ? target.status.replicas : 0;
+    if (spec === 0)
+      return {
+        currentReplicas: 0,
+        desiredReplicas: 0,
+        conditions: [
+          cond(
+            "AbleToScale",
+            "True",
+            "SucceededGetScale",
+            "the HPA controller was able to get the target's current scale",
+          ),
+          cond(
+            "ScalingActive",
+            "False",
+            "ScalingDisabled",
+            "scaling is disabled since the replica count of the target is zero",
+          ),
+        ],
+      };
+    return {
+      currentReplicas: current,
+      desiredReplicas: hpaDesired(h, spec),
+      currentMetrics: [],
+      conditions: [
+        cond("AbleToScale", "True", "ReadyForNewScale", "recommended size matches current size"),
+        cond(
+          "ScalingActive",
+          "True",
+          "ValidMetricFound",
+          "the HPA was able to successfully calculate a replica count from cpu resource utilization (percentage of request)",
+        ),
+      ],
+    };
+  }
+
+  /** Counts a status is compared by (its timestamps change on every computation). */
+  const counts = (status: Json | undefined) =>
+    JSON.stringify([
+      status?.replicas,
+      status?.readyReplicas,
+      status?.currentReplicas,
+      status?.desiredReplicas,
+      (status?.conditions as Json[] | undefined)?.map((c) => [c.type, c.status, c.reason]),
+    ]);
+
+  /**
+   * What the controllers do after any change: the HPAs scale their Deployments, the scheduler
+   * places pods within the nodes' capacity, and statuses follow; changed objects get a new
+   * resourceVersion.
+   */
+  function rebalance(): void {
+    const placement = allotments();
+    for (const d of deployments.store.values()) {
+      const next = deploymentStatus(d, placement);
+      if (counts(next) === counts(d.status)) continue;
+      d.status = next;
+      d.metadata.resourceVersion = nextVersion();
+    }
+    for (const h of hpas.store.values()) {
+      const next = hpaStatus(h);
+      if (counts(next) === counts(h.status)) continue;
+      h.status = next;
+      h.metadata.resourceVersion = nextVersion();
+    }
   }
 
   function externalSecretStatus(ready: boolean): Json {
@@ -568,6 +775,22 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
     },
   };
 
+  const hpas: Resource = {
+    group: "autoscaling",
+    apiVersion: "autoscaling/v2",
+    kind: "HorizontalPodAutoscaler",
+    plural: "horizontalpodautoscalers",
+    itemsTyped: false,
+    store: new Map(),
+    validate: hpaProblems,
+    reconcile(obj, previous) {
+      obj.status =
+        previous && canonical(previous.spec) === canonical(obj.spec)
+          ? previous.status
+          : hpaStatus(obj);
+    },
+  };
+
   const externalSecrets: Resource = {
     group: "external-secrets.io",
     apiVersion: "external-secrets.io/v1",
@@ -600,6 +823,7 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
 
   const resources = new Map<string, Resource>([
     ["apps/deployments", deployments],
+    ["autoscaling/horizontalpodautoscalers", hpas],
     ["external-secrets.io/externalsecrets", externalSecrets],
     ...(options.velero ? [["velero.io/backups", veleroBackups] as const] : []),
   ]);
@@ -1024,13 +1248,14 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
     const failing = rolloutsFail && available === 0;
     const created = replicaSetCreated.get(rs) ?? d.metadata.creationTimestamp;
     const offset = createHash("sha256").update(d.metadata.uid).digest()[0] ?? 0;
-    return Array.from({ length: desiredReplicas(d) }, (_, i) => {
+    const placed = allotments().get(d) ?? 0;
+    return Array.from({ length: effectiveReplicas(d) }, (_, i) => {
       const digest = createHash("sha256").update(`${rs}/${i}`).digest();
       const suffix = [...digest.subarray(0, 5)]
         .map((b) => POD_SUFFIX_ALPHABET[b % POD_SUFFIX_ALPHABET.length])
         .join("");
       const name = `${rs}-${suffix}`;
-      const node = totalNodes ? (offset + i) % totalNodes : -1;
+      const node = totalNodes && i < placed ? (offset + i) % totalNodes : -1;
       const ready = i < available && node >= 0 && node < readyNodes;
       const condition = (type: string, status: boolean) => ({
         type,
@@ -1080,7 +1305,9 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
                   {
                     ...condition("PodScheduled", false),
                     reason: "Unschedulable",
-                    message: "no nodes available to schedule pods",
+                    message: totalNodes
+                      ? `0/${totalNodes} nodes are available: ${totalNodes} Too many pods. preemption: 0/${totalNodes} nodes are available: ${totalNodes} No preemption victims found for incoming pod.`
+                      : "no nodes available to schedule pods",
                   },
                 ],
                 qosClass: "BestEffort",
@@ -1206,6 +1433,17 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
             true,
             ["create", "delete", "get", "list", "patch", "update", "watch"],
             ["deploy"],
+          ],
+        ]);
+      case "/apis/autoscaling/v2":
+        return resourceList("autoscaling/v2", [
+          [
+            "horizontalpodautoscalers",
+            "horizontalpodautoscaler",
+            "HorizontalPodAutoscaler",
+            true,
+            ["create", "delete", "get", "list", "patch", "update", "watch"],
+            ["hpa"],
           ],
         ]);
       case "/apis/authorization.k8s.io/v1":
@@ -1572,14 +1810,19 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
       throw noRoute();
     }
 
-    if (parts[0] !== "apis" || parts[2] !== "v1" || parts[1] === undefined) throw noRoute();
+    if (parts[0] !== "apis" || parts[1] === undefined) throw noRoute();
     const group = parts[1];
     const namespaced = parts[3] === "namespaces";
     const namespace = namespaced ? parts[4] : undefined;
     const plural = namespaced ? parts[5] : parts[3];
     const name = namespaced ? parts[6] : undefined;
     const res = resources.get(`${group}/${plural}`);
-    if (!res || parts.length > (namespaced ? 7 : 4) || (namespaced && namespace === undefined))
+    if (
+      !res ||
+      res.apiVersion !== `${group}/${parts[2]}` ||
+      parts.length > (namespaced ? 7 : 4) ||
+      (namespaced && namespace === undefined)
+    )
       throw noRoute();
 
     if (namespace === undefined) {
@@ -1678,7 +1921,10 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
         return;
       }
       send(response, asTable(req, target, await route(req, target, grant)));
-      if (req.method !== "GET") changed();
+      if (req.method !== "GET") {
+        rebalance();
+        changed();
+      }
     } catch (e) {
       const error =
         e instanceof StatusError
@@ -1866,11 +2112,27 @@ export async function startSpoke(options: FakeSpokeOptions): Promise<FakeSpoke> 
         };
       }
     },
+    setPodCapacity(pods) {
+      if (!Number.isInteger(pods) || pods < 0)
+        throw new RangeError(`pod capacity must be an integer >= 0, got ${pods}`);
+      podCapacity = pods;
+      rebalance();
+      changed();
+    },
+    setHpaDemand(namespace, name, replicas) {
+      const key = `${namespace}/${name}`;
+      if (!hpas.store.has(key))
+        throw new Error(`HorizontalPodAutoscaler ${key} does not exist on ${options.name}`);
+      if (replicas === undefined) hpaDemand.delete(key);
+      else hpaDemand.set(key, replicas);
+      rebalance();
+      changed();
+    },
     deployments() {
       return [...deployments.store.values()].map((d) => ({
         namespace: d.metadata.namespace ?? "",
         name: d.metadata.name,
-        replicas: typeof d.spec?.replicas === "number" ? d.spec.replicas : 1,
+        replicas: effectiveReplicas(d),
         readyReplicas: typeof d.status?.readyReplicas === "number" ? d.status.readyReplicas : 0,
         labels: { ...(d.metadata.labels ?? {}) },
         annotations: { ...(d.metadata.annotations ?? {}) },

@@ -363,6 +363,7 @@ interface TimeoutBudget {
     trafficVerifySeconds: number;
   };
   traffic: { stages: number[] };
+  capacity?: { gateSeconds: number } | undefined;
 }
 
 /** The longest an execution can run when every loop uses its whole deadline. */
@@ -370,11 +371,62 @@ function worstCaseSeconds(t: TimeoutBudget): number {
   const o = t.timeouts;
   return (
     o.approvalSeconds +
-    Math.max(o.argoSyncSeconds, o.auroraSeconds) +
+    Math.max(o.argoSyncSeconds + (t.capacity?.gateSeconds ?? 0), o.auroraSeconds) +
     o.trafficVerifySeconds * t.traffic.stages.length +
     MARGIN_SECONDS
   );
 }
+
+/**
+ * One application's committed capacity (capacity parity): where its floor is written in Git and
+ * how it follows the source's observed capacity. `path` names the target with `{{targetRegion}}`.
+ */
+const CapacityAppSchema = z
+  .strictObject({
+    /** The Deployment on every spoke (the component an ApplicationSet generates per spoke). */
+    deployment: Name,
+    namespace: Name,
+    /** Its HorizontalPodAutoscaler, when one scales it (its current/desired replicas count too). */
+    hpa: Name.optional(),
+    file: RetargetEdit.shape.file,
+    path: RetargetEdit.shape.path.refine((p) => p.includes("{{targetRegion}}"), {
+      message: "must name the target region with {{targetRegion}} (the floor is per region)",
+    }),
+    /** Percent of the source's observed replicas to commit; the platform default when absent. */
+    targetPercent: z.int().min(1).max(1000).optional(),
+    /** The floor is never set below `min` nor above `max` replicas per spoke. */
+    min: z.int().min(0).default(1),
+    max: z.int().min(1).max(10_000).default(1000),
+  })
+  .refine((a) => a.min <= a.max, { message: "min must not be above max", path: ["min"] });
+export type CapacityApp = z.infer<typeof CapacityAppSchema>;
+
+/**
+ * Capacity parity: the target comes up sized for the load it is about to take, by a floor
+ * committed in the retarget commit (never by scaling behind Argo CD's back), and a gate that
+ * waits for those replicas to be Ready before traffic moves.
+ */
+const CapacitySchema = z.strictObject({
+  /** Percent of the source's observed replicas each app's floor is set to (per app: targetPercent). */
+  targetPercent: z.int().min(1).max(1000).default(100),
+  /** Percent of the committed replicas that must be Ready before traffic moves. */
+  minimumSuccessPercent: z
+    .strictObject({
+      graceful: z.int().min(1).max(100).default(100),
+      /** Lower: the source is down, so a partly sized target is better than none. */
+      ungraceful: z.int().min(1).max(100).default(60),
+    })
+    .default({ graceful: 100, ungraceful: 60 }),
+  /**
+   * The source's capacity is neither readable live nor stored by readiness: `baseline` commits no
+   * floor (the target runs its Git baseline, said loudly in the plan), `refuse` stops in Plan.
+   */
+  whenSourceUnknown: z.enum(["baseline", "refuse"]).default("baseline"),
+  /** The capacity gate's deadline (after the retarget commit, before Argo CD's wait). */
+  gateSeconds: z.int().min(30).max(3600).default(600),
+  apps: z.array(CapacityAppSchema).min(1),
+});
+export type CapacityConfig = z.infer<typeof CapacitySchema>;
 
 const TopologySchema = z
   .strictObject({
@@ -486,6 +538,7 @@ const TopologySchema = z
         timeoutSeconds: z.int().min(10).max(600).default(60),
       })
       .default({ rateMinutes: 15, timeoutSeconds: 60 }),
+    capacity: CapacitySchema.optional(),
     regions: RegionMap,
     /**
      * The role in the account that holds the platform's secrets: every secret whose ARN names
@@ -586,7 +639,7 @@ const TopologySchema = z
       ctx.addIssue({
         code: "custom",
         path: ["timeouts"],
-        message: `approval + max(argoSync, aurora) + trafficVerify per stage + margin add up to ${budget}s, over the execution's ${EXECUTION_TIMEOUT_SECONDS}s limit: the execution would time out with no report and no notification; lower them`,
+        message: `approval + max(capacity gate + argoSync, aurora) + trafficVerify per stage + margin add up to ${budget}s, over the execution's ${EXECUTION_TIMEOUT_SECONDS}s limit: the execution would time out with no report and no notification; lower them`,
       });
     }
     if (!t.git.retarget.some((e) => `${e.path}${e.value}`.includes("{{targetRegion}}"))) {

@@ -212,6 +212,17 @@ export class FailbackRefused extends FailoverError {
   readonly name = "FailbackRefused";
   readonly retryable = false;
 }
+// Capacity parity
+/** The target did not reach the committed replicas Ready by the gate's deadline: traffic stays. */
+export class TargetCapacityShort extends FailoverError {
+  readonly name = "TargetCapacityShort";
+  readonly retryable = false;
+}
+/** The source's capacity is neither readable nor stored, and the topology says refuse. */
+export class CapacityUnknown extends FailoverError {
+  readonly name = "CapacityUnknown";
+  readonly retryable = false;
+}
 
 /** Anything that is not one of ours (a bug, a library error): reported by name, never with a stack. */
 export class UnexpectedError extends FailoverError {

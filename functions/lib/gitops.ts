@@ -103,7 +103,8 @@ export interface RetargetResult {
 
 export interface CommitMessage {
   subject: string;
-  body: string;
+  /** The body, or a function of the changes the commit makes (their old and new values). */
+  body: string | ((changes: ValueChange[]) => string);
   trailers: Record<string, string>;
 }
 
@@ -220,7 +221,6 @@ export async function commitRetarget(
   },
 ): Promise<RetargetResult> {
   const unique = uniqueEdits(edits);
-  const text = commitText(message);
   const own = message.trailers["Failover-Execution"];
   return withClone(repo, auth, 1, async (c) => {
     let base = await remoteHead(c);
@@ -243,7 +243,7 @@ export async function commitRetarget(
         );
       }
       attempts++;
-      const sha = await commitTree(c, tree, base, text);
+      const sha = await commitTree(c, tree, base, commitText(message, changes));
       const outcome = await pushCommit(c, sha, base);
       if (!outcome) return { skipped: false, sha, previousSha: base, attempts, changes };
       base = outcome.head;
@@ -820,12 +820,13 @@ async function commitTree(
 }
 
 /** `subject`, a blank line, `body`, a blank line, then one `Key: value` trailer per line. */
-function commitText(message: CommitMessage): string {
+function commitText(message: CommitMessage, changes: ValueChange[]): string {
   const oneLine = (s: string) => s.replace(/\s*[\r\n]+\s*/g, " ").trim();
   const trailers = Object.entries(message.trailers).map(
     ([key, value]) => `${oneLine(key)}: ${oneLine(value)}`,
   );
-  const parts = [oneLine(message.subject), message.body.trim(), trailers.join("\n")].filter(
+  const body = typeof message.body === "string" ? message.body : message.body(changes);
+  const parts = [oneLine(message.subject), body.trim(), trailers.join("\n")].filter(
     (p) => p.length > 0,
   );
   return `${parts.join("\n\n")}\n`;

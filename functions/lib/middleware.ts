@@ -53,6 +53,7 @@ const STEP_ACTIONS: Record<string, string> = {
   VerifySpoke: "verify the target spoke(s): readyz, nodes, namespaces, secret operators",
   CommitRetarget: "commit the retarget to Git",
   AwaitArgoSync: "wait for Argo CD: apps Synced at the commit and Healthy",
+  AwaitCapacity: "wait for the committed capacity: replicas Ready on the target",
   PromoteAurora: "promote Aurora in the target region",
   AwaitAurora: "wait for the Aurora writer in the target region",
   ShiftTraffic: "shift traffic to the target region",
@@ -79,7 +80,12 @@ function beforeAfter(step: string, result: StepResult): { before?: unknown; afte
     case "CommitRetarget":
       return {
         before: { gitHead: r.previousSha },
-        after: { gitHead: r.sha, subject: r.subject, changes: r.changes },
+        after: {
+          gitHead: r.sha,
+          subject: r.subject,
+          changes: r.changes,
+          ...(r.floors ? { floors: r.floors } : {}),
+        },
       };
     case "DemoteSource":
       return {

@@ -27,6 +27,8 @@ export const EXPECTED_SECONDS = {
   compensate: 60,
   /** Fence waits for Argo CD to apply the demote commit on the old region, like AwaitArgoSync. */
   fence: 30,
+  /** The capacity gate: the target's pods come up as Argo CD applies the floors. */
+  capacity: 30,
 } as const;
 
 /** Seconds to wait before the next poll, `elapsed` seconds into a window expecting `expected`. */

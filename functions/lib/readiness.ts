@@ -18,6 +18,7 @@ import { type ArgoHubConnection, checkSync, type SyncCheck } from "./argocd.ts";
 import { appendAuditEvent } from "./audit.ts";
 import { assertPromotable, memberStatus, type PromotionPlan } from "./aurora.ts";
 import { awsError, configuredRegion, dynamoClient } from "./aws.ts";
+import { type CapacitySample, sampleServingCapacity } from "./capacity.ts";
 import {
   defaultOrchestratorRegions,
   type Hub,
@@ -750,6 +751,8 @@ export function collectMetrics(into: unknown[]): MetricsSink {
 /** A stored evaluation: each target's verdict, and whether it changed since the last one. */
 export interface RecordedReadiness {
   evaluation: Evaluation;
+  /** The serving region's capacity sampled into the rolling 24-hour maximum (capacity parity). */
+  capacity?: CapacitySample;
   changed: { region: string; from: ReadinessStatus | null; to: ReadinessStatus }[];
 }
 
@@ -839,5 +842,7 @@ export async function readinessStep(
     ...(region.data ? { region: region.data } : {}),
     ...(options.onResult ? { onResult: options.onResult } : {}),
   });
-  return recordReadiness(evaluation, options.sink);
+  const recorded = await recordReadiness(evaluation, options.sink);
+  const capacity = await sampleServingCapacity(t, evaluation.activeRegion);
+  return { ...recorded, ...(capacity ? { capacity } : {}) };
 }

@@ -20,6 +20,7 @@ import {
   verifyChain,
 } from "./audit.ts";
 import { awsError, regionOfArn, s3Client } from "./aws.ts";
+import { capacityLine } from "./capacity.ts";
 import { runtimeTopology, type Topology } from "./config.ts";
 import { describe, UnexpectedError } from "./errors.ts";
 import { type FailedPlan, failedPlanOf } from "./failed-plan.ts";
@@ -48,6 +49,7 @@ export const STEPS = [
   "Approval",
   "VerifySpoke",
   "CommitRetarget",
+  "AwaitCapacity",
   "AwaitArgoSync",
   "PromoteAurora",
   "AwaitAurora",
@@ -90,6 +92,23 @@ export interface FailoverReport {
   criticalPath: StepName[];
   /** The target's latest readiness as Plan found it (readinessLine), or null. */
   targetReadiness: string | null;
+  /**
+   * Capacity parity, when the topology has it: where the source's figures came from and how old
+   * they were, and per app the observed replicas, the committed floor and the Ready replicas the
+   * gate last saw on the target (null: not checked).
+   */
+  capacity?: {
+    line: string;
+    source: "live" | "stored" | "unknown";
+    ageSeconds: number | null;
+    minimumSuccessPercent: number;
+    apps: {
+      app: string;
+      observed: number | null;
+      committed: number | null;
+      ready: number | null;
+    }[];
+  };
   timeline: {
     seq: number;
     at: string;
@@ -215,6 +234,7 @@ function failedStepOf(
   if (!state.converge) {
     if (/^Aurora/.test(error.name)) return "AwaitAurora";
     if (/^Git/.test(error.name)) return "CommitRetarget";
+    if (error.name === "TargetCapacityShort") return "AwaitCapacity";
     return "AwaitArgoSync";
   }
   return state.traffic ? "VerifyTraffic" : "ShiftTraffic";
@@ -255,6 +275,11 @@ function recordsFromState(state: Partial<FailoverState>): Partial<Record<StepNam
   if (retarget)
     out.CommitRetarget = { outcome: done(retarget.skipped), after: { gitHead: retarget.sha } };
   if (c?.argo) out.AwaitArgoSync = { outcome: "SUCCEEDED", after: { ...c.argo } };
+  if (c?.capacityGate)
+    out.AwaitCapacity = {
+      outcome: done(c.capacityGate.skipped ?? false),
+      after: { ...c.capacityGate },
+    };
   if (c?.promotion && c.promotion.status !== "DEFERRED") {
     out.PromoteAurora = { outcome: done(c.promotion.skipped), after: { ...c.promotion } };
     if (c.aurora) out.AwaitAurora = { outcome: "SUCCEEDED", after: { ...c.aurora } };
@@ -332,6 +357,15 @@ function detailOf(name: StepName, r: StepRecord): string {
         : "";
       return `${String(a.done)}/${String(a.total)} apps Synced and Healthy via ${String(a.hub)}${at}`;
     }
+    case "AwaitCapacity":
+      return skipped
+        ? "no capacity floor committed"
+        : (Array.isArray(a.apps) ? a.apps : [])
+            .map((x) => {
+              const f = fields(x);
+              return `${String(f.app)} ${String(f.ready)} Ready of ${String(f.committed)}/spoke`;
+            })
+            .join(", ") + (typeof a.handedOver === "string" ? `; ${a.handedOver}` : "");
     case "PromoteAurora":
       return skipped ? "target already writer" : String(a.action ?? "");
     case "AwaitAurora":
@@ -444,7 +478,7 @@ function commitsOf(
 }
 
 /** The Parallel state's branches; CommitRetarget runs just before it (the push is the guard). */
-const APPS_BRANCH: StepName[] = ["AwaitArgoSync"];
+const APPS_BRANCH: StepName[] = ["AwaitCapacity", "AwaitArgoSync"];
 const DATA_BRANCH: StepName[] = ["PromoteAurora", "AwaitAurora"];
 
 /**
@@ -786,6 +820,7 @@ function buildReport(
     steps,
     criticalPath: criticalPath(steps, state.plan?.order ?? null),
     targetReadiness: state.plan ? readinessLine(state.plan.readiness) : null,
+    ...capacityOf(state, events),
     timeline: events.map((e) => ({
       seq: e.seq,
       at: e.endedAt ?? e.recordedAt,
@@ -848,6 +883,55 @@ function buildReport(
     ...partial,
     manualSteps: manualSteps(partial, t, input?.allowDataLoss ?? false),
   });
+}
+
+/** The report's capacity section: Plan's figures and what the gate last saw on the target. */
+function capacityOf(
+  state: Partial<FailoverState>,
+  events: AuditEvent[],
+): Pick<FailoverReport, "capacity"> {
+  const plan = state.plan?.capacity;
+  if (!plan) return {};
+  const last = events.filter((e) => e.step === "AwaitCapacity").at(-1);
+  const seen = fields(last?.after).apps;
+  const gate = Array.isArray(seen) ? seen.map((a) => fields(a)) : [];
+  const ready = (app: string) => {
+    const n = gate.find((a) => a.app === app)?.ready;
+    return typeof n === "number" ? n : null;
+  };
+  return {
+    capacity: {
+      line: capacityLine(plan),
+      source: plan.source,
+      ageSeconds: plan.ageSeconds ?? null,
+      minimumSuccessPercent: plan.minimumSuccessPercent,
+      apps: plan.apps.map((a) => ({
+        app: a.app,
+        observed: a.observed,
+        committed: a.committed,
+        ready: ready(a.app),
+      })),
+    },
+  };
+}
+
+/** The Markdown capacity table: per app observed, committed and Ready. */
+function capacitySection(r: FailoverReport): string[] {
+  const c = r.capacity;
+  if (!c) return [];
+  const n = (v: number | null) => (v === null ? "-" : String(v));
+  return [
+    "",
+    "## Capacity",
+    "",
+    markdownText(c.line),
+    "",
+    "| app | observed (source) | committed (per target spoke) | Ready (target) |",
+    "| --- | --- | --- | --- |",
+    ...c.apps.map(
+      (a) => `| ${markdownText(a.app)} | ${n(a.observed)} | ${n(a.committed)} | ${n(a.ready)} |`,
+    ),
+  ];
 }
 
 /**
@@ -973,6 +1057,7 @@ function renderMarkdown(r: FailoverReport): string {
     ...r.steps.map((s) => `| ${s.name} | ${s.status} | ${seconds(s)} | ${md(s.detail)} |`),
     "",
     ...renderGantt(r),
+    ...capacitySection(r),
     "",
     "## Before / after",
     "",

@@ -4,6 +4,7 @@
  * 256 KiB Step Functions limit) because steps store summaries, never whole API answers.
  */
 import type { AwsActor } from "./aws.ts";
+import type { AppReadiness, CapacityPlan } from "./capacity.ts";
 import type { FailoverInput } from "./config.ts";
 import type { ErrorData } from "./errors.ts";
 
@@ -68,6 +69,16 @@ export interface Plan {
    * that failover moved to the region this one leaves). Its pre-checks run in VerifySpoke.
    */
   failback?: { undoes: string | null };
+  /** Capacity parity: the source's observed capacity (live or stored) and the floors to commit. */
+  capacity?: CapacityPlan;
+}
+
+/** The capacity gate's progress: per app observed, committed and Ready on the target. */
+export interface CapacityProgress extends PollProgress {
+  skipped?: boolean;
+  apps?: AppReadiness[];
+  /** Why the gate passed its stragglers on to AwaitArgoSync (they were not short of nodes). */
+  handedOver?: string;
 }
 
 /** A polling step's memory between invocations: when it began and when it must give up. */
@@ -100,6 +111,8 @@ export interface RetargetResultState {
   previousSha: string;
   attempts: number;
   changes: { file: string; path: string; from: unknown; to: unknown }[];
+  /** Capacity parity's floors the same commit wrote (old and new per app's value path). */
+  floors?: { file: string; path: string; from: unknown; to: unknown }[];
   subject: string;
 }
 
@@ -217,11 +230,13 @@ export interface FailoverState {
   spoke?: SpokeResult;
   retarget?: RetargetResultState;
   argo?: ArgoProgress;
+  capacityGate?: CapacityProgress;
   promotion?: PromotionState;
   aurora?: AuroraProgress;
   converge?: {
     retarget: RetargetResultState;
     argo: ArgoProgress;
+    capacityGate?: CapacityProgress;
     promotion: PromotionState;
     aurora: AuroraProgress;
   };

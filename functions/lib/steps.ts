@@ -19,6 +19,13 @@ import {
   promoteAurora,
 } from "./aurora.ts";
 import {
+  type CapacityPlan,
+  capacityEdits,
+  capacityLine,
+  checkCapacity,
+  planCapacity,
+} from "./capacity.ts";
+import {
   auroraRole,
   EXECUTION_TIMEOUT_SECONDS,
   type FailoverInput,
@@ -57,6 +64,7 @@ import {
   judgeRevisions,
   type RenderedEdit,
   readValues,
+  type ValueChange,
 } from "./gitops.ts";
 import { readHealthCheck } from "./health.ts";
 import { acquireLock } from "./lock.ts";
@@ -85,6 +93,9 @@ import { applyNextStage, checkTargetHealth, readTraffic, type TrafficTopology } 
 
 /** Per-call HTTP bound for spokes: an unreachable region must fail fast. */
 export const SPOKE_TIMEOUT_MS = 10_000;
+
+/** Plan's bound on reading a (probably failed) source's capacity in an ungraceful failover. */
+const UNGRACEFUL_LIVE_READ_MS = 3_000;
 
 /** The topology's Git branch as the Git module reads it. */
 export function gitRepo(t: Topology): GitRepo {
@@ -315,11 +326,22 @@ export async function planStep(event: {
     ? { undoes: undoneFailover(lastFailover, sourceRegion) }
     : undefined;
   const promotion = needs.aurora ? await checkPromotion(t, input) : undefined;
+  // Capacity parity: the floors the retarget commit writes, from the source's live or stored
+  // figure. Ungraceful: the source is likely down, so its live read gets a short bound (RTO).
+  const capacity = needs.retarget
+    ? await planCapacity(
+        t,
+        input,
+        sourceRegion,
+        input.mode === "ungraceful" ? UNGRACEFUL_LIVE_READ_MS : SPOKE_TIMEOUT_MS,
+      )
+    : undefined;
   // Informs, never decides: Plan's own live checks above are what hold the failover back.
   const readiness = await latestReadiness(t.platform, target).catch(() => undefined);
   const plan: Plan = {
     ...(readiness ? { readiness } : {}),
     ...(failback ? { failback } : {}),
+    ...(capacity ? { capacity } : {}),
     sourceRegion,
     targetRegion: target,
     before,
@@ -335,7 +357,10 @@ export async function planStep(event: {
         ]
       : held
         ? [held]
-        : planActions(t, input, before, needs, promotion),
+        : [
+            ...planActions(t, input, before, needs, promotion),
+            ...(capacity ? [capacityLine(capacity)] : []),
+          ],
   };
   if (!input.dryRun) {
     await acquireLock(
@@ -585,13 +610,17 @@ export async function commitRetargetStep(state: FailoverState): Promise<Retarget
   const t = runtimeTopology();
   const target = state.plan.targetRegion;
   const subject = `failover(${t.platform}): make ${target} active`;
+  const capacity = state.plan.capacity;
+  const floors = capacityEdits(capacity);
+  const isFloor = (c: ValueChange) => floors.some((f) => f.file === c.file && f.path === c.path);
+  const intro = `Source region: ${state.plan.sourceRegion ?? "unknown"}. Mode: ${state.input.mode}.${t.git.demote ? " The source stays active until traffic has moved (two-phase retarget)." : ""}`;
   const result = await commitRetarget(
     gitRepo(t),
     await gitAuth(t),
-    editsFor(t, target),
+    [...editsFor(t, target), ...floors],
     {
       subject,
-      body: `Source region: ${state.plan.sourceRegion ?? "unknown"}. Mode: ${state.input.mode}.${t.git.demote ? " The source stays active until traffic has moved (two-phase retarget)." : ""}`,
+      body: capacity ? (changes) => `${intro}\n\n${capacityBody(capacity, changes)}` : intro,
       trailers: trailers(state, "activate"),
     },
     { maxAttempts: t.git.pushAttempts, plannedHead: state.plan.before.gitHead },
@@ -602,7 +631,8 @@ export async function commitRetargetStep(state: FailoverState): Promise<Retarget
     sha: result.sha,
     previousSha: result.previousSha,
     attempts: result.attempts,
-    changes: result.changes,
+    changes: result.changes.filter((c) => !isFloor(c)),
+    ...(floors.length ? { floors: result.changes.filter(isFloor) } : {}),
     subject,
   };
 }
@@ -639,6 +669,24 @@ function retargetJudge(
       return new Map(revisions.map((r) => [r, { status: "pending", reason }]));
     }
   };
+}
+
+/**
+ * The commit message's capacity lines: where the figures came from, then per app its old and new
+ * floor and the observed figure it follows (or that no floor was committed).
+ */
+function capacityBody(capacity: CapacityPlan, changes: ValueChange[]): string {
+  const head =
+    capacity.source === "unknown"
+      ? `Capacity: the source's capacity is UNKNOWN (${capacity.liveError ?? "no figure"}; nothing stored); no floor committed, the target runs its Git baseline.`
+      : `Capacity (${capacity.source === "live" ? "live" : "stored 24-hour maximum"} from ${capacity.sourceRegion ?? "?"}, observed ${capacity.observedAt ?? "?"}):`;
+  const lines = capacity.apps
+    .filter((a) => a.committed !== null)
+    .map((a) => {
+      const change = changes.find((c) => c.file === a.file && c.path === a.path);
+      return `- ${a.app}: ${a.path} ${String(change?.from ?? "unset")} -> ${String(a.committed)} (observed ${String(a.observed)})`;
+    });
+  return [head, ...lines].join("\n");
 }
 
 /** The Argo CD hubs with their tokens (each read through its account's role). */
@@ -1152,6 +1200,30 @@ async function appsReadyAt(
 }
 
 /**
+ * Why `region` is too small to take the users (capacity parity): the committed floors not Ready
+ * there at the run's minimumSuccessPercent; null when it holds them, or nothing was committed.
+ */
+async function capacityShortAt(
+  state: FailoverState,
+  t: Topology,
+  region: string,
+): Promise<string | null> {
+  const plan = state.plan.capacity;
+  if (!plan?.apps.some((a) => a.committed !== null)) return null;
+  try {
+    const check = await checkCapacity(t, plan, region, SPOKE_TIMEOUT_MS);
+    if (check.status === "SUCCEEDED") return null;
+    const short = check.apps.filter((a) => a.short.length);
+    return `${short.length} app(s) below ${plan.minimumSuccessPercent}% of their committed replicas Ready (${short
+      .slice(0, 3)
+      .map((a) => `${a.app}: ${a.short.join(", ")}`)
+      .join("; ")})`;
+  } catch (e) {
+    return `its capacity could not be read: ${describe(e)}`;
+  }
+}
+
+/**
  * Compensate: after a failure that stopped before traffic moved, restores a serving state —
  * users and a writable database in one region, that region at its full size. One decision per
  * invocation, from what it reads live:
@@ -1318,7 +1390,8 @@ async function moveTrafficToWriter(
       ? `the spoke(s) of ${target} were not verified`
       : !revision
         ? "no retarget commit is recorded"
-        : await appsReadyAt(t, state, target, revision);
+        : ((await appsReadyAt(t, state, target, revision)) ??
+          (await capacityShortAt(state, t, target)));
   if (notReady) {
     note("move-traffic", "NOT_NEEDED", `not to ${target}, which holds the writer: ${notReady}`);
     return false;

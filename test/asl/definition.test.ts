@@ -105,6 +105,7 @@ describe("statemachine/failover.asl.json", () => {
       [
         "AwaitArgoSyncWait",
         "AwaitAuroraWait",
+        "AwaitCapacityWait",
         "CompensateWait",
         "FenceWait",
         "NextTrafficStage",

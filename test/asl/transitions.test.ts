@@ -39,6 +39,11 @@ const LOOPS: Record<string, { expected: number; deadline: number }> = {
   VerifyTraffic: { expected: EXPECTED_SECONDS.trafficVerify, deadline: t.trafficVerifySeconds },
   Compensate: { expected: EXPECTED_SECONDS.compensate, deadline: t.auroraSeconds },
   Fence: { expected: EXPECTED_SECONDS.fence, deadline: t.argoSyncSeconds },
+  // The example topology names no capacity floors: the schema's default gate deadline.
+  AwaitCapacity: {
+    expected: EXPECTED_SECONDS.capacity,
+    deadline: topology.capacity?.gateSeconds ?? 600,
+  },
 };
 
 /** Task -> its loop's Wait: Task -> Choice -> Wait -> the same Task (a poll loop). */

@@ -73,13 +73,18 @@ async function recorded(act: () => Promise<unknown>): Promise<Exchange[]> {
     return original(url, options, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () =>
-        exchanges.push({
-          method: options.method ?? "GET",
-          path: new URL(String(url)).pathname,
-          status: res.statusCode ?? 0,
-          body: Buffer.concat(chunks).toString("utf8"),
-        }),
+      // Only the hub's: the emulator's own reads of the spokes run in this process too.
+      const hubs = Object.values(sandbox.argo.urls).map((u) => new URL(u).host);
+      res.on(
+        "end",
+        () =>
+          hubs.includes(new URL(String(url)).host) &&
+          exchanges.push({
+            method: options.method ?? "GET",
+            path: new URL(String(url)).pathname,
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString("utf8"),
+          }),
       );
       callback(res);
     });

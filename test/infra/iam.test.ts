@@ -360,7 +360,10 @@ describe("secrets", () => {
       return secretResources(role.Policies.flatMap((p) => p.PolicyDocument.Statement));
     };
     const git = t.git.credentialsSecretArn;
-    expect(grants("Plan")).toEqual([git, git.replace(":us-west-2:", ":us-east-2:")].sort());
+    // Plan also reads the spokes' tokens (capacity parity's live read of the source), as VerifySpoke does.
+    expect(grants("Plan")).toEqual(
+      [git, git.replace(":us-west-2:", ":us-east-2:"), ...grants("VerifySpoke")].sort(),
+    );
     const primaryHub = t.argocd.hubs[0]?.tokenSecretArn ?? "";
     expect(grants("AwaitArgoSync")).toContain(primaryHub.replace(":us-west-2:", ":us-east-2:"));
   });

@@ -1,0 +1,562 @@
+/**
+ * Capacity parity: a warm standby is small on purpose, so before traffic moves onto it the target
+ * must be sized for the load it is about to take. In a GitOps platform that size must be
+ * committed: `kubectl scale` would be undone by Argo CD's selfHeal within seconds. So:
+ *  - observed: the source region's running capacity per application (Deployment ready replicas,
+ *    HPA current/desired replicas), sampled by readiness into DynamoDB as a rolling 24-hour
+ *    maximum, so it is known even when the source region is gone;
+ *  - committed: `ceil(targetPercent x observed)` per spoke, bounded by the app's min/max, written
+ *    to the value path the topology names, in the retarget commit itself;
+ *  - the gate: every selected app on the target has `minimumSuccessPercent` of the committed
+ *    replicas Ready before traffic moves, stragglers named with their Pending pods.
+ */
+import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { awsError, dynamoClient } from "./aws.ts";
+import {
+  type CapacityApp,
+  type CapacityConfig,
+  type FailoverInput,
+  regionOf,
+  runtimeTopology,
+  type Spoke,
+  type Topology,
+} from "./config.ts";
+import {
+  CapacityUnknown,
+  isFailoverError,
+  SpokeUnreachable,
+  TargetCapacityShort,
+  UnexpectedError,
+} from "./errors.ts";
+import type { RenderedEdit } from "./gitops.ts";
+import { pollWindow } from "./poll.ts";
+import { getSecret } from "./secrets.ts";
+import { clusterClient, type SpokeClient } from "./spoke.ts";
+import type { CapacityProgress, FailoverState } from "./state.ts";
+
+/** How long a sample counts towards the observed figure: the last 24 hours. */
+const WINDOW_HOURS = 24;
+
+/** `namespace/deployment`: an app's key in the samples. */
+export function appKey(app: Pick<CapacityApp, "namespace" | "deployment">): string {
+  return `${app.namespace}/${app.deployment}`;
+}
+
+/** One app as it runs on one spoke. */
+interface SpokeApp {
+  spoke: string;
+  /** `spec.replicas` of the Deployment (absent: the Deployment does not exist there). */
+  replicas?: number;
+  ready: number;
+  hpaCurrent?: number;
+  hpaDesired?: number;
+}
+
+/** The running capacity of one spoke's selected apps. */
+async function readSpoke(
+  client: SpokeClient,
+  spoke: string,
+  apps: CapacityApp[],
+): Promise<Map<string, SpokeApp>> {
+  const out = new Map<string, SpokeApp>();
+  for (const namespace of [...new Set(apps.map((a) => a.namespace))]) {
+    const mine = apps.filter((a) => a.namespace === namespace);
+    const deployments = await client.call(
+      `GET /apis/apps/v1/namespaces/${namespace}/deployments`,
+      () => client.apps.listNamespacedDeployment({ namespace }),
+    );
+    if (!("value" in deployments))
+      throw new SpokeUnreachable(
+        `spoke ${spoke}: listing Deployments in ${namespace} answered HTTP ${deployments.status}: ${deployments.message}`,
+      );
+    const hpas = mine.some((a) => a.hpa)
+      ? await client.call(
+          `GET /apis/autoscaling/v2/namespaces/${namespace}/horizontalpodautoscalers`,
+          () =>
+            client.custom.listNamespacedCustomObject({
+              group: "autoscaling",
+              version: "v2",
+              namespace,
+              plural: "horizontalpodautoscalers",
+            }) as Promise<{
+              items?: {
+                metadata?: { name?: string };
+                status?: { currentReplicas?: number; desiredReplicas?: number };
+              }[];
+            }>,
+        )
+      : { value: { items: [] } };
+    const hpaItems = "value" in hpas ? (hpas.value.items ?? []) : [];
+    for (const app of mine) {
+      const d = deployments.value.items.find((i) => i.metadata?.name === app.deployment);
+      const h = app.hpa ? hpaItems.find((i) => i.metadata?.name === app.hpa) : undefined;
+      out.set(appKey(app), {
+        spoke,
+        ...(d ? { replicas: d.spec?.replicas ?? 1 } : {}),
+        ready: d?.status?.readyReplicas ?? 0,
+        ...(h?.status?.currentReplicas !== undefined
+          ? { hpaCurrent: h.status.currentReplicas }
+          : {}),
+        ...(h?.status?.desiredReplicas !== undefined
+          ? { hpaDesired: h.status.desiredReplicas }
+          : {}),
+      });
+    }
+  }
+  return out;
+}
+
+/** A client per spoke of `region`, with the spoke's read-only token. */
+async function spokeClients(
+  t: Topology,
+  region: string,
+  timeoutMs: number,
+): Promise<{ spoke: Spoke; client: SpokeClient }[]> {
+  return Promise.all(
+    regionOf(t, region).spokes.map(async (spoke) => {
+      const { token } = await getSecret(spoke.tokenSecretArn);
+      const conn = { name: spoke.name, apiServer: spoke.apiServer, caData: spoke.caData, token };
+      return { spoke, client: clusterClient(conn, timeoutMs) };
+    }),
+  );
+}
+
+/** Every spoke of `region`, read concurrently: app key -> one entry per spoke. */
+async function readRegion(
+  t: Topology,
+  c: CapacityConfig,
+  region: string,
+  timeoutMs: number,
+): Promise<Map<string, SpokeApp[]>> {
+  const clients = await spokeClients(t, region, timeoutMs);
+  const read = await Promise.all(
+    clients.map(({ spoke, client }) => readSpoke(client, spoke.name, c.apps)),
+  );
+  return new Map(c.apps.map((a) => [appKey(a), read.flatMap((m) => m.get(appKey(a)) ?? [])]));
+}
+
+/** A region's running capacity per app: replicas summed over its spokes. */
+export interface CapacitySample {
+  region: string;
+  observedAt: string;
+  /** App key -> the largest of Deployment ready replicas, HPA current and HPA desired, summed over spokes. */
+  apps: Record<string, number>;
+}
+
+/** What the source region runs now, read from its spokes (throws when a spoke cannot be read). */
+export async function observeCapacity(
+  t: Topology,
+  region: string,
+  timeoutMs: number,
+): Promise<CapacitySample> {
+  const c = t.capacity;
+  if (!c) return { region, observedAt: new Date().toISOString(), apps: {} };
+  const read = await readRegion(t, c, region, timeoutMs);
+  const apps: Record<string, number> = {};
+  for (const [key, perSpoke] of read) {
+    apps[key] = perSpoke.reduce(
+      (sum, s) => sum + Math.max(s.ready, s.hpaCurrent ?? 0, s.hpaDesired ?? 0),
+      0,
+    );
+  }
+  return { region, observedAt: new Date().toISOString(), apps };
+}
+
+// ------------------------------------------------------------------ rolling 24-hour maximum
+
+function db(): DynamoDBDocumentClient {
+  return DynamoDBDocumentClient.from(dynamoClient());
+}
+
+const capacityKey = (platform: string, region: string) => ({
+  pk: `capacity#${platform}`,
+  sk: region,
+});
+
+/** `2026-12-06T01`: the hour a sample falls in (one stored maximum per hour and app). */
+const hourOf = (iso: string) => iso.slice(0, 13);
+
+/**
+ * Folds a sample into the region's stored hourly maxima and drops hours older than the window.
+ * One item per region: hours x apps stays small (25 x the apps the topology lists).
+ */
+export async function recordCapacity(platform: string, sample: CapacitySample): Promise<void> {
+  const table = process.env.AUDIT_TABLE;
+  if (!table || !Object.keys(sample.apps).length) return;
+  const stored = await storedHours(platform, sample.region);
+  const hour = hourOf(sample.observedAt);
+  const current = stored.hours[hour] ?? {};
+  for (const [app, n] of Object.entries(sample.apps)) current[app] = Math.max(current[app] ?? 0, n);
+  const oldest = hourOf(
+    new Date(Date.parse(sample.observedAt) - WINDOW_HOURS * 3_600_000).toISOString(),
+  );
+  const hours = Object.fromEntries(
+    Object.entries({ ...stored.hours, [hour]: current }).filter(([h]) => h >= oldest),
+  );
+  try {
+    await db().send(
+      new UpdateCommand({
+        TableName: table,
+        Key: capacityKey(platform, sample.region),
+        UpdateExpression: "SET #hours = :hours, #at = :at",
+        ExpressionAttributeNames: { "#hours": "hours", "#at": "observedAt" },
+        ExpressionAttributeValues: { ":hours": hours, ":at": sample.observedAt },
+      }),
+    );
+  } catch (e) {
+    throw awsError(
+      e,
+      `storing the observed capacity of ${sample.region} in ${table}`,
+      UnexpectedError,
+    );
+  }
+}
+
+async function storedHours(
+  platform: string,
+  region: string,
+): Promise<{ hours: Record<string, Record<string, number>>; observedAt?: string }> {
+  const table = process.env.AUDIT_TABLE;
+  if (!table) return { hours: {} };
+  try {
+    const out = await db().send(
+      new GetCommand({ TableName: table, Key: capacityKey(platform, region) }),
+    );
+    const hours = (out.Item?.hours ?? {}) as Record<string, Record<string, number>>;
+    const at = out.Item?.observedAt;
+    return { hours, ...(typeof at === "string" ? { observedAt: at } : {}) };
+  } catch (e) {
+    throw awsError(e, `reading the observed capacity of ${region} from ${table}`, UnexpectedError);
+  }
+}
+
+/** The stored 24-hour maximum of each app in `region`, with the newest sample's time; undefined when none. */
+export async function storedCapacity(
+  platform: string,
+  region: string,
+  now = Date.now(),
+): Promise<CapacitySample | undefined> {
+  const { hours, observedAt } = await storedHours(platform, region);
+  const oldest = hourOf(new Date(now - WINDOW_HOURS * 3_600_000).toISOString());
+  const apps: Record<string, number> = {};
+  for (const [hour, figures] of Object.entries(hours)) {
+    if (hour < oldest) continue;
+    for (const [app, n] of Object.entries(figures)) apps[app] = Math.max(apps[app] ?? 0, n);
+  }
+  if (!observedAt || !Object.keys(apps).length) return undefined;
+  return { region, observedAt, apps };
+}
+
+// ------------------------------------------------------------------ committed floor
+
+/** One app's line of the capacity plan: what the report shows as observed / committed / ready. */
+export interface AppFloor {
+  app: string;
+  /** Replicas the source ran (summed over its spokes); null when unknown. */
+  observed: number | null;
+  /** The floor committed per target spoke; null when nothing is committed (unknown source). */
+  committed: number | null;
+  file: string;
+  path: string;
+}
+
+/** Plan's capacity decision, carried in the execution state to CommitRetarget and the gate. */
+export interface CapacityPlan {
+  /** `live`: read from the source now; `stored`: readiness's 24-hour maximum; `unknown`: neither. */
+  source: "live" | "stored" | "unknown";
+  sourceRegion: string | null;
+  /** When the figures were observed, and how old they were when Plan read them. */
+  observedAt?: string;
+  ageSeconds?: number;
+  /** Why the live figure was not used, when it was not. */
+  liveError?: string;
+  minimumSuccessPercent: number;
+  apps: AppFloor[];
+}
+
+/** `ceil(percent x observed / spokes)`, within the app's bounds: the floor per target spoke. */
+export function floorOf(
+  app: CapacityApp,
+  c: CapacityConfig,
+  observed: number,
+  spokes: number,
+): number {
+  const percent = app.targetPercent ?? c.targetPercent;
+  const wanted = Math.ceil((percent * observed) / 100 / Math.max(1, spokes));
+  return Math.min(app.max, Math.max(app.min, wanted));
+}
+
+/**
+ * Decides the floors: the source's live figure when it answers, the stored 24-hour maximum
+ * otherwise, else the topology's `whenSourceUnknown` (baseline: commit nothing; refuse: stop).
+ */
+export async function planCapacity(
+  t: Topology,
+  input: Pick<FailoverInput, "targetRegion" | "mode">,
+  sourceRegion: string | null,
+  timeoutMs: number,
+  now = Date.now(),
+): Promise<CapacityPlan | undefined> {
+  const c = t.capacity;
+  if (!c) return undefined;
+  let sample: CapacitySample | undefined;
+  let source: CapacityPlan["source"] = "unknown";
+  let liveError: string | undefined;
+  if (sourceRegion) {
+    try {
+      sample = await observeCapacity(t, sourceRegion, timeoutMs);
+      source = "live";
+    } catch (e) {
+      if (!isFailoverError(e)) throw e;
+      liveError = e.message;
+      sample = await storedCapacity(t.platform, sourceRegion, now);
+      if (sample) source = "stored";
+    }
+  } else liveError = "no source region (nothing serves traffic)";
+  const spokes = regionOf(t, input.targetRegion).spokes.length;
+  const apps = c.apps.map((a): AppFloor => {
+    const observed = sample?.apps[appKey(a)];
+    const path = a.path.replaceAll("{{targetRegion}}", input.targetRegion);
+    return {
+      app: appKey(a),
+      observed: observed ?? null,
+      committed: observed === undefined ? null : floorOf(a, c, observed, spokes),
+      file: a.file,
+      path,
+    };
+  });
+  if (source === "unknown" && c.whenSourceUnknown === "refuse") {
+    throw new CapacityUnknown(
+      `the capacity of ${sourceRegion ?? "the source region"} is unknown: it did not answer (${liveError ?? "?"}) and readiness has stored no figure in the last ${WINDOW_HOURS} hours; capacity.whenSourceUnknown is refuse`,
+      [
+        "run the readiness evaluation while the source answers, or set capacity.whenSourceUnknown: baseline to fail over at the Git baseline",
+      ],
+    );
+  }
+  return {
+    source,
+    sourceRegion,
+    ...(sample
+      ? {
+          observedAt: sample.observedAt,
+          ageSeconds: Math.max(0, Math.round((now - Date.parse(sample.observedAt)) / 1000)),
+        }
+      : {}),
+    ...(liveError ? { liveError } : {}),
+    minimumSuccessPercent: c.minimumSuccessPercent[input.mode],
+    apps,
+  };
+}
+
+/** The Git edits that commit the floors (none for an app whose source figure is unknown). */
+export function capacityEdits(plan: CapacityPlan | undefined): RenderedEdit[] {
+  return (plan?.apps ?? []).flatMap((a) =>
+    a.committed === null ? [] : [{ file: a.file, path: a.path, value: a.committed }],
+  );
+}
+
+/** One line for Plan's output and the report: where the figures came from and how old they are. */
+export function capacityLine(plan: CapacityPlan): string {
+  const age =
+    plan.ageSeconds === undefined
+      ? ""
+      : plan.ageSeconds < 120
+        ? `, ${plan.ageSeconds} s old`
+        : `, ${Math.round(plan.ageSeconds / 60)} min old`;
+  const from = plan.sourceRegion ?? "the source region";
+  if (plan.source === "unknown")
+    return `capacity of ${from} UNKNOWN (${plan.liveError ?? "no figure"}; none stored): NO floor committed, the target runs its Git baseline`;
+  const how =
+    plan.source === "live"
+      ? `live from ${from}`
+      : `stored 24-hour maximum of ${from} (live read failed: ${plan.liveError ?? "?"})`;
+  const apps = plan.apps
+    .map((a) => `${a.app} observed ${a.observed ?? "?"} -> floor ${a.committed ?? "unchanged"}`)
+    .join(", ");
+  return `capacity ${how}${age}: ${apps}; gate at ${plan.minimumSuccessPercent}% Ready`;
+}
+
+// ------------------------------------------------------------------ the gate
+
+/** One app on the target, as the gate found it. */
+export interface AppReadiness {
+  app: string;
+  observed: number | null;
+  committed: number;
+  /** Ready replicas on the target, summed over its spokes. */
+  ready: number;
+  /** Ready replicas each spoke needs: `ceil(minimumSuccessPercent x committed)`. */
+  needed: number;
+  /** Spokes short of `needed`, with their Pending pods. */
+  short: string[];
+}
+
+export interface CapacityCheck {
+  status: "SUCCEEDED" | "IN_PROGRESS";
+  apps: AppReadiness[];
+}
+
+/** Pods of `app` on a spoke that wait for a node (phase Pending). */
+async function pendingPods(client: SpokeClient, app: CapacityApp): Promise<number> {
+  const answer = await client.call(`GET /api/v1/namespaces/${app.namespace}/pods`, () =>
+    client.core.listNamespacedPod({
+      namespace: app.namespace,
+      fieldSelector: "status.phase=Pending",
+      labelSelector: `app.kubernetes.io/name=${app.deployment}`,
+    }),
+  );
+  return "value" in answer ? answer.value.items.length : 0;
+}
+
+/**
+ * One check of the target: every app with a committed floor has, on every target spoke, the
+ * Deployment at (at least) that floor and `minimumSuccessPercent` of it Ready.
+ */
+export async function checkCapacity(
+  t: Topology,
+  plan: CapacityPlan,
+  targetRegion: string,
+  timeoutMs: number,
+): Promise<CapacityCheck> {
+  const c = t.capacity;
+  if (!c) return { status: "SUCCEEDED", apps: [] };
+  const floors = plan.apps.filter(
+    (a): a is AppFloor & { committed: number } => a.committed !== null,
+  );
+  const wanted = c.apps.filter((a) => floors.some((f) => f.app === appKey(a)));
+  const clients = await spokeClients(t, targetRegion, timeoutMs);
+  const read = await Promise.all(
+    clients.map(({ spoke, client }) => readSpoke(client, spoke.name, wanted)),
+  );
+  const apps: AppReadiness[] = [];
+  for (const floor of floors) {
+    const app = wanted.find((a) => appKey(a) === floor.app) as CapacityApp;
+    const needed = Math.ceil((plan.minimumSuccessPercent * floor.committed) / 100);
+    let ready = 0;
+    const short: string[] = [];
+    for (const [i, m] of read.entries()) {
+      const s = m.get(floor.app);
+      ready += s?.ready ?? 0;
+      const scaled = (s?.replicas ?? 0) >= floor.committed;
+      if (s && scaled && s.ready >= needed) continue;
+      const { spoke, client } = clients[i] as (typeof clients)[number];
+      const pending = s && scaled ? await pendingPods(client, app) : 0;
+      const name = spoke.name;
+      short.push(
+        !s || s.replicas === undefined
+          ? `${name}: Deployment ${floor.app} not found`
+          : !scaled
+            ? `${name}: ${s.replicas} replicas, the committed floor ${floor.committed} not applied yet`
+            : `${name}: ${s.ready}/${floor.committed} Ready, ${pending} Pending`,
+      );
+    }
+    apps.push({
+      app: floor.app,
+      observed: floor.observed,
+      committed: floor.committed,
+      ready,
+      needed,
+      short,
+    });
+  }
+  return { status: apps.some((a) => a.short.length) ? "IN_PROGRESS" : "SUCCEEDED", apps };
+}
+
+/** The gate's failure at its deadline: every straggler by name, with its Pending pods. */
+export function capacityShort(
+  apps: AppReadiness[],
+  seconds: number,
+  percent: number,
+): TargetCapacityShort {
+  const short = apps.filter((a) => a.short.length);
+  return new TargetCapacityShort(
+    `[AwaitCapacity] ${short.length} of ${apps.length} apps below ${percent}% of their committed replicas Ready after ${seconds}s; traffic was not moved`,
+    short
+      .slice(0, 10)
+      .map(
+        (a) =>
+          `${a.app} (committed ${a.committed}/spoke, need ${a.needed} Ready): ${a.short.join(", ")}`,
+      ),
+  );
+}
+
+/** Per-call HTTP bound on the target's spokes (as VerifySpoke's). */
+const GATE_TIMEOUT_MS = 10_000;
+
+/**
+ * AwaitCapacity: one check of the target per invocation, beside Argo CD's wait (a Parallel in the
+ * apps branch), so before Aurora and traffic move. SUCCEEDED once every app with a committed
+ * floor has `minimumSuccessPercent` of it Ready on every target spoke; at the deadline, pods
+ * Pending (no node can take them) fail it with TargetCapacityShort, naming the apps. A floor Argo
+ * CD has not applied yet, or pods that run but are not Ready, are not a capacity problem: at the
+ * deadline the gate leaves them to AwaitArgoSync, whose own deadline and error name them.
+ */
+export async function awaitCapacityStep(state: FailoverState): Promise<CapacityProgress> {
+  const t = runtimeTopology();
+  const plan = state.plan.capacity;
+  const c = t.capacity;
+  if (!c || !plan?.apps.some((a) => a.committed !== null))
+    return { status: "SUCCEEDED", skipped: true };
+  const previous = state.capacityGate;
+  const window = pollWindow(previous, c.gateSeconds);
+  let check: CapacityCheck;
+  try {
+    check = await checkCapacity(t, plan, state.plan.targetRegion, GATE_TIMEOUT_MS);
+  } catch (e) {
+    if (!(e instanceof SpokeUnreachable)) throw e;
+    if (!window.expired)
+      return {
+        ...window,
+        status: "IN_PROGRESS",
+        ...(previous?.apps ? { apps: previous.apps } : {}),
+      };
+    const failure = new TargetCapacityShort(
+      `[AwaitCapacity] the target's spokes did not answer for ${c.gateSeconds}s; traffic was not moved`,
+      [e.message],
+    );
+    return { ...window, status: "FAILED", error: failure.toData() };
+  }
+  const progress = { ...window, apps: check.apps };
+  if (check.status === "SUCCEEDED") return { ...progress, status: "SUCCEEDED" };
+  if (!window.expired) return { ...progress, status: "IN_PROGRESS" };
+  const pending = check.apps.filter((a) => a.short.some((s) => PENDING.test(s)));
+  if (!pending.length)
+    return {
+      ...progress,
+      status: "SUCCEEDED",
+      handedOver: `not a capacity shortfall (no pods Pending): ${check.apps
+        .flatMap((a) => a.short)
+        .slice(0, 5)
+        .join("; ")}; Argo CD's wait decides`,
+    };
+  return {
+    ...progress,
+    status: "FAILED",
+    error: capacityShort(check.apps, c.gateSeconds, plan.minimumSuccessPercent).toData(),
+  };
+}
+
+/** A straggler line with pods waiting for a node. */
+const PENDING = /, [1-9]\d* Pending$/;
+
+/**
+ * Readiness's part of capacity parity: samples the serving region's running capacity and folds
+ * it into the stored 24-hour maximum, so a failover knows it even once that region is gone.
+ * Never fails the evaluation: a region that does not answer leaves the stored figures as they are.
+ */
+export async function sampleServingCapacity(
+  t: Topology,
+  activeRegion: string | null,
+  timeoutMs = GATE_TIMEOUT_MS,
+): Promise<CapacitySample | undefined> {
+  if (!t.capacity || !activeRegion) return undefined;
+  let sample: CapacitySample;
+  try {
+    sample = await observeCapacity(t, activeRegion, timeoutMs);
+  } catch (e) {
+    if (isFailoverError(e)) return undefined;
+    throw e;
+  }
+  await recordCapacity(t.platform, sample);
+  return sample;
+}

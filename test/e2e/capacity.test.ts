@@ -1,0 +1,178 @@
+/**
+ * Capacity parity end to end: the real ASL and functions against the sandbox (HPAs and node
+ * capacity on HTTPS fake kube-apiservers, the Argo CD emulator rendering the committed floor,
+ * real Git, dynalite). Asserts what the stand-ins hold afterwards and what the report says.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { planCapacity, storedCapacity } from "../../functions/lib/capacity.ts";
+import { collectMetrics, readinessStep } from "../../functions/lib/readiness.ts";
+import type { FailoverReport } from "../../functions/lib/report.ts";
+import { DRILL_DEFAULTS, type DrillOptions, runDrill } from "../../sandbox/drill.ts";
+import { PLATFORM, startSandbox } from "../../sandbox/index.ts";
+
+const root = mkdtempSync(join(tmpdir(), "gf-capacity-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const SOURCE = "us-west-2";
+const TARGET = "us-east-2";
+const UNMOVED = { "us-west-2": 100, "us-east-2": 0, "eu-west-1": 0 };
+const MOVED = { "us-west-2": 0, "us-east-2": 100, "eu-west-1": 0 };
+const APPS = [`${PLATFORM}/api`, `${PLATFORM}/web`];
+const VALUES = "envs/production/values.yaml";
+
+let n = 0;
+function drill(options: Partial<DrillOptions>) {
+  n += 1;
+  return runDrill({ ...DRILL_DEFAULTS, reportDir: join(root, `report-${n}`), ...options });
+}
+const reportOf = (dir: string) =>
+  JSON.parse(readFileSync(join(dir, "report.json"), "utf8")) as FailoverReport;
+
+describe("capacity parity in a failover", () => {
+  it("commits the source's observed load (its HPA at 3x the Git baseline) as the target's floor and waits for it Ready", async () => {
+    const result = await drill({ sourceLoad: 9 });
+
+    expect(result.status).toBe("SUCCEEDED");
+    // The source's web ran 9 (its HPA), 3x replicas.active in Git; api (no HPA) its 3.
+    expect(result.before.workloads[SOURCE]).toMatchObject({ replicas: 12, ready: 12 });
+    expect(result.after.trafficDials).toEqual(MOVED);
+    expect(result.after.workloads[TARGET]).toMatchObject({ replicas: 12, ready: 12, minReady: 3 });
+    const report = reportOf(result.reportDir);
+    expect(report.capacity).toMatchObject({ source: "live", minimumSuccessPercent: 100 });
+    expect(report.capacity?.apps).toEqual([
+      { app: APPS[0], observed: 3, committed: 3, ready: 3 },
+      { app: APPS[1], observed: 9, committed: 9, ready: 9 },
+    ]);
+    expect(readFileSync(join(result.reportDir, "report.md"), "utf8")).toContain(
+      `| ${PLATFORM}/web | 9 | 9 | 9 |`,
+    );
+    // The activating commit wrote both floors (the seed's 1 -> the observed figure).
+    const commit = readFileSync(join(result.reportDir, "audit.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { step: string; after: { floors?: unknown } })
+      .find((e) => e.step === "CommitRetarget");
+    expect(commit?.after.floors).toEqual([
+      { file: VALUES, path: "regions.us-east-2.minReplicas.api", from: 1, to: 3 },
+      { file: VALUES, path: "regions.us-east-2.minReplicas.web", from: 1, to: 9 },
+    ]);
+    // The gate ran before Argo CD's wait, and both before traffic moved.
+    const order = report.timeline.map((e) => e.step);
+    expect(order.indexOf("AwaitCapacity")).toBeGreaterThan(order.indexOf("CommitRetarget"));
+    expect(order.indexOf("AwaitCapacity")).toBeLessThan(order.indexOf("ShiftTraffic"));
+  });
+
+  it("target-capacity-short: the gate fails naming the app and its Pending pods; traffic, writer and source untouched", async () => {
+    const result = await drill({ faults: ["target-capacity-short"] });
+
+    expect(result.status).toBe("FAILED");
+    expect(result.failedStep).toBe("AwaitCapacity");
+    expect(result.error).toMatch(
+      new RegExp(`^TargetCapacityShort: .*${PLATFORM}/web .*spoke-use2-1: 1/3 Ready, 2 Pending`),
+    );
+    expect(result.error).not.toContain(`${PLATFORM}/api (`);
+    expect(result.after.trafficDials).toEqual(UNMOVED);
+    expect(result.after.auroraWriterRegion).toBe(SOURCE);
+    expect(result.after.activeRegion).toBe(SOURCE);
+    expect(result.after.workloads[SOURCE]).toEqual(result.before.workloads[SOURCE]);
+    expect(
+      result.calls.globalAccelerator.filter((c) => c.action === "UpdateEndpointGroup"),
+    ).toEqual([]);
+    expect(reportOf(result.reportDir).capacity?.apps).toEqual([
+      { app: APPS[0], observed: 3, committed: 3, ready: 3 },
+      { app: APPS[1], observed: 3, committed: 3, ready: 1 },
+    ]);
+  });
+
+  it("source-capacity-unknown (baseline): fails over at the Git baseline and says so", async () => {
+    const result = await drill({ faults: ["source-capacity-unknown"] });
+
+    expect(result.status).toBe("SUCCEEDED");
+    expect(result.after.trafficDials).toEqual(MOVED);
+    expect(result.after.workloads[TARGET]).toMatchObject({ replicas: 6, ready: 6 });
+    const report = reportOf(result.reportDir);
+    expect(report.capacity?.source).toBe("unknown");
+    expect(report.capacity?.line).toMatch(
+      /^capacity of us-west-2 UNKNOWN \(.*spoke-usw2-1.*; none stored\): NO floor committed, the target runs its Git baseline$/,
+    );
+    expect(report.steps.find((s) => s.name === "AwaitCapacity")?.status).toBe("SKIPPED");
+  });
+
+  it("source-capacity-unknown (refuse): stops in Plan, nothing changed", async () => {
+    const result = await drill({
+      faults: ["source-capacity-unknown"],
+      capacityWhenSourceUnknown: "refuse",
+    });
+
+    expect(result.status).toBe("FAILED");
+    expect(result.failedStep).toBe("Plan");
+    expect(result.error).toMatch(
+      /^CapacityUnknown: the capacity of us-west-2 is unknown: .*capacity\.whenSourceUnknown is refuse/,
+    );
+    expect(result.after).toMatchObject({
+      gitHead: result.before.gitHead,
+      trafficDials: UNMOVED,
+      auroraWriterRegion: SOURCE,
+    });
+  });
+});
+
+describe("observed capacity: readiness keeps a rolling 24-hour maximum", () => {
+  it("samples the serving region, keeps the peak, and Plan uses it once the source is gone", async () => {
+    const sandbox = await startSandbox({ reportDir: join(root, "readiness") });
+    try {
+      const t = sandbox.topology;
+      const source = sandbox.spokes.filter((s) => s.region === SOURCE);
+      const load = async (replicas: number | undefined) => {
+        for (const s of source) s.setHpaDemand(PLATFORM, "web", replicas);
+        await sandbox.settle();
+      };
+      const evaluate = () => readinessStep({}, t, { sink: collectMetrics([]) });
+
+      await load(7);
+      expect((await evaluate()).capacity?.apps).toEqual({
+        [APPS[0] as string]: 3,
+        [APPS[1] as string]: 7,
+      });
+      await load(undefined);
+      expect((await evaluate()).capacity?.apps).toEqual({
+        [APPS[0] as string]: 3,
+        [APPS[1] as string]: 3,
+      });
+      // The peak of the last 24 hours, not the latest sample.
+      expect((await storedCapacity(PLATFORM, SOURCE))?.apps).toEqual({
+        [APPS[0] as string]: 3,
+        [APPS[1] as string]: 7,
+      });
+
+      const live = await planCapacity(t, { targetRegion: TARGET, mode: "graceful" }, SOURCE, 5000);
+      expect(live).toMatchObject({
+        source: "live",
+        apps: [{ observed: 3, committed: 3 }, { observed: 3 }],
+      });
+
+      for (const s of source) s.setReachable(false);
+      const stored = await planCapacity(
+        t,
+        { targetRegion: TARGET, mode: "ungraceful" },
+        SOURCE,
+        2000,
+      );
+      expect(stored).toMatchObject({
+        source: "stored",
+        minimumSuccessPercent: 60,
+        apps: [
+          { app: APPS[0], observed: 3, committed: 3, path: "regions.us-east-2.minReplicas.api" },
+          { app: APPS[1], observed: 7, committed: 7, path: "regions.us-east-2.minReplicas.web" },
+        ],
+      });
+      expect(stored?.ageSeconds).toBeGreaterThanOrEqual(0);
+      expect(stored?.liveError).toMatch(/spoke-usw2-1/);
+    } finally {
+      await sandbox.stop();
+    }
+  });
+});

@@ -1,0 +1,186 @@
+/**
+ * Capacity parity's pure parts and its commit: the topology keys, the floor arithmetic, and the
+ * floors written by the retarget commit into a real Git repository (served by git http-backend),
+ * with the commit message listing each app's old and new figure.
+ */
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import {
+  type CapacityPlan,
+  capacityEdits,
+  capacityLine,
+  floorOf,
+} from "../../functions/lib/capacity.ts";
+import { type CapacityConfig, parseTopology } from "../../functions/lib/config.ts";
+import { ConfigError } from "../../functions/lib/errors.ts";
+import { commitRetarget, type GitRepo } from "../../functions/lib/gitops.ts";
+import { type GitServer, startGitServer } from "../../sandbox/git.ts";
+
+const run = promisify(execFile);
+const example = () =>
+  parse(readFileSync("config/topology.example.yaml", "utf8")) as Record<string, unknown>;
+
+const APP = {
+  deployment: "api",
+  namespace: "shop",
+  hpa: "api",
+  file: "envs/production/values.yaml",
+  path: "regions.{{targetRegion}}.minReplicas.api",
+};
+
+function detailsOf(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof ConfigError) return e.details;
+    throw e;
+  }
+  return [];
+}
+
+describe("capacity topology keys", () => {
+  it("fills the defaults: 100 %, gate at 100 % graceful and 60 % ungraceful, baseline when unknown", () => {
+    const t = parseTopology({ ...example(), capacity: { apps: [APP] } });
+    expect(t.capacity).toEqual({
+      targetPercent: 100,
+      minimumSuccessPercent: { graceful: 100, ungraceful: 60 },
+      whenSourceUnknown: "baseline",
+      gateSeconds: 600,
+      apps: [{ ...APP, min: 1, max: 1000 }],
+    });
+  });
+
+  it("refuses a floor path without {{targetRegion}}, min above max, and an unknown switch", () => {
+    const bad = {
+      ...example(),
+      capacity: {
+        whenSourceUnknown: "guess",
+        apps: [{ ...APP, path: "minReplicas.api", min: 5, max: 2 }],
+      },
+    };
+    expect(detailsOf(() => parseTopology(bad))).toEqual([
+      expect.stringMatching(/^capacity\.whenSourceUnknown: /),
+      "capacity.apps.0.path: must name the target region with {{targetRegion}} (the floor is per region)",
+      "capacity.apps.0.min: min must not be above max",
+    ]);
+  });
+
+  it("counts the gate's deadline in the execution's time budget", () => {
+    const t = example();
+    const timeouts = { argoSyncSeconds: 3600, auroraSeconds: 600, approvalSeconds: 2400 };
+    expect(detailsOf(() => parseTopology({ ...t, timeouts }))).toEqual([]);
+    const problems = detailsOf(() =>
+      parseTopology({ ...t, timeouts, capacity: { gateSeconds: 600, apps: [APP] } }),
+    );
+    expect(problems).toEqual([
+      expect.stringMatching(/^timeouts: .*capacity gate.*over the execution's 7200s limit/),
+    ]);
+  });
+});
+
+describe("floorOf", () => {
+  const c = { targetPercent: 100 } as CapacityConfig;
+  const app = { ...APP, min: 2, max: 12 };
+  it("is ceil(percent x observed / target spokes), within min and max", () => {
+    expect(floorOf(app, c, 9, 1)).toBe(9);
+    expect(floorOf(app, c, 9, 2)).toBe(5);
+    expect(floorOf({ ...app, targetPercent: 150 }, c, 7, 1)).toBe(11);
+    expect(floorOf({ ...app, targetPercent: 50 }, c, 3, 1)).toBe(2);
+    expect(floorOf(app, c, 0, 1)).toBe(2);
+    expect(floorOf(app, c, 40, 1)).toBe(12);
+  });
+});
+
+const VALUES = `# Production values.
+regions:
+  us-west-2:
+    active: true
+    # Capacity parity's floor.
+    minReplicas:
+      api: 1 # committed by failovers
+      web: 1
+  us-east-2:
+    active: false
+    minReplicas:
+      api: 1 # committed by failovers
+      web: 1
+`;
+
+describe("the retarget commit writes the floors", () => {
+  let server: GitServer;
+  let repo: GitRepo;
+  const auth = { username: "bot", token: "pw-capacity-1" };
+  beforeAll(async () => {
+    server = await startGitServer({
+      username: auth.username,
+      password: auth.token,
+      files: { "envs/production/values.yaml": VALUES },
+    });
+    repo = { url: server.url, branch: "main", author: { name: "bot", email: "bot@x.local" } };
+  });
+  afterAll(() => server.stop());
+
+  it("in the activating commit, comments kept, the message listing old and new per app", async () => {
+    const plan: CapacityPlan = {
+      source: "stored",
+      sourceRegion: "us-west-2",
+      observedAt: "2026-12-06T01:00:00.000Z",
+      ageSeconds: 600,
+      liveError: "spoke unreachable",
+      minimumSuccessPercent: 100,
+      apps: [
+        {
+          app: "shop/api",
+          observed: 9,
+          committed: 9,
+          file: APP.file,
+          path: "regions.us-east-2.minReplicas.api",
+        },
+        {
+          app: "shop/web",
+          observed: null,
+          committed: null,
+          file: APP.file,
+          path: "regions.us-east-2.minReplicas.web",
+        },
+      ],
+    };
+    const edits = [
+      { file: APP.file, path: "regions.us-east-2.active", value: true },
+      ...capacityEdits(plan),
+    ];
+    expect(edits).toHaveLength(2);
+
+    const result = await commitRetarget(
+      repo,
+      auth,
+      edits,
+      {
+        subject: "failover(shop): make us-east-2 active",
+        body: (changes) =>
+          changes.map((c) => `${c.path}: ${String(c.from)} -> ${String(c.to)}`).join("\n"),
+        trailers: { "Failover-Execution": "arn:aws:states:us-east-1:000000000000:execution:f:x" },
+      },
+      { maxAttempts: 2 },
+    );
+
+    expect(result.skipped).toBe(false);
+    const text = await server.readFile(APP.file);
+    expect(text).toBe(
+      VALUES.replace("active: false", "active: true").replace(
+        "  us-east-2:\n    active: true\n    minReplicas:\n      api: 1 #",
+        "  us-east-2:\n    active: true\n    minReplicas:\n      api: 9 #",
+      ),
+    );
+    const { stdout } = await run("git", ["-C", server.repoDir, "log", "-1", "--format=%B"]);
+    expect(stdout).toContain(
+      "regions.us-east-2.active: false -> true\nregions.us-east-2.minReplicas.api: 1 -> 9\n",
+    );
+    expect(capacityLine(plan)).toBe(
+      "capacity stored 24-hour maximum of us-west-2 (live read failed: spoke unreachable), 10 min old: shop/api observed 9 -> floor 9, shop/web observed ? -> floor unchanged; gate at 100% Ready",
+    );
+  });
+});
