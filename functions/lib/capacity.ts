@@ -19,6 +19,7 @@ import {
   regionOf,
   runtimeTopology,
   type Spoke,
+  secretRole,
   type Topology,
 } from "./config.ts";
 import {
@@ -114,7 +115,7 @@ async function spokeClients(
 ): Promise<{ spoke: Spoke; client: SpokeClient }[]> {
   return Promise.all(
     regionOf(t, region).spokes.map(async (spoke) => {
-      const { token } = await getSecret(spoke.tokenSecretArn);
+      const { token } = await getSecret(spoke.tokenSecretArn, secretRole(t, spoke.tokenSecretArn));
       const conn = { name: spoke.name, apiServer: spoke.apiServer, caData: spoke.caData, token };
       return { spoke, client: clusterClient(conn, timeoutMs) };
     }),

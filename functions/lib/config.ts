@@ -422,8 +422,12 @@ const CapacitySchema = z.strictObject({
    * floor (the target runs its Git baseline, said loudly in the plan), `refuse` stops in Plan.
    */
   whenSourceUnknown: z.enum(["baseline", "refuse"]).default("baseline"),
-  /** The capacity gate's deadline (after the retarget commit, before Argo CD's wait). */
-  gateSeconds: z.int().min(30).max(3600).default(600),
+  /**
+   * The capacity gate's deadline (beside Argo CD's wait): long enough for Argo CD to apply the
+   * floors and the scheduler to leave the pods it cannot place Pending; Argo CD's own deadline
+   * covers the rest.
+   */
+  gateSeconds: z.int().min(30).max(3600).default(120),
   apps: z.array(CapacityAppSchema).min(1),
 });
 export type CapacityConfig = z.infer<typeof CapacitySchema>;

@@ -50,6 +50,12 @@ export interface FenceRequest {
   /** The commit that made them passive: their apps must be Synced at it. */
   revision: string;
   spokeTimeoutMs: number;
+  /**
+   * The first check of a Fence window asks Argo CD to look at Git now (the topology's refresh:
+   * one webhook delivery, or a refresh of each app not at the commit), as AwaitArgoSync does;
+   * readiness's re-checks never do.
+   */
+  firstPoll?: boolean;
 }
 
 /** Whether any spoke of the region answers its API server (an answer refusing our token counts). */
@@ -102,7 +108,7 @@ export async function checkFence(t: Topology, req: FenceRequest): Promise<Region
       const answers = await regionAnswers(t, region, req.spokeTimeoutMs);
       let converging = false;
       if (answers) {
-        const apps = await appsPassive(t, hubs, region, req.revision);
+        const apps = await appsPassive(t, hubs, region, req);
         if (apps) {
           live.push(apps);
           converging = true;
@@ -135,8 +141,9 @@ async function appsPassive(
   t: Topology,
   hubs: ArgoHubConnection[],
   region: string,
-  revision: string,
+  req: FenceRequest,
 ): Promise<string | null> {
+  const { revision } = req;
   try {
     const check = await checkSync({
       hubs,
@@ -144,9 +151,10 @@ async function appsPassive(
       ...(t.argocd.appNamespace ? { appNamespace: t.argocd.appNamespace } : {}),
       clusters: clusterNames(t, region),
       revision,
-      refresh: "none",
+      refresh: req.firstPoll ? t.argocd.refresh : "none",
+      webhook: { repoUrl: t.argocd.webhookRepoUrl ?? t.git.url, branch: t.git.branch },
       sync: false,
-      firstPoll: false,
+      firstPoll: req.firstPoll ?? false,
       timeoutMs: t.argocd.requestTimeoutSeconds * 1000,
     });
     if (check.status === "SUCCEEDED") return null;

@@ -25,10 +25,16 @@ export const EXPECTED_SECONDS = {
   trafficVerify: 0,
   /** Compensate waits for a promotion (its own or a switch back) when it waits at all. */
   compensate: 60,
-  /** Fence waits for Argo CD to apply the demote commit on the old region, like AwaitArgoSync. */
-  fence: 30,
-  /** The capacity gate: the target's pods come up as Argo CD applies the floors. */
-  capacity: 30,
+  /**
+   * Fence: the dials and the writer are right at once, and the old region's apps go passive as
+   * soon as Argo CD applies the demote commit it was told about: checked at once, then backed off.
+   */
+  fence: 0,
+  /**
+   * The capacity gate looks for pods left Pending for want of nodes: they show as soon as Argo CD
+   * applies the floors; checked at once, then backed off.
+   */
+  capacity: 0,
 } as const;
 
 /** Seconds to wait before the next poll, `elapsed` seconds into a window expecting `expected`. */

@@ -1090,13 +1090,21 @@ const FENCE_LABEL = {
  * commit are waited for until the Argo CD deadline. A region whose spokes do not answer is
  * `pending (unreachable)`, not a failure: it is kept for readiness to re-check.
  */
+/**
+ * Fence's window: its first poll has Argo CD look at Git at once (the demote commit is seconds
+ * old), so the old region's apps go passive within a rollout; a dial or the writer fails at once.
+ * Short, because traffic is already on the target and every loop counts against the execution's
+ * state transitions (test/asl/transitions.test.ts).
+ */
+export const FENCE_SECONDS = 120;
+
 export async function fenceStep(state: FailoverState): Promise<FenceProgress> {
   const t = runtimeTopology();
   const target = state.plan.targetRegion;
   const regions = fenceRegionsOf(state.plan);
   const revision =
     state.demotion?.sha ?? state.converge?.retarget?.sha ?? state.plan.before.gitHead;
-  const window = pollWindow(state.fence, t.timeouts.argoSyncSeconds);
+  const window = pollWindow(state.fence, FENCE_SECONDS);
   if (!regions.length)
     return { ...window, status: "SUCCEEDED", skipped: true, revision, regions: [] };
   const found = await checkFence(t, {
@@ -1104,6 +1112,7 @@ export async function fenceStep(state: FailoverState): Promise<FenceProgress> {
     regions,
     revision,
     spokeTimeoutMs: SPOKE_TIMEOUT_MS,
+    firstPoll: window.polls === 1,
   });
   const progress = {
     ...window,

@@ -14,6 +14,7 @@ import {
   maxPollsOf,
   nextWaitSeconds,
 } from "../../functions/lib/pace.ts";
+import { FENCE_SECONDS } from "../../functions/lib/steps.ts";
 import { DEFAULT_TOPOLOGY } from "../../infra/lib/settings.ts";
 import { aslText } from "../../statemachine/definition.ts";
 
@@ -38,11 +39,11 @@ const LOOPS: Record<string, { expected: number; deadline: number }> = {
   AwaitAurora: { expected: EXPECTED_SECONDS.aurora, deadline: t.auroraSeconds },
   VerifyTraffic: { expected: EXPECTED_SECONDS.trafficVerify, deadline: t.trafficVerifySeconds },
   Compensate: { expected: EXPECTED_SECONDS.compensate, deadline: t.auroraSeconds },
-  Fence: { expected: EXPECTED_SECONDS.fence, deadline: t.argoSyncSeconds },
+  Fence: { expected: EXPECTED_SECONDS.fence, deadline: FENCE_SECONDS },
   // The example topology names no capacity floors: the schema's default gate deadline.
   AwaitCapacity: {
     expected: EXPECTED_SECONDS.capacity,
-    deadline: topology.capacity?.gateSeconds ?? 600,
+    deadline: topology.capacity?.gateSeconds ?? 120,
   },
 };
 
@@ -169,9 +170,12 @@ describe("state transitions per failover", () => {
   it("every poll loop of the ASL is paced (its Wait reads the poller's nextWaitSeconds) and listed here", () => {
     expect([...loops.keys()].sort()).toEqual(Object.keys(LOOPS).sort());
     for (const [task, wait] of loops) {
-      const waitState = Object.values(definition.States)
-        .flatMap((s) => [s, ...(s.Branches ?? []).flatMap((b) => Object.values(b.States))])
-        .find((s) => s.Type === "Wait" && s.Next === task);
+      const every = (states: Record<string, State>): State[] =>
+        Object.values(states).flatMap((s) => [
+          s,
+          ...(s.Branches ?? []).flatMap((b) => every(b.States)),
+        ]);
+      const waitState = every(definition.States).find((s) => s.Type === "Wait" && s.Next === task);
       expect(waitState?.SecondsPath, wait).toMatch(/^\$\.[a-zA-Z]+\.nextWaitSeconds$/);
     }
   });

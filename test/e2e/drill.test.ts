@@ -676,6 +676,9 @@ describe("drill: cross-account (--accounts split)", () => {
     expect(shift.actors?.map((a) => a.region).sort()).toEqual([SOURCE, TARGET].sort());
     for (const a of shift.actors ?? [])
       expect(a).toMatchObject({ account: "111111111111", roleArn: NETWORK, sessionName: name });
+    // The spokes' tokens live in the secrets account: Plan read the source's capacity live.
+    const report = result.executions[0]?.report as unknown as FailoverReport;
+    expect(report.capacity?.source).toBe("live");
   });
 
   it("assume-role-denied: Plan stops naming the data account's role and its missing trust; nothing changed", async () => {

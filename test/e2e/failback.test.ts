@@ -129,12 +129,14 @@ describe("failback", () => {
       const [victim] = spoke?.deployments() ?? [];
       if (!spoke || !victim) throw new Error("no Deployment in us-west-2");
       spoke.setDeploymentAvailable(victim.namespace, victim.name, false);
-      for (
-        let i = 0;
-        i < 100 && !sandbox.argo.applications().some((a) => a.health === "Degraded");
-        i++
-      )
+      // Until Argo CD reports it (bounded in time, not in reconciles: a loaded machine is slow).
+      const degraded = () =>
+        sandbox.argo
+          .applications()
+          .some((a) => a.health === "Degraded" && a.name.startsWith(`${spoke.name}-`));
+      for (const until = Date.now() + 30_000; !degraded() && Date.now() < until; )
         await sandbox.settle();
+      expect(degraded()).toBe(true);
       const before = await sandbox.state();
       const refused = await cli(
         ...["failback", "--sandbox", endpointFile, "--reason", "too early", "--name", "too-early"],

@@ -360,9 +360,14 @@ describe("secrets", () => {
       return secretResources(role.Policies.flatMap((p) => p.PolicyDocument.Statement));
     };
     const git = t.git.credentialsSecretArn;
-    // Plan also reads the spokes' tokens (capacity parity's live read of the source), as VerifySpoke does.
+    // Plan also reads the spokes' tokens (capacity parity's live read of the source), as
+    // VerifySpoke does (which also reads the hubs' tokens for a failback's pre-checks).
+    const spokeTokens = grants("VerifySpoke").filter((arn) =>
+      /:secret:gitops-failover\/spoke-/.test(arn),
+    );
+    expect(spokeTokens.length).toBeGreaterThan(0);
     expect(grants("Plan")).toEqual(
-      [git, git.replace(":us-west-2:", ":us-east-2:"), ...grants("VerifySpoke")].sort(),
+      [git, git.replace(":us-west-2:", ":us-east-2:"), ...spokeTokens].sort(),
     );
     const primaryHub = t.argocd.hubs[0]?.tokenSecretArn ?? "";
     expect(grants("AwaitArgoSync")).toContain(primaryHub.replace(":us-west-2:", ":us-east-2:"));

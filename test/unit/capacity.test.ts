@@ -48,7 +48,7 @@ describe("capacity topology keys", () => {
       targetPercent: 100,
       minimumSuccessPercent: { graceful: 100, ungraceful: 60 },
       whenSourceUnknown: "baseline",
-      gateSeconds: 600,
+      gateSeconds: 120,
       apps: [{ ...APP, min: 1, max: 1000 }],
     });
   });
