@@ -924,6 +924,11 @@ async function assertTrafficMayMove(state: FailoverState, t: Topology): Promise<
       "Argo CD has not reported the target apps Synced at the committed SHA and Healthy",
     );
   }
+  // Capacity parity: floors were committed, so the gate must have passed (the ASL's order holds
+  // this; checked again here like the rest).
+  const floors = state.plan.capacity?.apps.some((a) => a.committed !== null) ?? false;
+  if (floors && c?.capacityGate?.status !== "SUCCEEDED")
+    problems.push("the capacity gate has not reported the target's committed replicas Ready");
   if (c?.aurora?.status !== "SUCCEEDED" || c.aurora.writerRegion !== target) {
     problems.push(`Aurora has not reported ${target} as writer`);
   } else {

@@ -147,6 +147,17 @@ describe("ShiftTraffic's guard", () => {
       /Synced at the committed SHA/,
     ],
     [
+      "capacity floors committed but the gate has not passed",
+      (s) => {
+        s.plan.capacity = {
+          source: "live",
+          sourceRegion: "us-west-2",
+          apps: [{ committed: 3 }],
+        } as unknown as NonNullable<FailoverState["plan"]["capacity"]>;
+      },
+      /capacity gate has not reported/,
+    ],
+    [
       "Aurora writer elsewhere (state)",
       (_s, c) => {
         c.aurora.writerRegion = "us-west-2";
