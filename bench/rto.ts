@@ -186,17 +186,17 @@ interface Span {
 }
 
 /** State name -> "<parallel>/<branch index>" for states inside a Parallel. */
-function branchOf(): Map<string, string> {
-  const out = new Map<string, string>();
-  const states = (
-    JSON.parse(aslText()) as {
-      States: Record<string, { Branches?: { States: Record<string, unknown> }[] }>;
+/** Each state nested in a Parallel: the Parallel branches it is in, outermost first. */
+function branchOf(): Map<string, string[]> {
+  type States = Record<string, { Branches?: { States: States }[] }>;
+  const out = new Map<string, string[]>();
+  const walk = (states: States, trail: string[]) => {
+    for (const [name, s] of Object.entries(states)) {
+      if (trail.length) out.set(name, trail);
+      for (const [i, b] of (s.Branches ?? []).entries()) walk(b.States, [...trail, `${name}/${i}`]);
     }
-  ).States;
-  for (const [name, s] of Object.entries(states))
-    s.Branches?.forEach((b, i) => {
-      for (const inner of Object.keys(b.States)) out.set(inner, `${name}/${i}`);
-    });
+  };
+  walk((JSON.parse(aslText()) as { States: States }).States, []);
   return out;
 }
 
@@ -223,24 +223,28 @@ function spansOf(events: HistoryEvent[]): Span[] {
  * The spans on the critical path up to `until`: those outside any Parallel, plus, per run of a
  * Parallel, the branch that ended last.
  */
+/**
+ * The spans on the critical path: in each Parallel (nested ones too), only the branch that ended
+ * last; every other state as it ran.
+ */
 function criticalSpans(spans: Span[], until: number): Span[] {
   const branches = branchOf();
-  const out: Span[] = [];
-  const parallels = spans.filter((s) => s.type === "Parallel");
-  for (const s of spans) if (!branches.has(s.name) && s.start < until) out.push(s);
-  for (const p of parallels) {
+  const off = new Set<Span>();
+  for (const p of spans.filter((s) => s.type === "Parallel")) {
+    const branchIn = (s: Span) =>
+      (branches.get(s.name) ?? []).find((b) => b.startsWith(`${p.name}/`));
     const inside = spans.filter(
-      (s) => branches.has(s.name) && s.start >= p.start && s.end <= p.end + 1,
+      (s) => branchIn(s) !== undefined && s.start >= p.start && s.end <= p.end + 1,
     );
     const ends = new Map<string, number>();
     for (const s of inside) {
-      const b = branches.get(s.name) ?? "";
+      const b = branchIn(s) ?? "";
       ends.set(b, Math.max(ends.get(b) ?? 0, s.end));
     }
     const last = [...ends].sort((a, b) => b[1] - a[1])[0]?.[0];
-    out.push(...inside.filter((s) => branches.get(s.name) === last && s.start < until));
+    for (const s of inside) if (branchIn(s) !== last) off.add(s);
   }
-  return out;
+  return spans.filter((s) => !off.has(s) && s.start < until);
 }
 
 function alarmEvent(sandbox: Sandbox, region: string, at: Date): Record<string, unknown> {
