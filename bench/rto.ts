@@ -45,7 +45,7 @@ import { FUNCTIONS } from "../functions/catalog.ts";
 import { checkSync } from "../functions/lib/argocd.ts";
 import { globalAcceleratorClient, rdsClient, sfnClient } from "../functions/lib/aws.ts";
 import { commitRetarget } from "../functions/lib/gitops.ts";
-import { SANDBOX_ACCOUNT } from "../sandbox/aws/protocol.ts";
+import { alarmEvent } from "../sandbox/drill.ts";
 import { VALUES_FILE } from "../sandbox/gitops-layout.ts";
 import { type Sandbox, startSandbox } from "../sandbox/index.ts";
 import { invokeTrigger } from "../sandbox/runner.ts";
@@ -245,42 +245,6 @@ function criticalSpans(spans: Span[], until: number): Span[] {
     for (const s of inside) if (branchIn(s) !== last) off.add(s);
   }
   return spans.filter((s) => !off.has(s) && s.start < until);
-}
-
-function alarmEvent(sandbox: Sandbox, region: string, at: Date): Record<string, unknown> {
-  const healthCheckId = sandbox.topology.regions[region]?.route53.healthCheckId ?? "";
-  return {
-    version: "0",
-    id: `bench-${at.getTime()}`,
-    "detail-type": "CloudWatch Alarm State Change",
-    source: "aws.cloudwatch",
-    account: SANDBOX_ACCOUNT,
-    time: at.toISOString(),
-    region: "us-east-1",
-    resources: [`arn:aws:cloudwatch:us-east-1:${SANDBOX_ACCOUNT}:alarm:gitops-failover-${region}`],
-    detail: {
-      alarmName: `gitops-failover-${region}`,
-      state: { value: "ALARM", reason: "Threshold Crossed", timestamp: at.toISOString() },
-      previousState: { value: "OK", timestamp: new Date(at.getTime() - 60_000).toISOString() },
-      configuration: {
-        metrics: [
-          {
-            id: "m1",
-            metricStat: {
-              metric: {
-                namespace: "AWS/Route53",
-                name: "HealthCheckStatus",
-                dimensions: { HealthCheckId: healthCheckId },
-              },
-              period: 60,
-              stat: "Minimum",
-            },
-            returnData: true,
-          },
-        ],
-      },
-    },
-  };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

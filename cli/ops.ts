@@ -21,6 +21,7 @@ import {
   StartExecutionCommand,
 } from "@aws-sdk/client-sfn";
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { pendingToken, WAIT_FOR_TOKEN } from "../functions/lib/approver.ts";
 import { regionOfArn } from "../functions/lib/aws.ts";
 import {
   type FailoverInput,
@@ -246,33 +247,11 @@ async function newEvents(conn: Connection, arn: string, after: number): Promise<
 }
 
 const nameOf = (arn: string) => arn.split(":").at(-1) ?? arn;
-const WAIT_FOR_TOKEN = /\.waitForTaskToken$/;
-const TASK_OUTCOMES =
-  /^(Task(Succeeded|Failed|TimedOut|StartFailed|SubmitFailed|StateExited|StateAborted)|Execution[A-Za-z]+)$/;
-
 /** The Approval task token still waiting in this history, if any (never printed). */
 function pendingApprovalToken(events: HistoryEvent[]): string | undefined {
-  const scheduled = events.findLast(
-    (e) =>
-      e.type === "TaskScheduled" &&
-      WAIT_FOR_TOKEN.test(e.taskScheduledEventDetails?.resource ?? ""),
-  );
-  if (!scheduled) return undefined;
-  const done = events.some(
-    (e) => (e.id ?? 0) > (scheduled.id ?? 0) && TASK_OUTCOMES.test(e.type ?? ""),
-  );
-  if (done) return undefined;
-  try {
-    const params = JSON.parse(scheduled.taskScheduledEventDetails?.parameters ?? "{}") as {
-      Payload?: { taskToken?: unknown };
-    };
-    const token = params.Payload?.taskToken;
-    if (typeof token !== "string" || !token) return undefined;
-    registerSecret(token);
-    return token;
-  } catch {
-    return undefined;
-  }
+  const token = pendingToken(events);
+  if (token) registerSecret(token);
+  return token;
 }
 
 /** States entered and not yet exited, in order. */

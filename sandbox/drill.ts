@@ -504,7 +504,7 @@ async function observe(
 }
 
 /** The CloudWatch alarm state change EventBridge delivers when a region's health check fails. */
-function alarmEvent(sandbox: Sandbox, region: string, at: Date): Record<string, unknown> {
+export function alarmEvent(sandbox: Sandbox, region: string, at: Date): Record<string, unknown> {
   const healthCheckId = sandbox.topology.regions[region]?.route53.healthCheckId ?? "";
   return {
     version: "0",

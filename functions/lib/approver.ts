@@ -57,12 +57,13 @@ const reply = (statusCode: number, body: unknown): FunctionUrlResponse => ({
   body: JSON.stringify(body),
 });
 
-const WAIT_FOR_TOKEN = /\.waitForTaskToken$/;
+/** The resource of a Task that waits for a task token (the Approval state's). */
+export const WAIT_FOR_TOKEN = /\.waitForTaskToken$/;
 const TASK_OUTCOMES =
   /^(Task(Succeeded|Failed|TimedOut|StartFailed|SubmitFailed|StateExited|StateAborted)|Execution[A-Za-z]+)$/;
 
-/** The Approval task token still waiting in a history (oldest first), as `status` finds it. */
-function pendingToken(events: HistoryEvent[]): string | undefined {
+/** The Approval task token still waiting in a history (oldest first); the CLI's `status` too. */
+export function pendingToken(events: HistoryEvent[]): string | undefined {
   const scheduled = events.findLast(
     (e) =>
       e.type === "TaskScheduled" &&
