@@ -468,6 +468,22 @@ export function revisionRepoDir(repo: Pick<GitRepo, "url" | "branch">): string {
 /** One judge at a time per repository in this process (the directory is shared). */
 const revisionQueues = new Map<string, Promise<unknown>>();
 
+/** A working copy of `repo` in `dir`, with `auth` as Basic credentials registered as secrets. */
+function cloneIn(dir: string, repo: GitRepo, auth: GitAuth): Clone {
+  registerSecret(auth.token);
+  const credentials = Buffer.from(`${auth.username ?? "x-access-token"}:${auth.token}`).toString(
+    "base64",
+  );
+  registerSecret(credentials);
+  return {
+    dir,
+    repo,
+    where: printableUrl(repo.url),
+    headers: { Authorization: `Basic ${credentials}` },
+    cache: {},
+  };
+}
+
 /**
  * Runs `work` in the repository this process keeps for `repo` in /tmp (created on first use).
  * Any failure removes it, so a half-written fetch never poisons the next invocation.
@@ -478,18 +494,9 @@ async function withRevisionRepo<T>(
   deadline: number,
   work: (c: Clone) => Promise<T>,
 ): Promise<T> {
-  registerSecret(auth.token);
-  const credentials = Buffer.from(`${auth.username ?? "x-access-token"}:${auth.token}`).toString(
-    "base64",
-  );
-  registerSecret(credentials);
   const dir = revisionRepoDir(repo);
   const c: Clone = {
-    dir,
-    repo,
-    where: printableUrl(repo.url),
-    headers: { Authorization: `Basic ${credentials}` },
-    cache: {},
+    ...cloneIn(dir, repo, auth),
     http: {
       request: (request) =>
         http.request({
@@ -609,21 +616,10 @@ async function withClone<T>(
   depth: number,
   work: (c: Clone) => Promise<T>,
 ): Promise<T> {
-  registerSecret(auth.token);
-  const credentials = Buffer.from(`${auth.username ?? "x-access-token"}:${auth.token}`).toString(
-    "base64",
-  );
-  registerSecret(credentials);
   // Named and marked in use before it exists, so a concurrent sweep in this process never takes it.
   const dir = join(tmpdir(), `${CLONE_PREFIX}${process.pid}-${randomBytes(6).toString("hex")}`);
   activeClones.add(dir);
-  const c: Clone = {
-    dir,
-    repo,
-    where: printableUrl(repo.url),
-    headers: { Authorization: `Basic ${credentials}` },
-    cache: {},
-  };
+  const c = cloneIn(dir, repo, auth);
   try {
     await sweepStaleClones();
     await mkdir(dir, { recursive: true });
