@@ -30,6 +30,7 @@ import {
   UnexpectedError,
 } from "./errors.ts";
 import type { RenderedEdit } from "./gitops.ts";
+import { EXPECTED_SECONDS, MIN_WAIT_SECONDS, paceOf } from "./pace.ts";
 import { pollWindow } from "./poll.ts";
 import { getSecret } from "./secrets.ts";
 import { clusterClient, type SpokeClient } from "./spoke.ts";
@@ -468,10 +469,11 @@ export function capacityShort(
   apps: AppReadiness[],
   seconds: number,
   percent: number,
+  since = "",
 ): TargetCapacityShort {
   const short = apps.filter((a) => a.short.length);
   return new TargetCapacityShort(
-    `[AwaitCapacity] ${short.length} of ${apps.length} apps below ${percent}% of their committed replicas Ready after ${seconds}s; traffic was not moved`,
+    `[AwaitCapacity] ${short.length} of ${apps.length} apps below ${percent}% of their committed replicas Ready ${seconds}s ${since || "into the gate"}; traffic was not moved`,
     short
       .slice(0, 10)
       .map(
@@ -485,56 +487,111 @@ export function capacityShort(
 const GATE_TIMEOUT_MS = 10_000;
 
 /**
- * AwaitCapacity: one check of the target per invocation, beside Argo CD's wait (a Parallel in the
- * apps branch), so before Aurora and traffic move. SUCCEEDED once every app with a committed
- * floor has `minimumSuccessPercent` of it Ready on every target spoke; at the deadline, pods
- * Pending (no node can take them) fail it with TargetCapacityShort, naming the apps. A floor Argo
- * CD has not applied yet, or pods that run but are not Ready, are not a capacity problem: at the
- * deadline the gate leaves them to AwaitArgoSync, whose own deadline and error name them.
+ * AwaitCapacity: one check of the target per invocation, in the same loop as Argo CD's wait (each
+ * pass polls Argo CD, then this gate, then waits once), so before Aurora and traffic move.
+ * SUCCEEDED once every app with a committed floor has `minimumSuccessPercent` of it Ready on
+ * every target spoke. It fails with TargetCapacityShort, naming the apps, when pods are still
+ * Pending (no node can take them) at its deadline, or when the floors are still not Ready
+ * `gateSeconds` after Argo CD reported the commit Synced and Healthy: a floor never met never
+ * lets traffic move. It also sets the loop's wait: Argo CD's pace until Argo CD is done, then its
+ * own, short at first (the replicas are expected as soon as Argo CD's rollout is).
  */
 export async function awaitCapacityStep(state: FailoverState): Promise<CapacityProgress> {
   const t = runtimeTopology();
   const plan = state.plan.capacity;
   const c = t.capacity;
-  if (!c || !plan?.apps.some((a) => a.committed !== null))
-    return { status: "SUCCEEDED", skipped: true };
   const previous = state.capacityGate;
+  const argo = state.argo;
+  if (previous?.status === "SUCCEEDED") return { ...previous, ...loopPace(previous, argo) };
+  if (!c || !plan?.apps.some((a) => a.committed !== null))
+    return { status: "SUCCEEDED", skipped: true, ...loopPace(undefined, argo) };
   const window = pollWindow(previous, c.gateSeconds);
+  const settle =
+    argo?.status === "SUCCEEDED"
+      ? settleWindow(previous, argo, c.gateSeconds, t.timeouts.argoSyncSeconds)
+      : {};
+  const pacedSeconds =
+    previous?.startedAt === window.startedAt
+      ? (previous.pacedSeconds ?? 0) + (previous.nextWaitSeconds ?? 0)
+      : 0;
+  const progress = (apps: AppReadiness[] | undefined) => {
+    const p = { ...window, pacedSeconds, ...settle, ...(apps ? { apps } : {}) };
+    return { ...p, ...loopPace({ ...previous, ...p }, argo, previous) };
+  };
   let check: CapacityCheck;
   try {
     check = await checkCapacity(t, plan, state.plan.targetRegion, GATE_TIMEOUT_MS);
   } catch (e) {
     if (!(e instanceof SpokeUnreachable)) throw e;
-    if (!window.expired)
-      return {
-        ...window,
-        status: "IN_PROGRESS",
-        ...(previous?.apps ? { apps: previous.apps } : {}),
-      };
+    if (!window.expired) return { ...progress(previous?.apps), status: "IN_PROGRESS" };
     const failure = new TargetCapacityShort(
       `[AwaitCapacity] the target's spokes did not answer for ${c.gateSeconds}s; traffic was not moved`,
       [e.message],
     );
-    return { ...window, status: "FAILED", error: failure.toData() };
+    return { ...progress(previous?.apps), status: "FAILED", error: failure.toData() };
   }
-  const progress = { ...window, apps: check.apps };
-  if (check.status === "SUCCEEDED") return { ...progress, status: "SUCCEEDED" };
-  if (!window.expired) return { ...progress, status: "IN_PROGRESS" };
-  const pending = check.apps.filter((a) => a.short.some((s) => PENDING.test(s)));
-  if (!pending.length)
+  if (check.status === "SUCCEEDED") return { ...progress(check.apps), status: "SUCCEEDED" };
+  const pending = check.apps.some((a) => a.short.some((s) => PENDING.test(s)));
+  const settled = "settleExpired" in settle && settle.settleExpired;
+  if ((window.expired && pending) || settled)
     return {
-      ...progress,
-      status: "SUCCEEDED",
-      handedOver: `not a capacity shortfall (no pods Pending): ${check.apps
-        .flatMap((a) => a.short)
-        .slice(0, 5)
-        .join("; ")}; Argo CD's wait decides`,
+      ...progress(check.apps),
+      status: "FAILED",
+      error: capacityShort(
+        check.apps,
+        c.gateSeconds,
+        plan.minimumSuccessPercent,
+        settled && !pending ? "after Argo CD reported the commit Synced and Healthy" : "",
+      ).toData(),
     };
-  return {
-    ...progress,
-    status: "FAILED",
-    error: capacityShort(check.apps, c.gateSeconds, plan.minimumSuccessPercent).toData(),
-  };
+  return { ...progress(check.apps), status: "IN_PROGRESS" };
+}
+
+/**
+ * The gate's time after Argo CD's rollout: it opens when Argo CD first reports SUCCEEDED and
+ * closes `seconds` later, or at Argo CD's own deadline if that comes first (the apps phase has one
+ * deadline) — by the clock, or by the waits asked for, whichever is more.
+ */
+function settleWindow(
+  previous: CapacityProgress | undefined,
+  argo: NonNullable<FailoverState["argo"]>,
+  seconds: number,
+  appsSeconds: number,
+  now = new Date(),
+): { settleStartedAt: string; settleExpired: boolean } {
+  const settleStartedAt = previous?.settleStartedAt ?? argo.checkedAt ?? now.toISOString();
+  const since = (iso: string | undefined) => (now.getTime() - Date.parse(iso ?? "")) / 1000 || 0;
+  const waited = previous?.settleStartedAt
+    ? (previous.settlePacedSeconds ?? 0) + (previous.nextWaitSeconds ?? 0)
+    : 0;
+  const settled = Math.max(since(settleStartedAt), waited);
+  const apps = Math.max(since(argo.startedAt), (argo.pacedSeconds ?? 0) + waited);
+  return { settleStartedAt, settleExpired: settled >= seconds || apps >= appsSeconds };
+}
+
+/**
+ * The loop's wait after this pass: Argo CD's own while it is not done (the gate rides along),
+ * then the gate's pace from Argo CD's success (EXPECTED_SECONDS.capacity after it).
+ */
+function loopPace(
+  gate: CapacityProgress | undefined,
+  argo: FailoverState["argo"],
+  previous?: CapacityProgress,
+): Pick<CapacityProgress, "nextWaitSeconds" | "settlePacedSeconds"> {
+  if (argo?.status !== "SUCCEEDED" || !gate?.settleStartedAt)
+    return { nextWaitSeconds: argo?.nextWaitSeconds ?? MIN_WAIT_SECONDS };
+  const { nextWaitSeconds, pacedSeconds } = paceOf(
+    { startedAt: gate.settleStartedAt, checkedAt: gate.checkedAt },
+    previous?.settleStartedAt
+      ? {
+          startedAt: previous.settleStartedAt,
+          pacedSeconds: previous.settlePacedSeconds ?? 0,
+          nextWaitSeconds: previous.nextWaitSeconds ?? 0,
+        }
+      : undefined,
+    EXPECTED_SECONDS.capacity,
+  );
+  return { nextWaitSeconds, settlePacedSeconds: pacedSeconds };
 }
 
 /** A straggler line with pods waiting for a node. */

@@ -365,7 +365,7 @@ function detailOf(name: StepName, r: StepRecord): string {
               const f = fields(x);
               return `${String(f.app)} ${String(f.ready)} Ready of ${String(f.committed)}/spoke`;
             })
-            .join(", ") + (typeof a.handedOver === "string" ? `; ${a.handedOver}` : "");
+            .join(", ");
     case "PromoteAurora":
       return skipped ? "target already writer" : String(a.action ?? "");
     case "AwaitAurora":

@@ -77,8 +77,10 @@ export interface Plan {
 export interface CapacityProgress extends PollProgress {
   skipped?: boolean;
   apps?: AppReadiness[];
-  /** Why the gate passed its stragglers on to AwaitArgoSync (they were not short of nodes). */
-  handedOver?: string;
+  /** When Argo CD first reported the commit Synced and Healthy: the gate's last `gateSeconds` start. */
+  settleStartedAt?: string;
+  /** Seconds of Wait the loop asked for since then. */
+  settlePacedSeconds?: number;
 }
 
 /** A polling step's memory between invocations: when it began and when it must give up. */

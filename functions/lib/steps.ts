@@ -760,6 +760,8 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
   if (!revision)
     throw new TrafficPreconditionFailed("AwaitArgoSync ran without a commit (state.retarget.sha)");
   const previous: (ArgoProgress & PollNote) | undefined = state.argo;
+  // The loop goes on while the capacity gate waits: Argo CD's answer stands, no call is made.
+  if (previous?.status === "SUCCEEDED") return previous;
   const seconds = t.timeouts.argoSyncSeconds;
   const window = pollWindow(previous, seconds);
   const sha = revision.slice(0, 7);

@@ -103,7 +103,7 @@ describe("statemachine/failover.asl.json", () => {
     const waits = states.filter(([, s]) => s.Type === "Wait");
     expect(waits.map(([n]) => n).sort()).toEqual(
       [
-        "AwaitArgoSyncWait",
+        "AwaitAppsWait",
         "AwaitAuroraWait",
         "AwaitCapacityWait",
         "CompensateWait",

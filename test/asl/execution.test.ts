@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { readAuditTrail } from "../../functions/lib/audit.ts";
 import { resetRuntimeTopology } from "../../functions/lib/config.ts";
+import { EXPECTED_SECONDS, maxPollsOf } from "../../functions/lib/pace.ts";
 import { type Sandbox, startSandbox } from "../../sandbox/index.ts";
 import { type LocalRunResult, runLocal } from "../../sandbox/runner.ts";
 
@@ -352,7 +353,10 @@ describe("failover.asl.json executed with the real handlers", () => {
 
     const polls = entered(result).filter((s) => s === "AwaitArgoSync").length;
     expect(result.error).toBe("ArgoSyncTimeout");
-    expect(polls).toBe(sandbox.topology.timeouts.argoSyncSeconds / 10);
+    // As many polls as the pace fits in the deadline (functions/lib/pace.ts), the last at it.
+    expect(polls).toBe(
+      maxPollsOf(EXPECTED_SECONDS.argoSync, sandbox.topology.timeouts.argoSyncSeconds),
+    );
     expect(entered(result)).not.toContain("ShiftTraffic");
   });
 
@@ -464,7 +468,10 @@ describe("a short outage of the Argo CD hubs or the RDS API does not fail the fa
     expect(result.cause).toMatch(/the last poll failed with ArgoUnreachable/);
     expect(result.cause).toMatch(/no Argo CD hub answered/);
     const polls = entered(result).filter((s) => s === "AwaitArgoSync").length;
-    expect(polls).toBe(sandbox.topology.timeouts.argoSyncSeconds / 10);
+    // As many polls as the pace fits in the deadline (functions/lib/pace.ts), the last at it.
+    expect(polls).toBe(
+      maxPollsOf(EXPECTED_SECONDS.argoSync, sandbox.topology.timeouts.argoSyncSeconds),
+    );
     expect(writes(sandbox).trafficUpdates).toBe(0);
   });
 
