@@ -307,11 +307,11 @@ async function orchestrator(sandbox: Sandbox, model: TimeModel, path: Path): Pro
   const clip = (x: Span) => Math.max(0, Math.min(x.end, f.trafficAt) - x.start);
   const tasks = critical.filter((x) => x.type === "Task");
   const handler = (triggerMs + tasks.reduce((n, x) => n + clip(x), 0)) / 1000;
-  const waitsOf = (loop: string) =>
+  const waitsOf = (waits: string[]) =>
     awsSeconds(
       model,
       critical
-        .filter((x) => x.type === "Wait" && x.name === `${loop}Wait`)
+        .filter((x) => x.type === "Wait" && waits.includes(x.name))
         .reduce((n, x) => n + clip(x), 0),
     );
   const allWaits = awsSeconds(
@@ -333,19 +333,37 @@ async function orchestrator(sandbox: Sandbox, model: TimeModel, path: Path): Pro
   const names = new Set(critical.map((x) => x.name));
   const loops: Record<string, number> = {};
   let corrections = 0;
-  const loop = (name: string, serviceMs: number, doneAt: number) => {
+  // A loop: its pollers (the first is the service's), the Waits between its passes.
+  const loop = (tasks: string[], waits: string[], serviceMs: number, doneAt: number) => {
+    const [name = ""] = tasks;
     if (!names.has(name)) return;
-    const polls = critical.filter((x) => x.name === name);
+    const polls = critical.filter((x) => x.type === "Task" && tasks.includes(x.name));
+    const seen = critical.filter((x) => x.name === name).at(-1);
     const last = polls.at(-1);
-    if (!last) return;
-    const quant = Math.max(0, awsSeconds(model, last.start - doneAt));
-    const counted = waitsOf(name) + polls.reduce((n, x) => n + clip(x), 0) / 1000;
-    const floorOfLoop = awsSeconds(model, serviceMs) + quant + clip(last) / 1000;
+    if (!seen || !last) return;
+    const quant = Math.max(0, awsSeconds(model, seen.start - doneAt));
+    const counted = waitsOf(waits) + polls.reduce((n, x) => n + clip(x), 0) / 1000;
+    const floorOfLoop =
+      awsSeconds(model, serviceMs) + quant + (Math.min(last.end, f.trafficAt) - seen.start) / 1000;
     corrections += Math.max(0, floorOfLoop - counted);
     loops[`poll quantization ${name}`] = quant;
+    // Waits after the pass that saw the service done: the capacity gate waiting for the floors.
+    const gate = critical.filter(
+      (x) => x.type === "Wait" && waits.includes(x.name) && x.start > seen.end && x.end <= last.end,
+    );
+    if (gate.length)
+      loops[`capacity gate's waits after ${name}`] = awsSeconds(
+        model,
+        gate.reduce((n, x) => n + clip(x), 0),
+      );
   };
-  loop("AwaitArgoSync", f.appsDoneAt - f.appsDetectedAt, f.appsDoneAt);
-  loop("AwaitAurora", f.dataMs, f.dataDoneAt);
+  loop(
+    ["AwaitArgoSync", "AwaitCapacity"],
+    ["AwaitAppsWait", "AwaitCapacityWait"],
+    f.appsDoneAt - f.appsDetectedAt,
+    f.appsDoneAt,
+  );
+  loop(["AwaitAurora"], ["AwaitAuroraWait"], f.dataMs, f.dataDoneAt);
   const rto =
     detection +
     handler +
