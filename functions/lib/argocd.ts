@@ -58,6 +58,9 @@ export interface SyncCheck {
   acceptedRevisions?: string[];
   /** First poll with `refresh: webhook`: "delivered", or why the delivery was not accepted. */
   webhook?: string;
+  /** Apps counted done while Progressing (`acceptProgressing`): the first few, and how many. */
+  progressing?: string[];
+  progressingCount?: number;
 }
 
 /** What the caller makes of a revision an app reports other than the requested one. */
@@ -95,6 +98,12 @@ export interface SyncCheckRequest {
    * failed one fails the check. Without it only `revision` itself counts.
    */
   judgeRevisions?: (revisions: string[]) => Promise<Map<string, RevisionJudgement>>;
+  /**
+   * Count an app Synced at the commit but Progressing as done: an ungraceful run whose capacity
+   * parity asks for less than 100 % Ready (a rollout short of nodes stays Progressing, and the
+   * capacity gate holds its Ready replicas to the minimum). Degraded still is not done.
+   */
+  acceptProgressing?: boolean;
 }
 
 /** Parallel refreshes on the first poll: enough for a few hundred target apps, gentle on a sick hub. */
@@ -500,11 +509,24 @@ function operationActive(app: TargetApp): boolean {
   return app.phase === "Running" || app.phase === "Terminating";
 }
 
-function isDone(app: TargetApp, revision: string, accepted?: Accepted): boolean {
+/**
+ * Healthy, or with `progressing` (an ungraceful run's capacity parity below 100 %) Progressing:
+ * a rollout that waits for nodes, whose Ready replicas the capacity gate then holds to the minimum.
+ */
+function healthOk(app: TargetApp, progressing = false): boolean {
+  return app.health === "Healthy" || (progressing && app.health === "Progressing");
+}
+
+function isDone(
+  app: TargetApp,
+  revision: string,
+  accepted?: Accepted,
+  progressing?: boolean,
+): boolean {
   return (
     app.syncStatus === "Synced" &&
     atRevision(app, revision, accepted) &&
-    app.health === "Healthy" &&
+    healthOk(app, progressing) &&
     !operationActive(app)
   );
 }
@@ -752,7 +774,10 @@ async function readWhatTheListLacks(
   accepted?: Accepted,
 ): Promise<TargetApp[]> {
   const needsRevisions = (a: TargetApp) =>
-    !a.revisionsKnown && a.syncStatus === "Synced" && a.health === "Healthy" && !operationActive(a);
+    !a.revisionsKnown &&
+    a.syncStatus === "Synced" &&
+    healthOk(a, req.acceptProgressing) &&
+    !operationActive(a);
   const ended = (a: TargetApp) => a.phase === "Failed" || a.phase === "Error";
   const failures = apps
     .filter(
@@ -858,13 +883,14 @@ function evaluate(
     };
   }
   const accepted = acceptedOf(judged);
-  const done = apps.filter((a) => isDone(a, req.revision, accepted));
+  const ok = (a: TargetApp) => isDone(a, req.revision, accepted, req.acceptProgressing);
+  const done = apps.filter(ok);
   const failed = apps.filter(
-    (a) =>
-      !isDone(a, req.revision, accepted) && (a.syncRefused || failedAt(a, req.revision, accepted)),
+    (a) => !ok(a) && (a.syncRefused || failedAt(a, req.revision, accepted)),
   );
+  const progressing = done.filter((a) => a.health === "Progressing").map((a) => a.name);
   const pending = apps
-    .filter((a) => !isDone(a, req.revision, accepted))
+    .filter((a) => !ok(a))
     .map((a) => ({ name: a.name, reason: pendingReason(a, req.revision, accepted, judged) }));
   const acceptedRevisions = [...accepted].filter((r) =>
     done.some((a) => a.revisions.some((v) => sameSha(v, r))),
@@ -875,6 +901,12 @@ function evaluate(
     done: done.length,
     pending,
     ...(acceptedRevisions.length ? { acceptedRevisions } : {}),
+    ...(progressing.length
+      ? {
+          progressing: progressing.slice(0, MAX_FAILED_DETAILS),
+          progressingCount: progressing.length,
+        }
+      : {}),
   };
   const rejected = rejectedRevision(apps, judged);
   if (rejected) return { ...base, status: "FAILED", error: rejected };

@@ -31,7 +31,7 @@ import {
 } from "./errors.ts";
 import type { RenderedEdit } from "./gitops.ts";
 import { EXPECTED_SECONDS, MIN_WAIT_SECONDS, paceOf } from "./pace.ts";
-import { pollWindow } from "./poll.ts";
+import { POLL_INTERVAL_SECONDS, pollWindow } from "./poll.ts";
 import { getSecret } from "./secrets.ts";
 import { clusterClient, type SpokeClient } from "./spoke.ts";
 import type { CapacityProgress, FailoverState } from "./state.ts";
@@ -510,12 +510,8 @@ export async function awaitCapacityStep(state: FailoverState): Promise<CapacityP
     argo?.status === "SUCCEEDED"
       ? settleWindow(previous, argo, c.gateSeconds, t.timeouts.argoSyncSeconds)
       : {};
-  const pacedSeconds =
-    previous?.startedAt === window.startedAt
-      ? (previous.pacedSeconds ?? 0) + (previous.nextWaitSeconds ?? 0)
-      : 0;
   const progress = (apps: AppReadiness[] | undefined) => {
-    const p = { ...window, pacedSeconds, ...settle, ...(apps ? { apps } : {}) };
+    const p = { ...window, ...settle, ...(apps ? { apps } : {}) };
     return { ...p, ...loopPace({ ...previous, ...p }, argo, previous) };
   };
   let check: CapacityCheck;
@@ -550,7 +546,8 @@ export async function awaitCapacityStep(state: FailoverState): Promise<CapacityP
 /**
  * The gate's time after Argo CD's rollout: it opens when Argo CD first reports SUCCEEDED and
  * closes `seconds` later, or at Argo CD's own deadline if that comes first (the apps phase has one
- * deadline) — by the clock, or by the waits asked for, whichever is more.
+ * deadline). Like every poll window (functions/lib/poll.ts) it also closes after as many passes
+ * as POLL_INTERVAL_SECONDS fit in it, where time runs compressed (the sandbox).
  */
 function settleWindow(
   previous: CapacityProgress | undefined,
@@ -558,15 +555,16 @@ function settleWindow(
   seconds: number,
   appsSeconds: number,
   now = new Date(),
-): { settleStartedAt: string; settleExpired: boolean } {
+): { settleStartedAt: string; settlePolls: number; settleExpired: boolean } {
   const settleStartedAt = previous?.settleStartedAt ?? argo.checkedAt ?? now.toISOString();
+  const settlePolls = (previous?.settlePolls ?? 0) + 1;
   const since = (iso: string | undefined) => (now.getTime() - Date.parse(iso ?? "")) / 1000 || 0;
-  const waited = previous?.settleStartedAt
-    ? (previous.settlePacedSeconds ?? 0) + (previous.nextWaitSeconds ?? 0)
-    : 0;
-  const settled = Math.max(since(settleStartedAt), waited);
-  const apps = Math.max(since(argo.startedAt), (argo.pacedSeconds ?? 0) + waited);
-  return { settleStartedAt, settleExpired: settled >= seconds || apps >= appsSeconds };
+  const settled = Math.max(since(settleStartedAt), settlePolls * POLL_INTERVAL_SECONDS);
+  const apps = Math.max(
+    since(argo.startedAt),
+    ((argo.polls ?? 0) + settlePolls) * POLL_INTERVAL_SECONDS,
+  );
+  return { settleStartedAt, settlePolls, settleExpired: settled >= seconds || apps >= appsSeconds };
 }
 
 /**

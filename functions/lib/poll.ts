@@ -19,10 +19,9 @@ export interface PollWindow {
 
 /**
  * Continues the window in `previous`, or opens a new one of `seconds` when there is none
- * (or when `stage` differs: each traffic stage has its own window). A window also ends once the
- * loop's Waits add up to `seconds` (for a paced loop, the waits it asked for; otherwise
- * POLL_INTERVAL_SECONDS per poll): the loop stays bounded even where time runs compressed (the
- * sandbox) or a clock misbehaves.
+ * (or when `stage` differs: each traffic stage has its own window). A window also ends after
+ * `seconds / POLL_INTERVAL_SECONDS` polls: the loop stays bounded even where time runs
+ * compressed (the sandbox) or a clock misbehaves.
  */
 export function pollWindow(
   previous: PollProgress | undefined,
@@ -36,16 +35,11 @@ export function pollWindow(
     ? new Date(now.getTime() + seconds * 1000).toISOString()
     : (previous.deadline as string);
   const polls = (fresh ? 0 : (previous.polls ?? 0)) + 1;
-  // Paced loops know the waits they asked for; others waited POLL_INTERVAL_SECONDS per poll.
-  const waited =
-    fresh || previous.pacedSeconds === undefined
-      ? polls * POLL_INTERVAL_SECONDS
-      : previous.pacedSeconds + (previous.nextWaitSeconds ?? 0);
   return {
     startedAt,
     deadline,
     polls,
     checkedAt: now.toISOString(),
-    expired: now.getTime() >= Date.parse(deadline) || waited >= seconds,
+    expired: now.getTime() >= Date.parse(deadline) || polls * POLL_INTERVAL_SECONDS >= seconds,
   };
 }

@@ -355,7 +355,11 @@ function detailOf(name: StepName, r: StepRecord): string {
       const at = onTop.length
         ? `, at ${onTop.join(", ")} pushed on top of the retarget commit (still making the target active)`
         : "";
-      return `${String(a.done)}/${String(a.total)} apps Synced and Healthy via ${String(a.hub)}${at}`;
+      const progressing =
+        typeof a.progressingCount === "number"
+          ? `, ${a.progressingCount} of them still Progressing (ungraceful: the capacity gate holds their Ready replicas to its minimum)`
+          : "";
+      return `${String(a.done)}/${String(a.total)} apps Synced and Healthy via ${String(a.hub)}${at}${progressing}`;
     }
     case "AwaitCapacity":
       return skipped

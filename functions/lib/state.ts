@@ -79,6 +79,8 @@ export interface CapacityProgress extends PollProgress {
   apps?: AppReadiness[];
   /** When Argo CD first reported the commit Synced and Healthy: the gate's last `gateSeconds` start. */
   settleStartedAt?: string;
+  /** Polls of the gate since then. */
+  settlePolls?: number;
   /** Seconds of Wait the loop asked for since then. */
   settlePacedSeconds?: number;
 }
@@ -128,6 +130,9 @@ export interface ArgoProgress extends PollProgress {
   acceptedRevisions?: string[];
   /** The first poll's Git webhook delivery (`argocd.refresh: webhook`): "delivered" or why not. */
   webhook?: string;
+  /** Apps counted done while Progressing (an ungraceful run's capacity parity): a few, and how many. */
+  progressing?: string[];
+  progressingCount?: number;
 }
 
 export interface PromotionState {

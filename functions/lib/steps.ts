@@ -783,6 +783,7 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
       // `hub` is set once a hub answered in this window: until then no refresh was made.
       firstPoll: window.polls === 1 || !previous?.hub,
       timeoutMs: t.argocd.requestTimeoutSeconds * 1000,
+      acceptProgressing: progressingAccepted(state),
       // Commits on top are judged with the read-only token, never the push token.
       ...(t.git.readCredentialsSecretArn
         ? {
@@ -816,6 +817,9 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
     pending: result.pending.slice(0, 10),
     ...(result.acceptedRevisions ? { acceptedRevisions: result.acceptedRevisions } : {}),
     ...(result.webhook ? { webhook: result.webhook } : {}),
+    ...(result.progressing
+      ? { progressing: result.progressing, progressingCount: result.progressingCount }
+      : {}),
     ...(previous?.lastError ? { lastError: previous.lastError } : {}),
   };
   if (result.status === "IN_PROGRESS" && window.expired) {
@@ -832,6 +836,23 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
     };
   }
   return { ...progress, status: result.status, ...(result.error ? { error: result.error } : {}) };
+}
+
+/**
+ * An ungraceful run whose capacity parity committed floors and asks for less than all of them
+ * Ready: Argo CD's Progressing (a rollout waiting for nodes) is enough here, since the capacity
+ * gate in the same loop holds each floor to `minimumSuccessPercent` Ready before traffic moves.
+ * Otherwise a target short of nodes would stay Progressing past Argo CD's deadline, and the
+ * lower minimum would never take effect.
+ */
+function progressingAccepted(state: FailoverState): boolean {
+  const c = state.plan.capacity;
+  return (
+    state.input.mode === "ungraceful" &&
+    c !== undefined &&
+    c.minimumSuccessPercent < 100 &&
+    c.apps.some((a) => a.committed !== null)
+  );
 }
 
 /**

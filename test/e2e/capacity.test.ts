@@ -7,9 +7,12 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { planCapacity, storedCapacity } from "../../functions/lib/capacity.ts";
+import { awaitCapacityStep, planCapacity, storedCapacity } from "../../functions/lib/capacity.ts";
+import { resetRuntimeTopology } from "../../functions/lib/config.ts";
+import { MIN_WAIT_SECONDS } from "../../functions/lib/pace.ts";
 import { collectMetrics, readinessStep } from "../../functions/lib/readiness.ts";
 import type { FailoverReport } from "../../functions/lib/report.ts";
+import type { CapacityProgress, FailoverState } from "../../functions/lib/state.ts";
 import { DRILL_DEFAULTS, type DrillOptions, runDrill } from "../../sandbox/drill.ts";
 import { PLATFORM, startSandbox } from "../../sandbox/index.ts";
 
@@ -173,6 +176,54 @@ describe("observed capacity: readiness keeps a rolling 24-hour maximum", () => {
       expect(stored?.liveError).toMatch(/spoke-usw2-1/);
     } finally {
       await sandbox.stop();
+    }
+  });
+});
+
+describe("the capacity gate in the apps loop (one pass: Argo CD's poll, then the gate)", () => {
+  it("rides Argo CD's pace while it waits; once Argo CD is done, paces itself and fails gateSeconds later if the floors are still not Ready", async () => {
+    const sandbox = await startSandbox({ reportDir: join(root, "gate") });
+    try {
+      const t = sandbox.topology;
+      process.env.TOPOLOGY = JSON.stringify(t);
+      resetRuntimeTopology();
+      for (const s of sandbox.spokes.filter((sp) => sp.region === SOURCE))
+        s.setHpaDemand(PLATFORM, "web", 6);
+      await sandbox.settle();
+      const capacity = await planCapacity(
+        t,
+        { targetRegion: TARGET, mode: "graceful" },
+        SOURCE,
+        5000,
+      );
+      // Nothing was committed here: the target runs its Git baseline, below the floors.
+      const plan = { targetRegion: TARGET, capacity };
+      const pass = (argo: Record<string, unknown>, capacityGate?: CapacityProgress) =>
+        awaitCapacityStep({ plan, argo, capacityGate } as unknown as FailoverState);
+      const ago = (s: number) => new Date(Date.now() - s * 1000).toISOString();
+
+      const riding = await pass({ status: "IN_PROGRESS", nextWaitSeconds: 7, polls: 2 });
+      expect(riding).toMatchObject({ status: "IN_PROGRESS", nextWaitSeconds: 7 });
+      expect(riding.apps?.map((a) => a.short[0])).toEqual([
+        "spoke-use2-1: 1 replicas, the committed floor 3 not applied yet",
+        "spoke-use2-1: 1 replicas, the committed floor 6 not applied yet",
+      ]);
+
+      const done = { status: "SUCCEEDED", startedAt: ago(40), checkedAt: ago(1), polls: 4 };
+      const settling = await pass(done, riding);
+      expect(settling).toMatchObject({ status: "IN_PROGRESS", nextWaitSeconds: MIN_WAIT_SECONDS });
+
+      const late = { ...done, startedAt: ago(200), checkedAt: ago(121) };
+      const failed = await pass(late, riding);
+      expect(failed.status).toBe("FAILED");
+      expect(failed.error?.name).toBe("TargetCapacityShort");
+      expect(failed.error?.message).toMatch(
+        /^\[AwaitCapacity\] 2 of 2 apps below 100% of their committed replicas Ready 120s after Argo CD reported the commit Synced and Healthy; traffic was not moved/,
+      );
+    } finally {
+      await sandbox.stop();
+      delete process.env.TOPOLOGY;
+      resetRuntimeTopology();
     }
   });
 });

@@ -169,7 +169,7 @@ describe("failback", () => {
         input: { targetRegion: HOME, mode: "graceful", failback: true },
       });
       const watched = await cli("watch", "back-home", "--sandbox", endpointFile);
-      expect(watched.code).toBe(0);
+      expect(watched.code, watched.out).toBe(0);
       expect(await sandbox.state()).toMatchObject({
         activeRegion: HOME,
         auroraWriterRegion: HOME,

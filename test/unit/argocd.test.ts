@@ -560,6 +560,32 @@ describe("checkSync: what counts as done", () => {
     ]);
   });
 
+  it("with acceptProgressing (an ungraceful run's capacity minimum) counts Progressing as done, never Degraded, and names those apps", async () => {
+    // Prepare
+    const h = await startHub(
+      argo([
+        { name: "east-api" },
+        { name: "east-db", health: "Degraded" },
+        { name: "east-web", health: "Progressing" },
+      ]),
+    );
+
+    // Act
+    const result = await checkSync(
+      request([hub("hub-primary", h.url)], { acceptProgressing: true }),
+    );
+
+    // Assess
+    expect(result).toMatchObject({
+      status: "IN_PROGRESS",
+      total: 3,
+      done: 2,
+      progressing: ["east-web"],
+      progressingCount: 1,
+    });
+    expect(result.pending).toEqual([{ name: "east-db", reason: "Degraded" }]);
+  });
+
   it("fails when an operation at the commit ended Failed, naming the app with Argo's message redacted", async () => {
     // Prepare
     const h = await startHub(
