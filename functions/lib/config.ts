@@ -423,9 +423,9 @@ const CapacitySchema = z.strictObject({
    */
   whenSourceUnknown: z.enum(["baseline", "refuse"]).default("baseline"),
   /**
-   * The capacity gate's deadline (beside Argo CD's wait): long enough for Argo CD to apply the
-   * floors and the scheduler to leave the pods it cannot place Pending; Argo CD's own deadline
-   * covers the rest.
+   * The capacity gate's deadlines (polled in Argo CD's loop): pods still Pending this long after
+   * its first poll, or floors not Ready this long after Argo CD reported the commit Synced and
+   * Healthy, fail it; never later than Argo CD's own deadline.
    */
   gateSeconds: z.int().min(30).max(3600).default(120),
   apps: z.array(CapacityAppSchema).min(1),
