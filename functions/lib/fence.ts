@@ -10,7 +10,7 @@
  * describe of AwaitAurora, the spoke's /readyz of VerifySpoke and AwaitArgoSync's Argo CD check.
  */
 import { DynamoDBDocumentClient, GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
-import { type ArgoHubConnection, checkSync } from "./argocd.ts";
+import { type ArgoHubConnection, checkSync, type SyncCheckRequest } from "./argocd.ts";
 import { describeAurora } from "./aurora.ts";
 import { awsError, dynamoClient } from "./aws.ts";
 import { otherRegions, regionOf, secretRole, type Topology } from "./config.ts";
@@ -56,6 +56,11 @@ export interface FenceRequest {
    * readiness's re-checks never do.
    */
   firstPoll?: boolean;
+  /**
+   * Judges revisions other than `revision` the region's apps report (commits pushed on top):
+   * accepted when they keep the region passive (see gitops judgeRevisions).
+   */
+  judge?: (region: string) => SyncCheckRequest["judgeRevisions"];
 }
 
 /** Whether any spoke of the region answers its API server (an answer refusing our token counts). */
@@ -156,6 +161,7 @@ async function appsPassive(
       sync: false,
       firstPoll: req.firstPoll ?? false,
       timeoutMs: t.argocd.requestTimeoutSeconds * 1000,
+      ...(req.judge ? { judgeRevisions: req.judge(region) } : {}),
     });
     if (check.status === "SUCCEEDED") return null;
     const pending = check.pending.slice(0, 3).map((p) => `${p.name}: ${p.reason}`);

@@ -260,6 +260,8 @@ export interface RetargetLineage {
   target: string;
   /** The topology's retarget edits for `target`: what "still makes the target active" means. */
   edits: RenderedEdit[];
+  /** What the edits say, for errors, when not that `target` is active (`makes us-west-2 passive`). */
+  claim?: string;
   /** Commits known to be older than it (its parent, the head Plan read): judged without Git. */
   ancestors: string[];
 }
@@ -418,9 +420,9 @@ async function judgeOne(
   const subject = (commit?.message.split("\n")[0] ?? "").slice(0, 120);
   const by = commit ? ` by ${commit.author.name} <${commit.author.email}>` : "";
   const error = new RetargetUndone(
-    `commit ${short(culprit)} ("${subject}"${by}) on top of the retarget commit ${short(lineage.sha)} undoes it: at ${short(revision)}, which Argo CD deploys, ${broken.join(", ")}, so Git no longer makes ${lineage.target} active`,
+    `commit ${short(culprit)} ("${subject}"${by}) on top of the retarget commit ${short(lineage.sha)} undoes it: at ${short(revision)}, which Argo CD deploys, ${broken.join(", ")}, so Git no longer ${lineage.claim ?? `makes ${lineage.target} active`}`,
     [
-      `revert ${short(culprit)} (or make ${lineage.target} active again) and re-run the failover; whatever pushed it must leave the retarget values alone during a failover`,
+      `revert ${short(culprit)} (or ${lineage.claim ? `restore what the failover's commit did: it ${lineage.claim}` : `make ${lineage.target} active again`}) and re-run the failover; whatever pushed it must leave the retarget values alone during a failover`,
     ],
   );
   return { judgement: { status: "failed", error: error.toData() }, final: true };

@@ -63,6 +63,7 @@ import {
   type GitRepo,
   judgeRevisions,
   type RenderedEdit,
+  type RetargetLineage,
   readValues,
   type ValueChange,
 } from "./gitops.ts";
@@ -648,10 +649,12 @@ function retargetJudge(
   target: string,
   sha: string,
   auth: () => Promise<GitAuth>,
+  lineage: Pick<RetargetLineage, "edits" | "claim"> = { edits: editsFor(t, target) },
 ): (revisions: string[]) => Promise<Map<string, RevisionJudgement>> {
   const ancestors = [
     state.converge?.retarget?.previousSha ?? state.retarget?.previousSha,
     state.plan.before.gitHead,
+    state.converge?.retarget?.sha ?? state.retarget?.sha,
   ].filter((a): a is string => !!a && a !== sha);
   // One bound for all the Git work of this poll, however many times Argo CD's answer asks.
   const until = Date.now() + t.argocd.requestTimeoutSeconds * 1000;
@@ -660,7 +663,7 @@ function retargetJudge(
       return await judgeRevisions(
         gitRepo(t),
         await auth(),
-        { sha, target, edits: editsFor(t, target), ancestors },
+        { sha, target, ...lineage, ancestors },
         revisions,
         { timeoutMs: Math.max(1, until - Date.now()) },
       );
@@ -1141,6 +1144,18 @@ export async function fenceStep(state: FailoverState): Promise<FenceProgress> {
     revision,
     spokeTimeoutMs: SPOKE_TIMEOUT_MS,
     firstPoll: window.polls === 1,
+    // A commit pushed on top of the demote commit counts when it keeps the region passive.
+    ...(t.git.readCredentialsSecretArn
+      ? {
+          judge: (region: string) => {
+            const demote = demoteEditsFor(t, region);
+            return retargetJudge(t, state, region, revision, () => gitReadAuth(t), {
+              edits: demote.length ? demote : editsFor(t, target),
+              claim: demote.length ? `makes ${region} passive` : `makes ${target} active`,
+            });
+          },
+        }
+      : {}),
   });
   const progress = {
     ...window,

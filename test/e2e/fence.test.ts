@@ -68,6 +68,37 @@ describe("Fence", () => {
     expect(md).toContain("- us-west-2 fence: not fenced (still live: traffic dial 50%");
   });
 
+  it("a commit pushed on top of the demote commit that keeps the old region passive: Fence verifies the region there", async () => {
+    const reportDir = join(root, "demote-on-top");
+    const sandbox = await startSandbox({ reportDir, waitMs: 5 });
+    try {
+      // After the retarget push, the next push (the demote commit) gets an image bump on top.
+      sandbox.git.onNextPush({
+        done: async () => sandbox.injectFault("commit-on-top", TARGET),
+      });
+      const run = await runLocal({
+        input: { targetRegion: TARGET, reason: "fence e2e" },
+        executionName: "fence-on-top",
+        waitMs: 5,
+        retryMs: 5,
+      });
+      expect(run.status, run.cause).toBe("SUCCEEDED");
+      const log = (await sandbox.state()).gitLog.map((c) => c.subject);
+      expect(log.slice(1)).toEqual([DEMOTE, RETARGET, SEED]);
+      expect(log[0]).toMatch(/^build: automatic update of /);
+      const report = reportOf(reportDir);
+      expect(report.fence).toEqual([
+        expect.objectContaining({
+          region: SOURCE,
+          fence: "verified",
+          detail: expect.stringMatching(/apps Synced at [0-9a-f]{7} \(passive\) and Healthy$/),
+        }),
+      ]);
+    } finally {
+      await sandbox.stop();
+    }
+  });
+
   it("old-region-unreachable: fence pending, not a failure; readiness re-checks it, alarms when the region answers unfenced, then verifies it", async () => {
     const reportDir = join(root, "unreachable");
     const sandbox = await startSandbox({ reportDir, waitMs: 5 });
