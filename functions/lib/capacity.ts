@@ -51,6 +51,34 @@ interface SpokeApp {
   ready: number;
   hpaCurrent?: number;
   hpaDesired?: number;
+  /** The Deployment's own `spec.selector` as a label selector string: its Pods, whatever their labels. */
+  selector?: string;
+}
+
+/** A Deployment's `spec.selector` (matchLabels and matchExpressions, ANDed). */
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: { key: string; operator: string; values?: string[] }[];
+}
+
+/**
+ * A LabelSelector as the `labelSelector` query string kube-apiserver parses (apimachinery's
+ * LabelSelectorAsSelector): matchLabels as `k=v`, matchExpressions as `k in (a,b)`,
+ * `k notin (a,b)`, `k`, `!k`. Undefined for a selector that selects nothing or everything (no
+ * requirement, or an operator Kubernetes does not define): never list every Pod of a namespace.
+ */
+export function labelSelectorOf(selector: LabelSelector | undefined): string | undefined {
+  if (!selector) return undefined;
+  const parts = Object.entries(selector.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
+  for (const e of selector.matchExpressions ?? []) {
+    const values = [...(e.values ?? [])].sort().join(",");
+    if (e.operator === "In") parts.push(`${e.key} in (${values})`);
+    else if (e.operator === "NotIn") parts.push(`${e.key} notin (${values})`);
+    else if (e.operator === "Exists") parts.push(e.key);
+    else if (e.operator === "DoesNotExist") parts.push(`!${e.key}`);
+    else return undefined;
+  }
+  return parts.length ? parts.join(",") : undefined;
 }
 
 /** The running capacity of one spoke's selected apps. */
@@ -91,9 +119,11 @@ async function readSpoke(
     for (const app of mine) {
       const d = deployments.value.items.find((i) => i.metadata?.name === app.deployment);
       const h = app.hpa ? hpaItems.find((i) => i.metadata?.name === app.hpa) : undefined;
+      const selector = labelSelectorOf(d?.spec?.selector);
       out.set(appKey(app), {
         spoke,
         ...(d ? { replicas: d.spec?.replicas ?? 1 } : {}),
+        ...(selector ? { selector } : {}),
         ready: d?.status?.readyReplicas ?? 0,
         ...(h?.status?.currentReplicas !== undefined
           ? { hpaCurrent: h.status.currentReplicas }
@@ -397,13 +427,22 @@ export interface CapacityCheck {
   apps: AppReadiness[];
 }
 
-/** Pods of `app` on a spoke that wait for a node (phase Pending). */
-async function pendingPods(client: SpokeClient, app: CapacityApp): Promise<number> {
-  const answer = await client.call(`GET /api/v1/namespaces/${app.namespace}/pods`, () =>
+/**
+ * Pods of a Deployment on a spoke that wait for a node (phase Pending), found by the Deployment's
+ * own `spec.selector` (a chart's labels need not include `app.kubernetes.io/name`). 0 when the
+ * selector is unknown or the list is refused: the straggler is still named, with its Ready count.
+ */
+export async function pendingPods(
+  client: SpokeClient,
+  namespace: string,
+  selector: string | undefined,
+): Promise<number> {
+  if (!selector) return 0;
+  const answer = await client.call(`GET /api/v1/namespaces/${namespace}/pods`, () =>
     client.core.listNamespacedPod({
-      namespace: app.namespace,
+      namespace,
       fieldSelector: "status.phase=Pending",
-      labelSelector: `app.kubernetes.io/name=${app.deployment}`,
+      labelSelector: selector,
     }),
   );
   return "value" in answer ? answer.value.items.length : 0;
@@ -441,7 +480,7 @@ export async function checkCapacity(
       const scaled = (s?.replicas ?? 0) >= floor.committed;
       if (s && scaled && s.ready >= needed) continue;
       const { spoke, client } = clients[i] as (typeof clients)[number];
-      const pending = s && scaled ? await pendingPods(client, app) : 0;
+      const pending = s && scaled ? await pendingPods(client, app.namespace, s.selector) : 0;
       const name = spoke.name;
       short.push(
         !s || s.replicas === undefined

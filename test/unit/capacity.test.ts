@@ -5,6 +5,9 @@
  */
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
@@ -13,11 +16,17 @@ import {
   capacityEdits,
   capacityLine,
   floorOf,
+  type LabelSelector,
+  labelSelectorOf,
+  pendingPods,
 } from "../../functions/lib/capacity.ts";
 import { type CapacityConfig, parseTopology } from "../../functions/lib/config.ts";
 import { ConfigError } from "../../functions/lib/errors.ts";
 import { commitRetarget, type GitRepo } from "../../functions/lib/gitops.ts";
+import { clusterClient } from "../../functions/lib/spoke.ts";
+import { createCa } from "../../sandbox/ca.ts";
 import { type GitServer, startGitServer } from "../../sandbox/git.ts";
+import { startSpoke } from "../../sandbox/spoke.ts";
 
 const run = promisify(execFile);
 const example = () =>
@@ -182,5 +191,107 @@ describe("the retarget commit writes the floors", () => {
     expect(capacityLine(plan)).toBe(
       "capacity stored 24-hour maximum of us-west-2 (live read failed: spoke unreachable), 10 min old: shop/api observed 9 -> floor 9, shop/web observed ? -> floor unchanged; gate at 100% Ready",
     );
+  });
+});
+
+describe("Pending pods are found by the Deployment's own selector", () => {
+  it("renders matchLabels and matchExpressions as kube-apiserver's labelSelector", () => {
+    expect(
+      labelSelectorOf({
+        matchLabels: { app: "checkout" },
+        matchExpressions: [
+          { key: "track", operator: "In", values: ["stable", "canary"] },
+          { key: "legacy", operator: "DoesNotExist" },
+          { key: "example.com/team", operator: "Exists" },
+          { key: "tier", operator: "NotIn", values: ["batch"] },
+        ],
+      }),
+    ).toBe("app=checkout,track in (canary,stable),!legacy,example.com/team,tier notin (batch)");
+    // Nothing to select by: never a list of every Pod of the namespace.
+    expect(labelSelectorOf({})).toBeUndefined();
+    expect(labelSelectorOf(undefined)).toBeUndefined();
+    expect(labelSelectorOf({ matchExpressions: [{ key: "a", operator: "Gt" }] })).toBeUndefined();
+  });
+
+  it("counts the Pending pods of that Deployment only, on a spoke whose chart labels pods its own way", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "capacity-pending-"));
+    const token = "capacity-reader-token-1";
+    const spoke = await startSpoke({
+      name: "spoke-use2-1",
+      region: "us-east-2",
+      token,
+      ca: await createCa(join(dir, "ca")),
+      namespaces: ["shop"],
+    });
+    try {
+      const client = clusterClient(
+        { name: spoke.name, apiServer: spoke.url, caData: spoke.caPem, token },
+        5_000,
+      );
+      // No app.kubernetes.io/name on the pods: the chart selects by app and track.
+      const deployment = (name: string, replicas: number, track: string) => ({
+        apiVersion: "apps/v1",
+        kind: "Deployment",
+        metadata: { name, labels: { "app.kubernetes.io/name": "checkout" } },
+        spec: {
+          replicas,
+          selector: {
+            matchLabels: { app: "checkout" },
+            matchExpressions: [{ key: "track", operator: "In", values: [track] }],
+          },
+          template: {
+            metadata: { labels: { app: "checkout", track } },
+            spec: { containers: [{ name: "app", image: "checkout:1" }] },
+          },
+        },
+      });
+      await client.apps.createNamespacedDeployment({
+        namespace: "shop",
+        body: deployment("checkout", 5, "stable"),
+      });
+      await client.apps.createNamespacedDeployment({
+        namespace: "shop",
+        body: deployment("checkout-canary", 3, "canary"),
+      });
+      // Room for 4 pods: `checkout` (first by name) gets 4 of its 5, the canary none of its 3.
+      spoke.setPodCapacity(4);
+      const read = await client.apps.readNamespacedDeployment({
+        namespace: "shop",
+        name: "checkout",
+      });
+      const selector = labelSelectorOf(read.spec?.selector as LabelSelector);
+      expect(selector).toBe("app=checkout,track in (stable)");
+      expect(await pendingPods(client, "shop", selector)).toBe(1);
+      const canary = await client.apps.readNamespacedDeployment({
+        namespace: "shop",
+        name: "checkout-canary",
+      });
+      expect(
+        await pendingPods(client, "shop", labelSelectorOf(canary.spec?.selector as LabelSelector)),
+      ).toBe(3);
+      // What the label app.kubernetes.io/name=checkout used to find: none of them.
+      expect(await pendingPods(client, "shop", "app.kubernetes.io/name=checkout")).toBe(0);
+
+      // The spoke is as strict as kube-apiserver about selectors.
+      await expect(
+        client.core.listNamespacedPod({ namespace: "shop", labelSelector: "track in ()" }),
+      ).rejects.toThrow(/values set can't be empty/);
+      await expect(
+        client.core.listNamespacedPod({ namespace: "shop", labelSelector: "app=-checkout" }),
+      ).rejects.toThrow(/a valid label must be an empty string/);
+      const empty = deployment("empty", 1, "stable");
+      empty.spec.selector = {} as typeof empty.spec.selector;
+      await expect(
+        client.apps.createNamespacedDeployment({ namespace: "shop", body: empty }),
+      ).rejects.toThrow(/empty selector is invalid for deployment/);
+      const unmatched = deployment("unmatched", 1, "stable");
+      unmatched.spec.template.metadata.labels.track = "canary";
+      await expect(
+        client.apps.createNamespacedDeployment({ namespace: "shop", body: unmatched }),
+      ).rejects.toThrow(/`selector` does not match template `labels`/);
+    } finally {
+      await spoke.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
