@@ -247,11 +247,18 @@ async function undoneValues(
     (e) => trailersOf(e.commit.message)["Failover-Execution"] === execution,
   );
   if (!first) return undefined;
-  const at = await valuesAt(c, first.oid, edits);
   const parent = first.commit.parent[0];
-  if (!parent || !entries.some((e) => e.oid === parent))
-    return { execution, commit: first.oid, parent: null, at, before: [] };
-  return { execution, commit: first.oid, parent, at, before: await valuesAt(c, parent, edits) };
+  const known = !!parent && entries.some((e) => e.oid === parent);
+  try {
+    const at = await valuesAt(c, first.oid, edits);
+    if (!parent || !known) return { execution, commit: first.oid, parent: null, at, before: [] };
+    return { execution, commit: first.oid, parent, at, before: await valuesAt(c, parent, edits) };
+  } catch (e) {
+    // A values file absent there (added or moved since): nothing to restore from; the failback
+    // itself goes on (its own edits are read at the head, where a missing file does stop it).
+    if (e instanceof GitEditError) return undefined;
+    throw e;
+  }
 }
 
 /**
