@@ -431,7 +431,7 @@ export function capacityEdits(plan: CapacityPlan | undefined): RenderedEdit[] {
       ? []
       : [
           { file: a.file, path: a.path, value: a.committed },
-          // Raised before (in the same commit as) the floor that needs it.
+          // aboveMaxReplicas: raise: maxReplicas follows the floor in the same commit.
           ...(a.maxReplicas?.raisedTo !== undefined
             ? [{ file: a.file, path: a.maxReplicas.path, value: a.maxReplicas.raisedTo }]
             : []),
