@@ -112,6 +112,7 @@ interface DrillFlags {
   failback: boolean;
   sourceLoad?: number;
   capacityWhenSourceUnknown?: "baseline" | "refuse";
+  targetMaxReplicas?: number;
 }
 
 /** Registers `drill` and `sandbox up` on the CLI. */
@@ -197,6 +198,11 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
         "capacity parity: the topology's capacity.whenSourceUnknown",
       ).choices(["baseline", "refuse"]),
     )
+    .option(
+      "--target-max-replicas <n>",
+      "capacity parity: the target region's HPA maxReplicas in Git (default 30); a floor above it is capped there",
+      intIn(1, 30),
+    )
     .option("--json", "print the result as JSON", false)
     .action(async (flags: DrillFlags) => {
       if (flags.fault.includes("list")) {
@@ -246,6 +252,9 @@ export function registerSandboxCommands(cli: Command, io: CliIo): void {
         ...(flags.sourceLoad !== undefined ? { sourceLoad: flags.sourceLoad } : {}),
         ...(flags.capacityWhenSourceUnknown
           ? { capacityWhenSourceUnknown: flags.capacityWhenSourceUnknown }
+          : {}),
+        ...(flags.targetMaxReplicas !== undefined
+          ? { targetMaxReplicas: flags.targetMaxReplicas }
           : {}),
         ...(flags.json
           ? {}

@@ -85,6 +85,12 @@ export const CODE_BOUNDS = {
   auroraCallSeconds: 10,
   /** middy stops a handler this long before Lambda's timeout (middleware.ts). */
   earlyTimeoutSeconds: 2,
+  /** One spoke API call (steps.ts SPOKE_TIMEOUT_MS, capacity.ts GATE_TIMEOUT_MS). */
+  spokeCallSeconds: 10,
+  /** Fence's window (steps.ts FENCE_SECONDS): fixed, not a topology timeout. */
+  fenceWindowSeconds: 120,
+  /** A Git commit and push (CommitRetarget's catalog timeout): what Compensate's revert may take. */
+  gitCommitSeconds: 120,
 } as const;
 
 /** Lambda's longest timeout. */
@@ -96,8 +102,20 @@ export interface PollBudget {
   seconds: number;
   /** What it adds up, for messages. */
   parts: string[];
-  /** `timeouts.<key>` in the topology: the step's deadline. */
-  deadlineKey: keyof Topology["timeouts"];
+  /**
+   * The step's deadline: `timeouts.<key>` in the topology, `capacity.gateSeconds` (the capacity
+   * gate), or `FENCE_SECONDS` (Fence's fixed window, steps.ts).
+   */
+  deadlineKey: keyof Topology["timeouts"] | "capacity.gateSeconds" | "FENCE_SECONDS";
+  /** That deadline for this topology, in seconds. */
+  deadlineSeconds: number;
+}
+
+/** Where a budget's deadline is set, for messages: `timeouts.argoSyncSeconds`, `capacity.gateSeconds`, ... */
+export function deadlineName(b: Pick<PollBudget, "deadlineKey">): string {
+  return b.deadlineKey.includes(".") || b.deadlineKey === "FENCE_SECONDS"
+    ? b.deadlineKey
+    : `timeouts.${b.deadlineKey}`;
 }
 
 const roundUp = (s: number) => Math.ceil(s / 10) * 10;
@@ -113,10 +131,26 @@ const roundUp = (s: number) => Math.ceil(s / 10) * 10;
  *    token, and its Git reads bounded as a whole by argocd.requestTimeoutSeconds.
  *  - AwaitAurora: DescribeGlobalClusters in each region in turn until one answers.
  *  - VerifyTraffic: one Global Accelerator or Route 53 read.
+ *  - AwaitCapacity (with capacity in the topology): the target spokes' tokens, then on every
+ *    spoke at once, per namespace of capacity.apps, the Deployment list and (with an HPA there)
+ *    the HPA list, then the Pending-pod lookups (at once, capacity.ts PENDING_LOOKUPS per spoke).
+ *  - Fence: traffic and Aurora at once; the hubs' tokens; per old region at once its spokes'
+ *    tokens, their API servers (checks at once) and Argo CD (its first poll refreshes); a fence
+ *    record per old region in turn.
+ *  - Compensate, its longest decision: Aurora and traffic at once, the retarget commit from the
+ *    audit trail, Argo CD on the writer's region (and commits on top: the Git token and reads),
+ *    its capacity (as AwaitCapacity's check), a traffic move refused, its health check, then the
+ *    writer switched back (DescribeGlobalClusters per region, the switchover call); or its other
+ *    long path, reverting the first commit (the Git token and a commit, CommitRetarget's timeout).
  * Each also appends one audit event (own-region DynamoDB) and stops early before the timeout.
  */
 export function pollBudget(state: TaskState, t: Topology): PollBudget | undefined {
-  const { awsCallSeconds: call, auroraCallSeconds, earlyTimeoutSeconds } = CODE_BOUNDS;
+  const {
+    awsCallSeconds: call,
+    auroraCallSeconds,
+    earlyTimeoutSeconds,
+    spokeCallSeconds: spoke,
+  } = CODE_BOUNDS;
   const assumed = assumedRoles(state, t);
   // A role in another account is assumed (one STS call) the first time an execution uses it.
   const common = [
@@ -143,6 +177,7 @@ export function pollBudget(state: TaskState, t: Topology): PollBudget | undefine
         ...common,
       ],
       deadlineKey: "argoSyncSeconds",
+      deadlineSeconds: t.timeouts.argoSyncSeconds,
     };
   }
   if (state === "AwaitAurora") {
@@ -151,6 +186,7 @@ export function pollBudget(state: TaskState, t: Topology): PollBudget | undefine
       seconds: total([sts, regions * auroraCallSeconds, call, earlyTimeoutSeconds]),
       parts: [`${regions} region(s) x ${auroraCallSeconds} s DescribeGlobalClusters`, ...common],
       deadlineKey: "auroraSeconds",
+      deadlineSeconds: t.timeouts.auroraSeconds,
     };
   }
   if (state === "VerifyTraffic") {
@@ -158,24 +194,131 @@ export function pollBudget(state: TaskState, t: Topology): PollBudget | undefine
       seconds: total([sts, call, call, earlyTimeoutSeconds]),
       parts: [`${call} s ${t.traffic.mode} health read`, ...common],
       deadlineKey: "trafficVerifySeconds",
+      deadlineSeconds: t.timeouts.trafficVerifySeconds,
+    };
+  }
+  const regions = Object.keys(t.regions).length;
+  const hubs = t.argocd.hubs.length;
+  const perCall = t.argocd.requestTimeoutSeconds;
+  // Aurora (each region in turn) and traffic (one read), read at once.
+  const auroraAndTraffic = Math.max(regions * auroraCallSeconds, call);
+  const capacity = capacityCheck(t, call, spoke);
+  if (state === "AwaitCapacity") {
+    if (!t.capacity) return undefined;
+    return {
+      seconds: total([sts, capacity.seconds, call, earlyTimeoutSeconds]),
+      parts: [capacity.part, ...common],
+      deadlineKey: "capacity.gateSeconds",
+      deadlineSeconds: t.capacity.gateSeconds,
+    };
+  }
+  if (state === "Fence") {
+    const argo = hubs * 3 * perCall;
+    return {
+      seconds: total([
+        sts,
+        auroraAndTraffic,
+        2 * call,
+        2 * call + spoke,
+        argo,
+        (regions - 1) * call,
+        call,
+        earlyTimeoutSeconds,
+      ]),
+      parts: [
+        `${auroraAndTraffic} s Aurora (${regions} region(s) x ${auroraCallSeconds} s) and traffic at once`,
+        `${2 * call} s hub tokens`,
+        `${2 * call} s spoke tokens + ${spoke} s API servers (old regions at once)`,
+        `${hubs} hub(s) x 3 calls x ${perCall} s argocd.requestTimeoutSeconds`,
+        `${regions - 1} x ${call} s fence records`,
+        ...common,
+      ],
+      deadlineKey: "FENCE_SECONDS",
+      deadlineSeconds: CODE_BOUNDS.fenceWindowSeconds,
+    };
+  }
+  if (state === "Compensate") {
+    const judge = 2 * call + perCall;
+    // Argo CD read live (no refresh, no sync): the application list and the cluster names.
+    const switchBack = [
+      call,
+      2 * call + hubs * 2 * perCall + judge,
+      ...(t.capacity ? [capacity.seconds] : []),
+      call,
+      regions * auroraCallSeconds + call,
+    ];
+    const revert = [2 * call, CODE_BOUNDS.gitCommitSeconds];
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    const longest = sum(switchBack) >= sum(revert);
+    return {
+      seconds: total([
+        sts,
+        auroraAndTraffic,
+        ...(longest ? switchBack : revert),
+        call,
+        earlyTimeoutSeconds,
+      ]),
+      parts: [
+        `${auroraAndTraffic} s Aurora and traffic at once`,
+        ...(longest
+          ? [
+              `${call} s audit trail read (the retarget commit)`,
+              `${2 * call} s hub tokens + ${hubs} hub(s) x 2 calls x ${perCall} s + ${judge} s commits on top (Git token and reads)`,
+              ...(t.capacity ? [capacity.part] : []),
+              `${call} s health check`,
+              `${regions} region(s) x ${auroraCallSeconds} s DescribeGlobalClusters + ${call} s switchover`,
+            ]
+          : [`${2 * call} s Git token + ${CODE_BOUNDS.gitCommitSeconds} s revert commit`]),
+        ...common,
+      ],
+      deadlineKey: "auroraSeconds",
+      deadlineSeconds: t.timeouts.auroraSeconds,
     };
   }
   return undefined;
 }
 
+/** One check of the target's capacity (capacity.ts checkCapacity): its worst case and its line. */
+function capacityCheck(
+  t: Topology,
+  call: number,
+  spoke: number,
+): { seconds: number; part: string } {
+  const apps = t.capacity?.apps ?? [];
+  const namespaces = new Set(apps.map((a) => a.namespace)).size;
+  const withHpa = new Set(apps.filter((a) => a.hpa).map((a) => a.namespace)).size;
+  const lists = namespaces + withHpa;
+  return {
+    seconds: 2 * call + lists * spoke + spoke,
+    part: `${2 * call} s spoke tokens + ${lists} list(s) x ${spoke} s (Deployments, HPAs per namespace) + ${spoke} s Pending-pod lookups (spokes at once)`,
+  };
+}
+
 /** How many distinct roles in other accounts a poller may assume in one invocation. */
 function assumedRoles(state: TaskState, t: Topology): number {
   const regions = Object.values(t.regions);
+  const aurora = regions.map((r) => r.aurora.roleArn ?? t.aurora.roleArn);
+  const traffic =
+    t.traffic.mode === "global-accelerator"
+      ? regions.map((r) => r.globalAccelerator?.roleArn)
+      : regions.map((r) => r.route53.roleArn);
   const roles =
-    state === "AwaitArgoSync"
+    state === "AwaitArgoSync" || state === "AwaitCapacity"
       ? [t.secrets?.roleArn]
       : state === "AwaitAurora"
-        ? regions.map((r) => r.aurora.roleArn ?? t.aurora.roleArn)
+        ? aurora
         : state === "VerifyTraffic"
-          ? t.traffic.mode === "global-accelerator"
-            ? regions.map((r) => r.globalAccelerator?.roleArn)
-            : regions.map((r) => r.route53.roleArn)
-          : [];
+          ? traffic
+          : state === "Fence"
+            ? [t.secrets?.roleArn, ...aurora, ...traffic]
+            : state === "Compensate"
+              ? [
+                  t.secrets?.roleArn,
+                  ...aurora,
+                  ...traffic,
+                  ...regions.map((r) => r.route53.roleArn),
+                ]
+              : [];
   return new Set(roles.filter((r) => r !== undefined)).size;
 }
 

@@ -670,10 +670,15 @@ async function renderManifests(
       if (doc.kind === "Deployment" && replicas !== undefined && isObject(body.spec)) {
         body.spec.replicas = replicas;
       }
+      // The HPA's ceiling: regions.<region>.maxReplicas.<name> where set. Never raised to fit the
+      // floor: minReplicas above it is an invalid HPA, which the spoke's API server refuses.
+      const ceiling =
+        typeof region === "string"
+          ? getPath(values, `regions.${region}.maxReplicas.${meta.name}`)
+          : undefined;
       if (doc.kind === "HorizontalPodAutoscaler" && replicas !== undefined && isObject(body.spec)) {
-        const min = Math.max(1, replicas);
-        body.spec.minReplicas = min;
-        body.spec.maxReplicas = Math.max(min, Number(body.spec.maxReplicas) || min);
+        body.spec.minReplicas = Math.max(1, replicas);
+        if (typeof ceiling === "number") body.spec.maxReplicas = ceiling;
       }
       manifests.push({
         key,

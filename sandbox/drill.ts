@@ -74,6 +74,8 @@ export interface DrillOptions {
   sourceLoad?: number;
   /** The topology's capacity.whenSourceUnknown (default baseline). */
   capacityWhenSourceUnknown?: "baseline" | "refuse";
+  /** The target region's HPA maxReplicas in Git (default 30): a floor above it is capped there. */
+  targetMaxReplicas?: number;
 }
 
 /** The plain drill: us-west-2 -> us-east-2, graceful, 3 spokes, 6 apps (what the tests start from). */
@@ -644,6 +646,9 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
       options.accounts ?? (options.faults.includes("assume-role-denied") ? "split" : "single"),
     ...(options.capacityWhenSourceUnknown
       ? { capacityWhenSourceUnknown: options.capacityWhenSourceUnknown }
+      : {}),
+    ...(options.targetMaxReplicas !== undefined
+      ? { hpaMaxReplicas: { [options.target]: options.targetMaxReplicas } }
       : {}),
   });
   const startMs = Date.now() - t0;

@@ -7,7 +7,8 @@
  *   `preserveResourcesOnDeletion: true` so a cluster that stops matching keeps its workloads.
  * - `apps/<component>/`: a Deployment and an ExternalSecret; `web` also a HorizontalPodAutoscaler.
  * - `envs/production/values.yaml`: `regions.<region>.active` per region,
- *   `regions.<region>.minReplicas.<component>` (capacity parity's committed floor) and
+ *   `regions.<region>.minReplicas.<component>` (capacity parity's committed floor),
+ *   `regions.<region>.maxReplicas.<component>` (the HPA's ceiling there) and
  *   `replicas.{active,passive}`.
  *
  * The "chart" rule (applied by the Argo CD emulator, as a Helm template would): a Deployment runs
@@ -28,6 +29,8 @@ export interface LayoutOptions {
   components: number;
   /** Replicas per Deployment in the active region and in every other one (default {@link DEFAULT_REPLICAS}). */
   replicas?: { active: number; passive: number };
+  /** The HPAs' `maxReplicas` per region, in the values (default {@link HPA_MAX_REPLICAS}). */
+  hpaMaxReplicas?: Record<string, number>;
 }
 
 /** Warm standby: every passive region keeps one ready replica of each Deployment. */
@@ -186,7 +189,8 @@ spec:
 function hpa(platform: string, component: string): string {
   return `# Scales ${component} with load. The chart sets minReplicas to the Deployment's figure
 # (replicas.active, or the committed floor regions.<region>.minReplicas.${component} if higher;
-# replicas.passive in a passive region): Argo CD's selfHeal keeps that floor, the HPA goes above it.
+# replicas.passive in a passive region): Argo CD's selfHeal keeps that floor, the HPA goes above it,
+# up to maxReplicas: regions.<region>.maxReplicas.${component} (this default where unset).
 apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
 metadata:
@@ -246,9 +250,13 @@ function values(
   components: string[],
 ): string {
   const floors = components.map((c) => `      ${c}: 1`).join("\n");
+  const hpas = (region: string) =>
+    components.includes(HPA_COMPONENT)
+      ? `\n    # The HPAs' ceiling in this region: a floor above it would be an invalid HPA.\n    maxReplicas:\n      ${HPA_COMPONENT}: ${o.hpaMaxReplicas?.[region] ?? HPA_MAX_REPLICAS}`
+      : "";
   const flags = o.regions.map(
     (r) =>
-      `  ${r.region}:\n    active: ${r.region === o.activeRegion ? "true" : "false"}\n    # Capacity parity: each Deployment runs at least this many replicas while the region is\n    # active; a failover commits the source's observed capacity here.\n    minReplicas:\n${floors}`,
+      `  ${r.region}:\n    active: ${r.region === o.activeRegion ? "true" : "false"}\n    # Capacity parity: each Deployment runs at least this many replicas while the region is\n    # active; a failover commits the source's observed capacity here.\n    minReplicas:\n${floors}${hpas(r.region)}`,
   );
   return `# Production values shared by every component of ${o.platform}.
 # The regions that serve traffic: a failover first sets the target's flag to true (retarget edit

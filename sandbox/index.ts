@@ -122,6 +122,8 @@ export interface SandboxOptions {
   timeModel?: TimeModel;
   /** The topology's capacity.whenSourceUnknown (default baseline). */
   capacityWhenSourceUnknown?: "baseline" | "refuse";
+  /** The HPAs' maxReplicas per region in the seeded values (default HPA_MAX_REPLICAS everywhere). */
+  hpaMaxReplicas?: Record<string, number>;
 }
 
 /** One region's Deployments, summed over its spokes. */
@@ -142,8 +144,8 @@ export interface SandboxState {
   /** Every region whose `regions.<region>.active` is true in Git. */
   activeRegions: string[];
   gitHead: string;
-  /** The branch history, newest first: SHA and subject. */
-  gitLog: { sha: string; subject: string }[];
+  /** The branch history, newest first: SHA, subject and the rest of the message. */
+  gitLog: { sha: string; subject: string; body: string }[];
   auroraWriterRegion: string | null;
   trafficDials: Record<string, number>;
   /** Per region, from the spokes' Deployments. */
@@ -339,11 +341,13 @@ function buildTopology(
         apps: componentNames(capacity.components).map((c) => ({
           deployment: c,
           namespace: PLATFORM,
-          ...(c === HPA_COMPONENT ? { hpa: c } : {}),
           file: VALUES_FILE,
           path: `regions.{{targetRegion}}.minReplicas.${c}`,
           min: 1,
-          max: HPA_MAX_REPLICAS,
+          // The HPA's floor is capped at its maxReplicas in the target's values (read from Git).
+          ...(c === HPA_COMPONENT
+            ? { hpa: c, maxReplicasPath: `regions.{{targetRegion}}.maxReplicas.${c}` }
+            : { max: HPA_MAX_REPLICAS }),
         })),
       },
       trigger: {
@@ -446,6 +450,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         activeRegion,
         components,
         replicas: DEFAULT_REPLICAS,
+        ...(options.hpaMaxReplicas ? { hpaMaxReplicas: options.hpaMaxReplicas } : {}),
       }),
     });
     stops.push(async () => {
@@ -884,7 +889,10 @@ async function readState(s: Sandbox): Promise<SandboxState> {
     activeRegion: active.length === 1 ? (active[0] ?? null) : null,
     activeRegions: active,
     gitHead: log[0]?.sha ?? (await s.git.head()),
-    gitLog: log.map((c) => ({ sha: c.sha, subject: c.message.split("\n")[0] ?? "" })),
+    gitLog: log.map((c) => {
+      const [subject = "", ...rest] = c.message.split("\n");
+      return { sha: c.sha, subject, body: rest.join("\n").trim() };
+    }),
     auroraWriterRegion: s.aws.rds.writerRegion(GLOBAL_CLUSTER),
     trafficDials: s.aws.ga.dials(),
     workloads,

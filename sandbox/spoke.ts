@@ -255,15 +255,54 @@ function mergePatch(target: unknown, patch: unknown): unknown {
 
 type Requirement = (values: Record<string, string>) => boolean;
 
+/** A label's name part, or a label value (apimachinery's qualified name and label value). */
+const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_PREFIX = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** Why `key` is not a label key (`[prefix/]name`), as kube-apiserver words it; undefined when it is. */
+function labelKeyProblem(key: string): string | undefined {
+  const slash = key.lastIndexOf("/");
+  const [prefix, name] = slash < 0 ? [undefined, key] : [key.slice(0, slash), key.slice(slash + 1)];
+  if (prefix !== undefined && !(prefix.length <= 253 && LABEL_PREFIX.test(prefix)))
+    return `Invalid value: "${key}": prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character`;
+  if (!LABEL_NAME.test(name))
+    return `Invalid value: "${key}": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (63 characters at most)`;
+  return undefined;
+}
+
+/** Why `value` is not a label value; undefined when it is (the empty value is one). */
+function labelValueProblem(value: string): string | undefined {
+  return value === "" || LABEL_NAME.test(value)
+    ? undefined
+    : `Invalid value: "${value}": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (63 characters at most)`;
+}
+
+/**
+ * Refuses a label selector requirement kube-apiserver refuses (apimachinery labels.Parse): a key
+ * or value that is not a label's, an `in`/`notin` with no values.
+ */
+function checkLabelRequirement(part: string, key: string, values: string[], set: boolean): void {
+  const problem =
+    labelKeyProblem(key) ??
+    (set && values.length === 0
+      ? "for 'in', 'notin' operators, values set can't be empty"
+      : values.map(labelValueProblem).find((p) => p !== undefined));
+  if (problem)
+    throw badRequest(`unable to parse requirement: label selector "${part}": ${problem}`);
+}
+
 /** Parses a label (or field) selector: `k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a,b)`. */
 function parseSelector(selector: string, what: string): Requirement[] {
   if (!selector.trim()) return [];
+  const labels = what === "label selector";
   return selector.split(/,(?![^(]*\))/).map((raw) => {
     const part = raw.trim();
     const set = /^([A-Za-z0-9_./-]+)\s+(in|notin)\s+\(([^)]*)\)$/.exec(part);
     if (set?.[1] && set[3] !== undefined) {
       const [key, op] = [set[1], set[2]];
-      const options = new Set(set[3].split(",").map((o) => o.trim()));
+      const listed = set[3].trim() ? set[3].split(",").map((o) => o.trim()) : [];
+      if (labels) checkLabelRequirement(part, key, listed, true);
+      const options = new Set(listed);
       return op === "in"
         ? (v) => v[key] !== undefined && options.has(v[key])
         : (v) => v[key] === undefined || !options.has(v[key]);
@@ -271,11 +310,13 @@ function parseSelector(selector: string, what: string): Requirement[] {
     const cmp = /^([A-Za-z0-9_./-]+)\s*(==|=|!=)\s*([A-Za-z0-9_./-]*)$/.exec(part);
     if (cmp?.[1] && cmp[3] !== undefined) {
       const [key, op, want] = [cmp[1], cmp[2], cmp[3]];
+      if (labels) checkLabelRequirement(part, key, [want], false);
       return op === "!=" ? (v) => v[key] !== want : (v) => v[key] === want;
     }
     const exists = /^(!?)([A-Za-z0-9_./-]+)$/.exec(part);
     if (exists?.[2]) {
       const key = exists[2];
+      if (labels) checkLabelRequirement(part, key, [], false);
       return exists[1] ? (v) => v[key] === undefined : (v) => v[key] !== undefined;
     }
     throw badRequest(`unable to parse requirement: ${what} "${part}"`);
@@ -440,22 +481,76 @@ function deploymentProblems(obj: KubeObject): string[] {
   const templateLabels =
     isObject(template) && isObject(template.metadata) ? template.metadata.labels : undefined;
   if (!isObject(selector)) problems.push("spec.selector: Required value");
-  else if (selector.matchLabels !== undefined && !isStringMap(selector.matchLabels)) {
-    problems.push("spec.selector.matchLabels: Invalid value: must be a map of strings");
-  }
+  else problems.push(...labelSelectorProblems(selector, "spec.selector"));
   if (!isStringMap(templateLabels) || Object.keys(templateLabels).length === 0) {
     problems.push("spec.template.metadata.labels: Required value");
-  } else if (isObject(selector) && isStringMap(selector.matchLabels)) {
-    for (const [k, v] of Object.entries(selector.matchLabels)) {
-      if (templateLabels[k] !== v) {
-        problems.push(
-          "spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`",
-        );
-        break;
-      }
-    }
+  } else if (
+    isObject(selector) &&
+    !problems.length &&
+    !labelSelectorMatches(selector, templateLabels)
+  ) {
+    problems.push(
+      "spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`",
+    );
   }
   return problems;
+}
+
+const SELECTOR_OPERATORS = ["In", "NotIn", "Exists", "DoesNotExist"];
+
+/**
+ * metav1 LabelSelector validation (apimachinery ValidateLabelSelector) and the Deployment's own
+ * rule: an empty selector (neither matchLabels nor matchExpressions) is invalid for a Deployment.
+ */
+function labelSelectorProblems(selector: Json, at: string): string[] {
+  const problems: string[] = [];
+  const { matchLabels, matchExpressions } = selector;
+  if (matchLabels !== undefined && !isStringMap(matchLabels))
+    problems.push(`${at}.matchLabels: Invalid value: must be a map of strings`);
+  if (matchExpressions !== undefined && !Array.isArray(matchExpressions))
+    problems.push(`${at}.matchExpressions: Invalid value: must be a list`);
+  const expressions = Array.isArray(matchExpressions) ? matchExpressions : [];
+  for (const [i, e] of expressions.entries()) {
+    const where = `${at}.matchExpressions[${i}]`;
+    if (!isObject(e) || typeof e.key !== "string" || !e.key) {
+      problems.push(`${where}.key: Required value`);
+      continue;
+    }
+    const values = Array.isArray(e.values) ? e.values : [];
+    if (!SELECTOR_OPERATORS.includes(String(e.operator)))
+      problems.push(
+        `${where}.operator: Invalid value: ${JSON.stringify(e.operator)}: not a valid selector operator`,
+      );
+    else if ((e.operator === "In" || e.operator === "NotIn") && !values.length)
+      problems.push(
+        `${where}.values: Required value: must be specified when \`operator\` is 'In' or 'NotIn'`,
+      );
+    else if ((e.operator === "Exists" || e.operator === "DoesNotExist") && values.length)
+      problems.push(
+        `${where}.values: Forbidden: may not be specified when \`operator\` is 'Exists' or 'DoesNotExist'`,
+      );
+  }
+  const labels = isStringMap(matchLabels) ? Object.keys(matchLabels).length : 0;
+  if (!problems.length && labels + expressions.length === 0)
+    problems.push(`${at}: Invalid value: {}: empty selector is invalid for deployment`);
+  return problems;
+}
+
+/** Whether a (valid) LabelSelector selects `labels`: matchLabels and matchExpressions, ANDed. */
+function labelSelectorMatches(selector: Json, labels: Record<string, string>): boolean {
+  const matchLabels = isStringMap(selector.matchLabels) ? selector.matchLabels : {};
+  if (Object.entries(matchLabels).some(([k, v]) => labels[k] !== v)) return false;
+  const expressions = (
+    Array.isArray(selector.matchExpressions) ? selector.matchExpressions : []
+  ) as Json[];
+  return expressions.every((e) => {
+    const value = labels[String(e.key)];
+    const values = (Array.isArray(e.values) ? e.values : []).map(String);
+    if (e.operator === "In") return value !== undefined && values.includes(value);
+    if (e.operator === "NotIn") return value === undefined || !values.includes(value);
+    if (e.operator === "Exists") return value !== undefined;
+    return value === undefined;
+  });
 }
 
 /** Starts a fake spoke API server on 127.0.0.1 with an ephemeral port. */

@@ -52,6 +52,34 @@ interface SpokeApp {
   ready: number;
   hpaCurrent?: number;
   hpaDesired?: number;
+  /** The Deployment's own `spec.selector` as a label selector string: its Pods, whatever their labels. */
+  selector?: string;
+}
+
+/** A Deployment's `spec.selector` (matchLabels and matchExpressions, ANDed). */
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: { key: string; operator: string; values?: string[] }[];
+}
+
+/**
+ * A LabelSelector as the `labelSelector` query string kube-apiserver parses (apimachinery's
+ * LabelSelectorAsSelector): matchLabels as `k=v`, matchExpressions as `k in (a,b)`,
+ * `k notin (a,b)`, `k`, `!k`. Undefined for a selector that selects nothing or everything (no
+ * requirement, or an operator Kubernetes does not define): never list every Pod of a namespace.
+ */
+export function labelSelectorOf(selector: LabelSelector | undefined): string | undefined {
+  if (!selector) return undefined;
+  const parts = Object.entries(selector.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
+  for (const e of selector.matchExpressions ?? []) {
+    const values = [...(e.values ?? [])].sort().join(",");
+    if (e.operator === "In") parts.push(`${e.key} in (${values})`);
+    else if (e.operator === "NotIn") parts.push(`${e.key} notin (${values})`);
+    else if (e.operator === "Exists") parts.push(e.key);
+    else if (e.operator === "DoesNotExist") parts.push(`!${e.key}`);
+    else return undefined;
+  }
+  return parts.length ? parts.join(",") : undefined;
 }
 
 /** The running capacity of one spoke's selected apps. */
@@ -92,9 +120,11 @@ async function readSpoke(
     for (const app of mine) {
       const d = deployments.value.items.find((i) => i.metadata?.name === app.deployment);
       const h = app.hpa ? hpaItems.find((i) => i.metadata?.name === app.hpa) : undefined;
+      const selector = labelSelectorOf(d?.spec?.selector);
       out.set(appKey(app), {
         spoke,
         ...(d ? { replicas: d.spec?.replicas ?? 1 } : {}),
+        ...(selector ? { selector } : {}),
         ready: d?.status?.readyReplicas ?? 0,
         ...(h?.status?.currentReplicas !== undefined
           ? { hpaCurrent: h.status.currentReplicas }
@@ -260,6 +290,45 @@ export interface AppFloor {
   committed: number | null;
   file: string;
   path: string;
+  /** The floor `targetPercent` asked for, when the HPA's maxReplicas capped it (`committed` is that max). */
+  wanted?: number;
+  /**
+   * The target's HPA maxReplicas in Git (`maxReplicasPath`), when the topology names it: its
+   * value at Plan's head (null: not a number there), and `raisedTo` when the commit raises it.
+   */
+  maxReplicas?: { path: string; value: number | null; raisedTo?: number };
+}
+
+/**
+ * Applies the target's HPA maxReplicas (as Git has it) to a floor: a floor above it would be an
+ * invalid HPA, so it is capped there (`cap`) or maxReplicas is raised to it (`raise`).
+ */
+export function limitFloor(
+  app: CapacityApp,
+  floor: number,
+  maxReplicas: unknown,
+  targetRegion: string,
+): Pick<AppFloor, "committed" | "wanted" | "maxReplicas"> {
+  if (!app.maxReplicasPath) return { committed: floor };
+  const path = app.maxReplicasPath.replaceAll("{{targetRegion}}", targetRegion);
+  const value =
+    typeof maxReplicas === "number" && Number.isInteger(maxReplicas) ? maxReplicas : null;
+  if (value === null || floor <= value) return { committed: floor, maxReplicas: { path, value } };
+  if (app.aboveMaxReplicas === "raise")
+    return { committed: floor, maxReplicas: { path, value, raisedTo: floor } };
+  return { committed: value, wanted: floor, maxReplicas: { path, value } };
+}
+
+/** Where an app's HPA maxReplicas is in Git for `targetRegion` (a read: its value is unused). */
+function maxReplicasAt(app: CapacityApp, targetRegion: string): RenderedEdit[] {
+  if (!app.maxReplicasPath) return [];
+  const path = app.maxReplicasPath.replaceAll("{{targetRegion}}", targetRegion);
+  return [{ file: app.file, path, value: 0 }];
+}
+
+/** The Git values Plan reads for capacity parity: each app's maxReplicas in the target region. */
+export function capacityReads(t: Topology, targetRegion: string): RenderedEdit[] {
+  return (t.capacity?.apps ?? []).flatMap((a) => maxReplicasAt(a, targetRegion));
 }
 
 /** Plan's capacity decision, carried in the execution state to CommitRetarget and the gate. */
@@ -298,6 +367,7 @@ export async function planCapacity(
   sourceRegion: string | null,
   timeoutMs: number,
   now = Date.now(),
+  git: { file: string; path: string; value: unknown }[] = [],
 ): Promise<CapacityPlan | undefined> {
   const c = t.capacity;
   if (!c) return undefined;
@@ -319,12 +389,17 @@ export async function planCapacity(
   const apps = c.apps.map((a): AppFloor => {
     const observed = sample?.apps[appKey(a)];
     const path = a.path.replaceAll("{{targetRegion}}", input.targetRegion);
+    const [max] = maxReplicasAt(a, input.targetRegion);
+    const inGit = git.find((v) => v.file === max?.file && v.path === max?.path)?.value;
     return {
       app: appKey(a),
       observed: observed ?? null,
-      committed: observed === undefined ? null : floorOf(a, c, observed, spokes),
+      committed: null,
       file: a.file,
       path,
+      ...(observed === undefined
+        ? {}
+        : limitFloor(a, floorOf(a, c, observed, spokes), inGit, input.targetRegion)),
     };
   });
   if (source === "unknown" && c.whenSourceUnknown === "refuse") {
@@ -353,8 +428,29 @@ export async function planCapacity(
 /** The Git edits that commit the floors (none for an app whose source figure is unknown). */
 export function capacityEdits(plan: CapacityPlan | undefined): RenderedEdit[] {
   return (plan?.apps ?? []).flatMap((a) =>
-    a.committed === null ? [] : [{ file: a.file, path: a.path, value: a.committed }],
+    a.committed === null
+      ? []
+      : [
+          { file: a.file, path: a.path, value: a.committed },
+          // aboveMaxReplicas: raise: maxReplicas follows the floor in the same commit.
+          ...(a.maxReplicas?.raisedTo !== undefined
+            ? [{ file: a.file, path: a.maxReplicas.path, value: a.maxReplicas.raisedTo }]
+            : []),
+        ],
   );
+}
+
+/** What the HPA's maxReplicas did to an app's floor, for the plan, report and commit message. */
+export function maxReplicasNote(a: AppFloor): string {
+  const m = a.maxReplicas;
+  if (!m) return "";
+  if (m.value === null)
+    return ` (HPA maxReplicas not found at ${m.path} in Git: the floor is not checked against it)`;
+  if (m.raisedTo !== undefined)
+    return ` (HPA maxReplicas raised ${m.value} -> ${m.raisedTo} at ${m.path})`;
+  if (a.wanted !== undefined)
+    return ` (CAPPED at the HPA's maxReplicas ${m.value} at ${m.path}; ${a.wanted} wanted)`;
+  return "";
 }
 
 /** One line for Plan's output and the report: where the figures came from and how old they are. */
@@ -373,7 +469,10 @@ export function capacityLine(plan: CapacityPlan): string {
       ? `live from ${from}`
       : `stored 24-hour maximum of ${from} (live read failed: ${plan.liveError ?? "?"})`;
   const apps = plan.apps
-    .map((a) => `${a.app} observed ${a.observed ?? "?"} -> floor ${a.committed ?? "unchanged"}`)
+    .map(
+      (a) =>
+        `${a.app} observed ${a.observed ?? "?"} -> floor ${a.committed ?? "unchanged"}${maxReplicasNote(a)}`,
+    )
     .join(", ");
   return `capacity ${how}${age}: ${apps}; gate at ${plan.minimumSuccessPercent}% Ready`;
 }
@@ -398,13 +497,22 @@ export interface CapacityCheck {
   apps: AppReadiness[];
 }
 
-/** Pods of `app` on a spoke that wait for a node (phase Pending). */
-async function pendingPods(client: SpokeClient, app: CapacityApp): Promise<number> {
-  const answer = await client.call(`GET /api/v1/namespaces/${app.namespace}/pods`, () =>
+/**
+ * Pods of a Deployment on a spoke that wait for a node (phase Pending), found by the Deployment's
+ * own `spec.selector` (a chart's labels need not include `app.kubernetes.io/name`). 0 when the
+ * selector is unknown or the list is refused: the straggler is still named, with its Ready count.
+ */
+export async function pendingPods(
+  client: SpokeClient,
+  namespace: string,
+  selector: string | undefined,
+): Promise<number> {
+  if (!selector) return 0;
+  const answer = await client.call(`GET /api/v1/namespaces/${namespace}/pods`, () =>
     client.core.listNamespacedPod({
-      namespace: app.namespace,
+      namespace,
       fieldSelector: "status.phase=Pending",
-      labelSelector: `app.kubernetes.io/name=${app.deployment}`,
+      labelSelector: selector,
     }),
   );
   return "value" in answer ? answer.value.items.length : 0;
@@ -430,26 +538,50 @@ export async function checkCapacity(
   const read = await Promise.all(
     clients.map(({ spoke, client }) => readSpoke(client, spoke.name, wanted)),
   );
-  const apps: AppReadiness[] = [];
-  for (const floor of floors) {
+  // Spokes short of an app's floor although it is applied: their Pending pods are counted, a
+  // spoke's lookups at once and at most PENDING_LOOKUPS of them, so one check stays bounded.
+  const lookups = new Map<string, Promise<number>>();
+  const lookupsPerSpoke = new Map<number, number>();
+  const pendingOf = (i: number, app: CapacityApp, s: SpokeApp): Promise<number> | undefined => {
+    const key = `${i}/${appKey(app)}`;
+    const known = lookups.get(key);
+    if (known) return known;
+    const n = lookupsPerSpoke.get(i) ?? 0;
+    if (n >= PENDING_LOOKUPS) return undefined;
+    lookupsPerSpoke.set(i, n + 1);
+    const { client } = clients[i] as (typeof clients)[number];
+    const lookup = pendingPods(client, app.namespace, s.selector);
+    lookups.set(key, lookup);
+    return lookup;
+  };
+  const rows = floors.map((floor) => {
     const app = wanted.find((a) => appKey(a) === floor.app) as CapacityApp;
     const needed = Math.ceil((plan.minimumSuccessPercent * floor.committed) / 100);
+    const spokes = read.map((m, i) => {
+      const s = m.get(floor.app);
+      const scaled = (s?.replicas ?? 0) >= floor.committed;
+      const ok = !!s && scaled && s.ready >= needed;
+      return { i, s, scaled, ok, pending: s && scaled && !ok ? pendingOf(i, app, s) : undefined };
+    });
+    return { floor, needed, spokes };
+  });
+  await Promise.all(lookups.values());
+  const apps: AppReadiness[] = [];
+  for (const { floor, needed, spokes } of rows) {
     let ready = 0;
     const short: string[] = [];
-    for (const [i, m] of read.entries()) {
-      const s = m.get(floor.app);
+    for (const { i, s, scaled, ok, pending } of spokes) {
       ready += s?.ready ?? 0;
-      const scaled = (s?.replicas ?? 0) >= floor.committed;
-      if (s && scaled && s.ready >= needed) continue;
-      const { spoke, client } = clients[i] as (typeof clients)[number];
-      const pending = s && scaled ? await pendingPods(client, app) : 0;
-      const name = spoke.name;
+      if (ok) continue;
+      const name = (clients[i] as (typeof clients)[number]).spoke.name;
       short.push(
         !s || s.replicas === undefined
           ? `${name}: Deployment ${floor.app} not found`
           : !scaled
             ? `${name}: ${s.replicas} replicas, the committed floor ${floor.committed} not applied yet`
-            : `${name}: ${s.ready}/${floor.committed} Ready, ${pending} Pending`,
+            : pending
+              ? `${name}: ${s.ready}/${floor.committed} Ready, ${await pending} Pending`
+              : `${name}: ${s.ready}/${floor.committed} Ready, Pending pods not counted (over ${PENDING_LOOKUPS} short apps on the spoke)`,
       );
     }
     apps.push({
@@ -463,6 +595,12 @@ export async function checkCapacity(
   }
   return { status: apps.some((a) => a.short.length) ? "IN_PROGRESS" : "SUCCEEDED", apps };
 }
+
+/**
+ * Pending-pod lookups per spoke and check, run at once: bounds a check to one more call's time
+ * (the pollBudget in catalog.ts counts it) however many apps are short.
+ */
+export const PENDING_LOOKUPS = 10;
 
 /** The gate's failure at its deadline: every straggler by name, with its Pending pods. */
 export function capacityShort(

@@ -397,8 +397,27 @@ const CapacityAppSchema = z
     /** The floor is never set below `min` nor above `max` replicas per spoke. */
     min: z.int().min(0).default(1),
     max: z.int().min(1).max(10_000).default(1000),
+    /**
+     * Where the target region's HPA `maxReplicas` is set, in the same file as `path`: a floor
+     * (the HPA's `minReplicas`) above it makes the HPA invalid (kube-apiserver refuses
+     * maxReplicas below minReplicas), so Plan reads it from Git and acts on `aboveMaxReplicas`.
+     */
+    maxReplicasPath: RetargetEdit.shape.path
+      .refine((p) => p.includes("{{targetRegion}}"), {
+        message: "must name the target region with {{targetRegion}} (maxReplicas is per region)",
+      })
+      .optional(),
+    /**
+     * A floor above that maxReplicas: `cap` (the default) commits maxReplicas as the floor and
+     * says so; `raise` also commits maxReplicas = the floor, in the same commit.
+     */
+    aboveMaxReplicas: z.enum(["cap", "raise"]).optional(),
   })
-  .refine((a) => a.min <= a.max, { message: "min must not be above max", path: ["min"] });
+  .refine((a) => a.min <= a.max, { message: "min must not be above max", path: ["min"] })
+  .refine((a) => !a.aboveMaxReplicas || a.maxReplicasPath, {
+    message: "aboveMaxReplicas needs maxReplicasPath (where the region's HPA maxReplicas is set)",
+    path: ["aboveMaxReplicas"],
+  });
 export type CapacityApp = z.infer<typeof CapacityAppSchema>;
 
 /**

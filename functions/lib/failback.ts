@@ -5,9 +5,9 @@
  * Plan read it); any check not READY refuses the failback before anything changes (the first
  * commit comes after VerifySpoke), with the check's own fix.
  */
-import type { Topology } from "./config.ts";
+import type { RetargetEdit, Topology } from "./config.ts";
 import { type AuroraPromotionRefused, FailbackRefused } from "./errors.ts";
-import type { FailoverCommit } from "./gitops.ts";
+import type { FailoverCommit, RenderedEdit, UndoneValues } from "./gitops.ts";
 import { regionReadiness } from "./readiness.ts";
 import type { PlatformSnapshot } from "./state.ts";
 
@@ -74,4 +74,96 @@ export function failbackRefusalOf(target: string, e: AuroraPromotionRefused): Fa
     [`aurora: ${e.message.replace(/^\[Plan\] /, "")}`, ...e.details],
     { cause: e },
   );
+}
+
+// ------------------------------------------------------------------ floors (capacity parity)
+
+/**
+ * A failback's restore of what the failover it undoes committed for capacity in the region the
+ * failback leaves (its floors, a raised maxReplicas): back to the Git baseline from before that
+ * failover, in the commit that makes the region passive, so no raised floor stays in Git forever.
+ */
+export interface FloorRestore {
+  region: string;
+  /** The undone failover's first commit: the baseline is its parent's values. */
+  commit: string;
+  edits: { file: string; path: string; from: RetargetEdit["value"]; to: RetargetEdit["value"] }[];
+  /** Values left as they are, each with why and what the operator does. */
+  kept: string[];
+}
+
+/** A region's capacity values in Git: each app's floor and maxReplicas (reads: values unused). */
+function capacityValuesOf(t: Topology, region: string): RenderedEdit[] {
+  return (t.capacity?.apps ?? []).flatMap((a) =>
+    [a.path, ...(a.maxReplicasPath ? [a.maxReplicasPath] : [])].map((path) => ({
+      file: a.file,
+      path: path.replaceAll("{{targetRegion}}", region),
+      value: 0,
+    })),
+  );
+}
+
+/** The capacity values of every region but `target` (a failback leaves one of them). */
+export function floorReads(t: Topology, target: string): RenderedEdit[] {
+  return Object.keys(t.regions)
+    .filter((r) => r !== target)
+    .flatMap((r) => capacityValuesOf(t, r));
+}
+
+const isScalar = (v: unknown): v is RetargetEdit["value"] =>
+  typeof v === "string" || typeof v === "number" || typeof v === "boolean";
+
+/**
+ * What the failback commits to undo the undone failover's capacity values in `region`: each one
+ * that failover changed goes back to its value before it, unless someone changed it since (an
+ * SRE who lowered a floor by hand keeps it). Undefined when there is nothing to say.
+ */
+export function floorRestore(
+  t: Topology,
+  region: string,
+  undone: UndoneValues | undefined,
+  head: { file: string; path: string; value: unknown }[],
+): FloorRestore | undefined {
+  if (!undone || !t.capacity) return undefined;
+  const mine = capacityValuesOf(t, region);
+  const value = (list: typeof head, r: RenderedEdit) =>
+    list.find((v) => v.file === r.file && v.path === r.path)?.value;
+  const edits: FloorRestore["edits"] = [];
+  const kept: string[] = [];
+  const sha = undone.commit.slice(0, 12);
+  for (const r of mine) {
+    const at = value(undone.at, r);
+    const now = value(head, r);
+    if (undone.parent === null) {
+      if (at !== undefined)
+        kept.push(
+          `${r.path}: the failover's commit ${sha} is older than the history read, so its baseline is unknown; set it by hand`,
+        );
+      continue;
+    }
+    const before = value(undone.before, r);
+    if (at === before) continue;
+    if (now !== at) {
+      kept.push(
+        `${r.path}: ${String(now)} in Git, changed since the failover committed ${String(at)}: left as it is`,
+      );
+    } else if (!isScalar(before) || !isScalar(now)) {
+      kept.push(
+        `${r.path}: unset before the failover (${sha}) committed ${String(at)}: remove it by hand if it is not wanted`,
+      );
+    } else edits.push({ file: r.file, path: r.path, from: now, to: before });
+  }
+  if (!edits.length && !kept.length) return undefined;
+  return { region, commit: undone.commit, edits, kept };
+}
+
+/** One line for the plan and the commit message: what the failback restores, and what it keeps. */
+export function floorRestoreLine(f: FloorRestore): string {
+  const restored = f.edits.map((e) => `${e.path} ${String(e.from)} -> ${String(e.to)}`);
+  return [
+    restored.length
+      ? `restore ${f.region}'s capacity values to their Git baseline from before ${f.commit.slice(0, 12)}: ${restored.join(", ")}`
+      : `nothing of ${f.region}'s capacity values to restore`,
+    ...f.kept.map((k) => `kept ${k}`),
+  ].join("; ");
 }

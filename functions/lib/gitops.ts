@@ -167,31 +167,98 @@ export async function readValues(
   repo: GitRepo,
   auth: GitAuth,
   edits: RenderedEdit[],
-  options: { lookback?: number } = {},
+  options: { lookback?: number; undone?: RenderedEdit[] } = {},
 ): Promise<{
   head: string;
   values: { file: string; path: string; value: unknown }[];
   lastFailover?: FailoverCommit;
+  undone?: UndoneValues;
 }> {
   const lookback = options.lookback ?? 0;
   return withClone(repo, auth, lookback, async (c) => {
     const head = await remoteHead(c);
-    const docs = new Map<string, Document.Parsed>();
-    const values: { file: string; path: string; value: unknown }[] = [];
-    for (const edit of edits) {
-      const file = repoPath(edit.file);
-      let doc = docs.get(file);
-      if (!doc) {
-        doc = parseYaml(await readText(c, head, file), file);
-        docs.set(file, doc);
-      }
-      const found = locate(doc, edit.path);
-      const value = found.kind === "found" ? plainValue(found.pair.value, doc) : undefined;
-      values.push({ file: edit.file, path: edit.path, value });
-    }
+    const values = await valuesAt(c, head, edits);
     const [lastFailover] = lookback ? await failoverCommits(c, head, lookback) : [];
-    return { head, values, ...(lastFailover ? { lastFailover } : {}) };
+    const undone =
+      options.undone?.length && lastFailover
+        ? await undoneValues(c, head, lookback, lastFailover.execution, options.undone)
+        : undefined;
+    return {
+      head,
+      values,
+      ...(lastFailover ? { lastFailover } : {}),
+      ...(undone ? { undone } : {}),
+    };
   });
+}
+
+/** The values of `edits` at `commit` (an absent key reads as `undefined`). */
+async function valuesAt(
+  c: Clone,
+  commit: string,
+  edits: RenderedEdit[],
+): Promise<{ file: string; path: string; value: unknown }[]> {
+  const docs = new Map<string, Document.Parsed>();
+  const values: { file: string; path: string; value: unknown }[] = [];
+  for (const edit of edits) {
+    const file = repoPath(edit.file);
+    let doc = docs.get(file);
+    if (!doc) {
+      doc = parseYaml(await readText(c, commit, file), file);
+      docs.set(file, doc);
+    }
+    const found = locate(doc, edit.path);
+    const value = found.kind === "found" ? plainValue(found.pair.value, doc) : undefined;
+    values.push({ file: edit.file, path: edit.path, value });
+  }
+  return values;
+}
+
+/**
+ * Values around the newest failover (a failback undoes it): at its first commit (the one that
+ * activated its target) and just before it (the Git baseline it changed).
+ */
+export interface UndoneValues {
+  /** The failover's execution (its `Failover-Execution:` trailer). */
+  execution: string;
+  /** The failover's first commit. */
+  commit: string;
+  /** Its parent, or null when it is beyond the history fetched (then `before` is empty). */
+  parent: string | null;
+  at: { file: string; path: string; value: unknown }[];
+  before: { file: string; path: string; value: unknown }[];
+}
+
+/** The values of `edits` at the first commit of `execution` and at its parent, within `lookback`. */
+async function undoneValues(
+  c: Clone,
+  head: string,
+  lookback: number,
+  execution: string,
+  edits: RenderedEdit[],
+): Promise<UndoneValues | undefined> {
+  let entries: ReadCommitResult[];
+  try {
+    entries = await log({ fs, dir: c.dir, ref: head, depth: lookback, cache: c.cache });
+  } catch (e) {
+    throw gitError(e, c, `reading the history of ${c.repo.branch}`);
+  }
+  const first = entries.findLast(
+    (e) => trailersOf(e.commit.message)["Failover-Execution"] === execution,
+  );
+  if (!first) return undefined;
+  const parent = first.commit.parent[0];
+  const known = !!parent && entries.some((e) => e.oid === parent);
+  try {
+    const at = await valuesAt(c, first.oid, edits);
+    if (!parent || !known) return { execution, commit: first.oid, parent: null, at, before: [] };
+    return { execution, commit: first.oid, parent, at, before: await valuesAt(c, parent, edits) };
+  } catch (e) {
+    // A values file absent there (added or moved since): nothing to restore from; the failback
+    // itself goes on (its own edits are read at the head, where a missing file does stop it).
+    if (e instanceof GitEditError) return undefined;
+    throw e;
+  }
 }
 
 /**

@@ -7,6 +7,7 @@ import type { AwsActor } from "./aws.ts";
 import type { AppReadiness, CapacityPlan } from "./capacity.ts";
 import type { FailoverInput } from "./config.ts";
 import type { ErrorData } from "./errors.ts";
+import type { FloorRestore } from "./failback.ts";
 
 import type { TargetReadiness } from "./readiness.ts";
 
@@ -68,7 +69,14 @@ export interface Plan {
    * A failback: the failover it undoes (the execution ARN of the newest failover commit, when
    * that failover moved to the region this one leaves). Its pre-checks run in VerifySpoke.
    */
-  failback?: { undoes: string | null };
+  failback?: {
+    undoes: string | null;
+    /**
+     * The undone failover's capacity values in the region this failback leaves, back to their
+     * Git baseline in the commit that makes it passive (DemoteSource; CommitRetarget one-commit).
+     */
+    floors?: FloorRestore;
+  };
   /** Capacity parity: the source's observed capacity (live or stored) and the floors to commit. */
   capacity?: CapacityPlan;
 }

@@ -22,7 +22,9 @@ import {
   type CapacityPlan,
   capacityEdits,
   capacityLine,
+  capacityReads,
   checkCapacity,
+  maxReplicasNote,
   planCapacity,
 } from "./capacity.ts";
 import {
@@ -53,7 +55,15 @@ import {
   TrafficPreconditionFailed,
   TrafficVerifyTimeout,
 } from "./errors.ts";
-import { assertFailbackReady, failbackRefusalOf, undoneFailover } from "./failback.ts";
+import {
+  assertFailbackReady,
+  type FloorRestore,
+  failbackRefusalOf,
+  floorReads,
+  floorRestore,
+  floorRestoreLine,
+  undoneFailover,
+} from "./failback.ts";
 import { checkFence, recordFence } from "./fence.ts";
 import {
   commitRetarget,
@@ -65,6 +75,7 @@ import {
   type RenderedEdit,
   type RetargetLineage,
   readValues,
+  type UndoneValues,
   type ValueChange,
 } from "./gitops.ts";
 import { readHealthCheck } from "./health.ts";
@@ -180,11 +191,21 @@ export async function snapshot(
   t: Topology,
   targetRegion: string,
   lookback = 0,
-): Promise<PlatformSnapshot & { lastFailover?: FailoverCommit }> {
+  reads: RenderedEdit[] = [],
+  undone: RenderedEdit[] = [],
+): Promise<
+  PlatformSnapshot & {
+    lastFailover?: FailoverCommit;
+    /** The values of `reads`, in the same clone (when any were asked for). */
+    read?: { file: string; path: string; value: unknown }[];
+    /** The values of `undone` around the newest failover commit (when asked for and found). */
+    undone?: UndoneValues;
+  }
+> {
   const regions = Object.keys(t.regions);
   const edits = regions.flatMap((r) => [...editsFor(t, r), ...demoteEditsFor(t, r)]);
   const [git, aurora, traffic] = await Promise.all([
-    readValues(gitRepo(t), await gitAuth(t), edits, { lookback }),
+    readValues(gitRepo(t), await gitAuth(t), [...edits, ...reads], { lookback, undone }),
     describeAurora(auroraTopology(t), [targetRegion, ...otherRegions(t, targetRegion)]),
     readTraffic(trafficTopology(t)),
   ]);
@@ -195,6 +216,8 @@ export async function snapshot(
     ...(aurora.failoverState ? { auroraFailoverState: aurora.failoverState } : {}),
     trafficDials: traffic.dials,
     ...(git.lastFailover ? { lastFailover: git.lastFailover } : {}),
+    ...(reads.length ? { read: git.values.slice(edits.length) } : {}),
+    ...(git.undone ? { undone: git.undone } : {}),
   };
 }
 
@@ -305,7 +328,15 @@ export async function planStep(event: {
   const target = input.targetRegion;
   // Only an automatic execution (the trigger sets failedRegion) is held back by the cooldown.
   const lookback = input.failedRegion || input.failback ? FAILOVER_LOOKBACK_COMMITS : 0;
-  const { lastFailover, ...before } = await snapshot(t, target, lookback);
+  // A failback reads the capacity values the failover it undoes changed in the region it leaves.
+  const restoreReads = input.failback ? floorReads(t, target) : [];
+  const { lastFailover, read, undone, ...before } = await snapshot(
+    t,
+    target,
+    lookback,
+    [...capacityReads(t, target), ...restoreReads],
+    restoreReads,
+  );
   const sourceRegion = sourceRegionOf(before, target);
   // An alarm on a region that is not serving (a passive one) is no reason to move anything.
   const bystander = !!input.failedRegion && input.failedRegion !== sourceRegion;
@@ -323,9 +354,12 @@ export async function planStep(event: {
   const noop = !needs.retarget && !needs.aurora && !needs.traffic && !needs.demote;
   if (!noop) await assertTargetHealthy(t, target);
   // A failback's pre-checks run in VerifySpoke (they read the region's spoke and Argo CD).
-  const failback = input.failback
-    ? { undoes: undoneFailover(lastFailover, sourceRegion) }
-    : undefined;
+  const undoes = input.failback ? undoneFailover(lastFailover, sourceRegion) : null;
+  const floors =
+    undoes && sourceRegion && undone?.execution === undoes
+      ? floorRestore(t, sourceRegion, undone, read ?? [])
+      : undefined;
+  const failback = input.failback ? { undoes, ...(floors ? { floors } : {}) } : undefined;
   const promotion = needs.aurora ? await checkPromotion(t, input) : undefined;
   // Capacity parity: the floors the retarget commit writes, from the source's live or stored
   // figure. Ungraceful: the source is likely down, so its live read gets a short bound (RTO).
@@ -335,6 +369,8 @@ export async function planStep(event: {
         input,
         sourceRegion,
         input.mode === "ungraceful" ? UNGRACEFUL_LIVE_READ_MS : SPOKE_TIMEOUT_MS,
+        Date.now(),
+        read,
       )
     : undefined;
   // Informs, never decides: Plan's own live checks above are what hold the failover back.
@@ -361,6 +397,7 @@ export async function planStep(event: {
         : [
             ...planActions(t, input, before, needs, promotion),
             ...(capacity ? [capacityLine(capacity)] : []),
+            ...(floors ? [floorRestoreLine(floors)] : []),
           ],
   };
   if (!input.dryRun) {
@@ -614,14 +651,23 @@ export async function commitRetargetStep(state: FailoverState): Promise<Retarget
   const capacity = state.plan.capacity;
   const floors = capacityEdits(capacity);
   const isFloor = (c: ValueChange) => floors.some((f) => f.file === c.file && f.path === c.path);
+  // One-commit retarget: this commit makes the old region passive, so a failback restores its floors here.
+  const restore = t.git.demote
+    ? { edits: [], body: "" }
+    : restoredFloors(
+        state.plan.failback?.floors,
+        state.plan.sourceRegion ? [state.plan.sourceRegion] : [],
+      );
   const intro = `Source region: ${state.plan.sourceRegion ?? "unknown"}. Mode: ${state.input.mode}.${t.git.demote ? " The source stays active until traffic has moved (two-phase retarget)." : ""}`;
   const result = await commitRetarget(
     gitRepo(t),
     await gitAuth(t),
-    [...editsFor(t, target), ...floors],
+    [...editsFor(t, target), ...floors, ...restore.edits],
     {
       subject,
-      body: capacity ? (changes) => `${intro}\n\n${capacityBody(capacity, changes)}` : intro,
+      body: capacity
+        ? (changes) => `${intro}\n\n${capacityBody(capacity, changes)}${restore.body}`
+        : `${intro}${restore.body}`,
       trailers: trailers(state, "activate"),
     },
     { maxAttempts: t.git.pushAttempts, plannedHead: state.plan.before.gitHead },
@@ -675,6 +721,21 @@ function retargetJudge(
 }
 
 /**
+ * A failback's restore of the capacity values the failover it undoes raised in a region this
+ * commit makes passive: the edits (back to the Git baseline) and the commit message's paragraph.
+ */
+function restoredFloors(
+  floors: FloorRestore | undefined,
+  passive: string[],
+): { edits: RenderedEdit[]; body: string } {
+  if (!floors || !passive.includes(floors.region)) return { edits: [], body: "" };
+  return {
+    edits: floors.edits.map((e) => ({ file: e.file, path: e.path, value: e.to })),
+    body: `\n\nFailback: ${floorRestoreLine(floors)}.`,
+  };
+}
+
+/**
  * The commit message's capacity lines: where the figures came from, then per app its old and new
  * floor and the observed figure it follows (or that no floor was committed).
  */
@@ -687,7 +748,7 @@ function capacityBody(capacity: CapacityPlan, changes: ValueChange[]): string {
     .filter((a) => a.committed !== null)
     .map((a) => {
       const change = changes.find((c) => c.file === a.file && c.path === a.path);
-      return `- ${a.app}: ${a.path} ${String(change?.from ?? "unset")} -> ${String(a.committed)} (observed ${String(a.observed)})`;
+      return `- ${a.app}: ${a.path} ${String(change?.from ?? "unset")} -> ${String(a.committed)} (observed ${String(a.observed)})${maxReplicasNote(a)}`;
     });
   return [head, ...lines].join("\n");
 }
@@ -1062,13 +1123,14 @@ export async function demoteSourceStep(state: FailoverState): Promise<DemotionSt
     );
   }
   const subject = `failover(${t.platform}): make ${regions.join(", ")} passive (traffic is on ${target})`;
+  const restore = restoredFloors(state.plan.failback?.floors, regions);
   const result = await commitRetarget(
     gitRepo(t),
     await gitAuth(t),
-    regions.flatMap((r) => demoteEditsFor(t, r)),
+    [...regions.flatMap((r) => demoteEditsFor(t, r)), ...restore.edits],
     {
       subject,
-      body: `Second commit of the failover to ${target}: traffic and the Aurora writer have moved, so ${regions.join(", ")} now run their standby size.`,
+      body: `Second commit of the failover to ${target}: traffic and the Aurora writer have moved, so ${regions.join(", ")} now run their standby size.${restore.body}`,
       trailers: trailers(state, "demote"),
     },
     {
@@ -1479,7 +1541,12 @@ async function revertActivation(
 ): Promise<{ problems: string[]; commit?: { sha: string; subject: string } }> {
   const target = state.plan.targetRegion;
   if (serving === target) return { problems: [] };
-  const edits = t.git.demote ? demoteEditsFor(t, target) : editsFor(t, serving);
+  // One-commit: a failback's retarget commit also restored the floors of the region it left (serving again).
+  const unrestore =
+    !t.git.demote && state.plan.failback?.floors?.region === serving
+      ? state.plan.failback.floors.edits.map((e) => ({ file: e.file, path: e.path, value: e.from }))
+      : [];
+  const edits = t.git.demote ? demoteEditsFor(t, target) : [...editsFor(t, serving), ...unrestore];
   const subject = t.git.demote
     ? `failover(${t.platform}): compensate: make ${target} passive again (users stay on ${serving})`
     : `failover(${t.platform}): compensate: make ${serving} active again`;

@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import {
+  deadlineName,
   FUNCTIONS,
   MAX_LAMBDA_TIMEOUT_SECONDS,
   pollBudget,
@@ -157,11 +158,14 @@ export function pollTimingProblems(topology: Topology): string[] {
         `argocd: one ${f.state} poll can take ${sum}, over Lambda's ${MAX_LAMBDA_TIMEOUT_SECONDS} s limit; lower argocd.requestTimeoutSeconds or the number of hubs`,
       ];
     }
-    const deadline = topology.timeouts[budget.deadlineKey];
+    const deadline = budget.deadlineSeconds;
     const timeout = timeoutOf(f, topology);
-    if (timeout <= deadline) return [];
+    // Fence's window is fixed (FENCE_SECONDS), not a topology deadline: a poll longer than it makes
+    // the next poll the window's last (a region still converging then fails OldRegionNotFenced,
+    // after the failover completed; an unreachable one stays pending for readiness).
+    if (timeout <= deadline || budget.deadlineKey === "FENCE_SECONDS") return [];
     return [
-      `timeouts.${budget.deadlineKey}: ${deadline} s is shorter than one worst-case ${f.state} poll (${sum}); raise it to at least ${timeout}${lower}`,
+      `${deadlineName(budget)}: ${deadline} s is shorter than one worst-case ${f.state} poll (${sum}); raise it to at least ${timeout}${lower}`,
     ];
   });
 }

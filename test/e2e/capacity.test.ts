@@ -68,6 +68,45 @@ describe("capacity parity in a failover", () => {
     expect(order.indexOf("AwaitCapacity")).toBeLessThan(order.indexOf("ShiftTraffic"));
   });
 
+  it("caps the floor at the target's HPA maxReplicas in Git; the failback restores the floors of the region it leaves", async () => {
+    const result = await drill({ sourceLoad: 9, targetMaxReplicas: 6, failback: true });
+
+    expect(result.status).toBe("SUCCEEDED");
+    const [failover, failback] = result.executions;
+    expect(failback?.failback).toBe(true);
+    // web: 9 observed, its floor capped at the target's maxReplicas 6 (9 would be an invalid HPA).
+    const capped = `${PLATFORM}/web observed 9 -> floor 6 (CAPPED at the HPA's maxReplicas 6 at regions.us-east-2.maxReplicas.web; 9 wanted)`;
+    const first = reportOf(join(result.reportDir, failover?.name ?? "?"));
+    expect(first.capacity?.line).toContain(capped);
+    expect(first.capacity?.apps).toEqual([
+      { app: APPS[0], observed: 3, committed: 3, ready: 3 },
+      { app: APPS[1], observed: 9, committed: 6, ready: 6 },
+    ]);
+    expect(failover?.after.workloads[TARGET]).toMatchObject({ replicas: 9, ready: 9 });
+    // Newest first: the failback's demote and activate commits, the failover's, the seed.
+    const [restoring, , , activating] = result.after.gitLog;
+    expect(activating?.body).toContain(
+      "- payments/web: regions.us-east-2.minReplicas.web 1 -> 6 (observed 9) (CAPPED at the HPA's maxReplicas 6 at regions.us-east-2.maxReplicas.web; 9 wanted)",
+    );
+    // The failback makes us-east-2 passive and puts its floors back to the Git baseline (1).
+    const restored = `restore us-east-2's capacity values to their Git baseline from before ${activating?.sha.slice(0, 12)}: regions.us-east-2.minReplicas.api 3 -> 1, regions.us-east-2.minReplicas.web 6 -> 1`;
+    expect(restoring?.subject).toBe(
+      "failover(payments): make us-east-2 passive (traffic is on us-west-2)",
+    );
+    expect(restoring?.body).toContain(`Failback: ${restored}.`);
+    expect(reportOf(result.reportDir).plan?.actions).toContain(restored);
+    const demote = readFileSync(join(result.reportDir, "audit.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { step: string; after: { changes?: unknown } })
+      .find((e) => e.step === "DemoteSource");
+    expect(demote?.after.changes).toEqual([
+      { file: VALUES, path: "regions.us-east-2.active", from: true, to: false },
+      { file: VALUES, path: "regions.us-east-2.minReplicas.api", from: 3, to: 1 },
+      { file: VALUES, path: "regions.us-east-2.minReplicas.web", from: 6, to: 1 },
+    ]);
+  });
+
   it("target-capacity-short: the gate fails naming the app and its Pending pods; traffic, writer and source untouched", async () => {
     const result = await drill({ faults: ["target-capacity-short"] });
 

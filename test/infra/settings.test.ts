@@ -163,6 +163,10 @@ describe("poll timing", () => {
       "timeouts.argoSyncSeconds: 300 s is shorter than one worst-case AwaitArgoSync poll (480 s = 78 s hub tokens (replica, then primary region) + 2 hub(s) x 3 calls x 60 s argocd.requestTimeoutSeconds + 39 s audit event + 2 s early stop); raise it to at least 480 or lower argocd.requestTimeoutSeconds (or the hubs)",
       "timeouts.auroraSeconds: 60 s is shorter than one worst-case AwaitAurora poll (80 s = 3 region(s) x 10 s DescribeGlobalClusters + 39 s audit event + 2 s early stop); raise it to at least 80",
       "timeouts.trafficVerifySeconds: 60 s is shorter than one worst-case VerifyTraffic poll (80 s = 39 s global-accelerator health read + 39 s audit event + 2 s early stop); raise it to at least 80",
+      // Compensate's window is timeouts.auroraSeconds too (its poll budget, functions/catalog.ts).
+      expect.stringMatching(
+        /^timeouts\.auroraSeconds: 60 s is shorter than one worst-case Compensate poll \(690 s = .*2 hub\(s\) x 2 calls x 60 s.*\); raise it to at least 690$/,
+      ),
     ]);
   });
 
@@ -177,6 +181,13 @@ describe("poll timing", () => {
     expect(settingsError({ topology: path }).problems).toEqual([
       expect.stringMatching(
         /^argocd: one AwaitArgoSync poll can take 1080 s = .*4 hub\(s\) x 4 calls x 60 s.*, over Lambda's 900 s limit/,
+      ),
+      // Fence and Compensate ask the same hubs (their poll budgets, functions/catalog.ts).
+      expect.stringMatching(
+        /^argocd: one Fence poll can take 1050 s = .*4 hub\(s\) x 3 calls x 60 s.*, over Lambda's 900 s limit/,
+      ),
+      expect.stringMatching(
+        /^argocd: one Compensate poll can take 930 s = .*4 hub\(s\) x 2 calls x 60 s.*, over Lambda's 900 s limit/,
       ),
     ]);
   });

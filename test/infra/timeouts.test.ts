@@ -46,6 +46,19 @@ describe("the budget's bounds are the code's", () => {
     expect(CODE_BOUNDS.earlyTimeoutSeconds).toBe(ms / 1000);
   });
 
+  it("the spokes, Fence's window, the gate's Pending-pod lookups and a Git commit: the code's own figures", () => {
+    const steps = source("functions/lib/steps.ts");
+    const capacity = source("functions/lib/capacity.ts");
+    const ms = (text: string, name: string) =>
+      Number(new RegExp(`${name} = ([\\d_]+)`).exec(text)?.[1]?.replaceAll("_", ""));
+    expect(CODE_BOUNDS.spokeCallSeconds).toBe(ms(steps, "SPOKE_TIMEOUT_MS") / 1000);
+    expect(CODE_BOUNDS.spokeCallSeconds).toBe(ms(capacity, "GATE_TIMEOUT_MS") / 1000);
+    expect(CODE_BOUNDS.fenceWindowSeconds).toBe(ms(steps, "FENCE_SECONDS"));
+    expect(CODE_BOUNDS.gitCommitSeconds).toBe(spec("CommitRetarget").timeoutSeconds);
+    // The Pending-pod lookups of one check run at once (one spoke call's time, counted once).
+    expect(capacity).toContain("await Promise.all(lookups.values());");
+  });
+
   it("Argo CD: every call bounded by argocd.requestTimeoutSeconds, the refresh phase as a whole", () => {
     expect(source("functions/lib/steps.ts")).toContain(
       "timeoutMs: t.argocd.requestTimeoutSeconds * 1000",
@@ -125,6 +138,87 @@ describe("pollBudget and timeoutOf", () => {
       seconds: 80,
       deadlineKey: "trafficVerifySeconds",
     });
+  });
+
+  it("AwaitCapacity: the spokes' tokens, two lists per namespace with an HPA (one without), the Pending-pod lookups; within capacity.gateSeconds", () => {
+    const { awsCallSeconds: call, spokeCallSeconds: spoke, earlyTimeoutSeconds } = CODE_BOUNDS;
+    expect(pollBudget("AwaitCapacity", example)).toBeUndefined();
+    const app = { file: "values.yaml", path: "r.{{targetRegion}}.min.a", min: 1, max: 1000 };
+    const gated = {
+      ...example,
+      capacity: {
+        targetPercent: 100,
+        minimumSuccessPercent: { graceful: 100, ungraceful: 60 },
+        whenSourceUnknown: "baseline" as const,
+        gateSeconds: 300,
+        apps: [
+          { ...app, deployment: "api", namespace: "shop", hpa: "api" },
+          { ...app, deployment: "web", namespace: "shop" },
+          { ...app, deployment: "worker", namespace: "jobs" },
+        ],
+      },
+    };
+    // shop: Deployments + HPAs; jobs: Deployments.
+    expect(pollBudget("AwaitCapacity", gated)).toMatchObject({
+      seconds: Math.ceil((2 * call + 3 * spoke + spoke + call + earlyTimeoutSeconds) / 10) * 10,
+      deadlineKey: "capacity.gateSeconds",
+      deadlineSeconds: 300,
+    });
+    expect(timeoutOf(spec("AwaitCapacity"), gated)).toBe(160);
+  });
+
+  it("Fence: Aurora and traffic, the hubs' and spokes' tokens, the API servers, Argo CD's first poll, a record per old region; its window is fixed", () => {
+    const { awsCallSeconds: call, spokeCallSeconds: spoke, earlyTimeoutSeconds } = CODE_BOUNDS;
+    const hubs = example.argocd.hubs.length;
+    const regions = Object.keys(example.regions).length;
+    expect(pollBudget("Fence", example)).toMatchObject({
+      seconds:
+        Math.ceil(
+          (Math.max(regions * CODE_BOUNDS.auroraCallSeconds, call) +
+            2 * call +
+            2 * call +
+            spoke +
+            hubs * 3 * example.argocd.requestTimeoutSeconds +
+            (regions - 1) * call +
+            call +
+            earlyTimeoutSeconds) /
+            10,
+        ) * 10,
+      deadlineKey: "FENCE_SECONDS",
+      deadlineSeconds: CODE_BOUNDS.fenceWindowSeconds,
+    });
+    expect(
+      pollBudget("Fence", withArgo({ requestTimeoutSeconds: 60 }, 3))?.seconds,
+    ).toBeGreaterThan(pollBudget("Fence", example)?.seconds ?? 0);
+  });
+
+  it("Compensate: its longest decision (the move to the writer refused, the writer switched back), capacity included when committed; within timeouts.auroraSeconds", () => {
+    const without = pollBudget("Compensate", example);
+    expect(without).toMatchObject({ seconds: 490, deadlineKey: "auroraSeconds" });
+    expect(without?.parts).toContain("39 s health check");
+    const gated = {
+      ...example,
+      capacity: {
+        targetPercent: 100,
+        minimumSuccessPercent: { graceful: 100, ungraceful: 60 },
+        whenSourceUnknown: "baseline" as const,
+        gateSeconds: 120,
+        apps: [
+          {
+            deployment: "api",
+            namespace: "shop",
+            file: "values.yaml",
+            path: "r.{{targetRegion}}.min.api",
+            min: 1,
+            max: 1000,
+          },
+        ],
+      },
+    };
+    // The target's capacity: spoke tokens, one Deployment list, the Pending-pod lookups.
+    const capacity = 2 * CODE_BOUNDS.awsCallSeconds + 2 * CODE_BOUNDS.spokeCallSeconds;
+    expect(pollBudget("Compensate", gated)?.seconds).toBe(Math.ceil((483 + capacity) / 10) * 10);
+    expect(timeoutOf(spec("Compensate"), example)).toBe(490);
   });
 
   it("raises a poller's catalog timeout to its budget, caps it at Lambda's limit, leaves the others", () => {
