@@ -19,6 +19,15 @@ import {
   promoteAurora,
 } from "./aurora.ts";
 import {
+  type AuroraRaise,
+  type AuroraRestoreResult,
+  auroraCapacityLine,
+  planAuroraCapacity,
+  raiseTargetMinCapacity,
+  restoreMinCapacity,
+  storeRaise,
+} from "./aurora-capacity.ts";
+import {
   type CapacityPlan,
   capacityEdits,
   capacityLine,
@@ -336,12 +345,25 @@ export async function planStep(event: {
         input.mode === "ungraceful" ? UNGRACEFUL_LIVE_READ_MS : SPOKE_TIMEOUT_MS,
       )
     : undefined;
+  // Capacity parity for Aurora: the source writer's ACUs against the target's range (and, in a
+  // failback, the earlier raise to undo), for PromoteAurora to act on before its call.
+  const auroraCapacity = needs.aurora
+    ? await planAuroraCapacity(
+        t.capacity,
+        auroraTopology(t),
+        t.platform,
+        input,
+        before.auroraWriterRegion,
+        input.mode === "ungraceful" ? UNGRACEFUL_LIVE_READ_MS : SPOKE_TIMEOUT_MS,
+      )
+    : undefined;
   // Informs, never decides: Plan's own live checks above are what hold the failover back.
   const readiness = await latestReadiness(t.platform, target).catch(() => undefined);
   const plan: Plan = {
     ...(readiness ? { readiness } : {}),
     ...(failback ? { failback } : {}),
     ...(capacity ? { capacity } : {}),
+    ...(auroraCapacity ? { auroraCapacity } : {}),
     sourceRegion,
     targetRegion: target,
     before,
@@ -360,6 +382,7 @@ export async function planStep(event: {
         : [
             ...planActions(t, input, before, needs, promotion),
             ...(capacity ? [capacityLine(capacity)] : []),
+            ...(auroraCapacity ? [auroraCapacityLine(auroraCapacity)] : []),
           ],
   };
   if (!input.dryRun) {
@@ -841,12 +864,49 @@ export async function promoteAuroraStep(
   state: FailoverState,
 ): Promise<PromotionState & { startedDespite?: string }> {
   const t = runtimeTopology();
-  const result = await promoteAurora(auroraTopology(t), {
-    targetRegion: state.plan.targetRegion,
-    mode: state.input.mode,
-    allowDataLoss: state.input.allowDataLoss,
-  });
+  const topo = auroraTopology(t);
+  const capacity = state.plan.auroraCapacity;
+  let raise: AuroraRaise | undefined;
+  let restore: AuroraRestoreResult | undefined;
+  // Capacity parity: once the checks pass and right before the call, the cluster the writer
+  // leaves gets back a MinCapacity an earlier promotion raised (a failback's above all), then the
+  // target's is raised (and kept until the writer leaves it in turn).
+  const beforeCall = capacity
+    ? async () => {
+        if (capacity.restore)
+          restore =
+            capacity.mode === "raise"
+              ? await restoreMinCapacity(t.platform, topo, capacity.restore, SPOKE_TIMEOUT_MS)
+              : {
+                  region: capacity.restore.region,
+                  clusterArn: capacity.restore.clusterArn,
+                  from: null,
+                  to: capacity.restore.to,
+                  restored: false,
+                  settled: false,
+                  detail: `capacity.aurora.mode is ${capacity.mode}, not raise: restore MinCapacity ${capacity.restore.to} by hand`,
+                };
+        const raised = await raiseTargetMinCapacity(
+          topo,
+          capacity,
+          state.input.mode,
+          SPOKE_TIMEOUT_MS,
+        );
+        raise = await storeRaise(t.platform, raised, state.execution.name);
+      }
+    : undefined;
+  const result = await promoteAurora(
+    topo,
+    {
+      targetRegion: state.plan.targetRegion,
+      mode: state.input.mode,
+      allowDataLoss: state.input.allowDataLoss,
+    },
+    beforeCall,
+  );
   return {
+    ...(raise ? { auroraCapacity: raise } : {}),
+    ...(restore ? { auroraRestore: restore } : {}),
     status: "SUCCEEDED",
     skipped: result.skipped,
     action: result.action,
