@@ -335,6 +335,24 @@ export async function planStep(event: {
     ? { undoes: undoneFailover(lastFailover, sourceRegion) }
     : undefined;
   const promotion = needs.aurora ? await checkPromotion(t, input) : undefined;
+  // Capacity parity for Aurora: the source writer's ACUs against the target's range (and the
+  // source's own raise to give back), for PromoteAurora to act on before its call; read while the
+  // apps' figures are (both may wait on a dead source's bound).
+  const auroraPlanned = (
+    needs.aurora
+      ? planAuroraCapacity(
+          t.capacity,
+          auroraTopology(t),
+          t.platform,
+          input,
+          before.auroraWriterRegion,
+          input.mode === "ungraceful" ? UNGRACEFUL_LIVE_READ_MS : SPOKE_TIMEOUT_MS,
+        )
+      : Promise.resolve(undefined)
+  ).then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
   // Capacity parity: the floors the retarget commit writes, from the source's live or stored
   // figure. Ungraceful: the source is likely down, so its live read gets a short bound (RTO).
   const capacity = needs.retarget
@@ -345,18 +363,9 @@ export async function planStep(event: {
         input.mode === "ungraceful" ? UNGRACEFUL_LIVE_READ_MS : SPOKE_TIMEOUT_MS,
       )
     : undefined;
-  // Capacity parity for Aurora: the source writer's ACUs against the target's range (and, in a
-  // failback, the earlier raise to undo), for PromoteAurora to act on before its call.
-  const auroraCapacity = needs.aurora
-    ? await planAuroraCapacity(
-        t.capacity,
-        auroraTopology(t),
-        t.platform,
-        input,
-        before.auroraWriterRegion,
-        input.mode === "ungraceful" ? UNGRACEFUL_LIVE_READ_MS : SPOKE_TIMEOUT_MS,
-      )
-    : undefined;
+  const aurora = await auroraPlanned;
+  if ("error" in aurora) throw aurora.error;
+  const auroraCapacity = aurora.value;
   // Informs, never decides: Plan's own live checks above are what hold the failover back.
   const readiness = await latestReadiness(t.platform, target).catch(() => undefined);
   const plan: Plan = {
