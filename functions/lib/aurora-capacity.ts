@@ -364,6 +364,10 @@ export async function planAuroraCapacity(
           ...(stored.instanceClass ? { instanceClass: stored.instanceClass } : {}),
           at: stored.observedAt,
         };
+      } else {
+        // Read live, but no figure there and none stored: as unknown as a dead source.
+        source = "unknown";
+        observed = {};
       }
     }
   } else liveError = "no source writer (the target already is the writer, or none is)";

@@ -25,6 +25,8 @@ export interface GlobalClusterDefinition {
   serverless?: Record<string, ServerlessRange>;
   /** The ACUs the workload needs on the writer (a serverless writer runs at this, within its range). */
   writerLoadAcu?: number;
+  /** A provisioned member's instance class (region -> class; default db.r6g.large). */
+  instanceClasses?: Record<string, string>;
 }
 
 /** A Serverless v2 capacity range (ServerlessV2ScalingConfiguration), in ACUs. */
@@ -145,6 +147,7 @@ export function createRds(): RdsEmulator {
   /** Serverless v2 members' capacity ranges and ServerlessDatabaseCapacity histories, by ARN. */
   const ranges = new Map<string, ServerlessRange>();
   const history = new Map<string, CapacityPoint[]>();
+  const classes = new Map<string, string>();
   const mods: ReturnType<RdsEmulator["modifications"]> = [];
 
   function rejoinDue(): void {
@@ -433,7 +436,9 @@ export function createRds(): RdsEmulator {
       DBInstances: {
         DBInstance: rows.map(({ c, arn, id }) => ({
           DBInstanceIdentifier: id,
-          DBInstanceClass: ranges.has(arn) ? "db.serverless" : PROVISIONED_CLASS,
+          DBInstanceClass: ranges.has(arn)
+            ? "db.serverless"
+            : (classes.get(arn) ?? PROVISIONED_CLASS),
           Engine: "aurora-postgresql",
           EngineVersion: "16.6",
           DBInstanceStatus: statusOf(c, region),
@@ -567,7 +572,14 @@ export function createRds(): RdsEmulator {
 
   return {
     handler,
-    defineGlobalCluster({ identifier, members, writerRegion, serverless, writerLoadAcu }) {
+    defineGlobalCluster({
+      identifier,
+      members,
+      writerRegion,
+      serverless,
+      writerLoadAcu,
+      instanceClasses,
+    }) {
       if (!members[writerRegion]) {
         throw new Error(`writer region ${writerRegion} has no member in ${identifier}`);
       }
@@ -577,6 +589,12 @@ export function createRds(): RdsEmulator {
         writer: writerRegion,
         writerLoadAcu: writerLoadAcu ?? 0,
       };
+      for (const arn of Object.values(members)) {
+        ranges.delete(arn);
+        classes.delete(arn);
+      }
+      for (const [region, cls] of Object.entries(instanceClasses ?? {}))
+        classes.set(members[region] ?? "", cls);
       for (const [region, range] of Object.entries(serverless ?? {})) {
         const arn = members[region];
         if (!arn) throw new Error(`serverless region ${region} has no member in ${identifier}`);

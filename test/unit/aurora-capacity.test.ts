@@ -301,6 +301,38 @@ describe("capacity parity for Aurora (functions/lib/aurora-capacity.ts)", () => 
     expect(sandbox.rds.modifications().filter((m) => m.clusterArn === ARN[EU])).toEqual([]);
   });
 
+  it("compares a provisioned source's instance class with a provisioned target's, and warns of a mismatch", async () => {
+    sandbox.rds.defineGlobalCluster({
+      identifier: ID,
+      members: ARN,
+      writerRegion: EAST,
+      instanceClasses: { [EAST]: "db.r6g.4xlarge", [WEST]: "db.r6g.large" },
+    });
+    const plan = await planAuroraCapacity(config("raise"), topo, "p9", input, EAST, 5_000);
+    expect(plan).toMatchObject({
+      source: "live",
+      observedAcu: null,
+      observedClass: "db.r6g.4xlarge",
+      targetClass: "db.r6g.large",
+      committed: null,
+    });
+    expect(plan?.warnings).toEqual([
+      expect.stringMatching(
+        /^instance class mismatch: the source writer is db.r6g.4xlarge, the target's writer db.r6g.large \(provisioned clusters are not modified/,
+      ),
+    ]);
+    const same = await planAuroraCapacity(
+      config("raise"),
+      topo,
+      "p9",
+      { targetRegion: EU, mode: "graceful" },
+      WEST,
+      5_000,
+    );
+    expect(same).toMatchObject({ observedClass: "db.r6g.large", targetClass: "db.r6g.large" });
+    expect(same?.warnings).toEqual([]);
+  });
+
   it("gives a raised cluster its MinCapacity back when the writer leaves it, once", async () => {
     const plan = await planAuroraCapacity(config("raise"), topo, "p7", input, EAST, 5_000);
     if (!plan) throw new Error("no plan");
