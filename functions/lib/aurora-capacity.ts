@@ -280,6 +280,8 @@ export interface AuroraRestore {
   to: number;
   /** ... and what the failover raised it to (a different value now: changed by hand, left alone). */
   raisedTo: number;
+  /** Why it is not given back in this run (kept for later, said in the report). */
+  notNow?: string;
 }
 
 /** Plan's Aurora capacity decision, carried to PromoteAurora and the report. */
@@ -400,10 +402,19 @@ export async function planAuroraCapacity(
     warnings.push(
       `the source writer is provisioned (${observed.instanceClass}): no ACU figure to size the target's MinCapacity (${targetRead.serverless.min}) from`,
     );
-  const restore =
+  const raised =
     sourceRegion && sourceRegion !== target
       ? await storedRaise(platform, topo, sourceRegion)
       : undefined;
+  // Only `raise` may modify a cluster; an ungraceful run does not wait on the (presumably dead)
+  // source's API.
+  const notNow =
+    a.mode !== "raise"
+      ? `capacity.aurora.mode is ${a.mode}, not raise`
+      : input.mode === "ungraceful"
+        ? "ungraceful: the source is presumed down, not waited on"
+        : undefined;
+  const restore = raised && notNow ? { ...raised, notNow } : raised;
   return {
     mode: a.mode,
     source,
@@ -556,7 +567,7 @@ export function auroraCapacityLine(p: AuroraCapacityPlan): string {
           ? `raise to ${p.committed} before the promotion`
           : `would raise to ${p.committed} (capacity.aurora.mode report: not modified)`;
   const restore = p.restore
-    ? `; give ${p.restore.region} back its MinCapacity ${p.restore.to} (${p.restore.raisedBy} raised it to ${p.restore.raisedTo})`
+    ? `; ${p.restore.notNow ? `keep ${p.restore.region}'s raised MinCapacity ${p.restore.raisedTo} (${p.restore.notNow}; it was ${p.restore.to})` : `give ${p.restore.region} back its MinCapacity ${p.restore.to} (${p.restore.raisedBy} raised it to ${p.restore.raisedTo})`}`
     : "";
   const warn = p.warnings.length ? `; WARNING: ${p.warnings.join("; ")}` : "";
   return `Aurora capacity ${seen}; target ${target}: ${act}${restore}${warn}`;
@@ -678,8 +689,8 @@ export async function raiseTargetMinCapacity(
 /**
  * The undo of a raise as the writer leaves the cluster (a failback above all): its MinCapacity
  * back to what it was, and the stored raise forgotten; unless someone changed it since (then it
- * is left, and said). Never fails the promotion: what could not be restored is reported with the
- * command that does it, and stays stored for the next promotion to try.
+ * is left, and said). Never fails the promotion: what could not be restored (or why it is not
+ * tried in this run, `notNow`) is reported with the command that does it, and stays stored.
  */
 export async function restoreMinCapacity(
   platform: string,
@@ -687,9 +698,19 @@ export async function restoreMinCapacity(
   restore: AuroraRestore,
   timeoutMs: number,
 ): Promise<AuroraRestoreResult> {
-  const { region, clusterArn, to } = restore;
+  const { region, clusterArn, to, notNow } = restore;
   const id = clusterIdOf(clusterArn);
   const by = `aws rds modify-db-cluster --region ${region} --db-cluster-identifier ${id} --serverless-v2-scaling-configuration MinCapacity=${to},MaxCapacity=<its max> --apply-immediately`;
+  if (notNow)
+    return {
+      region,
+      clusterArn,
+      from: null,
+      to,
+      restored: false,
+      settled: false,
+      detail: `not given back (${notNow}); kept: restore by hand once it is not the writer: ${by}`,
+    };
   const settled = async (from: number | null, restored: boolean, detail: string) => {
     const kept = await settleRaise(platform, clusterArn).then(
       () => undefined,

@@ -864,6 +864,9 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
   return { ...progress, status: result.status, ...(result.error ? { error: result.error } : {}) };
 }
 
+/** Bound on each capacity-parity call PromoteAurora makes before its promotion call. */
+const AURORA_CAPACITY_CALL_MS = 5_000;
+
 /**
  * PromoteAurora: switchover (graceful) or guarded failover (ungraceful) after Plan's checks run
  * again; skipped when already writer. `startedDespite`: the call's error, when the re-read showed
@@ -883,23 +886,17 @@ export async function promoteAuroraStep(
   const beforeCall = capacity
     ? async () => {
         if (capacity.restore)
-          restore =
-            capacity.mode === "raise"
-              ? await restoreMinCapacity(t.platform, topo, capacity.restore, SPOKE_TIMEOUT_MS)
-              : {
-                  region: capacity.restore.region,
-                  clusterArn: capacity.restore.clusterArn,
-                  from: null,
-                  to: capacity.restore.to,
-                  restored: false,
-                  settled: false,
-                  detail: `capacity.aurora.mode is ${capacity.mode}, not raise: restore MinCapacity ${capacity.restore.to} by hand`,
-                };
+          restore = await restoreMinCapacity(
+            t.platform,
+            topo,
+            capacity.restore,
+            AURORA_CAPACITY_CALL_MS,
+          );
         const raised = await raiseTargetMinCapacity(
           topo,
           capacity,
           state.input.mode,
-          SPOKE_TIMEOUT_MS,
+          AURORA_CAPACITY_CALL_MS,
         );
         raise = await storeRaise(t.platform, raised, state.execution.name);
       }

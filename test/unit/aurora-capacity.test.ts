@@ -337,6 +337,23 @@ describe("capacity parity for Aurora (functions/lib/aurora-capacity.ts)", () => 
     const plan = await planAuroraCapacity(config("raise"), topo, "p7", input, EAST, 5_000);
     if (!plan) throw new Error("no plan");
     await storeRaise("p7", await raiseTargetMinCapacity(topo, plan, "graceful", 5_000), "exec-1");
+    // An ungraceful run away from West does not wait on its API: the raise is kept, and said.
+    const away = await planAuroraCapacity(
+      config("raise"),
+      topo,
+      "p7",
+      { targetRegion: EU, mode: "ungraceful" },
+      WEST,
+      5_000,
+    );
+    if (!away?.restore) throw new Error("no restore");
+    expect(away.restore.notNow).toMatch(/ungraceful/);
+    expect(await restoreMinCapacity("p7", topo, away.restore, 5_000)).toMatchObject({
+      restored: false,
+      settled: false,
+      detail: expect.stringMatching(/^not given back \(ungraceful.*modify-db-cluster/),
+    });
+    expect(await range(WEST)).toEqual({ MinCapacity: 12, MaxCapacity: 64 });
     // The way back: West is the source now; Plan finds the raise stored.
     const back = await planAuroraCapacity(
       config("raise"),
