@@ -606,6 +606,7 @@ async function setMinCapacity(
   region: string,
   arn: string,
   range: AcuRange,
+  timeoutMs: number,
 ): Promise<void> {
   await rdsClient(region, roleIn(topo, region)).send(
     new ModifyDBClusterCommand({
@@ -613,7 +614,7 @@ async function setMinCapacity(
       ServerlessV2ScalingConfiguration: { MinCapacity: range.min, MaxCapacity: range.max },
       ApplyImmediately: true,
     }),
-    { abortSignal: AbortSignal.timeout(10_000) },
+    { abortSignal: AbortSignal.timeout(timeoutMs) },
   );
 }
 
@@ -660,7 +661,7 @@ export async function raiseTargetMinCapacity(
         skipped: `MinCapacity ${before.min} already at or above ${plan.committed}`,
       };
     const after = { min: Math.min(plan.committed, before.max), max: before.max };
-    await setMinCapacity(topo, region, arn, after);
+    await setMinCapacity(topo, region, arn, after, timeoutMs);
     return { ...base, before, after };
   } catch (e) {
     const failure: FailoverError =
@@ -739,10 +740,13 @@ export async function restoreMinCapacity(
         false,
         `MinCapacity is ${current.min}, not the ${restore.raisedTo} ${restore.raisedBy} set: changed since, left alone (restore by hand: ${by})`,
       );
-    await setMinCapacity(topo, region, clusterArn, {
-      min: Math.min(to, current.max),
-      max: current.max,
-    });
+    await setMinCapacity(
+      topo,
+      region,
+      clusterArn,
+      { min: Math.min(to, current.max), max: current.max },
+      timeoutMs,
+    );
     return await settled(current.min, true, "restored");
   } catch (e) {
     return {
