@@ -69,7 +69,7 @@ function memberArnOf(topo: AuroraTopology, region: string): string {
 }
 
 /** arn:aws:rds:<region>:<account>:cluster:<id> -> <id> (ModifyDBCluster and CloudWatch take it). */
-export function clusterIdOf(arn: string): string {
+function clusterIdOf(arn: string): string {
   return arn.split(":").at(-1) ?? arn;
 }
 
@@ -165,7 +165,7 @@ export async function readClusterCapacity(
 }
 
 /** The topology's capacity.aurora, its defaults filled in (absent: report, 0.5..256 ACUs). */
-export function auroraConfigOf(c: CapacityConfig): NonNullable<CapacityConfig["aurora"]> {
+function auroraConfigOf(c: CapacityConfig): NonNullable<CapacityConfig["aurora"]> {
   return c.aurora ?? { mode: "report", min: 0.5, max: 256 };
 }
 

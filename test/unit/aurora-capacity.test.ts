@@ -16,6 +16,7 @@ import {
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { AuroraTopology } from "../../functions/lib/aurora.ts";
 import {
+  minCapacityFor,
   planAuroraCapacity,
   raiseTargetMinCapacity,
   restoreMinCapacity,
@@ -234,6 +235,16 @@ describe("RDS emulator: Serverless v2 capacity", () => {
 
 describe("capacity parity for Aurora (functions/lib/aurora-capacity.ts)", () => {
   const input = { targetRegion: WEST, mode: "graceful" as const };
+
+  it("commits ceil(targetPercent x observed) in half-ACU steps, within the bounds and the cluster's MaxCapacity", () => {
+    const bounds = { min: 0.5, max: 256 };
+    expect(minCapacityFor(5.1, 100, bounds, 64)).toBe(5.5);
+    expect(minCapacityFor(5.2, 150, bounds, 64)).toBe(8);
+    expect(minCapacityFor(0.2, 100, bounds, 64)).toBe(0.5);
+    expect(minCapacityFor(0.2, 100, { min: 2, max: 256 }, 64)).toBe(2);
+    expect(minCapacityFor(100, 100, bounds, 64)).toBe(64);
+    expect(minCapacityFor(100, 100, { min: 0.5, max: 32 }, 64)).toBe(32);
+  });
 
   it("plans from the source's live peak, raises the target before the call, and skips once done", async () => {
     const plan = await planAuroraCapacity(config("raise"), topo, "p1", input, EAST, 5_000);
