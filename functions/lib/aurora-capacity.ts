@@ -829,7 +829,7 @@ export function auroraCapacityMarkdown(r: AuroraCapacityReport | undefined): str
     ...(r.restore
       ? [
           "",
-          `Failback: ${r.restore.region} ${clusterIdOf(r.restore.clusterArn)} MinCapacity ${r.restore.restored ? `restored ${r.restore.from} -> ${r.restore.to}` : `NOT restored to ${r.restore.to}: ${r.restore.detail}`}`,
+          `Given back as the writer leaves it: ${r.restore.region} ${clusterIdOf(r.restore.clusterArn)} MinCapacity ${r.restore.restored ? `restored ${r.restore.from} -> ${r.restore.to}` : `NOT restored to ${r.restore.to}: ${r.restore.detail}`}`,
         ]
       : []),
     ...r.warnings.map((w) => `\nWARNING: ${w.replaceAll("|", "\\|")}`),
