@@ -49,7 +49,7 @@ export const FUNCTIONS = [
   /** The second commit of a two-phase retarget; reads the dials first. */
   { state: "DemoteSource", dir: "demote-source", timeoutSeconds: 120, secrets: ["git"] },
   /** After DemoteSource: the old region(s) cannot serve or write; one check per poll. */
-  { state: "Fence", dir: "fence", timeoutSeconds: 120, secrets: ["spoke", "argocd"] },
+  { state: "Fence", dir: "fence", timeoutSeconds: 120, secrets: ["spoke", "argocd", "git-read"] },
   /**
    * After a failure before traffic moved: Aurora, traffic, an Argo CD check, the target's
    * capacity (users never follow the writer onto a target short of its floors) and a Git commit.
@@ -135,8 +135,9 @@ const roundUp = (s: number) => Math.ceil(s / 10) * 10;
  *    spoke at once, per namespace of capacity.apps, the Deployment list and (with an HPA there)
  *    the HPA list, then the Pending-pod lookups (at once, capacity.ts PENDING_LOOKUPS per spoke).
  *  - Fence: traffic and Aurora at once; the hubs' tokens; per old region at once its spokes'
- *    tokens, their API servers (checks at once) and Argo CD (its first poll refreshes); a fence
- *    record per old region in turn.
+ *    tokens, their API servers (checks at once) and Argo CD (its first poll refreshes; with
+ *    git.readCredentialsSecretArn, commits on top of the demote commit judged as AwaitArgoSync
+ *    does); a fence record per old region in turn.
  *  - Compensate, its longest decision: Aurora and traffic at once, the retarget commit from the
  *    audit trail, Argo CD on the writer's region (and commits on top: the Git token and reads),
  *    its capacity (as AwaitCapacity's check), a traffic move refused, its health check, then the
@@ -214,6 +215,8 @@ export function pollBudget(state: TaskState, t: Topology): PollBudget | undefine
   }
   if (state === "Fence") {
     const argo = hubs * 3 * perCall;
+    // Commits on top of the demote commit: the read-only Git token, then the Git reads as a whole.
+    const judge = t.git.readCredentialsSecretArn ? [2 * call, perCall] : [];
     return {
       seconds: total([
         sts,
@@ -221,6 +224,7 @@ export function pollBudget(state: TaskState, t: Topology): PollBudget | undefine
         2 * call,
         2 * call + spoke,
         argo,
+        ...judge,
         (regions - 1) * call,
         call,
         earlyTimeoutSeconds,
@@ -230,6 +234,9 @@ export function pollBudget(state: TaskState, t: Topology): PollBudget | undefine
         `${2 * call} s hub tokens`,
         `${2 * call} s spoke tokens + ${spoke} s API servers (old regions at once)`,
         `${hubs} hub(s) x 3 calls x ${perCall} s argocd.requestTimeoutSeconds`,
+        ...(judge.length
+          ? [`${2 * call} s Git read token + ${perCall} s Git reads (commits on top)`]
+          : []),
         `${regions - 1} x ${call} s fence records`,
         ...common,
       ],

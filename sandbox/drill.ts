@@ -805,6 +805,23 @@ export function summaryTable(result: DrillResult): string[] {
           `  ${a.app}: observed ${n(a.observed)}, committed ${n(a.committed)}/spoke, Ready ${n(a.ready)}`,
         );
     }
+    const aurora = e.report?.auroraCapacity as FailoverReport["auroraCapacity"];
+    if (aurora) {
+      lines.push(`${aurora.warnings.length ? "WARNING: " : ""}${aurora.line}`);
+      const raise = aurora.raise;
+      if (raise?.after)
+        lines.push(
+          `  ${aurora.targetRegion} MinCapacity ${raise.before?.min ?? "?"} -> ${raise.after.min} ACU (observed ${aurora.observedAcu ?? "-"}, committed ${aurora.committed ?? "-"}) before the promotion`,
+        );
+      else if (raise)
+        lines.push(
+          `  ${aurora.targetRegion} MinCapacity not modified: ${raise.skipped ?? raise.warning ?? "?"}`,
+        );
+      if (aurora.restore)
+        lines.push(
+          `  given back: ${aurora.restore.region} MinCapacity ${aurora.restore.restored ? `restored ${aurora.restore.from} -> ${aurora.restore.to}` : `not restored: ${aurora.restore.detail}`}`,
+        );
+    }
     if (e.report?.dryRun && plan?.actions) {
       lines.push("plan (dry run: nothing was changed):");
       for (const action of plan.actions) lines.push(`  - ${action}`);

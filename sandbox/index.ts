@@ -226,6 +226,16 @@ function spokeNames(count: number): { region: string; name: string }[] {
 /** The AuroraGlobalDBRPOLag a passive region publishes when nothing is wrong (ms). */
 export const PASSIVE_RPO_LAG_MS = 250;
 
+/**
+ * Aurora Serverless v2 in the sandbox: each member's ServerlessV2ScalingConfiguration (the active
+ * writer's minimum above the standbys'), and the ACUs the writer's workload needs.
+ */
+export const AURORA_ACU = {
+  active: { min: 2, max: 64 },
+  standby: { min: 0.5, max: 64 },
+  writerLoad: 12,
+} as const;
+
 /** The Velero namespace on the hub clusters, and how old a hub backup may be. */
 export const HUB_BACKUP = { namespace: "velero", argocdNamespace: "argocd", maxAgeHours: 25 };
 
@@ -336,6 +346,8 @@ function buildTopology(
       // Capacity parity: every component's floor, from the source's observed capacity.
       capacity: {
         whenSourceUnknown: capacity.whenSourceUnknown,
+        // The target's Aurora MinCapacity raised to the writer's 24-hour peak ACUs.
+        aurora: { mode: "raise", min: 0.5, max: AURORA_ACU.active.max },
         // Pods Pending for want of nodes show at once here; on AWS, give node autoscaling time.
         gateSeconds: 120,
         apps: componentNames(capacity.components).map((c) => ({
@@ -698,6 +710,16 @@ async function seedAws(
       Object.entries(t.regions).map(([region, r]) => [region, r.aurora.clusterArn]),
     ),
     writerRegion: activeRegion,
+    // Aurora Serverless v2 everywhere: the writer runs well above the standbys' minimum, so
+    // capacity parity raises the target's MinCapacity before the promotion (and a failback
+    // restores it).
+    serverless: Object.fromEntries(
+      Object.keys(t.regions).map((region) => [
+        region,
+        region === activeRegion ? AURORA_ACU.active : AURORA_ACU.standby,
+      ]),
+    ),
+    writerLoadAcu: AURORA_ACU.writerLoad,
   });
   aws.rds.setPromotionDelayMs(s.promotionDelayMs);
   aws.sns.createTopic(TOPIC_ARN);

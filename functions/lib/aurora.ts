@@ -478,14 +478,18 @@ async function startedAnyway(
  * AllowDataLoss in the target region. The call is sent once; after any error the global cluster
  * is read again, and a promotion found under way (or done) counts as started (`startedDespite`
  * names the error). Otherwise the error is named: no answer is AwsUnavailable (retryable: the
- * retry reads first, and refuses if the writer's region stays silent).
+ * retry reads first, and refuses if the writer's region stays silent). `beforeCall` runs after
+ * the checks and right before the call (capacity parity's raise), never for a skipped promotion.
  */
 export async function promoteAurora(
   topo: AuroraTopology,
   req: PromotionRequest,
+  beforeCall?: () => Promise<void>,
 ): Promise<PromotionPlan & { actor?: AwsActor; startedDespite?: string }> {
   const plan = await assertPromotable(topo, req);
   if (plan.skipped || !plan.calledIn) return plan;
+  // Capacity parity: the target's Aurora floor is raised once the checks pass, before the call.
+  await beforeCall?.();
   const id = topo.globalClusterIdentifier;
   const input = {
     GlobalClusterIdentifier: id,

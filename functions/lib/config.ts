@@ -420,6 +420,12 @@ const CapacityAppSchema = z
   });
 export type CapacityApp = z.infer<typeof CapacityAppSchema>;
 
+/** Aurora capacity units: half steps up to 256, as ServerlessV2ScalingConfiguration takes them. */
+const Acu = z
+  .number()
+  .max(256)
+  .refine((n) => Number.isInteger(n * 2), { message: "must be a multiple of 0.5 ACU" });
+
 /**
  * Capacity parity: the target comes up sized for the load it is about to take, by a floor
  * committed in the retarget commit (never by scaling behind Argo CD's back), and a gate that
@@ -448,6 +454,25 @@ const CapacitySchema = z.strictObject({
    */
   gateSeconds: z.int().min(30).max(3600).default(120),
   apps: z.array(CapacityAppSchema).min(1),
+  /**
+   * Aurora Serverless v2: the source writer's ACUs (CloudWatch ServerlessDatabaseCapacity, its
+   * 24-hour maximum) against the target cluster's range. `report` (the default, also when the
+   * key is absent) reads and shows
+   * them and never modifies a cluster; `raise` also raises the target's MinCapacity to
+   * `ceil(targetPercent x observed)` (half-ACU steps, within `min`..`max` and the cluster's
+   * MaxCapacity) before the switchover/failover, and a failback restores it; `off` does neither.
+   */
+  aurora: z
+    .strictObject({
+      mode: z.enum(["off", "report", "raise"]).default("report"),
+      /** Percent of the source's observed ACUs; capacity.targetPercent when absent. */
+      targetPercent: z.int().min(1).max(1000).optional(),
+      /** The raised MinCapacity is never below `min` nor above `max` ACUs. */
+      min: Acu.min(0.5).default(0.5),
+      max: Acu.min(1).default(256),
+    })
+    .refine((a) => a.min <= a.max, { message: "min must not be above max", path: ["min"] })
+    .optional(),
 });
 export type CapacityConfig = z.infer<typeof CapacitySchema>;
 

@@ -110,7 +110,14 @@ function beforeAfter(step: string, result: StepResult): { before?: unknown; afte
     case "PromoteAurora":
       return {
         before: { auroraWriterRegion: r.writerBefore },
-        after: { action: r.action, calledIn: r.calledIn, ...(r.actor ? { actor: r.actor } : {}) },
+        after: {
+          action: r.action,
+          calledIn: r.calledIn,
+          ...(r.actor ? { actor: r.actor } : {}),
+          // Capacity parity: the target's MinCapacity before/after, a failback's restore.
+          ...(r.auroraCapacity ? { auroraCapacity: r.auroraCapacity } : {}),
+          ...(r.auroraRestore ? { auroraRestore: r.auroraRestore } : {}),
+        },
       };
     case "ShiftTraffic": {
       const changes = (r.changes as { region: string; from: number }[] | undefined) ?? [];

@@ -17,6 +17,7 @@ import { DynamoDBDocumentClient, GetCommand, PutCommand } from "@aws-sdk/lib-dyn
 import { type ArgoHubConnection, checkSync, type SyncCheck } from "./argocd.ts";
 import { appendAuditEvent } from "./audit.ts";
 import { assertPromotable, memberStatus, type PromotionPlan } from "./aurora.ts";
+import { type ClusterCapacity, sampleServingAurora } from "./aurora-capacity.ts";
 import { awsError, configuredRegion, dynamoClient } from "./aws.ts";
 import { type CapacitySample, sampleServingCapacity } from "./capacity.ts";
 import {
@@ -753,6 +754,8 @@ export interface RecordedReadiness {
   evaluation: Evaluation;
   /** The serving region's capacity sampled into the rolling 24-hour maximum (capacity parity). */
   capacity?: CapacitySample;
+  /** The serving region's Aurora cluster: its hourly ACU maxima as stored, or its instance class. */
+  auroraCapacity?: ClusterCapacity;
   changed: { region: string; from: ReadinessStatus | null; to: ReadinessStatus }[];
 }
 
@@ -823,6 +826,9 @@ export async function recordReadiness(
 
 const ReadinessEvent = RegionName.optional();
 
+/** Bound on each call reading the serving cluster's Aurora capacity. */
+const AURORA_SAMPLE_TIMEOUT_MS = 10_000;
+
 /**
  * The readiness function: evaluate (every target, or `event.region`), store, signal. The
  * schedule sends `{}`; the CLI may name one region.
@@ -844,5 +850,16 @@ export async function readinessStep(
   });
   const recorded = await recordReadiness(evaluation, options.sink);
   const capacity = await sampleServingCapacity(t, evaluation.activeRegion);
-  return { ...recorded, ...(capacity ? { capacity } : {}) };
+  const auroraCapacity = await sampleServingAurora(
+    t.platform,
+    auroraTopology(t),
+    t.capacity,
+    evaluation.activeRegion,
+    AURORA_SAMPLE_TIMEOUT_MS,
+  );
+  return {
+    ...recorded,
+    ...(capacity ? { capacity } : {}),
+    ...(auroraCapacity ? { auroraCapacity } : {}),
+  };
 }

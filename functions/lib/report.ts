@@ -19,6 +19,11 @@ import {
   readAuditTrail,
   verifyChain,
 } from "./audit.ts";
+import {
+  type AuroraCapacityReport,
+  auroraCapacityMarkdown,
+  auroraCapacityReport,
+} from "./aurora-capacity.ts";
 import { awsError, regionOfArn, s3Client } from "./aws.ts";
 import { capacityLine } from "./capacity.ts";
 import { runtimeTopology, type Topology } from "./config.ts";
@@ -109,6 +114,8 @@ export interface FailoverReport {
       ready: number | null;
     }[];
   };
+  /** Capacity parity for Aurora: the source's peak ACUs, the MinCapacity committed, a failback's restore. */
+  auroraCapacity?: AuroraCapacityReport;
   timeline: {
     seq: number;
     at: string;
@@ -825,6 +832,7 @@ function buildReport(
     criticalPath: criticalPath(steps, state.plan?.order ?? null),
     targetReadiness: state.plan ? readinessLine(state.plan.readiness) : null,
     ...capacityOf(state, events),
+    ...auroraCapacityOf(state, events),
     timeline: events.map((e) => ({
       seq: e.seq,
       at: e.endedAt ?? e.recordedAt,
@@ -917,6 +925,16 @@ function capacityOf(
       })),
     },
   };
+}
+
+/** The report's Aurora capacity: Plan's figures and what PromoteAurora's audit event recorded. */
+function auroraCapacityOf(
+  state: Partial<FailoverState>,
+  events: AuditEvent[],
+): Pick<FailoverReport, "auroraCapacity"> {
+  const promoted = events.filter((e) => e.step === "PromoteAurora").at(-1)?.after;
+  const r = auroraCapacityReport(state.plan?.auroraCapacity, promoted ?? state.promotion);
+  return r ? { auroraCapacity: r } : {};
 }
 
 /** The Markdown capacity table: per app observed, committed and Ready. */
@@ -1062,6 +1080,7 @@ function renderMarkdown(r: FailoverReport): string {
     "",
     ...renderGantt(r),
     ...capacitySection(r),
+    ...auroraCapacityMarkdown(r.auroraCapacity),
     "",
     "## Before / after",
     "",

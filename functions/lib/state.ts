@@ -3,6 +3,7 @@
  * Each step writes one key (its ASL `ResultPath`); the state stays small (well under the
  * 256 KiB Step Functions limit) because steps store summaries, never whole API answers.
  */
+import type { AuroraCapacityPlan, AuroraRaise, AuroraRestoreResult } from "./aurora-capacity.ts";
 import type { AwsActor } from "./aws.ts";
 import type { AppReadiness, CapacityPlan } from "./capacity.ts";
 import type { FailoverInput } from "./config.ts";
@@ -79,6 +80,8 @@ export interface Plan {
   };
   /** Capacity parity: the source's observed capacity (live or stored) and the floors to commit. */
   capacity?: CapacityPlan;
+  /** Capacity parity for Aurora: the source writer's ACUs, the target's range, a failback's restore. */
+  auroraCapacity?: AuroraCapacityPlan;
 }
 
 /** The capacity gate's progress: per app observed, committed and Ready on the target. */
@@ -153,6 +156,10 @@ export interface PromotionState {
   writerBefore: string | null;
   /** Who sent the promotion: its account and, in another account, the assumed role's session. */
   actor?: AwsActor;
+  /** Capacity parity: the target's MinCapacity before and after the raise (or why it was not). */
+  auroraCapacity?: AuroraRaise;
+  /** A failback: the MinCapacity the undone failover raised, given back. */
+  auroraRestore?: AuroraRestoreResult;
 }
 
 export interface AuroraProgress extends PollProgress {

@@ -19,6 +19,15 @@ import {
   promoteAurora,
 } from "./aurora.ts";
 import {
+  type AuroraRaise,
+  type AuroraRestoreResult,
+  auroraCapacityLine,
+  planAuroraCapacity,
+  raiseTargetMinCapacity,
+  restoreMinCapacity,
+  storeRaise,
+} from "./aurora-capacity.ts";
+import {
   type CapacityPlan,
   capacityEdits,
   capacityLine,
@@ -361,6 +370,24 @@ export async function planStep(event: {
       : undefined;
   const failback = input.failback ? { undoes, ...(floors ? { floors } : {}) } : undefined;
   const promotion = needs.aurora ? await checkPromotion(t, input) : undefined;
+  // Capacity parity for Aurora: the source writer's ACUs against the target's range (and the
+  // source's own raise to give back), for PromoteAurora to act on before its call; read while the
+  // apps' figures are (both may wait on a dead source's bound).
+  const auroraPlanned = (
+    needs.aurora
+      ? planAuroraCapacity(
+          t.capacity,
+          auroraTopology(t),
+          t.platform,
+          input,
+          before.auroraWriterRegion,
+          input.mode === "ungraceful" ? UNGRACEFUL_LIVE_READ_MS : SPOKE_TIMEOUT_MS,
+        )
+      : Promise.resolve(undefined)
+  ).then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
   // Capacity parity: the floors the retarget commit writes, from the source's live or stored
   // figure. Ungraceful: the source is likely down, so its live read gets a short bound (RTO).
   const capacity = needs.retarget
@@ -373,12 +400,16 @@ export async function planStep(event: {
         read,
       )
     : undefined;
+  const aurora = await auroraPlanned;
+  if ("error" in aurora) throw aurora.error;
+  const auroraCapacity = aurora.value;
   // Informs, never decides: Plan's own live checks above are what hold the failover back.
   const readiness = await latestReadiness(t.platform, target).catch(() => undefined);
   const plan: Plan = {
     ...(readiness ? { readiness } : {}),
     ...(failback ? { failback } : {}),
     ...(capacity ? { capacity } : {}),
+    ...(auroraCapacity ? { auroraCapacity } : {}),
     sourceRegion,
     targetRegion: target,
     before,
@@ -398,6 +429,7 @@ export async function planStep(event: {
             ...planActions(t, input, before, needs, promotion),
             ...(capacity ? [capacityLine(capacity)] : []),
             ...(floors ? [floorRestoreLine(floors)] : []),
+            ...(auroraCapacity ? [auroraCapacityLine(auroraCapacity)] : []),
           ],
   };
   if (!input.dryRun) {
@@ -902,6 +934,9 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
   return { ...progress, status: result.status, ...(result.error ? { error: result.error } : {}) };
 }
 
+/** Bound on each capacity-parity call PromoteAurora makes before its promotion call. */
+const AURORA_CAPACITY_CALL_MS = 5_000;
+
 /**
  * An ungraceful run whose capacity parity committed floors and asks for less than all of them
  * Ready: Argo CD's Progressing (a rollout waiting for nodes) is enough here, since the capacity
@@ -928,12 +963,43 @@ export async function promoteAuroraStep(
   state: FailoverState,
 ): Promise<PromotionState & { startedDespite?: string }> {
   const t = runtimeTopology();
-  const result = await promoteAurora(auroraTopology(t), {
-    targetRegion: state.plan.targetRegion,
-    mode: state.input.mode,
-    allowDataLoss: state.input.allowDataLoss,
-  });
+  const topo = auroraTopology(t);
+  const capacity = state.plan.auroraCapacity;
+  let raise: AuroraRaise | undefined;
+  let restore: AuroraRestoreResult | undefined;
+  // Capacity parity: once the checks pass and right before the call, the cluster the writer
+  // leaves gets back a MinCapacity an earlier promotion raised (a failback's above all), then the
+  // target's is raised (and kept until the writer leaves it in turn).
+  const beforeCall = capacity
+    ? async () => {
+        if (capacity.restore)
+          restore = await restoreMinCapacity(
+            t.platform,
+            topo,
+            capacity.restore,
+            AURORA_CAPACITY_CALL_MS,
+          );
+        const raised = await raiseTargetMinCapacity(
+          topo,
+          capacity,
+          state.input.mode,
+          AURORA_CAPACITY_CALL_MS,
+        );
+        raise = await storeRaise(t.platform, raised, state.execution.name);
+      }
+    : undefined;
+  const result = await promoteAurora(
+    topo,
+    {
+      targetRegion: state.plan.targetRegion,
+      mode: state.input.mode,
+      allowDataLoss: state.input.allowDataLoss,
+    },
+    beforeCall,
+  );
   return {
+    ...(raise ? { auroraCapacity: raise } : {}),
+    ...(restore ? { auroraRestore: restore } : {}),
     status: "SUCCEEDED",
     skipped: result.skipped,
     action: result.action,

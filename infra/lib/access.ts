@@ -56,7 +56,7 @@ export interface Grantee {
 /** Actions that have no resource-level permissions, granted on "*" — with why, for cdk-nag. */
 const UNSCOPED_ACTIONS: Readonly<Record<string, string>> = {
   "cloudwatch:GetMetricData":
-    "cloudwatch:GetMetricData has no resource-level permissions; it reads the Aurora RPO lag metrics before an ungraceful failover",
+    "cloudwatch:GetMetricData has no resource-level permissions; it reads the Aurora RPO lag metrics before an ungraceful failover, and the source writer's ServerlessDatabaseCapacity (capacity parity)",
   "xray:PutTraceSegments":
     "xray:PutTraceSegments has no resource-level permissions (Service Authorization Reference, AWS X-Ray); Lambda active tracing sends the function's segments with its role",
   "xray:PutTelemetryRecords":
@@ -79,6 +79,8 @@ const WILDCARD_REASONS: Readonly<Record<string, string>> = {
     "executions are named per incident; the grant covers only executions of the orchestrator's own state machine",
   "states:StopExecution":
     "executions are named per incident; the grant covers only executions of the orchestrator's own state machine",
+  "rds:DescribeDBInstances":
+    "a provisioned cluster's writer instance is named by the cluster (DBClusterMembers), not the topology; the read-only grant covers the DB instances of the member clusters' own regions and accounts",
 };
 
 interface TopologyArns {
@@ -283,6 +285,17 @@ const SCOPES: Readonly<Record<string, (t: AccessTargets, g: Grantee, owner: Via)
     resources: promotionArns(t.topology, owner),
   }),
   "rds:DescribeDBClusters": (t, _, owner) => ({ resources: memberClusterArns(t.topology, owner) }),
+  /** Capacity parity: the writer's instance class of a provisioned member (aurora-capacity.ts). */
+  "rds:DescribeDBInstances": (t, _, owner) => ({
+    resources: memberClusterArns(t.topology, owner).map((arn) =>
+      arn.replace(/:cluster:[^:]+$/, ":db:*"),
+    ),
+  }),
+  /** Capacity parity raises (and gives back) a member's MinCapacity only with capacity.aurora.mode raise. */
+  "rds:ModifyDBCluster": (t, _, owner) => ({
+    resources:
+      t.topology.capacity?.aurora?.mode === "raise" ? memberClusterArns(t.topology, owner) : [],
+  }),
 
   /** The Aurora lag metrics are in the clusters' account: "*" for each owner of an Aurora region. */
   "cloudwatch:GetMetricData": (t, _, owner) => ({

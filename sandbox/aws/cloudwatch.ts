@@ -34,7 +34,21 @@ export interface CloudWatchEmulator {
    * cluster identifier is the metric's DBClusterIdentifier dimension, as ListMetrics shows it.
    */
   setRpoLagMs(region: string, ms: number | null, clusterIdentifier?: string): void;
+  /**
+   * AWS/RDS ServerlessDatabaseCapacity (dimension DBClusterIdentifier) from a history the RDS
+   * emulator keeps: each period's Maximum is the largest ACU value in effect during it.
+   */
+  setServerlessCapacitySource(source: ServerlessCapacitySource): void;
 }
+
+/** The ACUs a Serverless v2 cluster ran since `since` (ms epoch), oldest first; undefined: no such cluster. */
+export type ServerlessCapacitySource = (
+  region: string,
+  clusterIdentifier: string,
+  since: number,
+) => { at: number; acu: number }[] | undefined;
+
+const CAPACITY_METRIC = "ServerlessDatabaseCapacity";
 
 const RPO_NAMESPACE = "AWS/RDS";
 const RPO_METRIC = "AuroraGlobalDBRPOLag";
@@ -87,6 +101,39 @@ function list(input: Record<string, unknown>, key: string): Record<string, unkno
 export function createCloudWatch(): CloudWatchEmulator {
   const rpoLag = new Map<string, number>();
   const rpoCluster = new Map<string, string>();
+  let capacitySource: ServerlessCapacitySource | undefined;
+
+  /**
+   * Per period (newest first) the Maximum of ServerlessDatabaseCapacity: the largest value in
+   * effect during it. Periods before the cluster's first value have no datapoint.
+   */
+  function capacitySeries(
+    ctx: RequestContext,
+    dimensions: Record<string, unknown>[],
+    start: number,
+    end: number,
+    period: number,
+  ): { timestamps: number[]; values: number[] } | undefined {
+    const id = dimensions.find((d) => d.Name === "DBClusterIdentifier")?.Value;
+    if (typeof id !== "string" || dimensions.length !== 1) return undefined;
+    const points = capacitySource?.(ctx.region, id, start * 1000);
+    if (!points?.length) return undefined;
+    const timestamps: number[] = [];
+    const values: number[] = [];
+    // The newest period may be partial (it holds the latest values), as CloudWatch returns it.
+    let t = Math.ceil(end / period) * period - period;
+    while (t + period > start && timestamps.length < MAX_POINTS * 24) {
+      const from = t * 1000;
+      const to = (t + period) * 1000;
+      const inEffect = points.filter((p, i) => p.at < to && (points[i + 1]?.at ?? Infinity) > from);
+      if (inEffect.length) {
+        timestamps.push(t);
+        values.push(Math.max(...inEffect.map((p) => p.acu)));
+      }
+      t -= period;
+    }
+    return { timestamps, values };
+  }
 
   /** Period start times (epoch s), newest first, and the value, for a metric with data. */
   function series(
@@ -124,14 +171,25 @@ export function createCloudWatch(): CloudWatchEmulator {
       const stat = record(q.MetricStat);
       const metric = record(stat.Metric);
       const metricName = requireString(metric, "MetricName", missing);
-      const points = series(
-        ctx,
-        requireString(metric, "Namespace", missing),
-        metricName,
-        start,
-        end,
-        requireNumber(stat, "Period"),
-      );
+      const namespace = requireString(metric, "Namespace", missing);
+      if (namespace === RPO_NAMESPACE && metricName === CAPACITY_METRIC) {
+        if (requireString(stat, "Stat", missing) !== "Maximum")
+          throw invalid(`Query ${id}: the sandbox serves ${CAPACITY_METRIC} with Stat Maximum.`);
+        const period = requireNumber(stat, "Period");
+        if (period <= 0 || period % 60 !== 0)
+          throw invalid("The parameter Period must be a multiple of 60.");
+        if (end <= start) throw invalid("The parameter StartTime must be less than EndTime.");
+        const dims = Array.isArray(metric.Dimensions) ? metric.Dimensions.map(record) : [];
+        const found = capacitySeries(ctx, dims, start, end, period);
+        return {
+          Id: id,
+          Label: optionalString(q, "Label") ?? metricName,
+          Timestamps: found?.timestamps ?? [],
+          Values: found?.values ?? [],
+          StatusCode: "Complete",
+        };
+      }
+      const points = series(ctx, namespace, metricName, start, end, requireNumber(stat, "Period"));
       return {
         Id: id,
         Label: optionalString(q, "Label") ?? metricName,
@@ -255,6 +313,9 @@ export function createCloudWatch(): CloudWatchEmulator {
   return {
     handler,
     queryHandler,
+    setServerlessCapacitySource(source) {
+      capacitySource = source;
+    },
     setRpoLagMs(region, ms, clusterIdentifier) {
       if (ms === null) rpoLag.delete(region);
       else rpoLag.set(region, ms);

@@ -18,6 +18,27 @@ export interface GlobalClusterDefinition {
   identifier: string;
   members: Record<string, string>;
   writerRegion: string;
+  /**
+   * Aurora Serverless v2 members (region -> capacity range in ACUs); the others are provisioned
+   * (one `db.r6g.large` instance each).
+   */
+  serverless?: Record<string, ServerlessRange>;
+  /** The ACUs the workload needs on the writer (a serverless writer runs at this, within its range). */
+  writerLoadAcu?: number;
+  /** A provisioned member's instance class (region -> class; default db.r6g.large). */
+  instanceClasses?: Record<string, string>;
+}
+
+/** A Serverless v2 capacity range (ServerlessV2ScalingConfiguration), in ACUs. */
+export interface ServerlessRange {
+  min: number;
+  max: number;
+}
+
+/** One ServerlessDatabaseCapacity change of a member: from `at` (ms epoch) on it ran `acu`. */
+export interface CapacityPoint {
+  at: number;
+  acu: number;
 }
 
 /** One control-plane call the emulator answered (or refused), for assertions. */
@@ -58,6 +79,25 @@ export interface RdsEmulator {
   setPromotionDurationsMs(durations: { switchover: number; failover: number }): void;
   /** Every promotion with its own event times (ms epoch): requested and completed. */
   promotions(): PromotionEvent[];
+  /** A Serverless v2 member's capacity range now (undefined: provisioned or unknown). */
+  serverlessRange(clusterArn: string): ServerlessRange | undefined;
+  /**
+   * ServerlessDatabaseCapacity of the member named by its cluster identifier in `region`: the
+   * ACUs it ran since `since` (ms epoch), oldest first, the value in effect at `since` included;
+   * undefined when no Serverless v2 member has that identifier there.
+   */
+  capacityHistory(
+    region: string,
+    clusterIdentifier: string,
+    since: number,
+  ): CapacityPoint[] | undefined;
+  /** Every ModifyDBCluster the emulator applied, in order, with the range before and after. */
+  modifications(): {
+    clusterArn: string;
+    at: number;
+    before: ServerlessRange;
+    after: ServerlessRange;
+  }[];
 }
 
 /** One promotion as the service saw it: when it was requested and when the writer flipped. */
@@ -83,7 +123,13 @@ interface GlobalCluster {
   members: Record<string, string>;
   writer: string;
   promotion?: Promotion;
+  writerLoadAcu: number;
 }
+
+/** The largest MaxCapacity recent Aurora versions accept (older ones: 128). */
+const MAX_ACU = 256;
+/** A provisioned member's instance class in the sandbox. */
+const PROVISIONED_CLASS = "db.r6g.large";
 
 const DEFAULT_PROMOTION_DELAY_MS = 500;
 
@@ -98,6 +144,11 @@ export function createRds(): RdsEmulator {
    */
   const resync = new Map<string, number>();
   let rejoinHeld = false;
+  /** Serverless v2 members' capacity ranges and ServerlessDatabaseCapacity histories, by ARN. */
+  const ranges = new Map<string, ServerlessRange>();
+  const history = new Map<string, CapacityPoint[]>();
+  const classes = new Map<string, string>();
+  const mods: ReturnType<RdsEmulator["modifications"]> = [];
 
   function rejoinDue(): void {
     for (const [region, at] of resync)
@@ -127,6 +178,7 @@ export function createRds(): RdsEmulator {
       if (p.dataLoss) resync.set(p.from, Date.now() + delayOf(p));
       c.writer = p.to;
       delete c.promotion;
+      track(c);
     }
   }
 
@@ -243,70 +295,249 @@ export function createRds(): RdsEmulator {
     return { GlobalCluster: describe(c) };
   }
 
+  /** What a member runs now: a serverless writer its load within its range, a secondary its minimum. */
+  function capacityNow(c: GlobalCluster, region: string): number | undefined {
+    const range = ranges.get(c.members[region] ?? "");
+    if (!range) return undefined;
+    const load = region === c.writer ? c.writerLoadAcu : 0;
+    return Math.min(range.max, Math.max(range.min, load));
+  }
+
+  /** Appends each serverless member's capacity to its history when it changed. */
+  function track(c: GlobalCluster): void {
+    for (const [region, arn] of Object.entries(c.members)) {
+      const acu = capacityNow(c, region);
+      if (acu === undefined) continue;
+      const points = history.get(arn) ?? [];
+      if (points.at(-1)?.acu !== acu) points.push({ at: Date.now(), acu });
+      history.set(arn, points);
+    }
+  }
+
+  const clusterId = (arn: string) => arn.split(":cluster:")[1] ?? arn;
+
+  /** The members in `region`, with their global cluster and whether each is the writer. */
+  function membersIn(region: string) {
+    return [...clusters.values()].flatMap((c) => {
+      settle(c);
+      return Object.entries(c.members)
+        .filter(([memberRegion]) => memberRegion === region)
+        .map(([memberRegion, arn]) => ({ c, arn, writer: memberRegion === c.writer }));
+    });
+  }
+
+  /** The member `wanted` (ARN or identifier) in `region`, or DBClusterNotFoundFault. */
+  function memberIn(region: string, wanted: string) {
+    const found = membersIn(region).find(({ arn }) => arn === wanted || clusterId(arn) === wanted);
+    if (!found)
+      throw new AwsServiceError("DBClusterNotFoundFault", `DBCluster ${wanted} not found.`, 404);
+    return found;
+  }
+
+  function statusOf(c: GlobalCluster, region: string): string {
+    return memberStatuses.get(region) ?? (c.promotion ? "modifying" : "available");
+  }
+
+  /** A member as the DBCluster shape of the RDS API reference gives it (one instance each). */
+  function clusterShape(c: GlobalCluster, arn: string, writer: boolean, region: string): XmlObject {
+    const name = clusterId(arn);
+    const host = `${name}.cluster-c0sandbox0000.${region}.rds.amazonaws.com`;
+    const range = ranges.get(arn);
+    return {
+      AllocatedStorage: 1,
+      AvailabilityZones: { AvailabilityZone: ["a", "b", "c"].map((z) => `${region}${z}`) },
+      BackupRetentionPeriod: 7,
+      DBClusterIdentifier: name,
+      DBClusterParameterGroup: "default.aurora-postgresql16",
+      DBSubnetGroup: "default",
+      Status: statusOf(c, region),
+      Endpoint: host,
+      ReaderEndpoint: host.replace(".cluster-", ".cluster-ro-"),
+      MultiAZ: false,
+      Engine: "aurora-postgresql",
+      EngineVersion: "16.6",
+      GlobalClusterIdentifier: c.identifier,
+      Port: 5432,
+      ...(writer ? { MasterUsername: "postgres" } : {}),
+      DBClusterMembers: {
+        DBClusterMember: [
+          {
+            DBInstanceIdentifier: `${name}-1`,
+            IsClusterWriter: writer,
+            DBClusterParameterGroupStatus: "in-sync",
+            PromotionTier: 1,
+          },
+        ],
+      },
+      StorageEncrypted: true,
+      DbClusterResourceId: `cluster-${createHash("sha256").update(arn).digest("hex").slice(0, 26).toUpperCase()}`,
+      DBClusterArn: arn,
+      ClusterCreateTime: createdAt,
+      EngineMode: "provisioned",
+      DeletionProtection: true,
+      HttpEndpointEnabled: false,
+      CopyTagsToSnapshot: true,
+      CrossAccountClone: false,
+      StorageType: "aurora",
+      ...(range
+        ? { ServerlessV2ScalingConfiguration: { MinCapacity: range.min, MaxCapacity: range.max } }
+        : {}),
+    };
+  }
+
   /**
    * DescribeDBClusters in a region: the global clusters' members there, as the DBCluster shape
    * of the RDS API reference gives them (one instance each, the writer's a cluster writer).
    */
   function describeDbClusters(params: Record<string, string>, region: string): XmlObject {
     const wanted = params.DBClusterIdentifier;
-    const found = [...clusters.values()].flatMap((c) => {
-      settle(c);
-      return Object.entries(c.members)
-        .filter(([memberRegion]) => memberRegion === region)
-        .map(([memberRegion, arn]) => ({ c, arn, writer: memberRegion === c.writer }));
-    });
-    const id = (arn: string) => arn.split(":cluster:")[1] ?? arn;
-    const selected = wanted
-      ? found.filter(({ arn }) => arn === wanted || id(arn) === wanted)
-      : found;
-    if (wanted && selected.length === 0) {
-      throw new AwsServiceError("DBClusterNotFoundFault", `DBCluster ${wanted} not found.`, 404);
-    }
+    const selected = wanted ? [memberIn(region, wanted)] : membersIn(region);
     return {
       DBClusters: {
-        DBCluster: selected.map(({ c, arn, writer }) => {
-          const name = id(arn);
-          const host = `${name}.cluster-c0sandbox0000.${region}.rds.amazonaws.com`;
-          return {
-            AllocatedStorage: 1,
-            AvailabilityZones: { AvailabilityZone: ["a", "b", "c"].map((z) => `${region}${z}`) },
-            BackupRetentionPeriod: 7,
-            DBClusterIdentifier: name,
-            DBClusterParameterGroup: "default.aurora-postgresql16",
-            DBSubnetGroup: "default",
-            Status: memberStatuses.get(region) ?? (c.promotion ? "modifying" : "available"),
-            Endpoint: host,
-            ReaderEndpoint: host.replace(".cluster-", ".cluster-ro-"),
-            MultiAZ: false,
-            Engine: "aurora-postgresql",
-            EngineVersion: "16.6",
-            GlobalClusterIdentifier: c.identifier,
-            Port: 5432,
-            ...(writer ? { MasterUsername: "postgres" } : {}),
-            DBClusterMembers: {
-              DBClusterMember: [
-                {
-                  DBInstanceIdentifier: `${name}-1`,
-                  IsClusterWriter: writer,
-                  DBClusterParameterGroupStatus: "in-sync",
-                  PromotionTier: 1,
-                },
-              ],
-            },
-            StorageEncrypted: true,
-            DbClusterResourceId: `cluster-${createHash("sha256").update(arn).digest("hex").slice(0, 26).toUpperCase()}`,
-            DBClusterArn: arn,
-            ClusterCreateTime: createdAt,
-            EngineMode: "provisioned",
-            DeletionProtection: true,
-            HttpEndpointEnabled: false,
-            CopyTagsToSnapshot: true,
-            CrossAccountClone: false,
-            StorageType: "aurora",
-          };
-        }),
+        DBCluster: selected.map(({ c, arn, writer }) => clusterShape(c, arn, writer, region)),
       },
     };
+  }
+
+  /**
+   * DescribeDBInstances in a region: each member's one instance (`db.serverless` in a Serverless
+   * v2 cluster), by DBInstanceIdentifier or by the `db-cluster-id` filter (ARN or identifier).
+   */
+  function describeDbInstances(params: Record<string, string>, region: string): XmlObject {
+    // awsQuery form: Filters.Filter.<n>.Name and Filters.Filter.<n>.Values.Value.<m>.
+    const filters = new Map<string, { name?: string; values: string[] }>();
+    for (const [key, value] of Object.entries(params)) {
+      const m = /^Filters\.Filter\.(\d+)\.(Name|Values\.Value\.\d+)$/.exec(key);
+      if (!m) continue;
+      const f = filters.get(m[1] as string) ?? { values: [] };
+      if (m[2] === "Name") f.name = value;
+      else f.values.push(value);
+      filters.set(m[1] as string, f);
+    }
+    for (const f of filters.values()) {
+      if (f.name !== "db-cluster-id")
+        throw new AwsServiceError(
+          "InvalidParameterValue",
+          `Unrecognized filter name: ${f.name ?? ""} (the sandbox serves db-cluster-id).`,
+        );
+    }
+    const clustersWanted = [...filters.values()].flatMap((f) => f.values);
+    const instance = params.DBInstanceIdentifier;
+    const rows = membersIn(region)
+      .filter(
+        ({ arn }) =>
+          !clustersWanted.length || clustersWanted.some((w) => w === arn || w === clusterId(arn)),
+      )
+      .map(({ c, arn, writer }) => ({ c, arn, writer, id: `${clusterId(arn)}-1` }))
+      .filter((r) => !instance || r.id === instance);
+    if (instance && !rows.length)
+      throw new AwsServiceError("DBInstanceNotFound", `DBInstance ${instance} not found.`, 404);
+    return {
+      DBInstances: {
+        DBInstance: rows.map(({ c, arn, id }) => ({
+          DBInstanceIdentifier: id,
+          DBInstanceClass: ranges.has(arn)
+            ? "db.serverless"
+            : (classes.get(arn) ?? PROVISIONED_CLASS),
+          Engine: "aurora-postgresql",
+          EngineVersion: "16.6",
+          DBInstanceStatus: statusOf(c, region),
+          DBClusterIdentifier: clusterId(arn),
+          DBInstanceArn: arn.replace(":cluster:", ":db:").replace(/$/, "-1"),
+          AvailabilityZone: `${region}a`,
+        })),
+      },
+    };
+  }
+
+  /** A ServerlessV2ScalingConfiguration member of the form, as a number (undefined when absent). */
+  function acuParam(params: Record<string, string>, key: string): number | undefined {
+    const raw = params[`ServerlessV2ScalingConfiguration.${key}`];
+    if (raw === undefined) return undefined;
+    const n = Number(raw);
+    if (raw === "" || !Number.isFinite(n))
+      throw new AwsServiceError(
+        "InvalidParameterValue",
+        `Invalid value ${raw} for parameter ServerlessV2ScalingConfiguration.${key}.`,
+      );
+    return n;
+  }
+
+  /**
+   * ModifyDBCluster, the part the orchestrator uses: the ServerlessV2ScalingConfiguration of a
+   * member in the caller's region, validated as RDS does (half-step ACUs; MinCapacity 0 .. 256,
+   * 0 only with auto-pause, which a global database does not support; MaxCapacity 1 .. 256; min
+   * not above max; both on a cluster that has no range yet). A capacity change applies at once
+   * (ApplyImmediately does not defer it). Any other modification is refused by name.
+   */
+  function modifyDbCluster(params: Record<string, string>, region: string): XmlObject {
+    const wanted = requireString(params, "DBClusterIdentifier", queryMissing);
+    const served = new Set(["DBClusterIdentifier", "ApplyImmediately"]);
+    const other = Object.keys(params).filter(
+      (k) =>
+        k !== "Action" &&
+        k !== "Version" &&
+        !served.has(k) &&
+        !k.startsWith("ServerlessV2ScalingConfiguration."),
+    );
+    if (other.length)
+      throw new AwsServiceError(
+        "InvalidParameterCombination",
+        `The sandbox modifies ServerlessV2ScalingConfiguration only, not ${other.join(", ")}.`,
+      );
+    const { c, arn, writer } = memberIn(region, wanted);
+    const status = statusOf(c, region);
+    if (status !== "available")
+      throw new AwsServiceError(
+        "InvalidDBClusterStateFault",
+        `DB cluster ${clusterId(arn)} is not in the available state (it is ${status}).`,
+      );
+    const min = acuParam(params, "MinCapacity");
+    const max = acuParam(params, "MaxCapacity");
+    const current = ranges.get(arn);
+    if (min === undefined && max === undefined)
+      return { DBCluster: clusterShape(c, arn, writer, region) };
+    if (!current && (min === undefined || max === undefined))
+      throw new AwsServiceError(
+        "InvalidParameterValue",
+        "Both MinCapacity and MaxCapacity must be specified when you initialize Serverless v2 scaling configuration.",
+      );
+    const next = { min: min ?? current?.min ?? 0, max: max ?? current?.max ?? 0 };
+    const halfStep = (n: number) => Number.isInteger(n * 2);
+    if (min !== undefined && (!halfStep(min) || min < 0 || min > MAX_ACU))
+      throw new AwsServiceError(
+        "InvalidParameterValue",
+        `Serverless v2 minimum capacity ${min} isn't valid. Specify a value from 0 to ${MAX_ACU} ACUs in increments of 0.5.`,
+      );
+    if (min === 0)
+      throw new AwsServiceError(
+        "InvalidParameterCombination",
+        `Serverless v2 minimum capacity 0 (auto-pause) isn't supported for DB cluster ${clusterId(arn)}: it is a member of global database ${c.identifier}. The minimum capacity must be at least 0.5.`,
+      );
+    if (max !== undefined && (!halfStep(max) || max > MAX_ACU))
+      throw new AwsServiceError(
+        "InvalidParameterValue",
+        `Serverless v2 maximum capacity ${max} isn't valid. Specify a value up to ${MAX_ACU} ACUs in increments of 0.5.`,
+      );
+    if (max !== undefined && max < 1)
+      throw new AwsServiceError(
+        "InvalidParameterValue",
+        `Serverless v2 maximum capacity ${max} isn't valid. The maximum capacity must be at least 1.0.`,
+      );
+    if (next.min > next.max)
+      throw new AwsServiceError(
+        "InvalidParameterCombination",
+        `Serverless v2 minimum capacity ${next.min} must not be greater than the maximum capacity ${next.max}.`,
+      );
+    ranges.set(arn, next);
+    mods.push({
+      clusterArn: arn,
+      at: Date.now(),
+      before: current ?? { min: 0, max: 0 },
+      after: { ...next },
+    });
+    track(c);
+    return { DBCluster: clusterShape(c, arn, writer, region) };
   }
 
   const handler: QueryServiceHandler = (action, params, ctx) => {
@@ -323,6 +554,10 @@ export function createRds(): RdsEmulator {
       }
       case "DescribeDBClusters":
         return describeDbClusters(params, ctx.region);
+      case "DescribeDBInstances":
+        return describeDbInstances(params, ctx.region);
+      case "ModifyDBCluster":
+        return modifyDbCluster(params, ctx.region);
       case "SwitchoverGlobalCluster":
         return promote(params, ctx, "switchover");
       case "FailoverGlobalCluster":
@@ -337,11 +572,37 @@ export function createRds(): RdsEmulator {
 
   return {
     handler,
-    defineGlobalCluster({ identifier, members, writerRegion }) {
+    defineGlobalCluster({
+      identifier,
+      members,
+      writerRegion,
+      serverless,
+      writerLoadAcu,
+      instanceClasses,
+    }) {
       if (!members[writerRegion]) {
         throw new Error(`writer region ${writerRegion} has no member in ${identifier}`);
       }
-      clusters.set(identifier, { identifier, members: { ...members }, writer: writerRegion });
+      const c = {
+        identifier,
+        members: { ...members },
+        writer: writerRegion,
+        writerLoadAcu: writerLoadAcu ?? 0,
+      };
+      for (const arn of Object.values(members)) {
+        ranges.delete(arn);
+        classes.delete(arn);
+      }
+      for (const [region, cls] of Object.entries(instanceClasses ?? {}))
+        classes.set(members[region] ?? "", cls);
+      for (const [region, range] of Object.entries(serverless ?? {})) {
+        const arn = members[region];
+        if (!arn) throw new Error(`serverless region ${region} has no member in ${identifier}`);
+        ranges.set(arn, { ...range });
+        history.delete(arn);
+      }
+      clusters.set(identifier, c);
+      track(c);
     },
     setPromotionDelayMs(ms) {
       delayMs = ms;
@@ -376,5 +637,21 @@ export function createRds(): RdsEmulator {
       for (const c of clusters.values()) settle(c);
       return events.map((e) => ({ ...e }));
     },
+    serverlessRange(arn) {
+      const r = ranges.get(arn);
+      return r ? { ...r } : undefined;
+    },
+    capacityHistory(region, identifier, since) {
+      for (const c of clusters.values()) settle(c);
+      const arn = [...clusters.values()]
+        .map((c) => c.members[region])
+        .find((a) => a !== undefined && clusterId(a) === identifier);
+      const points = arn ? history.get(arn) : undefined;
+      if (!points) return undefined;
+      const before = points.filter((p) => p.at <= since).at(-1);
+      return [...(before ? [before] : []), ...points.filter((p) => p.at > since)];
+    },
+    modifications: () =>
+      mods.map((m) => ({ ...m, before: { ...m.before }, after: { ...m.after } })),
   };
 }

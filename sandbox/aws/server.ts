@@ -349,6 +349,7 @@ export async function startAwsSandbox(
   const sts = createSts();
   const rds = createRds();
   const cloudwatch = createCloudWatch();
+  cloudwatch.setServerlessCapacitySource(rds.capacityHistory);
   const ga = createGlobalAccelerator();
   const secrets = createSecretsManager();
   const route53 = createRoute53();

@@ -7,14 +7,16 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { planAuroraCapacity } from "../../functions/lib/aurora-capacity.ts";
 import { awaitCapacityStep, planCapacity, storedCapacity } from "../../functions/lib/capacity.ts";
 import { resetRuntimeTopology } from "../../functions/lib/config.ts";
 import { MIN_WAIT_SECONDS } from "../../functions/lib/pace.ts";
 import { collectMetrics, readinessStep } from "../../functions/lib/readiness.ts";
 import type { FailoverReport } from "../../functions/lib/report.ts";
 import type { CapacityProgress, FailoverState } from "../../functions/lib/state.ts";
+import { auroraTopology } from "../../functions/lib/steps.ts";
 import { DRILL_DEFAULTS, type DrillOptions, runDrill } from "../../sandbox/drill.ts";
-import { PLATFORM, startSandbox } from "../../sandbox/index.ts";
+import { AURORA_ACU, PLATFORM, startSandbox } from "../../sandbox/index.ts";
 
 const root = mkdtempSync(join(tmpdir(), "gf-capacity-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -213,6 +215,25 @@ describe("observed capacity: readiness keeps a rolling 24-hour maximum", () => {
       });
       expect(stored?.ageSeconds).toBeGreaterThanOrEqual(0);
       expect(stored?.liveError).toMatch(/spoke-usw2-1/);
+
+      // Aurora: the same evaluations stored the writer's hourly peak ACUs; with the source's RDS
+      // API down too, Plan sizes the target's MinCapacity from them.
+      sandbox.aws.rds.setRegionDown(SOURCE, true);
+      const aurora = await planAuroraCapacity(
+        t.capacity,
+        auroraTopology(t),
+        PLATFORM,
+        { targetRegion: TARGET, mode: "ungraceful" },
+        SOURCE,
+        2000,
+      );
+      expect(aurora).toMatchObject({
+        source: "stored",
+        observedAcu: AURORA_ACU.writerLoad,
+        committed: AURORA_ACU.writerLoad,
+        targetBefore: AURORA_ACU.standby,
+      });
+      expect(aurora?.liveError).toMatch(/us-west-2/);
     } finally {
       await sandbox.stop();
     }

@@ -176,6 +176,29 @@ describe("failback", () => {
         trafficDials: HOME_DIALS,
       });
       expect(readReport(reportDir).failback?.undoes?.execution).toBe("move-away");
+
+      // Capacity parity for Aurora: the standby's MinCapacity was raised to the writer's peak
+      // before each promotion call, and the failback gave the one the failover raised back.
+      const { rds } = sandbox.aws;
+      const arn = (region: string) => sandbox.topology.regions[region]?.aurora.clusterArn ?? "?";
+      const [there, home] = rds.promotions();
+      const mods = rds.modifications();
+      expect(mods.map((m) => [m.clusterArn, m.before.min, m.after.min])).toEqual([
+        [arn(AWAY), 0.5, 12],
+        [arn(AWAY), 12, 0.5],
+        [arn(HOME), 2, 12],
+      ]);
+      expect(mods[0]?.at).toBeLessThanOrEqual(there?.startedAt ?? 0);
+      expect(there).toMatchObject({ to: AWAY, kind: "switchover" });
+      expect(mods[1]?.at).toBeLessThanOrEqual(home?.startedAt ?? 0);
+      expect(mods[2]?.at).toBeLessThanOrEqual(home?.startedAt ?? 0);
+      expect(home).toMatchObject({ to: HOME });
+      expect(rds.serverlessRange(arn(AWAY))).toEqual({ min: 0.5, max: 64 });
+      const back = readReport(reportDir).auroraCapacity;
+      expect(back?.restore).toMatchObject({ region: AWAY, from: 12, to: 0.5, restored: true });
+      expect(readFileSync(join(reportDir, "report.md"), "utf8")).toMatch(
+        /## Aurora capacity[\s\S]*us-east-2 payments-use2 MinCapacity restored 12 -> 0.5/,
+      );
     } finally {
       await sandbox.stop();
     }

@@ -156,12 +156,17 @@ describe.each([
   [
     "Global Accelerator topology",
     () => gaSynth,
-    ["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"],
+    // rds:ModifyDBCluster: only with capacity.aurora.mode raise (aurora-capacity.test.ts).
+    ["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets", "rds:ModifyDBCluster"],
   ],
   [
     "Route 53 topology",
     () => r53Synth,
-    ["globalaccelerator:DescribeEndpointGroup", "globalaccelerator:UpdateEndpointGroup"],
+    [
+      "globalaccelerator:DescribeEndpointGroup",
+      "globalaccelerator:UpdateEndpointGroup",
+      "rds:ModifyDBCluster",
+    ],
   ],
 ])("%s", (_, synth, nothingToActOn) => {
   it("grants each function exactly the actions its code sends (derived now), less those the topology gives nothing to act on", () => {
@@ -249,7 +254,11 @@ describe.each([
               action === "secretsmanager:DescribeSecret"
                 ? everywhere.includes(r)
                 : secrets(name).includes(r),
-            rds: (r) => clusters.includes(r),
+            rds: (r) =>
+              clusters.includes(r) ||
+              // A provisioned member's writer instance (capacity parity): the members' db:*.
+              (action === "rds:DescribeDBInstances" &&
+                regions.some((x) => r === x.aurora.clusterArn.replace(/:cluster:.+$/, ":db:*"))),
             globalaccelerator: (r) => groups.includes(r),
             route53: (r) => route53.includes(r),
             dynamodb: (r) => r === JSON.stringify({ "Fn::GetAtt": [own(stack.table), "Arn"] }),
@@ -678,6 +687,7 @@ describe("cross-account: the split-account example, both sides", () => {
     expect(roleActions(data as RoleProps)).toEqual([
       "cloudwatch:GetMetricData",
       "rds:DescribeDBClusters",
+      "rds:DescribeDBInstances",
       "rds:DescribeGlobalClusters",
       "rds:FailoverGlobalCluster",
       "rds:SwitchoverGlobalCluster",
@@ -691,9 +701,11 @@ describe("cross-account: the split-account example, both sides", () => {
           ? ["*"]
           : first === "rds:DescribeDBClusters"
             ? clusters
-            : first === "rds:DescribeGlobalClusters"
-              ? [global]
-              : [global, ...clusters];
+            : first === "rds:DescribeDBInstances"
+              ? clusters.map((c) => c.replace(/:cluster:.+$/, ":db:*"))
+              : first === "rds:DescribeGlobalClusters"
+                ? [global]
+                : [global, ...clusters];
       expect(resourcesOf(s).sort(), first).toEqual(want.sort());
     }
     const [secrets] = memberRolesOf("GitopsFailover-payments-MemberRoles-444455556666");
