@@ -626,7 +626,8 @@ const GATE_TIMEOUT_MS = 10_000;
 
 /**
  * AwaitCapacity: one check of the target per invocation, in the same loop as Argo CD's wait (each
- * pass polls Argo CD, then this gate, then waits once), so before Aurora and traffic move.
+ * pass polls Argo CD, then this gate, then waits once), so before Aurora and traffic move. Until
+ * Argo CD is done it reads the target only once its own deadline has come.
  * SUCCEEDED once every app with a committed floor has `minimumSuccessPercent` of it Ready on
  * every target spoke. It fails with TargetCapacityShort, naming the apps, when pods are still
  * Pending (no node can take them) at its deadline, or when the floors are still not Ready
@@ -652,6 +653,10 @@ export async function awaitCapacityStep(state: FailoverState): Promise<CapacityP
     const p = { ...window, ...settle, ...(apps ? { apps } : {}) };
     return { ...p, ...loopPace({ ...previous, ...p }, argo, previous) };
   };
+  // While Argo CD is not done the apps are not ready whatever the gate finds: it reads the target
+  // only at its deadline (pods Pending fail it then), not on every pass (no time on the path).
+  if (argo?.status !== "SUCCEEDED" && !window.expired)
+    return { ...progress(previous?.apps), status: "IN_PROGRESS" };
   let check: CapacityCheck;
   try {
     check = await checkCapacity(t, plan, state.plan.targetRegion, GATE_TIMEOUT_MS);

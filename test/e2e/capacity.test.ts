@@ -262,16 +262,18 @@ describe("the capacity gate in the apps loop (one pass: Argo CD's poll, then the
         awaitCapacityStep({ plan, argo, capacityGate } as unknown as FailoverState);
       const ago = (s: number) => new Date(Date.now() - s * 1000).toISOString();
 
+      // Argo CD not done: the gate waits on its pace and reads nothing (no apps known yet).
       const riding = await pass({ status: "IN_PROGRESS", nextWaitSeconds: 7, polls: 2 });
       expect(riding).toMatchObject({ status: "IN_PROGRESS", nextWaitSeconds: 7 });
-      expect(riding.apps?.map((a) => a.short[0])).toEqual([
-        "spoke-use2-1: 1 replicas, the committed floor 3 not applied yet",
-        "spoke-use2-1: 1 replicas, the committed floor 6 not applied yet",
-      ]);
+      expect(riding.apps).toBeUndefined();
 
       const done = { status: "SUCCEEDED", startedAt: ago(40), checkedAt: ago(1), polls: 4 };
       const settling = await pass(done, riding);
       expect(settling).toMatchObject({ status: "IN_PROGRESS", nextWaitSeconds: MIN_WAIT_SECONDS });
+      expect(settling.apps?.map((a) => a.short[0])).toEqual([
+        "spoke-use2-1: 1 replicas, the committed floor 3 not applied yet",
+        "spoke-use2-1: 1 replicas, the committed floor 6 not applied yet",
+      ]);
 
       const late = { ...done, startedAt: ago(200), checkedAt: ago(121) };
       const failed = await pass(late, riding);
