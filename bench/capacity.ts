@@ -1,11 +1,9 @@
 /**
  * What capacity parity adds to a failover, in the embedded sandbox: the AwaitCapacity gate's time
  * on the critical path beyond Argo CD's wait, from each invocation's audit event (startedAt,
- * endedAt in audit.jsonl), for either shape of the apps phase in statemachine/failover.asl.json:
- *  - the gate beside AwaitArgoSync (branches of one Parallel): its polls overlap Argo CD's, so it
- *    adds only how much later than Argo CD's wait it ends, `max(0, gate end - Argo CD end)`;
- *  - one loop polling both in turn: every gate invocation before Argo CD's wait ended adds its
- *    own time, plus the same `max(0, gate end - Argo CD end)` after it.
+ * endedAt in audit.jsonl). The apps loop polls Argo CD and then the gate in each pass, so every
+ * gate invocation before Argo CD's wait ended adds its own time, plus how much later than Argo
+ * CD's wait the gate ends, `max(0, gate end - Argo CD end)`.
  * Also its polls, its handler time, and Plan's time (Plan reads the source's capacity live). One
  * graceful drill us-west-2 -> us-east-2 per run, in this process.
  *
@@ -17,25 +15,6 @@ import { join } from "node:path";
 import type { FailoverReport } from "../functions/lib/report.ts";
 import { DRILL_DEFAULTS, runDrill } from "../sandbox/drill.ts";
 
-/** Whether AwaitCapacity and AwaitArgoSync are branches of one Parallel in the state machine. */
-function besideEachOther(): boolean {
-  type States = Record<string, { Type?: string; Branches?: { States: States }[] }>;
-  const asl = JSON.parse(readFileSync("statemachine/failover.asl.json", "utf8")) as {
-    States: States;
-  };
-  const parallels = (states: States): { States: States }[][] =>
-    Object.values(states).flatMap((s) =>
-      s.Type === "Parallel" && s.Branches
-        ? [s.Branches, ...s.Branches.flatMap((b) => parallels(b.States))]
-        : [],
-    );
-  return parallels(asl.States).some(
-    (branches) =>
-      branches.some((b) => "AwaitCapacity" in b.States) &&
-      branches.some((b) => "AwaitArgoSync" in b.States),
-  );
-}
-
 interface Invocation {
   step: string;
   outcome: string;
@@ -43,18 +22,14 @@ interface Invocation {
   endedAt: string;
 }
 
-/**
- * The gate's time on the critical path beyond Argo CD's wait, from the audit events: see the
- * file's comment. `beside`: the two are branches of one Parallel.
- */
-function gateAdds(events: Invocation[], beside: boolean): number {
+/** The gate's time on the critical path beyond Argo CD's wait, from the audit events. */
+function gateAdds(events: Invocation[]): number {
   const at = (iso: string) => Date.parse(iso);
   const gate = events.filter((e) => e.step === "AwaitCapacity");
   const argo = events.filter((e) => e.step === "AwaitArgoSync");
   const argoEnd = Math.max(0, ...argo.map((e) => at(e.endedAt)));
   const gateEnd = Math.max(0, ...gate.map((e) => at(e.endedAt)));
   const after = Math.max(0, gateEnd - argoEnd);
-  if (beside) return after;
   const before = gate
     .filter((e) => at(e.endedAt) <= argoEnd)
     .reduce((sum, e) => sum + at(e.endedAt) - at(e.startedAt), 0);
@@ -82,11 +57,7 @@ interface Row {
 }
 
 const root = mkdtempSync(join(tmpdir(), "gf-bench-capacity-"));
-const beside = besideEachOther();
 try {
-  console.log(
-    `apps phase: ${beside ? "the gate beside AwaitArgoSync (one Parallel)" : "one loop polling AwaitArgoSync and the gate in turn"}`,
-  );
   console.log(
     "| size | runs (status) | gate polls | gate handler wall | time the gate adds (critical path beyond Argo CD's wait) | AwaitArgoSync handler wall | Plan wall | drill wall |",
   );
@@ -107,7 +78,7 @@ try {
         status: `${r.status}${report.status === r.status ? "" : `/${report.status}`}`,
         polls: step("AwaitCapacity")?.invocations ?? 0,
         gateWall: step("AwaitCapacity")?.wallMs ?? 0,
-        added: gateAdds(events, beside),
+        added: gateAdds(events),
         argoWall: step("AwaitArgoSync")?.wallMs ?? 0,
         planWall: step("Plan")?.wallMs ?? 0,
         total: r.sandbox.wallMs,
