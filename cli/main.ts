@@ -5,15 +5,19 @@
 import { Command, CommanderError } from "commander";
 import { ConfigError, FailoverError, InputValidationError } from "../functions/lib/errors.ts";
 import { redact } from "../functions/lib/redact.ts";
-import { registerAuditCommands } from "./audit.ts";
-import { type CliIo, registerSandboxCommands } from "./drill.ts";
-import { registerOperatorCommands } from "./ops.ts";
-import { registerReadinessCommand } from "./readiness.ts";
+import type { CliIo } from "./drill.ts";
 import { validateConfig, validateInput } from "./validate.ts";
 
 const EXIT = { ok: 0, failed: 1, invalid: 2 } as const;
 
-function program(io: CliIo): Command {
+/**
+ * Commands that need only the schemas: their runs skip loading the other commands (the AWS SDK
+ * clients, the sandbox, the Kubernetes client), which took ~3 s of a ~4 s `validate-config`,
+ * the check CI and pre-commit hooks run on every topology change.
+ */
+const SCHEMA_ONLY = new Set(["validate-config", "validate-input"]);
+
+async function program(io: CliIo, argv: string[]): Promise<Command> {
   const { out } = io;
   const cli = new Command("gitops-failover")
     .description("Regional failover for a GitOps-managed multi-cluster Kubernetes platform on AWS")
@@ -32,10 +36,18 @@ function program(io: CliIo): Command {
     .argument("<input>", "input JSON file")
     .requiredOption("-c, --config <topology>", "topology file")
     .action((path: string, opts: { config: string }) => out(validateInput(path, opts.config)));
+  if (SCHEMA_ONLY.has(argv[2] ?? "")) return cli;
+  const [{ registerSandboxCommands }, { registerAuditCommands }, ops, readiness] =
+    await Promise.all([
+      import("./drill.ts"),
+      import("./audit.ts"),
+      import("./ops.ts"),
+      import("./readiness.ts"),
+    ]);
   registerSandboxCommands(cli, io);
   registerAuditCommands(cli, io);
-  registerOperatorCommands(cli, out);
-  registerReadinessCommand(cli, io, async (env, region, onResult) =>
+  ops.registerOperatorCommands(cli, out);
+  readiness.registerReadinessCommand(cli, io, async (env, region, onResult) =>
     (await import("../sandbox/readiness-drill.ts")).readinessOnSandbox(env, region, onResult),
   );
   return cli;
@@ -51,7 +63,7 @@ export async function main(argv: string[]): Promise<number> {
     },
   };
   try {
-    await program(io).parseAsync(argv);
+    await (await program(io, argv)).parseAsync(argv);
     return code;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.invalid;

@@ -7,10 +7,11 @@
  * `DNS:localhost`. Each name gets its own leaf certificate (its CN names the server, which
  * helps when reading a handshake failure), issued once and then reused: one `openssl`
  * process takes a few milliseconds, so 50+ spokes cost well under a second and a shared
- * leaf certificate is not needed.
+ * leaf certificate is not needed. The sandbox takes its CA from {@link reuseCa}: one CA per
+ * process, so a process that starts many sandboxes (the tests) issues each name once.
  */
 import { execFile } from "node:child_process";
-import { access, mkdir, readFile } from "node:fs/promises";
+import { access, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
@@ -54,11 +55,59 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** A CA's key and certificate, and the certificates it issued, held in memory. */
+interface CaMaterial {
+  /** When it was made (ms epoch): {@link reuseCa} makes a new one a day later. */
+  madeAt: number;
+  caPem: string;
+  caKeyPem: string;
+  issued: Map<string, Promise<{ certPem: string; keyPem: string }>>;
+}
+
+/** How long {@link reuseCa} serves the same CA: a day, well inside its certificates' 7. */
+const REUSE_MS = 24 * 3_600_000;
+
+/** The CA {@link reuseCa} hands out in this process, made by its first call. */
+let processCa: Promise<CaMaterial> | undefined;
+
 /**
  * Creates a new CA in `dir` (created with mode 0700 if absent). Refuses a directory that
- * already holds one, so two sandboxes can never share or overwrite each other's keys.
+ * already holds one, so two sandboxes can never overwrite each other's keys.
  */
 export async function createCa(dir: string): Promise<Ca> {
+  return caIn(dir, await newCa(dir));
+}
+
+/**
+ * The same as {@link createCa}, except that every call in this process serves the same CA and
+ * certificates (written into `dir`, so its files are the sandbox's as before): the sandboxes a
+ * process starts one after another (a test file's drills) then run `openssl` only for names no
+ * earlier sandbox had, instead of ~7 times each. The material lives in this process's memory
+ * and in the directories of its sandboxes, which remove it when they stop.
+ */
+export async function reuseCa(dir: string): Promise<Ca> {
+  const current = await processCa?.catch(() => undefined);
+  if (current && Date.now() - current.madeAt > REUSE_MS) processCa = undefined;
+  const pending = processCa ?? newCa(dir);
+  if (!processCa) {
+    processCa = pending;
+    pending.catch(() => {
+      processCa = undefined;
+    });
+    return caIn(dir, await pending);
+  }
+  const material = await pending;
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (await exists(join(dir, "ca.crt"))) {
+    throw new Error(`${dir} already holds a CA (ca.crt); give reuseCa an empty directory`);
+  }
+  await writeFile(join(dir, "ca.key"), material.caKeyPem, { mode: 0o600 });
+  await writeFile(join(dir, "ca.crt"), material.caPem);
+  return caIn(dir, material);
+}
+
+/** Makes a CA's key and certificate in `dir` with openssl. */
+async function newCa(dir: string): Promise<CaMaterial> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const caCert = join(dir, "ca.crt");
   const caKey = join(dir, "ca.key");
@@ -85,8 +134,15 @@ export async function createCa(dir: string): Promise<Ca> {
     ],
     "create the sandbox CA",
   );
-  const caPem = await readFile(caCert, "utf8");
-  const issued = new Map<string, Promise<{ certPem: string; keyPem: string }>>();
+  const [caPem, caKeyPem] = await Promise.all([readFile(caCert, "utf8"), readFile(caKey, "utf8")]);
+  return { madeAt: Date.now(), caPem, caKeyPem, issued: new Map() };
+}
+
+/** The CA of `material` whose key and certificate files are in `dir`. */
+function caIn(dir: string, material: CaMaterial): Ca {
+  const { caPem, issued } = material;
+  const caCert = join(dir, "ca.crt");
+  const caKey = join(dir, "ca.key");
 
   async function sign(name: string): Promise<{ certPem: string; keyPem: string }> {
     const cert = join(dir, `${name}.crt`);

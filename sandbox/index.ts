@@ -40,7 +40,7 @@ import {
 } from "./aws/server.ts";
 import { createStepFunctions, type StepFunctions } from "./aws/stepfunctions.ts";
 import { SANDBOX_USER_ARN } from "./aws/sts.ts";
-import { type Ca, createCa } from "./ca.ts";
+import { type Ca, reuseCa } from "./ca.ts";
 import { type FaultName, SANDBOX_REGIONS, sizeProblems } from "./faults.ts";
 import { clearFunctionLogs } from "./function-logs.ts";
 import { type GitServer, startGitServer } from "./git.ts";
@@ -410,7 +410,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    const ca = await createCa(join(dir, "ca"));
+    const ca = await reuseCa(join(dir, "ca"));
     const gitCredentials = { username: "failover", password: secret() };
     const gitReader = { username: "failover-read", password: secret() };
     const spokeToken = secret();

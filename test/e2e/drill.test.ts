@@ -5,154 +5,38 @@
  * stand-ins saw — not from the report.
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import https from "node:https";
-import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { afterAll, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { main } from "../../cli/main.ts";
-import { type AuditEvent, verifyChain } from "../../functions/lib/audit.ts";
+import { verifyChain } from "../../functions/lib/audit.ts";
 import type { FailoverReport } from "../../functions/lib/report.ts";
+import { drillProblems } from "../../sandbox/drill.ts";
 import {
-  DRILL_DEFAULTS,
-  type DrillOptions,
-  type DrillResult,
-  drillProblems,
-  runDrill,
-} from "../../sandbox/drill.ts";
-import { FAULTS, type FaultName } from "../../sandbox/faults.ts";
-import { DEFAULT_REPLICAS } from "../../sandbox/gitops-layout.ts";
-import type { RegionWorkloads, SandboxState } from "../../sandbox/index.ts";
-
-const root = mkdtempSync(join(tmpdir(), "gf-e2e-"));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-let n = 0;
-function drill(options: Partial<DrillOptions> = {}): Promise<DrillResult> {
-  n += 1;
-  return runDrill({
-    ...DRILL_DEFAULTS,
-    reportDir: join(root, `report-${n}`),
-    ...options,
-  });
-}
-
-const SOURCE = "us-west-2";
-const TARGET = "us-east-2";
-const UNCHANGED_TRAFFIC = { "us-west-2": 100, "us-east-2": 0, "eu-west-1": 0 };
-const MOVED_TRAFFIC = { "us-west-2": 0, "us-east-2": 100, "eu-west-1": 0 };
-const SEED = "Initial commit";
-const RETARGET = "failover(payments): make us-east-2 active";
-const DEMOTE = "failover(payments): make us-west-2 passive (traffic is on us-east-2)";
-const COMPENSATE =
-  "failover(payments): compensate: make us-east-2 passive again (users stay on us-west-2)";
-const CONCURRENT = "Concurrent change by another committer";
-/** 6 apps on 3 spokes: 2 components, so 2 Deployments per region. */
-const DEPLOYMENTS = 2;
-const { active: ACTIVE, passive: PASSIVE } = DEFAULT_REPLICAS;
-
-/** A region whose Deployments all run `each` ready replicas. */
-const running = (each: number): RegionWorkloads => ({
-  deployments: DEPLOYMENTS,
-  replicas: DEPLOYMENTS * each,
-  ready: DEPLOYMENTS * each,
-  minReady: each,
-});
-/** Every region settled with `active` serving and the others warm standbys. */
-function settled(active: string): Record<string, RegionWorkloads> {
-  return {
-    "us-west-2": running(active === "us-west-2" ? ACTIVE : PASSIVE),
-    "us-east-2": running(active === "us-east-2" ? ACTIVE : PASSIVE),
-    "eu-west-1": running(active === "eu-west-1" ? ACTIVE : PASSIVE),
-  };
-}
-
-const subjects = (s: SandboxState) => s.gitLog.map((c) => c.subject);
-const updates = (r: DrillResult) =>
-  r.calls.globalAccelerator.filter((c) => c.action === "UpdateEndpointGroup").map((c) => c.outcome);
-const step = (r: DrillResult, name: string, execution = 0) =>
-  r.executions[execution]?.steps.find((s) => s.name === name);
-
-function auditOf(result: DrillResult): AuditEvent[] {
-  return readFileSync(join(result.reportDir, "audit.jsonl"), "utf8")
-    .trim()
-    .split("\n")
-    .map((l) => JSON.parse(l) as AuditEvent);
-}
-
-/**
- * What must hold after every drill, read from the stand-ins: wherever the dials still send
- * traffic to the source region, every one of its Deployments has ready replicas; the Git head
- * is the newest commit of the history.
- */
-function expectInvariants(result: DrillResult): void {
-  for (const state of [result.before, result.after, ...result.executions.map((e) => e.after)]) {
-    expect(state.gitHead).toBe(state.gitLog[0]?.sha);
-    for (const [region, dial] of Object.entries(state.trafficDials)) {
-      if (dial > 0) expect(state.workloads[region]?.minReady).toBeGreaterThan(0);
-    }
-  }
-  expect(result.before).toMatchObject({
-    activeRegion: SOURCE,
-    auroraWriterRegion: SOURCE,
-    trafficDials: UNCHANGED_TRAFFIC,
-    workloads: settled(SOURCE),
-  });
-  expect(subjects(result.before)).toEqual([SEED]);
-}
-
-/** The region users are sent to: the highest dial. */
-function servingRegion(state: SandboxState): string | undefined {
-  return Object.entries(state.trafficDials).sort(([, a], [, b]) => b - a)[0]?.[0];
-}
-
-/**
- * What must hold after any drill, however it ended: the region users are sent to holds the
- * Aurora writer (their database is writable) and runs at least the ready pods it had before
- * (the source when the failover stopped, the target when it completed).
- */
-function expectUsersServed(result: DrillResult): void {
-  const serving = servingRegion(result.after) ?? "none";
-  expect([SOURCE, TARGET]).toContain(serving);
-  expect(result.after.auroraWriterRegion).toBe(serving);
-  const before = result.before.workloads[serving]?.ready ?? 0;
-  const expected = serving === SOURCE ? before : DEPLOYMENTS * ACTIVE;
-  expect(result.after.workloads[serving]?.ready).toBeGreaterThanOrEqual(expected);
-}
-
-/** A completed failover: the two commits on top of `history`, writer, dials, pods moved. */
-function expectFailedOver(result: DrillResult, history: string[] = [SEED]): void {
-  expect(result.status).toBe("SUCCEEDED");
-  expect(drillProblems(result, {})).toEqual([]);
-  expectInvariants(result);
-  expect(result.after).toMatchObject({
-    activeRegion: TARGET,
-    auroraWriterRegion: TARGET,
-    trafficDials: MOVED_TRAFFIC,
-    workloads: settled(TARGET),
-  });
-  expect(subjects(result.after)).toEqual([DEMOTE, RETARGET, ...history]);
-  expectUsersServed(result);
-}
-
-/** A failover that stopped before traffic moved: the dials and the serving region untouched. */
-function expectFailedBeforeTraffic(result: DrillResult, failedStep: string, error: string): void {
-  expect(result.status).toBe("FAILED");
-  expect(result.failedStep).toBe(failedStep);
-  expect(result.error).toMatch(new RegExp(`^${error}`));
-  expectInvariants(result);
-  expect(result.after.trafficDials).toEqual(UNCHANGED_TRAFFIC);
-  expect(result.after.workloads[SOURCE]?.minReady).toBeGreaterThanOrEqual(PASSIVE);
-  expect(step(result, failedStep)?.status).toBe("FAILED");
-  if (failedStep !== "ShiftTraffic") {
-    expect(step(result, "ShiftTraffic")?.status).toBe("NOT_RUN");
-    expect(updates(result)).toEqual([]);
-  }
-  expect(step(result, "RecordFailure")).toMatchObject({ status: "SUCCEEDED", invocations: 1 });
-  expect(step(result, "Notify")).toMatchObject({ status: "SUCCEEDED", invocations: 1 });
-  expect(readFileSync(join(result.reportDir, "report.md"), "utf8")).toContain("## Manual steps");
-  expectUsersServed(result);
-}
+  auditOf,
+  COMPENSATE,
+  CONCURRENT,
+  DEMOTE,
+  drill,
+  expectFailedBeforeTraffic,
+  expectFailedOver,
+  expectInvariants,
+  expectUsersServed,
+  MOVED_TRAFFIC,
+  PASSIVE,
+  RETARGET,
+  root,
+  running,
+  SEED,
+  SOURCE,
+  settled,
+  step,
+  subjects,
+  TARGET,
+  UNCHANGED_TRAFFIC,
+  updates,
+} from "./drill-helpers.ts";
 
 describe("drill: happy path", () => {
   it("fails over us-west-2 -> us-east-2: two commits, pods, Aurora writer, dials", async () => {
@@ -368,16 +252,6 @@ describe("drill: faults after the retarget commit, compensated before traffic mo
       ["wait", "FAILED"],
       ["revert-commit", "DONE"],
     ]);
-  });
-});
-
-describe("drill: every fault, both modes: users stay served by the region holding the writer", () => {
-  const faults = Object.keys(FAULTS) as FaultName[];
-  it.each(faults.map((f) => [f]))("%s, ungraceful", async (fault) => {
-    const result = await drill({ faults: [fault], mode: "ungraceful" });
-
-    expectInvariants(result);
-    expectUsersServed(result);
   });
 });
 
