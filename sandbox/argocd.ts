@@ -1235,6 +1235,8 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
   /** Compares an app with Git at `snap`, then auto-syncs or resumes its operation if due. */
   async function reconcileApp(app: AppRecord, snap: Snapshot): Promise<void> {
     const before = `${app.comparedRevision}|${app.renderError}|${synced(app)}`;
+    // The platform is deployed before anything is measured: only later syncs take `syncMs`.
+    const firstLoad = app.comparedRevision === undefined;
     try {
       app.desired = await desiredAt(snap, app);
       app.renderError = undefined;
@@ -1271,7 +1273,7 @@ export async function startArgoCd(o: ArgoEmulatorOptions): Promise<ArgoEmulator>
         initiatedBy: { automated: true },
         startedAt: now(),
       };
-      if (o.timing) startTimed(app, operation, o.timing.syncMs);
+      if (o.timing && !firstLoad) startTimed(app, operation, o.timing.syncMs);
       else await runOperation(app, snap, operation);
     }
   }
