@@ -115,8 +115,8 @@ export async function checkFence(t: Topology, req: FenceRequest): Promise<Region
       if (answers) {
         const apps = await appsPassive(t, hubs, region, req);
         if (apps) {
-          live.push(apps);
-          converging = true;
+          live.push(apps.reason);
+          converging = !apps.final;
           commands.push(
             `argocd app sync -l ${t.argocd.appSelector} (syncs the apps on ${clusterNames(t, region).join(", ")} to the branch head, whose values make ${region} passive; see why they are not with argocd app get <app>)`,
           );
@@ -141,13 +141,16 @@ export async function checkFence(t: Topology, req: FenceRequest): Promise<Region
   );
 }
 
-/** Why the region's apps are not passive at `revision`, or null when they are. */
+/**
+ * Why the region's apps are not passive at `revision`, or null when they are; `final` when
+ * waiting cannot help (they run a commit pushed on top that makes the region active again).
+ */
 async function appsPassive(
   t: Topology,
   hubs: ArgoHubConnection[],
   region: string,
   req: FenceRequest,
-): Promise<string | null> {
+): Promise<{ reason: string; final: boolean } | null> {
   const { revision } = req;
   try {
     const check = await checkSync({
@@ -164,10 +167,15 @@ async function appsPassive(
       ...(req.judge ? { judgeRevisions: req.judge(region) } : {}),
     });
     if (check.status === "SUCCEEDED") return null;
+    if (check.status === "FAILED" && check.error)
+      return { reason: `its apps are not passive: ${check.error.message}`, final: true };
     const pending = check.pending.slice(0, 3).map((p) => `${p.name}: ${p.reason}`);
-    return `${check.total - check.done} of ${check.total} apps not Synced at ${revision.slice(0, 7)} (passive) and Healthy (${pending.join("; ")})`;
+    return {
+      reason: `${check.total - check.done} of ${check.total} apps not Synced at ${revision.slice(0, 7)} (passive) and Healthy (${pending.join("; ")})`,
+      final: false,
+    };
   } catch (e) {
-    return `its apps could not be checked: ${describe(e)}`;
+    return { reason: `its apps could not be checked: ${describe(e)}`, final: false };
   }
 }
 

@@ -7,10 +7,12 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { parseDocument } from "yaml";
 import { fenceRecord } from "../../functions/lib/fence.ts";
 import { collectMetrics, readinessStep } from "../../functions/lib/readiness.ts";
 import type { FailoverReport } from "../../functions/lib/report.ts";
 import { DRILL_DEFAULTS, runDrill } from "../../sandbox/drill.ts";
+import { VALUES_FILE } from "../../sandbox/gitops-layout.ts";
 import { raiseDialByHand, startSandbox } from "../../sandbox/index.ts";
 import { runLocal } from "../../sandbox/runner.ts";
 
@@ -94,6 +96,57 @@ describe("Fence", () => {
           detail: expect.stringMatching(/apps Synced at [0-9a-f]{7} \(passive\) and Healthy$/),
         }),
       ]);
+    } finally {
+      await sandbox.stop();
+    }
+  });
+
+  it("a commit pushed on top of the demote commit that makes the old region active again: Fence fails at once, naming it", async () => {
+    const reportDir = join(root, "demote-undone");
+    const sandbox = await startSandbox({ reportDir, waitMs: 5 });
+    try {
+      // After the retarget push, the next push (the demote commit) gets a commit on top that
+      // sets us-west-2 active again.
+      // Argo CD's Git polls are held from that push until the commit on top landed (as a hub
+      // polling every 3 minutes would see it): it never deploys the demote commit as the head.
+      let release: (() => void) | undefined;
+      sandbox.git.onNextPush({
+        done: async () =>
+          sandbox.git.onNextPush({
+            prepare: () => {
+              release = sandbox.argo.holdGitPolls();
+            },
+            done: async () => {
+              try {
+                const doc = parseDocument(await sandbox.git.readFile(VALUES_FILE));
+                doc.setIn(["regions", SOURCE, "active"], true);
+                await sandbox.git.commitDirect(
+                  { [VALUES_FILE]: doc.toString() },
+                  "chore: restore us-west-2\n\nA stale branch merged.",
+                );
+              } finally {
+                release?.();
+              }
+            },
+          }),
+      });
+      const run = await runLocal({
+        input: { targetRegion: TARGET, reason: "fence e2e" },
+        executionName: "fence-undone",
+        waitMs: 5,
+        retryMs: 5,
+      });
+      expect(run.status).toBe("FAILED");
+      expect(run.error).toBe("OldRegionNotFenced");
+      expect(run.cause).toMatch(
+        /its apps are not passive: commit [0-9a-f]{12} \("chore: restore us-west-2"/,
+      );
+      expect(run.cause).toMatch(/so Git no longer makes us-west-2 passive/);
+      // Fence failed at its first check of the apps, not at its deadline.
+      const fencePolls = run.events.filter(
+        (e) => e.type === "StateEntered" && "state" in e && e.state?.name === "Fence",
+      );
+      expect(fencePolls.length).toBeLessThanOrEqual(3);
     } finally {
       await sandbox.stop();
     }
