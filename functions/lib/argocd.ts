@@ -99,11 +99,12 @@ export interface SyncCheckRequest {
    */
   judgeRevisions?: (revisions: string[]) => Promise<Map<string, RevisionJudgement>>;
   /**
-   * Count an app Synced at the commit but Progressing as done: an ungraceful run whose capacity
-   * parity asks for less than 100 % Ready (a rollout short of nodes stays Progressing, and the
-   * capacity gate holds its Ready replicas to the minimum). Degraded still is not done.
+   * The capacity floors' Deployments (`namespace/name`) of an ungraceful run whose capacity parity
+   * asks for less than 100 % Ready: an app Synced at the commit and Progressing only because of
+   * these (a rollout short of nodes) counts as done, and the capacity gate holds their Ready
+   * replicas to the minimum. Any other resource not Healthy, or Degraded, still is not done.
    */
-  acceptProgressing?: boolean;
+  acceptProgressing?: string[];
 }
 
 /** Parallel refreshes on the first poll: enough for a few hundred target apps, gentle on a sick hub. */
@@ -153,6 +154,13 @@ interface RawApplication {
   status?: {
     sync?: { status?: string; revision?: string; revisions?: string[] | null };
     health?: { status?: string };
+    /** Asked for only with `acceptProgressing` (a list with every app's resources is large). */
+    resources?: {
+      kind?: string;
+      namespace?: string;
+      name?: string;
+      health?: { status?: string };
+    }[];
     operationState?: {
       phase?: string;
       message?: string;
@@ -166,6 +174,8 @@ interface RawApplication {
 interface TargetApp {
   name: string;
   namespace?: string;
+  /** `Kind/namespace/name` of each resource not Healthy, when the answer carried resources. */
+  unhealthy?: string[];
   syncStatus: string;
   /** `status.sync.revision`, or every `status.sync.revisions` entry for a multi-source app. */
   revisions: string[];
@@ -483,6 +493,13 @@ function toTarget(raw: RawApplication, complete: boolean): TargetApp | undefined
     complete,
     automated: Boolean(raw.spec?.syncPolicy?.automated),
     health: raw.status?.health?.status || "Unknown",
+    ...(raw.status?.resources
+      ? {
+          unhealthy: raw.status.resources
+            .filter((r) => r.health?.status !== undefined && r.health.status !== "Healthy")
+            .map((r) => `${r.kind ?? "?"}/${r.namespace ?? ""}/${r.name ?? "?"}`),
+        }
+      : {}),
     ...(op?.phase ? { phase: op.phase } : {}),
     ...(op?.message ? { message: op.message } : {}),
     operationRevisions: nonEmpty([
@@ -510,18 +527,29 @@ function operationActive(app: TargetApp): boolean {
 }
 
 /**
- * Healthy, or with `progressing` (an ungraceful run's capacity parity below 100 %) Progressing:
- * a rollout that waits for nodes, whose Ready replicas the capacity gate then holds to the minimum.
+ * Healthy, or Progressing only because of Deployments in `floored` (`namespace/name`: an
+ * ungraceful run's capacity floors below 100 %): a rollout waiting for nodes, whose Ready
+ * replicas the capacity gate holds to its minimum. Any other resource not Healthy still waits.
  */
-function healthOk(app: TargetApp, progressing = false): boolean {
-  return app.health === "Healthy" || (progressing && app.health === "Progressing");
+function healthOk(app: TargetApp, floored?: ReadonlySet<string>): boolean {
+  if (app.health === "Healthy") return true;
+  if (!floored?.size || app.health !== "Progressing" || !app.unhealthy?.length) return false;
+  return app.unhealthy.every((r) => {
+    const [kind, namespace, name] = r.split("/");
+    return kind === "Deployment" && floored.has(`${namespace}/${name}`);
+  });
+}
+
+/** `acceptProgressing` as a set (undefined when empty). */
+function floorSet(req: SyncCheckRequest): ReadonlySet<string> | undefined {
+  return req.acceptProgressing?.length ? new Set(req.acceptProgressing) : undefined;
 }
 
 function isDone(
   app: TargetApp,
   revision: string,
   accepted?: Accepted,
-  progressing?: boolean,
+  progressing?: ReadonlySet<string>,
 ): boolean {
   return (
     app.syncStatus === "Synced" &&
@@ -579,7 +607,10 @@ async function listTargets(client: HubClient, req: SyncCheckRequest): Promise<Li
   const res = await client.call("GET", "/api/v1/applications", {
     selector: req.selector,
     appNamespace: req.appNamespace,
-    fields: LIST_FIELDS.join(","),
+    fields: [
+      ...LIST_FIELDS,
+      ...(req.acceptProgressing?.length ? ["items.status.resources"] : []),
+    ].join(","),
   });
   if (res.status !== 200) {
     throw new ConfigError(
@@ -773,11 +804,9 @@ async function readWhatTheListLacks(
   deadline: number,
   accepted?: Accepted,
 ): Promise<TargetApp[]> {
+  const floored = floorSet(req);
   const needsRevisions = (a: TargetApp) =>
-    !a.revisionsKnown &&
-    a.syncStatus === "Synced" &&
-    healthOk(a, req.acceptProgressing) &&
-    !operationActive(a);
+    !a.revisionsKnown && a.syncStatus === "Synced" && healthOk(a, floored) && !operationActive(a);
   const ended = (a: TargetApp) => a.phase === "Failed" || a.phase === "Error";
   const failures = apps
     .filter(
@@ -883,7 +912,8 @@ function evaluate(
     };
   }
   const accepted = acceptedOf(judged);
-  const ok = (a: TargetApp) => isDone(a, req.revision, accepted, req.acceptProgressing);
+  const floored = floorSet(req);
+  const ok = (a: TargetApp) => isDone(a, req.revision, accepted, floored);
   const done = apps.filter(ok);
   const failed = apps.filter(
     (a) => !ok(a) && (a.syncRefused || failedAt(a, req.revision, accepted)),

@@ -515,7 +515,14 @@ export async function pendingPods(
       labelSelector: selector,
     }),
   );
-  return "value" in answer ? answer.value.items.length : 0;
+  // Pending also covers pods scheduled and still pulling images: only those no node can take.
+  return "value" in answer
+    ? answer.value.items.filter((pod) =>
+        (pod.status?.conditions ?? []).some(
+          (c) => c.type === "PodScheduled" && c.status === "False" && c.reason === "Unschedulable",
+        ),
+      ).length
+    : 0;
 }
 
 /**
@@ -657,22 +664,27 @@ export async function awaitCapacityStep(state: FailoverState): Promise<CapacityP
   // only at its deadline (pods Pending fail it then), not on every pass (no time on the path).
   if (argo?.status !== "SUCCEEDED" && !window.expired)
     return { ...progress(previous?.apps), status: "IN_PROGRESS" };
+  // Once Argo CD is done, the gate's time is the `gateSeconds` after that, whatever it finds.
+  const settling = argo?.status === "SUCCEEDED";
+  const expired = settling ? "settleExpired" in settle && settle.settleExpired : window.expired;
   let check: CapacityCheck;
   try {
     check = await checkCapacity(t, plan, state.plan.targetRegion, GATE_TIMEOUT_MS);
   } catch (e) {
     if (!(e instanceof SpokeUnreachable)) throw e;
-    if (!window.expired) return { ...progress(previous?.apps), status: "IN_PROGRESS" };
+    if (!expired) return { ...progress(previous?.apps), status: "IN_PROGRESS" };
     const failure = new TargetCapacityShort(
       `[AwaitCapacity] the target's spokes did not answer for ${c.gateSeconds}s; traffic was not moved`,
       [e.message],
     );
     return { ...progress(previous?.apps), status: "FAILED", error: failure.toData() };
   }
-  if (check.status === "SUCCEEDED") return { ...progress(check.apps), status: "SUCCEEDED" };
+  // Held only once Argo CD is done: a count read while it still rolls out proves nothing yet.
+  if (check.status === "SUCCEEDED" && settling)
+    return { ...progress(check.apps), status: "SUCCEEDED" };
   const pending = check.apps.some((a) => a.short.some((s) => PENDING.test(s)));
   const settled = "settleExpired" in settle && settle.settleExpired;
-  if ((window.expired && pending) || settled)
+  if (settling ? settled : window.expired && pending)
     return {
       ...progress(check.apps),
       status: "FAILED",
@@ -689,8 +701,7 @@ export async function awaitCapacityStep(state: FailoverState): Promise<CapacityP
 /**
  * The gate's time after Argo CD's rollout: it opens when Argo CD first reports SUCCEEDED and
  * closes `seconds` later, or at Argo CD's own deadline if that comes first (the apps phase has one
- * deadline). Like every poll window (functions/lib/poll.ts) it also closes after as many passes
- * as POLL_INTERVAL_SECONDS fit in it, where time runs compressed (the sandbox).
+ * deadline), like every poll window (functions/lib/poll.ts).
  */
 function settleWindow(
   previous: CapacityProgress | undefined,
@@ -702,12 +713,19 @@ function settleWindow(
   const settleStartedAt = previous?.settleStartedAt ?? argo.checkedAt ?? now.toISOString();
   const settlePolls = (previous?.settlePolls ?? 0) + 1;
   const since = (iso: string | undefined) => (now.getTime() - Date.parse(iso ?? "")) / 1000 || 0;
-  const settled = Math.max(since(settleStartedAt), settlePolls * POLL_INTERVAL_SECONDS);
-  const apps = Math.max(
-    since(argo.startedAt),
-    ((argo.polls ?? 0) + settlePolls) * POLL_INTERVAL_SECONDS,
-  );
-  return { settleStartedAt, settlePolls, settleExpired: settled >= seconds || apps >= appsSeconds };
+  // The waits the loop asked for since Argo CD's success, and before it in Argo CD's window.
+  const waited = previous?.settleStartedAt
+    ? (previous.settlePacedSeconds ?? 0) + (previous.nextWaitSeconds ?? 0)
+    : 0;
+  const argoWaited = (argo.pacedSeconds ?? 0) + (argo.nextWaitSeconds ?? 0);
+  // By the clock; or, where time runs compressed, once both the waits asked for and the passes
+  // (POLL_INTERVAL_SECONDS each, as every poll window) reach it: never before it in AWS time.
+  const over = (clock: number, asked: number, passes: number, limit: number) =>
+    clock >= limit || (asked >= limit && passes * POLL_INTERVAL_SECONDS >= limit);
+  const settleExpired =
+    over(since(settleStartedAt), waited, settlePolls, seconds) ||
+    over(since(argo.startedAt), argoWaited + waited, (argo.polls ?? 0) + settlePolls, appsSeconds);
+  return { settleStartedAt, settlePolls, settleExpired };
 }
 
 /**

@@ -167,8 +167,13 @@ async function appsPassive(
       ...(req.judge ? { judgeRevisions: req.judge(region) } : {}),
     });
     if (check.status === "SUCCEEDED") return null;
+    // A commit on top that makes the region active again: waiting cannot fence it. Other
+    // failures (a sync that failed, Git unreadable) may still clear: keep checking.
     if (check.status === "FAILED" && check.error)
-      return { reason: `its apps are not passive: ${check.error.message}`, final: true };
+      return {
+        reason: `its apps are not passive: ${check.error.message}`,
+        final: check.error.name === "RetargetUndone",
+      };
     const pending = check.pending.slice(0, 3).map((p) => `${p.name}: ${p.reason}`);
     return {
       reason: `${check.total - check.done} of ${check.total} apps not Synced at ${revision.slice(0, 7)} (passive) and Healthy (${pending.join("; ")})`,

@@ -20,8 +20,9 @@ export interface PollWindow {
 /**
  * Continues the window in `previous`, or opens a new one of `seconds` when there is none
  * (or when `stage` differs: each traffic stage has its own window). A window also ends after
- * `seconds / POLL_INTERVAL_SECONDS` polls: the loop stays bounded even where time runs
- * compressed (the sandbox) or a clock misbehaves.
+ * `seconds / POLL_INTERVAL_SECONDS` polls (for a paced loop, once the waits it asked for reach
+ * `seconds` too, never sooner): the loop stays bounded even where time runs compressed (the
+ * sandbox) or a clock misbehaves.
  */
 export function pollWindow(
   previous: PollProgress | undefined,
@@ -35,11 +36,19 @@ export function pollWindow(
     ? new Date(now.getTime() + seconds * 1000).toISOString()
     : (previous.deadline as string);
   const polls = (fresh ? 0 : (previous.polls ?? 0)) + 1;
+  // A paced loop (functions/lib/pace.ts) may poll more often than every POLL_INTERVAL_SECONDS:
+  // its count ends the window only once the waits it asked for reach the deadline too.
+  const asked =
+    fresh || previous.pacedSeconds === undefined
+      ? Number.POSITIVE_INFINITY
+      : previous.pacedSeconds + (previous.nextWaitSeconds ?? 0);
   return {
     startedAt,
     deadline,
     polls,
     checkedAt: now.toISOString(),
-    expired: now.getTime() >= Date.parse(deadline) || polls * POLL_INTERVAL_SECONDS >= seconds,
+    expired:
+      now.getTime() >= Date.parse(deadline) ||
+      (polls * POLL_INTERVAL_SECONDS >= seconds && asked >= seconds),
   };
 }

@@ -856,8 +856,6 @@ export async function awaitArgoSyncStep(state: FailoverState): Promise<ArgoProgr
   if (!revision)
     throw new TrafficPreconditionFailed("AwaitArgoSync ran without a commit (state.retarget.sha)");
   const previous: (ArgoProgress & PollNote) | undefined = state.argo;
-  // The loop goes on while the capacity gate waits: Argo CD's answer stands, no call is made.
-  if (previous?.status === "SUCCEEDED") return previous;
   const seconds = t.timeouts.argoSyncSeconds;
   const window = pollWindow(previous, seconds);
   const sha = revision.slice(0, 7);
@@ -939,19 +937,15 @@ const AURORA_CAPACITY_CALL_MS = 5_000;
 
 /**
  * An ungraceful run whose capacity parity committed floors and asks for less than all of them
- * Ready: Argo CD's Progressing (a rollout waiting for nodes) is enough here, since the capacity
- * gate in the same loop holds each floor to `minimumSuccessPercent` Ready before traffic moves.
- * Otherwise a target short of nodes would stay Progressing past Argo CD's deadline, and the
- * lower minimum would never take effect.
+ * Ready: the floors' Deployments (`namespace/name`), whose Progressing (a rollout waiting for
+ * nodes) Argo CD's check accepts, since the capacity gate in the same loop holds each floor to
+ * `minimumSuccessPercent` Ready before traffic moves. Otherwise a target short of nodes would stay
+ * Progressing past Argo CD's deadline, and the lower minimum would never take effect.
  */
-function progressingAccepted(state: FailoverState): boolean {
+function progressingAccepted(state: FailoverState): string[] {
   const c = state.plan.capacity;
-  return (
-    state.input.mode === "ungraceful" &&
-    c !== undefined &&
-    c.minimumSuccessPercent < 100 &&
-    c.apps.some((a) => a.committed !== null)
-  );
+  if (state.input.mode !== "ungraceful" || !c || c.minimumSuccessPercent >= 100) return [];
+  return c.apps.filter((a) => a.committed !== null).map((a) => a.app);
 }
 
 /**

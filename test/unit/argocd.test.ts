@@ -121,6 +121,8 @@ interface AppSpec {
   /** The operation has no syncResult yet (it failed before syncing). */
   noSyncResult?: boolean;
   automated?: boolean;
+  /** `status.resources`: each managed resource's kind, namespace, name and health. */
+  resources?: { kind: string; namespace: string; name: string; health: string }[];
 }
 
 /** A whole Application as a Get answers it. */
@@ -152,6 +154,17 @@ function app(a: AppSpec): Record<string, unknown> {
           : { revision: a.revision ?? SHA }),
       },
       health: { status: a.health ?? "Healthy" },
+      ...(a.resources
+        ? {
+            resources: a.resources.map(({ health, ...r }) => ({
+              group: r.kind === "Deployment" ? "apps" : "",
+              version: "v1",
+              ...r,
+              status: "Synced",
+              health: { status: health },
+            })),
+          }
+        : {}),
       ...(a.phase
         ? {
             operationState: {
@@ -560,30 +573,54 @@ describe("checkSync: what counts as done", () => {
     ]);
   });
 
-  it("with acceptProgressing (an ungraceful run's capacity minimum) counts Progressing as done, never Degraded, and names those apps", async () => {
+  it("with acceptProgressing (an ungraceful run's capacity floors) counts an app Progressing only because of a floored Deployment as done, never another resource or Degraded", async () => {
     // Prepare
+    const deployment = (name: string, health: string) => ({
+      kind: "Deployment",
+      namespace: "shop",
+      name,
+      health,
+    });
     const h = await startHub(
       argo([
         { name: "east-api" },
         { name: "east-db", health: "Degraded" },
-        { name: "east-web", health: "Progressing" },
+        {
+          name: "east-web",
+          health: "Progressing",
+          resources: [deployment("web", "Progressing"), deployment("api", "Healthy")],
+        },
+        {
+          name: "east-edge",
+          health: "Progressing",
+          resources: [
+            deployment("web", "Progressing"),
+            { kind: "Service", namespace: "shop", name: "edge", health: "Progressing" },
+          ],
+        },
+        {
+          name: "east-jobs",
+          health: "Progressing",
+          resources: [deployment("jobs", "Progressing")],
+        },
       ]),
     );
 
     // Act
     const result = await checkSync(
-      request([hub("hub-primary", h.url)], { acceptProgressing: true }),
+      request([hub("hub-primary", h.url)], { acceptProgressing: ["shop/web"] }),
     );
 
     // Assess
     expect(result).toMatchObject({
       status: "IN_PROGRESS",
-      total: 3,
+      total: 5,
       done: 2,
       progressing: ["east-web"],
       progressingCount: 1,
     });
-    expect(result.pending).toEqual([{ name: "east-db", reason: "Degraded" }]);
+    expect(result.pending.map((p) => p.name)).toEqual(["east-db", "east-edge", "east-jobs"]);
+    expect(h.requests[0]?.query.get("fields")).toContain("items.status.resources");
   });
 
   it("fails when an operation at the commit ended Failed, naming the app with Argo's message redacted", async () => {
