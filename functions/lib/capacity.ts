@@ -31,7 +31,7 @@ import {
 } from "./errors.ts";
 import type { RenderedEdit } from "./gitops.ts";
 import { EXPECTED_SECONDS, MIN_WAIT_SECONDS, paceOf } from "./pace.ts";
-import { POLL_INTERVAL_SECONDS, pollWindow } from "./poll.ts";
+import { pollsSpent, pollWindow } from "./poll.ts";
 import { getSecret } from "./secrets.ts";
 import { clusterClient, type SpokeClient } from "./spoke.ts";
 import type { CapacityProgress, FailoverState } from "./state.ts";
@@ -652,21 +652,24 @@ export async function awaitCapacityStep(state: FailoverState): Promise<CapacityP
   if (!c || !plan?.apps.some((a) => a.committed !== null))
     return { status: "SUCCEEDED", skipped: true, ...loopPace(undefined, argo) };
   const window = pollWindow(previous, c.gateSeconds);
+  // Once Argo CD is done, the gate's time is the `gateSeconds` after that, whatever it finds.
   const settle =
     argo?.status === "SUCCEEDED"
       ? settleWindow(previous, argo, c.gateSeconds, t.timeouts.argoSyncSeconds)
-      : {};
+      : undefined;
+  const settling = settle !== undefined;
+  const expired = settle ? settle.expired : window.expired;
   const progress = (apps: AppReadiness[] | undefined) => {
-    const p = { ...window, ...settle, ...(apps ? { apps } : {}) };
+    const p = {
+      ...window,
+      ...(settle ? { settleStartedAt: settle.startedAt, settlePolls: settle.polls } : {}),
+      ...(apps ? { apps } : {}),
+    };
     return { ...p, ...loopPace({ ...previous, ...p }, argo, previous) };
   };
   // While Argo CD is not done the apps are not ready whatever the gate finds: it reads the target
   // only at its deadline (pods Pending fail it then), not on every pass (no time on the path).
-  if (argo?.status !== "SUCCEEDED" && !window.expired)
-    return { ...progress(previous?.apps), status: "IN_PROGRESS" };
-  // Once Argo CD is done, the gate's time is the `gateSeconds` after that, whatever it finds.
-  const settling = argo?.status === "SUCCEEDED";
-  const expired = settling ? "settleExpired" in settle && settle.settleExpired : window.expired;
+  if (!settling && !expired) return { ...progress(previous?.apps), status: "IN_PROGRESS" };
   let check: CapacityCheck;
   try {
     check = await checkCapacity(t, plan, state.plan.targetRegion, GATE_TIMEOUT_MS);
@@ -683,8 +686,7 @@ export async function awaitCapacityStep(state: FailoverState): Promise<CapacityP
   if (check.status === "SUCCEEDED" && settling)
     return { ...progress(check.apps), status: "SUCCEEDED" };
   const pending = check.apps.some((a) => a.short.some((s) => PENDING.test(s)));
-  const settled = "settleExpired" in settle && settle.settleExpired;
-  if (settling ? settled : window.expired && pending)
+  if (expired && (settling || pending))
     return {
       ...progress(check.apps),
       status: "FAILED",
@@ -692,7 +694,7 @@ export async function awaitCapacityStep(state: FailoverState): Promise<CapacityP
         check.apps,
         c.gateSeconds,
         plan.minimumSuccessPercent,
-        settled && !pending ? "after Argo CD reported the commit Synced and Healthy" : "",
+        settling && !pending ? "after Argo CD reported the commit Synced and Healthy" : "",
       ).toData(),
     };
   return { ...progress(check.apps), status: "IN_PROGRESS" };
@@ -709,23 +711,21 @@ function settleWindow(
   seconds: number,
   appsSeconds: number,
   now = new Date(),
-): { settleStartedAt: string; settlePolls: number; settleExpired: boolean } {
-  const settleStartedAt = previous?.settleStartedAt ?? argo.checkedAt ?? now.toISOString();
-  const settlePolls = (previous?.settlePolls ?? 0) + 1;
+): { startedAt: string; polls: number; expired: boolean } {
+  const startedAt = previous?.settleStartedAt ?? argo.checkedAt ?? now.toISOString();
+  const polls = (previous?.settlePolls ?? 0) + 1;
   const since = (iso: string | undefined) => (now.getTime() - Date.parse(iso ?? "")) / 1000 || 0;
   // The waits the loop asked for since Argo CD's success, and before it in Argo CD's window.
   const waited = previous?.settleStartedAt
     ? (previous.settlePacedSeconds ?? 0) + (previous.nextWaitSeconds ?? 0)
     : 0;
   const argoWaited = (argo.pacedSeconds ?? 0) + (argo.nextWaitSeconds ?? 0);
-  // By the clock; or, where time runs compressed, once both the waits asked for and the passes
-  // (POLL_INTERVAL_SECONDS each, as every poll window) reach it: never before it in AWS time.
-  const over = (clock: number, asked: number, passes: number, limit: number) =>
-    clock >= limit || (asked >= limit && passes * POLL_INTERVAL_SECONDS >= limit);
-  const settleExpired =
-    over(since(settleStartedAt), waited, settlePolls, seconds) ||
-    over(since(argo.startedAt), argoWaited + waited, (argo.polls ?? 0) + settlePolls, appsSeconds);
-  return { settleStartedAt, settlePolls, settleExpired };
+  const expired =
+    since(startedAt) >= seconds ||
+    pollsSpent(polls, waited, seconds) ||
+    since(argo.startedAt) >= appsSeconds ||
+    pollsSpent((argo.polls ?? 0) + polls, argoWaited + waited, appsSeconds);
+  return { startedAt, polls, expired };
 }
 
 /**

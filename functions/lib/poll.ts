@@ -36,8 +36,6 @@ export function pollWindow(
     ? new Date(now.getTime() + seconds * 1000).toISOString()
     : (previous.deadline as string);
   const polls = (fresh ? 0 : (previous.polls ?? 0)) + 1;
-  // A paced loop (functions/lib/pace.ts) may poll more often than every POLL_INTERVAL_SECONDS:
-  // its count ends the window only once the waits it asked for reach the deadline too.
   const asked =
     fresh || previous.pacedSeconds === undefined
       ? Number.POSITIVE_INFINITY
@@ -47,8 +45,16 @@ export function pollWindow(
     deadline,
     polls,
     checkedAt: now.toISOString(),
-    expired:
-      now.getTime() >= Date.parse(deadline) ||
-      (polls * POLL_INTERVAL_SECONDS >= seconds && asked >= seconds),
+    expired: now.getTime() >= Date.parse(deadline) || pollsSpent(polls, asked, seconds),
   };
+}
+
+/**
+ * Where time runs compressed (the sandbox), a window of `seconds` is over once its `polls`
+ * (POLL_INTERVAL_SECONDS each) reach it; for a paced loop (functions/lib/pace.ts), which may poll
+ * more often, only once the waits it asked for (`askedSeconds`) reach it too: never before its
+ * deadline in AWS time.
+ */
+export function pollsSpent(polls: number, askedSeconds: number, seconds: number): boolean {
+  return polls * POLL_INTERVAL_SECONDS >= seconds && askedSeconds >= seconds;
 }
