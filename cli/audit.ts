@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
-import { DescribeExecutionCommand, GetExecutionHistoryCommand } from "@aws-sdk/client-sfn";
+import { DescribeExecutionCommand, paginateGetExecutionHistory } from "@aws-sdk/client-sfn";
 import type { Command } from "commander";
 import { SIGNING_KEY_FILE } from "../functions/lib/anchor.ts";
 import {
@@ -238,17 +238,11 @@ async function executionAnchor(arn: string): Promise<Loaded["anchor"]> {
     const report = (parseJson(described.output) as { report?: unknown })?.report;
     const output = anchorIn(report);
     if (output) return { source, value: output, doc: report };
-    let nextToken: string | undefined;
-    do {
-      const page = await client.send(
-        new GetExecutionHistoryCommand({
-          executionArn: arn,
-          reverseOrder: true,
-          includeExecutionData: true,
-          maxResults: 1000,
-          nextToken,
-        }),
-      );
+    const pages = paginateGetExecutionHistory(
+      { client },
+      { executionArn: arn, reverseOrder: true, includeExecutionData: true, maxResults: 1000 },
+    );
+    for await (const page of pages) {
       for (const e of page.events ?? []) {
         const exited = e.stateExitedEventDetails;
         if (exited?.name !== "Report" && exited?.name !== "RecordFailure") continue;
@@ -256,8 +250,7 @@ async function executionAnchor(arn: string): Promise<Loaded["anchor"]> {
         const value = anchorIn(report);
         if (value) return { source, value, doc: report };
       }
-      nextToken = page.nextToken;
-    } while (nextToken);
+    }
     return { missing: `the history of ${arn} holds no Report or RecordFailure output` };
   } catch (e) {
     return { missing: `could not read ${arn} from Step Functions (${describe(e)})` };

@@ -14,9 +14,9 @@ import {
   DescribeExecutionCommand,
   type DescribeExecutionCommandOutput,
   type ExecutionStatus,
-  GetExecutionHistoryCommand,
   type HistoryEvent,
   ListExecutionsCommand,
+  paginateGetExecutionHistory,
   SFNClient,
   StartExecutionCommand,
 } from "@aws-sdk/client-sfn";
@@ -204,46 +204,32 @@ async function history(
   arn: string,
   includeExecutionData: boolean,
 ): Promise<HistoryEvent[]> {
-  const events: HistoryEvent[] = [];
-  let nextToken: string | undefined;
-  do {
-    const page = await call(`reading the history of ${nameOf(arn)}`, () =>
-      conn.client.send(
-        new GetExecutionHistoryCommand({
-          executionArn: arn,
-          maxResults: 1000,
-          includeExecutionData,
-          ...(nextToken ? { nextToken } : {}),
-        }),
-      ),
+  return call(`reading the history of ${nameOf(arn)}`, async () => {
+    const events: HistoryEvent[] = [];
+    const pages = paginateGetExecutionHistory(
+      { client: conn.client },
+      { executionArn: arn, maxResults: 1000, includeExecutionData },
     );
-    events.push(...(page.events ?? []));
-    nextToken = page.nextToken;
-  } while (nextToken);
-  return events.sort((a, b) => (a.id ?? 0) - (b.id ?? 0));
+    for await (const page of pages) events.push(...(page.events ?? []));
+    return events.sort((a, b) => (a.id ?? 0) - (b.id ?? 0));
+  });
 }
 
 /** Events newer than `after`, oldest first: reads the history backwards until it reaches `after`. */
 async function newEvents(conn: Connection, arn: string, after: number): Promise<HistoryEvent[]> {
-  const fresh: HistoryEvent[] = [];
-  let nextToken: string | undefined;
-  do {
-    const page = await call(`reading the history of ${nameOf(arn)}`, () =>
-      conn.client.send(
-        new GetExecutionHistoryCommand({
-          executionArn: arn,
-          reverseOrder: true,
-          maxResults: 100,
-          includeExecutionData: false,
-          ...(nextToken ? { nextToken } : {}),
-        }),
-      ),
+  return call(`reading the history of ${nameOf(arn)}`, async () => {
+    const fresh: HistoryEvent[] = [];
+    const pages = paginateGetExecutionHistory(
+      { client: conn.client },
+      { executionArn: arn, reverseOrder: true, maxResults: 100, includeExecutionData: false },
     );
-    const events = page.events ?? [];
-    fresh.push(...events.filter((e) => (e.id ?? 0) > after));
-    nextToken = events.some((e) => (e.id ?? 0) <= after) ? undefined : page.nextToken;
-  } while (nextToken);
-  return fresh.sort((a, b) => (a.id ?? 0) - (b.id ?? 0));
+    for await (const page of pages) {
+      const events = page.events ?? [];
+      fresh.push(...events.filter((e) => (e.id ?? 0) > after));
+      if (events.some((e) => (e.id ?? 0) <= after)) break;
+    }
+    return fresh.sort((a, b) => (a.id ?? 0) - (b.id ?? 0));
+  });
 }
 
 const nameOf = (arn: string) => arn.split(":").at(-1) ?? arn;

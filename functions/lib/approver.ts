@@ -7,8 +7,8 @@
  * topology list (`approvers`) narrows who may answer at all.
  */
 import {
-  GetExecutionHistoryCommand,
   type HistoryEvent,
+  paginateGetExecutionHistory,
   SendTaskFailureCommand,
   SendTaskSuccessCommand,
 } from "@aws-sdk/client-sfn";
@@ -84,22 +84,12 @@ export function pendingToken(events: HistoryEvent[]): string | undefined {
 }
 
 async function tokenOf(arn: string): Promise<string | undefined> {
-  const client = sfnClient(regionOfArn(arn));
   const events: HistoryEvent[] = [];
-  let nextToken: string | undefined;
-  do {
-    const page = await client.send(
-      new GetExecutionHistoryCommand({
-        executionArn: arn,
-        reverseOrder: true,
-        includeExecutionData: true,
-        maxResults: 1000,
-        nextToken,
-      }),
-    );
-    events.push(...(page.events ?? []));
-    nextToken = page.nextToken;
-  } while (nextToken);
+  const pages = paginateGetExecutionHistory(
+    { client: sfnClient(regionOfArn(arn)) },
+    { executionArn: arn, reverseOrder: true, includeExecutionData: true, maxResults: 1000 },
+  );
+  for await (const page of pages) events.push(...(page.events ?? []));
   return pendingToken(events.sort((a, b) => (a.id ?? 0) - (b.id ?? 0)));
 }
 
